@@ -1,0 +1,1 @@
+"""The ``annotation-reconciler`` command line (operators' entry point)."""

@@ -1,0 +1,29 @@
+"""``annotation-reconciler``: migrate, ingest, scan, purge, status, approve, release, local."""
+
+from __future__ import annotations
+
+import click
+
+from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.ledger import migrate as ledger_migrate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Keep the portal's annotation rows true to its S3 bucket."""
+
+
+@cli.command()
+@click.option("--db-url", envvar="RECONCILER_DB_URL", help="Database URL (default: $RECONCILER_DB_URL).")
+def migrate(db_url: str | None) -> None:
+    """Create or upgrade the reconciler's own tables (never the portal's alembic_version)."""
+    engine = engine_from(db_url)
+    try:
+        before = ledger_migrate.current_revision(engine)
+        after = ledger_migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"reconciler schema already at {after}")
+    else:
+        click.echo(f"reconciler schema upgraded from {before or 'nothing'} to {after}")

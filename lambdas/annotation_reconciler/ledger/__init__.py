@@ -1,0 +1,1 @@
+"""The reconciler's own tables (the quarantine ledger) and their Alembic migrations."""

@@ -1,0 +1,37 @@
+"""The index on the portal's annotation(s3_metadata_path) that the reconciler's lookups need.
+
+Created only if missing, and CONCURRENTLY so that a live portal database keeps serving
+writes. A leftover INVALID index (from an interrupted concurrent build) is rebuilt.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+INDEX = "ix_annotation_s3_metadata_path"
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    invalid = bind.exec_driver_sql(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s AND NOT i.indisvalid",
+        (INDEX,),
+    ).first()
+    with op.get_context().autocommit_block():
+        # Alembic reads the isolation level before switching to AUTOCOMMIT, and under pg8000 that
+        # read opens a transaction; end it, or PostgreSQL refuses the concurrent build.
+        op.execute("COMMIT")
+        if invalid:
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+        op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON annotation (s3_metadata_path)")
+
+
+def downgrade() -> None:
+    # The index may have existed before us (the portal may add it): leaving it is always safe.
+    pass

@@ -1,0 +1,89 @@
+"""The reconciler's own tables. They are created only by the migrations in ``ledger/migrations``."""
+
+from __future__ import annotations
+
+import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Status(StrEnum):
+    """Where a stale annotation stands in its life."""
+
+    QUARANTINED = "quarantined"  # metadata gone; waiting for the grace period to pass
+    RELEASED = "released"  # metadata seen again; nothing will be deleted
+    PURGED = "purged"  # deleted from the portal tables; snapshot kept
+    HELD = "held"  # the mass-deletion guard stopped it; an operator must approve
+
+
+class Source(StrEnum):
+    """Which path found the annotation stale."""
+
+    EVENT = "event"
+    SCAN = "scan"
+    IMPORTER = "importer"
+    CLI = "cli"
+
+
+OPEN_STATUSES = (Status.QUARANTINED.value, Status.HELD.value)
+
+
+class LedgerBase(DeclarativeBase):
+    """Declarative base for the reconciler's own tables."""
+
+
+class AnnotationQuarantine(LedgerBase):
+    """One stale annotation's life: quarantined, then released, purged or held."""
+
+    __tablename__ = "annotation_quarantine"
+    __table_args__ = (
+        Index(
+            "uq_annotation_quarantine_open",
+            "annotation_id",
+            unique=True,
+            postgresql_where=text("status IN ('quarantined', 'held')"),
+        ),
+        Index("ix_annotation_quarantine_due", "status", "purge_after"),
+        Index("ix_annotation_quarantine_dataset", "dataset_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    annotation_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    s3_metadata_path: Mapped[str] = mapped_column(String, nullable=False)
+    metadata_key: Mapped[str | None] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(String, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    detected_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    purge_after: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String)
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class MissingAnnotationFile(LedgerBase):
+    """An annotation data file whose object was removed from S3; reported, never deleted for."""
+
+    __tablename__ = "missing_annotation_file"
+    __table_args__ = (
+        Index(
+            "uq_missing_annotation_file_open",
+            "annotation_file_id",
+            unique=True,
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    annotation_file_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    annotation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    s3_path: Mapped[str] = mapped_column(String, nullable=False)
+    removed_key: Mapped[str] = mapped_column(String, nullable=False)
+    detected_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

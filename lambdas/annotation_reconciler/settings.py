@@ -1,0 +1,198 @@
+"""One typed, validated settings object built from the environment.
+
+Every problem is collected and reported at once, each naming the variable and what to set::
+
+    >>> settings = Settings.from_env({"RECONCILER_DB_URL": "postgresql+pg8000://u@h/db",
+    ...                               "RECONCILER_BUCKET": "cryoet-data-portal-public"})
+    >>> settings.dry_run, settings.grace_period_hours, settings.s3_prefix
+    (True, 72.0, 's3://cryoet-data-portal-public/')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class SettingsError(ValueError):
+    """The environment holds a value the reconciler refuses; the message says what to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Read a strict boolean: true/false, 1/0, yes/no, on/off (any case); anything else is refused."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean: set it to 'true' or 'false'")
+
+
+def validate_bucket(name: str, raw: str) -> str:
+    """Check an S3 bucket name (no scheme, no slash)."""
+    if not _BUCKET_RE.match(raw) or ".." in raw:
+        raise ValueError(
+            f"{name}={raw!r} is not an S3 bucket name: give the bare name, e.g. 'cryoet-data-portal-public'"
+        )
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the reconciler needs to run; build it with :meth:`from_env`."""
+
+    bucket: str
+    db_url: str | None = None
+    db_secret_arn: str | None = None
+    s3_prefix: str = ""
+    dry_run: bool = True
+    grace_period_hours: float = 72.0
+    allow_short_grace: bool = False
+    max_purge_fraction: float = 0.1
+    work_queue_url: str | None = None
+    inventory_manifest: str | None = None
+    scan_page_limit: int = 200
+
+    @property
+    def grace_period(self) -> timedelta:
+        return timedelta(hours=self.grace_period_hours)
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as a dict fit for logs: the database URL loses its password."""
+        from sqlalchemy.engine import make_url
+
+        url = None
+        if self.db_url:
+            try:
+                url = make_url(self.db_url).render_as_string(hide_password=True)
+            except Exception:
+                url = "<unparseable>"
+        return {
+            "bucket": self.bucket,
+            "db_url": url,
+            "db_secret_arn": self.db_secret_arn,
+            "s3_prefix": self.s3_prefix,
+            "dry_run": self.dry_run,
+            "grace_period_hours": self.grace_period_hours,
+            "max_purge_fraction": self.max_purge_fraction,
+            "work_queue_url": self.work_queue_url,
+            "inventory_manifest": self.inventory_manifest,
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_db: bool = True) -> Settings:
+        """Build and validate settings from ``env`` (default: ``os.environ``).
+
+        Raises :class:`SettingsError` listing every problem found.
+        """
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return parse(name, raw.strip())
+            except ValueError as exc:
+                problems.append(str(exc))
+                return default
+
+        bucket = env.get("RECONCILER_BUCKET", "").strip()
+        if not bucket:
+            problems.append("RECONCILER_BUCKET is not set: set it to the portal bucket's name")
+        else:
+            try:
+                validate_bucket("RECONCILER_BUCKET", bucket)
+            except ValueError as exc:
+                problems.append(str(exc))
+
+        db_url = env.get("RECONCILER_DB_URL", "").strip() or None
+        db_secret_arn = env.get("RECONCILER_DB_SECRET_ARN", "").strip() or None
+        if require_db and not db_url and not db_secret_arn:
+            problems.append(
+                "no database configured: set RECONCILER_DB_URL (postgresql+pg8000://user@host:port/db) "
+                "or RECONCILER_DB_SECRET_ARN (a Secrets Manager RDS secret)"
+            )
+
+        s3_prefix = env.get("RECONCILER_S3_PREFIX", "").strip() or (f"s3://{bucket}/" if bucket else "")
+        if bucket and s3_prefix.startswith("s3://") and not s3_prefix.startswith(f"s3://{bucket}/"):
+            problems.append(
+                f"RECONCILER_S3_PREFIX={s3_prefix!r} names another bucket than RECONCILER_BUCKET={bucket!r}: "
+                f"use 's3://{bucket}/' or a prefix inside it"
+            )
+
+        dry_run = get("RECONCILER_DRY_RUN", parse_bool, True)
+        allow_short = get("RECONCILER_ALLOW_SHORT_GRACE", parse_bool, False)
+        grace = get("RECONCILER_GRACE_PERIOD_HOURS", _parse_number, 72.0)
+        if grace < 0:
+            problems.append(f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is negative: use a number of hours >= 1")
+        elif grace < 1 and not allow_short:
+            problems.append(
+                f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is under one hour: use >= 1, "
+                "or set RECONCILER_ALLOW_SHORT_GRACE=true for tests and demos"
+            )
+        fraction = get("RECONCILER_MAX_PURGE_FRACTION", _parse_number, 0.1)
+        if not 0 < fraction <= 1:
+            problems.append(
+                f"RECONCILER_MAX_PURGE_FRACTION={fraction:g} is out of range: use a fraction in (0, 1], e.g. 0.1"
+            )
+        page_limit = get("RECONCILER_SCAN_PAGE_LIMIT", _parse_int, 200)
+        if page_limit < 1:
+            problems.append(f"RECONCILER_SCAN_PAGE_LIMIT={page_limit} must be a positive number of LIST pages")
+        work_queue_url = env.get("RECONCILER_WORK_QUEUE_URL", "").strip() or None
+        if work_queue_url and not work_queue_url.startswith(("https://", "http://")):
+            problems.append(f"RECONCILER_WORK_QUEUE_URL={work_queue_url!r} is not a queue URL (https://...)")
+        inventory = env.get("RECONCILER_INVENTORY_MANIFEST", "").strip() or None
+        if inventory and not inventory.startswith("s3://"):
+            problems.append(
+                f"RECONCILER_INVENTORY_MANIFEST={inventory!r} must be an s3:// URL of a manifest.json "
+                "or of the inventory prefix"
+            )
+        if problems:
+            raise SettingsError(problems)
+        return cls(
+            bucket=bucket,
+            db_url=db_url,
+            db_secret_arn=db_secret_arn,
+            s3_prefix=s3_prefix,
+            dry_run=dry_run,
+            grace_period_hours=grace,
+            allow_short_grace=allow_short,
+            max_purge_fraction=fraction,
+            work_queue_url=work_queue_url,
+            inventory_manifest=inventory,
+            scan_page_limit=page_limit,
+        )
+
+
+def _parse_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None

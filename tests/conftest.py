@@ -1,0 +1,84 @@
+"""Shared fixtures: a real PostgreSQL (started once per session), fresh databases, moto S3/SQS."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from sqlalchemy import Engine
+
+from annotation_reconciler.db import make_engine
+from annotation_reconciler.local.databases import DatabaseFactory
+from annotation_reconciler.local.moto_server import LocalMotoServer, use_dummy_credentials
+from annotation_reconciler.local.postgres import LocalPostgres
+
+BUCKET = "cryoet-data-portal-public"
+REGION = "us-west-2"
+
+use_dummy_credentials()
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """RECONCILER_TEST_DATABASE_URL if set, else a throwaway server started for this session."""
+    given = os.environ.get("RECONCILER_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with LocalPostgres() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def db_factory(pg_server_url: str, worker_id: str) -> DatabaseFactory:
+    return DatabaseFactory(pg_server_url, template=f"reconciler_template_{worker_id}")
+
+
+@pytest.fixture
+def db_url(db_factory: DatabaseFactory, worker_id: str) -> Iterator[str]:
+    """A fresh database (portal schema + our migrations) for each test."""
+    name = f"test_{worker_id}"
+    url = db_factory.fresh(name)
+    yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """In-process moto for S3, SQS, EventBridge and Secrets Manager."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return client
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalMotoServer]:
+    """A real-HTTP moto server on 127.0.0.1, shared by the session (reset per test by users)."""
+    with LocalMotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: LocalMotoServer) -> str:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server.endpoint_url}/moto-api/reset", method="POST"))
+    return moto_server.endpoint_url

@@ -1,0 +1,76 @@
+"""The synthetic portal writes the layout and the rows it claims."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
+from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+
+SPEC = PortalSpec(datasets=2, runs_per_dataset=3, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3,
+                  zarr_chunks_per_annotation=2, odd_run_names=True)  # fmt: skip
+
+
+def _all_keys(s3: Any, bucket: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def test_bucket_layout(s3: Any) -> None:
+    portal = build_portal(SPEC)
+    written = write_bucket(s3, portal)
+    keys = _all_keys(s3, SPEC.bucket)
+    annotations = 2 * 3 * 2 * 3
+    # per annotation: metadata + ndjson + mrc + .zattrs + caption decoy + 2 zarr chunks = 7
+    assert len(keys) == written == 2 + 2 * 3 + annotations * 7
+    kinds = Counter(classify_key(k) for k in keys)
+    assert kinds[KeyKind.METADATA] == annotations
+    assert kinds[KeyKind.DATA_FILE] == annotations * 6
+    assert sum(k.endswith("_globalcaption.json") for k in keys) == annotations
+    assert "10001/TS 1+2 é/run_metadata.json" in keys
+    doc = json.loads(s3.get_object(Bucket=SPEC.bucket, Key=portal.annotations[0].metadata_key)["Body"].read())
+    assert doc["annotation_ingest_id"] == "100-ribosome-1.0"
+    assert {f["shape"] for f in doc["files"]} == {"Point", "SegmentationMask"}
+    for f in doc["files"]:
+        if f["format"] != "zarr":
+            assert f["path"] in keys
+
+
+@pytest.mark.parametrize("style", ["s3", "relative", "bucket", "mixed"])
+def test_rows(engine: Engine, style: str) -> None:
+    spec = PortalSpec(datasets=2, runs_per_dataset=2, annotations_per_voxel_spacing=4, path_style=style,  # type: ignore[arg-type]
+                      legacy_every=4)  # fmt: skip
+    portal = build_portal(spec)
+    ids = write_rows(engine, portal)
+    layout = BucketLayout.from_prefix(spec.bucket)
+    with engine.connect() as conn:
+        counts = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()  # noqa: S608
+            for t in ("dataset", "run", "tomogram_voxel_spacing", "annotation", "annotation_shape",
+                      "annotation_file", "annotation_author", "annotation_method_link")
+        }  # fmt: skip
+        paths = dict(conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all())
+        legacy = conn.execute(text("SELECT count(*) FROM annotation WHERE tomogram_voxel_spacing_id IS NULL")).scalar()
+    assert counts == {
+        "dataset": 2, "run": 4, "tomogram_voxel_spacing": 4, "annotation": 16, "annotation_shape": 32,
+        "annotation_file": 48, "annotation_author": 32, "annotation_method_link": 16,
+    }  # fmt: skip
+    assert legacy == 4
+    assert {layout.to_key(p): i for i, p in paths.items()} == ids
+    prefixes = {p.split("10001/")[0] for p in paths.values() if "10001/" in p}
+    expected = {"s3": {"s3://cryoet-data-portal-public/"}, "relative": {""},
+                "bucket": {"cryoet-data-portal-public/"}}.get(style)  # fmt: skip
+    assert prefixes == (expected or {"s3://cryoet-data-portal-public/", "", "cryoet-data-portal-public/"})
+
+
+def test_rows_twice_appends_with_new_ids(engine: Engine) -> None:
+    first = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
+    second = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1, first_dataset_id=20001)))
+    assert not set(first.values()) & set(second.values())

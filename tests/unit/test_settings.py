@@ -1,0 +1,62 @@
+"""settings.py: defaults, strict parsing, and one clear message per problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotation_reconciler.settings import Settings, SettingsError
+
+BASE = {
+    "RECONCILER_DB_URL": "postgresql+pg8000://u:hunter2@db/portal",
+    "RECONCILER_BUCKET": "cryoet-data-portal-public",
+}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.dry_run, s.grace_period_hours, s.max_purge_fraction) == (True, 72.0, 0.1)
+    assert s.s3_prefix == "s3://cryoet-data-portal-public/"
+    assert "hunter2" not in str(s.redacted()) and "***" in str(s.redacted())
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("FALSE", False), ("0", False), ("yes", True), ("Off", False)]
+)
+def test_dry_run_values(raw: str, value: bool) -> None:
+    assert Settings.from_env({**BASE, "RECONCILER_DRY_RUN": raw}).dry_run is value
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RECONCILER_DRY_RUN": "flase"}, "RECONCILER_DRY_RUN='flase' is not a boolean"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "-1"}, "is negative"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "0.5"}, "RECONCILER_ALLOW_SHORT_GRACE=true"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "nan"}, "not a finite number"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "3 days"}, "is not a number"),
+        ({"RECONCILER_MAX_PURGE_FRACTION": "0"}, "out of range"),
+        ({"RECONCILER_MAX_PURGE_FRACTION": "1.5"}, "out of range"),
+        ({"RECONCILER_BUCKET": "s3://cryoet-data-portal-public"}, "is not an S3 bucket name"),
+        ({"RECONCILER_BUCKET": ""}, "RECONCILER_BUCKET is not set"),
+        ({"RECONCILER_DB_URL": ""}, "no database configured"),
+        ({"RECONCILER_S3_PREFIX": "s3://other-bucket/"}, "names another bucket"),
+        ({"RECONCILER_WORK_QUEUE_URL": "my-queue"}, "is not a queue URL"),
+        ({"RECONCILER_INVENTORY_MANIFEST": "/tmp/manifest.json"}, "must be an s3:// URL"),
+        ({"RECONCILER_SCAN_PAGE_LIMIT": "0"}, "positive number"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**BASE, **env})
+    assert message in str(info.value)
+
+
+def test_short_grace_allowed_when_asked() -> None:
+    env = {**BASE, "RECONCILER_GRACE_PERIOD_HOURS": "0.001", "RECONCILER_ALLOW_SHORT_GRACE": "true"}
+    assert Settings.from_env(env).grace_period.total_seconds() == pytest.approx(3.6)
+
+
+def test_every_problem_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"RECONCILER_DRY_RUN": "maybe", "RECONCILER_GRACE_PERIOD_HOURS": "-3"})
+    assert len(info.value.problems) == 4  # bucket, database, dry run, grace
