@@ -64,6 +64,8 @@ class AnnotationQuarantine(LedgerBase):
     purge_after: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     resolution: Mapped[str | None] = mapped_column(String)
+    approved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_by: Mapped[str | None] = mapped_column(String)
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 

@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("purge_after", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True)),
         sa.Column("resolution", sa.String),
+        sa.Column("approved_at", sa.DateTime(timezone=True)),
+        sa.Column("approved_by", sa.String),
         sa.Column("snapshot", JSONB),
         sa.CheckConstraint(
             "status IN ('quarantined', 'released', 'purged', 'held')", name="ck_annotation_quarantine_status"

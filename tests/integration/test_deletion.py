@@ -1,0 +1,106 @@
+"""The shared deletion routine: children first, set-based, one transaction, audited."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
+from annotation_reconciler.portal.deletion import delete_annotations
+
+TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+
+
+def orphans(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("""SELECT (SELECT count(*) FROM annotation_shape s LEFT JOIN annotation a ON a.id = s.annotation_id
+                            WHERE a.id IS NULL)
+                         + (SELECT count(*) FROM annotation_file f LEFT JOIN annotation_shape s
+                            ON s.id = f.annotation_shape_id WHERE s.id IS NULL)
+                         + (SELECT count(*) FROM annotation_author w LEFT JOIN annotation a ON a.id = w.annotation_id
+                            WHERE a.id IS NULL)
+                         + (SELECT count(*) FROM annotation_method_link m LEFT JOIN annotation a
+                            ON a.id = m.annotation_id WHERE a.id IS NULL)""")
+        ).scalar_one()
+
+
+def test_deletes_children_and_audits(engine: Engine) -> None:
+    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2)))
+    victims = sorted(ids.values())[:2]
+    before = counts(engine)
+    with engine.begin() as conn:
+        result = delete_annotations(conn, victims, source=Source.CLI, reason="metadata missing")
+    after = counts(engine)
+    assert result.annotation_ids == victims
+    assert result.rows == {"annotation_file": 6, "annotation_shape": 4, "annotation_author": 4,
+                           "annotation_method_link": 2, "annotation": 2}  # fmt: skip
+    assert {t: before[t] - after[t] for t in TABLES} == {
+        "annotation": 2, "annotation_shape": 4, "annotation_file": 6, "annotation_author": 4,
+        "annotation_method_link": 2,
+    }  # fmt: skip
+    assert orphans(engine) == 0
+    with engine.connect() as conn:
+        ledger = conn.execute(
+            text("SELECT annotation_id, status, source, snapshot, dataset_id FROM annotation_quarantine ORDER BY 1")
+        ).all()
+    assert [(r.annotation_id, r.status, r.source, r.dataset_id) for r in ledger] == [
+        (victims[0], "purged", "cli", 10001), (victims[1], "purged", "cli", 10001)
+    ]  # fmt: skip
+    snap = ledger[0].snapshot
+    assert snap["annotation"]["id"] == victims[0]
+    assert len(snap["annotation_file"]) == 3 and len(snap["annotation_author"]) == 2
+
+
+def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
+    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
+    victim = min(ids.values())
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
+                 " detected_at, purge_after) VALUES (:id, 'p', 'event', 'ObjectRemoved', 'quarantined', now(), now())"),
+            {"id": victim},
+        )  # fmt: skip
+        delete_annotations(conn, [victim], source=Source.EVENT, reason="grace period over")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()
+    assert rows == [("purged", "event", True)]
+
+
+def test_statement_count_does_not_grow(engine: Engine) -> None:
+    ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=10))).values())
+    statements: Counter[str] = Counter()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(*args: object) -> None:
+        statements["n"] += 1
+
+    with engine.begin() as conn:
+        delete_annotations(conn, ids[:1], source=Source.CLI, reason="r")
+    small = statements["n"]
+    statements.clear()
+    with engine.begin() as conn:
+        delete_annotations(conn, ids[1:], source=Source.CLI, reason="r")
+    assert statements["n"] == small
+
+
+def test_rolls_back_whole_batch_on_error(engine: Engine) -> None:
+    ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2))).values())
+    before = counts(engine)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        delete_annotations(conn, ids[:3], source=Source.CLI, reason="r")
+        raise RuntimeError("connection lost")
+    assert counts(engine) == before
+
+
+def test_missing_ids_are_ignored(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert delete_annotations(conn, [999_999], source=Source.CLI, reason="r").deleted == 0
