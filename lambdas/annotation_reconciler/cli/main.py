@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from annotation_reconciler.cli import operate
 from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.cli.local import local as local_command
 from annotation_reconciler.ledger import migrate as ledger_migrate
 
 
@@ -27,3 +29,11 @@ def migrate(db_url: str | None) -> None:
         click.echo(f"reconciler schema already at {after}")
     else:
         click.echo(f"reconciler schema upgraded from {before or 'nothing'} to {after}")
+
+
+cli.add_command(operate.scan)
+cli.add_command(operate.purge)
+cli.add_command(operate.status)
+cli.add_command(operate.approve)
+cli.add_command(operate.release)
+cli.add_command(local_command)

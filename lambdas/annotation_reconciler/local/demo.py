@@ -1,46 +1,246 @@
-"""``make demo``: the reconciler on embedded defaults (a throwaway PostgreSQL and a local moto S3)."""
+"""``make demo``: the reconciler end to end, event by event, on embedded defaults.
+
+A throwaway PostgreSQL and a moto server on 127.0.0.1, a synthetic portal ingested by the
+project's importer, bucket notifications to a local SQS queue, and the real Lambda handlers
+driven by a local runtime. :func:`run_story` plays the story and returns the final counts, so a
+test can run it headless.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import boto3
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer
 from annotation_reconciler.local.postgres import LocalPostgres
-from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
+from annotation_reconciler.local.stack import LocalStack
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
+from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 
-TABLES = ("dataset", "run", "tomogram_voxel_spacing", "annotation", "annotation_shape", "annotation_file",
-          "annotation_author", "annotation_method_link", "annotation_quarantine")  # fmt: skip
+TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+STATUSES = ("quarantined", "released", "held", "purged")
+GRACE_SECONDS = 2.0
+DEMO_SPEC = PortalSpec(datasets=3, runs_per_dataset=8, annotations_per_voxel_spacing=8, zarr_chunks_per_annotation=1,
+                       odd_run_names=True)  # fmt: skip
 
 
-def main() -> int:
-    console = Console()
+@dataclass
+class Summary:
+    before: dict[str, int] = field(default_factory=dict)
+    after: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, int] = field(default_factory=dict)
+    stale_left: int = -1  # annotations left in the database whose metadata is not in S3
+    expected_purged: set[int] = field(default_factory=set)
+    purged: set[int] = field(default_factory=set)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+
+
+def ledger_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows: dict[str, int] = dict(
+            conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
+        )
+    return {s: int(rows.get(s, 0)) for s in STATUSES}
+
+
+class Story:
+    """The demo's scenes; each narrates, acts through S3 and the handlers, and shows the result."""
+
+    def __init__(self, console: Console, engine: Engine, stack: LocalStack, portal: SyntheticPortal,
+                 ids: dict[str, int], sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self.console, self.engine, self.stack, self.portal, self.ids = console, engine, stack, portal, ids
+        self.bucket = portal.spec.bucket
+        self.sleep = sleep
+        self.summary = Summary()
+
+    def say(self, title: str, body: str = "") -> None:
+        self.console.rule(f"[bold cyan]{title}")
+        if body:
+            self.console.print(body)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.stack.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def deliver(self) -> int:
+        """Let the local event source mapping drain the events queue into handle_events."""
+        return sum(o.received for o in self.stack.events.drain())
+
+    def ledger_table(self, title: str) -> None:
+        table = Table(title=title)
+        for status in STATUSES:
+            table.add_column(status, justify="right")
+        row = ledger_counts(self.engine)
+        table.add_row(*(str(row[s]) for s in STATUSES))
+        self.console.print(table)
+
+    def status_of(self, keys: list[str]) -> dict[int, str]:
+        ids = [self.ids[k] for k in keys]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT DISTINCT ON (annotation_id) annotation_id, status FROM annotation_quarantine"
+                     " WHERE annotation_id = ANY(CAST(:ids AS int[])) ORDER BY annotation_id, id DESC"),
+                {"ids": ids},
+            ).all()  # fmt: skip
+        return {r[0]: r[1] for r in rows}
+
+    def wait_grace(self) -> None:
+        self.console.print(f"[dim]… letting the grace period ({GRACE_SECONDS:.0f} s for the demo) pass")
+        self.sleep(GRACE_SECONDS + 0.5)
+
+    def play(self) -> Summary:
+        annotations = self.portal.annotations
+        self.summary.before = counts(self.engine)
+        run = [a for a in annotations if a.dataset_id == 10001 and a.run_name == "TS_002"]
+        singles = [annotations[0], annotations[9], annotations[70]]
+        self.say(
+            "1. Annotation metadata disappears from S3",
+            f"Deleting {len(singles)} metadata files and a whole run ({len(run)} annotations of 10001/TS_002).",
+        )
+        removed = [a.metadata_key for a in singles + run]
+        self.delete(removed)
+        self.console.print(f"S3 sent {self.deliver()} notifications through SQS to handle_events.")
+        self.ledger_table("Quarantine after the events")
+
+        back = singles[1]
+        self.say("2. One file comes back", f"Re-uploading {back.metadata_key}")
+        self.stack.s3.put_object(Bucket=self.bucket, Key=back.metadata_key, Body=b"{}")
+        self.deliver()
+        self.console.print(f"annotation {self.ids[back.metadata_key]} is now "
+                           f"[green]{self.status_of([back.metadata_key])[self.ids[back.metadata_key]]}")  # fmt: skip
+
+        self.say("3. The grace period passes; the schedule purges")
+        self.wait_grace()
+        answer = self.stack.schedule("purge")
+        self.summary.expected_purged |= {self.ids[k] for k in removed if k != back.metadata_key}
+        self.console.print(f"handle_schedule(purge) -> {answer['purge']}")
+        self.ledger_table("Quarantine after the purge")
+
+        dataset = [a.metadata_key for a in annotations if a.dataset_id == 10003]
+        self.say("4. A whole dataset vanishes: the mass-deletion guard holds it",
+                 f"Deleting all {len(dataset)} metadata files of dataset 10003.")  # fmt: skip
+        self.delete(dataset)
+        self.deliver()
+        self.wait_grace()
+        answer = self.stack.schedule("purge")
+        self.console.print(f"handle_schedule(purge) -> {answer['purge']}  [yellow](held: nothing deleted)")
+        self.console.print("An operator would now check the bucket and run "
+                           "`annotation-reconciler approve --dataset-id 10003`, or restore the files.")  # fmt: skip
+
+        lost = annotations[20]
+        self.say("5. A lost event: the full reconciliation finds it",
+                 f"Deleting {lost.metadata_key} and dropping its notification.")  # fmt: skip
+        self.delete([lost.metadata_key])
+        self.stack.sqs.purge_queue(QueueUrl=self.stack.events.queue_url)
+        answer = self.stack.schedule("reconcile")
+        shards = sum(o.received for o in self.stack.work.drain())
+        self.console.print(f"handle_schedule(reconcile) queued {answer['shards_queued']} shards; "
+                           f"handle_work scanned {shards}.")  # fmt: skip
+        self.console.print(f"annotation {self.ids[lost.metadata_key]} is now "
+                           f"[yellow]{self.status_of([lost.metadata_key])[self.ids[lost.metadata_key]]}")  # fmt: skip
+        self.wait_grace()
+        self.stack.schedule("purge")
+        self.summary.expected_purged.add(self.ids[lost.metadata_key])
+
+        self.say("6. The same flow in dry run deletes nothing")
+        self.stack.configure(RECONCILER_DRY_RUN="true")
+        dry = annotations[30]
+        self.delete([dry.metadata_key])
+        self.deliver()
+        self.wait_grace()
+        answer = self.stack.schedule("purge")
+        self.console.print(f"dry run: handle_schedule(purge) -> {answer['purge']}; "
+                           f"annotation {self.ids[dry.metadata_key]} is still in the database.")  # fmt: skip
+        self.stack.configure(RECONCILER_DRY_RUN="false")
+        return self.finish()
+
+    def finish(self) -> Summary:
+        s = self.summary
+        s.after, s.ledger = counts(self.engine), ledger_counts(self.engine)
+        with self.engine.connect() as conn:
+            s.purged = set(conn.execute(text("SELECT annotation_id FROM annotation_quarantine "
+                                             "WHERE status = 'purged'")).scalars())  # fmt: skip
+            paths = conn.execute(text("SELECT s3_metadata_path FROM annotation")).scalars().all()
+        layout = BucketLayout.from_prefix(self.bucket)
+        present = set()
+        for page in self.stack.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            present |= {o["Key"] for o in page.get("Contents", []) if classify_key(o["Key"]) is KeyKind.METADATA}
+        s.stale_left = sum(1 for p in paths if layout.to_key(p) not in present)
+        table = Table(title="Rows before and after")
+        table.add_column("table")
+        table.add_column("before", justify="right")
+        table.add_column("after", justify="right")
+        for name in TABLES:
+            table.add_row(name, str(s.before[name]), str(s.after[name]))
+        for status in STATUSES:
+            table.add_row(f"quarantine: {status}", "0", str(s.ledger[status]))
+        self.say("7. The end")
+        self.console.print(table)
+        ok = s.purged == s.expected_purged
+        self.console.print(f"purged exactly the expected annotations: {'[green]yes' if ok else '[red]NO'}")
+        self.console.print(f"annotations left whose metadata is not in S3: {s.stale_left} "
+                           "(held for an operator, or kept by dry run)")  # fmt: skip
+        return s
+
+
+def run_story(console: Console, *, sleep: Callable[[float], None] = time.sleep,
+              spec: PortalSpec = DEMO_SPEC) -> Summary:  # fmt: skip
+    """Start PostgreSQL and moto, build and ingest the portal, play the story, stop everything."""
     with LocalPostgres() as pg, LocalMotoServer() as moto:
         console.rule("[bold]annotation-reconciler demo")
-        console.print(f"PostgreSQL on {pg.url}  |  moto S3 on {moto.endpoint_url}")
+        console.print(f"PostgreSQL {pg.url}\nmoto S3/SQS {moto.endpoint_url}")
         url = DatabaseFactory(pg.url).fresh("portal")
         engine = make_engine(url)
-        s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-west-2")
-        portal = build_portal(PortalSpec(datasets=3, runs_per_dataset=8, annotations_per_voxel_spacing=10))
-        objects = write_bucket(s3, portal)
-        write_rows(engine, portal)
-        table = Table(title=f"Synthetic portal: {objects} objects in s3://{portal.spec.bucket}")
-        table.add_column("table")
-        table.add_column("rows", justify="right")
-        with engine.connect() as conn:
-            for name in TABLES:
-                table.add_row(name, str(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()))  # noqa: S608
-        console.print(table)
-        engine.dispose()
+        try:
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-west-2")
+            portal = build_portal(spec)
+            with console.status("writing the synthetic portal to S3"):
+                objects = write_bucket(s3, portal)
+            ids = ingest(console, engine, moto.endpoint_url, portal)
+            console.print(f"{objects} objects in s3://{spec.bucket}, {len(ids)} annotations ingested")
+            stack = LocalStack.create(db_url=url, endpoint_url=moto.endpoint_url, bucket=spec.bucket,
+                                      settings={"RECONCILER_DRY_RUN": "false",
+                                                "RECONCILER_GRACE_PERIOD_HOURS": str(GRACE_SECONDS / 3600),
+                                                "RECONCILER_ALLOW_SHORT_GRACE": "true",
+                                                "RECONCILER_MAX_PURGE_FRACTION": "0.2"})  # fmt: skip
+            stack.events.drain()  # the test event S3 sends when notifications are configured
+            return Story(console, engine, stack, portal, ids, sleep).play()
+        finally:
+            engine.dispose()
+
+
+def ingest(console: Console, engine: Engine, endpoint_url: str, portal: SyntheticPortal) -> dict[str, int]:
+    """Load the portal's rows (the importer when available)."""
+    return write_rows(engine, portal)
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console()
+    try:
+        summary = run_story(console)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted: PostgreSQL and moto stopped")
+        return 130
     console.print("[green]done: PostgreSQL and moto stopped")
-    return 0
+    return 0 if summary.purged == summary.expected_purged else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
+
+
+__all__ = ["Summary", "main", "run_story"]

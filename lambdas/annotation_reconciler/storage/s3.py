@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ZARR_MARK = ".zarr/"
 # Greater than any character in a real key: listing after "<zarr>/" + this skips the zarr's chunks.
 _AFTER_ALL = "\U0010ffff"
-RETRIES = {"mode": "standard", "max_attempts": 6}
+MAX_ATTEMPTS = 6
 
 
 class StorageError(RuntimeError):
@@ -41,7 +41,10 @@ class StorageError(RuntimeError):
 
 def make_s3_client(*, anonymous: bool = False, endpoint_url: str | None = None, region: str | None = None) -> S3Client:
     """An S3 client with standard retries (exponential backoff on throttles and 5xx)."""
-    config = Config(retries=RETRIES, signature_version=UNSIGNED if anonymous else None)  # type: ignore[typeddict-item]
+    config = Config(
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        signature_version=UNSIGNED if anonymous else None,
+    )
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 

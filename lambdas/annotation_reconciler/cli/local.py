@@ -1,0 +1,40 @@
+"""``annotation-reconciler local``: the local Lambda runtime against any PostgreSQL and S3-compatible endpoint."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.local.lambda_runtime import Timer
+from annotation_reconciler.local.stack import LocalStack
+
+
+@click.command("local")
+@click.option("--db-url", envvar="RECONCILER_DB_URL", required=True, help="PostgreSQL URL (a copy of the portal).")
+@click.option("--endpoint-url", required=True, help="S3/SQS-compatible endpoint, e.g. a moto server.")
+@click.option("--bucket", required=True, help="The bucket whose notifications drive the reconciler.")
+@click.option("--dry-run/--no-dry-run", default=True, show_default=True)
+@click.option("--grace-period-hours", type=float, default=72.0, show_default=True)
+@click.option("--purge-every", type=float, default=60.0, show_default=True, help="Seconds between purges.")
+@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
+def local(db_url: str, endpoint_url: str, bucket: str, dry_run: bool, grace_period_hours: float,
+          purge_every: float, duration: float) -> None:  # fmt: skip
+    """Wire the bucket's notifications to a local queue and run the real handlers on it."""
+    engine_from(db_url).dispose()  # fail early, with one clear line, on a bad URL
+    stack = LocalStack.create(db_url=db_url, endpoint_url=endpoint_url, bucket=bucket, settings={
+        "RECONCILER_DRY_RUN": str(dry_run).lower(), "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
+        "RECONCILER_ALLOW_SHORT_GRACE": "true"})  # fmt: skip
+    purge = Timer(purge_every, lambda: stack.schedule("purge"))
+    click.echo(f"listening to s3://{bucket} events via {stack.events.queue_url} (dry run: {dry_run}); Ctrl-C stops")
+    stop_at = time.monotonic() + duration if duration else None
+    try:
+        while stop_at is None or time.monotonic() < stop_at:
+            for outcome in stack.events.drain(max_polls=10):
+                click.echo(f"events: {outcome.received} received, {outcome.failed} failed -> {outcome.result}")
+            answer = purge.tick()
+            if answer:
+                click.echo(f"purge: {answer.get('purge')}")
+    except KeyboardInterrupt:
+        click.echo("stopped")

@@ -1,0 +1,176 @@
+"""Operator commands on the same core as the Lambda handlers: scan, purge, status, approve, release."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, text
+
+from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.reconcile import Reconciler, plan_shards
+from annotation_reconciler.settings import Settings, SettingsError
+from annotation_reconciler.storage import S3Storage, make_s3_client
+
+console = Console()
+
+
+def reconciler_from(
+    db_url: str | None, bucket: str | None, s3_prefix: str | None, dry_run: bool | None, endpoint_url: str | None
+) -> tuple[Reconciler, Engine]:
+    env = dict(os.environ)
+    for name, value in (("RECONCILER_BUCKET", bucket), ("RECONCILER_S3_PREFIX", s3_prefix)):
+        if value is not None:
+            env[name] = value
+    if dry_run is not None:
+        env["RECONCILER_DRY_RUN"] = "true" if dry_run else "false"
+    env["RECONCILER_DB_URL"] = db_url or env.get("RECONCILER_DB_URL", "")
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        raise UsageError("; ".join(exc.problems)) from None
+    engine = engine_from(settings.db_url)
+    storage = S3Storage(make_s3_client(endpoint_url=endpoint_url), settings.bucket)
+    return Reconciler(engine, storage, settings), engine
+
+
+def common_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL)."),
+        click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
+        click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
+        click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@common_options
+@click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
+def scan(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None,
+         dataset_id: int | None) -> None:  # fmt: skip
+    """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
+    reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, None, endpoint_url)
+    shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
+    table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unverifiable")
+    errors = 0
+    for shard in shards:
+        r = reconciler.scan_shard(shard)
+        errors += len(r.errors)
+        label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
+        table.add_row(label, *(str(v) for v in (r.annotations, r.present, r.missing, len(r.quarantined),
+                                                 len(r.released), len(r.held), len(r.unverifiable))))  # fmt: skip
+        for error in r.errors:
+            console.print(f"[red]S3 error: {error}")
+    console.print(table)
+    engine.dispose()
+    if errors:
+        raise SystemExit(1)
+
+
+@click.command()
+@common_options
+@click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
+def purge(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None,
+          dry_run: bool | None) -> None:  # fmt: skip
+    """Delete quarantined annotations past their grace period, after re-checking S3."""
+    reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, dry_run, endpoint_url)
+    r = reconciler.purge()
+    engine.dispose()
+    verb = "would purge" if r.dry_run else "purged"
+    console.print(f"claimed {r.claimed}: {verb} {len(r.would_purge if r.dry_run else r.purged)}, "
+                  f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}")  # fmt: skip
+    for dataset_id, (open_rows, total) in r.held_datasets.items():
+        console.print(f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+                      f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`")  # fmt: skip
+
+
+@click.command()
+@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+def status(db_url: str | None, output: str) -> None:
+    """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
+    engine = engine_from(db_url)
+    with engine.connect() as conn:
+        by_status: dict[str, int] = dict(
+            conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
+        )
+        by_dataset = conn.execute(
+            text("SELECT dataset_id, status, count(*) FROM annotation_quarantine GROUP BY 1, 2 ORDER BY 1, 2")
+        ).all()
+        oldest = conn.execute(
+            text(
+                "SELECT annotation_id, s3_metadata_path, detected_at, purge_after "
+                "FROM annotation_quarantine WHERE status = 'quarantined' "
+                "ORDER BY detected_at LIMIT 1"
+            )
+        ).first()
+        held = conn.execute(
+            text("SELECT dataset_id, count(*) FROM annotation_quarantine WHERE status = 'held' GROUP BY 1 ORDER BY 1")
+        ).all()
+        files = conn.execute(text("SELECT annotation_id, count(*) FROM missing_annotation_file "
+                                  "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1")).all()  # fmt: skip
+    engine.dispose()
+    report: dict[str, Any] = {
+        "by_status": by_status,
+        "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in by_dataset],
+        "oldest_quarantined": None if oldest is None else {
+            "annotation_id": oldest.annotation_id, "s3_metadata_path": oldest.s3_metadata_path,
+            "detected_at": oldest.detected_at.isoformat(), "purge_after": oldest.purge_after.isoformat()},
+        "held_datasets": {str(d): c for d, c in held},
+        "annotations_with_missing_files": {str(a): c for a, c in files},
+    }  # fmt: skip
+    if output == "json":
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table("status", "annotations")
+    for name in ("quarantined", "held", "released", "purged"):
+        table.add_row(name, str(by_status.get(name, 0)))
+    console.print(table)
+    if report["oldest_quarantined"]:
+        o = report["oldest_quarantined"]
+        console.print(f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
+                      f"(purge after {o['purge_after']})")  # fmt: skip
+    for dataset_id, count in held:
+        console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
+    for annotation_id, count in files:
+        console.print(f"annotation {annotation_id}: {count} data files missing from S3")
+
+
+@click.command()
+@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
+@click.option("--by", default=lambda: os.environ.get("USER", "operator"), help="Who approves (for the audit).")
+def approve(db_url: str | None, dataset_id: int, by: str) -> None:
+    """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
+    engine = engine_from(db_url)
+    from annotation_reconciler.ledger import repository as repo
+    from annotation_reconciler.reconcile import utcnow
+
+    with engine.begin() as conn:
+        count = repo.approve_dataset(conn, dataset_id, now=utcnow(), by=by)
+    engine.dispose()
+    click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
+
+
+@click.command()
+@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@click.option("--annotation-id", type=int, required=True)
+def release(db_url: str | None, annotation_id: int) -> None:
+    """Release one annotation from quarantine (it will not be purged)."""
+    engine = engine_from(db_url)
+    from annotation_reconciler.ledger import repository as repo
+    from annotation_reconciler.reconcile import utcnow
+
+    with engine.begin() as conn:
+        done = repo.release(conn, [annotation_id], now=utcnow(), resolution=f"released by {os.environ.get('USER')}")
+    engine.dispose()
+    if not done:
+        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row")
+    click.echo(f"released annotation {annotation_id}")

@@ -1,0 +1,226 @@
+"""SQL over the ledger and the portal rows it points at: every call is one statement.
+
+Functions take a Connection in the caller's transaction; none of them commits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.lifecycle import AnnotationRef
+
+_REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
+
+
+def _refs(rows: Iterable[object]) -> list[AnnotationRef]:
+    return [AnnotationRef(r.id, r.s3_metadata_path, r.dataset_id, r.run_id) for r in rows]  # type: ignore[attr-defined]
+
+
+def annotations_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[AnnotationRef]:
+    """Annotations whose s3_metadata_path is any of ``stored_paths`` (one indexed IN query)."""
+    if not stored_paths:
+        return []
+    rows = conn.execute(
+        text(f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
+             "WHERE a.s3_metadata_path = ANY(CAST(:paths AS text[]))"),
+        {"paths": list(stored_paths)},
+    )  # fmt: skip
+    return _refs(rows)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which annotations an operation covers; the fields combine with AND."""
+
+    dataset_id: int | None = None
+    run_id: int | None = None
+    run_ids: tuple[int, ...] | None = None
+    voxel_spacing_id: int | None = None
+
+    @property
+    def is_everything(self) -> bool:
+        return (
+            self.dataset_id is None and self.run_id is None and self.run_ids is None and self.voxel_spacing_id is None
+        )
+
+
+def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
+    """All annotations of a scope in one query. A voxel spacing also covers its legacy rows
+    (NULL tomogram_voxel_spacing_id) whose files reference it."""
+    rows = conn.execute(
+        text(f"""
+        SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id
+        WHERE (CAST(:dataset_id AS integer) IS NULL OR r.dataset_id = :dataset_id)
+          AND (CAST(:run_id AS integer) IS NULL OR a.run_id = :run_id)
+          AND (CAST(:run_ids AS integer[]) IS NULL OR a.run_id = ANY(CAST(:run_ids AS integer[])))
+          AND (CAST(:vs AS integer) IS NULL OR a.tomogram_voxel_spacing_id = :vs
+               OR (a.tomogram_voxel_spacing_id IS NULL AND EXISTS (
+                   SELECT 1 FROM annotation_shape s JOIN annotation_file f ON f.annotation_shape_id = s.id
+                   WHERE s.annotation_id = a.id AND f.tomogram_voxel_spacing_id = :vs)))
+        ORDER BY a.id"""),  # noqa: S608
+        {"dataset_id": scope.dataset_id, "run_id": scope.run_id,
+         "run_ids": list(scope.run_ids) if scope.run_ids is not None else None, "vs": scope.voxel_spacing_id},
+    )  # fmt: skip
+    return _refs(rows)
+
+
+def quarantine(
+    conn: Connection,
+    items: Sequence[tuple[AnnotationRef, str | None]],
+    *,
+    source: Source,
+    reason: str,
+    now: datetime.datetime,
+    grace: datetime.timedelta,
+    status: Status = Status.QUARANTINED,
+) -> list[int]:
+    """Open a ledger row for each annotation that has none; returns the ids newly opened.
+
+    Idempotent: an annotation already quarantined or held keeps its row (and its clock).
+    """
+    if not items:
+        return []
+    rows = conn.execute(
+        text("""
+        INSERT INTO annotation_quarantine
+          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, source, reason, status,
+           detected_at, purge_after)
+        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, :source, :reason, :status, :now, :purge_after
+        FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
+                    CAST(:paths AS text[]), CAST(:keys AS text[])) AS d(id, dataset_id, run_id, path, key)
+        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO NOTHING
+        RETURNING annotation_id"""),
+        {
+            "ids": [r.id for r, _ in items], "datasets": [r.dataset_id for r, _ in items],
+            "runs": [r.run_id for r, _ in items], "paths": [r.stored_path for r, _ in items],
+            "keys": [k for _, k in items], "source": source.value, "reason": reason, "status": status.value,
+            "now": now, "purge_after": now + grace,
+        },
+    ).scalars()  # fmt: skip
+    return sorted(rows)
+
+
+def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, resolution: str) -> list[int]:
+    """Close the open rows of these annotations as released; returns the ids released."""
+    if not annotation_ids:
+        return []
+    rows = conn.execute(
+        text("""UPDATE annotation_quarantine SET status = 'released', resolved_at = :now, resolution = :resolution
+                WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN ('quarantined', 'held')
+                RETURNING annotation_id"""),
+        {"ids": list(annotation_ids), "now": now, "resolution": resolution},
+    ).scalars()  # fmt: skip
+    return sorted(rows)
+
+
+def hold(conn: Connection, quarantine_ids: Sequence[int], *, reason: str) -> int:
+    if not quarantine_ids:
+        return 0
+    return conn.execute(
+        text("UPDATE annotation_quarantine SET status = 'held', resolution = :reason "
+             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'"),
+        {"ids": list(quarantine_ids), "reason": reason},
+    ).rowcount  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    quarantine_id: int
+    annotation_id: int
+    dataset_id: int | None
+    s3_metadata_path: str
+    approved: bool
+
+
+def claim_due(conn: Connection, *, now: datetime.datetime, limit: int, exclude: Sequence[int] = ()) -> list[DueEntry]:
+    """Lock up to ``limit`` quarantined rows past their grace period; rows locked elsewhere are skipped.
+
+    ``exclude`` lists ledger ids this run has already looked at (dry run, unknown presence).
+    """
+    rows = conn.execute(
+        text("""SELECT id, annotation_id, dataset_id, s3_metadata_path, approved_at IS NOT NULL AS approved
+                FROM annotation_quarantine
+                WHERE status = 'quarantined' AND purge_after <= :now AND id <> ALL(CAST(:exclude AS bigint[]))
+                ORDER BY purge_after, id
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED"""),
+        {"now": now, "limit": limit, "exclude": list(exclude)},
+    ).all()  # fmt: skip
+    return [DueEntry(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.approved) for r in rows]
+
+
+def open_counts(conn: Connection, dataset_ids: Sequence[int | None]) -> dict[int | None, int]:
+    """Open (quarantined or held) rows per dataset."""
+    rows = conn.execute(
+        text("""SELECT dataset_id, count(*) FROM annotation_quarantine
+                WHERE status IN ('quarantined', 'held') AND dataset_id = ANY(CAST(:ids AS integer[]))
+                GROUP BY dataset_id"""),
+        {"ids": [d for d in dataset_ids if d is not None]},
+    ).all()  # fmt: skip
+    return {r[0]: r[1] for r in rows}
+
+
+def annotation_totals(conn: Connection, dataset_ids: Sequence[int | None]) -> dict[int | None, int]:
+    """Annotations per dataset, for the mass-deletion guard."""
+    rows = conn.execute(
+        text("""SELECT r.dataset_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                WHERE r.dataset_id = ANY(CAST(:ids AS integer[])) GROUP BY r.dataset_id"""),
+        {"ids": [d for d in dataset_ids if d is not None]},
+    ).all()  # fmt: skip
+    return {r[0]: r[1] for r in rows}
+
+
+def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime, by: str) -> int:
+    """Let the held rows of a dataset be purged (due now, guard bypassed); returns how many."""
+    return conn.execute(
+        text("""UPDATE annotation_quarantine
+                SET status = 'quarantined', approved_at = :now, approved_by = :by, purge_after = :now,
+                    resolution = NULL
+                WHERE dataset_id = :dataset_id AND status = 'held'"""),
+        {"dataset_id": dataset_id, "now": now, "by": by},
+    ).rowcount  # fmt: skip
+
+
+def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[int, int | None, str]]:
+    """Annotation files whose s3_path is any of ``stored_paths``: (file id, annotation id, s3_path)."""
+    if not stored_paths:
+        return []
+    rows = conn.execute(
+        text("""SELECT f.id, s.annotation_id, f.s3_path FROM annotation_file f
+                LEFT JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                WHERE f.s3_path = ANY(CAST(:paths AS text[]))"""),
+        {"paths": list(stored_paths)},
+    ).all()  # fmt: skip
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def record_missing_files(
+    conn: Connection, files: Sequence[tuple[int, int | None, str, str]], *, now: datetime.datetime
+) -> int:
+    """Open a missing-file report per (file id, annotation id, s3_path, removed key); idempotent."""
+    if not files:
+        return 0
+    return conn.execute(
+        text("""INSERT INTO missing_annotation_file
+                  (annotation_file_id, annotation_id, s3_path, removed_key, detected_at)
+                SELECT *, :now FROM unnest(CAST(:fids AS integer[]), CAST(:aids AS integer[]),
+                                            CAST(:paths AS text[]), CAST(:keys AS text[]))
+                ON CONFLICT (annotation_file_id) WHERE resolved_at IS NULL DO NOTHING"""),
+        {"fids": [f[0] for f in files], "aids": [f[1] for f in files], "paths": [f[2] for f in files],
+         "keys": [f[3] for f in files], "now": now},
+    ).rowcount  # fmt: skip
+
+
+def resolve_missing_files(conn: Connection, file_ids: Sequence[int], *, now: datetime.datetime) -> int:
+    if not file_ids:
+        return 0
+    return conn.execute(
+        text("UPDATE missing_annotation_file SET resolved_at = :now "
+             "WHERE annotation_file_id = ANY(CAST(:ids AS integer[])) AND resolved_at IS NULL"),
+        {"ids": list(file_ids), "now": now},
+    ).rowcount  # fmt: skip

@@ -1,0 +1,422 @@
+"""The service layer: one operation per method, each returning a result object.
+
+Handlers and CLIs build a :class:`Reconciler` and call one method::
+
+    reconciler = Reconciler(engine, S3Storage(client, bucket), settings)
+    result = reconciler.apply_changes(parsed.changes)     # S3 events -> quarantine / release
+    result = reconciler.scan_shard(Scope(dataset_id=10001))
+    result = reconciler.purge()                            # grace over -> re-check S3 -> delete
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.lifecycle import AnnotationRef, DueRow
+from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.settings import Settings
+from annotation_reconciler.storage import S3Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime.datetime]
+#: Seconds left in the Lambda budget below which a scan stops and hands over to the next run.
+SAFETY_MARGIN_S = 30.0
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class ChangeResult:
+    """What a batch of object changes did."""
+
+    seen: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    unmatched_keys: list[str] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    missing_files: int = 0
+    restored_files: int = 0
+
+
+@dataclass
+class SurveyResult:
+    """The verdict on a scope's annotations after listing their prefixes."""
+
+    scope: Scope
+    annotations: int = 0
+    prefixes_listed: int = 0
+    survey: lifecycle.Survey = field(default_factory=lifecycle.Survey)
+    errors: list[StorageError] = field(default_factory=list)
+    resume_after: str | None = None
+
+
+@dataclass
+class ScanResult:
+    """What a full reconciliation of one shard found and did."""
+
+    scope: Scope
+    annotations: int = 0
+    prefixes_listed: int = 0
+    present: int = 0
+    missing: int = 0
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
+
+    @property
+    def complete(self) -> bool:
+        return self.resume_after is None
+
+
+@dataclass
+class PurgeResult:
+    """What one purge did (or, in dry run, would have done)."""
+
+    dry_run: bool
+    claimed: int = 0
+    purged: list[int] = field(default_factory=list)
+    would_purge: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)
+    held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
+    rows_deleted: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+def _order(change: ObjectChange) -> tuple[str, str]:
+    when = change.event_time.isoformat() if change.event_time else ""
+    return when, (change.sequencer or "").rjust(32, "0")
+
+
+def zarr_ancestors(key: str) -> list[str]:
+    """The key itself and every ``*.zarr`` prefix it lies inside (a removed chunk points at its zarr)."""
+    parts = key.split("/")
+    found = [key]
+    for i in range(1, len(parts)):
+        if parts[i - 1].endswith(".zarr"):
+            found.append("/".join(parts[:i]))
+    return found
+
+
+class Reconciler:
+    """The reconciler's operations over one portal database and one bucket."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        storage: S3Storage,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        purge_batch_size: int = 500,
+    ) -> None:
+        self.engine = engine
+        self.storage = storage
+        self.settings = settings
+        self.layout = BucketLayout.from_prefix(settings.bucket, settings.s3_prefix)
+        self.clock = clock
+        self.purge_batch_size = purge_batch_size
+
+    # --- events ------------------------------------------------------------------------
+
+    def _accept(self, change: ObjectChange, result: ChangeResult) -> KeyKind | None:
+        if change.bucket != self.layout.bucket:
+            result.ignored["other_bucket"] += 1
+            return None
+        if not is_safe_key(change.key):
+            result.ignored["unsafe_key"] += 1
+            return None
+        if not change.key.startswith(self.layout.root):
+            result.ignored["outside_prefix"] += 1
+            return None
+        kind = classify_key(change.key)
+        if kind is KeyKind.OTHER:
+            result.ignored["other_kind"] += 1
+            return None
+        return kind
+
+    def apply_changes(self, changes: Sequence[ObjectChange]) -> ChangeResult:
+        """Quarantine the annotations of removed metadata keys and release those of re-created ones.
+
+        The whole batch maps with one query; replays and duplicates change nothing.
+        """
+        result = ChangeResult(seen=len(changes))
+        metadata: list[tuple[str, bool, tuple[str, str]]] = []
+        data: list[tuple[str, bool, tuple[str, str]]] = []
+        for change in changes:
+            kind = self._accept(change, result)
+            if kind is not None:
+                target = metadata if kind is KeyKind.METADATA else data
+                target.append((change.key, change.kind is ChangeKind.REMOVED, _order(change)))
+        states = lifecycle.last_states(metadata)
+        files = lifecycle.last_states(data)
+        if not (states.removed or states.created or files.removed or files.created):
+            return result
+        now = self.clock()
+        with self.engine.begin() as conn:
+            keys = states.removed | states.created
+            refs = repo.annotations_by_paths(conn, [f for k in keys for f in self.layout.stored_forms(k)])
+            by_key: dict[str, list[AnnotationRef]] = defaultdict(list)
+            for ref in refs:
+                key = self.layout.to_key(ref.stored_path)
+                if key is not None:
+                    by_key[key].append(ref)
+            result.unmatched_keys = sorted(k for k in states.removed if k not in by_key)
+            removed = [(ref, key) for key in sorted(states.removed) for ref in by_key.get(key, [])]
+            result.quarantined = repo.quarantine(
+                conn, removed, source=Source.EVENT, reason="metadata object removed (S3 event)",
+                now=now, grace=self.settings.grace_period,
+            )  # fmt: skip
+            created = [ref.id for key in states.created for ref in by_key.get(key, [])]
+            result.released = repo.release(conn, created, now=now, resolution="metadata object created again")
+            result.missing_files, result.restored_files = self._apply_file_changes(conn, files, now)
+        return result
+
+    def _apply_file_changes(self, conn: Any, files: lifecycle.KeyStates, now: datetime.datetime) -> tuple[int, int]:
+        if not (files.removed or files.created):
+            return 0, 0
+        candidates: dict[str, str] = {}  # stored form -> the removed/created key
+        for key in files.removed | files.created:
+            for file_key in zarr_ancestors(key):
+                for form in self.layout.stored_forms(file_key):
+                    candidates.setdefault(form, key)
+        found = repo.files_by_paths(conn, list(candidates))
+        missing = [(fid, aid, path, candidates[path]) for fid, aid, path in found if candidates[path] in files.removed]
+        restored = [fid for fid, _aid, path in found if candidates[path] in files.created]
+        return repo.record_missing_files(conn, missing, now=now), repo.resolve_missing_files(conn, restored, now=now)
+
+    # --- full reconciliation -----------------------------------------------------------
+
+    def survey(
+        self,
+        scope: Scope,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        resume_after: str | None = None,
+    ) -> SurveyResult:
+        """Load the scope's annotations (one query), LIST their prefixes and judge each annotation.
+
+        Decides nothing by itself: :meth:`scan_shard` and the cleanup CLI act on the verdicts.
+        Stops listing, leaving ``resume_after``, when the time budget runs low.
+        """
+        with self.engine.connect() as conn:
+            refs = repo.annotations_in_scope(conn, scope)
+        plan = lifecycle.plan_listing(refs, self.layout)
+        listings: dict[str, frozenset[str] | BaseException] = {}
+        done = lifecycle.ListingPlan(unverifiable=plan.unverifiable)
+        result = SurveyResult(scope=scope, annotations=len(refs))
+        for prefix in sorted(plan.by_prefix):
+            if resume_after is not None and prefix <= resume_after:
+                continue
+            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+                result.resume_after = max(done.by_prefix) if done.by_prefix else resume_after or ""
+                break
+            try:
+                listings[prefix] = frozenset(self.storage.list_keys(prefix))
+            except StorageError as exc:
+                listings[prefix] = exc
+                result.errors.append(exc)
+            done.by_prefix[prefix] = plan.by_prefix[prefix]
+            result.prefixes_listed += 1
+        result.survey = lifecycle.judge(done, listings)
+        return result
+
+    def scan_shard(
+        self,
+        scope: Scope,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        resume_after: str | None = None,
+    ) -> ScanResult:
+        """Full reconciliation of one shard: quarantine what is missing, release what is back,
+        hold the annotations of prefixes that listed empty."""
+        found = self.survey(scope, remaining_seconds=remaining_seconds, resume_after=resume_after)
+        survey = found.survey
+        result = ScanResult(
+            scope=scope, annotations=found.annotations, prefixes_listed=found.prefixes_listed,
+            present=len(survey.present), missing=len(survey.missing), unverifiable=survey.unverifiable,
+            errors=[str(e) for e in found.errors], resume_after=found.resume_after,
+        )  # fmt: skip
+        now = self.clock()
+        with self.engine.begin() as conn:
+            result.quarantined = repo.quarantine(
+                conn, survey.missing, source=Source.SCAN, reason="metadata not found by full reconciliation",
+                now=now, grace=self.settings.grace_period,
+            )  # fmt: skip
+            result.held = repo.quarantine(
+                conn, survey.suspicious, source=Source.SCAN, status=Status.HELD, now=now,
+                reason="prefix listed empty while annotations point into it", grace=self.settings.grace_period,
+            )  # fmt: skip
+            present_ids = [ref.id for ref, _ in survey.present]
+            result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
+        return result
+
+    # --- purge -------------------------------------------------------------------------
+
+    def check_presence(self, keys: Iterable[str]) -> dict[str, bool | None]:
+        """Is each key in S3 now? True/False, or None when S3 could not say.
+
+        Keys sharing an ``Annotations/`` prefix are answered by one listing of it; a lone key by
+        one HEAD.
+        """
+        groups: dict[str, list[str]] = defaultdict(list)
+        for key in set(keys):
+            groups[lifecycle.metadata_folder(key)].append(key)
+        presence: dict[str, bool | None] = {}
+        for prefix, members in groups.items():
+            try:
+                if len(members) == 1:
+                    presence[members[0]] = self.storage.exists(members[0])
+                else:
+                    listed = set(self.storage.list_keys(prefix))
+                    presence.update({k: k in listed for k in members})
+            except StorageError as exc:
+                log.warning("presence unknown for %d keys under %s: %s", len(members), prefix, exc)
+                presence.update(dict.fromkeys(members))
+        return presence
+
+    def purge(self, *, remaining_seconds: Callable[[], float] | None = None, max_batches: int = 1000) -> PurgeResult:
+        """Purge quarantined annotations past their grace period, one locked batch per transaction."""
+        result = PurgeResult(dry_run=self.settings.dry_run)
+        seen: list[int] = []
+        for _ in range(max_batches):
+            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+                break
+            if not self._purge_batch(result, seen):
+                break
+        return result
+
+    def _purge_batch(self, result: PurgeResult, seen: list[int]) -> bool:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            entries = repo.claim_due(conn, now=now, limit=self.purge_batch_size, exclude=seen)
+            if not entries:
+                return False
+            seen.extend(e.quarantine_id for e in entries)
+            result.claimed += len(entries)
+            rows = [self._due_row(e) for e in entries]
+            presence = self.check_presence(r.key for r in rows if r.key is not None)
+            datasets = sorted({r.dataset_id for r in rows if r.dataset_id is not None})
+            plan = lifecycle.plan_purge(
+                rows, presence, repo.open_counts(conn, datasets), repo.annotation_totals(conn, datasets),
+                max_fraction=self.settings.max_purge_fraction,
+            )  # fmt: skip
+            result.released += repo.release(
+                conn, [r.annotation_id for r in plan.release], now=now, resolution="metadata present at purge re-check"
+            )  # fmt: skip
+            if plan.hold:
+                repo.hold(conn, [r.quarantine_id for r in plan.hold], reason="mass-deletion guard")
+                result.held += [r.annotation_id for r in plan.hold]
+                result.held_datasets.update(plan.held_datasets)
+            result.unknown += [r.annotation_id for r in plan.unknown]
+            victims = [r.annotation_id for r in plan.delete]
+            if self.settings.dry_run:
+                result.would_purge += victims
+                return True
+            deleted = delete_annotations(
+                conn, victims, source=Source.EVENT, reason="metadata absent after the grace period",
+                metadata_keys={r.annotation_id: r.key for r in plan.delete}, now=now,
+            )  # fmt: skip
+            result.purged += deleted.annotation_ids
+            result.rows_deleted.update(deleted.rows)
+        return True
+
+    def _due_row(self, entry: repo.DueEntry) -> DueRow:
+        resolved = lifecycle.resolve(AnnotationRef(entry.annotation_id, entry.s3_metadata_path), self.layout)
+        key = None if isinstance(resolved, lifecycle.Unverifiable) else resolved
+        return DueRow(entry.quarantine_id, entry.annotation_id, entry.dataset_id, key, entry.approved)
+
+    # --- operators ---------------------------------------------------------------------
+
+    def approve(self, dataset_id: int, *, by: str = "operator") -> int:
+        """Let a held dataset's deletions proceed at the next purge (after a fresh S3 check)."""
+        with self.engine.begin() as conn:
+            return repo.approve_dataset(conn, dataset_id, now=self.clock(), by=by)
+
+    def release(self, annotation_id: int, *, by: str = "operator") -> bool:
+        with self.engine.begin() as conn:
+            return bool(repo.release(conn, [annotation_id], now=self.clock(), resolution=f"released by {by}"))
+
+
+# --- fan-out of the full reconciliation ------------------------------------------------
+
+
+def plan_shards(engine: Engine, *, max_annotations: int = 5000) -> list[Scope]:
+    """One shard per dataset, split into groups of runs when a dataset is larger than ``max_annotations``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("""SELECT r.dataset_id, a.run_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                    GROUP BY r.dataset_id, a.run_id ORDER BY r.dataset_id, a.run_id""")
+        ).all()  # fmt: skip
+    per_dataset: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for dataset_id, run_id, count in rows:
+        per_dataset[dataset_id].append((run_id, count))
+    shards: list[Scope] = []
+    for dataset_id, runs in per_dataset.items():
+        if sum(c for _, c in runs) <= max_annotations:
+            shards.append(Scope(dataset_id=dataset_id))
+            continue
+        group: list[int] = []
+        size = 0
+        for run_id, count in runs:
+            if group and size + count > max_annotations:
+                shards.append(Scope(dataset_id=dataset_id, run_ids=tuple(group)))
+                group, size = [], 0
+            group.append(run_id)
+            size += count
+        shards.append(Scope(dataset_id=dataset_id, run_ids=tuple(group)))
+    return shards
+
+
+def shard_message(scope: Scope, resume_after: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "scan_shard", "dataset_id": scope.dataset_id}
+    if scope.run_ids is not None:
+        body["run_ids"] = list(scope.run_ids)
+    if resume_after is not None:
+        body["resume_after"] = resume_after
+    return body
+
+
+def scope_from_message(body: Mapping[str, Any]) -> tuple[Scope, str | None]:
+    """Read a shard message; raises ValueError naming what is wrong."""
+    if body.get("type") != "scan_shard":
+        raise ValueError(f"not a shard message (type={body.get('type')!r}); expected type 'scan_shard'")
+    dataset_id = body.get("dataset_id")
+    if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
+        raise ValueError(f"shard message needs an integer dataset_id, got {dataset_id!r}")
+    run_ids = body.get("run_ids")
+    if run_ids is not None and (
+        not isinstance(run_ids, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in run_ids)
+    ):
+        raise ValueError(f"shard message run_ids must be a list of integers, got {run_ids!r}")
+    resume = body.get("resume_after")
+    if resume is not None and not isinstance(resume, str):
+        raise ValueError("shard message resume_after must be a string")
+    return Scope(dataset_id=dataset_id, run_ids=tuple(run_ids) if run_ids is not None else None), resume
+
+
+def elapsed_budget(seconds: float) -> Callable[[], float]:
+    """A ``remaining_seconds`` callable for local runs (Lambda passes the context's own)."""
+    deadline = time.monotonic() + seconds
+    return lambda: deadline - time.monotonic()

@@ -1,0 +1,286 @@
+"""The reconciler's rules, each with a test that fails when the rule is broken (real PostgreSQL, moto S3)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from sqlalchemy import Engine, text
+
+from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.local.synthetic import PortalSpec
+from support.world import BUCKET, World, make_world
+
+
+@pytest.fixture
+def world(engine: Engine, s3: Any, db_url: str) -> World:
+    return make_world(engine, s3, db_url)
+
+
+def removed(*keys: str, when: str = "2026-01-01T00:00:00+00:00") -> list[ObjectChange]:
+    import datetime
+
+    t = datetime.datetime.fromisoformat(when)
+    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", t, None) for k in keys]
+
+
+def created(*keys: str, when: str = "2026-01-01T00:00:01+00:00") -> list[ObjectChange]:
+    import datetime
+
+    t = datetime.datetime.fromisoformat(when)
+    return [ObjectChange(BUCKET, k, ChangeKind.CREATED, "s3", t, None) for k in keys]
+
+
+def test_removal_event_quarantines_without_deleting(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    result = world.reconciler().apply_changes(removed(key))
+    assert result.quarantined == [world.ids[key]]
+    assert world.ids[key] in world.annotation_ids()
+    assert world.ledger() == {world.ids[key]: "quarantined"}
+
+
+def test_purge_waits_for_the_grace_period_then_deletes_everything(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    victim = world.ids[key]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))
+    world.clock.advance(minutes=59)
+    assert reconciler.purge().purged == []
+    assert victim in world.annotation_ids()
+    world.clock.advance(minutes=2)
+    result = reconciler.purge()
+    assert result.purged == [victim]
+    assert world.annotation_ids() == set(world.ids.values()) - {victim}
+    assert world.children_of({victim}) == 0 and world.orphans() == 0
+    assert result.rows_deleted["annotation_file"] == 3
+    with world.engine.connect() as conn:
+        row = conn.execute(text("SELECT status, source, snapshot FROM annotation_quarantine")).one()
+    assert (row.status, row.source) == ("purged", "event")
+    assert row.snapshot["annotation"]["id"] == victim and len(row.snapshot["annotation_author"]) == 2
+
+
+def test_reuploaded_key_is_released_not_deleted(world: World) -> None:
+    key = world.portal.metadata_keys[1]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))
+    world.restore(key)
+    assert reconciler.apply_changes(created(key)).released == [world.ids[key]]
+    world.clock.advance(hours=2)
+    assert reconciler.purge().claimed == 0
+    assert world.ids[key] in world.annotation_ids()
+
+
+def test_purge_recheck_releases_a_key_back_without_an_event(world: World) -> None:
+    key = world.portal.metadata_keys[2]
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))  # the event says removed, but the object is there
+    world.clock.advance(hours=2)
+    result = reconciler.purge()
+    assert result.released == [world.ids[key]] and result.purged == []
+    assert world.ledger()[world.ids[key]] == "released"
+
+
+def test_replayed_and_reordered_batches_change_nothing(world: World) -> None:
+    key = world.portal.metadata_keys[3]
+    world.delete(key)
+    reconciler = world.reconciler()
+    batch = removed(key)
+    reconciler.apply_changes(batch)
+    first = world.ledger()
+    assert reconciler.apply_changes(batch).quarantined == []
+    assert world.ledger() == first
+    # a delete then a re-create, delivered in reverse order within one batch: the later event wins
+    other = world.portal.metadata_keys[4]
+    result = reconciler.apply_changes(created(other, when="2026-01-01T00:00:05+00:00") + removed(other))
+    assert result.quarantined == [] and world.ids[other] not in world.ledger()
+
+
+def test_dry_run_deletes_nothing(world: World) -> None:
+    keys = world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    reconciler = world.reconciler(RECONCILER_DRY_RUN="true")
+    reconciler.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    result = reconciler.purge()
+    assert sorted(result.would_purge) == sorted(world.ids[k] for k in keys) and result.purged == []
+    assert world.annotation_ids() == set(world.ids.values())
+    assert set(world.ledger().values()) == {"quarantined"}
+
+
+def test_guard_holds_a_mass_deletion_until_approved(world: World) -> None:
+    dataset_keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10001]
+    world.delete(*dataset_keys)
+    reconciler = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.25")
+    reconciler.apply_changes(removed(*dataset_keys))
+    world.clock.advance(hours=2)
+    result = reconciler.purge()
+    assert result.purged == [] and len(result.held) == len(dataset_keys)
+    assert result.held_datasets == {10001: (12, 12)}
+    assert world.annotation_ids() == set(world.ids.values())
+    assert reconciler.purge().claimed == 0  # held rows wait for an operator
+    assert reconciler.approve(10001) == len(dataset_keys)
+    assert sorted(reconciler.purge().purged) == sorted(world.ids[k] for k in dataset_keys)
+    assert world.orphans() == 0
+
+
+def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
+    """Small purge batches must not slip a mass deletion past the guard."""
+    dataset_keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10002]
+    world.delete(*dataset_keys)
+    reconciler = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.25")
+    reconciler.purge_batch_size = 1
+    reconciler.apply_changes(removed(*dataset_keys))
+    world.clock.advance(hours=2)
+    assert reconciler.purge().purged == []
+
+
+def test_other_voxel_spacing_with_the_same_file_name_is_untouched(engine: Engine, s3: Any, db_url: str) -> None:
+    w = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2,
+                                                  annotations_per_voxel_spacing=2))  # fmt: skip
+    first, twin = w.portal.annotations[0], w.portal.annotations[2]
+    assert first.metadata_key.rsplit("/", 1)[1] == twin.metadata_key.rsplit("/", 1)[1]
+    w.delete(first.metadata_key)
+    reconciler = w.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
+    reconciler.apply_changes(removed(first.metadata_key))
+    w.clock.advance(hours=2)
+    assert reconciler.purge().purged == [w.ids[first.metadata_key]]
+    assert w.ids[twin.metadata_key] in w.annotation_ids()
+
+
+def test_two_purges_at_once_delete_each_row_once(world: World) -> None:
+    keys = world.portal.metadata_keys[:6]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def run() -> None:
+        reconciler = world.reconciler()
+        reconciler.purge_batch_size = 2
+        barrier.wait()
+        results.append(reconciler.purge())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    purged = [i for r in results for i in r.purged]
+    assert sorted(purged) == sorted(world.ids[k] for k in keys)
+    with world.engine.connect() as conn:
+        counts = conn.execute(text("SELECT annotation_id, count(*) FROM annotation_quarantine "
+                                   "WHERE status = 'purged' GROUP BY 1")).all()  # fmt: skip
+    assert {c for _, c in counts} == {1} and len(counts) == 6
+
+
+def test_s3_error_at_purge_recheck_deletes_nothing(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    world.reconciler().apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    stubbed = world.s3.__class__  # a client whose every call fails with a 503 after retries
+    import boto3
+
+    failing = boto3.client("s3", region_name="us-west-2")
+    with Stubber(failing) as stub:
+        for _ in range(3):
+            stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+        result = world.reconciler(s3=failing).purge()
+    assert stubbed is not None
+    assert result.purged == [] and result.unknown == [world.ids[key]]
+    assert world.ids[key] in world.annotation_ids() and world.ledger()[world.ids[key]] == "quarantined"
+
+
+def test_scan_quarantines_missing_releases_found_and_holds_empty_prefixes(world: World) -> None:
+    lost = world.portal.annotations[0]  # its deletion event was lost
+    world.delete(lost.metadata_key)
+    run_keys = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_001" and a.dataset_id == 10002]
+    world.delete(*run_keys)  # a whole voxel spacing emptied
+    back = world.portal.annotations[5]
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(back.metadata_key))  # quarantined, but the object is there
+    results = [reconciler.scan_shard(Scope(dataset_id=d)) for d in (10001, 10002)]
+    assert results[0].quarantined == [world.ids[lost.metadata_key]]
+    assert results[0].released == [world.ids[back.metadata_key]]
+    assert sorted(results[1].held) == sorted(world.ids[k] for k in run_keys)
+    assert results[0].prefixes_listed == 3 and results[1].prefixes_listed == 3
+    statuses = world.ledger()
+    assert statuses[world.ids[lost.metadata_key]] == "quarantined"
+    assert {statuses[world.ids[k]] for k in run_keys} == {"held"}
+
+
+def test_scan_with_s3_errors_quarantines_nothing(world: World) -> None:
+    world.delete(world.portal.metadata_keys[0])
+    import boto3
+
+    failing = boto3.client("s3", region_name="us-west-2")
+    with Stubber(failing) as stub:
+        for _ in range(3):
+            stub.add_client_error("list_objects_v2", service_error_code="InternalError", http_status_code=500)
+        result = world.reconciler(s3=failing).scan_shard(Scope(dataset_id=10001))
+    assert result.quarantined == [] and len(result.errors) == 3 and len(result.unverifiable) == 12
+    assert world.ledger() == {}
+
+
+def test_scan_stops_on_time_budget_and_resumes(world: World) -> None:
+    key = world.portal.annotations[-1].metadata_key  # in the last prefix of dataset 10002
+    world.delete(key)
+    reconciler = world.reconciler()
+    budget = iter([100.0, 100.0, 1.0])
+    first = reconciler.scan_shard(Scope(dataset_id=10002), remaining_seconds=lambda: next(budget, 1.0))
+    assert not first.complete and first.prefixes_listed == 2 and first.quarantined == []
+    second = reconciler.scan_shard(Scope(dataset_id=10002), resume_after=first.resume_after)
+    assert second.complete and second.prefixes_listed == 1
+    assert second.quarantined == [world.ids[key]]
+
+
+def test_unmappable_paths_are_never_quarantined(world: World) -> None:
+    victim = world.ids[world.portal.metadata_keys[0]]
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE annotation SET s3_metadata_path = 's3://another-bucket/10001/x/Annotations/1/a-1.json'"
+                          " WHERE id = :id"), {"id": victim})  # fmt: skip
+    result = world.reconciler().scan_shard(Scope(dataset_id=10001))
+    assert [u.ref.id for u in result.unverifiable] == [victim]
+    assert victim not in world.ledger()
+
+
+def test_data_file_removal_is_recorded_never_deleted(world: World) -> None:
+    ann = world.portal.annotations[0]
+    zarr = next(f for f in ann.files if f.is_prefix)
+    chunk = ann.noise_keys[-1]
+    assert chunk.startswith(zarr.key + "/")
+    ndjson = ann.files[0].key
+    world.delete(chunk, ndjson)
+    reconciler = world.reconciler()
+    result = reconciler.apply_changes(removed(chunk, ndjson))
+    assert result.missing_files == 2 and result.quarantined == []
+    world.clock.advance(hours=2)
+    assert reconciler.purge().claimed == 0
+    assert world.ids[ann.metadata_key] in world.annotation_ids()
+    with world.engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT count(*) FROM missing_annotation_file WHERE resolved_at IS NULL")).scalar() == 2
+        )
+    world.restore(ndjson)
+    assert reconciler.apply_changes(created(ndjson)).restored_files == 1
+
+
+def test_keys_of_other_buckets_and_kinds_are_ignored_and_counted(world: World) -> None:
+    import datetime
+
+    t = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    changes = [
+        ObjectChange("another-bucket", world.portal.metadata_keys[0], ChangeKind.REMOVED, "s3", t, None),
+        ObjectChange(BUCKET, "10001/TS_000/run_metadata.json", ChangeKind.REMOVED, "s3", t, None),
+        ObjectChange(BUCKET, "10001/../10002/x/Annotations/100/a-1.json", ChangeKind.REMOVED, "s3", t, None),
+    ]
+    result = world.reconciler().apply_changes(changes)
+    assert dict(result.ignored) == {"other_bucket": 1, "other_kind": 1, "unsafe_key": 1}
+    assert world.ledger() == {}

@@ -1,0 +1,123 @@
+"""A small portal in moto S3 and the real PostgreSQL, with a clock the test controls."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
+from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.settings import Settings
+from annotation_reconciler.storage import S3Storage
+
+BUCKET = "cryoet-data-portal-public"
+CHILD_TABLES = ("annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+
+
+@dataclass
+class Clock:
+    now: datetime.datetime = field(default_factory=lambda: datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += datetime.timedelta(**delta)
+
+
+@dataclass
+class World:
+    engine: Engine
+    s3: Any
+    portal: SyntheticPortal
+    ids: dict[str, int]
+    clock: Clock
+    db_url: str
+
+    def settings(self, **env: str) -> Settings:
+        base = {"RECONCILER_DB_URL": self.db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false",
+                "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_MAX_PURGE_FRACTION": "0.5"}  # fmt: skip
+        return Settings.from_env({**base, **env})
+
+    def reconciler(self, s3: Any = None, **env: str) -> Reconciler:
+        return Reconciler(self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock)
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self.s3.delete_object(Bucket=BUCKET, Key=key)
+
+    def restore(self, key: str) -> None:
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+
+    def annotation_ids(self) -> set[int]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(text("SELECT id FROM annotation")).scalars())
+
+    def ledger(self) -> dict[int, str]:
+        """annotation id -> status of its newest ledger row."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine ORDER BY id")).all()
+        return {r[0]: r[1] for r in rows}
+
+    def children_of(self, annotation_ids: set[int]) -> int:
+        ids = list(annotation_ids)
+        with self.engine.connect() as conn:
+            return conn.execute(
+                text("""SELECT (SELECT count(*) FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS int[])))
+                             + (SELECT count(*) FROM annotation_author WHERE annotation_id = ANY(CAST(:ids AS int[])))
+                             + (SELECT count(*) FROM annotation_method_link
+                                WHERE annotation_id = ANY(CAST(:ids AS int[])))"""),
+                {"ids": ids},
+            ).scalar_one()
+
+    def orphans(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                text("""SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
+                                (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
+                             + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
+                                (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
+                             + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
+                                (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
+                             + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
+                                (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
+            ).scalar_one()
+
+
+def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = None) -> World:
+    portal = build_portal(spec or PortalSpec(datasets=2, runs_per_dataset=3, annotations_per_voxel_spacing=4))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    return World(engine, s3, portal, ids, Clock(), db_url)
+
+
+def s3_notification(bucket: str, key: str, name: str = "ObjectRemoved:Delete", when: str = "2026-01-01T00:00:00.000Z",
+                    sequencer: str | None = None) -> dict[str, Any]:  # fmt: skip
+    from urllib.parse import quote_plus
+
+    obj: dict[str, Any] = {"key": quote_plus(key), "size": 10}
+    if sequencer:
+        obj["sequencer"] = sequencer
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-west-2",
+        "eventTime": when,
+        "eventName": name,
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": obj},
+    }
+    return {"Records": [record]}
+
+
+def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
+    records = []
+    for i, body in enumerate(bodies):
+        records.append({"messageId": f"m-{i}", "receiptHandle": f"r-{i}", "eventSource": "aws:sqs",
+                        "body": body if isinstance(body, str) else json.dumps(body),
+                        "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "awsRegion": "us-west-2",
+                        "eventSourceARN": "arn:aws:sqs:us-west-2:123456789012:events"})  # fmt: skip
+    return {"Records": records}
