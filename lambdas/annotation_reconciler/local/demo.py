@@ -139,7 +139,7 @@ class Story:
         self.console.print("An operator would now check the bucket and run "
                            "`annotation-reconciler approve --dataset-id 10003`, or restore the files.")  # fmt: skip
 
-        lost = annotations[20]
+        lost = annotations[100]
         self.say("5. A lost event: the full reconciliation finds it",
                  f"Deleting {lost.metadata_key} and dropping its notification.")  # fmt: skip
         self.delete([lost.metadata_key])

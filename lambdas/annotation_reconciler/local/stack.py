@@ -40,6 +40,7 @@ class LocalStack:
     def create(cls, *, db_url: str, endpoint_url: str, bucket: str, settings: Mapping[str, str] | None = None,
                event_batch_size: int = 10) -> LocalStack:  # fmt: skip
         os.environ.update(QUIET_POWERTOOLS)
+        handlers.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # the logger read its level at import
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
         s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-west-2")
         sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name="us-west-2")
