@@ -154,7 +154,14 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         }  # fmt: skip
     if action in ("reconcile", "all"):
         shards = reconcile.plan_shards(rt.engine)
-        if rt.settings.work_queue_url:
+        if rt.settings.inventory_manifest:
+            found = rt.reconciler.scan_inventory(rt.settings.inventory_manifest)
+            _count("AnnotationsQuarantined", len(found.quarantined))
+            _count("AnnotationsReleased", len(found.released))
+            _count("InventoryCandidates", found.candidates)
+            answer["inventory"] = {"manifest": found.manifest, "candidates": found.candidates,
+                                   "quarantined": len(found.quarantined), "unconfirmed": found.unconfirmed}  # fmt: skip
+        elif rt.settings.work_queue_url:
             answer["shards_queued"] = _send_shards(rt, [reconcile.shard_message(s) for s in shards])
             _count("ShardsQueued", answer["shards_queued"])
         else:

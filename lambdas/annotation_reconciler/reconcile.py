@@ -29,7 +29,7 @@ from annotation_reconciler.lifecycle import AnnotationRef, DueRow
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.settings import Settings
-from annotation_reconciler.storage import S3Storage, StorageError
+from annotation_reconciler.storage import S3Storage, StorageError, inventory
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,21 @@ class ScanResult:
     @property
     def complete(self) -> bool:
         return self.resume_after is None
+
+
+@dataclass
+class InventoryScanResult:
+    """What a reconciliation from an S3 Inventory report found and did."""
+
+    manifest: str
+    report_time: datetime.datetime
+    annotations: int = 0
+    inventory_metadata_keys: int = 0
+    candidates: int = 0  # rows whose metadata the inventory lacks
+    unconfirmed: int = 0  # candidates S3 could not confirm either way: nothing done
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
 
 
 @dataclass
@@ -270,6 +285,46 @@ class Reconciler:
             )  # fmt: skip
             present_ids = [ref.id for ref, _ in survey.present]
             result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
+        return result
+
+    def scan_inventory(self, manifest_url: str, *, inventory_client: Any = None) -> InventoryScanResult:
+        """Full reconciliation from an S3 Inventory report instead of LISTs.
+
+        Annotations whose metadata the inventory lacks are only candidates (the report may be a
+        day old): each is confirmed against S3 now, and only a confirmed absence is quarantined.
+        Inventory presence never releases anything, since the object may be gone since.
+        """
+        client = inventory_client or self.storage.client
+        location = inventory.find_manifest(client, manifest_url)
+        manifest = inventory.read_manifest(client, location)
+        if manifest.source_bucket != self.layout.bucket:
+            raise inventory.InventoryError(
+                f"{location.url} inventories bucket {manifest.source_bucket!r}, not {self.layout.bucket!r}"
+            )
+        present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}
+        with self.engine.connect() as conn:
+            refs = repo.annotations_in_scope(conn, Scope())
+        result = InventoryScanResult(manifest=location.url, report_time=manifest.created, annotations=len(refs),
+                                     inventory_metadata_keys=len(present))  # fmt: skip
+        candidates: list[tuple[AnnotationRef, str]] = []
+        for ref in refs:
+            resolved = lifecycle.resolve(ref, self.layout)
+            if isinstance(resolved, lifecycle.Unverifiable):
+                result.unverifiable.append(resolved)
+            elif resolved not in present:
+                candidates.append((ref, resolved))
+        result.candidates = len(candidates)
+        presence = self.check_presence(key for _, key in candidates)
+        missing = [(ref, key) for ref, key in candidates if presence.get(key) is False]
+        result.unconfirmed = sum(1 for _, key in candidates if presence.get(key) is None)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            result.quarantined = repo.quarantine(
+                conn, missing, source=Source.SCAN, now=now, grace=self.settings.grace_period,
+                reason=f"missing from the S3 Inventory of {manifest.created:%Y-%m-%d %H:%M} and confirmed absent",
+            )  # fmt: skip
+            back = [ref.id for ref, key in candidates if presence.get(key) is True]
+            result.released = repo.release(conn, back, now=now, resolution="metadata present (inventory check)")
         return result
 
     # --- purge -------------------------------------------------------------------------

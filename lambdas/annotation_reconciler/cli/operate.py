@@ -53,10 +53,20 @@ def common_options(fn: Any) -> Any:
 @click.command()
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
+@click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
 def scan(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None,
-         dataset_id: int | None) -> None:  # fmt: skip
+         dataset_id: int | None, inventory: str | None) -> None:  # fmt: skip
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, None, endpoint_url)
+    if inventory:
+        found = reconciler.scan_inventory(inventory)
+        engine.dispose()
+        console.print(
+            f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
+            f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
+            f"and quarantined, {found.unconfirmed} unconfirmed, {len(found.unverifiable)} unverifiable"
+        )
+        return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unverifiable")
     errors = 0

@@ -1,0 +1,158 @@
+"""Read an S3 Inventory report (manifest.json and its CSV.gz files, as AWS writes them).
+
+An inventory lists a bucket's objects once a day, for the price of reading a few files instead
+of LISTing every prefix. It may be a day old: callers treat "not in the inventory" only as a
+candidate, to be confirmed against S3 itself::
+
+    location = find_manifest(client, "s3://inventory-bucket/cryoet-data-portal-public/daily/")
+    manifest = read_manifest(client, location)
+    keys = set(iter_present_keys(client, manifest))
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from annotation_reconciler.storage.s3 import S3Storage, StorageError
+
+_STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
+
+
+class InventoryError(ValueError):
+    """The inventory cannot be trusted (wrong bucket, unknown format, missing fields, bad checksum)."""
+
+
+@dataclass(frozen=True)
+class ManifestLocation:
+    bucket: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    location: ManifestLocation
+    source_bucket: str
+    file_format: str
+    schema: tuple[str, ...]
+    files: tuple[tuple[str, str | None], ...]  # (key in the destination bucket, MD5 hex)
+    created: datetime.datetime
+
+    @property
+    def destination_bucket(self) -> str:
+        return self.location.bucket
+
+
+def _split(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://"):
+        raise InventoryError(f"inventory location {url!r} must be an s3:// URL")
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket:
+        raise InventoryError(f"inventory location {url!r} names no bucket")
+    return bucket, key
+
+
+def find_manifest(client: Any, url: str) -> ManifestLocation:
+    """The manifest at ``url`` (``…/manifest.json``), or the newest one under a configuration prefix."""
+    bucket, key = _split(url)
+    if key.endswith("manifest.json"):
+        return ManifestLocation(bucket, key)
+    prefix = key.rstrip("/") + "/" if key else ""
+    stamps: list[str] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        if token:
+            params["ContinuationToken"] = token
+        try:
+            page = client.list_objects_v2(**params)
+        except Exception as exc:
+            raise StorageError("ListObjectsV2", bucket, prefix, exc) from exc
+        stamps += [p["Prefix"] for p in page.get("CommonPrefixes", []) if _STAMP_RE.search(p["Prefix"])]
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated"):
+            break
+    if not stamps:
+        raise InventoryError(f"no inventory report (YYYY-MM-DDTHH-MMZ/manifest.json) under s3://{bucket}/{prefix}")
+    return ManifestLocation(bucket, max(stamps) + "manifest.json")
+
+
+def read_manifest(client: Any, location: ManifestLocation) -> Manifest:
+    raw = S3Storage(client, location.bucket).get_json(location.key)
+    try:
+        schema = tuple(field.strip() for field in str(raw["fileSchema"]).split(","))
+        files = tuple((str(f["key"]), f.get("MD5checksum")) for f in raw["files"])
+        created = datetime.datetime.fromtimestamp(int(raw["creationTimestamp"]) / 1000, tz=datetime.UTC)
+        manifest = Manifest(location, str(raw["sourceBucket"]), str(raw["fileFormat"]).upper(), schema, files, created)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InventoryError(f"{location.url} is not an S3 Inventory manifest: {exc!r}") from None
+    if "Key" not in manifest.schema:
+        raise InventoryError(f"{location.url}: the inventory schema has no Key field ({raw['fileSchema']})")
+    if manifest.file_format != "CSV":
+        raise InventoryError(f"{location.url}: inventory format {manifest.file_format} is not supported; use CSV")
+    return manifest
+
+
+def iter_present_keys(client: Any, manifest: Manifest) -> Iterator[str]:
+    """Every key the inventory lists as present (latest version, not a delete marker), decoded."""
+    storage = S3Storage(client, manifest.destination_bucket)
+    fields = manifest.schema
+    key_at = fields.index("Key")
+    latest_at = fields.index("IsLatest") if "IsLatest" in fields else None
+    marker_at = fields.index("IsDeleteMarker") if "IsDeleteMarker" in fields else None
+    for file_key, md5 in manifest.files:
+        body = storage.get_bytes(file_key)
+        if md5 and hashlib.md5(body, usedforsecurity=False).hexdigest() != md5:
+            raise InventoryError(f"s3://{manifest.destination_bucket}/{file_key}: MD5 does not match the manifest")
+        text = gzip.decompress(body).decode("utf-8") if file_key.endswith(".gz") else body.decode("utf-8")
+        for row in csv.reader(io.StringIO(text)):
+            if len(row) != len(fields):
+                raise InventoryError(f"{file_key}: a row has {len(row)} fields, the schema {len(fields)}")
+            if latest_at is not None and row[latest_at].lower() != "true":
+                continue
+            if marker_at is not None and row[marker_at].lower() == "true":
+                continue
+            # AWS URL-encodes keys in CSV inventories (spaces as '+', like form encoding)
+            yield unquote(row[key_at].replace("+", " "))
+
+
+def write_inventory(client: Any, *, source_bucket: str, destination_bucket: str, prefix: str, keys: list[str],
+                    created: datetime.datetime, rows_per_file: int = 100_000) -> ManifestLocation:  # fmt: skip
+    """Write an inventory report in AWS's CSV layout (for tests, the demo and benchmarks)."""
+    from urllib.parse import quote
+
+    stamp = created.strftime("%Y-%m-%dT%H-%MZ")
+    base = f"{prefix.rstrip('/')}/{source_bucket}/daily/"
+    files = []
+    for n in range(0, max(len(keys), 1), rows_per_file):
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+        for key in keys[n : n + rows_per_file]:
+            writer.writerow([source_bucket, quote(key, safe="/"), "1", "2024-01-15T00:00:00.000Z"])
+        body = gzip.compress(out.getvalue().encode())
+        data_key = f"{base}data/{n // rows_per_file:05d}.csv.gz"
+        client.put_object(Bucket=destination_bucket, Key=data_key, Body=body)
+        files.append(
+            {"key": data_key, "size": len(body), "MD5checksum": hashlib.md5(body, usedforsecurity=False).hexdigest()}
+        )
+    manifest = {
+        "sourceBucket": source_bucket, "destinationBucket": f"arn:aws:s3:::{destination_bucket}",
+        "version": "2016-11-30", "creationTimestamp": str(int(created.timestamp() * 1000)), "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, LastModifiedDate", "files": files,
+    }  # fmt: skip
+    key = f"{base}{stamp}/manifest.json"
+    client.put_object(Bucket=destination_bucket, Key=key, Body=json.dumps(manifest).encode())
+    return ManifestLocation(destination_bucket, key)

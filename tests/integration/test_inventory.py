@@ -1,0 +1,107 @@
+"""Reconciliation from an S3 Inventory report (AWS's CSV layout, written into moto)."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from sqlalchemy import Engine
+
+from annotation_reconciler.storage.counting import RequestCounter
+from annotation_reconciler.storage.inventory import (
+    InventoryError,
+    find_manifest,
+    iter_present_keys,
+    read_manifest,
+    write_inventory,
+)
+from support.world import BUCKET, World, make_world
+
+INVENTORY_BUCKET = "portal-inventory"
+REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def world(engine: Engine, s3: Any, db_url: str) -> World:
+    s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    return make_world(engine, s3, db_url)
+
+
+def report(world: World, keys: list[str], created: datetime.datetime = REPORT) -> str:
+    write_inventory(world.s3, source_bucket=BUCKET, destination_bucket=INVENTORY_BUCKET, prefix="inventory",
+                    keys=keys, created=created, rows_per_file=50)  # fmt: skip
+    return f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
+
+
+def test_candidates_are_confirmed_before_quarantine(world: World) -> None:
+    keys = sorted(world.portal.all_keys())
+    gone = world.portal.metadata_keys[:2]  # deleted before the report: absent from it and from S3
+    late = world.portal.metadata_keys[2]  # created after the report: absent from it, present in S3
+    world.delete(*gone)
+    url = report(world, [k for k in keys if k not in gone and k != late])
+    counter = RequestCounter.attach(world.s3)
+    result = world.reconciler().scan_inventory(url)
+    assert result.candidates == 3
+    assert result.quarantined == sorted(world.ids[k] for k in gone)
+    assert world.ids[late] not in world.ledger()
+    # 1 LIST finds the newest report, 1 GET reads the manifest, 4 GETs its CSV files (171 rows, 50 a file),
+    # and the three candidates share one Annotations/ prefix: one LIST confirms them all
+    assert counter.counts == {"ListObjectsV2": 2, "GetObject": 5}
+
+
+def test_newest_report_is_used(world: World) -> None:
+    keys = sorted(world.portal.all_keys())
+    report(world, keys, created=REPORT - datetime.timedelta(days=1))
+    url = report(world, keys[:10], created=REPORT)
+    location = find_manifest(world.s3, url)
+    assert location.key.endswith("2026-01-01T00-00Z/manifest.json")
+    assert list(iter_present_keys(world.s3, read_manifest(world.s3, location))) == keys[:10]
+
+
+def test_keys_with_spaces_plus_and_unicode_round_trip(world: World) -> None:
+    odd = ["10001/TS 1+2 é/a b.json", "10001/x%y/ü+.json"]
+    url = report(world, odd)
+    assert list(iter_present_keys(world.s3, read_manifest(world.s3, find_manifest(world.s3, url)))) == odd
+
+
+def test_inventory_of_another_bucket_is_refused(world: World) -> None:
+    write_inventory(world.s3, source_bucket="another-bucket", destination_bucket=INVENTORY_BUCKET, prefix="inv",
+                    keys=[], created=REPORT)  # fmt: skip
+    with pytest.raises(InventoryError, match="inventories bucket 'another-bucket'"):
+        world.reconciler().scan_inventory(f"s3://{INVENTORY_BUCKET}/inv/another-bucket/daily/")
+    assert world.ledger() == {}
+
+
+def test_corrupt_file_aborts_before_anything(world: World) -> None:
+    url = report(world, sorted(world.portal.all_keys()))
+    location = find_manifest(world.s3, url)
+    manifest = json.loads(world.s3.get_object(Bucket=INVENTORY_BUCKET, Key=location.key)["Body"].read())
+    world.s3.put_object(Bucket=INVENTORY_BUCKET, Key=manifest["files"][0]["key"], Body=gzip.compress(b"tampered"))
+    with pytest.raises(InventoryError, match="MD5 does not match"):
+        world.reconciler().scan_inventory(url)
+    assert world.ledger() == {}
+
+
+def test_missing_report_is_a_clear_error(world: World) -> None:
+    with pytest.raises(InventoryError, match="no inventory report"):
+        world.reconciler().scan_inventory(f"s3://{INVENTORY_BUCKET}/nothing-here/")
+
+
+def test_s3_error_during_confirmation_quarantines_nothing(world: World) -> None:
+    keys = sorted(world.portal.all_keys())
+    gone = world.portal.metadata_keys[0]
+    world.delete(gone)
+    url = report(world, [k for k in keys if k != gone])
+    failing = boto3.client("s3", region_name="us-west-2")
+    stub = Stubber(failing)
+    for _ in range(6):
+        stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+    with stub:
+        result = world.reconciler(s3=failing).scan_inventory(url, inventory_client=world.s3)
+    assert result.candidates == 1 and result.unconfirmed == 1 and result.quarantined == []
+    assert world.ledger() == {}
