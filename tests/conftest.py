@@ -54,10 +54,12 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process moto for S3, SQS, EventBridge and Secrets Manager."""
     from moto import mock_aws
 
+    # an earlier test (the demo, the local stack) may have pointed boto3 at a moto server now gone
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         yield
 

@@ -74,14 +74,15 @@ def read_secret_url(secret_arn: str) -> URL:
     return url_from_secret(secret)
 
 
-def make_engine(url: str | URL, *, pool_size: int = 2, echo: bool = False) -> Engine:
-    """Create an engine for ``url`` (validated); small pool, pre-ping, UTC session time zone."""
+def make_engine(url: str | URL, *, pool_size: int = 2, echo: bool = False, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url`` (validated); small pool, pre-ping (connections idle between Lambda
+    invocations go stale), UTC session time zone."""
     parsed = normalize_url(url) if isinstance(url, str) else url
     engine = create_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=2,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=300,
         echo=echo,
     )

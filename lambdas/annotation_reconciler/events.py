@@ -136,8 +136,16 @@ def _s3_records(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]
         obj = s3.get("object") if isinstance(s3, Mapping) else None
         if not isinstance(bucket, str) or not bucket or not isinstance(obj, Mapping):
             raise _Malformed("S3 record lacks s3.bucket.name or s3.object")
-        changes.append(ObjectChange(bucket, _key(obj.get("key"), encoded=True), kind, "s3",
-                                    _time(record.get("eventTime")), _sequencer(obj.get("sequencer"))))  # fmt: skip
+        changes.append(
+            ObjectChange(
+                bucket,
+                _key(obj.get("key"), encoded=True),
+                kind,
+                "s3",
+                _time(record.get("eventTime")),
+                _sequencer(obj.get("sequencer")),
+            )
+        )
     return changes, skips
 
 
@@ -160,8 +168,14 @@ def _eventbridge(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip
     obj = detail.get("object") if isinstance(detail, Mapping) else None
     if not isinstance(bucket, str) or not bucket or not isinstance(obj, Mapping):
         raise _Malformed("EventBridge S3 event lacks detail.bucket.name or detail.object")
-    change = ObjectChange(bucket, _key(obj.get("key"), encoded=False), kind, "eventbridge",
-                          _time(body.get("time")), _sequencer(obj.get("sequencer")))  # fmt: skip
+    change = ObjectChange(
+        bucket,
+        _key(obj.get("key"), encoded=False),
+        kind,
+        "eventbridge",
+        _time(body.get("time")),
+        _sequencer(obj.get("sequencer")),
+    )
     return [change], []
 
 
@@ -211,10 +225,11 @@ def parse_event(event: Any) -> ParsedEvent:
         and all(isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
         messages = tuple(
-            parse_message_body(r.body, r.message_id) if isinstance(r.raw_event.get("body"), str)
+            parse_message_body(r.body, r.message_id)
+            if isinstance(r.raw_event.get("body"), str)
             else MessageResult(r.message_id, error="SQS message has no string body")
             for r in SQSEvent(dict(event)).records
-        )  # fmt: skip
+        )
         return ParsedEvent("sqs", messages)
     try:
         changes, skips = _classify(event)

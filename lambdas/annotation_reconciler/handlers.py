@@ -149,9 +149,12 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if purge.dry_run and purge.would_purge:
             logger.warning("dry run: would purge", extra={"annotation_ids": purge.would_purge})
         answer["purge"] = {
-            "purged": len(purge.purged), "would_purge": len(purge.would_purge), "released": len(purge.released),
-            "held": len(purge.held), "unknown": len(purge.unknown),
-        }  # fmt: skip
+            "purged": len(purge.purged),
+            "would_purge": len(purge.would_purge),
+            "released": len(purge.released),
+            "held": len(purge.held),
+            "unknown": len(purge.unknown),
+        }
     if action in ("reconcile", "all"):
         shards = reconcile.plan_shards(rt.engine)
         if rt.settings.inventory_manifest:
@@ -159,8 +162,12 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _count("AnnotationsQuarantined", len(found.quarantined))
             _count("AnnotationsReleased", len(found.released))
             _count("InventoryCandidates", found.candidates)
-            answer["inventory"] = {"manifest": found.manifest, "candidates": found.candidates,
-                                   "quarantined": len(found.quarantined), "unconfirmed": found.unconfirmed}  # fmt: skip
+            answer["inventory"] = {
+                "manifest": found.manifest,
+                "candidates": found.candidates,
+                "quarantined": len(found.quarantined),
+                "unconfirmed": found.unconfirmed,
+            }
         elif rt.settings.work_queue_url:
             answer["shards_queued"] = _send_shards(rt, [reconcile.shard_message(s) for s in shards])
             _count("ShardsQueued", answer["shards_queued"])
@@ -187,8 +194,9 @@ def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
             if not result.complete and rt.settings.work_queue_url:
                 _send_shards(rt, [reconcile.shard_message(scope, result.resume_after)])
-                logger.info("time budget ran out; shard continues in a new message",
-                            extra={"resume_after": result.resume_after})  # fmt: skip
+                logger.info(
+                    "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
+                )
         except Exception:
             logger.exception("shard failed", extra={"message_id": message_id})
             failures.append(message_id)

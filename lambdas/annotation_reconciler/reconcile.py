@@ -200,9 +200,13 @@ class Reconciler:
             result.unmatched_keys = sorted(k for k in states.removed if k not in by_key)
             removed = [(ref, key) for key in sorted(states.removed) for ref in by_key.get(key, [])]
             result.quarantined = repo.quarantine(
-                conn, removed, source=Source.EVENT, reason="metadata object removed (S3 event)",
-                now=now, grace=self.settings.grace_period,
-            )  # fmt: skip
+                conn,
+                removed,
+                source=Source.EVENT,
+                reason="metadata object removed (S3 event)",
+                now=now,
+                grace=self.settings.grace_period,
+            )
             created = [ref.id for key in states.created for ref in by_key.get(key, [])]
             result.released = repo.release(conn, created, now=now, resolution="metadata object created again")
             result.missing_files, result.restored_files = self._apply_file_changes(conn, files, now)
@@ -269,20 +273,34 @@ class Reconciler:
         found = self.survey(scope, remaining_seconds=remaining_seconds, resume_after=resume_after)
         survey = found.survey
         result = ScanResult(
-            scope=scope, annotations=found.annotations, prefixes_listed=found.prefixes_listed,
-            present=len(survey.present), missing=len(survey.missing), unverifiable=survey.unverifiable,
-            errors=[str(e) for e in found.errors], resume_after=found.resume_after,
-        )  # fmt: skip
+            scope=scope,
+            annotations=found.annotations,
+            prefixes_listed=found.prefixes_listed,
+            present=len(survey.present),
+            missing=len(survey.missing),
+            unverifiable=survey.unverifiable,
+            errors=[str(e) for e in found.errors],
+            resume_after=found.resume_after,
+        )
         now = self.clock()
         with self.engine.begin() as conn:
             result.quarantined = repo.quarantine(
-                conn, survey.missing, source=Source.SCAN, reason="metadata not found by full reconciliation",
-                now=now, grace=self.settings.grace_period,
-            )  # fmt: skip
+                conn,
+                survey.missing,
+                source=Source.SCAN,
+                reason="metadata not found by full reconciliation",
+                now=now,
+                grace=self.settings.grace_period,
+            )
             result.held = repo.quarantine(
-                conn, survey.suspicious, source=Source.SCAN, status=Status.HELD, now=now,
-                reason="prefix listed empty while annotations point into it", grace=self.settings.grace_period,
-            )  # fmt: skip
+                conn,
+                survey.suspicious,
+                source=Source.SCAN,
+                status=Status.HELD,
+                now=now,
+                reason="prefix listed empty while annotations point into it",
+                grace=self.settings.grace_period,
+            )
             present_ids = [ref.id for ref, _ in survey.present]
             result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
         return result
@@ -304,8 +322,12 @@ class Reconciler:
         present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}
         with self.engine.connect() as conn:
             refs = repo.annotations_in_scope(conn, Scope())
-        result = InventoryScanResult(manifest=location.url, report_time=manifest.created, annotations=len(refs),
-                                     inventory_metadata_keys=len(present))  # fmt: skip
+        result = InventoryScanResult(
+            manifest=location.url,
+            report_time=manifest.created,
+            annotations=len(refs),
+            inventory_metadata_keys=len(present),
+        )
         candidates: list[tuple[AnnotationRef, str]] = []
         for ref in refs:
             resolved = lifecycle.resolve(ref, self.layout)
@@ -320,9 +342,13 @@ class Reconciler:
         now = self.clock()
         with self.engine.begin() as conn:
             result.quarantined = repo.quarantine(
-                conn, missing, source=Source.SCAN, now=now, grace=self.settings.grace_period,
+                conn,
+                missing,
+                source=Source.SCAN,
+                now=now,
+                grace=self.settings.grace_period,
                 reason=f"missing from the S3 Inventory of {manifest.created:%Y-%m-%d %H:%M} and confirmed absent",
-            )  # fmt: skip
+            )
             back = [ref.id for ref, key in candidates if presence.get(key) is True]
             result.released = repo.release(conn, back, now=now, resolution="metadata present (inventory check)")
         return result
@@ -374,12 +400,15 @@ class Reconciler:
             presence = self.check_presence(r.key for r in rows if r.key is not None)
             datasets = sorted({r.dataset_id for r in rows if r.dataset_id is not None})
             plan = lifecycle.plan_purge(
-                rows, presence, repo.open_counts(conn, datasets), repo.annotation_totals(conn, datasets),
+                rows,
+                presence,
+                repo.open_counts(conn, datasets),
+                repo.annotation_totals(conn, datasets),
                 max_fraction=self.settings.max_purge_fraction,
-            )  # fmt: skip
+            )
             result.released += repo.release(
                 conn, [r.annotation_id for r in plan.release], now=now, resolution="metadata present at purge re-check"
-            )  # fmt: skip
+            )
             if plan.hold:
                 repo.hold(conn, [r.quarantine_id for r in plan.hold], reason="mass-deletion guard")
                 result.held += [r.annotation_id for r in plan.hold]
@@ -390,9 +419,13 @@ class Reconciler:
                 result.would_purge += victims
                 return True
             deleted = delete_annotations(
-                conn, victims, source=Source.EVENT, reason="metadata absent after the grace period",
-                metadata_keys={r.annotation_id: r.key for r in plan.delete}, now=now,
-            )  # fmt: skip
+                conn,
+                victims,
+                source=Source.EVENT,
+                reason="metadata absent after the grace period",
+                metadata_keys={r.annotation_id: r.key for r in plan.delete},
+                now=now,
+            )
             result.purged += deleted.annotation_ids
             result.rows_deleted.update(deleted.rows)
         return True
@@ -423,7 +456,7 @@ def plan_shards(engine: Engine, *, max_annotations: int = 5000) -> list[Scope]:
         rows = conn.execute(
             text("""SELECT r.dataset_id, a.run_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
                     GROUP BY r.dataset_id, a.run_id ORDER BY r.dataset_id, a.run_id""")
-        ).all()  # fmt: skip
+        ).all()
     per_dataset: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for dataset_id, run_id, count in rows:
         per_dataset[dataset_id].append((run_id, count))

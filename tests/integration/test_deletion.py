@@ -41,20 +41,29 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
         result = delete_annotations(conn, victims, source=Source.CLI, reason="metadata missing")
     after = counts(engine)
     assert result.annotation_ids == victims
-    assert result.rows == {"annotation_file": 6, "annotation_shape": 4, "annotation_author": 4,
-                           "annotation_method_link": 2, "annotation": 2}  # fmt: skip
-    assert {t: before[t] - after[t] for t in TABLES} == {
-        "annotation": 2, "annotation_shape": 4, "annotation_file": 6, "annotation_author": 4,
+    assert result.rows == {
+        "annotation_file": 6,
+        "annotation_shape": 4,
+        "annotation_author": 4,
         "annotation_method_link": 2,
-    }  # fmt: skip
+        "annotation": 2,
+    }
+    assert {t: before[t] - after[t] for t in TABLES} == {
+        "annotation": 2,
+        "annotation_shape": 4,
+        "annotation_file": 6,
+        "annotation_author": 4,
+        "annotation_method_link": 2,
+    }
     assert orphans(engine) == 0
     with engine.connect() as conn:
         ledger = conn.execute(
             text("SELECT annotation_id, status, source, snapshot, dataset_id FROM annotation_quarantine ORDER BY 1")
         ).all()
     assert [(r.annotation_id, r.status, r.source, r.dataset_id) for r in ledger] == [
-        (victims[0], "purged", "cli", 10001), (victims[1], "purged", "cli", 10001)
-    ]  # fmt: skip
+        (victims[0], "purged", "cli", 10001),
+        (victims[1], "purged", "cli", 10001),
+    ]
     snap = ledger[0].snapshot
     assert snap["annotation"]["id"] == victims[0]
     assert len(snap["annotation_file"]) == 3 and len(snap["annotation_author"]) == 2
@@ -65,10 +74,12 @@ def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
     victim = min(ids.values())
     with engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
-                 " detected_at, purge_after) VALUES (:id, 'p', 'event', 'ObjectRemoved', 'quarantined', now(), now())"),
+            text(
+                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
+                " detected_at, purge_after) VALUES (:id, 'p', 'event', 'ObjectRemoved', 'quarantined', now(), now())"
+            ),
             {"id": victim},
-        )  # fmt: skip
+        )
         delete_annotations(conn, [victim], source=Source.EVENT, reason="grace period over")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()

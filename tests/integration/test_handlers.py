@@ -17,22 +17,35 @@ from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import Runtime, build_runtime
 from support.world import BUCKET, World, make_world
 
-POWERTOOLS_QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
-                    "POWERTOOLS_LOG_LEVEL": "CRITICAL"}  # fmt: skip
+POWERTOOLS_QUIET = {
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+}
 
 
 @pytest.fixture
 def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, Any]]:
     for k, v in POWERTOOLS_QUIET.items():
         monkeypatch.setenv(k, v)
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=2, runs_per_dataset=3, annotations_per_voxel_spacing=4,
-                                                      odd_run_names=True))  # fmt: skip
+    world = make_world(
+        engine,
+        s3,
+        db_url,
+        PortalSpec(datasets=2, runs_per_dataset=3, annotations_per_voxel_spacing=4, odd_run_names=True),
+    )
     sqs = boto3.client("sqs", region_name="us-west-2")
     events_url = wire_bucket_to_queue(s3, sqs, BUCKET, "events")
     work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    env = {**os.environ, "RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false",
-           "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_WORK_QUEUE_URL": work_url,
-           "RECONCILER_MAX_PURGE_FRACTION": "0.5"}  # fmt: skip
+    env = {
+        **os.environ,
+        "RECONCILER_DB_URL": db_url,
+        "RECONCILER_BUCKET": BUCKET,
+        "RECONCILER_DRY_RUN": "false",
+        "RECONCILER_GRACE_PERIOD_HOURS": "1",
+        "RECONCILER_WORK_QUEUE_URL": work_url,
+        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+    }
     runtime: Runtime = build_runtime(env)
     runtime.reconciler.clock = world.clock
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
@@ -97,9 +110,14 @@ def test_direct_eventbridge_and_s3_events(wired: tuple[World, Any]) -> None:
     world, _ = wired
     a, b = world.portal.metadata_keys[:2]
     world.delete(a, b)
-    bridge = {"version": "0", "id": "same-id", "detail-type": "Object Deleted", "source": "aws.s3",
-              "time": "2026-01-01T00:00:00Z", "detail": {"bucket": {"name": BUCKET}, "object": {"key": a},
-                                                        "deletion-type": "Permanently Deleted"}}  # fmt: skip
+    bridge = {
+        "version": "0",
+        "id": "same-id",
+        "detail-type": "Object Deleted",
+        "source": "aws.s3",
+        "time": "2026-01-01T00:00:00Z",
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": a}, "deletion-type": "Permanently Deleted"},
+    }
     assert handlers.handle_events(bridge, LocalContext())["quarantined"] == 1
     from support.world import s3_notification
 
@@ -127,8 +145,10 @@ def test_schedule_fans_out_shards_and_the_worker_reconciles(wired: tuple[World, 
 def test_worker_rejects_a_malformed_shard_message(wired: tuple[World, Any]) -> None:
     from support.world import sqs_event
 
-    answer = handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": "10001"},
-                                            {"type": "scan_shard", "dataset_id": 10001}), LocalContext())  # fmt: skip
+    answer = handlers.handle_work(
+        sqs_event({"type": "scan_shard", "dataset_id": "10001"}, {"type": "scan_shard", "dataset_id": 10001}),
+        LocalContext(),
+    )
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
 
 
@@ -137,8 +157,9 @@ def test_schedule_rejects_an_unknown_action(wired: tuple[World, Any]) -> None:
         handlers.handle_schedule({"detail": {"action": "purg"}}, LocalContext())
 
 
-def test_metrics_are_emitted(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_metrics_are_emitted(
+    engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1))
     runtime = build_runtime({**os.environ, "RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET})
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)

@@ -33,8 +33,15 @@ def world(engine: Engine, s3: Any, db_url: str) -> World:
 
 
 def report(world: World, keys: list[str], created: datetime.datetime = REPORT) -> str:
-    write_inventory(world.s3, source_bucket=BUCKET, destination_bucket=INVENTORY_BUCKET, prefix="inventory",
-                    keys=keys, created=created, rows_per_file=50)  # fmt: skip
+    write_inventory(
+        world.s3,
+        source_bucket=BUCKET,
+        destination_bucket=INVENTORY_BUCKET,
+        prefix="inventory",
+        keys=keys,
+        created=created,
+        rows_per_file=50,
+    )
     return f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
 
 
@@ -70,8 +77,14 @@ def test_keys_with_spaces_plus_and_unicode_round_trip(world: World) -> None:
 
 
 def test_inventory_of_another_bucket_is_refused(world: World) -> None:
-    write_inventory(world.s3, source_bucket="another-bucket", destination_bucket=INVENTORY_BUCKET, prefix="inv",
-                    keys=[], created=REPORT)  # fmt: skip
+    write_inventory(
+        world.s3,
+        source_bucket="another-bucket",
+        destination_bucket=INVENTORY_BUCKET,
+        prefix="inv",
+        keys=[],
+        created=REPORT,
+    )
     with pytest.raises(InventoryError, match="inventories bucket 'another-bucket'"):
         world.reconciler().scan_inventory(f"s3://{INVENTORY_BUCKET}/inv/another-bucket/daily/")
     assert world.ledger() == {}

@@ -12,13 +12,24 @@ from annotation_reconciler.local.synthetic import PortalSpec, build_portal, writ
 from annotation_reconciler.portal import models as m
 
 MODELS: list[type[m.PortalBase]] = [
-    m.Deposition, m.Dataset, m.Run, m.TomogramVoxelSpacing, m.Annotation,
-    m.AnnotationShape, m.AnnotationFile, m.AnnotationAuthor, m.AnnotationMethodLink,
-]  # fmt: skip
+    m.Deposition,
+    m.Dataset,
+    m.Run,
+    m.TomogramVoxelSpacing,
+    m.Annotation,
+    m.AnnotationShape,
+    m.AnnotationFile,
+    m.AnnotationAuthor,
+    m.AnnotationMethodLink,
+]
 
 
-ENUM_VALUES = {"method_type": "simulated", "shape_type": "InstanceSegmentationMask", "source": "portal_standard",
-               "link_type": "models_weights"}  # fmt: skip
+ENUM_VALUES = {
+    "method_type": "simulated",
+    "shape_type": "InstanceSegmentationMask",
+    "source": "portal_standard",
+    "link_type": "models_weights",
+}
 
 
 def _value(column: Any, salt: int) -> Any:
@@ -59,10 +70,16 @@ def test_every_column_round_trips(engine: Engine) -> None:
     """Write each model with a value in every column (FKs pointing at real parents) and read it back."""
     written: dict[type[m.PortalBase], dict[str, Any]] = {}
     parents = {
-        "deposition": None, "dataset": "deposition", "run": "dataset", "tomogram_voxel_spacing": "run",
-        "annotation": "run", "annotation_shape": "annotation", "annotation_file": "annotation_shape",
-        "annotation_author": "annotation", "annotation_method_link": "annotation",
-    }  # fmt: skip
+        "deposition": None,
+        "dataset": "deposition",
+        "run": "dataset",
+        "tomogram_voxel_spacing": "run",
+        "annotation": "run",
+        "annotation_shape": "annotation",
+        "annotation_file": "annotation_shape",
+        "annotation_author": "annotation",
+        "annotation_method_link": "annotation",
+    }
     ids: dict[str, int] = {}
     with Session(engine) as session:
         for salt, model in enumerate(MODELS):

@@ -141,8 +141,12 @@ def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
 
 
 def test_other_voxel_spacing_with_the_same_file_name_is_untouched(engine: Engine, s3: Any, db_url: str) -> None:
-    w = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2,
-                                                  annotations_per_voxel_spacing=2))  # fmt: skip
+    w = make_world(
+        engine,
+        s3,
+        db_url,
+        PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2, annotations_per_voxel_spacing=2),
+    )
     first, twin = w.portal.annotations[0], w.portal.annotations[2]
     assert first.metadata_key.rsplit("/", 1)[1] == twin.metadata_key.rsplit("/", 1)[1]
     w.delete(first.metadata_key)
@@ -175,8 +179,9 @@ def test_two_purges_at_once_delete_each_row_once(world: World) -> None:
     purged = [i for r in results for i in r.purged]
     assert sorted(purged) == sorted(world.ids[k] for k in keys)
     with world.engine.connect() as conn:
-        counts = conn.execute(text("SELECT annotation_id, count(*) FROM annotation_quarantine "
-                                   "WHERE status = 'purged' GROUP BY 1")).all()  # fmt: skip
+        counts = conn.execute(
+            text("SELECT annotation_id, count(*) FROM annotation_quarantine WHERE status = 'purged' GROUP BY 1")
+        ).all()
     assert {c for _, c in counts} == {1} and len(counts) == 6
 
 
@@ -244,8 +249,13 @@ def test_scan_stops_on_time_budget_and_resumes(world: World) -> None:
 def test_unmappable_paths_are_never_quarantined(world: World) -> None:
     victim = world.ids[world.portal.metadata_keys[0]]
     with world.engine.begin() as conn:
-        conn.execute(text("UPDATE annotation SET s3_metadata_path = 's3://another-bucket/10001/x/Annotations/1/a-1.json'"
-                          " WHERE id = :id"), {"id": victim})  # fmt: skip
+        conn.execute(
+            text(
+                "UPDATE annotation SET s3_metadata_path = 's3://another-bucket/10001/x/Annotations/1/a-1.json'"
+                " WHERE id = :id"
+            ),
+            {"id": victim},
+        )
     result = world.reconciler().scan_shard(Scope(dataset_id=10001))
     assert [u.ref.id for u in result.unverifiable] == [victim]
     assert victim not in world.ledger()

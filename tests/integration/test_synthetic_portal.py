@@ -12,8 +12,14 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 
-SPEC = PortalSpec(datasets=2, runs_per_dataset=3, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3,
-                  zarr_chunks_per_annotation=2, odd_run_names=True)  # fmt: skip
+SPEC = PortalSpec(
+    datasets=2,
+    runs_per_dataset=3,
+    voxel_spacings_per_run=2,
+    annotations_per_voxel_spacing=3,
+    zarr_chunks_per_annotation=2,
+    odd_run_names=True,
+)
 
 
 def _all_keys(s3: Any, bucket: str) -> list[str]:
@@ -45,28 +51,50 @@ def test_bucket_layout(s3: Any) -> None:
 
 @pytest.mark.parametrize("style", ["s3", "relative", "bucket", "mixed"])
 def test_rows(engine: Engine, style: str) -> None:
-    spec = PortalSpec(datasets=2, runs_per_dataset=2, annotations_per_voxel_spacing=4, path_style=style,  # type: ignore[arg-type]
-                      legacy_every=4)  # fmt: skip
+    spec = PortalSpec(
+        datasets=2,
+        runs_per_dataset=2,
+        annotations_per_voxel_spacing=4,
+        path_style=style,  # type: ignore[arg-type]
+        legacy_every=4,
+    )
     portal = build_portal(spec)
     ids = write_rows(engine, portal)
     layout = BucketLayout.from_prefix(spec.bucket)
     with engine.connect() as conn:
         counts = {
             t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()  # noqa: S608
-            for t in ("dataset", "run", "tomogram_voxel_spacing", "annotation", "annotation_shape",
-                      "annotation_file", "annotation_author", "annotation_method_link")
-        }  # fmt: skip
+            for t in (
+                "dataset",
+                "run",
+                "tomogram_voxel_spacing",
+                "annotation",
+                "annotation_shape",
+                "annotation_file",
+                "annotation_author",
+                "annotation_method_link",
+            )
+        }
         paths = dict(conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all())
         legacy = conn.execute(text("SELECT count(*) FROM annotation WHERE tomogram_voxel_spacing_id IS NULL")).scalar()
     assert counts == {
-        "dataset": 2, "run": 4, "tomogram_voxel_spacing": 4, "annotation": 16, "annotation_shape": 32,
-        "annotation_file": 48, "annotation_author": 32, "annotation_method_link": 16,
-    }  # fmt: skip
+        "dataset": 2,
+        "run": 4,
+        "tomogram_voxel_spacing": 4,
+        "annotation": 16,
+        "annotation_shape": 32,
+        "annotation_file": 48,
+        "annotation_author": 32,
+        "annotation_method_link": 16,
+    }
     assert legacy == 4
     assert {layout.to_key(p): i for i, p in paths.items()} == ids
     prefixes = {p.split("10001/")[0] for p in paths.values() if "10001/" in p}
-    expected = {"s3": {"s3://cryoet-data-portal-public/"}, "relative": {""},
-                "bucket": {"cryoet-data-portal-public/"}}.get(style)  # fmt: skip
+    expected = {
+        "s3": {"s3://cryoet-data-portal-public/"},
+        "relative": {""},
+        "bucket": {"cryoet-data-portal-public/"},
+    }.get(style)
     assert prefixes == (expected or {"s3://cryoet-data-portal-public/", "", "cryoet-data-portal-public/"})
 
 

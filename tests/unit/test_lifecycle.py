@@ -45,8 +45,12 @@ def test_plan_groups_by_annotations_prefix_and_flags_unmappable() -> None:
 def test_judge_present_missing_failed_and_empty() -> None:
     vs2 = "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/"
     vs3 = "10001/TS_3/Reconstructions/VoxelSpacing10.000/Annotations/"
-    refs = [AnnotationRef(1, key(0)), AnnotationRef(2, key(1)), AnnotationRef(3, key(0, vs2)),
-            AnnotationRef(4, key(0, vs3))]  # fmt: skip
+    refs = [
+        AnnotationRef(1, key(0)),
+        AnnotationRef(2, key(1)),
+        AnnotationRef(3, key(0, vs2)),
+        AnnotationRef(4, key(0, vs3)),
+    ]
     plan = plan_listing(refs, LAYOUT)
     listings = {
         VS: frozenset({key(0), f"{VS}101/101-obj1-1.0_point.ndjson"}),
@@ -84,15 +88,21 @@ def test_guard_threshold(open_rows: int, total: int, held: bool) -> None:
 
 
 def test_guard_lets_approved_rows_through() -> None:
-    plan = plan_purge([due(1, approved=True), due(2)], {"key1": False, "key2": False}, {1: 50}, {1: 60},
-                      max_fraction=0.1)  # fmt: skip
+    plan = plan_purge(
+        [due(1, approved=True), due(2)], {"key1": False, "key2": False}, {1: 50}, {1: 60}, max_fraction=0.1
+    )
     assert [r.quarantine_id for r in plan.delete] == [1] and [r.quarantine_id for r in plan.hold] == [2]
     assert plan.held_datasets == {1: (50, 60)}
 
 
 def test_guard_is_per_dataset() -> None:
-    plan = plan_purge([due(1, dataset=1), due(2, dataset=2)], {"key1": False, "key2": False}, {1: 1, 2: 9},
-                      {1: 100, 2: 10}, max_fraction=0.1)  # fmt: skip
+    plan = plan_purge(
+        [due(1, dataset=1), due(2, dataset=2)],
+        {"key1": False, "key2": False},
+        {1: 1, 2: 9},
+        {1: 100, 2: 10},
+        max_fraction=0.1,
+    )
     assert [r.quarantine_id for r in plan.delete] == [1] and [r.quarantine_id for r in plan.hold] == [2]
 
 
@@ -112,8 +122,12 @@ def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]
 
 
 def test_last_states_ignore_delivery_order_for_distinct_times() -> None:
-    events = [("a", True, ("2026-01-01T00:00:01", "")), ("a", False, ("2026-01-01T00:00:02", "")),
-              ("b", False, ("2026-01-01T00:00:01", "")), ("b", True, ("2026-01-01T00:00:03", ""))]  # fmt: skip
+    events = [
+        ("a", True, ("2026-01-01T00:00:01", "")),
+        ("a", False, ("2026-01-01T00:00:02", "")),
+        ("b", False, ("2026-01-01T00:00:01", "")),
+        ("b", True, ("2026-01-01T00:00:03", "")),
+    ]
     forward, backward = last_states(events), last_states(list(reversed(events)))
     assert forward.removed == backward.removed == {"b"} and forward.created == backward.created == {"a"}
 

@@ -25,12 +25,18 @@ LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
     [
         (KEY, KeyKind.METADATA),
         ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/101/membrane-2.json", KeyKind.METADATA),
-        ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_globalcaption.json",
-         KeyKind.DATA_FILE),
-        ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_point_caption.json",
-         KeyKind.DATA_FILE),
-        ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_point.ndjson",
-         KeyKind.DATA_FILE),
+        (
+            "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_globalcaption.json",
+            KeyKind.DATA_FILE,
+        ),
+        (
+            "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_point_caption.json",
+            KeyKind.DATA_FILE,
+        ),
+        (
+            "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/100-ribosome-1.0_point.ndjson",
+            KeyKind.DATA_FILE,
+        ),
         ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/x_mask.zarr/0/1.0.0", KeyKind.DATA_FILE),
         ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/x_mask.zarr/0/1.json", KeyKind.DATA_FILE),
         ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/ribosome-1.0.json", KeyKind.OTHER),
@@ -38,7 +44,7 @@ LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
         ("10001/dataset_metadata.json", KeyKind.OTHER),
         ("10001/TS_026/Reconstructions/VoxelSpacing13.480/Tomograms/100/tomo-1.json", KeyKind.OTHER),
     ],
-)  # fmt: skip
+)
 def test_classify(key: str, kind: KeyKind) -> None:
     assert classify_key(key) is kind
 
@@ -68,12 +74,23 @@ def test_to_key_every_form(prefix: str, stored: str, key: str) -> None:
 @pytest.mark.parametrize(
     "stored",
     [
-        None, "", f"s3://other-bucket/{KEY}", f"other-bucket/{KEY}", f"https://files.example.org/{KEY}",
-        f" s3://{B}/{KEY}", f"s3://{B}/{KEY}\n", f"s3://{B}/10001/../10002/x.json", f"s3://{B}//10001/x.json",
-        "TS_026/Annotations/100/x-1.json", f"s3://{B}", f"s3://{B}/", "gs://b/10001/x.json", "10001/a\x00b.json",
+        None,
+        "",
+        f"s3://other-bucket/{KEY}",
+        f"other-bucket/{KEY}",
+        f"https://files.example.org/{KEY}",
+        f" s3://{B}/{KEY}",
+        f"s3://{B}/{KEY}\n",
+        f"s3://{B}/10001/../10002/x.json",
+        f"s3://{B}//10001/x.json",
+        "TS_026/Annotations/100/x-1.json",
+        f"s3://{B}",
+        f"s3://{B}/",
+        "gs://b/10001/x.json",
+        "10001/a\x00b.json",
         f"s3://{B}/./10001/x.json",
     ],
-)  # fmt: skip
+)
 def test_unmappable_paths(stored: str | None) -> None:
     assert LAYOUT.to_key(stored) is None
 

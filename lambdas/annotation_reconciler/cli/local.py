@@ -19,13 +19,27 @@ from annotation_reconciler.local.stack import LocalStack
 @click.option("--grace-period-hours", type=float, default=72.0, show_default=True)
 @click.option("--purge-every", type=float, default=60.0, show_default=True, help="Seconds between purges.")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
-def local(db_url: str, endpoint_url: str, bucket: str, dry_run: bool, grace_period_hours: float,
-          purge_every: float, duration: float) -> None:  # fmt: skip
+def local(
+    db_url: str,
+    endpoint_url: str,
+    bucket: str,
+    dry_run: bool,
+    grace_period_hours: float,
+    purge_every: float,
+    duration: float,
+) -> None:
     """Wire the bucket's notifications to a local queue and run the real handlers on it."""
     engine_from(db_url).dispose()  # fail early, with one clear line, on a bad URL
-    stack = LocalStack.create(db_url=db_url, endpoint_url=endpoint_url, bucket=bucket, settings={
-        "RECONCILER_DRY_RUN": str(dry_run).lower(), "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
-        "RECONCILER_ALLOW_SHORT_GRACE": "true"})  # fmt: skip
+    stack = LocalStack.create(
+        db_url=db_url,
+        endpoint_url=endpoint_url,
+        bucket=bucket,
+        settings={
+            "RECONCILER_DRY_RUN": str(dry_run).lower(),
+            "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
+            "RECONCILER_ALLOW_SHORT_GRACE": "true",
+        },
+    )
     purge = Timer(purge_every, lambda: stack.schedule("purge"))
     click.echo(f"listening to s3://{bucket} events via {stack.events.queue_url} (dry run: {dry_run}); Ctrl-C stops")
     stop_at = time.monotonic() + duration if duration else None

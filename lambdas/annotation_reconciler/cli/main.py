@@ -6,6 +6,7 @@ import click
 
 from annotation_reconciler.cli import operate
 from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
 from annotation_reconciler.ledger import migrate as ledger_migrate
 
@@ -37,3 +38,4 @@ cli.add_command(operate.status)
 cli.add_command(operate.approve)
 cli.add_command(operate.release)
 cli.add_command(local_command)
+cli.add_command(ingest)

@@ -40,12 +40,14 @@ def reconciler_from(
 
 
 def common_options(fn: Any) -> Any:
-    for option in reversed([
-        click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL)."),
-        click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
-        click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
-        click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL)."),
+            click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
+            click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
+            click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -54,8 +56,14 @@ def common_options(fn: Any) -> Any:
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
-def scan(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None,
-         dataset_id: int | None, inventory: str | None) -> None:  # fmt: skip
+def scan(
+    db_url: str | None,
+    bucket: str | None,
+    s3_prefix: str | None,
+    endpoint_url: str | None,
+    dataset_id: int | None,
+    inventory: str | None,
+) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, None, endpoint_url)
     if inventory:
@@ -74,8 +82,21 @@ def scan(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint
         r = reconciler.scan_shard(shard)
         errors += len(r.errors)
         label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
-        table.add_row(label, *(str(v) for v in (r.annotations, r.present, r.missing, len(r.quarantined),
-                                                 len(r.released), len(r.held), len(r.unverifiable))))  # fmt: skip
+        table.add_row(
+            label,
+            *(
+                str(v)
+                for v in (
+                    r.annotations,
+                    r.present,
+                    r.missing,
+                    len(r.quarantined),
+                    len(r.released),
+                    len(r.held),
+                    len(r.unverifiable),
+                )
+            ),
+        )
         for error in r.errors:
             console.print(f"[red]S3 error: {error}")
     console.print(table)
@@ -87,18 +108,23 @@ def scan(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint
 @click.command()
 @common_options
 @click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
-def purge(db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None,
-          dry_run: bool | None) -> None:  # fmt: skip
+def purge(
+    db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None, dry_run: bool | None
+) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
     reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, dry_run, endpoint_url)
     r = reconciler.purge()
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
-    console.print(f"claimed {r.claimed}: {verb} {len(r.would_purge if r.dry_run else r.purged)}, "
-                  f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}")  # fmt: skip
+    console.print(
+        f"claimed {r.claimed}: {verb} {len(r.would_purge if r.dry_run else r.purged)}, "
+        f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
+    )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
-        console.print(f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
-                      f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`")  # fmt: skip
+        console.print(
+            f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+            f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`"
+        )
 
 
 @click.command()
@@ -124,18 +150,27 @@ def status(db_url: str | None, output: str) -> None:
         held = conn.execute(
             text("SELECT dataset_id, count(*) FROM annotation_quarantine WHERE status = 'held' GROUP BY 1 ORDER BY 1")
         ).all()
-        files = conn.execute(text("SELECT annotation_id, count(*) FROM missing_annotation_file "
-                                  "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1")).all()  # fmt: skip
+        files = conn.execute(
+            text(
+                "SELECT annotation_id, count(*) FROM missing_annotation_file "
+                "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
+            )
+        ).all()
     engine.dispose()
     report: dict[str, Any] = {
         "by_status": by_status,
         "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in by_dataset],
-        "oldest_quarantined": None if oldest is None else {
-            "annotation_id": oldest.annotation_id, "s3_metadata_path": oldest.s3_metadata_path,
-            "detected_at": oldest.detected_at.isoformat(), "purge_after": oldest.purge_after.isoformat()},
+        "oldest_quarantined": None
+        if oldest is None
+        else {
+            "annotation_id": oldest.annotation_id,
+            "s3_metadata_path": oldest.s3_metadata_path,
+            "detected_at": oldest.detected_at.isoformat(),
+            "purge_after": oldest.purge_after.isoformat(),
+        },
         "held_datasets": {str(d): c for d, c in held},
         "annotations_with_missing_files": {str(a): c for a, c in files},
-    }  # fmt: skip
+    }
     if output == "json":
         click.echo(json.dumps(report, indent=2))
         return
@@ -145,8 +180,10 @@ def status(db_url: str | None, output: str) -> None:
     console.print(table)
     if report["oldest_quarantined"]:
         o = report["oldest_quarantined"]
-        console.print(f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
-                      f"(purge after {o['purge_after']})")  # fmt: skip
+        console.print(
+            f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
+            f"(purge after {o['purge_after']})"
+        )
     for dataset_id, count in held:
         console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
     for annotation_id, count in files:

@@ -26,10 +26,12 @@ def annotations_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[
     if not stored_paths:
         return []
     rows = conn.execute(
-        text(f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
-             "WHERE a.s3_metadata_path = ANY(CAST(:paths AS text[]))"),
+        text(
+            f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
+            "WHERE a.s3_metadata_path = ANY(CAST(:paths AS text[]))"
+        ),
         {"paths": list(stored_paths)},
-    )  # fmt: skip
+    )
     return _refs(rows)
 
 
@@ -63,9 +65,13 @@ def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
                    SELECT 1 FROM annotation_shape s JOIN annotation_file f ON f.annotation_shape_id = s.id
                    WHERE s.annotation_id = a.id AND f.tomogram_voxel_spacing_id = :vs)))
         ORDER BY a.id"""),  # noqa: S608
-        {"dataset_id": scope.dataset_id, "run_id": scope.run_id,
-         "run_ids": list(scope.run_ids) if scope.run_ids is not None else None, "vs": scope.voxel_spacing_id},
-    )  # fmt: skip
+        {
+            "dataset_id": scope.dataset_id,
+            "run_id": scope.run_id,
+            "run_ids": list(scope.run_ids) if scope.run_ids is not None else None,
+            "vs": scope.voxel_spacing_id,
+        },
+    )
     return _refs(rows)
 
 
@@ -96,12 +102,18 @@ def quarantine(
         ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO NOTHING
         RETURNING annotation_id"""),
         {
-            "ids": [r.id for r, _ in items], "datasets": [r.dataset_id for r, _ in items],
-            "runs": [r.run_id for r, _ in items], "paths": [r.stored_path for r, _ in items],
-            "keys": [k for _, k in items], "source": source.value, "reason": reason, "status": status.value,
-            "now": now, "purge_after": now + grace,
+            "ids": [r.id for r, _ in items],
+            "datasets": [r.dataset_id for r, _ in items],
+            "runs": [r.run_id for r, _ in items],
+            "paths": [r.stored_path for r, _ in items],
+            "keys": [k for _, k in items],
+            "source": source.value,
+            "reason": reason,
+            "status": status.value,
+            "now": now,
+            "purge_after": now + grace,
         },
-    ).scalars()  # fmt: skip
+    ).scalars()
     return sorted(rows)
 
 
@@ -114,7 +126,7 @@ def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.da
                 WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN ('quarantined', 'held')
                 RETURNING annotation_id"""),
         {"ids": list(annotation_ids), "now": now, "resolution": resolution},
-    ).scalars()  # fmt: skip
+    ).scalars()
     return sorted(rows)
 
 
@@ -122,10 +134,12 @@ def hold(conn: Connection, quarantine_ids: Sequence[int], *, reason: str) -> int
     if not quarantine_ids:
         return 0
     return conn.execute(
-        text("UPDATE annotation_quarantine SET status = 'held', resolution = :reason "
-             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'"),
+        text(
+            "UPDATE annotation_quarantine SET status = 'held', resolution = :reason "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'"
+        ),
         {"ids": list(quarantine_ids), "reason": reason},
-    ).rowcount  # fmt: skip
+    ).rowcount
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,7 @@ def claim_due(conn: Connection, *, now: datetime.datetime, limit: int, exclude: 
                 LIMIT :limit
                 FOR UPDATE SKIP LOCKED"""),
         {"now": now, "limit": limit, "exclude": list(exclude)},
-    ).all()  # fmt: skip
+    ).all()
     return [DueEntry(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.approved) for r in rows]
 
 
@@ -161,7 +175,7 @@ def open_counts(conn: Connection, dataset_ids: Sequence[int | None]) -> dict[int
                 WHERE status IN ('quarantined', 'held') AND dataset_id = ANY(CAST(:ids AS integer[]))
                 GROUP BY dataset_id"""),
         {"ids": [d for d in dataset_ids if d is not None]},
-    ).all()  # fmt: skip
+    ).all()
     return {r[0]: r[1] for r in rows}
 
 
@@ -171,7 +185,7 @@ def annotation_totals(conn: Connection, dataset_ids: Sequence[int | None]) -> di
         text("""SELECT r.dataset_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
                 WHERE r.dataset_id = ANY(CAST(:ids AS integer[])) GROUP BY r.dataset_id"""),
         {"ids": [d for d in dataset_ids if d is not None]},
-    ).all()  # fmt: skip
+    ).all()
     return {r[0]: r[1] for r in rows}
 
 
@@ -183,7 +197,7 @@ def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime
                     resolution = NULL
                 WHERE dataset_id = :dataset_id AND status = 'held'"""),
         {"dataset_id": dataset_id, "now": now, "by": by},
-    ).rowcount  # fmt: skip
+    ).rowcount
 
 
 def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[int, int | None, str]]:
@@ -195,7 +209,7 @@ def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[
                 LEFT JOIN annotation_shape s ON s.id = f.annotation_shape_id
                 WHERE f.s3_path = ANY(CAST(:paths AS text[]))"""),
         {"paths": list(stored_paths)},
-    ).all()  # fmt: skip
+    ).all()
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -211,16 +225,23 @@ def record_missing_files(
                 SELECT *, :now FROM unnest(CAST(:fids AS integer[]), CAST(:aids AS integer[]),
                                             CAST(:paths AS text[]), CAST(:keys AS text[]))
                 ON CONFLICT (annotation_file_id) WHERE resolved_at IS NULL DO NOTHING"""),
-        {"fids": [f[0] for f in files], "aids": [f[1] for f in files], "paths": [f[2] for f in files],
-         "keys": [f[3] for f in files], "now": now},
-    ).rowcount  # fmt: skip
+        {
+            "fids": [f[0] for f in files],
+            "aids": [f[1] for f in files],
+            "paths": [f[2] for f in files],
+            "keys": [f[3] for f in files],
+            "now": now,
+        },
+    ).rowcount
 
 
 def resolve_missing_files(conn: Connection, file_ids: Sequence[int], *, now: datetime.datetime) -> int:
     if not file_ids:
         return 0
     return conn.execute(
-        text("UPDATE missing_annotation_file SET resolved_at = :now "
-             "WHERE annotation_file_id = ANY(CAST(:ids AS integer[])) AND resolved_at IS NULL"),
+        text(
+            "UPDATE missing_annotation_file SET resolved_at = :now "
+            "WHERE annotation_file_id = ANY(CAST(:ids AS integer[])) AND resolved_at IS NULL"
+        ),
         {"ids": list(file_ids), "now": now},
-    ).rowcount  # fmt: skip
+    ).rowcount

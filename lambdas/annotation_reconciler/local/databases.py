@@ -45,9 +45,12 @@ class DatabaseFactory:
         # connection is the simplest way to be sure of that.
         url = self.server_url
         conn = pg8000.native.Connection(
-            url.username or "postgres", host=url.host or "127.0.0.1", port=url.port or 5432,
-            password=url.password, database="postgres",
-        )  # fmt: skip
+            url.username or "postgres",
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            password=url.password,
+            database="postgres",
+        )
         try:
             for statement in statements:
                 conn.run(statement)

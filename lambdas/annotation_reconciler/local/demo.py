@@ -14,22 +14,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
+from annotation_reconciler.db_import.service import ingest as import_dataset
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.stack import LocalStack
-from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.storage import S3Storage, make_s3_client
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 STATUSES = ("quarantined", "released", "held", "purged")
 GRACE_SECONDS = 2.0
-DEMO_SPEC = PortalSpec(datasets=3, runs_per_dataset=8, annotations_per_voxel_spacing=8, zarr_chunks_per_annotation=1,
-                       odd_run_names=True)  # fmt: skip
+DEMO_SPEC = PortalSpec(
+    datasets=3, runs_per_dataset=8, annotations_per_voxel_spacing=8, zarr_chunks_per_annotation=1, odd_run_names=True
+)
 
 
 @dataclass
@@ -58,8 +62,15 @@ def ledger_counts(engine: Engine) -> dict[str, int]:
 class Story:
     """The demo's scenes; each narrates, acts through S3 and the handlers, and shows the result."""
 
-    def __init__(self, console: Console, engine: Engine, stack: LocalStack, portal: SyntheticPortal,
-                 ids: dict[str, int], sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+    def __init__(
+        self,
+        console: Console,
+        engine: Engine,
+        stack: LocalStack,
+        portal: SyntheticPortal,
+        ids: dict[str, int],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.console, self.engine, self.stack, self.portal, self.ids = console, engine, stack, portal, ids
         self.bucket = portal.spec.bucket
         self.sleep = sleep
@@ -90,10 +101,12 @@ class Story:
         ids = [self.ids[k] for k in keys]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT DISTINCT ON (annotation_id) annotation_id, status FROM annotation_quarantine"
-                     " WHERE annotation_id = ANY(CAST(:ids AS int[])) ORDER BY annotation_id, id DESC"),
+                text(
+                    "SELECT DISTINCT ON (annotation_id) annotation_id, status FROM annotation_quarantine"
+                    " WHERE annotation_id = ANY(CAST(:ids AS int[])) ORDER BY annotation_id, id DESC"
+                ),
                 {"ids": ids},
-            ).all()  # fmt: skip
+            ).all()
         return {r[0]: r[1] for r in rows}
 
     def wait_grace(self) -> None:
@@ -118,8 +131,10 @@ class Story:
         self.say("2. One file comes back", f"Re-uploading {back.metadata_key}")
         self.stack.s3.put_object(Bucket=self.bucket, Key=back.metadata_key, Body=b"{}")
         self.deliver()
-        self.console.print(f"annotation {self.ids[back.metadata_key]} is now "
-                           f"[green]{self.status_of([back.metadata_key])[self.ids[back.metadata_key]]}")  # fmt: skip
+        self.console.print(
+            f"annotation {self.ids[back.metadata_key]} is now "
+            f"[green]{self.status_of([back.metadata_key])[self.ids[back.metadata_key]]}"
+        )
 
         self.say("3. The grace period passes; the schedule purges")
         self.wait_grace()
@@ -129,27 +144,36 @@ class Story:
         self.ledger_table("Quarantine after the purge")
 
         dataset = [a.metadata_key for a in annotations if a.dataset_id == 10003]
-        self.say("4. A whole dataset vanishes: the mass-deletion guard holds it",
-                 f"Deleting all {len(dataset)} metadata files of dataset 10003.")  # fmt: skip
+        self.say(
+            "4. A whole dataset vanishes: the mass-deletion guard holds it",
+            f"Deleting all {len(dataset)} metadata files of dataset 10003.",
+        )
         self.delete(dataset)
         self.deliver()
         self.wait_grace()
         answer = self.stack.schedule("purge")
         self.console.print(f"handle_schedule(purge) -> {answer['purge']}  [yellow](held: nothing deleted)")
-        self.console.print("An operator would now check the bucket and run "
-                           "`annotation-reconciler approve --dataset-id 10003`, or restore the files.")  # fmt: skip
+        self.console.print(
+            "An operator would now check the bucket and run "
+            "`annotation-reconciler approve --dataset-id 10003`, or restore the files."
+        )
 
         lost = annotations[100]
-        self.say("5. A lost event: the full reconciliation finds it",
-                 f"Deleting {lost.metadata_key} and dropping its notification.")  # fmt: skip
+        self.say(
+            "5. A lost event: the full reconciliation finds it",
+            f"Deleting {lost.metadata_key} and dropping its notification.",
+        )
         self.delete([lost.metadata_key])
         self.stack.sqs.purge_queue(QueueUrl=self.stack.events.queue_url)
         answer = self.stack.schedule("reconcile")
         shards = sum(o.received for o in self.stack.work.drain())
-        self.console.print(f"handle_schedule(reconcile) queued {answer['shards_queued']} shards; "
-                           f"handle_work scanned {shards}.")  # fmt: skip
-        self.console.print(f"annotation {self.ids[lost.metadata_key]} is now "
-                           f"[yellow]{self.status_of([lost.metadata_key])[self.ids[lost.metadata_key]]}")  # fmt: skip
+        self.console.print(
+            f"handle_schedule(reconcile) queued {answer['shards_queued']} shards; handle_work scanned {shards}."
+        )
+        self.console.print(
+            f"annotation {self.ids[lost.metadata_key]} is now "
+            f"[yellow]{self.status_of([lost.metadata_key])[self.ids[lost.metadata_key]]}"
+        )
         self.wait_grace()
         self.stack.schedule("purge")
         self.summary.expected_purged.add(self.ids[lost.metadata_key])
@@ -161,8 +185,10 @@ class Story:
         self.deliver()
         self.wait_grace()
         answer = self.stack.schedule("purge")
-        self.console.print(f"dry run: handle_schedule(purge) -> {answer['purge']}; "
-                           f"annotation {self.ids[dry.metadata_key]} is still in the database.")  # fmt: skip
+        self.console.print(
+            f"dry run: handle_schedule(purge) -> {answer['purge']}; "
+            f"annotation {self.ids[dry.metadata_key]} is still in the database."
+        )
         self.stack.configure(RECONCILER_DRY_RUN="false")
         return self.finish()
 
@@ -170,8 +196,9 @@ class Story:
         s = self.summary
         s.after, s.ledger = counts(self.engine), ledger_counts(self.engine)
         with self.engine.connect() as conn:
-            s.purged = set(conn.execute(text("SELECT annotation_id FROM annotation_quarantine "
-                                             "WHERE status = 'purged'")).scalars())  # fmt: skip
+            s.purged = set(
+                conn.execute(text("SELECT annotation_id FROM annotation_quarantine WHERE status = 'purged'")).scalars()
+            )
             paths = conn.execute(text("SELECT s3_metadata_path FROM annotation")).scalars().all()
         layout = BucketLayout.from_prefix(self.bucket)
         present = set()
@@ -190,13 +217,15 @@ class Story:
         self.console.print(table)
         ok = s.purged == s.expected_purged
         self.console.print(f"purged exactly the expected annotations: {'[green]yes' if ok else '[red]NO'}")
-        self.console.print(f"annotations left whose metadata is not in S3: {s.stale_left} "
-                           "(held for an operator, or kept by dry run)")  # fmt: skip
+        self.console.print(
+            f"annotations left whose metadata is not in S3: {s.stale_left} (held for an operator, or kept by dry run)"
+        )
         return s
 
 
-def run_story(console: Console, *, sleep: Callable[[float], None] = time.sleep,
-              spec: PortalSpec = DEMO_SPEC) -> Summary:  # fmt: skip
+def run_story(
+    console: Console, *, sleep: Callable[[float], None] = time.sleep, spec: PortalSpec = DEMO_SPEC
+) -> Summary:
     """Start PostgreSQL and moto, build and ingest the portal, play the story, stop everything."""
     with LocalPostgres() as pg, LocalMotoServer() as moto:
         console.rule("[bold]annotation-reconciler demo")
@@ -212,11 +241,17 @@ def run_story(console: Console, *, sleep: Callable[[float], None] = time.sleep,
                 objects = write_bucket(s3, portal)
             ids = ingest(console, engine, moto.endpoint_url, portal)
             console.print(f"{objects} objects in s3://{spec.bucket}, {len(ids)} annotations ingested")
-            stack = LocalStack.create(db_url=url, endpoint_url=moto.endpoint_url, bucket=spec.bucket,
-                                      settings={"RECONCILER_DRY_RUN": "false",
-                                                "RECONCILER_GRACE_PERIOD_HOURS": str(GRACE_SECONDS / 3600),
-                                                "RECONCILER_ALLOW_SHORT_GRACE": "true",
-                                                "RECONCILER_MAX_PURGE_FRACTION": "0.2"})  # fmt: skip
+            stack = LocalStack.create(
+                db_url=url,
+                endpoint_url=moto.endpoint_url,
+                bucket=spec.bucket,
+                settings={
+                    "RECONCILER_DRY_RUN": "false",
+                    "RECONCILER_GRACE_PERIOD_HOURS": str(GRACE_SECONDS / 3600),
+                    "RECONCILER_ALLOW_SHORT_GRACE": "true",
+                    "RECONCILER_MAX_PURGE_FRACTION": "0.2",
+                },
+            )
             stack.events.drain()  # the test event S3 sends when notifications are configured
             return Story(console, engine, stack, portal, ids, sleep).play()
         finally:
@@ -224,8 +259,20 @@ def run_story(console: Console, *, sleep: Callable[[float], None] = time.sleep,
 
 
 def ingest(console: Console, engine: Engine, endpoint_url: str, portal: SyntheticPortal) -> dict[str, int]:
-    """Load the portal's rows (the importer when available)."""
-    return write_rows(engine, portal)
+    """Ingest the portal from S3 with the project's importer; returns metadata key -> annotation id."""
+    bucket = portal.spec.bucket
+    storage = S3Storage(make_s3_client(endpoint_url=endpoint_url, region="us-west-2"), bucket)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("ingesting", total=len(portal.dataset_ids))
+        for dataset_id in portal.dataset_ids:
+            result = import_dataset(engine, storage, BucketLayout(bucket), dataset_id)
+            if not result.ok:
+                raise RuntimeError(f"ingestion of dataset {dataset_id} failed: {result.problems}")
+            progress.advance(task)
+    layout = BucketLayout(bucket)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all()
+    return {key: row_id for row_id, path in rows if (key := layout.to_key(path)) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

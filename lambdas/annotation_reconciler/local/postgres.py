@@ -129,17 +129,35 @@ class LocalPostgres:
     def start(self) -> LocalPostgres:
         self._prepare_user()
         init = self._run(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-            "--no-sync", "--locale=C", "-E", "UTF8",
-        )  # fmt: skip
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "--locale=C",
+            "-E",
+            "UTF8",
+        )
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
         options = " ".join(f"-c {s}" for s in (*SERVER_SETTINGS, f"port={self.port}"))
         options += f" -c unix_socket_directories={self.root}"
         started = self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "server.log"),
-            "-o", options, "-w", "-t", "60", "start",
-        )  # fmt: skip
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if started.returncode != 0:
             log = (self.root / "server.log").read_text(errors="replace")[-2000:]
             raise PostgresUnavailable(f"PostgreSQL did not start: {started.stderr.strip()} {log}")

@@ -37,8 +37,15 @@ class LocalStack:
     runtime: Runtime
 
     @classmethod
-    def create(cls, *, db_url: str, endpoint_url: str, bucket: str, settings: Mapping[str, str] | None = None,
-               event_batch_size: int = 10) -> LocalStack:  # fmt: skip
+    def create(
+        cls,
+        *,
+        db_url: str,
+        endpoint_url: str,
+        bucket: str,
+        settings: Mapping[str, str] | None = None,
+        event_batch_size: int = 10,
+    ) -> LocalStack:
         os.environ.update(QUIET_POWERTOOLS)
         handlers.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # the logger read its level at import
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
@@ -47,13 +54,20 @@ class LocalStack:
         events_url = wire_bucket_to_queue(s3, sqs, bucket, "annotation-reconciler-events")
         work_url = sqs.create_queue(QueueName="annotation-reconciler-work")["QueueUrl"]
         env = {
-            "RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": bucket, "RECONCILER_WORK_QUEUE_URL": work_url,
-            "RECONCILER_DRY_RUN": "true", **(settings or {}),
-        }  # fmt: skip
-        stack = cls(env, s3, sqs, LocalLambdaRuntime(sqs, events_url, handlers.handle_events,
-                                                     batch_size=event_batch_size),
-                    LocalLambdaRuntime(sqs, work_url, handlers.handle_work, batch_size=1),
-                    cls._runtime(env))  # fmt: skip
+            "RECONCILER_DB_URL": db_url,
+            "RECONCILER_BUCKET": bucket,
+            "RECONCILER_WORK_QUEUE_URL": work_url,
+            "RECONCILER_DRY_RUN": "true",
+            **(settings or {}),
+        }
+        stack = cls(
+            env,
+            s3,
+            sqs,
+            LocalLambdaRuntime(sqs, events_url, handlers.handle_events, batch_size=event_batch_size),
+            LocalLambdaRuntime(sqs, work_url, handlers.handle_work, batch_size=1),
+            cls._runtime(env),
+        )
         stack.use()
         return stack
 
@@ -75,5 +89,6 @@ class LocalStack:
     def schedule(self, action: str) -> Any:
         from annotation_reconciler.local.lambda_runtime import LocalContext
 
-        return handlers.handle_schedule({"detail-type": "Scheduled Event", "source": "aws.events",
-                                         "detail": {"action": action}}, LocalContext())  # fmt: skip
+        return handlers.handle_schedule(
+            {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {"action": action}}, LocalContext()
+        )

@@ -314,10 +314,15 @@ def write_rows(engine: Engine, portal: SyntheticPortal) -> dict[str, int]:
             ),
             {"id": spec.deposition_id, "d": DATE},
         )
-        _copy(raw, "dataset", ("id", "deposition_id", "title", "s3_prefix", "https_prefix"), (
-            (d, spec.deposition_id, f"Synthetic dataset {d}", portal.stored_path(f"{d}/", 0), f"{https}/{d}/")
-            for d in portal.dataset_ids
-        ))  # fmt: skip
+        _copy(
+            raw,
+            "dataset",
+            ("id", "deposition_id", "title", "s3_prefix", "https_prefix"),
+            (
+                (d, spec.deposition_id, f"Synthetic dataset {d}", portal.stored_path(f"{d}/", 0), f"{https}/{d}/")
+                for d in portal.dataset_ids
+            ),
+        )
         run_id = _next_id(raw, "run")
         vs_id = _next_id(raw, "tomogram_voxel_spacing")
         run_rows, vs_rows, vs_ids = [], [], {}
@@ -349,41 +354,106 @@ def write_rows(engine: Engine, portal: SyntheticPortal) -> dict[str, int]:
             vs, run_id = vs_ids[ann.voxel_spacing_prefix]
             legacy = spec.legacy_every and i % spec.legacy_every == spec.legacy_every - 1
             ids[ann.metadata_key] = ann_id
-            ann_rows.append((
-                ann_id, run_id, spec.deposition_id, None if legacy else vs,
-                portal.stored_path(ann.metadata_key, i), f"{https}/{ann.metadata_key}", ann.ingest_id,
-                "template matching", "hybrid", f"GO:{ann.number:07d}", ann.object_name, ann.number % 17,
-                0.9, 0.8, "pyTOM", True, False, DATE, DATE, DATE,
-            ))  # fmt: skip
+            ann_rows.append(
+                (
+                    ann_id,
+                    run_id,
+                    spec.deposition_id,
+                    None if legacy else vs,
+                    portal.stored_path(ann.metadata_key, i),
+                    f"{https}/{ann.metadata_key}",
+                    ann.ingest_id,
+                    "template matching",
+                    "hybrid",
+                    f"GO:{ann.number:07d}",
+                    ann.object_name,
+                    ann.number % 17,
+                    0.9,
+                    0.8,
+                    "pyTOM",
+                    True,
+                    False,
+                    DATE,
+                    DATE,
+                    DATE,
+                )
+            )
             shapes: dict[str, int] = {}
             for data_file in ann.files:
                 if data_file.shape not in shapes:
                     shapes[data_file.shape] = shape_id
                     shape_rows.append((shape_id, ann_id, data_file.shape))
                     shape_id += 1
-                file_rows.append((
-                    shapes[data_file.shape], vs, data_file.format, portal.stored_path(data_file.key, i),
-                    f"{https}/{data_file.key}", data_file.is_visualization_default, "dataset_author",
-                ))  # fmt: skip
+                file_rows.append(
+                    (
+                        shapes[data_file.shape],
+                        vs,
+                        data_file.format,
+                        portal.stored_path(data_file.key, i),
+                        f"{https}/{data_file.key}",
+                        data_file.is_visualization_default,
+                        "dataset_author",
+                    )
+                )
             author_rows.append((ann_id, 0, "Ada Author", "0000-0002-1825-0097", True, False))
             author_rows.append((ann_id, 1, "Bo Builder", None, False, True))
             link_rows.append((ann_id, "source_code", "picker", "https://github.com/example/picker"))
             ann_id += 1
-        _copy(raw, "annotation", (
-            "id", "run_id", "deposition_id", "tomogram_voxel_spacing_id", "s3_metadata_path",
-            "https_metadata_path", "annotation_ingest_id", "annotation_method", "method_type", "object_id",
-            "object_name", "object_count", "confidence_precision", "confidence_recall", "annotation_software",
-            "is_curator_recommended", "ground_truth_status", "deposition_date", "release_date", "last_modified_date",
-        ), ann_rows)  # fmt: skip
+        _copy(
+            raw,
+            "annotation",
+            (
+                "id",
+                "run_id",
+                "deposition_id",
+                "tomogram_voxel_spacing_id",
+                "s3_metadata_path",
+                "https_metadata_path",
+                "annotation_ingest_id",
+                "annotation_method",
+                "method_type",
+                "object_id",
+                "object_name",
+                "object_count",
+                "confidence_precision",
+                "confidence_recall",
+                "annotation_software",
+                "is_curator_recommended",
+                "ground_truth_status",
+                "deposition_date",
+                "release_date",
+                "last_modified_date",
+            ),
+            ann_rows,
+        )
         _copy(raw, "annotation_shape", ("id", "annotation_id", "shape_type"), shape_rows)
-        _copy(raw, "annotation_file", (
-            "annotation_shape_id", "tomogram_voxel_spacing_id", "format", "s3_path", "https_path",
-            "is_visualization_default", "source",
-        ), file_rows)  # fmt: skip
-        _copy(raw, "annotation_author", (
-            "annotation_id", "author_list_order", "name", "orcid", "primary_author_status",
-            "corresponding_author_status",
-        ), author_rows)  # fmt: skip
+        _copy(
+            raw,
+            "annotation_file",
+            (
+                "annotation_shape_id",
+                "tomogram_voxel_spacing_id",
+                "format",
+                "s3_path",
+                "https_path",
+                "is_visualization_default",
+                "source",
+            ),
+            file_rows,
+        )
+        _copy(
+            raw,
+            "annotation_author",
+            (
+                "annotation_id",
+                "author_list_order",
+                "name",
+                "orcid",
+                "primary_author_status",
+                "corresponding_author_status",
+            ),
+            author_rows,
+        )
         _copy(raw, "annotation_method_link", ("annotation_id", "link_type", "name", "link"), link_rows)
         for table in ("dataset", "run", "tomogram_voxel_spacing", "annotation", "annotation_shape"):
             sql = f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"  # noqa: S608

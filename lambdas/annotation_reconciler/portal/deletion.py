@@ -41,15 +41,20 @@ FOR UPDATE OF a
 """)
 
 _DELETES = (
-    ("annotation_file", text("""
+    (
+        "annotation_file",
+        text("""
         DELETE FROM annotation_file WHERE annotation_shape_id IN
-          (SELECT id FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS integer[])))""")),
+          (SELECT id FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS integer[])))"""),
+    ),
     ("annotation_shape", text("DELETE FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS integer[]))")),
     ("annotation_author", text("DELETE FROM annotation_author WHERE annotation_id = ANY(CAST(:ids AS integer[]))")),
-    ("annotation_method_link",
-     text("DELETE FROM annotation_method_link WHERE annotation_id = ANY(CAST(:ids AS integer[]))")),
+    (
+        "annotation_method_link",
+        text("DELETE FROM annotation_method_link WHERE annotation_id = ANY(CAST(:ids AS integer[]))"),
+    ),
     ("annotation", text("DELETE FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))")),
-)  # fmt: skip
+)
 
 _MARK_PURGED = text("""
 UPDATE annotation_quarantine q
@@ -112,9 +117,9 @@ def delete_annotations(
     for table, statement in _DELETES:
         result.rows[table] = conn.execute(statement, {"ids": ids}).rowcount
     snapshots = [json.dumps(r.snapshot) if not isinstance(r.snapshot, str) else r.snapshot for r in rows]
-    updated = conn.execute(
-        _MARK_PURGED, {"ids": ids, "snapshots": snapshots, "now": now, "reason": reason}
-    ).scalars().all()  # fmt: skip
+    updated = (
+        conn.execute(_MARK_PURGED, {"ids": ids, "snapshots": snapshots, "now": now, "reason": reason}).scalars().all()
+    )
     keys = metadata_keys or {}
     conn.execute(
         _INSERT_PURGED,

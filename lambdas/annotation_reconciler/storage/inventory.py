@@ -129,8 +129,16 @@ def iter_present_keys(client: Any, manifest: Manifest) -> Iterator[str]:
             yield unquote(row[key_at].replace("+", " "))
 
 
-def write_inventory(client: Any, *, source_bucket: str, destination_bucket: str, prefix: str, keys: list[str],
-                    created: datetime.datetime, rows_per_file: int = 100_000) -> ManifestLocation:  # fmt: skip
+def write_inventory(
+    client: Any,
+    *,
+    source_bucket: str,
+    destination_bucket: str,
+    prefix: str,
+    keys: list[str],
+    created: datetime.datetime,
+    rows_per_file: int = 100_000,
+) -> ManifestLocation:
     """Write an inventory report in AWS's CSV layout (for tests, the demo and benchmarks)."""
     from urllib.parse import quote
 
@@ -149,10 +157,14 @@ def write_inventory(client: Any, *, source_bucket: str, destination_bucket: str,
             {"key": data_key, "size": len(body), "MD5checksum": hashlib.md5(body, usedforsecurity=False).hexdigest()}
         )
     manifest = {
-        "sourceBucket": source_bucket, "destinationBucket": f"arn:aws:s3:::{destination_bucket}",
-        "version": "2016-11-30", "creationTimestamp": str(int(created.timestamp() * 1000)), "fileFormat": "CSV",
-        "fileSchema": "Bucket, Key, Size, LastModifiedDate", "files": files,
-    }  # fmt: skip
+        "sourceBucket": source_bucket,
+        "destinationBucket": f"arn:aws:s3:::{destination_bucket}",
+        "version": "2016-11-30",
+        "creationTimestamp": str(int(created.timestamp() * 1000)),
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+        "files": files,
+    }
     key = f"{base}{stamp}/manifest.json"
     client.put_object(Bucket=destination_bucket, Key=key, Body=json.dumps(manifest).encode())
     return ManifestLocation(destination_bucket, key)

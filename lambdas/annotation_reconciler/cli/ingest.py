@@ -1,0 +1,148 @@
+"""``annotation-reconciler ingest``: import a dataset from S3 into the portal tables, cleaning up stale annotations.
+
+    annotation-reconciler ingest --bucket cryoet-data-portal-public --dataset-id 10001 --dry-run
+
+Exit 0 when every scope was read and imported, 1 when a scope had problems (its cleanup was
+skipped), 2 on bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.db_import import IngestResult, LedgerMissingError, service
+from annotation_reconciler.db_import.base import public_https_prefix
+from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.settings import validate_bucket
+from annotation_reconciler.storage import S3Storage, make_s3_client
+
+TABLES = (
+    "deposition",
+    "dataset",
+    "run",
+    "tomogram_voxel_spacing",
+    "annotation",
+    "annotation_shape",
+    "annotation_file",
+    "annotation_author",
+    "annotation_method_link",
+)
+
+
+class _ProgressBar:
+    """Voxel spacings imported, on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("voxel spacings", total=0)
+
+    def __enter__(self) -> _ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def add_total(self, count: int) -> None:
+        total = self.progress.tasks[0].total or 0
+        self.progress.update(self.task, total=total + count)
+
+    def advance(self, description: str) -> None:
+        self.progress.update(self.task, advance=1, description=description[-60:])
+
+
+@click.command("ingest")
+@click.option(
+    "--bucket", required=True, envvar="RECONCILER_BUCKET", help="The portal bucket (default: $RECONCILER_BUCKET)."
+)
+@click.option("--dataset-id", type=int, required=True, help="The dataset to import.")
+@click.option("--run-name", help="Import this run only.")
+@click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
+@click.option("--s3-prefix", default="", help="Where the portal's keys start: s3://BUCKET/ROOT/ (default: the bucket).")
+@click.option("--https-prefix", help="HTTPS prefix of stored paths (default: https://BUCKET.s3.amazonaws.com/).")
+@click.option("--dry-run", is_flag=True, help="Compute every change, write nothing.")
+@click.option("--db-url", envvar="RECONCILER_DB_URL", help="Database URL (default: $RECONCILER_DB_URL).")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
+@click.option("--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it).")
+def ingest(
+    bucket: str,
+    dataset_id: int,
+    run_name: str | None,
+    voxel_spacing: float | None,
+    s3_prefix: str,
+    https_prefix: str | None,
+    dry_run: bool,
+    db_url: str | None,
+    endpoint_url: str | None,
+    anonymous: bool,
+) -> None:
+    """Import a dataset's runs, voxel spacings and annotations from S3; remove the stale annotations.
+
+    A stale annotation is one of the imported voxel spacing (or a legacy row of its run whose files
+    lie in it) whose metadata is no longer in S3. A voxel spacing whose listing or any metadata read
+    failed is imported as far as it was read, and none of its rows is removed.
+    """
+    try:
+        validate_bucket("--bucket", bucket)
+        layout = BucketLayout.from_prefix(bucket, s3_prefix)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
+        raise UsageError(f"--https-prefix={https_prefix!r} is not a URL: use e.g. {public_https_prefix(bucket)}")
+    engine = engine_from(db_url)
+    storage = S3Storage(make_s3_client(anonymous=anonymous, endpoint_url=endpoint_url), bucket)
+    console = Console(stderr=True)
+    try:
+        with _ProgressBar(console) as bar:
+            result = service.ingest(
+                engine, storage, layout, dataset_id, run_name, https_prefix, dry_run, bar, voxel_spacing=voxel_spacing
+            )
+    except LedgerMissingError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    print_result(Console(), result)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def print_result(console: Console, result: IngestResult) -> None:
+    """The summary table, then removed annotations, skipped cleanups, legacy rows and problems."""
+    verbs = ("would insert", "would update", "would remove") if result.dry_run else ("inserted", "updated", "removed")
+    title = f"dataset {result.dataset_id}" + (" (dry run: nothing written)" if result.dry_run else "")
+    table = Table("table", *verbs, title=title)
+    for name in TABLES:
+        counts = (result.inserted[name], result.updated[name], result.removed[name])
+        if any(counts):
+            table.add_row(name, *(str(c) for c in counts))
+    console.print(table)
+    console.print(
+        f"{len(result.voxel_spacings)} voxel spacings, "
+        f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
+    )
+    for report in result.voxel_spacings:
+        if report.removed_annotation_ids:
+            verb = "would remove" if result.dry_run else "removed"
+            console.print(f"{report.prefix}: {verb} stale annotations {report.removed_annotation_ids}")
+    for prefix in result.skipped_scopes:
+        console.print(f"[yellow]cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
+    for row in result.legacy:
+        console.print(
+            f"[yellow]legacy annotation {row.id} ({row.annotation_ingest_id}) of run {row.run_id} "
+            f"left in place: {row.reason}"
+        )
+    for problem in result.problems:
+        console.print(f"[red]error: {problem}", soft_wrap=True)

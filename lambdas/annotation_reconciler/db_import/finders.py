@@ -1,0 +1,155 @@
+"""Finders: read the portal's layout from S3 (boto3 LIST and GET) and say whether they saw it all.
+
+Every S3 error, throttle or malformed JSON becomes an :class:`ImportProblem` of the finder's
+scope, so the importer knows the scope was not read completely::
+
+    found = MetadataFileFinder(storage, "10001/TS_001/Reconstructions/VoxelSpacing13.480/Annotations/",
+                               {"run_id": 3, "tomogram_voxel_spacing_id": 7}).find()
+    found.complete   # False if the LIST or any metadata GET failed
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from annotation_reconciler.db_import.base import FindResult, FoundItem, ImportProblem
+from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.storage import S3Storage, StorageError
+
+NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+_VOXEL_FOLDER_RE = re.compile(r"^VoxelSpacing(?P<spacing>[0-9]+(?:\.[0-9]+)?)$")
+
+
+def list_folders(storage: S3Storage, prefix: str) -> list[str]:
+    """The names of the folders directly under ``prefix`` (LIST with a ``/`` delimiter), or StorageError."""
+    names: list[str] = []
+    try:
+        for page in storage.client.get_paginator("list_objects_v2").paginate(
+            Bucket=storage.bucket, Prefix=prefix, Delimiter="/"
+        ):
+            names += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []) if "Prefix" in p]
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
+    return names
+
+
+def read_document(storage: S3Storage, key: str) -> dict[str, Any]:
+    """A JSON object from S3; StorageError on S3 errors, malformed JSON or a non-object document."""
+    document = storage.get_json(key)
+    if not isinstance(document, dict):
+        raise StorageError("ParseJSON", storage.bucket, key, ValueError("the document is not a JSON object"))
+    return document
+
+
+class DatasetFinder:
+    """``{root}{dataset_id}/dataset_metadata.json``."""
+
+    def __init__(self, storage: S3Storage, root: str, dataset_id: int) -> None:
+        self.storage, self.dataset_id = storage, dataset_id
+        self.prefix = f"{root}{dataset_id}/"
+
+    def find(self) -> FindResult:
+        key = f"{self.prefix}dataset_metadata.json"
+        try:
+            document = read_document(self.storage, key)
+        except StorageError as exc:
+            return FindResult(problems=[ImportProblem(f"dataset {self.dataset_id}", str(exc), key)])
+        return FindResult([FoundItem(document, {"dataset_id": self.dataset_id, "prefix": self.prefix}, key)])
+
+
+class RunFinder:
+    """The dataset's run folders, each with its ``run_metadata.json`` (folders without one are not runs)."""
+
+    def __init__(self, storage: S3Storage, root: str, dataset_id: int, run_name: str | None = None) -> None:
+        self.storage, self.dataset_id, self.run_name = storage, dataset_id, run_name
+        self.prefix = f"{root}{dataset_id}/"
+
+    def find(self) -> FindResult:
+        result = FindResult()
+        scope = f"dataset {self.dataset_id}"
+        if self.run_name is not None:
+            names = [self.run_name]
+        else:
+            try:
+                names = list_folders(self.storage, self.prefix)
+            except StorageError as exc:
+                return FindResult(problems=[ImportProblem(scope, str(exc), self.prefix)])
+        for name in names:
+            key = f"{self.prefix}{name}/run_metadata.json"
+            try:
+                document = read_document(self.storage, key)
+            except StorageError as exc:
+                if exc.code in NOT_FOUND and self.run_name is None:
+                    continue  # a dataset-level folder such as Images/, not a run
+                result.problems.append(ImportProblem(scope, str(exc), key))
+                continue
+            context = {"dataset_id": self.dataset_id, "name": name, "prefix": f"{self.prefix}{name}/"}
+            result.items.append(FoundItem(document, context, key))
+        return result
+
+
+class VoxelSpacingFinder:
+    """The run's ``Reconstructions/VoxelSpacing{spacing}/`` folders."""
+
+    def __init__(self, storage: S3Storage, run_prefix: str, run_id: int, voxel_spacing: float | None = None) -> None:
+        self.storage, self.run_id, self.voxel_spacing = storage, run_id, voxel_spacing
+        self.prefix = f"{run_prefix}Reconstructions/"
+
+    def find(self) -> FindResult:
+        try:
+            names = list_folders(self.storage, self.prefix)
+        except StorageError as exc:
+            return FindResult(problems=[ImportProblem(f"run {self.prefix}", str(exc), self.prefix)])
+        result = FindResult()
+        for name in names:
+            match = _VOXEL_FOLDER_RE.match(name)
+            if not match:
+                continue
+            spacing = round(float(match["spacing"]), 3)
+            if self.voxel_spacing is not None and spacing != round(self.voxel_spacing, 3):
+                continue
+            prefix = f"{self.prefix}{name}/"
+            result.items.append(
+                FoundItem({"voxel_spacing": spacing}, {"run_id": self.run_id, "prefix": prefix}, prefix)
+            )
+        return result
+
+
+class MetadataFileFinder:
+    """Annotation metadata (``Annotations/*/*[0-9].json``) under one prefix, read in parallel.
+
+    The LIST must finish and every document must be read and be a JSON object; anything else is
+    a problem, and the problems are what keep the importer from cleaning up the scope.
+    """
+
+    def __init__(
+        self, storage: S3Storage, prefix: str, context: Mapping[str, Any], *, scope: str = "", workers: int = 8
+    ) -> None:
+        self.storage, self.prefix, self.context = storage, prefix, dict(context)
+        self.scope = scope or prefix
+        self.workers = max(1, workers)
+
+    def find(self) -> FindResult:
+        try:
+            keys = [k for k in self.storage.list_keys(self.prefix) if classify_key(k) is KeyKind.METADATA]
+        except StorageError as exc:
+            return FindResult(problems=[ImportProblem(self.scope, f"listing failed: {exc}", self.prefix)])
+        result = FindResult()
+        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(keys)))) as pool:
+            for key, outcome in zip(keys, pool.map(self._read, keys), strict=True):
+                if isinstance(outcome, StorageError):
+                    result.problems.append(ImportProblem(self.scope, str(outcome), key))
+                else:
+                    result.items.append(FoundItem(outcome, self.context, key))
+        return result
+
+    def _read(self, key: str) -> dict[str, Any] | StorageError:
+        try:
+            return read_document(self.storage, key)
+        except StorageError as exc:
+            return exc

@@ -1,0 +1,523 @@
+"""The importer (Phase 2): upserts on natural keys, sibling cleanup scoped to the voxel spacing.
+
+Real PostgreSQL (the ``engine`` fixture) and moto S3; expectations are derived from the synthetic portal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from annotation_reconciler.db_import import IngestResult, ingest
+from annotation_reconciler.db_import.base import StoredPaths
+from annotation_reconciler.db_import.importers import AnnotationImporter
+from annotation_reconciler.db_import.service import LOCK_NAMESPACE
+from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.local.databases import DatabaseFactory
+from annotation_reconciler.local.synthetic import (
+    PortalSpec,
+    SyntheticAnnotation,
+    SyntheticPortal,
+    build_portal,
+    metadata_document,
+    write_bucket,
+    write_rows,
+)
+from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.storage import S3Storage, StorageError
+
+BUCKET = "cryoet-data-portal-public"
+LAYOUT = BucketLayout(BUCKET)
+CHILD_TABLES = ("annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+TABLES = ("dataset", "run", "tomogram_voxel_spacing", "annotation", *CHILD_TABLES)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+
+
+def children_of(doc: dict[str, Any]) -> dict[str, int]:
+    """How many child rows one annotation metadata document makes."""
+    return {
+        "annotation_shape": len({f["shape"] for f in doc["files"]}),
+        "annotation_file": len(doc["files"]),
+        "annotation_author": len(doc["authors"]),
+        "annotation_method_link": len(doc["method_links"]),
+    }
+
+
+def expected_counts(portal: SyntheticPortal, annotations: list[SyntheticAnnotation]) -> dict[str, int]:
+    """The rows an import of ``annotations`` (and their datasets, runs and voxel spacings) must leave."""
+    runs = {(a.dataset_id, a.run_name) for a in annotations}
+    total: Counter[str] = Counter(
+        dataset=len({a.dataset_id for a in annotations}),
+        run=len(runs),
+        tomogram_voxel_spacing=len({(a.dataset_id, a.run_name, a.voxel_spacing) for a in annotations}),
+        annotation=len(annotations),
+    )
+    for ann in annotations:
+        total.update(children_of(metadata_document(portal, ann)))
+    return {t: total[t] for t in TABLES}
+
+
+def annotation_rows(engine: Engine, run_name: str | None = None) -> set[tuple[str, float | None, str, str]]:
+    """(run, voxel spacing, ingest id, metadata path) of every annotation (of one run)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("""
+            SELECT r.name, v.voxel_spacing, a.annotation_ingest_id, a.s3_metadata_path
+            FROM annotation a JOIN run r ON r.id = a.run_id
+            LEFT JOIN tomogram_voxel_spacing v ON v.id = a.tomogram_voxel_spacing_id
+            WHERE CAST(:run AS text) IS NULL OR r.name = :run"""),
+            {"run": run_name},
+        ).all()
+    return {(r[0], r[1], r[2], r[3]) for r in rows}
+
+
+def file_rows(engine: Engine, run_name: str | None = None) -> set[tuple[str, str, float]]:
+    """(s3 path, format, voxel spacing) of every annotation file (of one run)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("""
+            SELECT f.s3_path, f.format, v.voxel_spacing
+            FROM annotation_file f JOIN tomogram_voxel_spacing v ON v.id = f.tomogram_voxel_spacing_id
+            JOIN run r ON r.id = v.run_id
+            WHERE CAST(:run AS text) IS NULL OR r.name = :run"""),
+            {"run": run_name},
+        ).all()
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def expected_annotations(annotations: list[SyntheticAnnotation]) -> set[tuple[str, float | None, str, str]]:
+    return {(a.run_name, a.voxel_spacing, a.ingest_id, LAYOUT.s3_path(a.metadata_key)) for a in annotations}
+
+
+def expected_files(annotations: list[SyntheticAnnotation]) -> set[tuple[str, str, float]]:
+    return {(LAYOUT.s3_path(f.key), f.format, a.voxel_spacing) for a in annotations for f in a.files}
+
+
+def orphans(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("""
+            SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
+                      (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
+                 + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
+                      (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
+                 + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
+                      (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
+                 + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
+                      (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
+            ).scalar_one()
+        )
+
+
+def ledger(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT annotation_id, status, source, reason, snapshot FROM annotation_quarantine"
+                    " ORDER BY annotation_id"
+                )
+            )
+        )
+
+
+def run_ingest(engine: Engine, s3: Any, **options: Any) -> IngestResult:
+    options.setdefault("dataset_id", 10001)
+    storage = options.pop("storage", None) or S3Storage(s3, BUCKET)
+    return ingest(engine, storage, LAYOUT, **options)
+
+
+def in_run(portal: SyntheticPortal, run_name: str, spacing: float | None = None) -> list[SyntheticAnnotation]:
+    return [a for a in portal.annotations if a.run_name == run_name and spacing in (None, a.voxel_spacing)]
+
+
+def stale_of(db: SyntheticPortal, bucket: SyntheticPortal) -> list[SyntheticAnnotation]:
+    present = set(bucket.metadata_keys)
+    return [a for a in db.annotations if a.metadata_key not in present]
+
+
+@pytest.fixture
+def second_engine(db_factory: DatabaseFactory, worker_id: str) -> Iterator[Engine]:
+    from annotation_reconciler.db import make_engine
+
+    name = f"test_{worker_id}_second"
+    engine = make_engine(db_factory.fresh(name))
+    yield engine
+    engine.dispose()
+    db_factory.drop(name)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process moto needs boto3's default endpoint; a test that exported AWS_ENDPOINT_URL must not leak here."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+# --- importing --------------------------------------------------------------------------------------------------
+
+
+def test_import_into_empty_database_matches_write_rows(engine: Engine, second_engine: Engine, s3: Any) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=3, voxel_spacings_per_run=2, odd_run_names=True)
+    portal = build_portal(spec)
+    write_bucket(s3, portal, create=False)
+    write_rows(second_engine, portal)
+
+    result = run_ingest(engine, s3)
+
+    assert result.ok and result.problems == [] and result.skipped_scopes == []
+    assert counts(engine) == counts(second_engine) == expected_counts(portal, portal.annotations)
+    assert annotation_rows(engine) == annotation_rows(second_engine) == expected_annotations(portal.annotations)
+    assert file_rows(engine) == file_rows(second_engine) == expected_files(portal.annotations)
+    assert {t: result.inserted[t] for t in TABLES} == expected_counts(portal, portal.annotations)
+    assert result.inserted["deposition"] == 1 and sum(result.removed.values()) == 0
+    assert len(result.voxel_spacings) == 6 and sum(r.metadata_read for r in result.voxel_spacings) == 18
+    with engine.connect() as conn:
+        misbound = text("""
+            SELECT count(*) FROM annotation a
+            JOIN annotation_shape s ON s.annotation_id = a.id JOIN annotation_file f ON f.annotation_shape_id = s.id
+            WHERE f.tomogram_voxel_spacing_id IS DISTINCT FROM a.tomogram_voxel_spacing_id""")
+        bound = conn.execute(misbound).scalar_one()
+        https = conn.execute(text("SELECT https_metadata_path FROM annotation ORDER BY id LIMIT 1")).scalar_one()
+    assert bound == 0
+    assert https == f"https://{BUCKET}.s3.amazonaws.com/{portal.annotations[0].metadata_key}"
+
+
+def test_reingesting_twice_leaves_identical_rows(engine: Engine, s3: Any) -> None:
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    first = run_ingest(engine, s3)
+    after_first = counts(engine)
+    second = run_ingest(engine, s3)
+
+    assert counts(engine) == after_first == expected_counts(portal, portal.annotations)
+    assert first.ok and second.ok
+    assert sum(second.inserted.values()) == sum(second.updated.values()) == sum(second.removed.values()) == 0
+    assert ledger(engine) == []
+
+
+def test_ingest_over_portal_rows_updates_in_place(engine: Engine, s3: Any) -> None:
+    """Rows the portal wrote are found on their natural keys and updated, not duplicated."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, path_style="mixed"))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    before = counts(engine)
+
+    result = run_ingest(engine, s3)
+
+    assert result.ok
+    assert counts(engine) == before
+    assert sum(result.inserted.values()) == sum(result.removed.values()) == 0
+    assert result.updated["annotation"] == len(portal.annotations)  # paths normalised, publication filled in
+    with engine.connect() as conn:
+        paths: dict[int, str] = {i: p for i, p in conn.execute(text("SELECT id, s3_metadata_path FROM annotation"))}
+    assert paths == {annotation_id: LAYOUT.s3_path(key) for key, annotation_id in ids.items()}
+
+
+def test_one_ingestion_of_a_dataset_at_a_time(engine: Engine, s3: Any) -> None:
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    with engine.connect() as other:  # another ingestion holds the dataset
+        other.execute(text("SELECT pg_advisory_lock(CAST(:n AS integer), 10001)"), {"n": LOCK_NAMESPACE})
+        refused = run_ingest(engine, s3)
+        other.execute(text("SELECT pg_advisory_unlock(CAST(:n AS integer), 10001)"), {"n": LOCK_NAMESPACE})
+    assert not refused.ok and "another ingestion" in str(refused.problems[0])
+    assert counts(engine)["annotation"] == 0
+    assert run_ingest(engine, s3).ok  # the lock was released, and ours too
+    assert run_ingest(engine, s3).ok
+
+
+def test_children_follow_their_metadata(engine: Engine, s3: Any) -> None:
+    """Shapes, files, authors and links no longer in an annotation's metadata are deleted; the rest updated."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    run_ingest(engine, s3)
+    changed = portal.annotations[0]
+    doc = metadata_document(portal, changed)
+    doc["files"] = [f for f in doc["files"] if f["shape"] == "Point"]
+    doc["authors"] = [{**doc["authors"][1], "name": "Cy Curator"}, doc["authors"][0]]
+    doc["method_links"] = [{"link": "https://example.org/docs", "link_type": "documentation"}]
+    s3.put_object(Bucket=BUCKET, Key=changed.metadata_key, Body=json.dumps(doc).encode())
+    before = counts(engine)
+
+    result = run_ingest(engine, s3)
+
+    old = children_of(metadata_document(portal, changed))
+    new = children_of(doc)
+    assert result.ok and result.removed["annotation"] == 0
+    assert {t: before[t] - counts(engine)[t] for t in CHILD_TABLES} == {t: old[t] - new[t] for t in CHILD_TABLES}
+    assert result.removed["annotation_shape"] == 1 and result.removed["annotation_file"] == 2
+    assert result.removed["annotation_author"] == 1 and result.removed["annotation_method_link"] == 1
+    with engine.connect() as conn:
+        query = text("""
+            SELECT w.name, w.author_list_order FROM annotation_author w JOIN annotation a ON a.id = w.annotation_id
+            WHERE a.annotation_ingest_id = :ingest ORDER BY w.author_list_order""")
+        authors = conn.execute(query, {"ingest": changed.ingest_id}).all()
+    assert [tuple(r) for r in authors] == [("Cy Curator", 0), ("Ada Author", 1)]
+    assert orphans(engine) == 0
+
+
+# --- stale annotations ------------------------------------------------------------------------------------------
+
+
+def test_import_annotations_files_removes_stale(engine: Engine, s3: Any) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3)
+    in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=4))
+    in_bucket = build_portal(spec)
+    write_bucket(s3, in_bucket, create=False)
+    ids = write_rows(engine, in_db)
+    stale = [a for a in stale_of(in_db, in_bucket) if a.run_name == "TS_000"]
+    assert len(stale) == 1
+    victim = ids[stale[0].metadata_key]
+    before = counts(engine)
+
+    result = run_ingest(engine, s3, run_name="TS_000")
+
+    assert result.ok and result.removed_annotation_ids == [victim]
+    removed_children = children_of(metadata_document(in_db, stale[0]))
+    assert {t: result.removed[t] for t in CHILD_TABLES} == removed_children
+    assert {t: before[t] - counts(engine)[t] for t in CHILD_TABLES} == removed_children
+    assert before["annotation"] - counts(engine)["annotation"] == 1
+    assert orphans(engine) == 0
+    # The imported run now holds exactly what S3 holds; the other run is untouched.
+    assert annotation_rows(engine, "TS_000") == expected_annotations(in_run(in_bucket, "TS_000"))
+    assert file_rows(engine, "TS_000") == expected_files(in_run(in_bucket, "TS_000"))
+    assert annotation_rows(engine, "TS_001") == expected_annotations(in_run(in_db, "TS_001"))
+    assert file_rows(engine, "TS_001") == expected_files(in_run(in_db, "TS_001"))
+    [entry] = ledger(engine)
+    assert (entry.annotation_id, entry.status, entry.source) == (victim, "purged", "importer")
+    assert entry.reason.startswith("not found in S3 on re-ingestion of voxel spacing")
+    assert entry.snapshot["annotation"]["annotation_ingest_id"] == stale[0].ingest_id
+    assert len(entry.snapshot["annotation_file"]) == removed_children["annotation_file"]
+
+
+def test_duplicates_from_earlier_ingestions_are_removed(engine: Engine, s3: Any) -> None:
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    original = ids[portal.annotations[0].metadata_key]
+    with engine.begin() as conn:  # a second copy of one annotation, as a re-ingestion without cleanup left it
+        copy = text("""
+            INSERT INTO annotation (run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
+                                    annotation_ingest_id)
+            SELECT run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path, annotation_ingest_id
+            FROM annotation WHERE id = :id RETURNING id""")
+        duplicate = conn.execute(copy, {"id": original}).scalar_one()
+
+    result = run_ingest(engine, s3)
+
+    assert result.ok and result.removed_annotation_ids == [duplicate]
+    assert counts(engine) == expected_counts(portal, portal.annotations)
+
+
+def test_cleanup_is_scoped_to_the_voxel_spacing(engine: Engine, s3: Any) -> None:
+    """Other voxel spacings and runs survive; legacy rows go only when their files lie in the voxel spacing."""
+    shape = {"datasets": 1, "runs_per_dataset": 2, "voxel_spacings_per_run": 2}
+    in_db = build_portal(PortalSpec(**shape, annotations_per_voxel_spacing=5))  # type: ignore[arg-type]
+    in_bucket = build_portal(PortalSpec(**shape, annotations_per_voxel_spacing=3))  # type: ignore[arg-type]
+    write_bucket(s3, in_bucket, create=False)
+    ids = write_rows(engine, in_db)
+    first, second = in_db.runs[0].voxel_spacings
+    here = {a.number: ids[a.metadata_key] for a in in_run(in_db, "TS_000", first)}
+    there = {a.number: ids[a.metadata_key] for a in in_run(in_db, "TS_000", second)}
+    with engine.begin() as conn:
+        legacy = [here[101], here[104], there[103], there[104]]
+        unbind = text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = ANY(:ids)")
+        conn.execute(unbind, {"ids": legacy})
+        no_files = text("""DELETE FROM annotation_file
+                           WHERE annotation_shape_id IN (SELECT id FROM annotation_shape WHERE annotation_id = :id)""")
+        conn.execute(no_files, {"id": there[104]})
+    all_ids = set(ids.values())
+
+    result = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=first)
+
+    assert result.ok and len(result.voxel_spacings) == 1
+    # Stale in the imported voxel spacing: 103 (bound to it) and 104 (legacy, files in it).
+    assert result.removed_annotation_ids == sorted([here[103], here[104]])
+    with engine.connect() as conn:
+        remaining = set(conn.execute(text("SELECT id FROM annotation")).scalars())
+        adopted = conn.execute(
+            text("SELECT tomogram_voxel_spacing_id FROM annotation WHERE id = :id"), {"id": here[101]}
+        ).scalar_one()
+        first_id = conn.execute(
+            text("SELECT tomogram_voxel_spacing_id FROM annotation WHERE id = :id"), {"id": here[100]}
+        ).scalar_one()
+    assert remaining == all_ids - {here[103], here[104]}
+    assert adopted == first_id  # the legacy row whose metadata is present is bound to its voxel spacing
+    # The other voxel spacing's legacy rows stay and are reported: one with files there, one with none.
+    reported = {row.id: row for row in result.legacy}
+    assert set(reported) == {there[103], there[104]}
+    assert reported[there[104]].voxel_spacing_ids == () and "no annotation files" in reported[there[104]].reason
+    assert len(reported[there[103]].voxel_spacing_ids) == 1 and first_id not in reported[there[103]].voxel_spacing_ids
+    assert orphans(engine) == 0
+
+
+def test_annotation_importer_scope_excludes_other_voxel_spacings_and_runs(engine: Engine, s3: Any) -> None:
+    """get_filters() on its own: only this voxel spacing's rows and its run's legacy rows with files in it."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    ids = write_rows(engine, portal)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL"))
+        run_id, vs_id = conn.execute(text("SELECT run_id, id FROM tomogram_voxel_spacing ORDER BY id LIMIT 1")).one()
+        importer = AnnotationImporter(
+            S3Storage(s3, BUCKET),
+            StoredPaths.of(LAYOUT),
+            run_id=run_id,
+            voxel_spacing_id=vs_id,
+            voxel_spacing_prefix="unused/",
+        )
+        scoped = {row["id"] for row in importer.load_existing(conn)}
+    first = portal.runs[0]
+    assert scoped == {ids[a.metadata_key] for a in in_run(portal, first.name, first.voxel_spacings[0])}
+
+
+# --- S3 errors are never emptiness ------------------------------------------------------------------------------
+
+
+class FailingStorage(S3Storage):
+    """S3Storage that fails on chosen keys: a GET of ``bad_key``, a LIST of ``bad_prefix`` after ``after`` keys."""
+
+    def __init__(self, client: Any, bad_key: str = "", bad_prefix: str = "", after: int = 0) -> None:
+        super().__init__(client, BUCKET)
+        self.bad_key, self.bad_prefix, self.after = bad_key, bad_prefix, after
+
+    def list_keys(self, prefix: str, *, skip_zarr_chunks: bool = True) -> Iterator[str]:
+        for n, key in enumerate(super().list_keys(prefix, skip_zarr_chunks=skip_zarr_chunks)):
+            if prefix == self.bad_prefix and n == self.after:
+                raise StorageError("ListObjectsV2", BUCKET, prefix, RuntimeError("connection reset"))
+            yield key
+
+    def get_bytes(self, key: str) -> bytes:
+        if key == self.bad_key:
+            raise StorageError("GetObject", BUCKET, key, RuntimeError("read timeout"))
+        return super().get_bytes(key)
+
+
+def inject_client_error(s3: Any, operation: str, code: str, status: int, matches: Any) -> list[str]:
+    """Make botocore answer ``operation`` with an error when ``matches(api_params)``; returns the calls failed."""
+    failed: list[str] = []
+
+    def mark(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fail"] = matches(params)
+
+    def answer(context: dict[str, Any], **_: Any) -> Any:
+        if not context.get("fail"):
+            return None
+        failed.append(operation)
+
+        class Http:
+            status_code, content = status, b""
+            headers: dict[str, str] = {}
+
+        return Http(), {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    s3.meta.events.register(f"before-parameter-build.s3.{operation}", mark)
+    s3.meta.events.register(f"before-call.s3.{operation}", answer)
+    return failed
+
+
+FAILURES = ("throttled list", "list cut short", "get fails", "malformed json", "not an object")
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_s3_errors_delete_nothing(engine: Engine, s3: Any, failure: str) -> None:
+    in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=4))
+    in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
+    write_bucket(s3, in_bucket, create=False)
+    ids = write_rows(engine, in_db)
+    with engine.begin() as conn:  # an author no metadata names, on every annotation
+        extra = "INSERT INTO annotation_author (annotation_id, name) SELECT id, 'Old Author' FROM annotation"
+        conn.execute(text(extra))
+    unreadable = in_bucket.annotations[1]
+    prefix = unreadable.voxel_spacing_prefix + "Annotations/"
+    storage = S3Storage(s3, BUCKET)
+    failed: list[str] = []
+    if failure == "throttled list":
+        failed = inject_client_error(s3, "ListObjectsV2", "SlowDown", 503, lambda p: p.get("Prefix") == prefix)
+    elif failure == "list cut short":
+        storage = FailingStorage(s3, bad_prefix=prefix, after=2)
+    elif failure == "get fails":
+        storage = FailingStorage(s3, bad_key=unreadable.metadata_key)
+    else:
+        body = b'{"annotation_ingest_id": "101-' if failure == "malformed json" else b"[1, 2]"
+        s3.put_object(Bucket=BUCKET, Key=unreadable.metadata_key, Body=body)
+    before_ids = set(ids.values())
+
+    result = run_ingest(engine, s3, storage=storage)
+
+    assert not result.ok and result.skipped_scopes == [unreadable.voxel_spacing_prefix]
+    assert any(unreadable.voxel_spacing_prefix in str(problem) for problem in result.problems)
+    with engine.connect() as conn:
+        after_ids = set(conn.execute(text("SELECT id FROM annotation")).scalars())
+        old = "SELECT annotation_id, count(*) FROM annotation_author WHERE name = 'Old Author' GROUP BY 1"
+        old_authors: dict[int, int] = {int(a): int(n) for a, n in conn.execute(text(old))}
+    assert after_ids == before_ids  # the stale annotation too: its absence was not proven
+    assert ledger(engine) == [] and result.removed["annotation"] == 0
+    # Children of an annotation whose metadata was not read are never touched ...
+    assert old_authors.get(ids[unreadable.metadata_key]) == 1
+    # ... while those of annotations read in full follow their metadata.
+    read = [ids[a.metadata_key] for a in in_bucket.annotations if a is not unreadable]
+    if failure in ("get fails", "malformed json", "not an object"):
+        assert not any(old_authors.get(i) for i in read) and result.removed["annotation_author"] == len(read)
+    if failure == "throttled list":
+        assert failed == ["ListObjectsV2"]
+
+
+# --- cost ---------------------------------------------------------------------------------------------------
+
+
+def test_cleanup_costs_constant_statements(
+    engine: Engine, second_engine: Engine, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 stale annotation or 20: the same SQL statements for the cleanup step and for the whole import."""
+    in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=23))
+    in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
+    write_bucket(s3, in_bucket, create=False)
+    stale = stale_of(in_db, in_bucket)
+    assert len(stale) == 20
+    one_stale = write_rows(engine, in_db)
+    with engine.begin() as conn:
+        delete_annotations(conn, [one_stale[a.metadata_key] for a in stale[1:]], source=Source.CLI, reason="setup")
+    write_rows(second_engine, in_db)
+
+    phase = ["import"]
+    cleanup = AnnotationImporter.cleanup_unused_items
+
+    def tracked_cleanup(self: AnnotationImporter, conn: Any, outcome: Any) -> int:
+        phase[0] = "cleanup"
+        try:
+            return cleanup(self, conn, outcome)
+        finally:
+            phase[0] = "import"
+
+    monkeypatch.setattr(AnnotationImporter, "cleanup_unused_items", tracked_cleanup)
+
+    def measure(target: Engine) -> tuple[Counter[str], IngestResult]:
+        statements: Counter[str] = Counter()
+
+        def count(*_: Any) -> None:
+            statements[phase[0]] += 1
+
+        event.listen(target, "before_cursor_execute", count)
+        try:
+            return statements, run_ingest(target, s3)
+        finally:
+            event.remove(target, "before_cursor_execute", count)
+
+    small, small_result = measure(engine)
+    large, large_result = measure(second_engine)
+
+    assert len(small_result.removed_annotation_ids) == 1 and len(large_result.removed_annotation_ids) == 20
+    assert small_result.ok and large_result.ok
+    assert small["cleanup"] == large["cleanup"] > 0
+    assert small["import"] == large["import"]
