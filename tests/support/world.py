@@ -39,8 +39,13 @@ class World:
     db_url: str
 
     def settings(self, **env: str) -> Settings:
-        base = {"RECONCILER_DB_URL": self.db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false",
-                "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_MAX_PURGE_FRACTION": "0.5"}  # fmt: skip
+        base = {
+            "RECONCILER_DB_URL": self.db_url,
+            "RECONCILER_BUCKET": BUCKET,
+            "RECONCILER_DRY_RUN": "false",
+            "RECONCILER_GRACE_PERIOD_HOURS": "1",
+            "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+        }
         return Settings.from_env({**base, **env})
 
     def reconciler(self, s3: Any = None, **env: str) -> Reconciler:
@@ -95,8 +100,13 @@ def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = N
     return World(engine, s3, portal, ids, Clock(), db_url)
 
 
-def s3_notification(bucket: str, key: str, name: str = "ObjectRemoved:Delete", when: str = "2026-01-01T00:00:00.000Z",
-                    sequencer: str | None = None) -> dict[str, Any]:  # fmt: skip
+def s3_notification(
+    bucket: str,
+    key: str,
+    name: str = "ObjectRemoved:Delete",
+    when: str = "2026-01-01T00:00:00.000Z",
+    sequencer: str | None = None,
+) -> dict[str, Any]:
     from urllib.parse import quote_plus
 
     obj: dict[str, Any] = {"key": quote_plus(key), "size": 10}
@@ -116,8 +126,17 @@ def s3_notification(bucket: str, key: str, name: str = "ObjectRemoved:Delete", w
 def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
     records = []
     for i, body in enumerate(bodies):
-        records.append({"messageId": f"m-{i}", "receiptHandle": f"r-{i}", "eventSource": "aws:sqs",
-                        "body": body if isinstance(body, str) else json.dumps(body),
-                        "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "awsRegion": "us-west-2",
-                        "eventSourceARN": "arn:aws:sqs:us-west-2:123456789012:events"})  # fmt: skip
+        records.append(
+            {
+                "messageId": f"m-{i}",
+                "receiptHandle": f"r-{i}",
+                "eventSource": "aws:sqs",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "awsRegion": "us-west-2",
+                "eventSourceARN": "arn:aws:sqs:us-west-2:123456789012:events",
+            }
+        )
     return {"Records": records}
