@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -66,7 +67,14 @@ def read_secret_url(secret_arn: str) -> URL:
     import boto3
 
     client = boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=secret_arn)["SecretString"]
+    # botocore logs whole response bodies at DEBUG: never let it log this one, whatever the log level
+    quiet = logging.getLogger("botocore")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.INFO))
+    try:
+        value = client.get_secret_value(SecretId=secret_arn)["SecretString"]
+    finally:
+        quiet.setLevel(level)
     try:
         secret = json.loads(value)
     except json.JSONDecodeError:

@@ -24,12 +24,19 @@ def migrate(db_url: str | None) -> None:
     try:
         before = ledger_migrate.current_revision(engine)
         after = ledger_migrate.upgrade(engine)
+        indexed = ledger_migrate.metadata_path_index_ready(engine)
     finally:
         engine.dispose()
     if before == after:
         click.echo(f"reconciler schema already at {after}")
     else:
         click.echo(f"reconciler schema upgraded from {before or 'nothing'} to {after}")
+    if not indexed:
+        click.echo(
+            "warning: annotation(s3_metadata_path) has no index and this role does not own the table; "
+            f"ask its owner to run: {ledger_migrate.INDEX_SQL}",
+            err=True,
+        )
 
 
 cli.add_command(operate.scan)

@@ -35,5 +35,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
+INDEX_SQL = "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_annotation_s3_metadata_path ON annotation (s3_metadata_path)"
+
+
+def metadata_path_index_ready(engine: Engine) -> bool:
+    """Whether a valid index on annotation(s3_metadata_path) exists (whatever its name)."""
+    with engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0] "
+            "WHERE t.relname = 'annotation' AND a.attname = 's3_metadata_path' AND i.indisvalid LIMIT 1"
+        ).first()
+    return found is not None
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()

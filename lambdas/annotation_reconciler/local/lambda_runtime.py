@@ -68,6 +68,7 @@ class LocalLambdaRuntime:
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
+        seen: set[str] = set()
         while len(messages) < self.batch_size:
             got = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -76,9 +77,11 @@ class LocalLambdaRuntime:
                 VisibilityTimeout=self.visibility_timeout,
                 AttributeNames=["All"],
             ).get("Messages", [])
-            if not got:
+            fresh = [m for m in got if m["MessageId"] not in seen]
+            if not fresh:
                 break
-            messages.extend(got)
+            seen.update(m["MessageId"] for m in fresh)
+            messages.extend(fresh)
         return messages
 
     def poll_once(self) -> PollOutcome:
