@@ -1,0 +1,161 @@
+"""events.py: every event shape, key decoding, and malformed input reported per message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from annotation_reconciler.events import ChangeKind, EventShapeError, parse_event, parse_message_body
+
+B = "cryoet-data-portal-public"
+KEY = "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
+
+
+def s3_body(key: str, name: str = "ObjectRemoved:Delete", **obj: Any) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": name,
+                "eventTime": "2026-01-02T03:04:05.678Z",
+                "s3": {"bucket": {"name": B}, "object": {"key": key, **obj}},
+            }
+        ]
+    }
+
+
+def bridge(key: str, detail_type: str = "Object Deleted", **detail: Any) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "same",
+        "source": "aws.s3",
+        "detail-type": detail_type,
+        "time": "2026-01-02T03:04:05Z",
+        "detail": {"bucket": {"name": B}, "object": {"key": key}, **detail},
+    }
+
+
+def sqs(*bodies: Any) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": "r",
+                "eventSource": "aws:sqs",
+                "body": b if isinstance(b, str) else json.dumps(b),
+            }
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("ObjectRemoved:Delete", ChangeKind.REMOVED),
+        ("ObjectRemoved:DeleteMarkerCreated", ChangeKind.REMOVED),
+        ("LifecycleExpiration:Delete", ChangeKind.REMOVED),
+        ("ObjectCreated:Put", ChangeKind.CREATED),
+        ("ObjectCreated:CompleteMultipartUpload", ChangeKind.CREATED),
+        ("ObjectCreated:Copy", ChangeKind.CREATED),
+    ],
+)
+def test_s3_event_names(name: str, kind: ChangeKind) -> None:
+    [change] = parse_event(sqs(s3_body(quote_plus(KEY), name, sequencer="00ab"))).changes
+    assert (change.bucket, change.key, change.kind, change.source, change.sequencer) == (B, KEY, kind, "s3", "00AB")
+    assert change.event_time is not None and change.event_time.isoformat() == "2026-01-02T03:04:05.678000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        ("10001/a+b.json", "10001/a b.json"),
+        ("10001/a%2Bb.json", "10001/a+b.json"),
+        ("10001%2Fx.json", "10001/x.json"),
+        ("10001/%C3%A9t%C3%A9.json", "10001/été.json"),
+        ("10001/100%25.json", "10001/100%.json"),
+    ],
+)
+def test_s3_keys_are_url_decoded(encoded: str, key: str) -> None:
+    assert parse_event(s3_body(encoded)).changes[0].key == key
+
+
+def test_eventbridge_keys_are_not_decoded_and_delete_markers_are_removals() -> None:
+    parsed = parse_event(bridge("10001/a+b%20c.json", **{"deletion-type": "Delete Marker Created"}))
+    [change] = parsed.changes
+    assert (parsed.kind, change.key, change.kind, change.source) == (
+        "eventbridge",
+        "10001/a+b%20c.json",
+        ChangeKind.REMOVED,
+        "eventbridge",
+    )
+    assert parse_event(bridge(KEY, "Object Created")).changes[0].kind is ChangeKind.CREATED
+
+
+def test_sqs_mixes_shapes_and_a_poisoned_message_fails_alone() -> None:
+    parsed = parse_event(
+        sqs(
+            s3_body(quote_plus(KEY)),
+            bridge(KEY),
+            "{truncated",
+            {"Service": "Amazon S3", "Event": "s3:TestEvent"},
+            {"Type": "Notification", "Message": json.dumps(s3_body(KEY))},
+        )
+    )
+    assert parsed.kind == "sqs" and len(parsed.changes) == 3
+    assert [m.message_id for m in parsed.messages if m.error] == ["m2"]
+    assert [s.reason for s in parsed.skips] == ["test_event"]
+    assert parsed.errors[0][1].startswith("body is not valid JSON")
+
+
+def test_one_message_with_many_records() -> None:
+    body = s3_body(quote_plus(KEY))
+    body["Records"] = body["Records"] * 3 + s3_body("10001/b.json", "ObjectCreated:Put")["Records"]
+    assert [c.kind for c in parse_message_body(json.dumps(body), "m").changes] == [ChangeKind.REMOVED] * 3 + [
+        ChangeKind.CREATED
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("[]", "expected an object"),
+        ('{"Records": []}', "non-empty 'Records'"),
+        (json.dumps({"Records": [{"eventSource": "aws:sqs"}]}), "expected eventSource 'aws:s3'"),
+        (json.dumps(s3_body("10001/../x.json")), "'.'/'..' segments"),
+        (json.dumps(s3_body("")), "non-empty string"),
+        (json.dumps(s3_body("10001/a%0Ab.json")), "control characters"),
+        (json.dumps({**bridge(KEY), "source": "aws.ec2"}), "expected 'aws.s3'"),
+        ('{"hello": 1}', "not an S3 notification"),
+    ],
+)
+def test_malformed_bodies_say_what_is_wrong(body: str, fragment: str) -> None:
+    result = parse_message_body(body, "m")
+    assert result.error is not None and fragment in result.error and result.changes == ()
+
+
+@pytest.mark.parametrize("event", [None, [], {}, "text", {"Records": "x"}, {"source": "aws.ec2", "detail-type": "x"}])
+def test_direct_events_of_no_known_shape_raise(event: Any) -> None:
+    with pytest.raises(EventShapeError):
+        parse_event(event)
+
+
+key_text = st.lists(
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=10).filter(
+        lambda s: "/" not in s and s not in (".", "..")
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(key_text)
+def test_quote_plus_round_trip(segments: list[str]) -> None:
+    key = "10001/" + "/".join(segments)
+    assert parse_event(sqs(s3_body(quote_plus(key)))).changes[0].key == key
+    assert parse_event(bridge(key)).changes[0].key == key
