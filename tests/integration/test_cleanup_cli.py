@@ -1,0 +1,339 @@
+"""``cleanup-stale-annotations`` on the real PostgreSQL and moto: report, confirmation, scopes, path forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import text
+
+from annotation_reconciler import cleanup_stale_annotations as module
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
+from annotation_reconciler.storage import make_s3_client
+from annotation_reconciler.storage.counting import RequestCounter
+from support.faults import inject
+from support.world import BUCKET, World, make_world
+
+SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
+
+
+@pytest.fixture(autouse=True)
+def in_process_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def world(engine: Any, s3: Any, db_url: str) -> World:
+    return make_world(engine, s3, db_url, SPEC)
+
+
+def run_ids(world: World) -> dict[tuple[int, str], int]:
+    with world.engine.connect() as conn:
+        return {(d, n): i for i, d, n in conn.execute(text("SELECT id, dataset_id, name FROM run")).all()}
+
+
+def stored_paths(world: World) -> dict[int, str]:
+    with world.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all())
+
+
+def pick(world: World, keep: Callable[[SyntheticAnnotation], bool]) -> list[SyntheticAnnotation]:
+    return [a for a in world.portal.annotations if keep(a)]
+
+
+def make_stale(world: World, annotations: list[SyntheticAnnotation]) -> set[int]:
+    world.delete(*(a.metadata_key for a in annotations))
+    return {world.ids[a.metadata_key] for a in annotations}
+
+
+def invoke(world: World, *args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(
+        module.cleanup_stale_annotations,
+        ["--s3-bucket", BUCKET, "--db-uri", world.db_url, *args],
+        input=stdin,
+        catch_exceptions=False,
+    )
+
+
+def two_runs_stale(world: World) -> set[int]:
+    """Stale annotations in two runs of the first dataset: one in TS_000, two in TS_001."""
+    first = world.portal.dataset_ids[0]
+    a = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_000")[:1]
+    b = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_001")[1:3]
+    return make_stale(world, a + b)
+
+
+def expected_report(world: World, stale: set[int]) -> str:
+    paths = stored_paths(world)
+    by_run: dict[int, list[int]] = {}
+    with world.engine.connect() as conn:
+        for aid, rid in conn.execute(text("SELECT id, run_id FROM annotation ORDER BY run_id, id")).all():
+            if aid in stale:
+                by_run.setdefault(rid, []).append(aid)
+    lines = [f"Found {len(stale)} stale annotations:"]
+    for rid, aids in by_run.items():
+        lines.append(f"  Run ID {rid}: {len(aids)} annotations")
+        lines += [f"    - Annotation ID {aid}: {paths[aid]}" for aid in aids]
+    return "\n".join(lines)
+
+
+def test_dry_run_prints_the_report_and_deletes_nothing(world: World) -> None:
+    stale = two_runs_stale(world)
+    before = world.annotation_ids()
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(expected_report(world, stale) + "\n")
+    assert result.output.rstrip().endswith(
+        "Dry run mode: No deletions performed.\nRun with --no-dry-run to perform deletions."
+    )
+    assert world.annotation_ids() == before and world.ledger() == {}
+
+
+def test_confirmed_deletion_removes_exactly_the_stale_annotations_and_their_children(world: World) -> None:
+    stale = two_runs_stale(world)
+    before = world.annotation_ids()
+    assert world.children_of(stale) > 0
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", stdin="y\n")
+    assert result.exit_code == 0, result.output
+    assert "back up the database" in result.output and f"Delete {len(stale)} stale annotations" in result.output
+    assert world.annotation_ids() == before - stale
+    assert world.children_of(stale) == 0 and world.orphans() == 0
+    with world.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT annotation_id, source, status, snapshot FROM annotation_quarantine ORDER BY annotation_id")
+        ).all()
+    assert {r.annotation_id for r in rows} == stale and len(rows) == len(stale)
+    assert all(r.source == "cli" and r.status == "purged" for r in rows)
+    assert all(r.snapshot["annotation"]["id"] == r.annotation_id and r.snapshot["annotation_shape"] for r in rows)
+    assert f"Deleted {len(stale)} stale annotations" in result.output
+
+
+def test_answering_no_deletes_nothing(world: World) -> None:
+    two_runs_stale(world)
+    before = world.annotation_ids()
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", stdin="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert world.annotation_ids() == before and world.ledger() == {}
+
+
+def test_yes_skips_the_prompt(world: World) -> None:
+    stale = two_runs_stale(world)
+    before = world.annotation_ids()
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "[y/N]" not in result.output
+    assert world.annotation_ids() == before - stale
+
+
+SCOPES: list[tuple[str, Callable[[World], list[str]], Callable[[World, SyntheticAnnotation], bool]]] = [
+    (
+        "dataset",
+        lambda w: ["--dataset-id", str(w.portal.dataset_ids[1])],
+        lambda w, a: a.dataset_id == w.portal.dataset_ids[1],
+    ),
+    (
+        "run",
+        lambda w: ["--run-id", str(run_ids(w)[(w.portal.dataset_ids[0], "TS_001")])],
+        lambda w, a: (a.dataset_id, a.run_name) == (w.portal.dataset_ids[0], "TS_001"),
+    ),
+    (
+        "voxel_spacing",
+        lambda w: ["--voxel-spacing-id", str(voxel_spacing_id(w, w.portal.dataset_ids[0], "TS_000", 1))],
+        lambda w, a: (a.dataset_id, a.run_name, a.voxel_spacing) == (w.portal.dataset_ids[0], "TS_000", 15.98),
+    ),
+    (
+        "dataset_and_run",
+        lambda w: [
+            "--dataset-id",
+            str(w.portal.dataset_ids[1]),
+            "--run-id",
+            str(run_ids(w)[(w.portal.dataset_ids[1], "TS_000")]),
+        ],
+        lambda w, a: (a.dataset_id, a.run_name) == (w.portal.dataset_ids[1], "TS_000"),
+    ),
+    (
+        "dataset_and_foreign_run",  # AND of a dataset and a run of another dataset: nothing
+        lambda w: [
+            "--dataset-id",
+            str(w.portal.dataset_ids[1]),
+            "--run-id",
+            str(run_ids(w)[(w.portal.dataset_ids[0], "TS_000")]),
+        ],
+        lambda w, a: False,
+    ),
+]
+
+
+def voxel_spacing_id(world: World, dataset_id: int, run_name: str, index: int) -> int:
+    with world.engine.connect() as conn:
+        ids = conn.execute(
+            text("""SELECT v.id FROM tomogram_voxel_spacing v JOIN run r ON r.id = v.run_id
+                    WHERE r.dataset_id = :d AND r.name = :n ORDER BY v.voxel_spacing"""),
+            {"d": dataset_id, "n": run_name},
+        ).scalars()
+        return list(ids)[index]
+
+
+@pytest.mark.parametrize("name", [s[0] for s in SCOPES])
+def test_each_scope_touches_only_its_own_annotations(world: World, name: str) -> None:
+    _, args, inside = next(s for s in SCOPES if s[0] == name)
+    # the first annotation of every voxel spacing is stale, everywhere in the portal
+    stale_everywhere = make_stale(world, [a for a in world.portal.annotations if a.number == 0])
+    expected = {world.ids[a.metadata_key] for a in world.portal.annotations if a.number == 0 and inside(world, a)}
+    before = world.annotation_ids()
+    result = invoke(world, *args(world), "--no-dry-run", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert {s["annotation_id"] for s in report["stale"]} == expected
+    assert world.annotation_ids() == before - expected
+    assert stale_everywhere - expected <= world.annotation_ids()  # stale rows outside the scope are left alone
+
+
+@pytest.mark.parametrize("s3_prefix", ["", f"s3://{BUCKET}/", f"{BUCKET}/", f"{BUCKET}"])
+def test_every_stored_path_form_maps_and_unmappable_paths_survive(
+    engine: Any, s3: Any, db_url: str, s3_prefix: str
+) -> None:
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, path_style="mixed"))
+    paths = stored_paths(world)
+    assert {p.split("/")[0] for p in paths.values()} == {"s3:", BUCKET, str(world.portal.dataset_ids[0])}
+    stale = make_stale(world, world.portal.annotations[::2])  # every other: all three forms among them
+    assert {paths[i].split("/")[0] for i in stale} == {"s3:", BUCKET, str(world.portal.dataset_ids[0])}
+    # rows whose paths point elsewhere: their metadata is not in the bucket, but that proves nothing
+    survivors = sorted(world.annotation_ids() - stale)[:3]
+    unmappable = [f"s3://another-bucket/{world.portal.dataset_ids[0]}/x.json", "https://example.org/a/1.json", "TS/x"]
+    with engine.begin() as conn:
+        for aid, path in zip(survivors, unmappable, strict=True):
+            conn.execute(text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :i"), {"p": path, "i": aid})
+    result = invoke(world, "--s3-prefix", s3_prefix, "--yes", "--no-dry-run", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert {s["annotation_id"] for s in report["stale"]} == stale
+    assert {u["annotation_id"] for u in report["unverifiable"]} == set(survivors)
+    assert set(survivors) <= world.annotation_ids() and not (stale & world.annotation_ids())
+
+
+def test_text_report_lists_unverifiable_paths(world: World) -> None:
+    aid = sorted(world.annotation_ids())[0]
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = 's3://elsewhere/1/a.json' WHERE id = :i"), {"i": aid}
+        )
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert result.exit_code == 0 and "Found 0 stale annotations." in result.output
+    assert f"- Annotation ID {aid}: stored path 's3://elsewhere/1/a.json' does not map" in result.output
+
+
+def listing_pages(s3: Any, prefixes: set[str]) -> int:
+    """LIST pages of 1,000 keys that the prefixes take, counted with a client of the test's own."""
+    total = 0
+    for prefix in prefixes:
+        keys = sum(
+            len(p.get("Contents", []))
+            for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        )
+        total += max(1, math.ceil(keys / 1000))
+    return total
+
+
+def test_s3_requests_are_listing_pages_not_one_per_annotation(
+    engine: Any, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=150, zarr_chunks_per_annotation=4)
+    world = make_world(engine, s3, db_url, spec)
+    make_stale(world, world.portal.annotations[::10])
+    prefixes = {a.metadata_key.rsplit("/", 2)[0] + "/" for a in world.portal.annotations}
+    pages = listing_pages(s3, prefixes)
+    assert pages > len(prefixes)  # the folders are big enough to paginate
+    counters: list[RequestCounter] = []
+
+    def counted_client(**kwargs: Any) -> Any:
+        client = make_s3_client(**kwargs)
+        counters.append(RequestCounter.attach(client))
+        return client
+
+    monkeypatch.setattr(module, "make_s3_client", counted_client)
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert result.exit_code == 0, result.output
+    counts = counters[0].counts
+    assert set(counts) == {"ListObjectsV2"} and 0 < counts["ListObjectsV2"] <= pages < len(world.portal.annotations)
+
+
+def test_s3_error_aborts_before_any_deletion(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_runs_stale(world)
+    before = world.annotation_ids()
+
+    def failing_client(**kwargs: Any) -> Any:
+        client = make_s3_client(**kwargs)
+        inject(client, "ListObjectsV2", remaining=-1, status=403, code="AccessDenied")
+        return client
+
+    monkeypatch.setattr(module, "make_s3_client", failing_client)
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", "--yes")
+    assert result.exit_code == 1
+    assert f"s3://{BUCKET}/{world.portal.dataset_ids[0]}/TS_000/Reconstructions/" in result.output
+    assert "AccessDenied" in result.output and "nothing deleted" in result.output
+    assert world.annotation_ids() == before
+
+
+def test_a_wrong_prefix_that_finds_nothing_is_not_enough_for_yes(engine: Any, s3: Any, db_url: str) -> None:
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, path_style="relative"))
+    before = world.annotation_ids()
+    result = invoke(world, "--s3-prefix", f"s3://{BUCKET}/staging/", "--no-dry-run", "--yes")
+    assert result.exit_code == 1 and "check --s3-bucket and --s3-prefix" in result.output
+    assert world.annotation_ids() == before
+
+
+def test_metadata_back_before_the_deletion_is_kept(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = two_runs_stale(world)
+    back = next(a for a in world.portal.annotations if world.ids[a.metadata_key] in stale)
+    original = module._confirm
+
+    def confirm_after_restore(question: str) -> bool:
+        if question.startswith("Delete"):
+            world.restore(back.metadata_key)  # re-uploaded while the operator reads the prompt
+        return original(question)
+
+    monkeypatch.setattr(module, "_confirm", confirm_after_restore)
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", stdin="y\n")
+    assert result.exit_code == 0, result.output
+    kept = world.ids[back.metadata_key]
+    assert kept in world.annotation_ids() and not (stale - {kept}) & world.annotation_ids()
+    assert "1 kept: their metadata is back in S3" in result.output
+
+
+def test_no_scope_warns_and_asks_first(world: World) -> None:
+    two_runs_stale(world)
+    before = world.annotation_ids()
+    declined = invoke(world, stdin="n\n")
+    assert declined.exit_code == 1 and "every annotation is checked" in declined.output
+    assert "Found" not in declined.output
+    accepted = invoke(world, stdin="y\n")
+    assert accepted.exit_code == 0 and "Found 3 stale annotations:" in accepted.output
+    assert world.annotation_ids() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--s3-bucket", "s3://x"], "is not an S3 bucket name"),
+        (["--s3-bucket", BUCKET, "--s3-prefix", "s3://other-bucket/"], "names bucket 'other-bucket'"),
+        (["--s3-bucket", BUCKET, "--run-id", "1", "--db-uri", "mysql://u@h/db"], "postgresql"),
+        (["--run-id", "1"], "Missing option '--s3-bucket'"),
+        (["--s3-bucket", BUCKET, "--run-id", "x"], "'x' is not a valid integer"),
+        (["--s3-bucket", BUCKET, "--run-id", "1", "--output", "xml"], "'xml' is not one of"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECONCILER_DB_URL", raising=False)
+    result = CliRunner().invoke(module.cleanup_stale_annotations, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_no_database_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECONCILER_DB_URL", raising=False)
+    result = CliRunner().invoke(module.cleanup_stale_annotations, ["--s3-bucket", BUCKET, "--run-id", "1"])
+    assert result.exit_code == 2 and "--db-uri" in result.output and "RECONCILER_DB_URL" in result.output
