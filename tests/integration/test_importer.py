@@ -31,6 +31,7 @@ from annotation_reconciler.local.synthetic import (
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.storage import S3Storage, StorageError
+from support.world import count_orphans as orphans
 
 BUCKET = "cryoet-data-portal-public"
 LAYOUT = BucketLayout(BUCKET)
@@ -101,23 +102,6 @@ def expected_annotations(annotations: list[SyntheticAnnotation]) -> set[tuple[st
 
 def expected_files(annotations: list[SyntheticAnnotation]) -> set[tuple[str, str, float]]:
     return {(LAYOUT.s3_path(f.key), f.format, a.voxel_spacing) for a in annotations for f in a.files}
-
-
-def orphans(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text("""
-            SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
-                      (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
-                 + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
-                      (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
-                 + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
-                      (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
-                 + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
-                      (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
-            ).scalar_one()
-        )
 
 
 def ledger(engine: Engine) -> list[Any]:

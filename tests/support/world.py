@@ -80,17 +80,24 @@ class World:
             ).scalar_one()
 
     def orphans(self) -> int:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                text("""SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
-                             + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
-                             + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
-                             + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
-            ).scalar_one()
+        return count_orphans(self.engine)
+
+
+ORPHANS = text("""
+SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
+     + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
+          (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
+     + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
+     + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
+
+
+def count_orphans(engine: Engine) -> int:
+    """Child rows whose parent is gone (the portal's foreign keys would refuse them; count anyway)."""
+    with engine.connect() as conn:
+        return int(conn.execute(ORPHANS).scalar_one())
 
 
 def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = None) -> World:
