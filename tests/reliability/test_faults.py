@@ -1,5 +1,7 @@
-"""Fault injection: S3 throttles and 5xx, a database connection lost mid-purge, the Lambda clock
-running out mid-scan, a poisoned SQS message. Each time: nothing valid is deleted, nothing is lost."""
+"""Fault injection: S3 throttles and 5xx (below botocore's retry handler, so its retries and backoff run for
+real) during event mapping, scans and the purge re-check; a database connection lost in the middle of a
+purge batch or of event mapping; the Lambda clock running out mid-scan and mid-purge; poisoned SQS messages
+on both queues. Each time: nothing valid is deleted, nothing is half-deleted, and nothing is lost."""
 
 from __future__ import annotations
 
@@ -9,24 +11,42 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.retries.standard import ExponentialBackoff
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
-from annotation_reconciler.runtime import build_runtime
-from annotation_reconciler.storage import make_s3_client
+from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.runtime import Runtime, build_runtime
+from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
-from support.faults import inject
+from annotation_reconciler.storage.s3 import MAX_ATTEMPTS
+from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
+
+#: The two kinds of S3 failure the retry handler must absorb: a throttle and a server error.
+FAULTS = {"throttled": (503, "SlowDown"), "internal-error": (500, "InternalError")}
+#: botocore reads the retries' ``max_attempts`` as retries after the first request ("reached max retries: 6").
+RETRIES = MAX_ATTEMPTS
+ATTEMPTS = RETRIES + 1
+PORTAL_TABLES = (
+    "annotation",
+    "annotation_shape",
+    "annotation_file",
+    "annotation_author",
+    "annotation_method_link",
+)
 
 
 @pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> World:
-    # keep botocore's retries (and their count) but not their sleeps: the suite has a time budget
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays botocore computes between attempts (recorded, not slept: the suite has a time budget)."""
+    return record_backoff(monkeypatch)
+
+
+@pytest.fixture
+def world(engine: Engine, s3: Any, db_url: str, backoff: list[float]) -> World:
     return make_world(engine, s3, db_url)
 
 
@@ -35,54 +55,199 @@ def removed(world: World, *keys: str) -> list[ObjectChange]:
 
 
 def retrying_client() -> Any:
-    """Our production client (standard retries, backoff) against the in-process moto."""
+    """Our production client (standard retries, exponential backoff) against the in-process moto."""
     return make_s3_client(region="us-west-2")
 
 
-def test_transient_throttling_during_a_scan_is_retried(world: World) -> None:
+def assert_exponential(delays: list[float], *, requests: int, retries: int) -> None:
+    """``requests`` requests each retried ``retries`` times, each wait twice the one before (botocore caps a
+    wait at 20 s)."""
+    assert len(delays) == requests * retries, delays
+    for n in range(requests):
+        waits = delays[n * retries : (n + 1) * retries]
+        assert waits[0] > 0 and waits == [min(waits[0] * 2**i, 20.0) for i in range(retries)], waits
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in PORTAL_TABLES}  # noqa: S608
+
+
+def runtime_for(world: World, db_url: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Runtime:
+    """The Lambda runtime, as built at cold start, on the test's clock."""
+    runtime = build_runtime(
+        {
+            "RECONCILER_DB_URL": db_url,
+            "RECONCILER_BUCKET": BUCKET,
+            "RECONCILER_DRY_RUN": "false",
+            "RECONCILER_GRACE_PERIOD_HOURS": "1",
+            "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+            "AWS_DEFAULT_REGION": "us-west-2",
+            **env,
+        }
+    )
+    runtime.reconciler.clock = world.clock
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    return runtime
+
+
+# --- S3 faults during event mapping ---------------------------------------------------------------
+
+
+def test_s3_outage_cannot_mislead_event_mapping_or_the_purge(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event mapping asks the database only, so an S3 outage cannot change what it decides; the purge that
+    follows cannot re-check S3 and deletes nothing until S3 answers again."""
+    runtime = runtime_for(world, db_url, monkeypatch)
+    gone, back = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
+    world.reconciler().apply_changes(removed(world, back))  # quarantined earlier; its metadata is back now
+    world.delete(gone)
+    client = runtime.reconciler.storage.client
+    counter = RequestCounter.attach(client)
+    outage = inject(client, ALL_OPERATIONS, -1, status=500, code="InternalError")
+    batch = sqs_event(
+        s3_notification(BUCKET, gone), s3_notification(BUCKET, back, "ObjectCreated:Put", "2026-01-01T00:00:01Z")
+    )
+    assert handlers.handle_events(batch, LocalContext()) == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[gone]: "quarantined", world.ids[back]: "released"}
+    assert counter.total == 0 and outage.injected == 0  # no S3 request at all
+    world.clock.advance(hours=2)
+    answer = handlers.handle_schedule({"action": "purge"}, LocalContext())
+    assert answer["purge"]["purged"] == 0 and answer["purge"]["unknown"] == 1 and outage.injected == ATTEMPTS
+    assert world.annotation_ids() == set(world.ids.values())
+    outage.heal()
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 1
+    assert world.annotation_ids() == set(world.ids.values()) - {world.ids[gone]}
+    runtime.engine.dispose()
+
+
+def test_database_connection_lost_during_event_mapping_loses_no_event(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies in the middle of the batch's transaction: it rolls back, and the handler's
+    message-by-message retry applies every message, each once."""
+    runtime = runtime_for(world, db_url, monkeypatch)
+    keys = world.portal.metadata_keys[:3]
+    world.delete(*keys)
+    with ConnectionKiller(runtime.engine, "INSERT INTO annotation_quarantine") as killer:
+        answer = handlers.handle_events(sqs_event(*(s3_notification(BUCKET, k) for k in keys)), LocalContext())
+    assert killer.killed == 1 and killer.seen == 1 + 3  # the batch's insert, then one per message
+    assert answer == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[k]: "quarantined" for k in keys}
+    with world.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 3
+    runtime.engine.dispose()
+
+
+def test_database_down_during_event_mapping_fails_every_message_for_redelivery(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    batch = sqs_event(s3_notification(BUCKET, key), s3_notification(BUCKET, world.portal.metadata_keys[1]))
+    down = runtime_for(world, "postgresql+pg8000://reconciler@127.0.0.1:1/portal", monkeypatch)
+    INJECTED["database unreachable during event mapping"] += 1
+    answer = handlers.handle_events(batch, LocalContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]}
+    assert world.ledger() == {}
+    up = runtime_for(world, db_url, monkeypatch)  # SQS redelivers both once the database is back
+    assert handlers.handle_events(batch, LocalContext()) == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[key]: "quarantined", world.ids[world.portal.metadata_keys[1]]: "quarantined"}
+    down.engine.dispose()
+    up.engine.dispose()
+
+
+# --- S3 faults during a scan --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_transient_s3_faults_during_a_scan_are_retried_with_backoff(
+    world: World, backoff: list[float], fault: str
+) -> None:
+    status, code = FAULTS[fault]
     client = retrying_client()
     counter = RequestCounter.attach(client)
-    faults = inject(client, "ListObjectsV2", 3)
+    faults = inject(client, "ListObjectsV2", 3, status=status, code=code)
     world.delete(world.portal.metadata_keys[0])
     result = world.reconciler(s3=client).scan_shard(Scope(dataset_id=10001))
     assert faults.injected == 3 and result.errors == []
     assert result.quarantined == [world.ids[world.portal.metadata_keys[0]]]
-    assert counter.counts["ListObjectsV2"] == 3 + 3  # three prefixes, three retried throttles
+    assert counter.counts["ListObjectsV2"] == 3 + 3  # three prefixes, three retried faults
+    assert_exponential(backoff, requests=1, retries=3)
 
 
-def test_exhausted_retries_in_a_scan_decide_nothing(world: World) -> None:
+@pytest.mark.parametrize("fault", FAULTS)
+def test_exhausted_retries_in_a_scan_decide_nothing(world: World, backoff: list[float], fault: str) -> None:
+    status, code = FAULTS[fault]
     client = retrying_client()
-    faults = inject(client, "ListObjectsV2", -1, status=500, code="InternalError")
+    faults = inject(client, "ListObjectsV2", -1, status=status, code=code)
     world.delete(*world.portal.metadata_keys[:3])
     result = world.reconciler(s3=client).scan_shard(Scope(dataset_id=10001))
-    assert faults.injected >= 3 * 2  # each prefix retried (within botocore's retry quota), then reported
+    assert faults.injected == 3 * ATTEMPTS  # each of the three prefixes tried seven times, then reported
+    assert_exponential(backoff, requests=3, retries=RETRIES)
     assert result.quarantined == [] and len(result.errors) == 3 and len(result.unverifiable) == 12
     assert world.ledger() == {}
 
 
+def test_worker_reports_a_shard_s3_cannot_list_and_its_redelivery_completes(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_for(world, db_url, monkeypatch)
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    outage = inject(runtime.reconciler.storage.client, ALL_OPERATIONS, -1)
+    shard = sqs_event({"type": "scan_shard", "dataset_id": 10001})
+    assert handlers.handle_work(shard, LocalContext()) == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert world.ledger() == {} and outage.injected == 3 * ATTEMPTS
+    outage.heal()  # SQS redelivers the shard after the visibility timeout
+    assert handlers.handle_work(shard, LocalContext()) == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[key]: "quarantined"}
+    runtime.engine.dispose()
+
+
+# --- S3 faults at the purge re-check ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("operation", ["HeadObject", "ListObjectsV2"])
-def test_exhausted_retries_at_the_purge_recheck_delete_nothing(world: World, operation: str) -> None:
+def test_exhausted_retries_at_the_purge_recheck_delete_nothing(
+    world: World, backoff: list[float], operation: str, fault: str
+) -> None:
+    status, code = FAULTS[fault]
+    # one due key is re-checked with a HEAD, two in one prefix with one LIST
     keys = world.portal.metadata_keys[:1] if operation == "HeadObject" else world.portal.metadata_keys[:2]
     world.delete(*keys)
     world.reconciler().apply_changes(removed(world, *keys))
     world.clock.advance(hours=2)
     client = retrying_client()
-    inject(client, operation, -1, status=503, code="SlowDown")
+    inject(client, operation, -1, status=status, code=code)
     result = world.reconciler(s3=client).purge()
+    assert_exponential(backoff, requests=1, retries=RETRIES)
     assert result.purged == [] and sorted(result.unknown) == sorted(world.ids[k] for k in keys)
     assert set(world.ledger().values()) == {"quarantined"}
     assert world.annotation_ids() == set(world.ids.values())
     assert sorted(world.reconciler().purge().purged) == sorted(world.ids[k] for k in keys)  # S3 back: done
 
 
-def test_transient_throttle_at_the_recheck_still_purges(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    world.delete(key)
-    world.reconciler().apply_changes(removed(world, key))
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("operation", ["HeadObject", "ListObjectsV2"])
+def test_transient_s3_faults_at_the_recheck_are_retried_and_the_purge_proceeds(
+    world: World, backoff: list[float], operation: str, fault: str
+) -> None:
+    status, code = FAULTS[fault]
+    keys = world.portal.metadata_keys[:1] if operation == "HeadObject" else world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(world, *keys))
     world.clock.advance(hours=2)
     client = retrying_client()
-    faults = inject(client, "HeadObject", 2)
-    assert world.reconciler(s3=client).purge().purged == [world.ids[key]] and faults.injected == 2
+    faults = inject(client, operation, 2, status=status, code=code)
+    assert sorted(world.reconciler(s3=client).purge().purged) == sorted(world.ids[k] for k in keys)
+    assert faults.injected == 2
+    assert_exponential(backoff, requests=1, retries=2)
+
+
+# --- the database connection lost mid-purge ------------------------------------------------------
 
 
 def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(world: World) -> None:
@@ -90,27 +255,49 @@ def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(w
     world.delete(*keys)
     world.reconciler().apply_changes(removed(world, *keys))
     world.clock.advance(hours=2)
-    before = {t: world.children_of(set(world.ids.values())) for t in ("children",)}
-    reconciler = world.reconciler()
-
-    def kill_after_shapes(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().startswith("DELETE FROM annotation_shape"):
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            with world.engine.connect() as admin:
-                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-
-    event.listen(world.engine, "after_cursor_execute", kill_after_shapes)
-    try:
-        with pytest.raises(Exception, match=r"(?i)terminat|connection|network"):
-            reconciler.purge()
-    finally:
-        event.remove(world.engine, "after_cursor_execute", kill_after_shapes)
-    assert world.annotation_ids() == set(world.ids.values())
-    assert {"children": world.children_of(set(world.ids.values()))} == before and world.orphans() == 0
+    before = table_counts(world.engine)
+    # the batch's files and shapes are deleted, its authors and links not yet
+    with (
+        ConnectionKiller(world.engine, "DELETE FROM annotation_shape") as killer,
+        pytest.raises(Exception, match=r"(?i)terminat|connection|network"),
+    ):
+        world.reconciler().purge()
+    assert killer.killed == 1
+    assert table_counts(world.engine) == before and world.orphans() == 0  # not one row of the batch is gone
     assert set(world.ledger().values()) == {"quarantined"}
     world.engine.dispose()  # the pool holds the dead connection; a new invocation starts clean
     result = world.reconciler().purge()
     assert sorted(result.purged) == sorted(world.ids[k] for k in keys) and world.orphans() == 0
+    assert table_counts(world.engine)["annotation"] == before["annotation"] - 4
+
+
+def test_connection_lost_in_a_later_batch_keeps_the_committed_batches_whole(world: World) -> None:
+    keys = world.portal.metadata_keys[:4]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(world, *keys))
+    world.clock.advance(hours=2)
+    before = table_counts(world.engine)
+    reconciler = Reconciler(world.engine, S3Storage(world.s3, BUCKET), world.settings(), clock=world.clock)
+    reconciler.purge_batch_size = 2
+    with (
+        ConnectionKiller(world.engine, "DELETE FROM annotation_author", occurrence=2) as killer,
+        pytest.raises(Exception, match=r"(?i)terminat|connection|network"),
+    ):
+        reconciler.purge()
+    assert killer.killed == 1
+    ledger = world.ledger()
+    purged = {a for a, status in ledger.items() if status == "purged"}
+    assert len(purged) == 2 and sorted(ledger.values()) == ["purged", "purged", "quarantined", "quarantined"]
+    assert world.annotation_ids() == set(world.ids.values()) - purged  # the first batch, whole; the second, intact
+    after = table_counts(world.engine)
+    assert after == {t: n - (n // len(world.ids)) * 2 for t, n in before.items()} and world.orphans() == 0
+    world.engine.dispose()
+    assert len(reconciler.purge().purged) == 2 and world.annotation_ids() == set(world.ids.values()) - {
+        world.ids[k] for k in keys
+    }
+
+
+# --- the Lambda time budget ------------------------------------------------------------------------
 
 
 def test_time_budget_running_out_in_the_worker_queues_the_rest(
@@ -118,56 +305,74 @@ def test_time_budget_running_out_in_the_worker_queues_the_rest(
 ) -> None:
     sqs = boto3.client("sqs", region_name="us-west-2")
     work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    runtime = build_runtime(
-        {
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_WORK_QUEUE_URL": work_url,
-            "AWS_DEFAULT_REGION": "us-west-2",
-        }
-    )
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    runtime = runtime_for(world, db_url, monkeypatch, RECONCILER_WORK_QUEUE_URL=work_url)
     last = world.portal.annotations[-1].metadata_key
     world.delete(last)
-
-    class ShortContext(LocalContext):
-        calls = 0
-
-        def get_remaining_time_in_millis(self) -> int:
-            ShortContext.calls += 1
-            return 120_000 if ShortContext.calls <= 1 else 10_000
-
-    answer = handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": 10002}), ShortContext())
-    assert answer == {"batchItemFailures": []}
+    context = ShortContext()
+    answer = handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": 10002}), context)
+    assert answer == {"batchItemFailures": []} and context.checks == 2
     assert world.ledger() == {}  # the budget ran out before the last prefix
     body = json.loads(sqs.receive_message(QueueUrl=work_url)["Messages"][0]["Body"])
     assert body["dataset_id"] == 10002 and body["resume_after"].endswith("/Annotations/")
+    counter = RequestCounter.attach(runtime.reconciler.storage.client)
     handlers.handle_work(sqs_event(body), LocalContext())
     assert world.ledger() == {world.ids[last]: "quarantined"}
+    assert counter.counts["ListObjectsV2"] == 2  # resumed: the prefix already listed is not listed again
     runtime.engine.dispose()
 
 
-def test_poisoned_message_reaches_the_dlq_after_its_retries(
+def test_time_budget_running_out_in_a_purge_stops_between_batches(
     world: World, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
+    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime.reconciler.purge_batch_size = 2
+    keys = world.portal.metadata_keys[:4]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(world, *keys))
+    world.clock.advance(hours=2)
+    answer = handlers.handle_schedule({"action": "purge"}, ShortContext())
+    assert answer["purge"]["purged"] == 2  # one batch, committed whole, then a clean stop
+    assert sorted(world.ledger().values()) == ["purged", "purged", "quarantined", "quarantined"]
+    assert world.orphans() == 0
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 2
+    assert world.annotation_ids() == set(world.ids.values()) - {world.ids[k] for k in keys}
+    runtime.engine.dispose()
+
+
+# --- poisoned messages -----------------------------------------------------------------------------
+
+
+POISON = {
+    "events": '{"Records": [{"eventSource": "aws:s3", "truncated',
+    "work": '{"type": "scan_shard", "dataset_id": "10001"}',
+}
+
+
+@pytest.mark.parametrize("queue", ["events", "work"])
+def test_poisoned_message_fails_alone_and_reaches_the_dlq_after_its_retries(
+    world: World, monkeypatch: pytest.MonkeyPatch, db_url: str, queue: str
+) -> None:
     sqs = boto3.client("sqs", region_name="us-west-2")
-    dlq = sqs.create_queue(QueueName="events-dlq")["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=f"{queue}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(
-        QueueName="events",
+    url = sqs.create_queue(
+        QueueName=queue,
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})},
     )["QueueUrl"]
-    runtime = build_runtime({"RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET})
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    runtime = runtime_for(world, db_url, monkeypatch)
     good = world.portal.metadata_keys[0]
     world.delete(good)
-    sqs.send_message(QueueUrl=queue, MessageBody='{"Records": [{"eventSource": "aws:s3", "truncated')
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(s3_notification(BUCKET, good)))
-    mapping = LocalLambdaRuntime(sqs, queue, handlers.handle_events, wait_seconds=0, visibility_timeout=1)
+    sqs.send_message(QueueUrl=url, MessageBody=POISON[queue])
+    INJECTED[f"poisoned messages on the {queue} queue"] += 1
+    healthy = s3_notification(BUCKET, good) if queue == "events" else {"type": "scan_shard", "dataset_id": 10001}
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(healthy))
+    handler = handlers.handle_events if queue == "events" else handlers.handle_work
+    mapping = LocalLambdaRuntime(sqs, url, handler, wait_seconds=0, visibility_timeout=1)
     for _ in range(5):
         mapping.poll_once()
         time.sleep(1.05)  # the failed message becomes visible again, as after Lambda's visibility timeout
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
-    assert [m["Body"] for m in dead] == ['{"Records": [{"eventSource": "aws:s3", "truncated']
+    assert [m["Body"] for m in dead] == [POISON[queue]]
+    assert not sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages")
     assert world.ledger() == {world.ids[good]: "quarantined"}
     runtime.engine.dispose()

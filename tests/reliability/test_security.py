@@ -1,10 +1,20 @@
-"""Security: secrets never logged, bound parameters only, and the documented least-privilege role suffices."""
+"""Security: secrets never logged, bound parameters only (checked at run time and in the source), and the
+documented least-privilege database role is enough, is exactly what it says, and fails safe.
+
+The IAM side (no S3 write or delete in any synthesized policy) is tests/infra/test_stack.py::
+test_iam_grants_no_s3_write_or_delete_and_scopes_reads.
+"""
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import logging
+import re
+from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,21 +23,46 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 
+import annotation_reconciler
 from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
+from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.local import synthetic
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.lambda_runtime import LocalContext
-from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.runtime import build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
-from support.world import BUCKET, World, make_world, s3_notification
+from support.faults import INJECTED
+from support.world import BUCKET, Clock, World, make_world, s3_notification, sqs_event
 
 PASSWORD = "hunter2-S3cr3t!"
+PACKAGE = Path(annotation_reconciler.__file__).parent
+#: Run names an attacker who can write keys could choose: quotes, a statement terminator, a comment.
+HOSTILE_RUN_NAMES = ("TS_o'brien", "x'); DELETE FROM annotation; --", "TS 1+2 é", "TS_ü+plus")
+
+
+def removed(clock: Clock, *keys: str) -> list[ObjectChange]:
+    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", clock(), None) for k in keys]
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lambda_logs() -> Iterator[io.StringIO]:
+    """What the handlers' structured logger writes (to CloudWatch, in Lambda): every line, every extra field."""
+    buffer = io.StringIO()
+    handler = handlers.logger.registered_handler
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
 
 
 def test_secrets_never_reach_the_logs(
@@ -37,7 +72,9 @@ def test_secrets_never_reach_the_logs(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    lambda_logs: io.StringIO,
 ) -> None:
+    """The Secrets Manager path: the password is read at run time and appears in no log line or error."""
     world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2))
     url = make_url(db_url)
     secrets = boto3.client("secretsmanager", region_name="us-west-2")
@@ -80,8 +117,10 @@ def test_secrets_never_reach_the_logs(
     monkeypatch.setattr(handlers, "runtime_factory", lambda: broken)
     with pytest.raises(Exception) as info:
         handlers.handle_schedule({"detail": {"action": "purge"}}, LocalContext())
-    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text + str(info.value) + repr(info.value)
+    captured = capsys.readouterr()
+    logged = lambda_logs.getvalue() + captured.out + captured.err + caplog.text + str(info.value) + repr(info.value)
     assert world.ledger() == {world.ids[key]: "quarantined"}  # the good runtime did its work
+    assert '"message":"events applied"' in logged and "DEBUG    botocore" in logged  # what was captured
     assert "127.0.0.1" in logged or "connect" in logged.lower()
     assert PASSWORD not in logged and PASSWORD not in repr(broken.engine.url) and PASSWORD not in str(runtime.settings)
     assert PASSWORD not in json.dumps(
@@ -91,37 +130,195 @@ def test_secrets_never_reach_the_logs(
     )
 
 
-def test_every_statement_binds_its_values(engine: Engine, s3: Any, db_url: str) -> None:
-    """No stored path, key or run name is ever spliced into SQL text: values travel as parameters."""
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, odd_run_names=True))
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda c, cur, stmt, *a: statements.append(stmt))
+def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
+    engine: Engine,
+    s3: Any,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    lambda_logs: io.StringIO,
+) -> None:
+    """The RECONCILER_DB_URL path, through the three handlers (their errors included) and the operator CLI."""
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2))
+    with_password = make_url(db_url).set(password=PASSWORD).render_as_string(hide_password=False)
+    unreachable = make_url(with_password).set(port=1).render_as_string(hide_password=False)
+    caplog.set_level(logging.DEBUG)
+    runtime = build_runtime(
+        {"RECONCILER_DB_URL": with_password, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
+    )
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    handlers.handle_events(sqs_event(s3_notification(BUCKET, key), '{"truncated'), LocalContext())
+    handlers.handle_schedule({"action": "all"}, LocalContext())
+    handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": "not a number"}), LocalContext())
+    runtime.engine.dispose()
+    down = build_runtime({"RECONCILER_DB_URL": unreachable, "RECONCILER_BUCKET": BUCKET})
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: down)
+    assert handlers.handle_events(sqs_event(s3_notification(BUCKET, key)), LocalContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "m-0"}]
+    }
+    outputs = []
+    for args in (
+        ["status", "--db-url", with_password],
+        ["scan", "--db-url", with_password, "--bucket", BUCKET, "--dataset-id", "10001"],
+        ["purge", "--db-url", with_password, "--bucket", BUCKET],
+        ["approve", "--db-url", with_password, "--dataset-id", "10001"],
+        ["status", "--db-url", unreachable],
+        ["migrate", "--db-url", unreachable],
+    ):
+        result = CliRunner().invoke(cli, args)
+        outputs.append(result.output + repr(result.exception))
+    assert "cannot connect to the database" in outputs[-1]
+    captured = capsys.readouterr()
+    logged = lambda_logs.getvalue() + captured.out + captured.err + caplog.text + "".join(outputs)
+    assert world.ledger() == {world.ids[key]: "quarantined"}
+    assert '"message":"rejected a message"' in logged and '"message":"shard failed"' in logged  # errors logged
+    assert "Traceback" in logged and "DEBUG    botocore" in logged
+    assert PASSWORD not in logged
+    down.engine.dispose()
+
+
+# --- bound parameters -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def statements() -> Iterator[list[tuple[str, Any]]]:
+    """Every statement any engine sends (the CLI's own engines included), with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+def source_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(PACKAGE.rglob("*.py")))
+
+
+def test_every_statement_binds_its_values(
+    engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, statements: list[tuple[str, Any]]
+) -> None:
+    """Keys, paths and run names built to break spliced SQL travel through every operation (events, data-file
+    events, scan, purge, approve, release, the importer, the status CLI) as parameters, never as SQL text."""
+    monkeypatch.setattr(synthetic, "ODD_RUN_NAMES", HOSTILE_RUN_NAMES)
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=4, odd_run_names=True))
+    statements.clear()  # what the test's own set-up sent
+    hostile = [a for a in world.portal.annotations if "'" in a.run_name]
+    victim, spared, stale = hostile[0], hostile[1], hostile[-1]
     reconciler = world.reconciler()
-    keys = world.portal.metadata_keys[:3]
-    world.delete(*keys)
-    reconciler.apply_changes([ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", world.clock(), None) for k in keys])
-    reconciler.scan_shard(Scope(dataset_id=10001))
+    world.delete(victim.metadata_key, victim.files[0].key, stale.metadata_key)
+    reconciler.apply_changes(removed(world.clock, victim.metadata_key, victim.files[0].key))
+    assert world.ids[stale.metadata_key] in reconciler.scan_shard(Scope(dataset_id=10001)).quarantined
+    assert reconciler.release(world.ids[stale.metadata_key])
     world.clock.advance(hours=2)
-    reconciler.purge()
     reconciler.approve(10001)
-    assert len(statements) > 15
-    for needle in ("ribosome", "TS 1+2", "s3://", BUCKET, "10001/", "metadata object removed"):
-        assert not [s for s in statements if needle in s], needle
+    purged = reconciler.purge().purged
+    imported = ingest(world.engine, S3Storage(s3, BUCKET), BucketLayout(BUCKET), 10001, stale.run_name)
+    status = CliRunner().invoke(cli, ["status", "--db-url", db_url, "--output", "json"])
+    assert status.exit_code == 0, status.output
+    # it all worked: the hostile names were data, nothing more
+    assert world.ids[victim.metadata_key] in purged and imported.ok
+    assert imported.removed_annotation_ids == [world.ids[stale.metadata_key]]
+    remaining = world.annotation_ids()
+    assert world.ids[spared.metadata_key] in remaining and len(remaining) == len(world.ids) - 2
+    assert len(statements) > 40
+    values = [victim.run_name, stale.run_name, victim.metadata_key, victim.files[0].key, "ribosome", BUCKET, "s3://"]
+    values += ["10001/", "metadata object removed", "not found in S3"]
+    for needle in values:
+        assert not [s for s, _ in statements if needle in s], f"{needle!r} was spliced into SQL text"
+    bound = json.dumps([p for _, p in statements], default=str)
+    assert json.dumps(victim.metadata_key)[1:-1] in bound and json.dumps(stale.run_name)[1:-1] in bound
+    # a value spliced as a literal would show up as a quoted string no one wrote in the package
+    source = source_text()
+    literals = {lit for s, _ in statements for lit in re.findall(r"'((?:[^']|'')*)'", s)}
+    assert literals and not [lit for lit in literals if f"'{lit}'" not in source], literals
 
 
-def test_the_documented_least_privilege_role_is_enough(db_factory: DatabaseFactory, s3: Any, worker_id: str) -> None:
-    owner_url = db_factory.empty(f"grants_{worker_id}")
+#: Every place the package formats SQL text from an expression, with what the expression is. Any new one must
+#: be added here after checking that it cannot carry a value (only identifiers and fixed SQL fragments may).
+SQL_FORMATTING = {
+    ("ledger/repository.py", "_REF_COLUMNS"): "a module constant: a fixed column list",
+    ("ledger/migrations/versions/0002_annotation_metadata_path_index.py", "INDEX"): "a module constant: index name",
+    ("local/demo.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
+    ("local/synthetic.py", "table"): "a table name from the synthetic portal's fixed list",
+    ("local/synthetic.py", "cols"): "the fixed column names of the synthetic portal's COPY",
+    ("local/databases.py", "name"): "the name of a throwaway test database the local factory creates",
+    ("local/databases.py", "suffix"): "the factory's TEMPLATE clause, naming its own template database",
+}
+_SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
+
+
+def formatted_sql(tree: ast.AST) -> Iterator[str]:
+    """The expressions formatted into SQL-looking strings: f-strings, ``%`` and ``.format``, ``+``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            fixed = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+            if _SQL_WORDS.search(fixed):
+                yield from (ast.unparse(v.value) for v in node.values if isinstance(v, ast.FormattedValue))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
+            for side, other in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(side, ast.Constant) and isinstance(side.value, str) and _SQL_WORDS.search(side.value):
+                    yield ast.unparse(other)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"
+            and isinstance(node.func.value, ast.Constant)
+            and isinstance(node.func.value.value, str)
+            and _SQL_WORDS.search(node.func.value.value)
+        ):
+            yield from (ast.unparse(a) for a in [*node.args, *(k.value for k in node.keywords)])
+
+
+def test_no_sql_text_is_formatted_from_values() -> None:
+    """Static: the package builds SQL text from expressions only where SQL_FORMATTING says, and each of those
+    is a constant or an identifier from a fixed list."""
+    found = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for expression in formatted_sql(ast.parse(path.read_text())):
+            found.add((path.relative_to(PACKAGE).as_posix(), expression))
+    assert found == set(SQL_FORMATTING), f"new: {found - set(SQL_FORMATTING)}, gone: {set(SQL_FORMATTING) - found}"
+    constants = {
+        (path, name)
+        for path, name in SQL_FORMATTING
+        if name.isupper() or name.lstrip("_").isupper()  # module constants: check they are literal strings
+    }
+    for path, name in constants:
+        module = ast.parse((PACKAGE / path).read_text())
+        assigned = [
+            n.value
+            for n in module.body
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+        ]
+        assert assigned and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in assigned), name
+
+
+# --- the least-privilege database role ------------------------------------------------------------
+
+GRANTS = resources.files("annotation_reconciler.ledger").joinpath("grants.sql").read_text()
+RECONCILER_TABLES = {"annotation_quarantine", "missing_annotation_file", "annotation_reconciler_alembic_version"}
+
+
+@pytest.fixture
+def least_privilege(db_factory: DatabaseFactory, s3: Any, worker_id: str) -> Iterator[tuple[World, str, Engine]]:
+    """A portal database owned by the test's superuser, and a login role holding exactly grants.sql's rights,
+    which then runs ``annotation-reconciler migrate`` itself. Yields a world on the role's engine, the role's
+    name and the owner's engine."""
+    name = f"grants_{worker_id}"
+    owner_url = db_factory.empty(name)
     owner = make_engine(owner_url)
     create_portal_schema(owner)
-    grants = resources.files("annotation_reconciler.ledger").joinpath("grants.sql").read_text()
     role = f"reconciler_{worker_id}"
     with owner.begin() as conn:
         conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
         conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
-        conn.exec_driver_sql(grants.replace("annotation_reconciler", role))
-    from annotation_reconciler.local.synthetic import build_portal, write_bucket, write_rows
-
-    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
+        conn.exec_driver_sql(GRANTS.replace("annotation_reconciler", role))
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
     write_bucket(s3, portal, create=False)
     ids = write_rows(owner, portal)
     role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
@@ -129,32 +326,113 @@ def test_the_documented_least_privilege_role_is_enough(db_factory: DatabaseFacto
     assert migrate.exit_code == 0, migrate.output
     assert "ask its owner to run: CREATE INDEX CONCURRENTLY" in migrate.output
     restricted = make_engine(role_url)
-    settings = Settings(
-        bucket=BUCKET,
-        s3_prefix=f"s3://{BUCKET}/",
-        db_url=role_url,
-        dry_run=False,
-        grace_period_hours=1,
-        max_purge_fraction=1.0,
-    )
-    world = World(restricted, s3, portal, ids, __import__("support.world", fromlist=["Clock"]).Clock(), role_url)
-    reconciler = Reconciler(restricted, S3Storage(s3, BUCKET), settings, clock=world.clock)
-    key = portal.metadata_keys[0]
-    world.delete(key)
-    assert reconciler.apply_changes(
-        [ObjectChange(BUCKET, key, ChangeKind.REMOVED, "s3", world.clock(), None)]
-    ).quarantined
-    assert reconciler.scan_shard(Scope(dataset_id=10001)).errors == []
-    world.clock.advance(hours=2)
-    assert reconciler.purge().purged == [ids[key]]
-    with pytest.raises(Exception, match="permission denied"), restricted.begin() as conn:
-        conn.execute(text("UPDATE annotation SET object_name = 'x'"))
-    with pytest.raises(Exception, match="permission denied"), restricted.begin() as conn:
-        conn.execute(text("INSERT INTO run (dataset_id, name, s3_prefix, https_prefix) VALUES (10001, 'r', 'p', 'h')"))
+    yield World(restricted, s3, portal, ids, Clock(), role_url), role, owner
     restricted.dispose()
     with owner.begin() as conn:
         conn.execute(text(f"DROP OWNED BY {role}"))
     owner.dispose()
-    db_factory.drop(f"grants_{worker_id}")
+    db_factory.drop(name)
     with make_engine(db_factory.url_for("postgres")).begin() as conn:
         conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+
+
+def role_reconciler(world: World) -> Reconciler:
+    settings = Settings(
+        bucket=BUCKET,
+        s3_prefix=f"s3://{BUCKET}/",
+        db_url=world.db_url,
+        dry_run=False,
+        grace_period_hours=1,
+        max_purge_fraction=0.5,
+    )
+    return Reconciler(world.engine, S3Storage(world.s3, BUCKET), settings, clock=world.clock)
+
+
+def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[World, str, Engine]) -> None:
+    world, role, owner = least_privilege
+    with owner.connect() as conn:
+        granted = set(
+            conn.execute(
+                text(
+                    "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+                    "WHERE grantee = :role AND table_name NOT IN (SELECT unnest(CAST(:own AS text[])))"
+                ),
+                {"role": role, "own": sorted(RECONCILER_TABLES)},
+            ).all()
+        )
+        owners = dict(
+            conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")).all()
+        )
+    reads = {"deposition", "dataset", "run", "tomogram_voxel_spacing"}
+    annotation_tables = {
+        "annotation",
+        "annotation_shape",
+        "annotation_file",
+        "annotation_author",
+        "annotation_method_link",
+    }
+    expected = {(t, "SELECT") for t in reads | annotation_tables} | {(t, "DELETE") for t in annotation_tables}
+    assert granted == expected  # on the portal's tables: SELECT where it reads, DELETE on the annotation tables
+    assert {t: owners[t] for t in RECONCILER_TABLES} == dict.fromkeys(RECONCILER_TABLES, role)  # owns its own
+    assert all(owner_name != role for table, owner_name in owners.items() if table not in RECONCILER_TABLES)
+
+    reconciler = role_reconciler(world)
+    metadata, data_file = world.portal.metadata_keys[0], world.portal.annotations[1].files[0].key
+    world.delete(metadata, data_file)
+    changes = removed(world.clock, metadata, data_file)
+    result = reconciler.apply_changes(changes)
+    assert result.quarantined == [world.ids[metadata]] and result.missing_files == 1
+    assert reconciler.scan_shard(Scope(dataset_id=10001)).errors == []
+    world.delete(*world.portal.metadata_keys[3:6])  # a whole prefix: the scan holds it
+    assert len(reconciler.scan_shard(Scope(dataset_id=10001)).held) == 3
+    assert reconciler.approve(10001) == 3 and reconciler.release(world.ids[world.portal.metadata_keys[5]])
+    world.clock.advance(hours=2)
+    purged = [world.ids[k] for k in world.portal.metadata_keys[0:1] + world.portal.metadata_keys[3:5]]
+    assert sorted(reconciler.purge().purged) == sorted(purged)
+    status = CliRunner().invoke(cli, ["status", "--db-url", world.db_url, "--output", "json"])
+    assert status.exit_code == 0 and json.loads(status.output)["by_status"]["purged"] == 3, status.output
+
+    denied = [
+        "UPDATE annotation SET object_name = 'x'",
+        "INSERT INTO run (dataset_id, name, s3_prefix, https_prefix) VALUES (10001, 'r', 'p', 'h')",
+        "INSERT INTO annotation_author (annotation_id, name) VALUES (1, 'x')",
+        "DELETE FROM run",
+        "DELETE FROM dataset",
+        "TRUNCATE annotation_author",
+        "DROP TABLE annotation_method_link",
+        "ALTER TABLE annotation ADD COLUMN x integer",
+        "SELECT * FROM alembic_version",  # the portal's own migrations: never read, never written
+    ]
+    for statement in denied:
+        with pytest.raises(Exception, match=r"permission denied|must be (the )?owner"), world.engine.begin() as conn:
+            conn.execute(text(statement))
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    tables = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}  # noqa: S608
+
+
+@pytest.mark.parametrize(
+    "table", ["annotation_file", "annotation_shape", "annotation_author", "annotation_method_link", "annotation"]
+)
+def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[World, str, Engine], table: str) -> None:
+    """Each DELETE right is needed, and a permission error in the middle of a purge batch deletes nothing."""
+    world, role, owner = least_privilege
+    with owner.begin() as conn:
+        conn.execute(text(f"REVOKE DELETE ON {table} FROM {role}"))
+    INJECTED["DELETE rights revoked before a purge"] += 1
+    reconciler = role_reconciler(world)
+    keys = world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    reconciler.apply_changes(removed(world.clock, *keys))
+    world.clock.advance(hours=2)
+    before = row_counts(owner)
+    with pytest.raises(Exception, match="permission denied"):
+        reconciler.purge()
+    assert row_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
+    assert set(world.ledger().values()) == {"quarantined"}
+    with owner.begin() as conn:
+        conn.execute(text(f"GRANT DELETE ON {table} TO {role}"))
+    assert sorted(reconciler.purge().purged) == sorted(world.ids[k] for k in keys)

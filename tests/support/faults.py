@@ -1,12 +1,21 @@
-"""Inject S3 faults at the HTTP layer, below botocore's retry handler, so retries are exercised for real."""
+"""Inject S3 faults at the HTTP layer, below botocore's retry handler, so retries are exercised for real,
+and record the backoff botocore asks for without sleeping it."""
 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.retries.standard import ExponentialBackoff
+from sqlalchemy import Engine, event, text
+
+ALL_OPERATIONS = "*"
+#: Every fault injected in this process, by kind (tests/reliability/conftest.py prints it after the run).
+INJECTED: Counter[str] = Counter()
 
 
 class _Raw(io.BytesIO):
@@ -30,11 +39,86 @@ class Faults:
             return None
         self.remaining -= 1 if self.remaining > 0 else 0
         self.injected += 1
+        INJECTED[f"S3 {self.status} {self.code} responses"] += 1
         body = f"<Error><Code>{self.code}</Code><Message>injected</Message></Error>".encode()
         return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Raw(body))
 
+    def heal(self) -> None:
+        """S3 is back: let every later request through."""
+        self.remaining = 0
+
 
 def inject(client: Any, operation: str, remaining: int, *, status: int = 503, code: str = "SlowDown") -> Faults:
+    """Fail ``operation`` (``ALL_OPERATIONS``: every S3 operation) of ``client`` ``remaining`` times."""
     faults = Faults(operation, remaining, status, code)
-    client.meta.events.register_first(f"before-send.s3.{operation}", faults)
+    event = "before-send.s3" if operation == ALL_OPERATIONS else f"before-send.s3.{operation}"
+    client.meta.events.register_first(event, faults)
     return faults
+
+
+def record_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record every delay botocore's standard retry mode computes (at the top of its random jitter, so the
+    exponential growth shows) and return 0 instead, so that tests keep the retries but not the sleeps."""
+    asked: list[float] = []
+    compute = ExponentialBackoff.delay_amount
+
+    def delay_amount(self: ExponentialBackoff, context: Any) -> float:
+        jitter, self._random = self._random, lambda: 1.0  # type: ignore[attr-defined]
+        try:
+            asked.append(compute(self, context))
+        finally:
+            self._random = jitter  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
+    return asked
+
+
+class ConnectionKiller:
+    """After the ``occurrence``-th statement starting with ``statement_start``, terminate that connection's
+    server process, as a database failover or a network cut would::
+
+        with ConnectionKiller(engine, "DELETE FROM annotation_shape") as killer:
+            ...
+        assert killer.killed == 1
+    """
+
+    def __init__(self, engine: Engine, statement_start: str, occurrence: int = 1) -> None:
+        self.engine, self.statement_start, self.occurrence = engine, statement_start, occurrence
+        self.seen = self.killed = 0
+
+    def __enter__(self) -> ConnectionKiller:
+        event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+    def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith(self.statement_start):
+            self.seen += 1
+            if self.seen == self.occurrence:
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with self.engine.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                self.killed += 1
+                INJECTED["database connections killed mid-transaction"] += 1
+
+
+class ShortContext:
+    """A Lambda context whose remaining time drops under the handlers' safety margin after ``allowed`` checks."""
+
+    function_name = "annotation-reconciler-local"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-west-2:000000000000:function:annotation-reconciler-local"
+    aws_request_id = "short-context"
+
+    def __init__(self, allowed: int = 1) -> None:
+        self.allowed = allowed
+        self.checks = 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks += 1
+        if self.checks == self.allowed + 1:
+            INJECTED["Lambda time budgets run out"] += 1
+        return 120_000 if self.checks <= self.allowed else 10_000
