@@ -21,6 +21,21 @@ class DatabaseUrlError(ValueError):
     """The database URL cannot be used; the message says what to set instead."""
 
 
+def mask_password(raw: str) -> str:
+    """``raw`` with the password of its ``user:password@`` part replaced by ``***``.
+
+        >>> mask_password("postgresql-pg8000://reconciler:s3cret@db/portal")
+        'postgresql-pg8000://reconciler:***@db/portal'
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest = "", raw
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return raw
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
 def normalize_url(raw: str) -> URL:
     """Parse ``raw`` and make sure it names PostgreSQL through pg8000.
 
@@ -33,7 +48,7 @@ def normalize_url(raw: str) -> URL:
         url = make_url(raw.strip())
     except ArgumentError:
         raise DatabaseUrlError(
-            f"cannot parse the database URL {raw!r}: use postgresql+pg8000://USER:PASSWORD@HOST:PORT/DBNAME"
+            f"cannot parse the database URL {mask_password(raw)!r}: use postgresql+pg8000://USER:PASSWORD@HOST:PORT/DBNAME"
         ) from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername=DRIVER)

@@ -133,6 +133,12 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if action not in ("purge", "reconcile", "all"):
         raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile' or 'all'")
     rt = runtime_factory()
+    if action in ("reconcile", "all") and not (rt.settings.work_queue_url or rt.settings.inventory_manifest):
+        # One invocation may not see the whole bucket, and a run cut short here could never resume.
+        raise ValueError(
+            "the scheduled reconciliation fans its shards out to the work queue: set RECONCILER_WORK_QUEUE_URL "
+            "(or RECONCILER_INVENTORY_MANIFEST); for a one-off scan without a queue run `annotation-reconciler scan`"
+        )
     answer: dict[str, Any] = {"action": action, "dry_run": rt.settings.dry_run}
     if action in ("purge", "all"):
         purge = rt.reconciler.purge(remaining_seconds=_remaining(context))
@@ -156,7 +162,6 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "unknown": len(purge.unknown),
         }
     if action in ("reconcile", "all"):
-        shards = reconcile.plan_shards(rt.engine)
         if rt.settings.inventory_manifest:
             found = rt.reconciler.scan_inventory(rt.settings.inventory_manifest)
             _count("AnnotationsQuarantined", len(found.quarantined))
@@ -168,12 +173,10 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "quarantined": len(found.quarantined),
                 "unconfirmed": found.unconfirmed,
             }
-        elif rt.settings.work_queue_url:
+        else:
+            shards = reconcile.plan_shards(rt.engine)
             answer["shards_queued"] = _send_shards(rt, [reconcile.shard_message(s) for s in shards])
             _count("ShardsQueued", answer["shards_queued"])
-        else:
-            scanned = [_scan(rt, shard, None, context) for shard in shards]
-            answer["shards_scanned"] = len(scanned)
     return answer
 
 

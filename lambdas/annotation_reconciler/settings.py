@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+#: The longest grace period accepted (a year); a larger one is a typo, and would overflow dates.
+MAX_GRACE_HOURS = 8760
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -142,6 +144,11 @@ class Settings:
         grace = get("RECONCILER_GRACE_PERIOD_HOURS", _parse_number, 72.0)
         if grace < 0:
             problems.append(f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is negative: use a number of hours >= 1")
+        elif grace > MAX_GRACE_HOURS:
+            problems.append(
+                f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is more than a year: use a number of hours "
+                f"from 1 to {MAX_GRACE_HOURS}"
+            )
         elif grace < 1 and not allow_short:
             problems.append(
                 f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is under one hour: use >= 1, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -155,6 +156,23 @@ def test_worker_rejects_a_malformed_shard_message(wired: tuple[World, Any]) -> N
 def test_schedule_rejects_an_unknown_action(wired: tuple[World, Any]) -> None:
     with pytest.raises(ValueError, match="unknown schedule action 'purg'"):
         handlers.handle_schedule({"detail": {"action": "purg"}}, LocalContext())
+
+
+@pytest.mark.parametrize("action", ["reconcile", "all"])
+def test_schedule_refuses_a_reconciliation_without_a_work_queue(
+    wired: tuple[World, Any], action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan cut short by Lambda's time limit could never resume without the queue: refuse, do nothing."""
+    world, parts = wired
+    world.delete(world.portal.metadata_keys[0])
+    runtime = dataclasses.replace(
+        parts["runtime"], settings=dataclasses.replace(parts["runtime"].settings, work_queue_url=None)
+    )
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
+        handlers.handle_schedule({"action": action}, LocalContext())
+    assert world.ledger() == {}
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 0
 
 
 def test_metrics_are_emitted(

@@ -104,8 +104,14 @@ def test_secrets_never_reach_the_logs(
     )["ARN"]
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    work = boto3.client("sqs", region_name="us-west-2").create_queue(QueueName="work")["QueueUrl"]
     runtime = build_runtime(
-        {"RECONCILER_DB_SECRET_ARN": good, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
+        {
+            "RECONCILER_DB_SECRET_ARN": good,
+            "RECONCILER_BUCKET": BUCKET,
+            "RECONCILER_DRY_RUN": "false",
+            "RECONCILER_WORK_QUEUE_URL": work,
+        }
     )
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
     key = world.portal.metadata_keys[0]
@@ -144,8 +150,14 @@ def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
     with_password = make_url(db_url).set(password=PASSWORD).render_as_string(hide_password=False)
     unreachable = make_url(with_password).set(port=1).render_as_string(hide_password=False)
     caplog.set_level(logging.DEBUG)
+    work = boto3.client("sqs", region_name="us-west-2").create_queue(QueueName="work")["QueueUrl"]
     runtime = build_runtime(
-        {"RECONCILER_DB_URL": with_password, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
+        {
+            "RECONCILER_DB_URL": with_password,
+            "RECONCILER_BUCKET": BUCKET,
+            "RECONCILER_DRY_RUN": "false",
+            "RECONCILER_WORK_QUEUE_URL": work,
+        }
     )
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
     key = world.portal.metadata_keys[0]
@@ -363,7 +375,7 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
         owners = dict(
             conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")).all()
         )
-    reads = {"deposition", "dataset", "run", "tomogram_voxel_spacing"}
+    reads = {"run"}  # a run's dataset; nothing else of the portal is read
     annotation_tables = {
         "annotation",
         "annotation_shape",
@@ -398,6 +410,8 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
         "INSERT INTO annotation_author (annotation_id, name) VALUES (1, 'x')",
         "DELETE FROM run",
         "DELETE FROM dataset",
+        "SELECT id FROM dataset",
+        "SELECT id FROM tomogram_voxel_spacing",
         "TRUNCATE annotation_author",
         "DROP TABLE annotation_method_link",
         "ALTER TABLE annotation ADD COLUMN x integer",
@@ -412,6 +426,32 @@ def row_counts(engine: Engine) -> dict[str, int]:
     tables = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
     with engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}  # noqa: S608
+
+
+def test_the_one_select_right_on_the_portal_is_needed(least_privilege: tuple[World, str, Engine]) -> None:
+    world, role, owner = least_privilege
+    with owner.begin() as conn:
+        conn.execute(text(f"REVOKE SELECT ON run FROM {role}"))  # noqa: S608 (a role name of the fixture)
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    with pytest.raises(Exception, match="permission denied for table run"):
+        role_reconciler(world).scan_shard(Scope(dataset_id=10001))
+    assert world.ledger() == {}
+
+
+@pytest.mark.parametrize(
+    "broken", ["postgresql-pg8000://reconciler:{pw}@db.internal/portal", "reconciler:{pw}@db.internal/portal"]
+)
+def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = broken.format(pw=PASSWORD)
+    result = CliRunner().invoke(cli, ["status", "--db-url", url])
+    assert result.exit_code == 2 and "cannot parse the database URL" in result.output
+    assert PASSWORD not in result.output and "reconciler:***@db.internal/portal" in result.output
+    env = {"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET}
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: build_runtime(env))
+    with pytest.raises(ValueError, match="cannot parse the database URL") as info:
+        handlers.handle_schedule({"action": "purge"}, LocalContext())
+    assert PASSWORD not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,8 @@ def test_dry_run_values(raw: str, value: bool) -> None:
         ({"RECONCILER_GRACE_PERIOD_HOURS": "0.5"}, "RECONCILER_ALLOW_SHORT_GRACE=true"),
         ({"RECONCILER_GRACE_PERIOD_HOURS": "nan"}, "not a finite number"),
         ({"RECONCILER_GRACE_PERIOD_HOURS": "3 days"}, "is not a number"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "1e8"}, "is more than a year: use a number of hours from 1 to 8760"),
+        ({"RECONCILER_GRACE_PERIOD_HOURS": "1e308"}, "is more than a year"),
         ({"RECONCILER_MAX_PURGE_FRACTION": "0"}, "out of range"),
         ({"RECONCILER_MAX_PURGE_FRACTION": "1.5"}, "out of range"),
         ({"RECONCILER_BUCKET": "s3://cryoet-data-portal-public"}, "is not an S3 bucket name"),
@@ -60,3 +62,7 @@ def test_every_problem_reported_at_once() -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"RECONCILER_DRY_RUN": "maybe", "RECONCILER_GRACE_PERIOD_HOURS": "-3"})
     assert len(info.value.problems) == 4  # bucket, database, dry run, grace
+
+
+def test_a_year_of_grace_is_the_longest_accepted() -> None:
+    assert Settings.from_env({**BASE, "RECONCILER_GRACE_PERIOD_HOURS": "8760"}).grace_period.days == 365
