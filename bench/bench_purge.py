@@ -33,7 +33,7 @@ from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
-from bench import baseline, whatif
+from bench import baseline
 from bench.common import (
     BUCKET,
     SEED,
@@ -59,8 +59,7 @@ PURGE_SIZES = (1_000, 10_000)
 DETECTED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 GRACE = datetime.timedelta(hours=1)
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
-WHAT_IF = "what-if: snapshots kept in PostgreSQL"
-METHODS = ("delete_annotations", "Reconciler.purge", "ORM cascade", WHAT_IF)
+METHODS = ("delete_annotations", "Reconciler.purge", "ORM cascade")
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -128,11 +127,6 @@ def _run_method(method: str, url: str, victims: list[int], double: S3Double) -> 
             if result.held or result.unknown or result.released:
                 raise AssertionError(f"purge held {len(result.held)}, unknown {len(result.unknown)}")
             deleted = len(result.purged)
-        elif method == WHAT_IF:
-            with engine.begin() as conn:
-                deleted = len(
-                    whatif.delete_annotations_server_side(conn, victims, source=Source.CLI, reason="benchmark")
-                )
         else:
             deleted = baseline.delete_cascade(engine, victims)
     engine.dispose()

@@ -97,7 +97,6 @@ def targets(facts: dict[str, Any]) -> Section:
     labels = {
         "delete_annotations": "purge >= 20x faster than ORM cascades (delete_annotations, the set-based routine)",
         "Reconciler.purge": "… the whole purge path (Reconciler.purge; S3 latency left out)",
-        bench_purge.WHAT_IF: "… what-if: snapshots kept in PostgreSQL (bench/whatif.py, not in lambdas/)",
     }
     for method, label in labels.items():
         found = {size: x for (size, m), x in purge.items() if m == method}

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, event, text
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
 from annotation_reconciler.portal.deletion import delete_annotations
+from support.world import count_orphans as orphans
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 
@@ -17,20 +18,6 @@ TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_autho
 def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
-
-
-def orphans(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(
-            text("""SELECT (SELECT count(*) FROM annotation_shape s LEFT JOIN annotation a ON a.id = s.annotation_id
-                            WHERE a.id IS NULL)
-                         + (SELECT count(*) FROM annotation_file f LEFT JOIN annotation_shape s
-                            ON s.id = f.annotation_shape_id WHERE s.id IS NULL)
-                         + (SELECT count(*) FROM annotation_author w LEFT JOIN annotation a ON a.id = w.annotation_id
-                            WHERE a.id IS NULL)
-                         + (SELECT count(*) FROM annotation_method_link m LEFT JOIN annotation a
-                            ON a.id = m.annotation_id WHERE a.id IS NULL)""")
-        ).scalar_one()
 
 
 def test_deletes_children_and_audits(engine: Engine) -> None:
@@ -115,3 +102,33 @@ def test_rolls_back_whole_batch_on_error(engine: Engine) -> None:
 def test_missing_ids_are_ignored(engine: Engine) -> None:
     with engine.begin() as conn:
         assert delete_annotations(conn, [999_999], source=Source.CLI, reason="r").deleted == 0
+
+
+def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engine) -> None:
+    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2)))
+    by_id = {v: k for k, v in ids.items()}
+    first, second = sorted(ids.values())[:2], sorted(ids.values())[2:3]
+    with engine.begin() as conn:
+        one = delete_annotations(conn, first, source=Source.IMPORTER, reason="a", metadata_keys={first[0]: "k0"})
+        two = delete_annotations(conn, second, source=Source.CLI, reason="b", metadata_keys={second[0]: "k2"})
+    assert (one.annotation_ids, two.annotation_ids) == (first, second)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT annotation_id, source, reason, metadata_key, snapshot FROM annotation_quarantine ORDER BY 1")
+        ).all()
+    assert [(r.annotation_id, r.source, r.reason, r.metadata_key) for r in rows] == [
+        (first[0], "importer", "a", "k0"),
+        (first[1], "importer", "a", None),
+        (second[0], "cli", "b", "k2"),
+    ]
+    assert all(r.snapshot["annotation"]["s3_metadata_path"].endswith(by_id[r.annotation_id]) for r in rows)
+    assert orphans(engine) == 0
+
+
+def test_connections_send_without_delay(engine: Engine) -> None:
+    """TCP_NODELAY: large parameter sets must not wait for the server's delayed ACK."""
+    import socket
+
+    with engine.connect() as conn:
+        sock = conn.connection.dbapi_connection._usock  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

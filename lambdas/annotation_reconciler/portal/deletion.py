@@ -2,7 +2,8 @@
 
 Children first (the portal's foreign keys have no ``ON DELETE CASCADE``), set-based, inside
 the caller's transaction, with a JSON snapshot of every deleted row written to the ledger.
-The number of statements is fixed (eight) whatever the number of annotations::
+The number of statements is fixed (ten) whatever the number of annotations, and the snapshots
+never leave the server::
 
     with engine.begin() as conn:
         result = delete_annotations(conn, [12, 13], source=Source.CLI, reason="metadata missing")
@@ -11,30 +12,50 @@ The number of statements is fixed (eight) whatever the number of annotations::
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger.models import Source, Status
 
+_DROP_SNAPSHOTS = text("DROP TABLE IF EXISTS pg_temp.reconciler_deletion_snapshot")
+
+# The snapshots stay in PostgreSQL: only ids and keys cross the wire (pg8000 encodes array
+# parameters in Python, so sending 3 KB of JSON per annotation back and forth was the purge's cost).
+# Each child table is aggregated once (GROUP BY), not per annotation: correlated subqueries were
+# fast on an analyzed database but scanned annotation_file per annotation on one without statistics
+# (a fresh restore, a bulk load before autovacuum: 15 s instead of 60 ms for 1,000 annotations).
 _SNAPSHOT = text("""
+CREATE TEMPORARY TABLE reconciler_deletion_snapshot ON COMMIT DROP AS
+WITH shapes AS (
+  SELECT s.annotation_id, jsonb_agg(to_jsonb(s) ORDER BY s.id) AS rows
+  FROM annotation_shape s WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY s.annotation_id
+), files AS (
+  SELECT s.annotation_id, jsonb_agg(to_jsonb(f) ORDER BY f.id) AS rows
+  FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
+  WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY s.annotation_id
+), authors AS (
+  SELECT w.annotation_id, jsonb_agg(to_jsonb(w) ORDER BY w.id) AS rows
+  FROM annotation_author w WHERE w.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY w.annotation_id
+), links AS (
+  SELECT m.annotation_id, jsonb_agg(to_jsonb(m) ORDER BY m.id) AS rows
+  FROM annotation_method_link m WHERE m.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY m.annotation_id
+)
 SELECT a.id, r.dataset_id, a.run_id, a.s3_metadata_path,
        jsonb_build_object(
          'annotation', to_jsonb(a),
-         'annotation_shape', COALESCE((SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id)
-                                       FROM annotation_shape s WHERE s.annotation_id = a.id), '[]'::jsonb),
-         'annotation_file', COALESCE((SELECT jsonb_agg(to_jsonb(f) ORDER BY f.id)
-                                      FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
-                                      WHERE s.annotation_id = a.id), '[]'::jsonb),
-         'annotation_author', COALESCE((SELECT jsonb_agg(to_jsonb(w) ORDER BY w.id)
-                                        FROM annotation_author w WHERE w.annotation_id = a.id), '[]'::jsonb),
-         'annotation_method_link', COALESCE((SELECT jsonb_agg(to_jsonb(m) ORDER BY m.id)
-                                             FROM annotation_method_link m WHERE m.annotation_id = a.id), '[]'::jsonb)
+         'annotation_shape', COALESCE(shapes.rows, '[]'::jsonb),
+         'annotation_file', COALESCE(files.rows, '[]'::jsonb),
+         'annotation_author', COALESCE(authors.rows, '[]'::jsonb),
+         'annotation_method_link', COALESCE(links.rows, '[]'::jsonb)
        ) AS snapshot
-FROM annotation a LEFT JOIN run r ON r.id = a.run_id
+FROM annotation a
+LEFT JOIN run r ON r.id = a.run_id
+LEFT JOIN shapes ON shapes.annotation_id = a.id
+LEFT JOIN files ON files.annotation_id = a.id
+LEFT JOIN authors ON authors.annotation_id = a.id
+LEFT JOIN links ON links.annotation_id = a.id
 WHERE a.id = ANY(CAST(:ids AS integer[]))
 ORDER BY a.id
 """)
@@ -57,9 +78,9 @@ _DELETES = (
 
 _MARK_PURGED = text("""
 UPDATE annotation_quarantine q
-SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = CAST(d.snapshot AS jsonb)
-FROM unnest(CAST(:ids AS integer[]), CAST(:snapshots AS text[])) AS d(annotation_id, snapshot)
-WHERE q.annotation_id = d.annotation_id AND q.status IN ('quarantined', 'held')
+SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = d.snapshot
+FROM reconciler_deletion_snapshot d
+WHERE q.annotation_id = d.id AND d.id = ANY(CAST(:ids AS integer[])) AND q.status IN ('quarantined', 'held')
 RETURNING q.annotation_id
 """)
 
@@ -67,12 +88,11 @@ _INSERT_PURGED = text("""
 INSERT INTO annotation_quarantine
   (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, source, reason, status,
    detected_at, purge_after, resolved_at, resolution, snapshot)
-SELECT d.annotation_id, d.dataset_id, d.run_id, d.path, d.key, :source, :reason, 'purged',
-       :now, :now, :now, :reason, CAST(d.snapshot AS jsonb)
-FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
-            CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:snapshots AS text[]))
-     AS d(annotation_id, dataset_id, run_id, path, key, snapshot)
-WHERE NOT (d.annotation_id = ANY(CAST(:updated AS integer[])))
+SELECT d.id, d.dataset_id, d.run_id, d.s3_metadata_path, k.key, :source, :reason, 'purged',
+       :now, :now, :now, :reason, d.snapshot
+FROM reconciler_deletion_snapshot d
+LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[])) AS k(id, key) ON k.id = d.id
+WHERE d.id = ANY(CAST(:ids AS integer[])) AND NOT (d.id = ANY(CAST(:updated AS integer[])))
 """)
 
 
@@ -82,7 +102,6 @@ class DeletionResult:
 
     annotation_ids: list[int] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
-    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def deleted(self) -> int:
@@ -109,46 +128,37 @@ def delete_annotations(
     if not ids:
         return result
     now = now or datetime.datetime.now(datetime.UTC)
-    rows = conn.execute(_SNAPSHOT, {"ids": ids}).all()
-    if not rows:
+    conn.execute(_DROP_SNAPSHOTS)  # a second call in the same transaction starts afresh
+    if not conn.execute(_SNAPSHOT, {"ids": ids}).rowcount:
+        conn.execute(_DROP_SNAPSHOTS)
         return result
-    ids = [r.id for r in rows]
-    deleted: set[int] = set()
+    deleted: list[int] = []
     for table, statement in _DELETES:
         outcome = conn.execute(statement, {"ids": ids})
         if table == "annotation":
             # Only what this call deleted is audited: a concurrent deleter may have won a row
             # (no row lock is taken, so the role needs no UPDATE privilege on the portal tables).
-            deleted = set(outcome.scalars())
+            deleted = sorted(outcome.scalars())
             result.rows[table] = len(deleted)
         else:
             result.rows[table] = outcome.rowcount
-    rows = [r for r in rows if r.id in deleted]
-    ids = [r.id for r in rows]
-    if not ids:
-        return result
-    snapshots = [json.dumps(r.snapshot) if not isinstance(r.snapshot, str) else r.snapshot for r in rows]
-    updated = (
-        conn.execute(_MARK_PURGED, {"ids": ids, "snapshots": snapshots, "now": now, "reason": reason}).scalars().all()
-    )
-    keys = metadata_keys or {}
-    conn.execute(
-        _INSERT_PURGED,
-        {
-            "ids": ids,
-            "datasets": [r.dataset_id for r in rows],
-            "runs": [r.run_id for r in rows],
-            "paths": [r.s3_metadata_path for r in rows],
-            "keys": [keys.get(r.id) for r in rows],
-            "snapshots": snapshots,
-            "updated": list(updated),
-            "source": source.value,
-            "reason": reason,
-            "now": now,
-        },
-    )
-    result.annotation_ids = ids
-    result.snapshots = {r.id: (json.loads(s)) for r, s in zip(rows, snapshots, strict=True)}
+    if deleted:
+        updated = conn.execute(_MARK_PURGED, {"ids": deleted, "now": now, "reason": reason}).scalars().all()
+        keys = {k: v for k, v in (metadata_keys or {}).items() if v is not None}
+        conn.execute(
+            _INSERT_PURGED,
+            {
+                "ids": deleted,
+                "updated": list(updated),
+                "key_ids": list(keys),
+                "keys": list(keys.values()),
+                "source": source.value,
+                "reason": reason,
+                "now": now,
+            },
+        )
+    conn.execute(_DROP_SNAPSHOTS)
+    result.annotation_ids = deleted
     return result
 
 
