@@ -38,6 +38,7 @@ from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, metadata_document, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -56,17 +57,6 @@ REGION = "us-west-2"
 HTTPS_PREFIX = SPEC.https_prefix + "/"
 #: What every synthetic annotation has, and what the importer recreates from its metadata document.
 CHILDREN = {"annotation_shape": 2, "annotation_file": 3, "annotation_author": 2, "annotation_method_link": 1}
-PARENTS_FIRST = (
-    "deposition",
-    "dataset",
-    "run",
-    "tomogram_voxel_spacing",
-    "annotation",
-    "annotation_shape",
-    "annotation_file",
-    "annotation_author",
-    "annotation_method_link",
-)
 RULES = (
     "delete_key",
     "delete_run",
@@ -89,12 +79,12 @@ def seed_sql() -> str:
     Only the fixed table names above are spliced into this DDL.
     """
     ledger = ("missing_annotation_file", "annotation_quarantine")
-    copies = [f"CREATE TABLE model_seed.{t} AS TABLE public.{t};" for t in PARENTS_FIRST]
-    body = [f"DELETE FROM public.{t};" for t in (*ledger, *reversed(PARENTS_FIRST))]  # noqa: S608
-    body += [f"INSERT INTO public.{t} SELECT * FROM model_seed.{t};" for t in PARENTS_FIRST]  # noqa: S608
+    copies = [f"CREATE TABLE model_seed.{t} AS TABLE public.{t};" for t in PORTAL_TABLES]
+    body = [f"DELETE FROM public.{t};" for t in (*ledger, *reversed(PORTAL_TABLES))]  # noqa: S608
+    body += [f"INSERT INTO public.{t} SELECT * FROM model_seed.{t};" for t in PORTAL_TABLES]  # noqa: S608
     body += [
         f"PERFORM setval(pg_get_serial_sequence('public.{t}', 'id'), (SELECT max(id) FROM public.{t}));"  # noqa: S608
-        for t in PARENTS_FIRST
+        for t in PORTAL_TABLES
     ]
     function = f"CREATE FUNCTION model_seed.reset() RETURNS void LANGUAGE plpgsql AS $$ BEGIN {' '.join(body)} END $$;"
     return " ".join(["CREATE SCHEMA model_seed;", *copies, function])

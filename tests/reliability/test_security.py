@@ -36,7 +36,7 @@ from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
@@ -53,6 +53,13 @@ def removed(clock: Clock, *keys: str) -> list[ObjectChange]:
 
 
 # --- secrets ---------------------------------------------------------------------------------
+
+
+def queued_runtime(**database: str) -> Runtime:
+    """The handlers' runtime as deployed (a work queue for the reconciliation's shards), deleting for real."""
+    work = boto3.client("sqs", region_name="us-west-2").create_queue(QueueName="work")["QueueUrl"]
+    env = {"RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false", "RECONCILER_WORK_QUEUE_URL": work}
+    return build_runtime({**env, **database})
 
 
 @pytest.fixture
@@ -104,15 +111,7 @@ def test_secrets_never_reach_the_logs(
     )["ARN"]
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    work = boto3.client("sqs", region_name="us-west-2").create_queue(QueueName="work")["QueueUrl"]
-    runtime = build_runtime(
-        {
-            "RECONCILER_DB_SECRET_ARN": good,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "false",
-            "RECONCILER_WORK_QUEUE_URL": work,
-        }
-    )
+    runtime = queued_runtime(RECONCILER_DB_SECRET_ARN=good)
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
     key = world.portal.metadata_keys[0]
     world.delete(key)
@@ -150,15 +149,7 @@ def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
     with_password = make_url(db_url).set(password=PASSWORD).render_as_string(hide_password=False)
     unreachable = make_url(with_password).set(port=1).render_as_string(hide_password=False)
     caplog.set_level(logging.DEBUG)
-    work = boto3.client("sqs", region_name="us-west-2").create_queue(QueueName="work")["QueueUrl"]
-    runtime = build_runtime(
-        {
-            "RECONCILER_DB_URL": with_password,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "false",
-            "RECONCILER_WORK_QUEUE_URL": work,
-        }
-    )
+    runtime = queued_runtime(RECONCILER_DB_URL=with_password)
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
     key = world.portal.metadata_keys[0]
     world.delete(key)

@@ -19,20 +19,9 @@ from annotation_reconciler.cli.common import UsageError, engine_from
 from annotation_reconciler.db_import import IngestResult, LedgerMissingError, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.settings import validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
-
-TABLES = (
-    "deposition",
-    "dataset",
-    "run",
-    "tomogram_voxel_spacing",
-    "annotation",
-    "annotation_shape",
-    "annotation_file",
-    "annotation_author",
-    "annotation_method_link",
-)
 
 
 class _ProgressBar:
@@ -124,7 +113,7 @@ def print_result(console: Console, result: IngestResult) -> None:
     verbs = ("would insert", "would update", "would remove") if result.dry_run else ("inserted", "updated", "removed")
     title = f"dataset {result.dataset_id}" + (" (dry run: nothing written)" if result.dry_run else "")
     table = Table("table", *verbs, title=title)
-    for name in TABLES:
+    for name in PORTAL_TABLES:
         counts = (result.inserted[name], result.updated[name], result.removed[name])
         if any(counts):
             table.add_row(name, *(str(c) for c in counts))

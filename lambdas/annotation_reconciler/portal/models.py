@@ -142,6 +142,22 @@ class AnnotationMethodLink(PortalBase):
     link: Mapped[str] = mapped_column(String, nullable=False)
 
 
+#: The portal tables this package maps, parents before children (the order of an import).
+PORTAL_TABLES = tuple(
+    model.__tablename__
+    for model in (
+        Deposition,
+        Dataset,
+        Run,
+        TomogramVoxelSpacing,
+        Annotation,
+        AnnotationShape,
+        AnnotationFile,
+        AnnotationAuthor,
+        AnnotationMethodLink,
+    )
+)
+
 #: The annotation's child tables in the order a set-based delete must visit them.
 ANNOTATION_CHILD_TABLES = (
     "annotation_file",
