@@ -29,7 +29,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.ledger.repository import Scope
-from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -69,18 +69,7 @@ def counts(engine: Engine) -> dict[str, int]:
 
 def orphans(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text("""SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
-                             + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
-                             + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
-                             + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
-                                (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
-            ).scalar_one()
-        )
+        return count_orphans(conn)
 
 
 def _quarantine(url: str, victims: set[int]) -> None:

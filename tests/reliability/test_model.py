@@ -38,6 +38,7 @@ from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, metadata_document, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.portal.deletion import count_orphans
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
@@ -314,17 +315,7 @@ class ReconcilerModel(RuleBasedStateMachine):
                        (SELECT count(*) FROM annotation_method_link m WHERE m.annotation_id = a.id)
                 FROM annotation a""")
             ).all()
-            orphans = conn.execute(
-                text("""
-                SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
-                          (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
-                     + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
-                          (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
-                     + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
-                          (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
-                     + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
-                          (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
-            ).scalar_one()
+            orphans = count_orphans(conn)
             purged = conn.execute(
                 text("""
                 SELECT annotation_id, count(*),

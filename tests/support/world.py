@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
+from annotation_reconciler.portal.deletion import count_orphans as orphans_in
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -83,21 +84,10 @@ class World:
         return count_orphans(self.engine)
 
 
-ORPHANS = text("""
-SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
-          (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
-     + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
-          (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
-     + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
-          (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
-     + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
-          (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
-
-
 def count_orphans(engine: Engine) -> int:
     """Child rows whose parent is gone (the portal's foreign keys would refuse them; count anyway)."""
     with engine.connect() as conn:
-        return int(conn.execute(ORPHANS).scalar_one())
+        return orphans_in(conn)
 
 
 def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = None) -> World:

@@ -96,6 +96,22 @@ WHERE d.id = ANY(CAST(:ids AS integer[])) AND NOT (d.id = ANY(CAST(:updated AS i
 """)
 
 
+_ORPHANS = text("""
+SELECT (SELECT count(*) FROM annotation_shape s WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = s.annotation_id))
+     + (SELECT count(*) FROM annotation_file f WHERE NOT EXISTS
+          (SELECT 1 FROM annotation_shape s WHERE s.id = f.annotation_shape_id))
+     + (SELECT count(*) FROM annotation_author w WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = w.annotation_id))
+     + (SELECT count(*) FROM annotation_method_link m WHERE NOT EXISTS
+          (SELECT 1 FROM annotation a WHERE a.id = m.annotation_id))""")
+
+
+def count_orphans(conn: Connection) -> int:
+    """Child rows whose parent is gone: what a deletion that skipped a child table would leave behind."""
+    return int(conn.execute(_ORPHANS).scalar_one())
+
+
 @dataclass
 class DeletionResult:
     """What one call deleted: annotation ids and row counts per table."""
@@ -162,4 +178,4 @@ def delete_annotations(
     return result
 
 
-__all__ = ["DeletionResult", "Status", "delete_annotations"]
+__all__ = ["DeletionResult", "Status", "count_orphans", "delete_annotations"]
