@@ -23,12 +23,13 @@ import click
 from sqlalchemy import Engine
 
 from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.deletions import Policy, delete_stale
+from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.ledger.repository import Scope
-from annotation_reconciler.lifecycle import AnnotationRef, Unverifiable
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.portal.deletion import delete_annotations
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.reconcile import Reconciler, utcnow
 from annotation_reconciler.settings import Settings, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
@@ -51,7 +52,8 @@ class Stale:
 
     ref: AnnotationRef
     key: str
-    empty_prefix: bool  # its whole Annotations/ prefix listed no metadata at all
+    held: bool  # stale but suspicious (its prefix listed no metadata at all, or the guard): needs an answer
+    reason: str
 
 
 @dataclass
@@ -68,13 +70,13 @@ class CleanupReport:
     unverifiable: list[Unverifiable] = field(default_factory=list)
     reappeared: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
     deleted: list[int] = field(default_factory=list)
+    held_back: list[int] = field(default_factory=list)  # held, not approved: recorded as held, not deleted
     rows_deleted: dict[str, int] = field(default_factory=dict)
     s3_requests: dict[str, int] = field(default_factory=dict)
 
     @property
-    def nothing_found(self) -> bool:
-        """Every listed prefix held no metadata at all: more likely a wrong bucket or prefix than a deletion."""
-        return bool(self.stale) and all(s.empty_prefix for s in self.stale) and self.prefixes_listed > 0
+    def held(self) -> list[Stale]:
+        return [s for s in self.stale if s.held]
 
     def to_json(self) -> dict[str, Any]:
         scope = {k: v for k, v in vars(self.scope).items() if v is not None}
@@ -93,7 +95,8 @@ class CleanupReport:
                     "dataset_id": s.ref.dataset_id,
                     "s3_metadata_path": s.ref.stored_path,
                     "key": s.key,
-                    "empty_prefix": s.empty_prefix,
+                    "held": s.held,
+                    "reason": s.reason,
                 }
                 for s in self.stale
             ],
@@ -103,6 +106,7 @@ class CleanupReport:
             ],
             "reappeared": self.reappeared,
             "deleted": self.deleted,
+            "held_back": self.held_back,
             "rows_deleted": self.rows_deleted,
         }
 
@@ -116,7 +120,10 @@ def render_text(report: CleanupReport) -> str:
     for run_id in sorted(by_run, key=lambda r: (r is None, r or 0)):
         items = by_run[run_id]
         lines.append(f"  Run ID {run_id}: {len(items)} annotations")
-        lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" for s in items]
+        lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" + (" (held)" if s.held else "") for s in items]
+    if report.held:
+        lines.append("")
+        lines.append(f"{len(report.held)} of them are held (suspicious): {report.held[0].reason}")
     if report.unverifiable:
         lines.append("")
         lines.append(f"{len(report.unverifiable)} annotations could not be verified and are never deleted:")
@@ -130,9 +137,9 @@ def render_text(report: CleanupReport) -> str:
     return "\n".join(lines)
 
 
-def survey_scope(reconciler: Reconciler, report: CleanupReport) -> None:
+def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: float | None) -> None:
     """Fill the report's stale and unverifiable annotations; raise CleanupError on any S3 error."""
-    found = reconciler.survey(report.scope)
+    found = reconciler.survey(report.scope, max_fraction=max_fraction)
     if found.errors:
         first = found.errors[0]
         raise CleanupError(
@@ -140,46 +147,68 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport) -> None:
             f"({first.code or type(first.cause).__name__}: {first.cause})"
             + (f"; and {len(found.errors) - 1} more prefixes" if len(found.errors) > 1 else "")
         )
-    survey = found.survey
     report.annotations = found.annotations
     report.prefixes_listed = found.prefixes_listed
-    stale = [Stale(ref, key, False) for ref, key in survey.missing]
-    stale += [Stale(ref, key, True) for ref, key in survey.suspicious]
-    report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
-    report.unverifiable = sorted(survey.unverifiable, key=lambda u: u.ref.id)
-
-
-def delete_stale(reconciler: Reconciler, engine: Engine, report: CleanupReport) -> None:
-    """Re-check S3 for the stale keys, then delete what is still absent, one transaction per batch."""
-    presence = reconciler.check_presence(s.key for s in report.stale)
-    unknown = [s for s in report.stale if presence.get(s.key) is None]
-    if unknown:
-        raise CleanupError(
-            f"S3 error at the re-check, nothing deleted: {len(unknown)} keys could not be checked, "
-            f"e.g. s3://{report.bucket}/{unknown[0].key}"
-        )
-    report.reappeared = [s.ref.id for s in report.stale if presence[s.key]]
-    for annotation_id in report.reappeared:
-        log.warning("annotation %d kept: its metadata is back in S3", annotation_id)
-    victims = [s for s in report.stale if presence[s.key] is False]
-    totals: dict[str, int] = defaultdict(int)
-    for start in range(0, len(victims), BATCH_SIZE):
-        batch = victims[start : start + BATCH_SIZE]
-        with engine.begin() as conn:
-            result = delete_annotations(
-                conn, [s.ref.id for s in batch], source=Source.CLI, reason=REASON, metadata_keys=_keys(batch)
+    stale = []
+    for d in found.decisions.items:
+        if d.verdict in (Verdict.DELETE, Verdict.HELD) and d.key is not None:
+            ref = AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or "", d.candidate.dataset_id)
+            ref = AnnotationRef(ref.id, ref.stored_path, ref.dataset_id, d.candidate.run_id)
+            stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
+        elif d.verdict is Verdict.UNKNOWN:
+            c = d.candidate
+            report.unverifiable.append(
+                Unverifiable(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
             )
-        for table, count in result.rows.items():
+    report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
+    report.unverifiable.sort(key=lambda u: u.ref.id)
+
+
+def delete_stale_annotations(
+    reconciler: Reconciler, engine: Engine, report: CleanupReport, *, approve_held: bool, max_fraction: float | None
+) -> None:
+    """List the stale keys' prefixes again, then hand each batch, read afresh in its own transaction, to
+    the one deletion flow: whatever came back is kept, what is still absent is deleted (held rows only
+    when the operator approved them; otherwise they are recorded as held in the ledger)."""
+    targets = list(report.stale)
+    listings, _ = reconciler.list_prefixes(prefixes_to_list(s.key for s in targets))
+    failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
+    if failed:
+        raise CleanupError(
+            f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
+            f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
+        )
+    totals: dict[str, int] = defaultdict(int)
+    policy = Policy(max_fraction)
+    for start in range(0, len(targets), BATCH_SIZE):
+        batch = targets[start : start + BATCH_SIZE]
+        approved = {s.ref.id for s in batch if s.held and approve_held}
+        with engine.begin() as conn:
+            current = repo.annotations_by_ids(conn, [s.ref.id for s in batch])
+            candidates = [
+                Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
+                for r in (current[i] for i in sorted(current))
+            ]
+            outcome = delete_stale(
+                conn, candidates, listings, reconciler.layout, policy, source=Source.CLI, reason=REASON, now=utcnow()
+            )
+        for table, count in outcome.rows_deleted.items():
             totals[table] += count
-        for item in batch:
-            if item.ref.id in result.annotation_ids:
-                log.info("deleted annotation %d (run %s): %s", item.ref.id, item.ref.run_id, item.ref.stored_path)
-        report.deleted += result.annotation_ids
+        by_id = {s.ref.id: s for s in batch}
+        for annotation_id in outcome.deleted:
+            item = by_id[annotation_id]
+            log.info("deleted annotation %d (run %s): %s", annotation_id, item.ref.run_id, item.ref.stored_path)
+        present = [d.candidate.annotation_id for d in outcome.decisions.of(Verdict.RELEASE)]
+        for annotation_id in present:
+            log.warning("annotation %d kept: its metadata is back in S3", annotation_id)
+        report.reappeared += present
+        report.deleted += outcome.deleted
+        report.held_back += outcome.held
+        report.unverifiable += [
+            Unverifiable(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
+            for d in outcome.unknown
+        ]
     report.rows_deleted = dict(totals)
-
-
-def _keys(batch: list[Stale]) -> dict[int, str | None]:
-    return {s.ref.id: s.key for s in batch}
 
 
 def _confirm(question: str) -> bool:
@@ -196,6 +225,19 @@ def _confirm(question: str) -> bool:
 @click.option("--s3-prefix", type=str, default="", help="S3 prefix of stored paths (s3://BUCKET/ or BUCKET/ or ROOT/)")
 @click.option("--anonymous", is_flag=True, default=False, help="Use anonymous S3 access")
 @click.option("--yes", is_flag=True, default=False, help="Do not ask for confirmation (automation)")
+@click.option(
+    "--approve-held",
+    is_flag=True,
+    default=False,
+    help="Also delete the held (suspicious) annotations without asking; --yes alone leaves them held",
+)
+@click.option(
+    "--max-purge-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Hold a dataset's deletions when they exceed this fraction of its annotations (the purge uses 0.1)",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
 def cleanup_stale_annotations(
     dataset_id: int | None,
@@ -207,6 +249,8 @@ def cleanup_stale_annotations(
     s3_prefix: str,
     anonymous: bool,
     yes: bool,
+    approve_held: bool,
+    max_purge_fraction: float,
     output: str,
 ) -> None:
     """Identify and delete stale annotations whose metadata files no longer exist in S3."""
@@ -229,13 +273,13 @@ def cleanup_stale_annotations(
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
     report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
     try:
-        survey_scope(reconciler, report)
+        survey_scope(reconciler, report, max_purge_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
         if report.stale and not dry_run:
-            _confirm_deletion(report, yes)
-            delete_stale(reconciler, engine, report)
+            approve = _confirm_deletion(report, yes, approve_held)
+            delete_stale_annotations(reconciler, engine, report, approve_held=approve, max_fraction=max_purge_fraction)
             report.s3_requests = dict(counter.counts)
     finally:
         engine.dispose()
@@ -247,26 +291,45 @@ def cleanup_stale_annotations(
         kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
         rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
         click.echo(f"\nDeleted {len(report.deleted)} stale annotations{kept}: {rows or 'no rows'}.")
+        if report.held_back:
+            click.echo(
+                f"{len(report.held_back)} held annotations were not deleted; they are recorded as held: "
+                "check them, then `annotation-reconciler approve --dataset-id N` (or run again with --approve-held)."
+            )
 
 
-def _confirm_deletion(report: CleanupReport, yes: bool) -> None:
+def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> bool:
+    """Ask before deleting; returns whether the held annotations are approved too."""
     click.echo(
         "Warning: back up the database before deleting (e.g. pg_dump); deleted rows are also kept as JSON "
         "snapshots in annotation_quarantine.",
         err=True,
     )
-    if report.nothing_found:
-        # Every prefix listed empty: a wrong --s3-bucket/--s3-prefix looks exactly like this.
-        click.echo(
-            f"Warning: none of the {report.prefixes_listed} Annotations/ prefixes holds any metadata in "
-            f"s3://{report.bucket}: check --s3-bucket and --s3-prefix. This needs an answer at the prompt.",
-            err=True,
-        )
-        if yes or not _confirm(f"Delete all {len(report.stale)} annotations of the scope?"):
-            raise CleanupError("nothing deleted: no metadata found under any prefix of the scope")
-        return
-    if not yes and not _confirm(f"Delete {len(report.stale)} stale annotations and all their children?"):
+    held = report.held
+    ordinary = len(report.stale) - len(held)
+    if ordinary and not yes and not _confirm(f"Delete {ordinary} stale annotations and all their children?"):
         raise click.Abort()
+    if not held:
+        return False
+    click.echo(
+        f"Warning: {len(held)} annotations are held as suspicious ({held[0].reason}); a wrong --s3-bucket or "
+        "--s3-prefix looks exactly like this: check --s3-bucket and --s3-prefix.",
+        err=True,
+    )
+    if approve_held:
+        return True
+    if yes:
+        if not ordinary:
+            raise CleanupError(
+                f"nothing deleted: all {len(held)} stale annotations are held; answer the prompt (without --yes) "
+                "or pass --approve-held"
+            )
+        return False
+    if _confirm(f"Delete the {len(held)} held annotations too?"):
+        return True
+    if not ordinary:
+        raise CleanupError("nothing deleted: the held annotations were not approved")
+    return False
 
 
 if __name__ == "__main__":

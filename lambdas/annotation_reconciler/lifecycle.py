@@ -1,18 +1,22 @@
 """Pure decisions: what is stale, what is released, what may be purged and what must be held.
 
-Nothing here does I/O. The service layer gathers rows and listings, asks these functions,
-and carries out the answer::
+Nothing here does I/O. Every path that deletes (the purge, the importer's sibling cleanup, the
+cleanup CLI) and the scan that quarantines read their candidate rows, LIST the prefixes
+:func:`prefixes_to_list` names, and ask :func:`decide`; then they carry out its answer::
 
-    plan = plan_listing(refs, layout)                 # which prefixes to LIST
-    survey = judge(plan, listings)                    # present / missing / unverifiable
-    purge = plan_purge(due, presence, open_counts, totals, max_fraction=0.1)
+    listings = {p: frozenset(storage.list_keys(p)) for p in prefixes_to_list(keys)}
+    decisions = decide(candidates, Evidence(listings, open_counts, totals), layout, max_fraction=0.1)
+    decisions.of(Verdict.DELETE)     # the rows that may go; RELEASE / UNKNOWN / HELD for the rest
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
 
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 
@@ -35,6 +39,9 @@ class Unverifiable:
     why: str
 
 
+_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
+
+
 def metadata_folder(key: str) -> str:
     """The ``…/Annotations/`` prefix that holds a metadata key (its folder's parent)."""
     return key.rsplit("/", 2)[0] + "/"
@@ -50,119 +57,183 @@ def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unverifiable:
     return key
 
 
-@dataclass
-class ListingPlan:
-    """The prefixes to LIST, each with the annotations whose metadata lives under it."""
-
-    by_prefix: dict[str, list[tuple[AnnotationRef, str]]] = field(default_factory=dict)
-    unverifiable: list[Unverifiable] = field(default_factory=list)
+def prefixes_to_list(keys: Iterable[str]) -> list[str]:
+    """Every prefix whose listing :func:`decide` needs to judge these keys, sorted."""
+    return sorted({prefix for key in keys for prefix in listing_prefixes(key)})
 
 
-def plan_listing(refs: Iterable[AnnotationRef], layout: BucketLayout) -> ListingPlan:
-    plan = ListingPlan()
-    for ref in refs:
-        resolved = resolve(ref, layout)
-        if isinstance(resolved, Unverifiable):
-            plan.unverifiable.append(resolved)
-        else:
-            plan.by_prefix.setdefault(metadata_folder(resolved), []).append((ref, resolved))
-    return plan
+# --- the one decision ---------------------------------------------------------------------
 
 
-@dataclass
-class Survey:
-    """The verdict on a set of annotations after listing their prefixes."""
+def canonical(key: str) -> str:
+    """The spelling-blind form of a key: two keys with one canonical form differ only in Unicode
+    normalization (NFC, NFD, NFKC, NFKD) or letter case.
 
-    present: list[tuple[AnnotationRef, str]] = field(default_factory=list)
-    missing: list[tuple[AnnotationRef, str]] = field(default_factory=list)
-    unverifiable: list[Unverifiable] = field(default_factory=list)
-    # Prefixes whose complete listing held no metadata at all while rows point into them: too
-    # surprising to act on alone, so their annotations are held for an operator.
-    empty_prefixes: dict[str, list[tuple[AnnotationRef, str]]] = field(default_factory=dict)
-
-    @property
-    def suspicious(self) -> list[tuple[AnnotationRef, str]]:
-        return [item for items in self.empty_prefixes.values() for item in items]
-
-
-def judge(plan: ListingPlan, listings: Mapping[str, frozenset[str] | BaseException]) -> Survey:
-    """Compare each prefix's complete listing with the rows that point into it.
-
-    A prefix with no listing, or whose listing failed, makes its annotations unverifiable.
+    >>> canonical("a/Prote\u0301ine-1.0.json") == canonical("a/prot\u00e9ine-1.0.json")
+    True
     """
-    survey = Survey(unverifiable=list(plan.unverifiable))
-    for prefix, items in plan.by_prefix.items():
-        listing = listings.get(prefix)
-        if listing is None or isinstance(listing, BaseException):
-            why = f"listing s3 prefix {prefix!r} failed: {listing}" if listing else f"{prefix!r} was not listed"
-            survey.unverifiable.extend(Unverifiable(ref, why) for ref, _ in items)
-            continue
-        if not any(classify_key(k) is KeyKind.METADATA for k in listing):
-            survey.empty_prefixes[prefix] = list(items)
-            continue
-        for ref, key in items:
-            (survey.present if key in listing else survey.missing).append((ref, key))
-    return survey
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
 
 
-# --- purge -------------------------------------------------------------------------------
+def listing_prefixes(key: str) -> tuple[str, ...]:
+    """The ``Annotations/`` prefixes whose complete listings can prove ``key`` absent: its own, and
+    those of its other Unicode spellings (a run folder spelled in NFD lists apart from its NFC twin).
+
+    >>> listing_prefixes("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/100/a-1.0.json")
+    ('1/TS/Reconstructions/VoxelSpacing1.000/Annotations/',)
+    """
+    spellings = {key, *(unicodedata.normalize(form, key) for form in _FORMS)}
+    return tuple(sorted({metadata_folder(spelling) for spelling in spellings}))
+
+
+class Verdict(StrEnum):
+    """What may happen to one candidate row."""
+
+    DELETE = "delete"  # its current key is absent from a complete listing: it may go (or be quarantined)
+    RELEASE = "release"  # its key is present, or the row changed since it was quarantined: nothing goes
+    UNKNOWN = "unknown"  # S3 or the configuration could not say: never acted on
+    HELD = "held"  # stale but suspicious: waits for an operator's approval
 
 
 @dataclass(frozen=True, slots=True)
-class DueRow:
-    """A quarantined annotation whose grace period is over."""
+class Candidate:
+    """A row some path would like to delete, as read in the transaction that would delete it.
 
-    quarantine_id: int
+    ``stored_path`` is the row's *current* ``s3_metadata_path`` (None: the row is gone). The
+    ``quarantined_*`` fields come from its open ledger row, when it has one.
+    """
+
     annotation_id: int
-    dataset_id: int | None
-    key: str | None  # None: the stored path cannot be mapped (never purged)
+    stored_path: str | None
+    dataset_id: int | None = None
+    run_id: int | None = None
+    quarantine_id: int | None = None
+    quarantined_path: str | None = None
+    quarantined_key: str | None = None
     approved: bool = False
 
 
-@dataclass
-class PurgePlan:
-    delete: list[DueRow] = field(default_factory=list)
-    release: list[DueRow] = field(default_factory=list)
-    hold: list[DueRow] = field(default_factory=list)
-    unknown: list[DueRow] = field(default_factory=list)  # S3 could not say: stays quarantined
-    held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)  # open, total
+@dataclass(frozen=True)
+class Evidence:
+    """What S3 and the database said: complete listings of ``Annotations/`` prefixes (or the error
+    that stopped one), and for the mass-deletion guard the dataset counts.
 
-
-def plan_purge(
-    due: Sequence[DueRow],
-    presence: Mapping[str, bool | None],
-    open_counts: Mapping[int | None, int],
-    totals: Mapping[int | None, int],
-    *,
-    max_fraction: float,
-) -> PurgePlan:
-    """Decide the fate of due rows from a fresh look at S3.
-
-    ``presence[key]`` is True (present: release), False (absent: may be deleted) or None/absent
-    (unknown: keep waiting). The mass-deletion guard holds every unapproved deletion of a dataset
-    whose open quarantine rows exceed ``max_fraction`` of its annotations.
+    ``open_counts`` counts a dataset's open ledger rows *other than* the candidates' own.
     """
-    plan = PurgePlan()
-    candidates: dict[int | None, list[DueRow]] = defaultdict(list)
-    for row in due:
-        state = presence.get(row.key) if row.key is not None else None
-        if state is True:
-            plan.release.append(row)
-        elif state is False:
-            candidates[row.dataset_id].append(row)
+
+    listings: Mapping[str, frozenset[str] | BaseException]
+    open_counts: Mapping[int | None, int] = field(default_factory=dict)
+    totals: Mapping[int | None, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    candidate: Candidate
+    verdict: Verdict
+    key: str | None
+    reason: str
+
+
+@dataclass
+class Decisions:
+    """Every candidate's decision, and the datasets the mass-deletion guard held (open, total)."""
+
+    items: list[Decision] = field(default_factory=list)
+    held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
+
+    def of(self, verdict: Verdict) -> list[Decision]:
+        return [d for d in self.items if d.verdict is verdict]
+
+
+def decide(
+    candidates: Iterable[Candidate],
+    evidence: Evidence,
+    layout: BucketLayout,
+    *,
+    max_fraction: float | None,
+) -> Decisions:
+    """The one decision every deletion path asks: delete, release, unknown or held, with a reason each.
+
+    The rules, in order:
+
+    1. *Current row, exact key*: a quarantined row whose stored path changed since (or which is gone)
+       is released; its old key's absence says nothing about it.
+    2. *Configuration drift is unknown*: a quarantined row that today's settings resolve to another
+       key than the one it was quarantined under is unknown (the reason names both).
+    3. *Key under the listed prefix*: only a complete listing of the prefix holding the row's own key
+       (and of the prefixes of its other Unicode spellings) can prove it absent; anything else is unknown.
+    4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization
+       or case makes it unknown, never missing.
+    5. *Suspicious evidence is held*: a row newly found stale (not already quarantined) whose prefix
+       lists no metadata at all; and, when ``max_fraction`` is given, every unapproved deletion of a
+       dataset whose open rows would exceed that fraction of its annotations.
+    """
+    result = Decisions()
+    deletions: dict[int | None, list[Decision]] = defaultdict(list)
+    for candidate in candidates:
+        verdict, key, reason = _judge(candidate, evidence, layout)
+        decision = Decision(candidate, verdict, key, reason)
+        if verdict is Verdict.DELETE:
+            deletions[candidate.dataset_id].append(decision)
         else:
-            plan.unknown.append(row)
-    for dataset_id, rows in candidates.items():
-        total = totals.get(dataset_id, 0)
-        open_rows = max(open_counts.get(dataset_id, 0), len(rows))
-        over = total == 0 or open_rows > max_fraction * total
-        for row in rows:
-            if over and not row.approved:
-                plan.hold.append(row)
-                plan.held_datasets[dataset_id] = (open_rows, total)
+            result.items.append(decision)
+    for dataset_id, items in deletions.items():
+        total = evidence.totals.get(dataset_id, 0)
+        opened = evidence.open_counts.get(dataset_id, 0) + len(items)
+        over = max_fraction is not None and (total == 0 or opened > max_fraction * total)
+        for decision in items:
+            if over and not decision.candidate.approved:
+                why = f"mass-deletion guard: {opened} of {total} annotations of dataset {dataset_id} would go"
+                result.items.append(Decision(decision.candidate, Verdict.HELD, decision.key, why))
+                result.held_datasets[dataset_id] = (opened, total)
             else:
-                plan.delete.append(row)
-    return plan
+                result.items.append(decision)
+    return result
+
+
+def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tuple[Verdict, str | None, str]:
+    path = candidate.stored_path
+    quarantined = candidate.quarantine_id is not None
+    if path is None:
+        return Verdict.RELEASE, None, "the annotation row no longer exists"
+    if quarantined and path != candidate.quarantined_path:
+        return (
+            Verdict.RELEASE,
+            None,
+            f"stored path changed from {candidate.quarantined_path!r} to {path!r} since quarantine",
+        )
+    resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
+    if isinstance(resolved, Unverifiable):
+        return Verdict.UNKNOWN, None, resolved.why
+    key = resolved
+    if quarantined and key != candidate.quarantined_key:
+        return (
+            Verdict.UNKNOWN,
+            key,
+            f"configuration drift: quarantined as {candidate.quarantined_key!r}, today's settings "
+            f"resolve {path!r} to {key!r}",
+        )
+    own = metadata_folder(key)
+    listed: list[frozenset[str]] = []
+    for prefix in listing_prefixes(key):
+        listing = evidence.listings.get(prefix)
+        if listing is None:
+            return Verdict.UNKNOWN, key, f"{key!r} is not under a completely listed prefix ({prefix!r} was not listed)"
+        if isinstance(listing, BaseException):
+            return Verdict.UNKNOWN, key, f"listing {prefix!r} failed: {listing}"
+        listed.append(listing)
+    own_listing = evidence.listings[own]
+    assert isinstance(own_listing, frozenset)
+    if key in own_listing:
+        return Verdict.RELEASE, key, "metadata present in S3"
+    spelling = canonical(key)
+    for listing in listed:
+        for other in listing:
+            if canonical(other) == spelling:
+                return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
+    if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
+        return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
+    return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
 
 
 # --- events ------------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from annotation_reconciler import lifecycle
+from annotation_reconciler.deletions import Policy, delete_stale, fresh_candidates, ids_of
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.ledger.repository import Scope
-from annotation_reconciler.lifecycle import AnnotationRef, DueRow
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
-from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.portal.deletion import ConcurrentChangeError
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, StorageError, inventory
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime.datetime]
 #: Seconds left in the Lambda budget below which a scan stops and hands over to the next run.
 SAFETY_MARGIN_S = 30.0
+#: How long a purge's claim on due rows lasts if the purge dies before settling them.
+CLAIM_LEASE = datetime.timedelta(minutes=20)
 
 
 def utcnow() -> datetime.datetime:
@@ -53,6 +56,7 @@ class ChangeResult:
     released: list[int] = field(default_factory=list)
     missing_files: int = 0
     restored_files: int = 0
+    resurrected: list[tuple[int, str]] = field(default_factory=list)  # purged annotations whose key is back
 
 
 @dataclass
@@ -62,9 +66,22 @@ class SurveyResult:
     scope: Scope
     annotations: int = 0
     prefixes_listed: int = 0
-    survey: lifecycle.Survey = field(default_factory=lifecycle.Survey)
+    candidates: list[Candidate] = field(default_factory=list)  # the rows judged (those of the listed window)
+    listings: dict[str, frozenset[str] | BaseException] = field(default_factory=dict)
+    decisions: lifecycle.Decisions = field(default_factory=lifecycle.Decisions)
+    purged_keys: list[str] = field(default_factory=list)  # keys of recently purged annotations, looked for too
     errors: list[StorageError] = field(default_factory=list)
     resume_after: str | None = None
+
+    @property
+    def found_again(self) -> list[str]:
+        """Keys of recently purged annotations that the listings hold."""
+        return [k for k in self.purged_keys if _listed(self.listings, k)]
+
+
+def _listed(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
+    listing = listings.get(lifecycle.metadata_folder(key))
+    return isinstance(listing, frozenset) and key in listing
 
 
 @dataclass
@@ -80,6 +97,7 @@ class ScanResult:
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
     unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    resurrected: list[tuple[int, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
 
@@ -122,6 +140,10 @@ class PurgeResult:
 def _order(change: ObjectChange) -> tuple[str, str]:
     when = change.event_time.isoformat() if change.event_time else ""
     return when, (change.sequencer or "").rjust(32, "0")
+
+
+def _ref(candidate: Candidate) -> AnnotationRef:
+    return AnnotationRef(candidate.annotation_id, candidate.stored_path or "", candidate.dataset_id, candidate.run_id)
 
 
 def zarr_ancestors(key: str) -> list[str]:
@@ -209,7 +231,12 @@ class Reconciler:
             )
             created = [ref.id for key in states.created for ref in by_key.get(key, [])]
             result.released = repo.release(conn, created, now=now, resolution="metadata object created again")
+            result.resurrected = repo.record_resurrections(
+                conn, sorted(states.created), now=now, since=now - self.settings.resurrection_window, found_by="event"
+            )
             result.missing_files, result.restored_files = self._apply_file_changes(conn, files, now)
+        for annotation_id, key in result.resurrected:
+            log.error("purged annotation %d has its metadata back in S3: %s", annotation_id, key)
         return result
 
     def _apply_file_changes(self, conn: Any, files: lifecycle.KeyStates, now: datetime.datetime) -> tuple[int, int]:
@@ -227,39 +254,77 @@ class Reconciler:
 
     # --- full reconciliation -----------------------------------------------------------
 
+    def list_prefixes(
+        self,
+        prefixes: Iterable[str],
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+    ) -> tuple[dict[str, frozenset[str] | BaseException], str | None]:
+        """LIST each prefix completely (zarr chunks skipped), in sorted order; an S3 error is kept as
+        that prefix's answer, never as "nothing there". Stops when the time budget runs low and then
+        returns the last prefix listed (the next run resumes after it); else None."""
+        listings: dict[str, frozenset[str] | BaseException] = {}
+        for prefix in sorted(set(prefixes)):
+            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+                return listings, max(listings, default="")
+            try:
+                listings[prefix] = frozenset(self.storage.list_keys(prefix))
+            except StorageError as exc:
+                listings[prefix] = exc
+        return listings, None
+
     def survey(
         self,
         scope: Scope,
         *,
         remaining_seconds: Callable[[], float] | None = None,
         resume_after: str | None = None,
+        max_fraction: float | None = None,
     ) -> SurveyResult:
-        """Load the scope's annotations (one query), LIST their prefixes and judge each annotation.
+        """Load the scope's annotations (one query), LIST the prefixes their keys need and ask
+        :func:`lifecycle.decide` about each (with the mass-deletion guard when ``max_fraction`` is given).
 
         Decides nothing by itself: :meth:`scan_shard` and the cleanup CLI act on the verdicts.
-        Stops listing, leaving ``resume_after``, when the time budget runs low.
+        Stops listing, leaving ``resume_after``, when the time budget runs low; the rows whose
+        prefixes fall after it are judged by the continuation.
         """
+        now = self.clock()
         with self.engine.connect() as conn:
             refs = repo.annotations_in_scope(conn, scope)
-        plan = lifecycle.plan_listing(refs, self.layout)
-        listings: dict[str, frozenset[str] | BaseException] = {}
-        done = lifecycle.ListingPlan(unverifiable=plan.unverifiable)
+            purged = repo.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
         result = SurveyResult(scope=scope, annotations=len(refs))
-        for prefix in sorted(plan.by_prefix):
-            if resume_after is not None and prefix <= resume_after:
-                continue
-            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
-                result.resume_after = max(done.by_prefix) if done.by_prefix else resume_after or ""
-                break
-            try:
-                listings[prefix] = frozenset(self.storage.list_keys(prefix))
-            except StorageError as exc:
-                listings[prefix] = exc
-                result.errors.append(exc)
-            done.by_prefix[prefix] = plan.by_prefix[prefix]
-            result.prefixes_listed += 1
-        result.survey = lifecycle.judge(done, listings)
+        keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
+        wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)
+        if resume_after is not None:
+            wanted = [p for p in wanted if p > resume_after]
+        result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds)
+        result.resume_after = stopped
+        result.prefixes_listed = len(result.listings)
+        result.errors = [e for e in result.listings.values() if isinstance(e, StorageError)]
+
+        def in_window(key: str | None) -> bool:
+            if key is None:  # unmappable: judged once, in the first window
+                return resume_after is None
+            own = lifecycle.metadata_folder(key)
+            return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
+
+        result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
+        result.purged_keys = [k for k in purged if in_window(k)]
+        with self.engine.connect() as conn:
+            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction)
+        result.decisions = lifecycle.decide(result.candidates, evidence, self.layout, max_fraction=max_fraction)
         return result
+
+    @staticmethod
+    def _evidence(
+        conn: Any,
+        candidates: Sequence[Candidate],
+        listings: Mapping[str, frozenset[str] | BaseException],
+        max_fraction: float | None,
+    ) -> lifecycle.Evidence:
+        from annotation_reconciler.deletions import gather_evidence
+
+        return gather_evidence(conn, candidates, listings, Policy(max_fraction))
 
     def scan_shard(
         self,
@@ -268,17 +333,20 @@ class Reconciler:
         remaining_seconds: Callable[[], float] | None = None,
         resume_after: str | None = None,
     ) -> ScanResult:
-        """Full reconciliation of one shard: quarantine what is missing, release what is back,
-        hold the annotations of prefixes that listed empty."""
+        """Full reconciliation of one shard: quarantine what is missing, release what is back, hold the
+        annotations of prefixes that listed no metadata at all, record purged annotations found again."""
         found = self.survey(scope, remaining_seconds=remaining_seconds, resume_after=resume_after)
-        survey = found.survey
+        decisions = found.decisions
+        missing = decisions.of(Verdict.DELETE)
+        present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
+        unknown = decisions.of(Verdict.UNKNOWN)
         result = ScanResult(
             scope=scope,
             annotations=found.annotations,
             prefixes_listed=found.prefixes_listed,
-            present=len(survey.present),
-            missing=len(survey.missing),
-            unverifiable=survey.unverifiable,
+            present=len(present),
+            missing=len(missing),
+            unverifiable=[lifecycle.Unverifiable(_ref(d.candidate), d.reason) for d in unknown],
             errors=[str(e) for e in found.errors],
             resume_after=found.resume_after,
         )
@@ -286,7 +354,7 @@ class Reconciler:
         with self.engine.begin() as conn:
             result.quarantined = repo.quarantine(
                 conn,
-                survey.missing,
+                [(_ref(d.candidate), d.key) for d in missing],
                 source=Source.SCAN,
                 reason="metadata not found by full reconciliation",
                 now=now,
@@ -294,15 +362,18 @@ class Reconciler:
             )
             result.held = repo.quarantine(
                 conn,
-                survey.suspicious,
+                [(_ref(d.candidate), d.key) for d in decisions.of(Verdict.HELD)],
                 source=Source.SCAN,
                 status=Status.HELD,
                 now=now,
-                reason="prefix listed empty while annotations point into it",
+                reason="prefix listed no metadata while annotations point into it",
                 grace=self.settings.grace_period,
             )
-            present_ids = [ref.id for ref, _ in survey.present]
+            present_ids = [d.candidate.annotation_id for d in present]
             result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
+            result.resurrected = repo.record_resurrections(
+                conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
+            )
         return result
 
     def scan_inventory(self, manifest_url: str, *, inventory_client: Any = None) -> InventoryScanResult:
@@ -358,82 +429,101 @@ class Reconciler:
     def check_presence(self, keys: Iterable[str]) -> dict[str, bool | None]:
         """Is each key in S3 now? True/False, or None when S3 could not say.
 
-        Keys sharing an ``Annotations/`` prefix are answered by one listing of it; a lone key by
-        one HEAD.
+        Answered from complete listings of the keys' ``Annotations/`` prefixes (one LIST answers every
+        key under a prefix, and only a listing shows a key spelled differently): a key that differs
+        from a listed one only in Unicode normalization or case is None, never False.
         """
-        groups: dict[str, list[str]] = defaultdict(list)
-        for key in set(keys):
-            groups[lifecycle.metadata_folder(key)].append(key)
+        wanted = set(keys)
+        listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(wanted))
         presence: dict[str, bool | None] = {}
-        for prefix, members in groups.items():
-            try:
-                if len(members) == 1:
-                    presence[members[0]] = self.storage.exists(members[0])
-                else:
-                    listed = set(self.storage.list_keys(prefix))
-                    presence.update({k: k in listed for k in members})
-            except StorageError as exc:
-                log.warning("presence unknown for %d keys under %s: %s", len(members), prefix, exc)
-                presence.update(dict.fromkeys(members))
+        for key in wanted:
+            answers = [listings.get(p) for p in lifecycle.listing_prefixes(key)]
+            if not all(isinstance(a, frozenset) for a in answers):
+                presence[key] = None
+            elif _listed(listings, key):
+                presence[key] = True
+            else:
+                spelling = lifecycle.canonical(key)
+                twins = any(lifecycle.canonical(k) == spelling for a in answers if isinstance(a, frozenset) for k in a)
+                presence[key] = None if twins else False
         return presence
 
     def purge(self, *, remaining_seconds: Callable[[], float] | None = None, max_batches: int = 1000) -> PurgeResult:
-        """Purge quarantined annotations past their grace period, one locked batch per transaction."""
+        """Purge quarantined annotations past their grace period, one batch at a time: claim the due rows
+        with a lease and commit; LIST their prefixes holding no lock; then, in one transaction, re-lock
+        the rows still due, read each annotation's current row and let the one decision carry them out."""
         result = PurgeResult(dry_run=self.settings.dry_run)
         seen: list[int] = []
         for _ in range(max_batches):
             if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
                 break
-            if not self._purge_batch(result, seen):
+            now = self.clock()
+            with self.engine.begin() as conn:
+                claims = repo.claim_due(conn, now=now, limit=self.purge_batch_size, lease=CLAIM_LEASE, exclude=seen)
+            if not claims:
                 break
+            seen.extend(c.quarantine_id for c in claims)
+            result.claimed += len(claims)
+            keys = [c.metadata_key for c in claims if c.metadata_key]
+            listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(keys))
+            try:
+                with self.engine.begin() as conn:
+                    self._settle(conn, claims, listings, result, now)
+            except ConcurrentChangeError as exc:
+                log.warning("purge batch rolled back: %s", exc)
+                result.errors.append(str(exc))
         return result
 
-    def _purge_batch(self, result: PurgeResult, seen: list[int]) -> bool:
-        now = self.clock()
-        with self.engine.begin() as conn:
-            entries = repo.claim_due(conn, now=now, limit=self.purge_batch_size, exclude=seen)
-            if not entries:
-                return False
-            seen.extend(e.quarantine_id for e in entries)
-            result.claimed += len(entries)
-            rows = [self._due_row(e) for e in entries]
-            presence = self.check_presence(r.key for r in rows if r.key is not None)
-            datasets = sorted({r.dataset_id for r in rows if r.dataset_id is not None})
-            plan = lifecycle.plan_purge(
-                rows,
-                presence,
-                repo.open_counts(conn, datasets),
-                repo.annotation_totals(conn, datasets),
-                max_fraction=self.settings.max_purge_fraction,
+    def _settle(
+        self,
+        conn: Any,
+        claims: Sequence[repo.Claim],
+        listings: Mapping[str, frozenset[str] | BaseException],
+        result: PurgeResult,
+        now: datetime.datetime,
+    ) -> None:
+        locked = repo.lock_claims(conn, claims)
+        current = repo.annotations_by_ids(conn, [c.annotation_id for c in locked])
+        candidates = []
+        for claim in locked:
+            row = current.get(claim.annotation_id)
+            candidates.append(
+                Candidate(
+                    claim.annotation_id,
+                    row.stored_path if row else None,
+                    row.dataset_id if row else claim.dataset_id,
+                    row.run_id if row else None,
+                    quarantine_id=claim.quarantine_id,
+                    quarantined_path=claim.s3_metadata_path,
+                    quarantined_key=claim.metadata_key,
+                    approved=claim.approved,
+                )
             )
-            result.released += repo.release(
-                conn, [r.annotation_id for r in plan.release], now=now, resolution="metadata present at purge re-check"
+        policy = Policy(self.settings.max_purge_fraction, self.settings.dry_run, self.settings.grace_period)
+        outcome = delete_stale(
+            conn,
+            candidates,
+            listings,
+            self.layout,
+            policy,
+            source=Source.EVENT,
+            reason="metadata absent after the grace period",
+            now=now,
+        )
+        repo.end_claims(conn, [c.quarantine_id for c in claims])
+        result.purged += outcome.deleted
+        result.would_purge += outcome.would_delete
+        result.released += outcome.released
+        result.held += outcome.held
+        result.held_datasets.update(outcome.held_datasets)
+        result.unknown += [d.candidate.annotation_id for d in outcome.unknown]
+        result.rows_deleted.update(outcome.rows_deleted)
+        if outcome.would_delete:
+            log.warning(
+                "dry run: would purge %d annotations (%s)",
+                len(outcome.would_delete),
+                ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
             )
-            if plan.hold:
-                repo.hold(conn, [r.quarantine_id for r in plan.hold], reason="mass-deletion guard")
-                result.held += [r.annotation_id for r in plan.hold]
-                result.held_datasets.update(plan.held_datasets)
-            result.unknown += [r.annotation_id for r in plan.unknown]
-            victims = [r.annotation_id for r in plan.delete]
-            if self.settings.dry_run:
-                result.would_purge += victims
-                return True
-            deleted = delete_annotations(
-                conn,
-                victims,
-                source=Source.EVENT,
-                reason="metadata absent after the grace period",
-                metadata_keys={r.annotation_id: r.key for r in plan.delete},
-                now=now,
-            )
-            result.purged += deleted.annotation_ids
-            result.rows_deleted.update(deleted.rows)
-        return True
-
-    def _due_row(self, entry: repo.DueEntry) -> DueRow:
-        resolved = lifecycle.resolve(AnnotationRef(entry.annotation_id, entry.s3_metadata_path), self.layout)
-        key = None if isinstance(resolved, lifecycle.Unverifiable) else resolved
-        return DueRow(entry.quarantine_id, entry.annotation_id, entry.dataset_id, key, entry.approved)
 
     # --- operators ---------------------------------------------------------------------
 

@@ -69,10 +69,17 @@ class Settings:
     work_queue_url: str | None = None
     inventory_manifest: str | None = None
     scan_page_limit: int = 200
+    resurrection_days: float = 30.0
+    importer_cleanup: bool = True
 
     @property
     def grace_period(self) -> timedelta:
         return timedelta(hours=self.grace_period_hours)
+
+    @property
+    def resurrection_window(self) -> timedelta:
+        """How far back a purge counts when its metadata key shows up in S3 again."""
+        return timedelta(days=self.resurrection_days)
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for logs: the database URL loses its password."""
@@ -162,6 +169,13 @@ class Settings:
         page_limit = get("RECONCILER_SCAN_PAGE_LIMIT", _parse_int, 200)
         if page_limit < 1:
             problems.append(f"RECONCILER_SCAN_PAGE_LIMIT={page_limit} must be a positive number of LIST pages")
+        resurrection_days = get("RECONCILER_RESURRECTION_DAYS", _parse_number, 30.0)
+        if not 0 < resurrection_days <= 3660:
+            problems.append(
+                f"RECONCILER_RESURRECTION_DAYS={resurrection_days:g} is out of range: use a number of days "
+                "from 1 to 3660 (how far back a purged annotation whose metadata reappears is reported)"
+            )
+        importer_cleanup = get("RECONCILER_IMPORTER_CLEANUP", parse_bool, True)
         work_queue_url = env.get("RECONCILER_WORK_QUEUE_URL", "").strip() or None
         if work_queue_url and not work_queue_url.startswith(("https://", "http://")):
             problems.append(f"RECONCILER_WORK_QUEUE_URL={work_queue_url!r} is not a queue URL (https://...)")
@@ -185,6 +199,8 @@ class Settings:
             work_queue_url=work_queue_url,
             inventory_manifest=inventory,
             scan_page_limit=page_limit,
+            resurrection_days=resurrection_days,
+            importer_cleanup=importer_cleanup,
         )
 
 

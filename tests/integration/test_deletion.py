@@ -7,12 +7,22 @@ from collections import Counter
 import pytest
 from sqlalchemy import Engine, event, text
 
+from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
-from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.portal.deletion import ConcurrentChangeError, delete_annotations
 from support.world import count_orphans as orphans
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+
+
+def paths(engine: Engine, ids: list[int]) -> dict[int, str]:
+    """Each annotation's current stored path: what the deletion routine is told it was judged on."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"), {"ids": ids}
+        ).all()
+    return {r[0]: r[1] for r in rows}
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -25,7 +35,7 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
     victims = sorted(ids.values())[:2]
     before = counts(engine)
     with engine.begin() as conn:
-        result = delete_annotations(conn, victims, source=Source.CLI, reason="metadata missing")
+        result = delete_annotations(conn, paths(engine, victims), source=Source.CLI, reason="metadata missing")
     after = counts(engine)
     assert result.annotation_ids == victims
     assert result.rows == {
@@ -67,7 +77,7 @@ def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
             ),
             {"id": victim},
         )
-        delete_annotations(conn, [victim], source=Source.EVENT, reason="grace period over")
+        delete_annotations(conn, paths(engine, [victim]), source=Source.EVENT, reason="grace period over")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()
     assert rows == [("purged", "event", True)]
@@ -81,12 +91,14 @@ def test_statement_count_does_not_grow(engine: Engine) -> None:
     def count(*args: object) -> None:
         statements["n"] += 1
 
+    first, rest = paths(engine, ids[:1]), paths(engine, ids[1:])
+    statements.clear()
     with engine.begin() as conn:
-        delete_annotations(conn, ids[:1], source=Source.CLI, reason="r")
+        delete_annotations(conn, first, source=Source.CLI, reason="r")
     small = statements["n"]
     statements.clear()
     with engine.begin() as conn:
-        delete_annotations(conn, ids[1:], source=Source.CLI, reason="r")
+        delete_annotations(conn, rest, source=Source.CLI, reason="r")
     assert statements["n"] == small
 
 
@@ -94,14 +106,16 @@ def test_rolls_back_whole_batch_on_error(engine: Engine) -> None:
     ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2))).values())
     before = counts(engine)
     with pytest.raises(RuntimeError), engine.begin() as conn:
-        delete_annotations(conn, ids[:3], source=Source.CLI, reason="r")
+        delete_annotations(conn, paths(engine, ids[:3]), source=Source.CLI, reason="r")
         raise RuntimeError("connection lost")
     assert counts(engine) == before
 
 
 def test_missing_ids_are_ignored(engine: Engine) -> None:
     with engine.begin() as conn:
-        assert delete_annotations(conn, [999_999], source=Source.CLI, reason="r").deleted == 0
+        assert delete_annotations(conn, {999_999: "s3://b/k"}, source=Source.CLI, reason="r").deleted == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 0
 
 
 def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engine) -> None:
@@ -109,8 +123,12 @@ def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engin
     by_id = {v: k for k, v in ids.items()}
     first, second = sorted(ids.values())[:2], sorted(ids.values())[2:3]
     with engine.begin() as conn:
-        one = delete_annotations(conn, first, source=Source.IMPORTER, reason="a", metadata_keys={first[0]: "k0"})
-        two = delete_annotations(conn, second, source=Source.CLI, reason="b", metadata_keys={second[0]: "k2"})
+        one = delete_annotations(
+            conn, paths(engine, first), source=Source.IMPORTER, reason="a", metadata_keys={first[0]: "k0"}
+        )
+        two = delete_annotations(
+            conn, paths(engine, second), source=Source.CLI, reason="b", metadata_keys={second[0]: "k2"}
+        )
     assert (one.annotation_ids, two.annotation_ids) == (first, second)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -132,3 +150,94 @@ def test_connections_send_without_delay(engine: Engine) -> None:
     with engine.connect() as conn:
         sock = conn.connection.dbapi_connection._usock  # type: ignore[union-attr]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_row_whose_path_changed_is_not_deleted(engine: Engine) -> None:
+    """The routine deletes a row only while its stored path is the one it was judged on."""
+    ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
+    judged = paths(engine, ids[:2])
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = s3_metadata_path || '.moved' WHERE id = :id"), {"id": ids[0]}
+        )
+    before = counts(engine)
+    with engine.begin() as conn:
+        result = delete_annotations(conn, judged, source=Source.CLI, reason="r")
+    assert result.annotation_ids == [ids[1]]
+    assert ids[0] in paths(engine, ids[:1]) and before["annotation"] - counts(engine)["annotation"] == 1
+
+
+def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engine, db_url: str) -> None:
+    """The portal's importer rewrites the path after the routine picked its rows: nothing of the batch goes."""
+    ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
+    judged = paths(engine, ids[:2])
+    other = make_engine(db_url)
+    before = counts(engine)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def rewrite(_conn: object, _cursor: object, statement: str, *args: object) -> None:
+        if "DELETE FROM annotation_author" in statement:
+            with other.begin() as side:
+                side.execute(text("UPDATE annotation SET s3_metadata_path = 'moved' WHERE id = :id"), {"id": ids[1]})
+
+    with pytest.raises(ConcurrentChangeError), engine.begin() as conn:
+        delete_annotations(conn, judged, source=Source.CLI, reason="r")
+    event.remove(engine, "before_cursor_execute", rewrite)
+    other.dispose()
+    assert counts(engine) == before
+
+
+def test_the_snapshot_holds_a_child_committed_during_the_deletion(engine: Engine, db_url: str) -> None:
+    """A child row committed after the deletion began is either not deleted or in the snapshot (it is the
+    DELETE's own RETURNING that is recorded, not an earlier read)."""
+    ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
+    victim = ids[0]
+    other = make_engine(db_url)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def add_author(_conn: object, _cursor: object, statement: str, *args: object) -> None:
+        if "DELETE FROM annotation_author" in statement:
+            with other.begin() as side:
+                side.execute(
+                    text(
+                        "INSERT INTO annotation_author (annotation_id, author_list_order, name) "
+                        "VALUES (:id, 99, 'Late Author')"
+                    ),
+                    {"id": victim},
+                )
+
+    with engine.begin() as conn:
+        delete_annotations(conn, paths(engine, [victim]), source=Source.CLI, reason="r")
+    event.remove(engine, "before_cursor_execute", add_author)
+    other.dispose()
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM annotation_author WHERE name = 'Late Author'")).scalar_one()
+        snapshot = conn.execute(text("SELECT snapshot FROM annotation_quarantine")).scalar_one()
+    names = [a["name"] for a in snapshot["annotation_author"]]
+    assert left == 0 and "Late Author" in names
+    assert orphans(engine) == 0
+
+
+def test_a_held_row_is_marked_purged_and_the_snapshot_has_every_child_table(engine: Engine) -> None:
+    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
+    victim = min(ids.values())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
+                " detected_at, purge_after) VALUES (:id, 'p', 'importer', 'guard', 'held', now(), now())"
+            ),
+            {"id": victim},
+        )
+        delete_annotations(conn, paths(engine, [victim]), source=Source.CLI, reason="approved")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, source, snapshot FROM annotation_quarantine")).all()
+    assert [(r.status, r.source) for r in rows] == [("purged", "importer")]
+    snapshot = rows[0].snapshot
+    assert {k: len(v) if isinstance(v, list) else 1 for k, v in snapshot.items()} == {
+        "annotation": 1,
+        "annotation_shape": 2,
+        "annotation_file": 3,
+        "annotation_author": 2,
+        "annotation_method_link": 1,
+    }

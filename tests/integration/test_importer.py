@@ -471,7 +471,14 @@ def test_cleanup_costs_constant_statements(
     assert len(stale) == 20
     one_stale = write_rows(engine, in_db)
     with engine.begin() as conn:
-        delete_annotations(conn, [one_stale[a.metadata_key] for a in stale[1:]], source=Source.CLI, reason="setup")
+        victims = [one_stale[a.metadata_key] for a in stale[1:]]
+        current = dict(
+            conn.execute(
+                text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"),
+                {"ids": victims},
+            ).all()
+        )
+        delete_annotations(conn, current, source=Source.CLI, reason="setup")
     write_rows(second_engine, in_db)
 
     phase = ["import"]

@@ -2,108 +2,195 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from annotation_reconciler.lifecycle import (
-    AnnotationRef,
-    DueRow,
-    judge,
+    Candidate,
+    Evidence,
+    Verdict,
+    canonical,
+    decide,
     last_states,
+    listing_prefixes,
     metadata_folder,
-    plan_listing,
-    plan_purge,
+    prefixes_to_list,
 )
 from annotation_reconciler.paths import BucketLayout
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
 VS = "10001/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/"
+VS2 = "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/"
+DATA = f"{VS}100/100-obj0-1.0_point.ndjson"
 
 
 def key(n: int, vs: str = VS) -> str:
     return f"{vs}{100 + n}/obj{n}-1.0.json"
 
 
-def test_plan_groups_by_annotations_prefix_and_flags_unmappable() -> None:
-    refs = [
-        AnnotationRef(1, f"s3://{B}/{key(0)}"),
-        AnnotationRef(2, key(1)),
-        AnnotationRef(3, f"{B}/{key(2, '10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/')}"),
-        AnnotationRef(4, f"s3://other/{key(3)}"),
-        AnnotationRef(
-            5, f"s3://{B}/10001/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/100/x_globalcaption.json"
-        ),
-    ]
-    plan = plan_listing(refs, LAYOUT)
-    assert sorted(plan.by_prefix) == [VS, "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/"]
-    assert [i.ref.id for i in plan.unverifiable] == [4, 5]
-    assert "does not map" in plan.unverifiable[0].why and "not an annotation metadata key" in plan.unverifiable[1].why
+def path(k: str) -> str:
+    return f"s3://{B}/{k}"
 
 
-def test_judge_present_missing_failed_and_empty() -> None:
-    vs2 = "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/"
-    vs3 = "10001/TS_3/Reconstructions/VoxelSpacing10.000/Annotations/"
-    refs = [
-        AnnotationRef(1, key(0)),
-        AnnotationRef(2, key(1)),
-        AnnotationRef(3, key(0, vs2)),
-        AnnotationRef(4, key(0, vs3)),
-    ]
-    plan = plan_listing(refs, LAYOUT)
-    listings = {
-        VS: frozenset({key(0), f"{VS}101/101-obj1-1.0_point.ndjson"}),
-        vs2: RuntimeError("SlowDown"),
-        vs3: frozenset({f"{vs3}100/100-obj0-1.0_point.ndjson"}),  # data files but no metadata at all
-    }
-    survey = judge(plan, listings)
-    assert [r.id for r, _ in survey.present] == [1]
-    assert [r.id for r, _ in survey.missing] == [2]
-    assert [u.ref.id for u in survey.unverifiable] == [3] and "SlowDown" in survey.unverifiable[0].why
-    assert [r.id for r, _ in survey.suspicious] == [4]
+def fresh(aid: int, k: str, dataset: int | None = 1, approved: bool = False) -> Candidate:
+    return Candidate(aid, path(k), dataset, 7, approved=approved)
 
 
-def test_unlisted_prefix_is_unverifiable_not_missing() -> None:
-    survey = judge(plan_listing([AnnotationRef(1, key(0))], LAYOUT), {})
-    assert survey.missing == [] and [u.ref.id for u in survey.unverifiable] == [1]
-
-
-def due(qid: int, dataset: int | None = 1, k: str | None = "k", approved: bool = False) -> DueRow:
-    return DueRow(qid, 100 + qid, dataset, k if k != "k" else f"key{qid}", approved)
-
-
-def test_purge_plan_release_delete_unknown() -> None:
-    rows = [due(1), due(2), due(3), due(4, k=None)]
-    plan = plan_purge(rows, {"key1": True, "key2": False}, {1: 2}, {1: 100}, max_fraction=0.1)
-    assert [r.quarantine_id for r in plan.release] == [1]
-    assert [r.quarantine_id for r in plan.delete] == [2]
-    assert [r.quarantine_id for r in plan.unknown] == [3, 4]
-
-
-@pytest.mark.parametrize(("open_rows", "total", "held"), [(10, 100, False), (11, 100, True), (1, 0, True)])
-def test_guard_threshold(open_rows: int, total: int, held: bool) -> None:
-    plan = plan_purge([due(1)], {"key1": False}, {1: open_rows}, {1: total}, max_fraction=0.1)
-    assert bool(plan.hold) is held and bool(plan.delete) is not held
-
-
-def test_guard_lets_approved_rows_through() -> None:
-    plan = plan_purge(
-        [due(1, approved=True), due(2)], {"key1": False, "key2": False}, {1: 50}, {1: 60}, max_fraction=0.1
+def quarantined(aid: int, k: str, now: str | None = None, qkey: str | None = "same", **kw: object) -> Candidate:
+    """A candidate with an open ledger row quarantined under ``k``; its current path is ``now`` (default: the same)."""
+    return Candidate(
+        aid,
+        path(now if now is not None else k),
+        1,
+        7,
+        quarantine_id=1000 + aid,
+        quarantined_path=path(k),
+        quarantined_key=k if qkey == "same" else qkey,
+        **kw,  # type: ignore[arg-type]
     )
-    assert [r.quarantine_id for r in plan.delete] == [1] and [r.quarantine_id for r in plan.hold] == [2]
-    assert plan.held_datasets == {1: (50, 60)}
 
 
-def test_guard_is_per_dataset() -> None:
-    plan = plan_purge(
-        [due(1, dataset=1), due(2, dataset=2)],
-        {"key1": False, "key2": False},
-        {1: 1, 2: 9},
-        {1: 100, 2: 10},
-        max_fraction=0.1,
-    )
-    assert [r.quarantine_id for r in plan.delete] == [1] and [r.quarantine_id for r in plan.hold] == [2]
+def one(candidate: Candidate, listings: dict[str, frozenset[str] | BaseException], **kw: object) -> tuple[Verdict, str]:
+    kw.setdefault("max_fraction", None)
+    decisions = decide([candidate], Evidence(listings, {1: 0}, {1: 100}), LAYOUT, **kw)  # type: ignore[arg-type]
+    [decision] = decisions.items
+    return decision.verdict, decision.reason
+
+
+def test_present_missing_failed_unlisted_and_unmappable() -> None:
+    listing = frozenset({key(0), DATA, key(5)})
+    assert one(fresh(1, key(0)), {VS: listing})[0] is Verdict.RELEASE
+    assert one(fresh(2, key(1)), {VS: listing})[0] is Verdict.DELETE
+    verdict, why = one(fresh(3, key(1)), {VS: RuntimeError("SlowDown")})
+    assert verdict is Verdict.UNKNOWN and "SlowDown" in why
+    verdict, why = one(fresh(4, key(1)), {VS2: listing})
+    assert verdict is Verdict.UNKNOWN and "not under a completely listed prefix" in why
+    verdict, why = one(Candidate(5, f"s3://other-bucket/{key(1)}", 1), {VS: listing})
+    assert verdict is Verdict.UNKNOWN and "does not map" in why
+    verdict, why = one(Candidate(6, path(f"{VS}100/x_globalcaption.json"), 1), {VS: listing})
+    assert verdict is Verdict.UNKNOWN and "not an annotation metadata key" in why
+
+
+def test_a_listing_of_another_prefix_never_proves_absence() -> None:
+    """The importer of voxel spacing B listed B: a legacy row whose metadata lies under A is not judged."""
+    verdict, why = one(fresh(1, key(1, VS2)), {VS: frozenset({key(0)})})
+    assert verdict is Verdict.UNKNOWN and VS2 in why
+
+
+@pytest.mark.parametrize(
+    ("stored", "listed"),
+    [
+        ("ribosome-prot\u00e9ine-1.0.json", "ribosome-prote\u0301ine-1.0.json"),  # NFC row, NFD object
+        ("ribosome-prote\u0301ine-1.0.json", "ribosome-prot\u00e9ine-1.0.json"),  # NFD row, NFC object
+        ("ribosome-\ufb01ne-1.0.json", "ribosome-fine-1.0.json"),  # NFKC: a ligature
+        ("Ribosome-1.0.json", "ribosome-1.0.json"),  # case
+        ("STRASSE-1.0.json", "stra\u00dfe-1.0.json"),  # full case folding
+    ],
+)
+def test_a_key_spelled_differently_from_a_listed_one_is_unknown(stored: str, listed: str) -> None:
+    verdict, why = one(fresh(1, f"{VS}100/{stored}"), {VS: frozenset({f"{VS}100/{listed}", DATA})})
+    assert verdict is Verdict.UNKNOWN and "differs only in spelling" in why
+
+
+def test_a_unicode_folder_needs_the_listings_of_every_spelling() -> None:
+    nfc = "10001/TS_\u00fc/Reconstructions/VoxelSpacing10.000/Annotations/"
+    nfd = "10001/TS_u\u0308/Reconstructions/VoxelSpacing10.000/Annotations/"
+    row = fresh(1, f"{nfd}100/obj-1.0.json")
+    assert listing_prefixes(f"{nfd}100/obj-1.0.json") == tuple(sorted({nfc, nfd}))
+    verdict, why = one(row, {nfd: frozenset({f"{nfd}101/other-1.0.json"})})
+    assert verdict is Verdict.UNKNOWN and "not under a completely listed prefix" in why
+    verdict, _ = one(row, {nfd: frozenset({f"{nfd}101/other-1.0.json"}), nfc: frozenset({f"{nfc}100/obj-1.0.json"})})
+    assert verdict is Verdict.UNKNOWN
+    verdict, _ = one(row, {nfd: frozenset({f"{nfd}101/other-1.0.json"}), nfc: frozenset()})
+    assert verdict is Verdict.DELETE
+
+
+def test_canonical_meets_every_normal_form_and_case() -> None:
+    word = "Prot\u00e9ine\ufb01"
+    forms = {unicodedata.normalize(f, word) for f in ("NFC", "NFD", "NFKC", "NFKD")} | {word.upper(), word.lower()}
+    assert len({canonical(f) for f in forms}) == 1
+    assert canonical("a-1.0.json") != canonical("a-1.1.json")
+
+
+def test_the_current_row_not_the_ledger_copy_is_judged() -> None:
+    """Metadata moved to a new key and the row was rewritten: the old key's absence deletes nothing."""
+    moved = key(0).replace("/100/", "/105/")
+    verdict, why = one(quarantined(1, key(0), now=moved), {VS: frozenset({DATA})})
+    assert verdict is Verdict.RELEASE and "stored path changed" in why and moved in why
+    verdict, why = one(Candidate(1, None, 1, quarantine_id=5, quarantined_path=path(key(0))), {VS: frozenset()})
+    assert verdict is Verdict.RELEASE and "no longer exists" in why
+
+
+def test_configuration_drift_is_unknown_and_names_both_keys() -> None:
+    """Quarantined as 10001/… under one root; today's settings put the same stored path under another."""
+    relative = key(0)
+    row = Candidate(1, relative, 1, quarantine_id=9, quarantined_path=relative, quarantined_key=relative)
+    drifted = BucketLayout.from_prefix(B, f"s3://{B}/staging/")
+    wrong = f"staging/{relative}"
+    decisions = decide([row], Evidence({metadata_folder(wrong): frozenset()}), drifted, max_fraction=None)
+    [d] = decisions.items
+    assert d.verdict is Verdict.UNKNOWN and "configuration drift" in d.reason
+    assert repr(relative) in d.reason and repr(wrong) in d.reason
+    verdict, why = one(quarantined(1, key(0), qkey=None), {VS: frozenset({DATA})})
+    assert verdict is Verdict.UNKNOWN and "configuration drift" in why
+
+
+def test_an_empty_prefix_holds_new_findings_but_not_quarantined_or_approved_rows() -> None:
+    only_data = {VS: frozenset({DATA})}
+    verdict, why = one(fresh(1, key(0)), only_data)
+    assert verdict is Verdict.HELD and "no annotation metadata" in why
+    assert one(fresh(1, key(0)), {VS: frozenset()})[0] is Verdict.HELD
+    assert one(fresh(1, key(0), approved=True), only_data)[0] is Verdict.DELETE
+    assert one(quarantined(1, key(0)), only_data)[0] is Verdict.DELETE
+
+
+@pytest.mark.parametrize(("others", "total", "held"), [(9, 100, False), (10, 100, True), (0, 0, True)])
+def test_guard_threshold(others: int, total: int, held: bool) -> None:
+    listing = {VS: frozenset({key(5)})}
+    decisions = decide([fresh(1, key(0))], Evidence(listing, {1: others}, {1: total}), LAYOUT, max_fraction=0.1)
+    [d] = decisions.items
+    assert (d.verdict is Verdict.HELD) is held and (d.verdict is Verdict.DELETE) is not held
+    assert (decisions.held_datasets == {1: (others + 1, total)}) is held
+
+
+def test_guard_counts_every_deletion_of_the_call_and_lets_approved_rows_through() -> None:
+    listing = {VS: frozenset({key(9)})}
+    rows = [fresh(1, key(0), approved=True), fresh(2, key(1)), fresh(3, key(2))]
+    decisions = decide(rows, Evidence(listing, {1: 0}, {1: 20}), LAYOUT, max_fraction=0.1)
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [1]
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [2, 3]
+    assert decisions.held_datasets == {1: (3, 20)}
+
+
+def test_guard_is_per_dataset_and_off_without_a_fraction() -> None:
+    listing = {VS: frozenset({key(9)})}
+    rows = [fresh(1, key(0), dataset=1), fresh(2, key(1), dataset=2)]
+    decisions = decide(rows, Evidence(listing, {1: 0, 2: 9}, {1: 100, 2: 10}), LAYOUT, max_fraction=0.1)
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [1]
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [2]
+    decisions = decide(rows, Evidence(listing), LAYOUT, max_fraction=None)
+    assert len(decisions.of(Verdict.DELETE)) == 2
+
+
+def test_prefixes_to_list_covers_every_spelling_once() -> None:
+    assert prefixes_to_list([key(0), key(1), key(0, VS2)]) == sorted({VS, VS2})
+
+
+@given(
+    st.lists(st.sampled_from(["a", "B", "\u00e9", "e\u0301", "\ufb01", "\u00df", "-", "."]), min_size=1).map("".join)
+)
+def test_no_spelling_of_a_listed_key_is_ever_deleted(name: str) -> None:
+    listed = f"{VS}100/{name}1.0.json"
+    spellings = {unicodedata.normalize(f, listed) for f in ("NFC", "NFD", "NFKC", "NFKD")}
+    spellings |= {listed.replace(name, name.upper()), listed.replace(name, name.lower())}
+    for spelling in spellings:
+        row = fresh(1, spelling)
+        listings = {p: frozenset({listed, DATA}) for p in listing_prefixes(spelling)}
+        assert one(row, listings)[0] in (Verdict.RELEASE, Verdict.UNKNOWN)
 
 
 def test_metadata_folder() -> None:

@@ -66,6 +66,8 @@ class FindResult:
 
     items: list[FoundItem] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
+    # Complete listings the finder made (prefix -> every key under it): the evidence of absence.
+    listings: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.db_import.base import FindResult, FoundItem, ImportProblem
+from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.paths import KeyKind, classify_key
 from annotation_reconciler.storage import S3Storage, StorageError
 
@@ -79,6 +80,12 @@ class RunFinder:
                 names = list_folders(self.storage, self.prefix)
             except StorageError as exc:
                 return FindResult(problems=[ImportProblem(scope, str(exc), self.prefix)])
+        spellings: dict[str, list[str]] = {}
+        for name in names:
+            spellings.setdefault(canonical(name), []).append(name)
+        for named in spellings.values():
+            if len(named) > 1:
+                result.problems.append(ImportProblem(scope, aliased(named, "one run (names equal but for spelling)")))
         for name in names:
             key = f"{self.prefix}{name}/run_metadata.json"
             try:
@@ -88,7 +95,12 @@ class RunFinder:
                     continue  # a dataset-level folder such as Images/, not a run
                 result.problems.append(ImportProblem(scope, str(exc), key))
                 continue
-            context = {"dataset_id": self.dataset_id, "name": name, "prefix": f"{self.prefix}{name}/"}
+            context = {
+                "dataset_id": self.dataset_id,
+                "name": name,
+                "prefix": f"{self.prefix}{name}/",
+                "aliased": len(spellings[canonical(name)]) > 1,
+            }
             result.items.append(FoundItem(document, context, key))
         return result
 
@@ -106,18 +118,39 @@ class VoxelSpacingFinder:
         except StorageError as exc:
             return FindResult(problems=[ImportProblem(f"run {self.prefix}", str(exc), self.prefix)])
         result = FindResult()
+        folders: dict[float, list[str]] = {}
         for name in names:
             match = _VOXEL_FOLDER_RE.match(name)
-            if not match:
-                continue
-            spacing = round(float(match["spacing"]), 3)
+            if match:
+                folders.setdefault(round(float(match["spacing"]), 3), []).append(name)
+        run_aliased = any(len(named) > 1 for named in folders.values())
+        for spacing, named in sorted(folders.items()):
+            if len(named) > 1:
+                # Two folders that read as one voxel spacing (VoxelSpacing13.48/ beside VoxelSpacing13.480/):
+                # either could be the stray one, so neither may prove the other's annotations gone.
+                result.problems.append(ImportProblem(f"run {self.prefix}", aliased(named, f"voxel spacing {spacing}")))
             if self.voxel_spacing is not None and spacing != round(self.voxel_spacing, 3):
                 continue
-            prefix = f"{self.prefix}{name}/"
+            prefix = f"{self.prefix}{named[0]}/"
             result.items.append(
-                FoundItem({"voxel_spacing": spacing}, {"run_id": self.run_id, "prefix": prefix}, prefix)
+                FoundItem(
+                    {"voxel_spacing": spacing},
+                    {"run_id": self.run_id, "prefix": prefix, "aliased": run_aliased},
+                    prefix,
+                )
             )
         return result
+
+
+ALIASED = "aliased folders"
+
+
+def aliased(names: list[str], what: str) -> str:
+    folders = " and ".join(f"{n}/" for n in sorted(names))
+    return (
+        f"{ALIASED}: {folders} both map to {what}; sibling cleanup of this run is skipped "
+        "(remove or rename the stray folder, then ingest again)"
+    )
 
 
 class MetadataFileFinder:
@@ -136,10 +169,11 @@ class MetadataFileFinder:
 
     def find(self) -> FindResult:
         try:
-            keys = [k for k in self.storage.list_keys(self.prefix) if classify_key(k) is KeyKind.METADATA]
+            listing = frozenset(self.storage.list_keys(self.prefix))
         except StorageError as exc:
             return FindResult(problems=[ImportProblem(self.scope, f"listing failed: {exc}", self.prefix)])
-        result = FindResult()
+        keys = sorted(k for k in listing if classify_key(k) is KeyKind.METADATA)
+        result = FindResult(listings={self.prefix: listing})
         with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(keys)))) as pool:
             for key, outcome in zip(keys, pool.map(self._read, keys), strict=True):
                 if isinstance(outcome, StorageError):

@@ -15,6 +15,7 @@ the annotations whose metadata was read in this import::
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.sql import ColumnElement
 
 from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import (
+    FindResult,
     FoundItem,
     ImportOutcome,
     IntegratedDBImporter,
@@ -33,9 +35,10 @@ from annotation_reconciler.db_import.base import (
     table_of,
 )
 from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileFinder, RunFinder, VoxelSpacingFinder
+from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
+from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.paths import annotations_prefix
-from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.storage import S3Storage
 
 ANNOTATION = table_of("annotation")
@@ -129,9 +132,12 @@ class AnnotationImporter(IntegratedDBImporter):
         voxel_spacing_id: int,
         voxel_spacing_prefix: str,
         workers: int = 8,
+        policy: Policy | None = None,
     ) -> None:
         self.storage, self.paths, self.workers = storage, paths, workers
         self.run_id, self.voxel_spacing_id, self.voxel_spacing_prefix = run_id, voxel_spacing_id, voxel_spacing_prefix
+        self.policy = policy  # None: the sibling cleanup is switched off
+        self.deletion: DeletionOutcome | None = None
 
     @property
     def scope(self) -> str:
@@ -161,21 +167,37 @@ class AnnotationImporter(IntegratedDBImporter):
         # Of two rows with one natural key, keep the one already bound to the voxel spacing.
         return [ANNOTATION.c.tomogram_voxel_spacing_id.is_(None), ANNOTATION.c.id]
 
+    def find(self) -> FindResult:
+        self.found = super().find()
+        return self.found
+
     def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> int:
-        """Delete the stale annotations of the scope with the shared routine (children first, audited)."""
-        if not self.clean_up_siblings or not outcome.cleanup_allowed or not outcome.unused:
+        """Hand the scope's unused rows to the one deletion flow, with the voxel spacing's listing as evidence.
+
+        Only a complete listing is evidence, and only for keys under the listed prefix: rows whose
+        metadata lives elsewhere (a legacy row of another voxel spacing, a row of another run) are
+        left in place and reported. Nothing happens without a policy (cleanup switched off).
+        """
+        found = getattr(self, "found", None)
+        if self.policy is None or not self.clean_up_siblings or not outcome.cleanup_allowed or found is None:
             return 0
-        keys = {int(r["id"]): self.paths.layout.to_key(r["s3_metadata_path"]) for r in outcome.unused}
-        deleted = delete_annotations(
+        if not outcome.unused:
+            return 0
+        current = repo.annotations_by_ids(conn, [int(r["id"]) for r in outcome.unused])
+        done = delete_stale(
             conn,
-            list(keys),
+            fresh_candidates([current[i] for i in sorted(current)]),
+            found.listings,
+            self.paths.layout,
+            self.policy,
             source=Source.IMPORTER,
             reason=f"not found in S3 on re-ingestion of voxel spacing {self.voxel_spacing_id}",
-            metadata_keys=keys,
+            now=datetime.datetime.now(datetime.UTC),
         )
-        outcome.removed.update(deleted.rows)
-        outcome.removed_ids += deleted.annotation_ids
-        return deleted.deleted
+        self.deletion = done
+        outcome.removed.update(done.rows_deleted)
+        outcome.removed_ids += done.deleted
+        return len(done.deleted)
 
 
 class _ChildImporter(IntegratedDBImporter):

@@ -11,6 +11,7 @@ before the transaction opens. A dry run does everything inside one transaction a
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from annotation_reconciler.db_import.importers import (
     import_annotation_children,
     legacy_annotations,
 )
+from annotation_reconciler.deletions import Policy
+from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 
@@ -70,7 +73,10 @@ class VoxelSpacingReport:
     prefix: str
     metadata_read: int = 0
     cleanup_done: bool = False
+    cleanup_off: str | None = None  # why the sibling cleanup was not run (switched off, aliased folders)
     removed_annotation_ids: list[int] = field(default_factory=list)
+    held_annotation_ids: list[int] = field(default_factory=list)  # stale but suspicious: await `approve`
+    left_in_place: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, why it was not judged)
     problems: list[ImportProblem] = field(default_factory=list)
 
 
@@ -98,7 +104,7 @@ class IngestResult:
     @property
     def skipped_scopes(self) -> list[str]:
         """Voxel spacings whose stale annotations were left in place because S3 was not read completely."""
-        return [report.prefix for report in self.voxel_spacings if not report.cleanup_done]
+        return [report.prefix for report in self.voxel_spacings if not report.cleanup_done and not report.cleanup_off]
 
     def record(self, outcome: ImportOutcome) -> None:
         self.inserted[outcome.table] += outcome.inserted
@@ -118,11 +124,15 @@ def ingest(
     *,
     voxel_spacing: float | None = None,
     workers: int = 8,
+    cleanup: bool = True,
+    max_purge_fraction: float | None = 0.1,
 ) -> IngestResult:
     """Import ``dataset_id`` (one run, one voxel spacing if given) from S3; see the module docstring.
 
     Raises :class:`LedgerMissingError` when the reconciler's tables are missing; every S3 or
     database problem is in ``result.problems`` instead, and the scope it hit is left uncleaned.
+    ``cleanup=False`` switches the sibling cleanup off; ``max_purge_fraction`` is the mass-deletion
+    guard its deletions pass through (as the purge's do).
     """
     result = IngestResult(dataset_id, dry_run)
     paths = StoredPaths.of(layout, https_prefix)
@@ -138,6 +148,7 @@ def ingest(
             result.problems.append(ImportProblem(f"dataset {dataset_id}", "another ingestion of it is running"))
             return result
         run = _Ingestion(conn, storage, paths, result, progress or _Silent(), dry_run, workers)
+        run.policy = Policy(max_purge_fraction) if cleanup else None
         try:
             run.dataset(dataset_id, run_name, voxel_spacing)
         finally:
@@ -162,6 +173,7 @@ class _Ingestion:
         self.conn, self.storage, self.paths, self.result = conn, storage, paths, result
         self.progress, self.dry_run, self.workers = progress, dry_run, workers
         self.outer = conn.begin() if dry_run else None
+        self.policy: Policy | None = Policy(0.1)
 
     def finish(self) -> None:
         if self.outer is not None:
@@ -202,9 +214,9 @@ class _Ingestion:
         self.result.record(run_outcome)
         self.result.problems += run_outcome.problems
         for item, row in run_outcome.imported:
-            self.run(int(row["id"]), item.context["prefix"], voxel_spacing)
+            self.run(int(row["id"]), item.context["prefix"], voxel_spacing, bool(item.context.get("aliased")))
 
-    def run(self, run_id: int, prefix: str, voxel_spacing: float | None) -> None:
+    def run(self, run_id: int, prefix: str, voxel_spacing: float | None, aliased: bool = False) -> None:
         spacings = VoxelSpacingImporter(self.storage, self.paths, run_id, prefix, voxel_spacing)
         found = spacings.find()
         done = self.unit(spacings.scope, lambda conn: spacings.import_items(conn, found))
@@ -214,13 +226,15 @@ class _Ingestion:
         self.result.problems += done.problems
         self.progress.add_total(len(done.imported))
         for item, row in done.imported:
-            self.voxel_spacing(run_id, int(row["id"]), item.context["prefix"])
+            aliased_here = aliased or bool(item.context.get("aliased"))
+            self.voxel_spacing(run_id, int(row["id"]), item.context["prefix"], aliased_here)
             self.progress.advance(item.context["prefix"])
         legacy = self.unit(f"run {prefix}", lambda conn: legacy_annotations(conn, run_id))
         if not isinstance(legacy, ImportProblem):
             self.result.legacy += legacy
 
-    def voxel_spacing(self, run_id: int, voxel_spacing_id: int, prefix: str) -> None:
+    def voxel_spacing(self, run_id: int, voxel_spacing_id: int, prefix: str, aliased: bool = False) -> None:
+        off = "switched off" if self.policy is None else "aliased folders in the run" if aliased else None
         annotations = AnnotationImporter(
             self.storage,
             self.paths,
@@ -228,14 +242,17 @@ class _Ingestion:
             voxel_spacing_id=voxel_spacing_id,
             voxel_spacing_prefix=prefix,
             workers=self.workers,
+            policy=None if off else self.policy,
         )
         found = annotations.find()
-        report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items))
+        report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items), cleanup_off=off)
         self.result.voxel_spacings.append(report)
 
         def work(conn: Connection) -> tuple[list[int], list[ImportOutcome]]:
             depositions = ensure_depositions(conn, _deposition_ids(found.items))
             outcome = annotations.import_items(conn, found)
+            # What the importer has just read from S3 is not stale, whatever the ledger says.
+            repo.release(conn, outcome.ids, now=utcnow(), resolution="metadata read from S3 by the importer")
             children = import_annotation_children(conn, self.paths, outcome, annotations.scope, voxel_spacing_id)
             annotations.cleanup_unused_items(conn, outcome)
             return depositions, [outcome, *children]
@@ -251,12 +268,26 @@ class _Ingestion:
             report.problems += outcome.problems
         self.result.problems += report.problems
         annotation_outcome = outcomes[0]
-        report.cleanup_done = annotation_outcome.cleanup_allowed
+        report.cleanup_done = off is None and annotation_outcome.cleanup_allowed
         report.removed_annotation_ids = sorted(annotation_outcome.removed_ids)
+        if annotations.deletion is not None:
+            report.held_annotation_ids = annotations.deletion.held
+            report.left_in_place = [(d.candidate.annotation_id, d.reason) for d in annotations.deletion.unknown]
         if annotation_outcome.removed_ids:
-            log.info("%s: removed stale annotations %s", annotations.scope, report.removed_annotation_ids)
-        if not report.cleanup_done:
+            log.info("%s: removed stale annotations %s", annotations.scope, ids_text(report.removed_annotation_ids))
+        if off:
+            log.info("%s: sibling cleanup not run (%s)", annotations.scope, off)
+        elif not report.cleanup_done:
             log.info("%s: cleanup skipped, S3 was not read completely", annotations.scope)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def ids_text(ids: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def _deposition_ids(found: list[FoundItem]) -> set[int]:

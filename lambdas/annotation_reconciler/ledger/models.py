@@ -49,6 +49,7 @@ class AnnotationQuarantine(LedgerBase):
         ),
         Index("ix_annotation_quarantine_due", "status", "purge_after"),
         Index("ix_annotation_quarantine_dataset", "dataset_id", "status"),
+        Index("ix_annotation_quarantine_metadata_key", "metadata_key"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -67,6 +68,7 @@ class AnnotationQuarantine(LedgerBase):
     approved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     approved_by: Mapped[str | None] = mapped_column(String)
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    claimed_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MissingAnnotationFile(LedgerBase):
@@ -88,4 +90,23 @@ class MissingAnnotationFile(LedgerBase):
     s3_path: Mapped[str] = mapped_column(String, nullable=False)
     removed_key: Mapped[str] = mapped_column(String, nullable=False)
     detected_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationResurrection(LedgerBase):
+    """A purged annotation whose metadata key was found in S3 again (a Created event or a scan):
+    the deletion raced a re-upload, or the metadata was restored. Listed by ``status`` with the
+    command that re-ingests it."""
+
+    __tablename__ = "annotation_resurrection"
+    __table_args__ = (Index("uq_annotation_resurrection_quarantine", "quarantine_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    quarantine_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    annotation_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    metadata_key: Mapped[str] = mapped_column(String, nullable=False)
+    purged_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    found_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    found_by: Mapped[str] = mapped_column(String(16), nullable=False)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

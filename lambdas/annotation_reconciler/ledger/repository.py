@@ -130,51 +130,136 @@ def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.da
     return sorted(rows)
 
 
-def hold(conn: Connection, quarantine_ids: Sequence[int], *, reason: str) -> int:
-    if not quarantine_ids:
+def release_rows(conn: Connection, rows: Sequence[tuple[int, str]], *, now: datetime.datetime) -> list[int]:
+    """Close open ledger rows as released, each with its own resolution: (ledger id, resolution).
+    Returns the annotation ids released."""
+    if not rows:
+        return []
+    released = conn.execute(
+        text("""UPDATE annotation_quarantine q
+                SET status = 'released', resolved_at = :now, resolution = r.resolution, claimed_until = NULL
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:resolutions AS text[])) AS r(id, resolution)
+                WHERE q.id = r.id AND q.status IN ('quarantined', 'held')
+                RETURNING q.annotation_id"""),
+        {"ids": [r[0] for r in rows], "resolutions": [r[1] for r in rows], "now": now},
+    ).scalars()
+    return sorted(released)
+
+
+def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> int:
+    """Hold quarantined ledger rows for an operator, each with its reason: (ledger id, reason)."""
+    if not rows:
         return 0
     return conn.execute(
-        text(
-            "UPDATE annotation_quarantine SET status = 'held', resolution = :reason "
-            "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'"
-        ),
-        {"ids": list(quarantine_ids), "reason": reason},
+        text("""UPDATE annotation_quarantine q SET status = 'held', resolution = h.reason, claimed_until = NULL
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS h(id, reason)
+                WHERE q.id = h.id AND q.status = 'quarantined'"""),
+        {"ids": [r[0] for r in rows], "reasons": [r[1] for r in rows]},
     ).rowcount
 
 
 @dataclass(frozen=True)
-class DueEntry:
+class Claim:
+    """A due ledger row the purge has leased: the path and key it was quarantined under."""
+
     quarantine_id: int
     annotation_id: int
     dataset_id: int | None
     s3_metadata_path: str
+    metadata_key: str | None
     approved: bool
 
 
-def claim_due(conn: Connection, *, now: datetime.datetime, limit: int, exclude: Sequence[int] = ()) -> list[DueEntry]:
-    """Lock up to ``limit`` quarantined rows past their grace period; rows locked elsewhere are skipped.
-
-    ``exclude`` lists ledger ids this run has already looked at (dry run, unknown presence).
-    """
+def claim_due(
+    conn: Connection,
+    *,
+    now: datetime.datetime,
+    limit: int,
+    lease: datetime.timedelta,
+    exclude: Sequence[int] = (),
+) -> list[Claim]:
+    """Lease up to ``limit`` quarantined rows past their grace period (rows another purge holds, by
+    lock or by an unexpired lease, are skipped). The caller commits at once: no lock is held while
+    S3 is asked. ``exclude`` lists ledger ids this run has already looked at."""
     rows = conn.execute(
-        text("""SELECT id, annotation_id, dataset_id, s3_metadata_path, approved_at IS NOT NULL AS approved
-                FROM annotation_quarantine
-                WHERE status = 'quarantined' AND purge_after <= :now AND id <> ALL(CAST(:exclude AS bigint[]))
-                ORDER BY purge_after, id
-                LIMIT :limit
-                FOR UPDATE SKIP LOCKED"""),
-        {"now": now, "limit": limit, "exclude": list(exclude)},
+        text("""UPDATE annotation_quarantine q SET claimed_until = :until
+                FROM (SELECT id FROM annotation_quarantine
+                      WHERE status = 'quarantined' AND purge_after <= :now
+                        AND (claimed_until IS NULL OR claimed_until <= :now)
+                        AND id <> ALL(CAST(:exclude AS bigint[]))
+                      ORDER BY purge_after, id
+                      LIMIT :limit
+                      FOR UPDATE SKIP LOCKED) AS due
+                WHERE q.id = due.id
+                RETURNING q.id, q.annotation_id, q.dataset_id, q.s3_metadata_path, q.metadata_key,
+                          q.approved_at IS NOT NULL AS approved"""),
+        {"now": now, "until": now + lease, "limit": limit, "exclude": list(exclude)},
     ).all()
-    return [DueEntry(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.approved) for r in rows]
+    claims = [Claim(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.metadata_key, r.approved) for r in rows]
+    return sorted(claims, key=lambda c: c.quarantine_id)
 
 
-def open_counts(conn: Connection, dataset_ids: Sequence[int | None]) -> dict[int | None, int]:
-    """Open (quarantined or held) rows per dataset."""
+def lock_claims(conn: Connection, claims: Sequence[Claim]) -> list[Claim]:
+    """Lock the claimed rows that are still quarantined, as they are now (an event may have released one,
+    an operator approved one meanwhile). Held briefly: no S3 call happens under this lock."""
+    if not claims:
+        return []
+    rows = conn.execute(
+        text("""SELECT id, annotation_id, dataset_id, s3_metadata_path, metadata_key,
+                       approved_at IS NOT NULL AS approved
+                FROM annotation_quarantine
+                WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'
+                ORDER BY id FOR UPDATE"""),
+        {"ids": [c.quarantine_id for c in claims]},
+    ).all()
+    return [Claim(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.metadata_key, r.approved) for r in rows]
+
+
+def end_claims(conn: Connection, quarantine_ids: Sequence[int]) -> None:
+    """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them."""
+    if quarantine_ids:
+        conn.execute(
+            text("UPDATE annotation_quarantine SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))"),
+            {"ids": list(quarantine_ids)},
+        )
+
+
+def annotations_by_ids(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, AnnotationRef]:
+    """The current rows of these annotations (absent ones are missing from the answer)."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
+            "WHERE a.id = ANY(CAST(:ids AS integer[]))"
+        ),
+        {"ids": list(annotation_ids)},
+    )
+    return {ref.id: ref for ref in _refs(rows)}
+
+
+def open_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, int]:
+    """annotation id -> id of its open (quarantined or held) ledger row, for these annotations."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text("""SELECT annotation_id, id FROM annotation_quarantine
+                WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN ('quarantined', 'held')"""),
+        {"ids": list(annotation_ids)},
+    ).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def open_counts(
+    conn: Connection, dataset_ids: Sequence[int | None], *, except_annotations: Sequence[int] = ()
+) -> dict[int | None, int]:
+    """Open (quarantined or held) rows per dataset, leaving out those of ``except_annotations``."""
     rows = conn.execute(
         text("""SELECT dataset_id, count(*) FROM annotation_quarantine
                 WHERE status IN ('quarantined', 'held') AND dataset_id = ANY(CAST(:ids AS integer[]))
+                  AND annotation_id <> ALL(CAST(:skip AS integer[]))
                 GROUP BY dataset_id"""),
-        {"ids": [d for d in dataset_ids if d is not None]},
+        {"ids": [d for d in dataset_ids if d is not None], "skip": list(except_annotations)},
     ).all()
     return {r[0]: r[1] for r in rows}
 
@@ -245,3 +330,42 @@ def resolve_missing_files(conn: Connection, file_ids: Sequence[int], *, now: dat
         ),
         {"ids": list(file_ids), "now": now},
     ).rowcount
+
+
+def record_resurrections(
+    conn: Connection, keys: Sequence[str], *, now: datetime.datetime, since: datetime.datetime, found_by: str
+) -> list[tuple[int, str]]:
+    """Record, once each, the annotations purged since ``since`` whose metadata key is among ``keys``
+    (found in S3 again). Returns (annotation id, key) of those newly recorded."""
+    if not keys:
+        return []
+    rows = conn.execute(
+        text("""INSERT INTO annotation_resurrection
+                  (quarantine_id, annotation_id, dataset_id, metadata_key, purged_at, found_at, found_by)
+                SELECT q.id, q.annotation_id, q.dataset_id, q.metadata_key, q.resolved_at, :now, :found_by
+                FROM annotation_quarantine q
+                WHERE q.status = 'purged' AND q.metadata_key = ANY(CAST(:keys AS text[])) AND q.resolved_at >= :since
+                ON CONFLICT (quarantine_id) DO NOTHING
+                RETURNING annotation_id, metadata_key"""),
+        {"keys": list(keys), "now": now, "since": since, "found_by": found_by},
+    ).all()
+    return sorted((r[0], r[1]) for r in rows)
+
+
+def purged_keys_in_scope(conn: Connection, scope: Scope, *, since: datetime.datetime) -> list[str]:
+    """Metadata keys of the scope's annotations purged since ``since`` (a scan looks for them too)."""
+    rows = conn.execute(
+        text("""SELECT DISTINCT metadata_key FROM annotation_quarantine
+                WHERE status = 'purged' AND metadata_key IS NOT NULL AND resolved_at >= :since
+                  AND (CAST(:dataset_id AS integer) IS NULL OR dataset_id = :dataset_id)
+                  AND (CAST(:run_id AS integer) IS NULL OR run_id = :run_id)
+                  AND (CAST(:run_ids AS integer[]) IS NULL OR run_id = ANY(CAST(:run_ids AS integer[])))
+                ORDER BY 1"""),
+        {
+            "since": since,
+            "dataset_id": scope.dataset_id,
+            "run_id": scope.run_id,
+            "run_ids": list(scope.run_ids) if scope.run_ids is not None else None,
+        },
+    ).scalars()
+    return list(rows)

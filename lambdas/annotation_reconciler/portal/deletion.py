@@ -2,85 +2,108 @@
 
 Children first (the portal's foreign keys have no ``ON DELETE CASCADE``), set-based, inside
 the caller's transaction, with a JSON snapshot of every deleted row written to the ledger.
-The number of statements is fixed (ten) whatever the number of annotations, and the snapshots
-never leave the server::
+The number of statements is fixed (twelve) whatever the number of annotations, and the snapshots
+never leave the server. Each annotation is deleted only while its stored path is still the one it
+was judged on::
 
     with engine.begin() as conn:
-        result = delete_annotations(conn, [12, 13], source=Source.CLI, reason="metadata missing")
+        result = delete_annotations(conn, {12: "s3://b/…/a-1.0.json"}, source=Source.CLI, reason="metadata missing")
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger.models import Source, Status
 
-_DROP_SNAPSHOTS = text("DROP TABLE IF EXISTS pg_temp.reconciler_deletion_snapshot")
-
-# The snapshots stay in PostgreSQL: only ids and keys cross the wire (pg8000 encodes array
-# parameters in Python, so sending 3 KB of JSON per annotation back and forth was the purge's cost).
-# Each child table is aggregated once (GROUP BY), not per annotation: correlated subqueries were
-# fast on an analyzed database but scanned annotation_file per annotation on one without statistics
-# (a fresh restore, a bulk load before autovacuum: 15 s instead of 60 ms for 1,000 annotations).
-_SNAPSHOT = text("""
-CREATE TEMPORARY TABLE reconciler_deletion_snapshot ON COMMIT DROP AS
-WITH shapes AS (
-  SELECT s.annotation_id, jsonb_agg(to_jsonb(s) ORDER BY s.id) AS rows
-  FROM annotation_shape s WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY s.annotation_id
-), files AS (
-  SELECT s.annotation_id, jsonb_agg(to_jsonb(f) ORDER BY f.id) AS rows
-  FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
-  WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY s.annotation_id
-), authors AS (
-  SELECT w.annotation_id, jsonb_agg(to_jsonb(w) ORDER BY w.id) AS rows
-  FROM annotation_author w WHERE w.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY w.annotation_id
-), links AS (
-  SELECT m.annotation_id, jsonb_agg(to_jsonb(m) ORDER BY m.id) AS rows
-  FROM annotation_method_link m WHERE m.annotation_id = ANY(CAST(:ids AS integer[])) GROUP BY m.annotation_id
+_DROP = text("DROP TABLE IF EXISTS pg_temp.reconciler_deleted, pg_temp.reconciler_deletion_snapshot")
+_CREATE_DELETED = text(
+    "CREATE TEMPORARY TABLE reconciler_deleted (annotation_id integer, tbl text, row jsonb) ON COMMIT DROP"
 )
-SELECT a.id, r.dataset_id, a.run_id, a.s3_metadata_path,
-       jsonb_build_object(
-         'annotation', to_jsonb(a),
-         'annotation_shape', COALESCE(shapes.rows, '[]'::jsonb),
-         'annotation_file', COALESCE(files.rows, '[]'::jsonb),
-         'annotation_author', COALESCE(authors.rows, '[]'::jsonb),
-         'annotation_method_link', COALESCE(links.rows, '[]'::jsonb)
-       ) AS snapshot
-FROM annotation a
-LEFT JOIN run r ON r.id = a.run_id
-LEFT JOIN shapes ON shapes.annotation_id = a.id
-LEFT JOIN files ON files.annotation_id = a.id
-LEFT JOIN authors ON authors.annotation_id = a.id
-LEFT JOIN links ON links.annotation_id = a.id
-WHERE a.id = ANY(CAST(:ids AS integer[]))
+# The rows to delete: only those whose stored path is still the one that was judged.
+_TARGETS = text("""
+SELECT a.id FROM annotation a
+JOIN unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
+  ON a.id = e.id AND a.s3_metadata_path = e.path
 ORDER BY a.id
 """)
-
+# Children first (the portal's foreign keys have no ON DELETE CASCADE). Each DELETE writes what it
+# removed, from its own RETURNING, into the snapshot table: the audit is what went, not what a
+# separate read saw before (a child committed after that read would be deleted unrecorded).
 _DELETES = (
     (
         "annotation_file",
         text("""
-        DELETE FROM annotation_file WHERE annotation_shape_id IN
-          (SELECT id FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS integer[])))"""),
+        WITH d AS (DELETE FROM annotation_file f USING annotation_shape s
+                   WHERE f.annotation_shape_id = s.id AND s.annotation_id = ANY(CAST(:ids AS integer[]))
+                   RETURNING s.annotation_id AS aid, to_jsonb(f) AS row)
+        INSERT INTO reconciler_deleted SELECT aid, 'annotation_file', row FROM d"""),
     ),
-    ("annotation_shape", text("DELETE FROM annotation_shape WHERE annotation_id = ANY(CAST(:ids AS integer[]))")),
-    ("annotation_author", text("DELETE FROM annotation_author WHERE annotation_id = ANY(CAST(:ids AS integer[]))")),
+    (
+        "annotation_shape",
+        text("""
+        WITH d AS (DELETE FROM annotation_shape s WHERE s.annotation_id = ANY(CAST(:ids AS integer[]))
+                   RETURNING s.annotation_id AS aid, to_jsonb(s) AS row)
+        INSERT INTO reconciler_deleted SELECT aid, 'annotation_shape', row FROM d"""),
+    ),
+    (
+        "annotation_author",
+        text("""
+        WITH d AS (DELETE FROM annotation_author w WHERE w.annotation_id = ANY(CAST(:ids AS integer[]))
+                   RETURNING w.annotation_id AS aid, to_jsonb(w) AS row)
+        INSERT INTO reconciler_deleted SELECT aid, 'annotation_author', row FROM d"""),
+    ),
     (
         "annotation_method_link",
-        text("DELETE FROM annotation_method_link WHERE annotation_id = ANY(CAST(:ids AS integer[]))"),
+        text("""
+        WITH d AS (DELETE FROM annotation_method_link m WHERE m.annotation_id = ANY(CAST(:ids AS integer[]))
+                   RETURNING m.annotation_id AS aid, to_jsonb(m) AS row)
+        INSERT INTO reconciler_deleted SELECT aid, 'annotation_method_link', row FROM d"""),
     ),
-    ("annotation", text("DELETE FROM annotation WHERE id = ANY(CAST(:ids AS integer[])) RETURNING id")),
 )
+# The annotation itself, again only where the stored path is still the judged one: a concurrent
+# rewrite of the path (the portal's importer) makes the row not match, and the caller rolls back.
+_DELETE_ANNOTATIONS = text("""
+WITH d AS (DELETE FROM annotation a
+           USING unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
+           WHERE a.id = e.id AND a.s3_metadata_path = e.path
+           RETURNING a.id AS aid, to_jsonb(a) AS row)
+INSERT INTO reconciler_deleted SELECT aid, 'annotation', row FROM d RETURNING annotation_id
+""")
+_SNAPSHOT = text("""
+CREATE TEMPORARY TABLE reconciler_deletion_snapshot ON COMMIT DROP AS
+WITH grouped AS (
+  SELECT c.annotation_id AS id,
+         (array_agg(c.row) FILTER (WHERE c.tbl = 'annotation'))[1] AS annotation,
+         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_shape') AS shapes,
+         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_file') AS files,
+         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_author') AS authors,
+         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_method_link')
+           AS links
+  FROM reconciler_deleted c GROUP BY c.annotation_id
+)
+SELECT g.id, r.dataset_id, CAST(g.annotation ->> 'run_id' AS integer) AS run_id,
+       g.annotation ->> 's3_metadata_path' AS s3_metadata_path,
+       jsonb_build_object(
+         'annotation', g.annotation,
+         'annotation_shape', COALESCE(g.shapes, '[]'::jsonb),
+         'annotation_file', COALESCE(g.files, '[]'::jsonb),
+         'annotation_author', COALESCE(g.authors, '[]'::jsonb),
+         'annotation_method_link', COALESCE(g.links, '[]'::jsonb)
+       ) AS snapshot
+FROM grouped g LEFT JOIN run r ON r.id = CAST(g.annotation ->> 'run_id' AS integer)
+WHERE g.annotation IS NOT NULL
+""")
 
 _MARK_PURGED = text("""
 UPDATE annotation_quarantine q
-SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = d.snapshot
+SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = d.snapshot, claimed_until = NULL
 FROM reconciler_deletion_snapshot d
-WHERE q.annotation_id = d.id AND d.id = ANY(CAST(:ids AS integer[])) AND q.status IN ('quarantined', 'held')
+WHERE q.annotation_id = d.id AND q.status IN ('quarantined', 'held')
 RETURNING q.annotation_id
 """)
 
@@ -92,8 +115,13 @@ SELECT d.id, d.dataset_id, d.run_id, d.s3_metadata_path, k.key, :source, :reason
        :now, :now, :now, :reason, d.snapshot
 FROM reconciler_deletion_snapshot d
 LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[])) AS k(id, key) ON k.id = d.id
-WHERE d.id = ANY(CAST(:ids AS integer[])) AND NOT (d.id = ANY(CAST(:updated AS integer[])))
+WHERE NOT (d.id = ANY(CAST(:updated AS integer[])))
 """)
+
+
+class ConcurrentChangeError(RuntimeError):
+    """A row changed while it was being deleted (its stored path was rewritten, or a child was added):
+    the caller's transaction must roll back, and nothing of the batch is deleted."""
 
 
 _ORPHANS = text("""
@@ -126,56 +154,63 @@ class DeletionResult:
 
 def delete_annotations(
     conn: Connection,
-    annotation_ids: Sequence[int],
+    expected_paths: Mapping[int, str],
     *,
     source: Source,
     reason: str,
     metadata_keys: Mapping[int, str | None] | None = None,
     now: datetime.datetime | None = None,
 ) -> DeletionResult:
-    """Delete the annotations and all their children in the caller's transaction; audit each one.
+    """Delete the annotations (id -> the stored path they were judged on) and all their children in
+    the caller's transaction; audit each one with a snapshot of exactly the rows deleted.
 
-    An open ledger row (quarantined or held) of a deleted annotation becomes ``purged`` with the
-    snapshot; an annotation without one gets a new ``purged`` row with ``source``. Ids that no
-    longer exist are ignored (another run already deleted them).
+    A row whose stored path is no longer the judged one is not deleted (and is not in the result);
+    one that changes *during* the call raises :class:`ConcurrentChangeError` (roll back). An open
+    ledger row (quarantined or held) of a deleted annotation becomes ``purged`` with the snapshot;
+    an annotation without one gets a new ``purged`` row with ``source``. Ids that no longer exist
+    are ignored (another run already deleted them).
     """
     result = DeletionResult()
-    ids = sorted(set(annotation_ids))
+    if not expected_paths:
+        return result
+    pairs = sorted(expected_paths.items())
+    params = {"ids": [i for i, _ in pairs], "paths": [p for _, p in pairs]}
+    ids = list(conn.execute(_TARGETS, params).scalars())
     if not ids:
         return result
     now = now or datetime.datetime.now(datetime.UTC)
-    conn.execute(_DROP_SNAPSHOTS)  # a second call in the same transaction starts afresh
-    if not conn.execute(_SNAPSHOT, {"ids": ids}).rowcount:
-        conn.execute(_DROP_SNAPSHOTS)
-        return result
-    deleted: list[int] = []
+    conn.execute(_DROP)  # a second call in the same transaction starts afresh
+    conn.execute(_CREATE_DELETED)
     for table, statement in _DELETES:
-        outcome = conn.execute(statement, {"ids": ids})
-        if table == "annotation":
-            # Only what this call deleted is audited: a concurrent deleter may have won a row
-            # (no row lock is taken, so the role needs no UPDATE privilege on the portal tables).
-            deleted = sorted(outcome.scalars())
-            result.rows[table] = len(deleted)
-        else:
-            result.rows[table] = outcome.rowcount
-    if deleted:
-        updated = conn.execute(_MARK_PURGED, {"ids": deleted, "now": now, "reason": reason}).scalars().all()
-        keys = {k: v for k, v in (metadata_keys or {}).items() if v is not None}
-        conn.execute(
-            _INSERT_PURGED,
-            {
-                "ids": deleted,
-                "updated": list(updated),
-                "key_ids": list(keys),
-                "keys": list(keys.values()),
-                "source": source.value,
-                "reason": reason,
-                "now": now,
-            },
+        result.rows[table] = conn.execute(statement, {"ids": ids}).rowcount
+    targets = {i: expected_paths[i] for i in ids}
+    deleted = sorted(
+        conn.execute(_DELETE_ANNOTATIONS, {"ids": list(targets), "paths": list(targets.values())}).scalars()
+    )
+    if deleted != ids:
+        changed = sorted(set(ids) - set(deleted))
+        raise ConcurrentChangeError(
+            f"annotations {changed[:10]} changed while being deleted (stored path rewritten); nothing of this batch "
+            "is deleted"
         )
-    conn.execute(_DROP_SNAPSHOTS)
+    result.rows["annotation"] = len(deleted)
+    conn.execute(_SNAPSHOT)
+    updated = conn.execute(_MARK_PURGED, {"now": now, "reason": reason}).scalars().all()
+    keys = {k: v for k, v in (metadata_keys or {}).items() if v is not None}
+    conn.execute(
+        _INSERT_PURGED,
+        {
+            "updated": list(updated),
+            "key_ids": list(keys),
+            "keys": list(keys.values()),
+            "source": source.value,
+            "reason": reason,
+            "now": now,
+        },
+    )
+    conn.execute(_DROP)
     result.annotation_ids = deleted
     return result
 
 
-__all__ = ["DeletionResult", "Status", "count_orphans", "delete_annotations"]
+__all__ = ["ConcurrentChangeError", "DeletionResult", "Status", "count_orphans", "delete_annotations"]

@@ -1,0 +1,174 @@
+"""The one deletion flow: every path that deletes annotations (the purge, the importer's sibling
+cleanup, ``cleanup-stale-annotations``) hands its candidate rows and its listings to
+:func:`delete_stale`, which asks :func:`lifecycle.decide` and carries out the answer in the
+caller's transaction::
+
+    with engine.begin() as conn:
+        candidates = ...  # rows read in this transaction, with their current stored paths
+        outcome = delete_stale(conn, candidates, listings, layout, policy, source=Source.IMPORTER, reason=...)
+    outcome.deleted, outcome.held, outcome.unknown
+
+No path keeps its own guard, re-check or deletion statement.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
+from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.portal.deletion import delete_annotations
+
+log = logging.getLogger(__name__)
+#: How many ids a log line names before it only counts the rest.
+LOG_IDS = 20
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a deletion path may act: the mass-deletion guard's fraction (None: no guard), dry run, and
+    the grace period given to rows it holds or quarantines."""
+
+    max_fraction: float | None
+    dry_run: bool = False
+    grace: datetime.timedelta = datetime.timedelta(0)
+
+
+@dataclass
+class DeletionOutcome:
+    """What the flow did with its candidates (in dry run, ``would_delete`` instead of ``deleted``)."""
+
+    decisions: lifecycle.Decisions = field(default_factory=lifecycle.Decisions)
+    deleted: list[int] = field(default_factory=list)
+    would_delete: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    rows_deleted: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def unknown(self) -> list[Decision]:
+        return self.decisions.of(Verdict.UNKNOWN)
+
+    @property
+    def held_datasets(self) -> dict[int | None, tuple[int, int]]:
+        return self.decisions.held_datasets
+
+
+def ids_of(items: Sequence[Decision]) -> str:
+    """A bounded list of annotation ids for a log line."""
+    ids = [d.candidate.annotation_id for d in items]
+    shown = ", ".join(str(i) for i in ids[:LOG_IDS])
+    return shown + (f" and {len(ids) - LOG_IDS} more" if len(ids) > LOG_IDS else "")
+
+
+def fresh_candidates(refs: Sequence[AnnotationRef], *, approved: bool = False) -> list[Candidate]:
+    """Rows found stale by a path that has no ledger row for them (the importer, the CLI)."""
+    return [Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=approved) for r in refs]
+
+
+def gather_evidence(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    listings: Mapping[str, frozenset[str] | BaseException],
+    policy: Policy,
+) -> lifecycle.Evidence:
+    """The listings, plus the dataset counts the guard needs (read in the caller's transaction)."""
+    if policy.max_fraction is None:
+        return lifecycle.Evidence(listings)
+    datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
+    ids = [c.annotation_id for c in candidates]
+    return lifecycle.Evidence(
+        listings,
+        repo.open_counts(conn, datasets, except_annotations=ids),
+        repo.annotation_totals(conn, datasets),
+    )
+
+
+def delete_stale(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    listings: Mapping[str, frozenset[str] | BaseException],
+    layout: BucketLayout,
+    policy: Policy,
+    *,
+    source: Source,
+    reason: str,
+    now: datetime.datetime,
+) -> DeletionOutcome:
+    """Decide every candidate and carry out the decisions, in the caller's transaction.
+
+    - delete: through the one deletion routine, only while the row's stored path is the judged one;
+    - release: the candidate's open ledger row is closed with the decision's reason;
+    - held: its ledger row is held (a new held row for a candidate without one);
+    - unknown: nothing, logged with its reason.
+    """
+    evidence = gather_evidence(conn, candidates, listings, policy)
+    decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
+    outcome = DeletionOutcome(decisions)
+    _release(conn, decisions.of(Verdict.RELEASE), outcome, now)
+    _hold(conn, decisions.of(Verdict.HELD), outcome, source, now, policy)
+    unknown = decisions.of(Verdict.UNKNOWN)
+    if unknown:
+        log.warning(
+            "%d annotations left in place, S3 or the configuration could not say (%s); first: %s",
+            len(unknown),
+            ids_of(unknown),
+            unknown[0].reason,
+        )
+    doomed = decisions.of(Verdict.DELETE)
+    if policy.dry_run:
+        outcome.would_delete = sorted(d.candidate.annotation_id for d in doomed)
+        return outcome
+    paths = {d.candidate.annotation_id: d.candidate.stored_path for d in doomed if d.candidate.stored_path}
+    deleted = delete_annotations(
+        conn,
+        paths,
+        source=source,
+        reason=reason,
+        metadata_keys={d.candidate.annotation_id: d.key for d in doomed},
+        now=now,
+    )
+    outcome.deleted = deleted.annotation_ids
+    outcome.rows_deleted.update(deleted.rows)
+    return outcome
+
+
+def _release(conn: Connection, items: list[Decision], outcome: DeletionOutcome, now: datetime.datetime) -> None:
+    with_rows = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
+    outcome.released = repo.release_rows(conn, [(q, r) for q, r in with_rows if q is not None], now=now)
+    changed = [d for d in items if d.key is None and d.candidate.stored_path is not None]
+    for decision in changed[:LOG_IDS]:
+        log.warning("annotation %d released: %s", decision.candidate.annotation_id, decision.reason)
+
+
+def _hold(
+    conn: Connection,
+    items: list[Decision],
+    outcome: DeletionOutcome,
+    source: Source,
+    now: datetime.datetime,
+    policy: Policy,
+) -> None:
+    if not items:
+        return
+    quarantined = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
+    repo.hold(conn, [(q, r) for q, r in quarantined if q is not None])
+    fresh: dict[str, list[tuple[AnnotationRef, str | None]]] = defaultdict(list)
+    for d in items:
+        c = d.candidate
+        if c.quarantine_id is None and c.stored_path is not None:
+            fresh[d.reason].append((AnnotationRef(c.annotation_id, c.stored_path, c.dataset_id, c.run_id), d.key))
+    if not policy.dry_run:
+        for reason, refs in fresh.items():
+            repo.quarantine(conn, refs, source=source, reason=reason, now=now, grace=policy.grace, status=Status.HELD)
+    outcome.held = sorted(d.candidate.annotation_id for d in items)
+    log.error("held %d annotations for an operator (%s): %s", len(items), ids_of(items), items[0].reason)
