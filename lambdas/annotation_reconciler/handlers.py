@@ -44,6 +44,12 @@ def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
     _count("AnnotationsReleased", len(result.released))
     _count("EventsIgnored", sum(result.ignored.values()))
     _count("AnnotationFilesMissing", result.missing_files)
+    _count("AnnotationsResurrected", len(result.resurrected))
+    if result.resurrected:
+        logger.error(
+            "purged annotations have their metadata back in S3: see `annotation-reconciler status`",
+            extra={"resurrected": [{"annotation_id": a, "key": k} for a, k in result.resurrected[:20]]},
+        )
     if result.quarantined or result.released:
         logger.info("events applied", extra={"quarantined": result.quarantined, "released": result.released})
     if result.ignored:
@@ -115,6 +121,7 @@ def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconc
     _count("AnnotationsReleased", len(result.released))
     _count("AnnotationsHeld", len(result.held))
     _count("AnnotationsUnverifiable", len(result.unverifiable))
+    _count("AnnotationsResurrected", len(result.resurrected))
     if result.held:
         metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
         logger.error("empty listings held annotations for an operator", extra={"held": result.held})
@@ -146,6 +153,8 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _count("AnnotationsWouldPurge", len(purge.would_purge))
         _count("AnnotationsReleased", len(purge.released))
         _count("AnnotationsHeld", len(purge.held))
+        _count("AnnotationsUnverifiable", len(purge.unknown))
+        _count("PurgeBatchesRolledBack", len(purge.errors))
         if purge.held:
             metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(purge.held))
             logger.error(

@@ -17,6 +17,7 @@ from annotation_reconciler.db_import import IngestResult, ingest
 from annotation_reconciler.db_import.base import StoredPaths
 from annotation_reconciler.db_import.importers import AnnotationImporter
 from annotation_reconciler.db_import.service import LOCK_NAMESPACE
+from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.synthetic import (
@@ -30,7 +31,10 @@ from annotation_reconciler.local.synthetic import (
 )
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, StorageError
+from support.world import Clock
 from support.world import count_orphans as orphans
 
 BUCKET = "cryoet-data-portal-public"
@@ -118,6 +122,7 @@ def ledger(engine: Engine) -> list[Any]:
 
 def run_ingest(engine: Engine, s3: Any, **options: Any) -> IngestResult:
     options.setdefault("dataset_id", 10001)
+    options.setdefault("max_purge_fraction", 0.5)
     storage = options.pop("storage", None) or S3Storage(s3, BUCKET)
     return ingest(engine, storage, LAYOUT, **options)
 
@@ -285,7 +290,9 @@ def test_import_annotations_files_removes_stale(engine: Engine, s3: Any) -> None
     assert len(entry.snapshot["annotation_file"]) == removed_children["annotation_file"]
 
 
-def test_duplicates_from_earlier_ingestions_are_removed(engine: Engine, s3: Any) -> None:
+def test_duplicates_whose_metadata_is_present_are_kept_and_reported(engine: Engine, s3: Any) -> None:
+    """Two rows of one natural key and one metadata key: the bound (else oldest) row is updated, the other
+    is left in place and reported: its metadata is in S3, so no deletion path may take it."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
     write_bucket(s3, portal, create=False)
     ids = write_rows(engine, portal)
@@ -298,10 +305,20 @@ def test_duplicates_from_earlier_ingestions_are_removed(engine: Engine, s3: Any)
             FROM annotation WHERE id = :id RETURNING id""")
         duplicate = conn.execute(copy, {"id": original}).scalar_one()
 
+    with engine.begin() as conn:  # the copy is bound to the voxel spacing, the original is not: the copy is kept
+        conn.execute(text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = :id"), {"id": original})
+        conn.execute(text("UPDATE annotation SET annotation_method = 'stale copy' WHERE id = :id"), {"id": duplicate})
+
     result = run_ingest(engine, s3)
 
-    assert result.ok and result.removed_annotation_ids == [duplicate]
-    assert counts(engine) == expected_counts(portal, portal.annotations)
+    assert result.ok and result.removed_annotation_ids == []
+    [report] = result.voxel_spacings
+    assert [aid for aid, _ in report.left_in_place] == [original]
+    assert "metadata present" in report.left_in_place[0][1]
+    with engine.connect() as conn:
+        method = conn.execute(text("SELECT annotation_method FROM annotation WHERE id = :id"), {"id": duplicate})
+        assert method.scalar_one() != "stale copy"  # the bound row is the one the import updated
+    assert counts(engine)["annotation"] == expected_counts(portal, portal.annotations)["annotation"] + 1
 
 
 def test_cleanup_is_scoped_to_the_voxel_spacing(engine: Engine, s3: Any) -> None:
@@ -501,7 +518,7 @@ def test_cleanup_costs_constant_statements(
 
         event.listen(target, "before_cursor_execute", count)
         try:
-            return statements, run_ingest(target, s3)
+            return statements, run_ingest(target, s3, max_purge_fraction=1.0)
         finally:
             event.remove(target, "before_cursor_execute", count)
 
@@ -512,3 +529,158 @@ def test_cleanup_costs_constant_statements(
     assert small_result.ok and large_result.ok
     assert small["cleanup"] == large["cleanup"] > 0
     assert small["import"] == large["import"]
+
+
+# --- what the importer may never delete (issue 13) --------------------------------------------------------------
+
+
+def annotation_ids(engine: Engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT id FROM annotation")).scalars())
+
+
+@pytest.mark.parametrize("stray", ["VoxelSpacing13.48", "VoxelSpacing13.4800", "VoxelSpacing013.480"])
+def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: Any, stray: str) -> None:
+    """A stray folder that parses to the same voxel spacing must not wipe it, whichever one lists first."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    s3.put_object(Bucket=BUCKET, Key=f"10001/TS_000/Reconstructions/{stray}/Tomograms/100/t.mrc", Body=b"")
+    before = annotation_ids(engine)
+
+    for _ in range(2):  # re-running keeps them too
+        result = run_ingest(engine, s3, max_purge_fraction=1.0)
+        assert not result.ok and any("aliased folders" in p.message and stray in p.message for p in result.problems)
+        assert result.removed_annotation_ids == [] and annotation_ids(engine) == before
+    dry = run_ingest(engine, s3, max_purge_fraction=1.0, dry_run=True)
+    assert dry.removed_annotation_ids == [] and set(ids.values()) == before
+    assert all(r.cleanup_off == "aliased folders in the run" for r in dry.voxel_spacings)
+
+
+def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(engine: Engine, s3: Any) -> None:
+    """A legacy row whose metadata is under voxel spacing A but with a file in B, and a row of run R2 bound
+    to R1's voxel spacing (a bad backfill): importing B / R1 lists only there, which proves nothing of them."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    a_spacing, b_spacing = portal.runs[0].voxel_spacings
+    legacy = ids[in_run(portal, "TS_000", a_spacing)[0].metadata_key]
+    foreign = ids[in_run(portal, "TS_001", a_spacing)[0].metadata_key]
+    with engine.begin() as conn:
+        vs = dict(
+            conn.execute(
+                text("""SELECT v.voxel_spacing, v.id FROM tomogram_voxel_spacing v JOIN run r ON r.id = v.run_id
+                        WHERE r.name = 'TS_000'""")
+            ).all()
+        )
+        conn.execute(text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = :id"), {"id": legacy})
+        conn.execute(  # one of the legacy row's files now points at voxel spacing B
+            text("""UPDATE annotation_file SET tomogram_voxel_spacing_id = :b WHERE id = (
+                      SELECT min(f.id) FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                      WHERE s.annotation_id = :id)"""),
+            {"b": vs[b_spacing], "id": legacy},
+        )
+        conn.execute(  # a row of TS_001 bound to TS_000's voxel spacing A
+            text("UPDATE annotation SET tomogram_voxel_spacing_id = :a WHERE id = :id"),
+            {"a": vs[a_spacing], "id": foreign},
+        )
+    before = annotation_ids(engine)
+
+    first = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=b_spacing, max_purge_fraction=1.0)
+    second = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=a_spacing, max_purge_fraction=1.0)
+
+    assert first.removed_annotation_ids == [] and second.removed_annotation_ids == []
+    assert annotation_ids(engine) == before  # nothing deleted, nothing re-inserted under a new id
+    left = {aid: why for r in (*first.voxel_spacings, *second.voxel_spacings) for aid, why in r.left_in_place}
+    assert "not under a completely listed prefix" in left[legacy]
+    assert "not under a completely listed prefix" in left[foreign]
+
+
+def test_files_of_another_voxel_spacing_survive_the_file_cleanup(engine: Engine, s3: Any) -> None:
+    """An annotation whose files span two voxel spacings: importing one never deletes the other's files."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    first, second = portal.runs[0].voxel_spacings
+    annotation = ids[in_run(portal, "TS_000", first)[0].metadata_key]
+    with engine.begin() as conn:
+        second_id = conn.execute(
+            text("SELECT id FROM tomogram_voxel_spacing WHERE voxel_spacing = :v"), {"v": second}
+        ).scalar_one()
+        shape = conn.execute(
+            text("SELECT min(id) FROM annotation_shape WHERE annotation_id = :id"), {"id": annotation}
+        ).scalar_one()
+        conn.execute(
+            text("""INSERT INTO annotation_file (annotation_shape_id, tomogram_voxel_spacing_id, format, s3_path,
+                                                 https_path, is_visualization_default, source)
+                    VALUES (:shape, :vs, 'mrc', 's3://b/elsewhere.mrc', 'https://h/elsewhere.mrc', false,
+                            'dataset_author')"""),
+            {"shape": shape, "vs": second_id},
+        )
+
+    result = run_ingest(engine, s3, voxel_spacing=first, max_purge_fraction=1.0)
+
+    assert result.ok and result.removed["annotation_file"] == 0
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT count(*) FROM annotation_file WHERE s3_path = 's3://b/elsewhere.mrc'"))
+        assert kept.scalar_one() == 1
+
+
+def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: Engine, s3: Any) -> None:
+    """Beyond the fraction, the importer holds instead of deleting; approve + purge (re-checking S3) finishes."""
+    in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=6))
+    in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
+    write_bucket(s3, in_bucket, create=False)
+    ids = write_rows(engine, in_db)
+    stale = {ids[a.metadata_key] for a in stale_of(in_db, in_bucket)}
+    before = annotation_ids(engine)
+
+    result = run_ingest(engine, s3, max_purge_fraction=0.1)
+
+    [report] = result.voxel_spacings
+    assert result.removed_annotation_ids == [] and set(report.held_annotation_ids) == stale
+    assert annotation_ids(engine) == before
+    rows = ledger(engine)
+    assert {(r.annotation_id, r.status, r.source) for r in rows} == {(i, "held", "importer") for i in stale}
+    assert all("mass-deletion guard" in r.reason for r in rows)
+
+    clock = Clock()
+    settings = Settings.from_env(
+        {"RECONCILER_DB_URL": "postgresql+pg8000://u@h/db", "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
+    )
+    reconciler = Reconciler(engine, S3Storage(s3, BUCKET), settings, clock=clock)
+    assert reconciler.approve(10001, by="test") == len(stale)
+    purged = reconciler.purge()
+    assert set(purged.purged) == stale and annotation_ids(engine) == before - stale
+
+
+def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3: Any) -> None:
+    """Metadata moved to another folder: the Removed event quarantined the row, the importer found the new
+    key and rewrote the row; its quarantine is released, and a purge later deletes nothing."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    moved = portal.annotations[0]
+    new_key = moved.metadata_key.replace("/Annotations/100/", "/Annotations/150/")
+    s3.copy_object(Bucket=BUCKET, Key=new_key, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    s3.delete_object(Bucket=BUCKET, Key=moved.metadata_key)
+    clock = Clock()
+    settings = Settings.from_env(
+        {
+            "RECONCILER_DB_URL": "postgresql+pg8000://u@h/db",
+            "RECONCILER_BUCKET": BUCKET,
+            "RECONCILER_DRY_RUN": "false",
+            "RECONCILER_GRACE_PERIOD_HOURS": "1",
+            "RECONCILER_MAX_PURGE_FRACTION": "1",
+        }
+    )
+    reconciler = Reconciler(engine, S3Storage(s3, BUCKET), settings, clock=clock)
+    change = ObjectChange(BUCKET, moved.metadata_key, ChangeKind.REMOVED, "test")
+    assert reconciler.apply_changes([change]).quarantined == [ids[moved.metadata_key]]
+
+    run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert [(r.annotation_id, r.status) for r in ledger(engine)] == [(ids[moved.metadata_key], "released")]
+    clock.advance(hours=2)
+    assert reconciler.purge().purged == []
+    assert ids[moved.metadata_key] in annotation_ids(engine)

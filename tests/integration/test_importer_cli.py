@@ -47,8 +47,15 @@ def portal_db(db_factory: DatabaseFactory, worker_id: str) -> Iterator[tuple[str
     db_factory.drop(name)
 
 
-def invoke(endpoint: str, db_url: str, *args: str) -> Result:
-    env = {"AWS_ENDPOINT_URL": endpoint, "RECONCILER_DB_URL": db_url, "COLUMNS": "200"}
+def invoke(endpoint: str, db_url: str, *args: str, **extra_env: str) -> Result:
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "RECONCILER_DB_URL": db_url,
+        "COLUMNS": "200",
+        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+        "RECONCILER_IMPORTER_CLEANUP": None,
+        **extra_env,
+    }
     return CliRunner().invoke(ingest, ["--bucket", BUCKET, "--dataset-id", "10001", *args], env=env)
 
 
@@ -109,6 +116,35 @@ def test_dry_run_reports_and_writes_nothing_then_ingest_removes(
     assert real.exit_code == 0, real.output
     assert f"removed stale annotations [{ids[gone.metadata_key]}]" in real.output
     assert annotation_count(engine) == before - 1
+
+
+@pytest.mark.parametrize("switch", [("--no-cleanup",), ("RECONCILER_IMPORTER_CLEANUP", "false")])
+def test_the_cleanup_can_be_switched_off(
+    engine: Engine, db_url: str, bucket: tuple[Any, SyntheticPortal], moto_endpoint: str, switch: tuple[str, ...]
+) -> None:
+    client, portal = bucket
+    ids = write_rows(engine, portal)
+    gone = portal.annotations[0]
+    client.delete_object(Bucket=BUCKET, Key=gone.metadata_key)
+    if len(switch) == 1:
+        done = invoke(moto_endpoint, db_url, "--run-name", gone.run_name, switch[0])
+    else:
+        done = invoke(moto_endpoint, db_url, "--run-name", gone.run_name, **{switch[0]: switch[1]})
+    assert done.exit_code == 0, done.output
+    assert "sibling cleanup not run (switched off)" in done.output
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM annotation WHERE id = :id"), {"id": ids[gone.metadata_key]}
+            ).scalar_one()
+            == 1
+        )
+        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 0
+
+
+def test_a_typo_in_the_cleanup_switch_is_refused(db_url: str, moto_endpoint: str) -> None:
+    done = invoke(moto_endpoint, db_url, RECONCILER_IMPORTER_CLEANUP="flase")
+    assert done.exit_code == 2 and "RECONCILER_IMPORTER_CLEANUP='flase' is not a boolean" in done.output
 
 
 def test_unreadable_metadata_exits_1_and_removes_nothing(

@@ -8,6 +8,7 @@ skipped), 2 on bad usage or configuration.
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 
 import click
@@ -20,7 +21,7 @@ from annotation_reconciler.db_import import IngestResult, LedgerMissingError, se
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from annotation_reconciler.settings import validate_bucket
+from annotation_reconciler.settings import parse_bool, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
@@ -66,6 +67,19 @@ class _ProgressBar:
 @click.option("--db-url", envvar="RECONCILER_DB_URL", help="Database URL (default: $RECONCILER_DB_URL).")
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
 @click.option("--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it).")
+@click.option(
+    "--cleanup/--no-cleanup",
+    default=None,
+    help="Remove the stale annotations of each imported voxel spacing (default: $RECONCILER_IMPORTER_CLEANUP, true).",
+)
+@click.option(
+    "--max-purge-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    envvar="RECONCILER_MAX_PURGE_FRACTION",
+    default=0.1,
+    show_default=True,
+    help="Hold (not delete) a dataset's stale annotations beyond this fraction of it, as the purge does.",
+)
 def ingest(
     bucket: str,
     dataset_id: int,
@@ -77,6 +91,8 @@ def ingest(
     db_url: str | None,
     endpoint_url: str | None,
     anonymous: bool,
+    cleanup: bool | None,
+    max_purge_fraction: float,
 ) -> None:
     """Import a dataset's runs, voxel spacings and annotations from S3; remove the stale annotations.
 
@@ -87,6 +103,8 @@ def ingest(
     try:
         validate_bucket("--bucket", bucket)
         layout = BucketLayout.from_prefix(bucket, s3_prefix)
+        if cleanup is None:
+            cleanup = parse_bool("RECONCILER_IMPORTER_CLEANUP", os.environ.get("RECONCILER_IMPORTER_CLEANUP", "true"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
@@ -97,7 +115,17 @@ def ingest(
     try:
         with _ProgressBar(console) as bar:
             result = service.ingest(
-                engine, storage, layout, dataset_id, run_name, https_prefix, dry_run, bar, voxel_spacing=voxel_spacing
+                engine,
+                storage,
+                layout,
+                dataset_id,
+                run_name,
+                https_prefix,
+                dry_run,
+                bar,
+                voxel_spacing=voxel_spacing,
+                cleanup=cleanup,
+                max_purge_fraction=max_purge_fraction,
             )
     except LedgerMissingError as exc:
         raise UsageError(str(exc)) from None
@@ -126,6 +154,16 @@ def print_result(console: Console, result: IngestResult) -> None:
         if report.removed_annotation_ids:
             verb = "would remove" if result.dry_run else "removed"
             console.print(f"{report.prefix}: {verb} stale annotations {report.removed_annotation_ids}")
+    for report in result.voxel_spacings:
+        if report.held_annotation_ids:
+            console.print(
+                f"[yellow]{report.prefix}: held stale annotations {report.held_annotation_ids} for an operator "
+                "(`annotation-reconciler status`, then `approve --dataset-id N`)"
+            )
+        for annotation_id, why in report.left_in_place[:20]:
+            console.print(f"[yellow]annotation {annotation_id} left in place: {why}", soft_wrap=True)
+        if report.cleanup_off:
+            console.print(f"{report.prefix}: sibling cleanup not run ({report.cleanup_off})")
     for prefix in result.skipped_scopes:
         console.print(f"[yellow]cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
     for row in result.legacy:

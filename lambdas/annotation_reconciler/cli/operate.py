@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 import click
@@ -156,6 +157,12 @@ def status(db_url: str | None, output: str) -> None:
                 "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
             )
         ).all()
+        resurrected = conn.execute(
+            text(
+                "SELECT annotation_id, metadata_key, purged_at, found_at, found_by FROM annotation_resurrection "
+                "WHERE resolved_at IS NULL ORDER BY found_at, annotation_id"
+            )
+        ).all()
     engine.dispose()
     report: dict[str, Any] = {
         "by_status": by_status,
@@ -170,6 +177,17 @@ def status(db_url: str | None, output: str) -> None:
         },
         "held_datasets": {str(d): c for d, c in held},
         "annotations_with_missing_files": {str(a): c for a, c in files},
+        "resurrected": [
+            {
+                "annotation_id": r.annotation_id,
+                "metadata_key": r.metadata_key,
+                "purged_at": r.purged_at.isoformat(),
+                "found_at": r.found_at.isoformat(),
+                "found_by": r.found_by,
+                "reingest": reingest_command(r.metadata_key),
+            }
+            for r in resurrected
+        ],
     }
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -188,6 +206,25 @@ def status(db_url: str | None, output: str) -> None:
         console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
     for annotation_id, count in files:
         console.print(f"annotation {annotation_id}: {count} data files missing from S3")
+    for item in report["resurrected"]:
+        console.print(
+            f"[red]purged annotation {item['annotation_id']} has its metadata back in S3 "
+            f"({item['metadata_key']}, found by {item['found_by']} at {item['found_at']}); re-ingest it: "
+            f"{item['reingest']}",
+            soft_wrap=True,
+        )
+
+
+def reingest_command(metadata_key: str) -> str:
+    """The ``annotation-reconciler ingest`` command that brings back the annotation of a metadata key."""
+    parts = metadata_key.split("/")
+    if len(parts) < 5 or parts[2] != "Reconstructions" or not parts[3].startswith("VoxelSpacing"):
+        return f"annotation-reconciler ingest --bucket BUCKET  # for {metadata_key}"
+    dataset, run, spacing = parts[0], parts[1], parts[3][len("VoxelSpacing") :]
+    return (
+        f"annotation-reconciler ingest --bucket $RECONCILER_BUCKET --dataset-id {dataset} "
+        f"--run-name {shlex.quote(run)} --voxel-spacing {spacing}"
+    )
 
 
 @click.command()

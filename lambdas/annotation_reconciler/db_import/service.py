@@ -34,6 +34,7 @@ from annotation_reconciler.db_import.importers import (
 )
 from annotation_reconciler.deletions import Policy
 from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.lifecycle import Verdict
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 
@@ -273,6 +274,11 @@ class _Ingestion:
         if annotations.deletion is not None:
             report.held_annotation_ids = annotations.deletion.held
             report.left_in_place = [(d.candidate.annotation_id, d.reason) for d in annotations.deletion.unknown]
+            report.left_in_place += [
+                (d.candidate.annotation_id, f"{d.reason}: a duplicate of a row the import updated")
+                for d in annotations.deletion.decisions.of(Verdict.RELEASE)
+            ]
+            report.left_in_place.sort()
         if annotation_outcome.removed_ids:
             log.info("%s: removed stale annotations %s", annotations.scope, ids_text(report.removed_annotation_ids))
         if off:
