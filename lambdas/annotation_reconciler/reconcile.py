@@ -10,6 +10,7 @@ Handlers and CLIs build a :class:`Reconciler` and call one method::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
@@ -472,7 +473,15 @@ class Reconciler:
             except ConcurrentChangeError as exc:
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
+                self._end_claims(claims)
+            except Exception:
+                self._end_claims(claims)  # best effort: else the lease runs out by itself
+                raise
         return result
+
+    def _end_claims(self, claims: Sequence[repo.Claim]) -> None:
+        with contextlib.suppress(Exception), self.engine.begin() as conn:
+            repo.end_claims(conn, [c.quarantine_id for c in claims])
 
     def _settle(
         self,

@@ -337,3 +337,75 @@ def test_no_database_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECONCILER_DB_URL", raising=False)
     result = CliRunner().invoke(module.cleanup_stale_annotations, ["--s3-bucket", BUCKET, "--run-id", "1"])
     assert result.exit_code == 2 and "--db-uri" in result.output and "RECONCILER_DB_URL" in result.output
+
+
+# --- what the cleanup may never delete (issue 13) -----------------------------------------------------------------
+
+
+def test_a_key_spelled_differently_in_s3_is_unverifiable_never_deleted(engine: Any, s3: Any, db_url: str) -> None:
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1))
+    first = world.portal.annotations[0]
+    folder = first.metadata_key.rsplit("/", 1)[0]
+    nfc, nfd = f"{folder}/ribosome-prot\u00e9ine-1.0.json", f"{folder}/ribosome-prote\u0301ine-1.0.json"
+    victim = world.ids[first.metadata_key]
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :i"),
+            {"p": f"s3://{BUCKET}/{nfc}", "i": victim},
+        )
+    world.delete(first.metadata_key)
+    world.restore(nfd)
+    result = invoke(world, "--no-dry-run", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["stale"] == [] and [u["annotation_id"] for u in report["unverifiable"]] == [victim]
+    assert "differs only in spelling" in report["unverifiable"][0]["why"]
+    assert victim in world.annotation_ids()
+
+
+def test_the_voxel_spacing_scope_takes_legacy_rows_with_files_there_only(world: World) -> None:
+    """A legacy row (NULL voxel spacing) whose files are all in voxel spacing B is not in voxel spacing A's scope."""
+    first = world.portal.dataset_ids[0]
+    here = voxel_spacing_id(world, first, "TS_000", 0)
+    there = voxel_spacing_id(world, first, "TS_000", 1)
+    in_b = next(
+        a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_000", 15.98)
+    )
+    in_a = next(
+        a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_000", 13.48)
+    )
+    ids = make_stale(world, [in_b, in_a])
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = ANY(:ids)"), {"ids": sorted(ids)}
+        )
+    result = invoke(world, "--voxel-spacing-id", str(here), "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert {s["annotation_id"] for s in report["stale"]} == {world.ids[in_a.metadata_key]}
+    result = invoke(world, "--voxel-spacing-id", str(there), "--output", "json")
+    report = json.loads(result.output[result.output.index("{") :])
+    assert {s["annotation_id"] for s in report["stale"]} == {world.ids[in_b.metadata_key]}
+
+
+def test_held_annotations_need_an_answer_or_approve_held(world: World) -> None:
+    """A voxel spacing whose every metadata file is gone (its data still there) is suspicious: --yes deletes the
+    ordinary stale annotations, records the held ones as held, and --approve-held deletes them too."""
+    first = world.portal.dataset_ids[0]
+    whole = [
+        a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_001", 13.48)
+    ]
+    single = [
+        a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_000", 13.48)
+    ][:1]
+    held, ordinary = make_stale(world, whole), make_stale(world, single)
+    before = world.annotation_ids()
+    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "held as suspicious" in result.output and "check --s3-bucket and --s3-prefix" in result.output
+    assert world.annotation_ids() == before - ordinary
+    assert {i: s for i, s in world.ledger().items() if i in held} == dict.fromkeys(held, "held")
+    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--yes", "--approve-held")
+    assert result.exit_code == 0, result.output
+    assert world.annotation_ids() == before - ordinary - held
+    assert {world.ledger()[i] for i in held} == {"purged"}

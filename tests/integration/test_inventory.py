@@ -111,10 +111,10 @@ def test_s3_error_during_confirmation_quarantines_nothing(world: World) -> None:
     world.delete(gone)
     url = report(world, [k for k in keys if k != gone])
     failing = boto3.client("s3", region_name="us-west-2")
-    stub = Stubber(failing)
-    for _ in range(6):
-        stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+    stub = Stubber(failing)  # the confirmation's one LIST of the key's prefix fails
+    stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
     with stub:
         result = world.reconciler(s3=failing).scan_inventory(url, inventory_client=world.s3)
+        stub.assert_no_pending_responses()
     assert result.candidates == 1 and result.unconfirmed == 1 and result.quarantined == []
     assert world.ledger() == {}

@@ -304,7 +304,12 @@ def test_no_sql_text_is_formatted_from_values() -> None:
 # --- the least-privilege database role ------------------------------------------------------------
 
 GRANTS = resources.files("annotation_reconciler.ledger").joinpath("grants.sql").read_text()
-RECONCILER_TABLES = {"annotation_quarantine", "missing_annotation_file", "annotation_reconciler_alembic_version"}
+RECONCILER_TABLES = {
+    "annotation_quarantine",
+    "missing_annotation_file",
+    "annotation_resurrection",
+    "annotation_reconciler_alembic_version",
+}
 
 
 @pytest.fixture

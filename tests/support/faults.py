@@ -75,7 +75,7 @@ def record_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 class ConnectionKiller:
-    """After the ``occurrence``-th statement starting with ``statement_start``, terminate that connection's
+    """After the ``occurrence``-th statement containing ``statement_start``, terminate that connection's
     server process, as a database failover or a network cut would::
 
         with ConnectionKiller(engine, "DELETE FROM annotation_shape") as killer:
@@ -95,7 +95,7 @@ class ConnectionKiller:
         event.remove(self.engine, "after_cursor_execute", self._after)
 
     def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().startswith(self.statement_start):
+        if self.statement_start in statement:
             self.seen += 1
             if self.seen == self.occurrence:
                 pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
