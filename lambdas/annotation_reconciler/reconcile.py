@@ -76,8 +76,17 @@ class SurveyResult:
 
     @property
     def found_again(self) -> list[str]:
-        """Keys of recently purged annotations that the listings hold."""
-        return [k for k in self.purged_keys if _listed(self.listings, k)]
+        """Keys of recently purged annotations that the listings hold, in any spelling."""
+        return [k for k in self.purged_keys if _listed_in_any_spelling(self.listings, k)]
+
+
+def _listed_in_any_spelling(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
+    spelling = lifecycle.canonical(key)
+    for prefix in lifecycle.listing_prefixes(key):
+        listing = listings.get(prefix)
+        if isinstance(listing, frozenset) and any(lifecycle.canonical(k) == spelling for k in listing):
+            return True
+    return False
 
 
 def _listed(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:

@@ -430,3 +430,17 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
     monkeypatch.setattr(reconciler, "list_prefixes", list_and_release)
     result = reconciler.purge()
     assert seen == [[victim]] and result.purged == [] and victim in world.annotation_ids()
+
+
+def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    victim = world.ids[key]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    assert reconciler.purge().purged == [victim]
+    folder, name = key.rsplit("/", 1)
+    twin = f"{folder}/{name[0].upper()}{name[1:]}"
+    world.restore(twin)
+    assert reconciler.apply_changes(created(twin, when="2026-01-01T02:00:00+00:00")).resurrected == [(victim, key)]

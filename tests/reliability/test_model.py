@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, metadata_document, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import count_orphans
@@ -47,7 +49,9 @@ from support.world import BUCKET, Clock, s3_notification, sqs_event
 
 EXAMPLES = int(os.environ.get("RECONCILER_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("RECONCILER_MODEL_STEPS", "50"))
-SPEC = PortalSpec(datasets=2, runs_per_dataset=2, annotations_per_voxel_spacing=3, zarr_chunks_per_annotation=0)
+SPEC = PortalSpec(
+    datasets=2, runs_per_dataset=2, annotations_per_voxel_spacing=3, zarr_chunks_per_annotation=0, path_style="mixed"
+)
 PORTAL = build_portal(SPEC)
 KEYS = PORTAL.metadata_keys
 DOCUMENTS = {a.metadata_key: json.dumps(metadata_document(PORTAL, a)).encode() for a in PORTAL.annotations}
@@ -58,7 +62,14 @@ REGION = "us-west-2"
 HTTPS_PREFIX = SPEC.https_prefix + "/"
 #: What every synthetic annotation has, and what the importer recreates from its metadata document.
 CHILDREN = {"annotation_shape": 2, "annotation_file": 3, "annotation_author": 2, "annotation_method_link": 1}
+#: A stored-path root that is well formed but wrong (the reconfiguration of finding 7).
+WRONG_PREFIX = f"s3://{BUCKET}/staging/"
 RULES = (
+    "move_key",
+    "respell_key",
+    "alias_folder",
+    "purge_with_wrong_prefix",
+    "purge_racing_a_reupload",
     "delete_key",
     "delete_run",
     "put_key",
@@ -99,6 +110,7 @@ class Harness:
     db_url: str
     seed_ids: dict[str, int]
     in_s3: set[str]
+    extra: set[str]
     stats: Counter[str]
 
 
@@ -112,8 +124,13 @@ class ReconcilerModel(RuleBasedStateMachine):
             conn.execute(text("SELECT model_seed.reset()"))
         for key in set(KEYS) - H.in_s3:  # what the previous example left deleted
             H.s3.put_object(Bucket=BUCKET, Key=key, Body=DOCUMENTS[key])
+        for key in H.extra:  # what it added: moved and respelled metadata, stray alias folders
+            H.s3.delete_object(Bucket=BUCKET, Key=key)
+        H.extra = set()
         H.in_s3 = set(KEYS)
         self.in_s3 = H.in_s3  # the model of the bucket: which metadata keys exist
+        self.documents = dict(DOCUMENTS)  # every metadata key the model may (re-)upload, and its document
+        self.retired: set[str] = set()  # original keys of moved or respelled metadata: never uploaded again
         self.key_of = {i: k for k, i in H.seed_ids.items()}  # every annotation id seen -> its metadata key
         self.deleted: set[int] = set()
         self.clock = Clock()
@@ -128,11 +145,12 @@ class ReconcilerModel(RuleBasedStateMachine):
         H.stats[f"rule {name}"] += 1
         event(f"rule {name}")
 
-    def reconciler(self, *, dry_run: bool | None = None) -> Reconciler:
+    def reconciler(self, *, dry_run: bool | None = None, s3_prefix: str = "") -> Reconciler:
         settings = Settings.from_env(
             {
                 "RECONCILER_DB_URL": H.db_url,
                 "RECONCILER_BUCKET": BUCKET,
+                "RECONCILER_S3_PREFIX": s3_prefix,
                 "RECONCILER_GRACE_PERIOD_HOURS": "1",
                 "RECONCILER_DRY_RUN": str(self.dry_run if dry_run is None else dry_run).lower(),
                 "RECONCILER_MAX_PURGE_FRACTION": "0.5",
@@ -165,12 +183,26 @@ class ReconcilerModel(RuleBasedStateMachine):
             rows = conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all()
         return {r[0]: r[1] for r in rows}
 
-    def _deleted(self, gone: set[int], by: str) -> None:
-        """Rows that just disappeared: each must have had its metadata absent from S3 at this moment."""
+    def _present(self, key: str) -> bool:
+        """The key, or a key that differs from it only in spelling (Unicode form, case), is in S3."""
+        return canonical(key) in {canonical(k) for k in self.in_s3}
+
+    def _deleted(self, gone: set[int], by: str, raced: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Rows that just disappeared: each must have had its metadata (in any spelling) absent from S3 at this
+        moment, except those whose key ``raced`` back during the deletion (then checked for a resurrection)."""
         for annotation_id in gone:
-            assert self.key_of[annotation_id] not in self.in_s3, f"{by} deleted {annotation_id} with metadata in S3"
+            key = self.key_of[annotation_id]
+            came_back = canonical(key) in {canonical(r) for r in raced}
+            assert came_back or not self._present(key), f"{by} deleted {annotation_id} with metadata in S3"
         self.deleted |= gone
         H.stats[f"deleted by {by}"] += len(gone)
+
+    def _refresh_keys(self) -> None:
+        """An importer run may rewrite stored paths (it adopts a moved or respelled key): follow the rows."""
+        for annotation_id, stored in self._rows().items():
+            key = LAYOUT.to_key(stored)
+            if key is not None:
+                self.key_of[annotation_id] = key
 
     # --- S3 ------------------------------------------------------------------------------
 
@@ -181,14 +213,80 @@ class ReconcilerModel(RuleBasedStateMachine):
 
     def _put(self, keys: list[str], prompt: bool) -> None:
         for key in keys:
-            H.s3.put_object(Bucket=BUCKET, Key=key, Body=DOCUMENTS[key])
+            H.s3.put_object(Bucket=BUCKET, Key=key, Body=self.documents[key])
         self.in_s3.update(keys)
         self._notify(keys, "ObjectCreated:Put", prompt)
 
-    @rule(key=st.sampled_from(KEYS), prompt=st.booleans())
-    def delete_key(self, key: str, prompt: bool) -> None:
+    @precondition(lambda self: bool(self.in_s3))
+    @rule(data=st.data(), prompt=st.booleans())
+    def delete_key(self, data: st.DataObject, prompt: bool) -> None:
         self._step("delete_key")
-        self._remove([key], prompt)
+        self._remove([data.draw(st.sampled_from(sorted(self.in_s3)), label="key")], prompt)
+
+    # --- the adversary's moves (issue 13) ------------------------------------------------------
+
+    def _live(self) -> list[tuple[int, str]]:
+        """Annotations in the database whose metadata key is in S3 as the row spells it."""
+        return sorted((i, k) for i, k in self.key_of.items() if i not in self.deleted and k in self.in_s3)
+
+    def _replace(self, annotation_id: int, old: str, new: str, prompt: bool, rewrite_row: bool) -> None:
+        H.s3.copy_object(Bucket=BUCKET, Key=new, CopySource={"Bucket": BUCKET, "Key": old})
+        H.extra.add(new)
+        self.documents[new] = self.documents[old]
+        self.in_s3.add(new)
+        self.retired.add(old)
+        self._remove([old], prompt)  # its Removed event may quarantine the row under the old key first
+        if rewrite_row:  # then the portal's own importer follows the move
+            with H.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+                    {"p": LAYOUT.s3_path(new), "id": annotation_id},
+                )
+            self.key_of[annotation_id] = new
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(data=st.data(), prompt=st.booleans())
+    def move_key(self, data: st.DataObject, prompt: bool) -> None:
+        """Metadata moves to another Annotations/NNN/ folder (same annotation_ingest_id); an external importer
+        rewrites the row's stored path; the Removed event of the old key arrives (now or later)."""
+        self._step("move_key")
+        annotation_id, old = data.draw(st.sampled_from(self._live()), label="annotation")
+        folder, number, name = old.rsplit("/", 2)
+        new = f"{folder}/{int(number) + 50}/{name}"
+        if new in self.in_s3 or new in self.documents:
+            return
+        self._replace(annotation_id, old, new, prompt, rewrite_row=True)
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(data=st.data(), prompt=st.booleans(), upper=st.booleans())
+    def respell_key(self, data: st.DataObject, prompt: bool, upper: bool) -> None:
+        """The object is replaced by a key that differs only in spelling (case, or a Unicode form of a name
+        with an accent); the row keeps its own spelling. Such a row is never judged missing."""
+        self._step("respell_key")
+        annotation_id, old = data.draw(st.sampled_from(self._live()), label="annotation")
+        folder, name = old.rsplit("/", 1)
+        new = f"{folder}/{name[0].upper()}{name[1:]}" if upper else f"{folder}/{name[0]}\u0301{name[1:]}"
+        if upper and new == old:
+            return
+        if not upper:  # the row holds the NFC form of the accented name, S3 gets the NFD form
+            nfc = unicodedata.normalize("NFC", new)
+            with H.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+                    {"p": LAYOUT.s3_path(nfc), "id": annotation_id},
+                )
+            self.key_of[annotation_id] = nfc
+        if new in self.documents:
+            return
+        self._replace(annotation_id, old, new, prompt, rewrite_row=False)
+
+    @rule(run=st.sampled_from(RUNS))
+    def alias_folder(self, run: tuple[int, str]) -> None:
+        """A stray folder that parses to the run's voxel spacing (VoxelSpacing13.48/ beside VoxelSpacing13.480/)."""
+        self._step("alias_folder")
+        key = f"{run[0]}/{run[1]}/Reconstructions/VoxelSpacing13.48/Tomograms/100/stray.mrc"
+        H.s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+        H.extra.add(key)
 
     @rule(run=st.sampled_from(RUNS), prompt=st.booleans())
     def delete_run(self, run: tuple[int, str], prompt: bool) -> None:
@@ -196,20 +294,26 @@ class ReconcilerModel(RuleBasedStateMachine):
         self._step("delete_run")
         self._remove(RUN_KEYS[run], prompt)
 
-    @precondition(lambda self: len(self.in_s3) < len(KEYS))
+    def _uploadable(self) -> list[str]:
+        return sorted(set(self.documents) - self.in_s3 - self.retired)
+
+    @precondition(lambda self: bool(self._uploadable()))
     @rule(data=st.data(), prompt=st.booleans())
     def put_key(self, data: st.DataObject, prompt: bool) -> None:
         """A deleted metadata file is uploaded again."""
         self._step("put_key")
-        self._put([data.draw(st.sampled_from(sorted(set(KEYS) - self.in_s3)), label="key")], prompt)
+        self._put([data.draw(st.sampled_from(self._uploadable()), label="key")], prompt)
 
-    @precondition(lambda self: len(self.in_s3) < len(KEYS))
+    def _runs_to_upload(self) -> list[tuple[int, str]]:
+        return [run for run in RUNS if set(RUN_KEYS[run]) - self.in_s3 - self.retired]
+
+    @precondition(lambda self: bool(self._runs_to_upload()))
     @rule(data=st.data(), prompt=st.booleans())
     def put_run(self, data: st.DataObject, prompt: bool) -> None:
         """A run's whole Annotations/ prefix is uploaded again (over what is left of it)."""
         self._step("put_run")
-        runs = [run for run in RUNS if not set(RUN_KEYS[run]) <= self.in_s3]
-        self._put(RUN_KEYS[data.draw(st.sampled_from(runs), label="run")], prompt)
+        run = data.draw(st.sampled_from(self._runs_to_upload()), label="run")
+        self._put(sorted(set(RUN_KEYS[run]) - self.in_s3 - self.retired), prompt)
 
     # --- delivery: duplicated, delayed, reordered, dropped --------------------------------
 
@@ -256,6 +360,56 @@ class ReconcilerModel(RuleBasedStateMachine):
         assert gone == set(result.purged) and (not self.dry_run or not gone)
         self._deleted(gone, "purge")
 
+    @rule()
+    def purge_with_wrong_prefix(self) -> None:
+        """RECONCILER_S3_PREFIX is changed to a well-formed but wrong root before a purge: rows with relative
+        stored paths now resolve to other keys, which are absent. Nothing may be deleted on that."""
+        self._step("purge_with_wrong_prefix")
+        self.clock.advance(hours=1.5)
+        before = set(self._rows())
+        result = self.reconciler(s3_prefix=WRONG_PREFIX).purge()
+        gone = before - set(self._rows())
+        H.stats["purge with a wrong prefix: unknown"] += len(result.unknown)
+        self._deleted(gone, "purge with a wrong prefix")
+
+    @rule(data=st.data())
+    def purge_racing_a_reupload(self, data: st.DataObject) -> None:
+        """Metadata is uploaded again after the purge listed its prefix and before its DELETE. The deletion
+        cannot be prevented (S3 and the database share no transaction): its Created event must record it."""
+        self._step("purge_racing_a_reupload")
+        self.clock.advance(hours=1.5)
+        reconciler = self.reconciler()
+        listed = reconciler.list_prefixes
+        raced: list[str] = []
+
+        def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
+            answer = listed(*args, **kwargs)
+            candidates = self._uploadable()
+            if candidates and not raced:
+                raced.append(data.draw(st.sampled_from(candidates), label="re-uploaded"))
+                H.s3.put_object(Bucket=BUCKET, Key=raced[0], Body=self.documents[raced[0]])
+                self.in_s3.add(raced[0])
+            return answer
+
+        reconciler.list_prefixes = list_then_reupload  # type: ignore[method-assign]
+        before = set(self._rows())
+        result = reconciler.purge()
+        gone = before - set(self._rows())
+        self._deleted(gone, "purge racing a re-upload", raced=set(raced))
+        if raced:
+            self._notify(raced, "ObjectCreated:Put", True)
+            lost = {i for i in gone if canonical(self.key_of[i]) == canonical(raced[0])}
+            with H.engine.connect() as conn:
+                found = set(
+                    conn.execute(
+                        text("SELECT annotation_id FROM annotation_resurrection WHERE annotation_id = ANY(:ids)"),
+                        {"ids": sorted(lost)},
+                    ).scalars()
+                )
+            assert lost <= found, f"purged {lost - found} while its metadata came back, and nothing recorded it"
+            H.stats["raced deletions recorded as resurrections"] += len(lost)
+        assert not self.dry_run or not result.purged
+
     @rule(run=st.sampled_from(RUNS))
     def ingest(self, run: tuple[int, str]) -> None:
         """The importer re-ingests a run (`ingest --dataset-id D --run-name R`): it upserts what S3 holds and
@@ -272,8 +426,10 @@ class ReconcilerModel(RuleBasedStateMachine):
             https_prefix=HTTPS_PREFIX,
             dry_run=self.dry_run,
             workers=1,
+            max_purge_fraction=0.5,
         )
-        assert result.ok, result.problems
+        expected = ("aliased folders", "found twice")
+        assert all(any(e in p.message for e in expected) for p in result.problems), result.problems
         after = self._rows()
         for annotation_id in set(after) - set(before):
             key = LAYOUT.to_key(after[annotation_id])
@@ -283,6 +439,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         if self.dry_run:
             assert after == before
         self._deleted(set(before) - set(after), "ingest")
+        self._refresh_keys()
 
     @rule(dataset_id=st.sampled_from(PORTAL.dataset_ids))
     def approve(self, dataset_id: int) -> None:
@@ -358,7 +515,8 @@ class ReconcilerModel(RuleBasedStateMachine):
             self._deleted(before - set(self._rows()), "final purge")
         self.nothing_valid_deleted_and_every_deletion_audited()
         left = {self.key_of[i] for i in self._rows()}
-        assert left <= self.in_s3, f"annotations without metadata remain: {left - self.in_s3}"
+        gone = {k for k in left if not self._present(k)}
+        assert not gone, f"annotations without metadata remain: {gone}"
 
 
 def _timestamp(raw: str) -> datetime.datetime:
@@ -381,7 +539,7 @@ def harness(db_url: str, s3: Any) -> Iterator[Harness]:
     engine = make_engine(db_url, pre_ping=False)  # a round trip less per checkout: the test is all round trips
     s3 = fast_s3_client()
     write_bucket(s3, PORTAL, create=False)
-    H.engine, H.s3, H.db_url, H.in_s3, H.stats = engine, s3, db_url, set(KEYS), Counter()
+    H.engine, H.s3, H.db_url, H.in_s3, H.extra, H.stats = engine, s3, db_url, set(KEYS), set(), Counter()
     H.seed_ids = write_rows(engine, PORTAL)
     with engine.begin() as conn:
         conn.exec_driver_sql(seed_sql())

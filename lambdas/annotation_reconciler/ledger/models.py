@@ -49,7 +49,7 @@ class AnnotationQuarantine(LedgerBase):
         ),
         Index("ix_annotation_quarantine_due", "status", "purge_after"),
         Index("ix_annotation_quarantine_dataset", "dataset_id", "status"),
-        Index("ix_annotation_quarantine_metadata_key", "metadata_key"),
+        Index("ix_annotation_quarantine_metadata_key_folded", "metadata_key_folded"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -69,6 +69,7 @@ class AnnotationQuarantine(LedgerBase):
     approved_by: Mapped[str | None] = mapped_column(String)
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    metadata_key_folded: Mapped[str | None] = mapped_column(String)  # lifecycle.canonical(metadata_key)
 
 
 class MissingAnnotationFile(LedgerBase):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger.models import Source, Status
-from annotation_reconciler.lifecycle import AnnotationRef
+from annotation_reconciler.lifecycle import AnnotationRef, canonical
 
 _REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
 
@@ -94,11 +94,12 @@ def quarantine(
     rows = conn.execute(
         text("""
         INSERT INTO annotation_quarantine
-          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, source, reason, status,
-           detected_at, purge_after)
-        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, :source, :reason, :status, :now, :purge_after
+          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
+           status, detected_at, purge_after)
+        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :source, :reason, :status, :now, :purge_after
         FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
-                    CAST(:paths AS text[]), CAST(:keys AS text[])) AS d(id, dataset_id, run_id, path, key)
+                    CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
+             AS d(id, dataset_id, run_id, path, key, folded)
         ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO NOTHING
         RETURNING annotation_id"""),
         {
@@ -107,6 +108,7 @@ def quarantine(
             "runs": [r.run_id for r, _ in items],
             "paths": [r.stored_path for r, _ in items],
             "keys": [k for _, k in items],
+            "folded": [canonical(k) if k is not None else None for _, k in items],
             "source": source.value,
             "reason": reason,
             "status": status.value,
@@ -335,8 +337,8 @@ def resolve_missing_files(conn: Connection, file_ids: Sequence[int], *, now: dat
 def record_resurrections(
     conn: Connection, keys: Sequence[str], *, now: datetime.datetime, since: datetime.datetime, found_by: str
 ) -> list[tuple[int, str]]:
-    """Record, once each, the annotations purged since ``since`` whose metadata key is among ``keys``
-    (found in S3 again). Returns (annotation id, key) of those newly recorded."""
+    """Record, once each, the annotations purged since ``since`` whose metadata key is among ``keys`` in any
+    spelling (found in S3 again). Returns (annotation id, purged key) of those newly recorded."""
     if not keys:
         return []
     rows = conn.execute(
@@ -344,10 +346,11 @@ def record_resurrections(
                   (quarantine_id, annotation_id, dataset_id, metadata_key, purged_at, found_at, found_by)
                 SELECT q.id, q.annotation_id, q.dataset_id, q.metadata_key, q.resolved_at, :now, :found_by
                 FROM annotation_quarantine q
-                WHERE q.status = 'purged' AND q.metadata_key = ANY(CAST(:keys AS text[])) AND q.resolved_at >= :since
+                WHERE q.status = 'purged' AND q.metadata_key_folded = ANY(CAST(:folded AS text[]))
+                  AND q.resolved_at >= :since
                 ON CONFLICT (quarantine_id) DO NOTHING
                 RETURNING annotation_id, metadata_key"""),
-        {"keys": list(keys), "now": now, "since": since, "found_by": found_by},
+        {"folded": sorted({canonical(k) for k in keys}), "now": now, "since": since, "found_by": found_by},
     ).all()
     return sorted((r[0], r[1]) for r in rows)
 

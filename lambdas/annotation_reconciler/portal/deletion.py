@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.lifecycle import canonical
 
 _DROP = text("DROP TABLE IF EXISTS pg_temp.reconciler_deleted, pg_temp.reconciler_deletion_snapshot")
 _CREATE_DELETED = text(
@@ -109,12 +110,13 @@ RETURNING q.annotation_id
 
 _INSERT_PURGED = text("""
 INSERT INTO annotation_quarantine
-  (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, source, reason, status,
+  (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason, status,
    detected_at, purge_after, resolved_at, resolution, snapshot)
-SELECT d.id, d.dataset_id, d.run_id, d.s3_metadata_path, k.key, :source, :reason, 'purged',
+SELECT d.id, d.dataset_id, d.run_id, d.s3_metadata_path, k.key, k.folded, :source, :reason, 'purged',
        :now, :now, :now, :reason, d.snapshot
 FROM reconciler_deletion_snapshot d
-LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[])) AS k(id, key) ON k.id = d.id
+LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[]), CAST(:folded AS text[])) AS k(id, key, folded)
+  ON k.id = d.id
 WHERE NOT (d.id = ANY(CAST(:updated AS integer[])))
 """)
 
@@ -203,6 +205,7 @@ def delete_annotations(
             "updated": list(updated),
             "key_ids": list(keys),
             "keys": list(keys.values()),
+            "folded": [canonical(k) for k in keys.values()],
             "source": source.value,
             "reason": reason,
             "now": now,

@@ -31,10 +31,14 @@ def upgrade() -> None:
         sa.CheckConstraint("found_by IN ('event', 'scan')", name="ck_annotation_resurrection_found_by"),
     )
     op.create_index("uq_annotation_resurrection_quarantine", "annotation_resurrection", ["quarantine_id"], unique=True)
-    op.create_index("ix_annotation_quarantine_metadata_key", "annotation_quarantine", ["metadata_key"])
+    # The key's spelling-blind form (lifecycle.canonical): a purged key that comes back spelled differently
+    # (another Unicode normal form, another case) is a resurrection too.
+    op.add_column("annotation_quarantine", sa.Column("metadata_key_folded", sa.String))
+    op.create_index("ix_annotation_quarantine_metadata_key_folded", "annotation_quarantine", ["metadata_key_folded"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_annotation_quarantine_metadata_key", "annotation_quarantine")
+    op.drop_index("ix_annotation_quarantine_metadata_key_folded", "annotation_quarantine")
+    op.drop_column("annotation_quarantine", "metadata_key_folded")
     op.drop_table("annotation_resurrection")
     op.drop_column("annotation_quarantine", "claimed_until")
