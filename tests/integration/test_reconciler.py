@@ -444,3 +444,22 @@ def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -
     twin = f"{folder}/{name[0].upper()}{name[1:]}"
     world.restore(twin)
     assert reconciler.apply_changes(created(twin, when="2026-01-01T02:00:00+00:00")).resurrected == [(victim, key)]
+
+
+def test_a_moved_key_that_goes_missing_is_quarantined_again_under_its_new_path(world: World) -> None:
+    """Quarantined under the old key, the row rewritten to a new key that then disappears as well: the next
+    finding re-quarantines under the new key (fresh grace), so the purge can act on the right evidence."""
+    old = world.portal.metadata_keys[0]
+    victim = world.ids[old]
+    new = old.replace("/Annotations/100/", "/Annotations/150/")
+    world.delete(old)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(old))
+    rewrite_path(world, victim, f"s3://{BUCKET}/{new}")  # the metadata moved; its new copy is gone too
+    scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
+    assert victim in scan.quarantined
+    with world.engine.connect() as conn:
+        row = conn.execute(text("SELECT metadata_key, status FROM annotation_quarantine")).one()
+    assert tuple(row) == (new, "quarantined")
+    world.clock.advance(hours=2)
+    assert reconciler.purge().purged == [victim]

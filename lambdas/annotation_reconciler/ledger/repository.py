@@ -87,7 +87,9 @@ def quarantine(
 ) -> list[int]:
     """Open a ledger row for each annotation that has none; returns the ids newly opened.
 
-    Idempotent: an annotation already quarantined or held keeps its row (and its clock).
+    Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
+    clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
+    quarantined again under the new path and key, with a fresh grace period and no approval.
     """
     if not items:
         return []
@@ -100,7 +102,13 @@ def quarantine(
         FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
                     CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
              AS d(id, dataset_id, run_id, path, key, folded)
-        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO NOTHING
+        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
+          SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
+              metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,
+              reason = EXCLUDED.reason || ' (quarantined again under its new stored path)',
+              detected_at = EXCLUDED.detected_at, purge_after = EXCLUDED.purge_after,
+              approved_at = NULL, approved_by = NULL, claimed_until = NULL
+          WHERE annotation_quarantine.s3_metadata_path <> EXCLUDED.s3_metadata_path
         RETURNING annotation_id"""),
         {
             "ids": [r.id for r, _ in items],
