@@ -55,7 +55,7 @@ def mask_password(raw: str) -> str:
 
 def show_url(url: URL) -> str:
     """A URL fit for output: the password never, whatever characters it holds."""
-    return mask_password(url.render_as_string(hide_password=False)) if url.password else url.render_as_string()
+    return mask_password(url.render_as_string(hide_password=False))
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
