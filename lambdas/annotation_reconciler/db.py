@@ -162,11 +162,6 @@ class DatabaseSecret:
         return url_from_secret(value)
 
 
-def read_secret_url(secret_arn: str) -> URL:
-    """Fetch the database credentials from Secrets Manager at run time (never from the environment)."""
-    return DatabaseSecret(secret_arn).url()
-
-
 def is_authentication_failure(exc: BaseException) -> bool:
     """Whether PostgreSQL refused the credentials (SQLSTATE 28P01 invalid password, 28000 not authorized)."""
     for error in (exc, getattr(exc, "orig", None), exc.__cause__):

@@ -68,7 +68,10 @@ def lambda_logs() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = handlers.logger.registered_handler
     previous = handler.setStream(buffer)
+    level = handlers.logger.log_level
+    handlers.logger.setLevel("INFO")  # the deployed level (a LocalStack earlier in this process may have quietened it)
     yield buffer
+    handlers.logger.setLevel(level)
     handler.setStream(previous)
 
 

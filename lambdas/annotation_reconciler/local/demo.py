@@ -239,9 +239,9 @@ def run_story(
         url = DatabaseFactory(pg.url).fresh("portal")
         engine = make_engine(url)
         try:
-            import boto3
+            from annotation_reconciler.aws import make_client
 
-            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-west-2")
+            s3 = make_client("s3", endpoint_url=moto.endpoint_url, region="us-west-2")
             portal = build_portal(spec)
             with console.status("writing the synthetic portal to S3"):
                 objects = write_bucket(s3, portal)
