@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.local.synthetic import build_portal, documents
+from annotation_reconciler.local.synthetic import build_portal, documents, write_deposition
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
@@ -82,6 +82,7 @@ def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:
         name = f"importer_{size}"
         url = ctx.factory.fresh(name)
         engine = make_engine(url)
+        write_deposition(engine, spec)  # the importer refuses annotations whose deposition the database lacks
         sql = SqlCounter.attach(engine)
         with mock_aws():
             client = moto_client()

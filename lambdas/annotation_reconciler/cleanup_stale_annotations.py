@@ -220,7 +220,12 @@ def _confirm(question: str) -> bool:
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
 @click.option("--dry-run/--no-dry-run", default=True, help="Show what would be deleted without deleting")
-@click.option("--db-uri", type=str, help="Database URI (default: $RECONCILER_DB_URL)")
+@click.option("--db-uri", type=str, help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL)")
+@click.option(
+    "--db-secret-arn",
+    envvar="RECONCILER_DB_SECRET_ARN",
+    help="Secrets Manager secret (RDS JSON) with the credentials (default: $RECONCILER_DB_SECRET_ARN)",
+)
 @click.option("--s3-bucket", type=str, required=True, help="S3 bucket to check for files")
 @click.option("--s3-prefix", type=str, default="", help="S3 prefix of stored paths (s3://BUCKET/ or BUCKET/ or ROOT/)")
 @click.option("--anonymous", is_flag=True, default=False, help="Use anonymous S3 access")
@@ -245,6 +250,7 @@ def cleanup_stale_annotations(
     voxel_spacing_id: int | None,
     dry_run: bool,
     db_uri: str | None,
+    db_secret_arn: str | None,
     s3_bucket: str,
     s3_prefix: str,
     anonymous: bool,
@@ -266,7 +272,7 @@ def cleanup_stale_annotations(
         click.echo("Warning: no --dataset-id, --run-id or --voxel-spacing-id: every annotation is checked.", err=True)
         if not yes and not _confirm("Scan every annotation in the database?"):
             raise click.Abort()
-    engine = engine_from(db_uri, option="--db-uri")
+    engine = engine_from(db_uri, db_secret_arn, option="--db-uri")
     client = make_s3_client(anonymous=anonymous)
     counter = RequestCounter.attach(client)
     settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run)

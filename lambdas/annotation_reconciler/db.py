@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -15,7 +16,17 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 DRIVER = "postgresql+pg8000"
+#: Seconds to wait for a TCP connection (and the TLS and startup exchange) to the database.
+CONNECT_TIMEOUT = 10
+#: Seconds a statement's socket read may wait once connected (a dead server fails here, not at Lambda's timeout).
+READ_TIMEOUT = 300
+#: How long a secret read from Secrets Manager is reused before it is read again (seconds).
+SECRET_MAX_AGE = 300
+CA_BUNDLE_ENV = "RECONCILER_DB_CA_BUNDLE"
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class DatabaseUrlError(ValueError):
@@ -23,18 +34,51 @@ class DatabaseUrlError(ValueError):
 
 
 def mask_password(raw: str) -> str:
-    """``raw`` with the password of its ``user:password@`` part replaced by ``***``.
+    """``raw`` with everything between ``://`` and the *last* ``@`` replaced by ``***``.
 
-    >>> mask_password("postgresql-pg8000://reconciler:s3cret@db/portal")
-    'postgresql-pg8000://reconciler:***@db/portal'
+    Splitting at the last ``@`` hides a password that itself holds an ``@`` (unescaped) whole;
+    the user name is hidden too, since nothing says where it ends::
+
+        >>> mask_password("postgresql+pg8000://rec:Pa@ss-word@host/db")
+        'postgresql+pg8000://***@host/db'
+        >>> mask_password("postgresql+pg8000://host/db")
+        'postgresql+pg8000://host/db'
     """
     scheme, sep, rest = raw.partition("://")
     if not sep:
         scheme, rest = "", raw
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
+    _credentials, at, tail = rest.rpartition("@")
+    if not at:
         return raw
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+    return f"{scheme}{sep}***@{tail}"
+
+
+def show_url(url: URL) -> str:
+    """A URL fit for output: the password never, whatever characters it holds."""
+    return mask_password(url.render_as_string(hide_password=False))
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _check_escaped(raw: str) -> None:
+    """Refuse a URL whose user or password holds an unescaped URL-reserved character: it would be split in the
+    wrong place (``rec:Pa@ss-word@host`` reads as host ``ss-word@host``) and shown in part."""
+    _scheme, sep, rest = raw.partition("://")
+    credentials, at, _tail = rest.rpartition("@")
+    if not sep or not at:
+        return
+    bad = sorted({c for c in credentials if c in "@/?#"})
+    percents = [i for i, c in enumerate(credentials) if c == "%"]
+    if any(not set(credentials[i + 1 : i + 3]) <= _HEX or len(credentials[i + 1 : i + 3]) < 2 for i in percents):
+        bad.append("%")
+    if bad:
+        raise DatabaseUrlError(
+            f"the user or password in the database URL {mask_password(raw)!r} holds URL-reserved characters "
+            f"({' '.join(bad)}) that are not percent-encoded: write @ as %40, / as %2F, ? as %3F, # as %23 and "
+            "% as %25 (python3 -c 'import urllib.parse, getpass; print(urllib.parse.quote(getpass.getpass(), "
+            'safe=""))\' prints it encoded), or give the Secrets Manager secret with --db-secret-arn'
+        )
 
 
 def normalize_url(raw: str) -> URL:
@@ -45,8 +89,10 @@ def normalize_url(raw: str) -> URL:
         >>> normalize_url("postgresql://u@localhost/portal").drivername
         'postgresql+pg8000'
     """
+    raw = raw.strip()
+    _check_escaped(raw)
     try:
-        url = make_url(raw.strip())
+        url = make_url(raw)
     except ArgumentError:
         raise DatabaseUrlError(
             f"cannot parse the database URL {mask_password(raw)!r}: use postgresql+pg8000://USER:PASSWORD@HOST:PORT/DBNAME"
@@ -78,24 +124,99 @@ def url_from_secret(secret: dict[str, Any]) -> URL:
     )
 
 
-def read_secret_url(secret_arn: str) -> URL:
-    """Fetch the database credentials from Secrets Manager at run time (never from the environment)."""
-    import boto3
+class DatabaseSecret:
+    """The database credentials in a Secrets Manager secret, read with powertools' parameters utility.
 
-    client = boto3.client("secretsmanager")
-    # botocore logs whole response bodies at DEBUG: never let it log this one, whatever the log level
-    quiet = logging.getLogger("botocore")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.INFO))
-    try:
-        value = client.get_secret_value(SecretId=secret_arn)["SecretString"]
-    finally:
-        quiet.setLevel(level)
-    try:
-        secret = json.loads(value)
-    except json.JSONDecodeError:
-        raise DatabaseUrlError(f"the secret {secret_arn} is not JSON: store an RDS secret JSON") from None
-    return url_from_secret(secret)
+    A value is kept ``max_age`` seconds, then read again, so a rotated password reaches new
+    connections without a restart; :meth:`url` with ``fresh=True`` skips the cache (after the server
+    refused the cached password).
+    """
+
+    def __init__(self, secret_arn: str, *, max_age: int = SECRET_MAX_AGE, client: Any = None) -> None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        from annotation_reconciler.aws import make_client
+
+        self.secret_arn = secret_arn
+        self.max_age = max_age
+        self.provider = SecretsProvider(boto3_client=client or make_client("secretsmanager"))
+
+    def url(self, *, fresh: bool = False) -> URL:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+        # botocore logs whole response bodies at DEBUG: never let it log this one, whatever the log level
+        quiet = logging.getLogger("botocore")
+        level = quiet.level
+        quiet.setLevel(max(level, logging.INFO))
+        try:
+            value = self.provider.get(self.secret_arn, max_age=self.max_age, transform="json", force_fetch=fresh)
+        except TransformParameterError:
+            raise DatabaseUrlError(f"the secret {self.secret_arn} is not JSON: store an RDS secret JSON") from None
+        except GetParameterError as exc:
+            reason = str(exc).splitlines()[0][:300]
+            raise DatabaseUrlError(f"cannot read the database secret {self.secret_arn}: {reason}") from None
+        finally:
+            quiet.setLevel(level)
+        if not isinstance(value, dict):
+            raise DatabaseUrlError(f"the secret {self.secret_arn} is not a JSON object: store an RDS secret JSON")
+        return url_from_secret(value)
+
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused the credentials (SQLSTATE 28P01 invalid password, 28000 not authorized)."""
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__):
+        args = getattr(error, "args", ())
+        if args and isinstance(args[0], dict) and args[0].get("C") in ("28P01", "28000"):
+            return True
+    return False
+
+
+def is_local_host(host: str | None) -> bool:
+    """A host on this machine (or a Unix socket directory), where plain text is allowed."""
+    return host is None or host.startswith("/") or host in LOCAL_HOSTS
+
+
+def tls_context(host: str | None, ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """The ``ssl_context`` pg8000 gets: verified TLS (certificate and host name) for every host but a local one
+    without a CA bundle, which is plain text (``False``: pg8000 neither tries TLS nor falls back)."""
+    if ca_bundle:
+        try:
+            return ssl.create_default_context(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise DatabaseUrlError(
+                f"{CA_BUNDLE_ENV}={ca_bundle!r} is not a readable PEM CA bundle ({exc}): "
+                f"download it, e.g. {RDS_CA_BUNDLE_URL}"
+            ) from None
+    if is_local_host(host):
+        return False
+    return ssl.create_default_context()  # the system's CAs; CERT_REQUIRED and check_hostname are its defaults
+
+
+def connection_failure(exc: BaseException, url: URL) -> str:
+    """One line saying why connecting to ``url`` failed and what to check, with no password in it."""
+    chain: list[BaseException] = []
+    error: BaseException | None = exc
+    while error is not None and len(chain) < 6:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    text_ = " ".join(str(e) for e in chain)
+    where = show_url(url)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text_:
+        detail = next((str(e) for e in chain if isinstance(e, ssl.SSLError)), "certificate verify failed")
+        return (
+            f"the database server at {where} failed TLS verification ({detail[:200]}): set {CA_BUNDLE_ENV} to the "
+            f"CA bundle that signed its certificate (for RDS: {RDS_CA_BUNDLE_URL}) and connect by the host name "
+            "the certificate names"
+        )
+    if "Server refuses SSL" in text_:
+        return (
+            f"the database server at {where} does not offer TLS, which is required for it: enable ssl on the "
+            f"server (RDS always offers it), or unset {CA_BUNDLE_ENV} for a plain local server"
+        )
+    if is_authentication_failure(exc):
+        return f"the database at {where} refused the credentials: check the user and password (or the secret)"
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return f"cannot connect to the database at {where} ({reason}): check the URL or secret and that the server is up"
 
 
 def _no_delay(dbapi_connection: Any) -> None:
@@ -106,10 +227,27 @@ def _no_delay(dbapi_connection: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def make_engine(url: str | URL, *, pool_size: int = 2, echo: bool = False, pre_ping: bool = True) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 2,
+    echo: bool = False,
+    pre_ping: bool = True,
+    ca_bundle: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> Engine:
     """Create an engine for ``url`` (validated); small pool, pre-ping (connections idle between Lambda
-    invocations go stale), UTC session time zone."""
+    invocations go stale), UTC session time zone, the ledger schema then ``public`` on the search path.
+
+    TLS: a host other than localhost gets verified TLS (certificate chain and host name) against
+    ``ca_bundle`` (default ``$RECONCILER_DB_CA_BUNDLE``, else the system's CAs) and is refused in plain
+    text; a local host is plain text unless a CA bundle is given. Connecting gives up after
+    ``connect_timeout`` seconds, a statement's read after :data:`READ_TIMEOUT`.
+    """
+    from annotation_reconciler.ledger import LEDGER_SCHEMA
+
     parsed = normalize_url(url) if isinstance(url, str) else url
+    bundle = ca_bundle or os.environ.get(CA_BUNDLE_ENV, "").strip() or None
     engine = create_engine(
         parsed,
         pool_size=pool_size,
@@ -117,15 +255,53 @@ def make_engine(url: str | URL, *, pool_size: int = 2, echo: bool = False, pre_p
         pool_pre_ping=pre_ping,
         pool_recycle=300,
         echo=echo,
+        connect_args={"ssl_context": tls_context(parsed.host, bundle), "timeout": connect_timeout},
     )
 
     @event.listens_for(engine, "connect")
-    def _set_utc(dbapi_connection: Any, _record: Any) -> None:
+    def _set_session(dbapi_connection: Any, _record: Any) -> None:
         _no_delay(dbapi_connection)
+        sock = getattr(dbapi_connection, "_usock", None)
+        if isinstance(sock, socket.socket):
+            sock.settimeout(READ_TIMEOUT)  # past the connect: long statements are fine, a dead peer is not
         cursor = dbapi_connection.cursor()
         cursor.execute("SET TIME ZONE 'UTC'")
+        # The ledger's tables first, then the portal's: unqualified SQL finds both.
+        cursor.execute(f'SET search_path TO "{LEDGER_SCHEMA}", public')
         cursor.close()
         dbapi_connection.commit()  # leave no transaction open (AUTOCOMMIT users need a clean start)
+
+    return engine
+
+
+def secret_engine(secret: DatabaseSecret, **options: Any) -> Engine:
+    """An engine whose every new connection takes its credentials from ``secret`` (cached ``max_age`` seconds).
+
+    When the server refuses them (the password was rotated since they were read), the secret is read
+    again, bypassing the cache, and the connection is tried once more: warm Lambda containers and
+    recycled pool connections follow a rotation without a restart.
+    """
+    engine = make_engine(secret.url(), **options)
+
+    def _with(cparams: dict[str, Any], url: URL) -> dict[str, Any]:
+        return {
+            **cparams,
+            "user": url.username,
+            "password": url.password,
+            "host": url.host,
+            "port": url.port,
+            "database": url.database,
+        }
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **_with(cparams, secret.url()))
+        except Exception as exc:
+            if not is_authentication_failure(exc):
+                raise
+            log.warning("the database refused the secret's credentials: reading the secret again and retrying once")
+            return dialect.connect(*cargs, **_with(cparams, secret.url(fresh=True)))
 
     return engine
 
@@ -134,6 +310,12 @@ def make_engine(url: str | URL, *, pool_size: int = 2, echo: bool = False, pre_p
 def cached_engine(url: str) -> Engine:
     """One engine per URL per process (Lambda containers reuse it across invocations)."""
     return make_engine(url)
+
+
+@lru_cache(maxsize=4)
+def cached_secret_engine(secret_arn: str) -> Engine:
+    """One engine per secret per process; its credentials follow the secret (see :func:`secret_engine`)."""
+    return secret_engine(DatabaseSecret(secret_arn))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

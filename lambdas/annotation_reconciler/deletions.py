@@ -86,11 +86,8 @@ def gather_evidence(
         return lifecycle.Evidence(listings)
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
-    return lifecycle.Evidence(
-        listings,
-        repo.open_counts(conn, datasets, except_annotations=ids),
-        repo.annotation_totals(conn, datasets),
-    )
+    open_counts, totals = repo.guard_counts(conn, datasets, except_annotations=ids)
+    return lifecycle.Evidence(listings, open_counts, totals)
 
 
 def delete_stale(

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from sqlalchemy import Engine
 
-from annotation_reconciler.db import cached_engine, read_secret_url
+from annotation_reconciler.aws import make_client
+from annotation_reconciler.db import cached_engine, cached_secret_engine
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -34,9 +34,10 @@ def build_runtime(env: Mapping[str, str] | None = None) -> Runtime:
         engine = cached_engine(settings.db_url)
     else:
         assert settings.db_secret_arn is not None
-        engine = cached_engine(read_secret_url(settings.db_secret_arn).render_as_string(hide_password=False))
+        # credentials read with a max age, and read again when the server refuses them (a rotation)
+        engine = cached_secret_engine(settings.db_secret_arn)
     storage = S3Storage(make_s3_client(), settings.bucket)
-    return Runtime(settings, engine, Reconciler(engine, storage, settings), boto3.client("sqs"))
+    return Runtime(settings, engine, Reconciler(engine, storage, settings), make_client("sqs"))
 
 
 @lru_cache(maxsize=1)

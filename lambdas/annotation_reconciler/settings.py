@@ -71,6 +71,7 @@ class Settings:
     scan_page_limit: int = 200
     resurrection_days: float = 30.0
     importer_cleanup: bool = True
+    db_ca_bundle: str | None = None
 
     @property
     def grace_period(self) -> timedelta:
@@ -83,14 +84,10 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for logs: the database URL loses its password."""
-        from sqlalchemy.engine import make_url
+        from annotation_reconciler.db import mask_password
 
-        url = None
-        if self.db_url:
-            try:
-                url = make_url(self.db_url).render_as_string(hide_password=True)
-            except Exception:
-                url = "<unparseable>"
+        # everything between :// and the last @ (an unescaped @ in a password would split it anywhere else)
+        url = mask_password(self.db_url) if self.db_url else None
         return {
             "bucket": self.bucket,
             "db_url": url,
@@ -101,6 +98,7 @@ class Settings:
             "max_purge_fraction": self.max_purge_fraction,
             "work_queue_url": self.work_queue_url,
             "inventory_manifest": self.inventory_manifest,
+            "db_ca_bundle": self.db_ca_bundle,
         }
 
     @classmethod
@@ -185,6 +183,13 @@ class Settings:
                 f"RECONCILER_INVENTORY_MANIFEST={inventory!r} must be an s3:// URL of a manifest.json "
                 "or of the inventory prefix"
             )
+        ca_bundle = env.get("RECONCILER_DB_CA_BUNDLE", "").strip() or None
+        if ca_bundle and not os.path.isfile(ca_bundle):
+            problems.append(
+                f"RECONCILER_DB_CA_BUNDLE={ca_bundle!r} is not a file: give the path of the PEM bundle of the CAs "
+                "that sign the database's certificate (for RDS: "
+                "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"
+            )
         if problems:
             raise SettingsError(problems)
         return cls(
@@ -201,6 +206,7 @@ class Settings:
             scan_page_limit=page_limit,
             resurrection_days=resurrection_days,
             importer_cleanup=importer_cleanup,
+            db_ca_bundle=ca_bundle,
         )
 
 

@@ -27,6 +27,7 @@ from annotation_reconciler.local.synthetic import (
     build_portal,
     metadata_document,
     write_bucket,
+    write_deposition,
     write_rows,
 )
 from annotation_reconciler.paths import BucketLayout
@@ -120,7 +121,10 @@ def ledger(engine: Engine) -> list[Any]:
         )
 
 
-def run_ingest(engine: Engine, s3: Any, **options: Any) -> IngestResult:
+def run_ingest(engine: Engine, s3: Any, *, deposition: bool = True, **options: Any) -> IngestResult:
+    """Ingest a dataset of the synthetic portal, its deposition row written first as the portal's own import would."""
+    if deposition:
+        write_deposition(engine, PortalSpec())
     options.setdefault("dataset_id", 10001)
     options.setdefault("max_purge_fraction", 0.5)
     storage = options.pop("storage", None) or S3Storage(s3, BUCKET)
@@ -169,7 +173,7 @@ def test_import_into_empty_database_matches_write_rows(engine: Engine, second_en
     assert annotation_rows(engine) == annotation_rows(second_engine) == expected_annotations(portal.annotations)
     assert file_rows(engine) == file_rows(second_engine) == expected_files(portal.annotations)
     assert {t: result.inserted[t] for t in TABLES} == expected_counts(portal, portal.annotations)
-    assert result.inserted["deposition"] == 1 and sum(result.removed.values()) == 0
+    assert result.inserted["deposition"] == 0 and sum(result.removed.values()) == 0
     assert len(result.voxel_spacings) == 6 and sum(r.metadata_read for r in result.voxel_spacings) == 18
     with engine.connect() as conn:
         misbound = text("""
@@ -180,6 +184,48 @@ def test_import_into_empty_database_matches_write_rows(engine: Engine, second_en
         https = conn.execute(text("SELECT https_metadata_path FROM annotation ORDER BY id LIMIT 1")).scalar_one()
     assert bound == 0
     assert https == f"https://{BUCKET}.s3.amazonaws.com/{portal.annotations[0].metadata_key}"
+
+
+def depositions(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT id FROM deposition ORDER BY id")).scalars())
+
+
+def test_a_dataset_whose_deposition_is_missing_is_refused_whole(engine: Engine, s3: Any) -> None:
+    """No placeholder deposition (its NOT NULL columns would need values no one has): the dataset is refused and
+    the message names what to import first."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
+    write_bucket(s3, portal, create=False)
+
+    refused = run_ingest(engine, s3, deposition=False)
+
+    assert not refused.ok and [p.scope for p in refused.problems] == ["dataset 10001"]
+    assert "deposition 301 is not in the database: import the deposition first" in str(refused.problems[0])
+    assert "depositions_metadata/301/" in str(refused.problems[0])
+    assert counts(engine) == dict.fromkeys(TABLES, 0) and depositions(engine) == []
+    assert sum(refused.inserted.values()) == 0
+
+    assert run_ingest(engine, s3).ok  # once the deposition is there, the same ingest goes through
+    assert counts(engine) == expected_counts(portal, portal.annotations)
+
+
+def test_a_voxel_spacing_naming_a_missing_deposition_is_refused_and_not_cleaned(engine: Engine, s3: Any) -> None:
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3))
+    write_bucket(s3, portal, create=False)
+    assert run_ingest(engine, s3).ok
+    before = annotation_rows(engine)
+    odd, stale, *_ = in_run(portal, "TS_000")
+    document = metadata_document(portal, odd) | {"deposition_id": 302}
+    s3.put_object(Bucket=BUCKET, Key=odd.metadata_key, Body=json.dumps(document).encode())
+    s3.delete_object(Bucket=BUCKET, Key=stale.metadata_key)
+
+    result = run_ingest(engine, s3)
+
+    assert not result.ok and len(result.problems) == 1
+    assert "deposition 302 is not in the database" in result.problems[0].message
+    assert result.skipped_scopes == [odd.voxel_spacing_prefix]
+    assert annotation_rows(engine) == before  # the stale annotation of the refused scope stays; nothing was written
+    assert depositions(engine) == [301] and result.removed_annotation_ids == []
 
 
 def test_reingesting_twice_leaves_identical_rows(engine: Engine, s3: Any) -> None:
@@ -300,8 +346,11 @@ def test_duplicates_whose_metadata_is_present_are_kept_and_reported(engine: Engi
     with engine.begin() as conn:  # a second copy of one annotation, as a re-ingestion without cleanup left it
         copy = text("""
             INSERT INTO annotation (run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
-                                    annotation_ingest_id)
-            SELECT run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path, annotation_ingest_id
+                                    https_metadata_path, annotation_ingest_id, annotation_method, method_type,
+                                    object_id, object_name, deposition_date, release_date, last_modified_date)
+            SELECT run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
+                   https_metadata_path, annotation_ingest_id, annotation_method, method_type,
+                   object_id, object_name, deposition_date, release_date, last_modified_date
             FROM annotation WHERE id = :id RETURNING id""")
         duplicate = conn.execute(copy, {"id": original}).scalar_one()
 
@@ -437,7 +486,10 @@ def test_s3_errors_delete_nothing(engine: Engine, s3: Any, failure: str) -> None
     write_bucket(s3, in_bucket, create=False)
     ids = write_rows(engine, in_db)
     with engine.begin() as conn:  # an author no metadata names, on every annotation
-        extra = "INSERT INTO annotation_author (annotation_id, name) SELECT id, 'Old Author' FROM annotation"
+        extra = (
+            "INSERT INTO annotation_author (annotation_id, author_list_order, name) "
+            "SELECT id, 9, 'Old Author' FROM annotation"
+        )
         conn.execute(text(extra))
     unreadable = in_bucket.annotations[1]
     prefix = unreadable.voxel_spacing_prefix + "Annotations/"

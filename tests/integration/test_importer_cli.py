@@ -15,7 +15,14 @@ from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
-from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
+from annotation_reconciler.local.synthetic import (
+    PortalSpec,
+    SyntheticPortal,
+    build_portal,
+    write_bucket,
+    write_deposition,
+    write_rows,
+)
 
 BUCKET = "cryoet-data-portal-public"
 SPEC = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=2)
@@ -82,6 +89,11 @@ def test_ingest_on_a_portal_database_after_migrate(
     assert annotation_count(engine) == 0
 
     ledger_migrate.upgrade(engine)
+    no_deposition = invoke(moto_endpoint, url)
+    assert no_deposition.exit_code == 1 and annotation_count(engine) == 0
+    assert "deposition 301 is not in the database: import the deposition first" in no_deposition.output
+
+    write_deposition(engine, SPEC)  # what the portal's deposition import does first
     done = invoke(moto_endpoint, url)
 
     _, portal = bucket

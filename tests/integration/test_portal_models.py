@@ -12,6 +12,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, build_portal, writ
 from annotation_reconciler.portal import models as m
 
 MODELS: list[type[m.PortalBase]] = [
+    m.Alignment,
     m.Deposition,
     m.Dataset,
     m.Run,
@@ -70,6 +71,7 @@ def test_every_column_round_trips(engine: Engine) -> None:
     """Write each model with a value in every column (FKs pointing at real parents) and read it back."""
     written: dict[type[m.PortalBase], dict[str, Any]] = {}
     parents = {
+        "alignment": None,
         "deposition": None,
         "dataset": "deposition",
         "run": "dataset",
@@ -113,7 +115,8 @@ def test_extra_columns_in_the_database_do_not_break_reads(engine: Engine) -> Non
     with Session(engine) as session:
         rows = session.scalars(select(m.Annotation).order_by(m.Annotation.id)).all()
         assert [r.id for r in rows] == sorted(ids.values())
-        session.add(m.Annotation(s3_metadata_path="s3://b/1/x.json", run_id=rows[0].run_id))
+        copy = {c.name: getattr(rows[0], c.name) for c in m.Annotation.__table__.columns if c.name != "id"}
+        session.add(m.Annotation(**{**copy, "s3_metadata_path": "s3://b/1/x.json"}))
         session.commit()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM annotation WHERE future_column = 'x'")).scalar() == 5

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
+from annotation_reconciler.aws import MAX_ATTEMPTS
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
@@ -21,7 +22,6 @@ from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
-from annotation_reconciler.storage.s3 import MAX_ATTEMPTS
 from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
 

@@ -36,6 +36,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import parse_event
+from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, metadata_document, write_bucket, write_rows
@@ -92,7 +93,8 @@ def seed_sql() -> str:
     """
     ledger = ("missing_annotation_file", "annotation_quarantine")
     copies = [f"CREATE TABLE model_seed.{t} AS TABLE public.{t};" for t in PORTAL_TABLES]
-    body = [f"DELETE FROM public.{t};" for t in (*ledger, *reversed(PORTAL_TABLES))]  # noqa: S608
+    body = [f"DELETE FROM {LEDGER_SCHEMA}.{t};" for t in ledger]  # noqa: S608
+    body += [f"DELETE FROM public.{t};" for t in reversed(PORTAL_TABLES)]  # noqa: S608
     body += [f"INSERT INTO public.{t} SELECT * FROM model_seed.{t};" for t in PORTAL_TABLES]  # noqa: S608
     body += [
         f"PERFORM setval(pg_get_serial_sequence('public.{t}', 'id'), (SELECT max(id) FROM public.{t}));"  # noqa: S608

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local import synthetic
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
@@ -68,7 +68,10 @@ def lambda_logs() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = handlers.logger.registered_handler
     previous = handler.setStream(buffer)
+    level = handlers.logger.log_level
+    handlers.logger.setLevel("INFO")  # the deployed level (a LocalStack earlier in this process may have quietened it)
     yield buffer
+    handlers.logger.setLevel(level)
     handler.setStream(previous)
 
 
@@ -252,6 +255,12 @@ SQL_FORMATTING = {
     ("local/synthetic.py", "cols"): "the fixed column names of the synthetic portal's COPY",
     ("local/databases.py", "name"): "the name of a throwaway test database the local factory creates",
     ("local/databases.py", "suffix"): "the factory's TEMPLATE clause, naming its own template database",
+    ("ledger/migrations/env.py", "LEDGER_SCHEMA"): "the ledger schema's name, a constant of ledger/__init__.py",
+    ("ledger/grants.py", "schema"): "the ledger schema's name (LEDGER_SCHEMA)",
+    ("ledger/grants.py", "role"): "a role name that check_role allowed: [a-z_][a-z0-9_$]*, nothing else",
+    ("ledger/grants.py", "events"): "a role name that check_role allowed: [a-z_][a-z0-9_$]*, nothing else",
+    ("ledger/grants.py", "reads"): "the fixed tuple READ_TABLES, joined",
+    ("ledger/grants.py", "deletes"): "the fixed tuple DELETE_TABLES, joined",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
 
@@ -293,9 +302,10 @@ def test_no_sql_text_is_formatted_from_values() -> None:
     }
     for path, name in constants:
         module = ast.parse((PACKAGE / path).read_text())
+        ledger = ast.parse((PACKAGE / "ledger" / "__init__.py").read_text())  # LEDGER_SCHEMA is set there
         assigned = [
             n.value
-            for n in module.body
+            for n in [*module.body, *ledger.body]
             if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
         ]
         assert assigned and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in assigned), name
@@ -303,36 +313,60 @@ def test_no_sql_text_is_formatted_from_values() -> None:
 
 # --- the least-privilege database role ------------------------------------------------------------
 
-GRANTS = resources.files("annotation_reconciler.ledger").joinpath("grants.sql").read_text()
 RECONCILER_TABLES = {
     "annotation_quarantine",
     "missing_annotation_file",
     "annotation_resurrection",
     "annotation_reconciler_alembic_version",
 }
+ORDERS = ("grants-then-role-migrates", "owner-migrated-then-grants")
 
 
-@pytest.fixture
-def least_privilege(db_factory: DatabaseFactory, s3: Any, worker_id: str) -> Iterator[tuple[World, str, Engine]]:
-    """A portal database owned by the test's superuser, and a login role holding exactly grants.sql's rights,
-    which then runs ``annotation-reconciler migrate`` itself. Yields a world on the role's engine, the role's
-    name and the owner's engine."""
+def run_grants(owner: Engine, role: str, **options: str) -> None:
+    """What the owner does: run the SQL `annotation-reconciler grants` prints."""
+    args = ["grants", "--role", role, *(a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", v))]
+    printed = CliRunner().invoke(cli, args)
+    assert printed.exit_code == 0, printed.output
+    with owner.begin() as conn:
+        conn.exec_driver_sql(printed.output)
+
+
+def login_role(owner: Engine, role: str) -> None:
+    with owner.begin() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
+
+
+@pytest.fixture(params=ORDERS)
+def least_privilege(
+    request: pytest.FixtureRequest, db_factory: DatabaseFactory, s3: Any, worker_id: str
+) -> Iterator[tuple[World, str, Engine]]:
+    """A portal database owned by the test's superuser, and a login role holding exactly the rights
+    `annotation-reconciler grants` prints, which then runs `annotation-reconciler migrate` itself. Both orders:
+    the grants before any migrate (the role's migrate creates the ledger), or after the owner migrated (the
+    grants cover the ledger's tables). Yields a world on the role's engine, the role's name and the owner's
+    engine."""
     name = f"grants_{worker_id}"
     owner_url = db_factory.empty(name)
     owner = make_engine(owner_url)
     create_portal_schema(owner)
     role = f"reconciler_{worker_id}"
-    with owner.begin() as conn:
-        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
-        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
-        conn.exec_driver_sql(GRANTS.replace("annotation_reconciler", role))
+    login_role(owner, role)
+    if request.param == "owner-migrated-then-grants":
+        owned = CliRunner().invoke(cli, ["migrate", "--db-url", owner_url])
+        assert owned.exit_code == 0 and "upgraded from nothing" in owned.output, owned.output
+    run_grants(owner, role)
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
     write_bucket(s3, portal, create=False)
     ids = write_rows(owner, portal)
     role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
     migrate = CliRunner().invoke(cli, ["migrate", "--db-url", role_url])
     assert migrate.exit_code == 0, migrate.output
-    assert "ask its owner to run: CREATE INDEX CONCURRENTLY" in migrate.output
+    if request.param == "owner-migrated-then-grants":
+        assert "already at" in migrate.output and "ask its owner" not in migrate.output
+    else:
+        assert "upgraded from nothing" in migrate.output
+        assert "ask its owner to run: CREATE INDEX CONCURRENTLY" in migrate.output  # what the owner must run
     restricted = make_engine(role_url)
     yield World(restricted, s3, portal, ids, Clock(), role_url), role, owner
     restricted.dispose()
@@ -363,14 +397,22 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
             conn.execute(
                 text(
                     "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
-                    "WHERE grantee = :role AND table_name NOT IN (SELECT unnest(CAST(:own AS text[])))"
+                    "WHERE grantee = :role AND table_schema = 'public'"
                 ),
-                {"role": role, "own": sorted(RECONCILER_TABLES)},
+                {"role": role},
             ).all()
         )
-        owners = dict(
-            conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")).all()
-        )
+        tables = {
+            (r.schemaname, r.tablename): r.tableowner
+            for r in conn.execute(text("SELECT schemaname, tablename, tableowner FROM pg_tables"))
+            if r.schemaname in ("public", LEDGER_SCHEMA)
+        }
+        on_public = conn.execute(
+            text(
+                "SELECT has_schema_privilege(:role, 'public', 'CREATE'), has_schema_privilege(:role, 'public', 'USAGE')"
+            ),
+            {"role": role},
+        ).one()
     reads = {"run"}  # a run's dataset; nothing else of the portal is read
     annotation_tables = {
         "annotation",
@@ -381,8 +423,10 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
     }
     expected = {(t, "SELECT") for t in reads | annotation_tables} | {(t, "DELETE") for t in annotation_tables}
     assert granted == expected  # on the portal's tables: SELECT where it reads, DELETE on the annotation tables
-    assert {t: owners[t] for t in RECONCILER_TABLES} == dict.fromkeys(RECONCILER_TABLES, role)  # owns its own
-    assert all(owner_name != role for table, owner_name in owners.items() if table not in RECONCILER_TABLES)
+    assert tuple(on_public) == (False, True)  # it may use public, never create in it
+    ledger = {table for schema, table in tables if schema == LEDGER_SCHEMA}
+    assert ledger == RECONCILER_TABLES and not RECONCILER_TABLES & {t for s, t in tables if s == "public"}
+    assert all(owner_name != role for (schema, _), owner_name in tables.items() if schema == "public")
 
     reconciler = role_reconciler(world)
     metadata, data_file = world.portal.metadata_keys[0], world.portal.annotations[1].files[0].key
@@ -402,6 +446,17 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
 
     denied = [
         "UPDATE annotation SET object_name = 'x'",
+        "INSERT INTO annotation (run_id, s3_metadata_path, https_metadata_path, annotation_method, method_type,"
+        " annotation_ingest_id, object_id, object_name, deposition_date, release_date, last_modified_date)"
+        " SELECT run_id, s3_metadata_path, https_metadata_path, annotation_method, method_type, annotation_ingest_id,"
+        " object_id, object_name, deposition_date, release_date, last_modified_date FROM annotation LIMIT 1",
+        "UPDATE run SET name = 'x'",
+        "INSERT INTO deposition (title, description, deposition_date, release_date, last_modified_date)"
+        " VALUES ('t', 'd', now(), now(), now())",
+        # CVE-2018-1058: a function in public that the owner's `upper(title)` would resolve to, and a table there
+        "CREATE FUNCTION public.upper(character varying) RETURNS text LANGUAGE sql AS 'SELECT $1::text'",
+        "CREATE TABLE public.planted (id integer)",
+        "CREATE VIEW public.planted AS SELECT 1 AS one",
         "INSERT INTO run (dataset_id, name, s3_prefix, https_prefix) VALUES (10001, 'r', 'p', 'h')",
         "INSERT INTO annotation_author (annotation_id, name) VALUES (1, 'x')",
         "DELETE FROM run",
@@ -416,6 +471,150 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
     for statement in denied:
         with pytest.raises(Exception, match=r"permission denied|must be (the )?owner"), world.engine.begin() as conn:
             conn.execute(text(statement))
+
+
+def test_the_role_runs_the_three_handlers_and_the_cli(
+    least_privilege: tuple[World, str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the role: the events, schedule (purge and the shard fan-out) and work handlers, then `scan` and
+    `purge` from the command line."""
+    world, _role, _owner = least_privilege
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    sqs = boto3.client("sqs", region_name="us-west-2")
+    work = sqs.create_queue(QueueName="role-work")["QueueUrl"]
+    env = {
+        "RECONCILER_DB_URL": world.db_url,
+        "RECONCILER_BUCKET": BUCKET,
+        "RECONCILER_DRY_RUN": "false",
+        "RECONCILER_GRACE_PERIOD_HOURS": "1",
+        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+        "RECONCILER_WORK_QUEUE_URL": work,
+    }
+    runtime = build_runtime(env)
+    runtime.reconciler.clock = world.clock
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    (by_event, by_scan), by_cli = world.portal.metadata_keys[:2], world.portal.metadata_keys[3]  # by_cli: another run
+    world.delete(by_event, by_scan)
+    assert handlers.handle_events(sqs_event(s3_notification(BUCKET, by_event)), LocalContext()) == {
+        "batchItemFailures": []
+    }
+    fanned = handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+    assert fanned["shards_queued"] >= 1
+    messages = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10)["Messages"]
+    shards = {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+    assert handlers.handle_work(shards, LocalContext()) == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[by_event]: "quarantined", world.ids[by_scan]: "quarantined"}
+    world.clock.advance(hours=2)
+    purged = handlers.handle_schedule({"action": "purge"}, LocalContext())
+    assert purged["purge"]["purged"] == 2
+    runtime.engine.dispose()
+
+    world.delete(by_cli)
+    scan = CliRunner().invoke(
+        cli,
+        ["scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", "10001"],
+        env={"COLUMNS": "200", "RECONCILER_MAX_PURGE_FRACTION": "0.5"},
+    )
+    assert scan.exit_code == 0, scan.output
+    assert world.ledger()[world.ids[by_cli]] == "quarantined"
+    purge = CliRunner().invoke(cli, ["purge", "--db-url", world.db_url, "--bucket", BUCKET, "--no-dry-run"])
+    assert purge.exit_code == 0 and "purged 0" in purge.output, purge.output  # within its grace period
+
+
+def test_a_narrower_role_for_the_events_lambda(
+    db_factory: DatabaseFactory, s3: Any, worker_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`grants --events-role`: the events handler quarantines and releases as that role; it may delete nothing."""
+    name = f"events_{worker_id}"
+    owner_url = db_factory.empty(name)
+    owner = make_engine(owner_url)
+    create_portal_schema(owner)
+    role, events_role = f"rec_{worker_id}", f"rec_events_{worker_id}"
+    try:
+        login_role(owner, role)
+        login_role(owner, events_role)
+        run_grants(owner, role, events_role=events_role)  # before the first migrate: default privileges cover it
+        role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
+        assert CliRunner().invoke(cli, ["migrate", "--db-url", role_url]).exit_code == 0
+        portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
+        write_bucket(s3, portal, create=False)
+        ids = write_rows(owner, portal)
+        events_url = make_url(owner_url).set(username=events_role, password=PASSWORD)
+        monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+        env = {"RECONCILER_DB_URL": events_url.render_as_string(hide_password=False), "RECONCILER_BUCKET": BUCKET}
+        runtime = build_runtime(env)
+        monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+        key, data_file = portal.metadata_keys[0], portal.annotations[1].files[0].key
+        s3.delete_object(Bucket=BUCKET, Key=key)
+        s3.delete_object(Bucket=BUCKET, Key=data_file)
+        event = sqs_event(s3_notification(BUCKET, key), s3_notification(BUCKET, data_file))
+        assert handlers.handle_events(event, LocalContext()) == {"batchItemFailures": []}
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+        created = s3_notification(BUCKET, key)
+        created["Records"][0]["eventName"] = "ObjectCreated:Put"
+        assert handlers.handle_events(sqs_event(created), LocalContext()) == {"batchItemFailures": []}
+        with owner.connect() as conn:
+            rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()
+            missing = conn.execute(text("SELECT count(*) FROM missing_annotation_file")).scalar_one()
+        assert [tuple(r) for r in rows] == [(ids[key], "released")] and missing == 1
+        for statement in ("DELETE FROM annotation", "DELETE FROM annotation_file", "CREATE TABLE planted (i int)"):
+            with pytest.raises(Exception, match="permission denied"), runtime.engine.begin() as conn:
+                conn.execute(text(statement))
+        runtime.engine.dispose()
+    finally:
+        with owner.begin() as conn:
+            for r in (events_role, role):
+                conn.execute(text(f"DROP OWNED BY {r}"))
+        owner.dispose()
+        db_factory.drop(name)
+        with make_engine(db_factory.url_for("postgres")).begin() as conn:
+            for r in (events_role, role):
+                conn.execute(text(f"DROP ROLE IF EXISTS {r}"))
+
+
+def test_migrate_as_a_role_without_the_grants_says_what_the_owner_must_run(
+    db_factory: DatabaseFactory, worker_id: str
+) -> None:
+    name = f"nogrants_{worker_id}"
+    owner_url = db_factory.empty(name)
+    owner = make_engine(owner_url)
+    create_portal_schema(owner)
+    role = f"rec_bare_{worker_id}"
+    try:
+        login_role(owner, role)
+        role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
+        result = CliRunner().invoke(cli, ["migrate", "--db-url", role_url])
+        assert result.exit_code == 2, result.output
+        assert f"the schema {LEDGER_SCHEMA} does not exist and this role may not create it" in result.output
+        assert "annotation-reconciler grants --role" in result.output
+    finally:
+        owner.dispose()
+        db_factory.drop(name)
+        with make_engine(db_factory.url_for("postgres")).begin() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+
+
+@pytest.mark.parametrize("bad", ["Reconciler", "rec; DROP TABLE annotation", "1rec", 'rec"x', ""])
+def test_grants_refuses_a_role_name_it_cannot_print_safely(bad: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["grants", "--role", "rec", "--events-role", bad] if bad == "1rec" else ["grants", "--role", bad]
+    )
+    assert result.exit_code == 2 and "is not a plain role name" in result.output, result.output
+    assert "GRANT" not in result.output
+
+
+def test_grants_prints_no_create_on_public_and_no_write_on_portal_tables() -> None:
+    printed = CliRunner().invoke(cli, ["grants", "--role", "rec", "--events-role", "rec_events"]).output
+    statements = [line for line in printed.splitlines() if line and not line.startswith("--")]
+    assert statements and all(s.endswith(";") for s in statements)
+    assert not [s for s in statements if "public" in s and "CREATE" in s]
+    assert not [s for s in statements if re.search(r"\b(INSERT|UPDATE)\b", s) and LEDGER_SCHEMA not in s]
+    deletes = [s for s in statements if "DELETE" in s and LEDGER_SCHEMA not in s]
+    assert deletes == [
+        "GRANT DELETE ON annotation, annotation_file, annotation_shape, annotation_author, annotation_method_link "
+        "TO rec;"
+    ]
+    assert "rec_events" not in " ".join(deletes)
 
 
 def row_counts(engine: Engine) -> dict[str, int]:
@@ -442,7 +641,8 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
     url = broken.format(pw=PASSWORD)
     result = CliRunner().invoke(cli, ["status", "--db-url", url])
     assert result.exit_code == 2 and "cannot parse the database URL" in result.output
-    assert PASSWORD not in result.output and "reconciler:***@db.internal/portal" in result.output
+    assert PASSWORD not in result.output and "***@db.internal/portal" in result.output
+    assert "reconciler" not in result.output  # everything between :// and the last @ is masked
     env = {"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET}
     monkeypatch.setattr(handlers, "runtime_factory", lambda: build_runtime(env))
     with pytest.raises(ValueError, match="cannot parse the database URL") as info:

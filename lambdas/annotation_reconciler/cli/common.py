@@ -1,13 +1,24 @@
-"""Helpers shared by the command-line entry points: database URL resolution and clear failures."""
+"""Helpers shared by the command-line entry points: the database options, engine resolution and clear failures."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.db import DatabaseUrlError, make_engine
+from annotation_reconciler.db import (
+    DatabaseSecret,
+    DatabaseUrlError,
+    connection_failure,
+    make_engine,
+    normalize_url,
+    secret_engine,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UsageError(click.ClickException):
@@ -16,16 +27,37 @@ class UsageError(click.ClickException):
     exit_code = 2
 
 
-def engine_from(db_url: str | None, *, option: str = "--db-url") -> Engine:
-    """An engine for ``db_url`` or ``RECONCILER_DB_URL``, checked by connecting once.
+def db_options(fn: F) -> F:
+    """``--db-url`` and ``--db-secret-arn`` (each with its environment variable), as every command takes them."""
+    fn = click.option(
+        "--db-secret-arn",
+        envvar="RECONCILER_DB_SECRET_ARN",
+        help="Secrets Manager secret (RDS JSON) holding the credentials, as the Lambdas use "
+        "(default: $RECONCILER_DB_SECRET_ARN).",
+    )(fn)
+    return click.option(
+        "--db-url",
+        envvar="RECONCILER_DB_URL",
+        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL).",
+    )(fn)
 
-    Every problem (no URL, another driver, an unreachable server) becomes one line and exit 2.
+
+def engine_from(db_url: str | None, db_secret_arn: str | None = None, *, option: str = "--db-url") -> Engine:
+    """An engine for ``db_url`` (or ``RECONCILER_DB_URL``), else for the secret ``db_secret_arn`` (or
+    ``RECONCILER_DB_SECRET_ARN``), checked by connecting once.
+
+    Every problem (nothing given, an unescaped password, another driver, an unreadable secret, an
+    unreachable server, a failed TLS verification) becomes one line and exit 2; no password is shown.
     """
     raw = db_url or os.environ.get("RECONCILER_DB_URL")
-    if not raw:
-        raise UsageError(f"no database given: pass {option} or set RECONCILER_DB_URL=postgresql+pg8000://USER@HOST/DB")
+    arn = db_secret_arn or os.environ.get("RECONCILER_DB_SECRET_ARN")
+    if not raw and not arn:
+        raise UsageError(
+            f"no database given: pass {option} or --db-secret-arn, or set RECONCILER_DB_URL="
+            "postgresql+pg8000://USER@HOST/DB or RECONCILER_DB_SECRET_ARN"
+        )
     try:
-        engine = make_engine(raw)
+        engine = make_engine(normalize_url(raw)) if raw else secret_engine(DatabaseSecret(str(arn)))
     except DatabaseUrlError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -33,9 +65,6 @@ def engine_from(db_url: str | None, *, option: str = "--db-url") -> Engine:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         engine.dispose()
-        url = engine.url.render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-        raise UsageError(
-            f"cannot connect to the database at {url} ({reason}): check RECONCILER_DB_URL and that the server is up"
-        ) from None
+        source = "RECONCILER_DB_URL" if raw else "the secret"
+        raise UsageError(connection_failure(exc, engine.url) + f" ({source})") from None
     return engine

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from
 from annotation_reconciler.db_import import IngestResult, LedgerMissingError, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.paths import BucketLayout
@@ -64,7 +64,7 @@ class _ProgressBar:
 @click.option("--s3-prefix", default="", help="Where the portal's keys start: s3://BUCKET/ROOT/ (default: the bucket).")
 @click.option("--https-prefix", help="HTTPS prefix of stored paths (default: https://BUCKET.s3.amazonaws.com/).")
 @click.option("--dry-run", is_flag=True, help="Compute every change, write nothing.")
-@click.option("--db-url", envvar="RECONCILER_DB_URL", help="Database URL (default: $RECONCILER_DB_URL).")
+@db_options
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
 @click.option("--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it).")
 @click.option(
@@ -89,6 +89,7 @@ def ingest(
     https_prefix: str | None,
     dry_run: bool,
     db_url: str | None,
+    db_secret_arn: str | None,
     endpoint_url: str | None,
     anonymous: bool,
     cleanup: bool | None,
@@ -109,7 +110,7 @@ def ingest(
         raise UsageError(str(exc)) from None
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
         raise UsageError(f"--https-prefix={https_prefix!r} is not a URL: use e.g. {public_https_prefix(bucket)}")
-    engine = engine_from(db_url)
+    engine = engine_from(db_url, db_secret_arn)
     storage = S3Storage(make_s3_client(anonymous=anonymous, endpoint_url=endpoint_url), bucket)
     console = Console(stderr=True)
     try:

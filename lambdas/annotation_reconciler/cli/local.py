@@ -6,13 +6,13 @@ import time
 
 import click
 
-from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.cli.common import db_options, engine_from
 from annotation_reconciler.local.lambda_runtime import Timer
 from annotation_reconciler.local.stack import LocalStack
 
 
 @click.command("local")
-@click.option("--db-url", envvar="RECONCILER_DB_URL", required=True, help="PostgreSQL URL (a copy of the portal).")
+@db_options
 @click.option("--endpoint-url", required=True, help="S3/SQS-compatible endpoint, e.g. a moto server.")
 @click.option("--bucket", required=True, help="The bucket whose notifications drive the reconciler.")
 @click.option("--dry-run/--no-dry-run", default=True, show_default=True)
@@ -20,7 +20,8 @@ from annotation_reconciler.local.stack import LocalStack
 @click.option("--purge-every", type=float, default=60.0, show_default=True, help="Seconds between purges.")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
 def local(
-    db_url: str,
+    db_url: str | None,
+    db_secret_arn: str | None,
     endpoint_url: str,
     bucket: str,
     dry_run: bool,
@@ -29,15 +30,17 @@ def local(
     duration: float,
 ) -> None:
     """Wire the bucket's notifications to a local queue and run the real handlers on it."""
-    engine_from(db_url).dispose()  # fail early, with one clear line, on a bad URL
+    engine_from(db_url, db_secret_arn).dispose()  # fail early, with one clear line, on a bad URL or secret
+    database = {} if db_url else {"RECONCILER_DB_SECRET_ARN": db_secret_arn or ""}
     stack = LocalStack.create(
-        db_url=db_url,
+        db_url=db_url or "",
         endpoint_url=endpoint_url,
         bucket=bucket,
         settings={
             "RECONCILER_DRY_RUN": str(dry_run).lower(),
             "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
             "RECONCILER_ALLOW_SHORT_GRACE": "true",
+            **database,
         },
     )
     purge = Timer(purge_every, lambda: stack.schedule("purge"))

@@ -1,14 +1,15 @@
-"""``annotation-reconciler``: migrate, ingest, scan, purge, status, approve, release, local."""
+"""``annotation-reconciler``: grants, migrate, ingest, scan, purge, status, approve, release, local."""
 
 from __future__ import annotations
 
 import click
 
 from annotation_reconciler.cli import operate
-from annotation_reconciler.cli.common import engine_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
 from annotation_reconciler.ledger import migrate as ledger_migrate
+from annotation_reconciler.ledger.grants import grants_sql
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,14 +18,17 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--db-url", envvar="RECONCILER_DB_URL", help="Database URL (default: $RECONCILER_DB_URL).")
-def migrate(db_url: str | None) -> None:
-    """Create or upgrade the reconciler's own tables (never the portal's alembic_version)."""
-    engine = engine_from(db_url)
+@db_options
+def migrate(db_url: str | None, db_secret_arn: str | None) -> None:
+    """Create or upgrade the reconciler's own tables in their schema (never public, never the portal's
+    alembic_version)."""
+    engine = engine_from(db_url, db_secret_arn)
     try:
         before = ledger_migrate.current_revision(engine)
         after = ledger_migrate.upgrade(engine)
         indexed = ledger_migrate.metadata_path_index_ready(engine)
+    except ledger_migrate.LedgerSchemaError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         engine.dispose()
     if before == after:
@@ -37,6 +41,17 @@ def migrate(db_url: str | None) -> None:
             f"ask its owner to run: {ledger_migrate.INDEX_SQL}",
             err=True,
         )
+
+
+@cli.command()
+@click.option("--role", required=True, help="The reconciler's database role (Lambdas and operators).")
+@click.option("--events-role", help="Optionally, a narrower role for the events Lambda (no DELETE).")
+def grants(role: str, events_role: str | None) -> None:
+    """Print the SQL the owner of the portal's tables runs to give ROLE exactly what the reconciler needs."""
+    try:
+        click.echo(grants_sql(role, events_role=events_role), nl=False)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 cli.add_command(operate.scan)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.reconcile import Reconciler, plan_shards
 from annotation_reconciler.settings import Settings, SettingsError
@@ -22,7 +22,12 @@ console = Console()
 
 
 def reconciler_from(
-    db_url: str | None, bucket: str | None, s3_prefix: str | None, dry_run: bool | None, endpoint_url: str | None
+    db_url: str | None,
+    db_secret_arn: str | None,
+    bucket: str | None,
+    s3_prefix: str | None,
+    dry_run: bool | None,
+    endpoint_url: str | None,
 ) -> tuple[Reconciler, Engine]:
     env = dict(os.environ)
     for name, value in (("RECONCILER_BUCKET", bucket), ("RECONCILER_S3_PREFIX", s3_prefix)):
@@ -31,11 +36,12 @@ def reconciler_from(
     if dry_run is not None:
         env["RECONCILER_DRY_RUN"] = "true" if dry_run else "false"
     env["RECONCILER_DB_URL"] = db_url or env.get("RECONCILER_DB_URL", "")
+    env["RECONCILER_DB_SECRET_ARN"] = db_secret_arn or env.get("RECONCILER_DB_SECRET_ARN", "")
     try:
         settings = Settings.from_env(env)
     except SettingsError as exc:
         raise UsageError("; ".join(exc.problems)) from None
-    engine = engine_from(settings.db_url)
+    engine = engine_from(settings.db_url, settings.db_secret_arn)
     storage = S3Storage(make_s3_client(endpoint_url=endpoint_url), settings.bucket)
     return Reconciler(engine, storage, settings), engine
 
@@ -43,14 +49,13 @@ def reconciler_from(
 def common_options(fn: Any) -> Any:
     for option in reversed(
         [
-            click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL)."),
             click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
             click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
             click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
         ]
     ):
         fn = option(fn)
-    return fn
+    return db_options(fn)
 
 
 @click.command()
@@ -59,6 +64,7 @@ def common_options(fn: Any) -> Any:
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
 def scan(
     db_url: str | None,
+    db_secret_arn: str | None,
     bucket: str | None,
     s3_prefix: str | None,
     endpoint_url: str | None,
@@ -66,7 +72,7 @@ def scan(
     inventory: str | None,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
-    reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, None, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
     if inventory:
         found = reconciler.scan_inventory(inventory)
         engine.dispose()
@@ -110,10 +116,15 @@ def scan(
 @common_options
 @click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
 def purge(
-    db_url: str | None, bucket: str | None, s3_prefix: str | None, endpoint_url: str | None, dry_run: bool | None
+    db_url: str | None,
+    db_secret_arn: str | None,
+    bucket: str | None,
+    s3_prefix: str | None,
+    endpoint_url: str | None,
+    dry_run: bool | None,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
-    reconciler, engine = reconciler_from(db_url, bucket, s3_prefix, dry_run, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url)
     r = reconciler.purge()
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
@@ -129,11 +140,11 @@ def purge(
 
 
 @click.command()
-@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@db_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
-def status(db_url: str | None, output: str) -> None:
+def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
     """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
-    engine = engine_from(db_url)
+    engine = engine_from(db_url, db_secret_arn)
     with engine.connect() as conn:
         by_status: dict[str, int] = dict(
             conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
@@ -228,12 +239,12 @@ def reingest_command(metadata_key: str) -> str:
 
 
 @click.command()
-@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
 @click.option("--by", default=lambda: os.environ.get("USER", "operator"), help="Who approves (for the audit).")
-def approve(db_url: str | None, dataset_id: int, by: str) -> None:
+def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
-    engine = engine_from(db_url)
+    engine = engine_from(db_url, db_secret_arn)
     from annotation_reconciler.ledger import repository as repo
     from annotation_reconciler.reconcile import utcnow
 
@@ -244,11 +255,11 @@ def approve(db_url: str | None, dataset_id: int, by: str) -> None:
 
 
 @click.command()
-@click.option("--db-url", help="Database URL (default: $RECONCILER_DB_URL).")
+@db_options
 @click.option("--annotation-id", type=int, required=True)
-def release(db_url: str | None, annotation_id: int) -> None:
+def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int) -> None:
     """Release one annotation from quarantine (it will not be purged)."""
-    engine = engine_from(db_url)
+    engine = engine_from(db_url, db_secret_arn)
     from annotation_reconciler.ledger import repository as repo
     from annotation_reconciler.reconcile import utcnow
 

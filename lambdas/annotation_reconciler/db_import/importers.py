@@ -28,6 +28,7 @@ from annotation_reconciler.db_import.base import (
     FindResult,
     FoundItem,
     ImportOutcome,
+    ImportProblem,
     IntegratedDBImporter,
     ItemsFinder,
     StoredPaths,
@@ -313,20 +314,43 @@ def import_annotation_children(
     return outcomes
 
 
-_ENSURE_DEPOSITIONS = text("""
-INSERT INTO deposition (id, title)
-SELECT d, 'Deposition ' || d FROM unnest(CAST(:ids AS integer[])) AS d
-ON CONFLICT (id) DO NOTHING
-RETURNING id
+_MISSING_DEPOSITIONS = text("""
+SELECT d FROM unnest(CAST(:ids AS integer[])) AS d
+WHERE NOT EXISTS (SELECT 1 FROM deposition WHERE deposition.id = d)
+ORDER BY d
 """)
 
 
-def ensure_depositions(conn: Connection, deposition_ids: Iterable[int]) -> list[int]:
-    """Insert a placeholder for each deposition the rows name but the database lacks; returns those ids."""
+class MissingParentError(RuntimeError):
+    """Rows of a scope name a parent the database lacks; the scope is refused whole (nothing written)."""
+
+    def __init__(self, problem: ImportProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def ensure_depositions(conn: Connection, deposition_ids: Iterable[int], scope: str) -> None:
+    """Refuse ``scope`` (raise :class:`MissingParentError`) when a deposition its rows name is not in the database.
+
+    The importer never writes a deposition: the portal's deposition import owns those rows, and every
+    column it would need (title, description, the three dates, all NOT NULL) lives in the deposition's
+    own metadata (``depositions_metadata/{id}/``), which this importer does not read. A placeholder
+    would be a row the portal never made, so the operator is told what to import first instead.
+    """
     ids = sorted(set(deposition_ids))
     if not ids:
-        return []
-    return list(conn.execute(_ENSURE_DEPOSITIONS, {"ids": ids}).scalars())
+        return
+    missing = list(conn.execute(_MISSING_DEPOSITIONS, {"ids": ids}).scalars())
+    if missing:
+        names = ", ".join(str(d) for d in missing)
+        raise MissingParentError(
+            ImportProblem(
+                scope,
+                f"deposition {names} is not in the database: import the deposition first (the portal's "
+                f"deposition ingestion, depositions_metadata/{missing[0]}/), then run this ingest again; "
+                "nothing of this scope was written",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -375,6 +399,7 @@ __all__ = [
     "AnnotationShapeImporter",
     "DatasetImporter",
     "LegacyAnnotation",
+    "MissingParentError",
     "RunImporter",
     "VoxelSpacingImporter",
     "ensure_depositions",

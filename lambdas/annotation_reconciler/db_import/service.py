@@ -26,6 +26,7 @@ from annotation_reconciler.db_import.importers import (
     AnnotationImporter,
     DatasetImporter,
     LegacyAnnotation,
+    MissingParentError,
     RunImporter,
     VoxelSpacingImporter,
     ensure_depositions,
@@ -185,6 +186,9 @@ class _Ingestion:
         try:
             with self.conn.begin_nested() if self.dry_run else self.conn.begin():
                 return work(self.conn)
+        except MissingParentError as exc:
+            self.result.problems.append(exc.problem)
+            return exc.problem
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
             problem = ImportProblem(scope, f"database error, nothing of this scope was written: {reason}")
@@ -196,18 +200,17 @@ class _Ingestion:
         runs = RunImporter(self.storage, self.paths, dataset_id, run_name)
         found, runs_found = dataset.find(), runs.find()
 
-        def work(conn: Connection) -> tuple[list[int], ImportOutcome, ImportOutcome | None]:
-            depositions = ensure_depositions(conn, _deposition_ids(found.items))
+        def work(conn: Connection) -> tuple[ImportOutcome, ImportOutcome | None]:
+            ensure_depositions(conn, _deposition_ids(found.items), dataset.scope)
             dataset_outcome = dataset.import_items(conn, found)
             if not dataset_outcome.imported:
-                return depositions, dataset_outcome, None
-            return depositions, dataset_outcome, runs.import_items(conn, runs_found)
+                return dataset_outcome, None
+            return dataset_outcome, runs.import_items(conn, runs_found)
 
         done = self.unit(dataset.scope, work)
         if isinstance(done, ImportProblem):
             return
-        depositions, dataset_outcome, run_outcome = done
-        self.result.inserted["deposition"] += len(depositions)
+        dataset_outcome, run_outcome = done
         self.result.record(dataset_outcome)
         self.result.problems += dataset_outcome.problems
         if run_outcome is None:
@@ -249,21 +252,20 @@ class _Ingestion:
         report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items), cleanup_off=off)
         self.result.voxel_spacings.append(report)
 
-        def work(conn: Connection) -> tuple[list[int], list[ImportOutcome]]:
-            depositions = ensure_depositions(conn, _deposition_ids(found.items))
+        def work(conn: Connection) -> list[ImportOutcome]:
+            ensure_depositions(conn, _deposition_ids(found.items), annotations.scope)
             outcome = annotations.import_items(conn, found)
             # What the importer has just read from S3 is not stale, whatever the ledger says.
             repo.release(conn, outcome.ids, now=utcnow(), resolution="metadata read from S3 by the importer")
             children = import_annotation_children(conn, self.paths, outcome, annotations.scope, voxel_spacing_id)
             annotations.cleanup_unused_items(conn, outcome)
-            return depositions, [outcome, *children]
+            return [outcome, *children]
 
         done = self.unit(annotations.scope, work)
         if isinstance(done, ImportProblem):
             report.problems.append(done)
             return
-        depositions, outcomes = done
-        self.result.inserted["deposition"] += len(depositions)
+        outcomes = done
         for outcome in outcomes:
             self.result.record(outcome)
             report.problems += outcome.problems

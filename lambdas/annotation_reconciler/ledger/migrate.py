@@ -10,8 +10,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from annotation_reconciler.ledger import LEDGER_SCHEMA
+
 VERSION_TABLE = "annotation_reconciler_alembic_version"
 _SCRIPTS = Path(__file__).parent / "migrations"
+
+
+class LedgerSchemaError(RuntimeError):
+    """The ledger schema is missing and this role may not create it; the message says what the owner runs."""
 
 
 def _config() -> Config:
@@ -32,7 +38,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        opts = {"version_table": VERSION_TABLE, "version_table_schema": LEDGER_SCHEMA}
+        return MigrationContext.configure(connection, opts=opts).get_current_revision()
 
 
 INDEX_SQL = "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_annotation_s3_metadata_path ON annotation (s3_metadata_path)"

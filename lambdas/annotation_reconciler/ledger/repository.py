@@ -248,40 +248,24 @@ def annotations_by_ids(conn: Connection, annotation_ids: Sequence[int]) -> dict[
     return {ref.id: ref for ref in _refs(rows)}
 
 
-def open_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, int]:
-    """annotation id -> id of its open (quarantined or held) ledger row, for these annotations."""
-    if not annotation_ids:
-        return {}
-    rows = conn.execute(
-        text("""SELECT annotation_id, id FROM annotation_quarantine
-                WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN ('quarantined', 'held')"""),
-        {"ids": list(annotation_ids)},
-    ).all()
-    return {r[0]: r[1] for r in rows}
-
-
-def open_counts(
+def guard_counts(
     conn: Connection, dataset_ids: Sequence[int | None], *, except_annotations: Sequence[int] = ()
-) -> dict[int | None, int]:
-    """Open (quarantined or held) rows per dataset, leaving out those of ``except_annotations``."""
+) -> tuple[dict[int | None, int], dict[int | None, int]]:
+    """For the mass-deletion guard, in one statement (one snapshot, so a concurrent purge cannot be seen
+    half done): open ledger rows per dataset other than those of ``except_annotations``, and annotations
+    per dataset."""
     rows = conn.execute(
-        text("""SELECT dataset_id, count(*) FROM annotation_quarantine
-                WHERE status IN ('quarantined', 'held') AND dataset_id = ANY(CAST(:ids AS integer[]))
-                  AND annotation_id <> ALL(CAST(:skip AS integer[]))
-                GROUP BY dataset_id"""),
-        {"ids": [d for d in dataset_ids if d is not None], "skip": list(except_annotations)},
+        text("""WITH ds AS (SELECT unnest(CAST(:ids AS integer[])) AS id)
+                SELECT ds.id,
+                       (SELECT count(*) FROM annotation_quarantine q
+                        WHERE q.dataset_id = ds.id AND q.status IN ('quarantined', 'held')
+                          AND q.annotation_id <> ALL(CAST(:skip AS integer[]))) AS open_rows,
+                       (SELECT count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                        WHERE r.dataset_id = ds.id) AS total
+                FROM ds"""),
+        {"ids": sorted({d for d in dataset_ids if d is not None}), "skip": list(except_annotations)},
     ).all()
-    return {r[0]: r[1] for r in rows}
-
-
-def annotation_totals(conn: Connection, dataset_ids: Sequence[int | None]) -> dict[int | None, int]:
-    """Annotations per dataset, for the mass-deletion guard."""
-    rows = conn.execute(
-        text("""SELECT r.dataset_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
-                WHERE r.dataset_id = ANY(CAST(:ids AS integer[])) GROUP BY r.dataset_id"""),
-        {"ids": [d for d in dataset_ids if d is not None]},
-    ).all()
-    return {r[0]: r[1] for r in rows}
+    return {r[0]: r[1] for r in rows if r[1]}, {r[0]: r[2] for r in rows if r[2]}
 
 
 def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime, by: str) -> int:

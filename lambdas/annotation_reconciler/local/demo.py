@@ -24,7 +24,13 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.stack import LocalStack
-from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket
+from annotation_reconciler.local.synthetic import (
+    PortalSpec,
+    SyntheticPortal,
+    build_portal,
+    write_bucket,
+    write_deposition,
+)
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
@@ -233,9 +239,9 @@ def run_story(
         url = DatabaseFactory(pg.url).fresh("portal")
         engine = make_engine(url)
         try:
-            import boto3
+            from annotation_reconciler.aws import make_client
 
-            s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-west-2")
+            s3 = make_client("s3", endpoint_url=moto.endpoint_url, region="us-west-2")
             portal = build_portal(spec)
             with console.status("writing the synthetic portal to S3"):
                 objects = write_bucket(s3, portal)
@@ -262,6 +268,7 @@ def ingest(console: Console, engine: Engine, endpoint_url: str, portal: Syntheti
     """Ingest the portal from S3 with the project's importer; returns metadata key -> annotation id."""
     bucket = portal.spec.bucket
     storage = S3Storage(make_s3_client(endpoint_url=endpoint_url, region="us-west-2"), bucket)
+    write_deposition(engine, portal.spec)  # the portal's deposition import comes first: ingest refuses without it
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(portal.dataset_ids))
         for dataset_id in portal.dataset_ids:

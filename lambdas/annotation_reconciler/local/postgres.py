@@ -30,7 +30,6 @@ SERVER_SETTINGS = (
     "full_page_writes=off",
     "max_connections=200",
     "shared_buffers=128MB",
-    "listen_addresses=127.0.0.1",
 )
 
 
@@ -85,19 +84,37 @@ def _world_traversable(path: Path) -> bool:
 
 
 class LocalPostgres:
-    """Start a private PostgreSQL on 127.0.0.1 and remove it (and its data) on :meth:`stop`."""
+    """Start a private PostgreSQL on 127.0.0.1 and remove it (and its data) on :meth:`stop`.
 
-    def __init__(self, port: int | None = None) -> None:
+    By default every local connection is trusted. ``password`` makes the server check passwords
+    (SCRAM) for every role, the superuser ``postgres`` included; ``tls`` (a certificate file and its
+    key, PEM) turns TLS on; ``listen`` adds addresses to listen on (e.g. ``127.0.0.2``, a host name
+    that is not "local" to the reconciler).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+        listen: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
         self.port = port or free_port()
         self.bindir = find_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
         self.datadir = self.root / "data"
+        self.password = password
+        self.tls = tls
+        self.listen = listen
         self._demote: Callable[[], None] | None = None
+        self._owner: tuple[int, int] | None = None
         self._started = False
 
     @property
     def url(self) -> str:
-        return f"postgresql+pg8000://postgres@127.0.0.1:{self.port}/postgres"
+        secret = f":{self.password}" if self.password else ""
+        return f"postgresql+pg8000://postgres{secret}@127.0.0.1:{self.port}/postgres"
 
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:
@@ -114,6 +131,8 @@ class LocalPostgres:
                 os.chmod(dirpath, 0o755)
             self.bindir = copy / "bin"
 
+        self._owner = (user.pw_uid, user.pw_gid)
+
         def demote() -> None:
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
@@ -126,16 +145,27 @@ class LocalPostgres:
             args, capture_output=True, text=True, env=env, preexec_fn=self._demote, cwd=self.root, check=False
         )
 
+    def _private_file(self, name: str, content: bytes) -> Path:
+        """A file only the server's user may read (PostgreSQL refuses a key others can read)."""
+        path = self.root / name
+        path.write_bytes(content)
+        path.chmod(0o600)
+        if self._owner:
+            os.chown(path, *self._owner)
+        return path
+
     def start(self) -> LocalPostgres:
         self._prepare_user()
+        auth = ["-A", "trust"]
+        if self.password:
+            auth = ["-A", "scram-sha-256", f"--pwfile={self._private_file('pwfile', self.password.encode())}"]
         init = self._run(
             str(self.bindir / "initdb"),
             "-D",
             str(self.datadir),
             "-U",
             "postgres",
-            "-A",
-            "trust",
+            *auth,
             "--no-sync",
             "--locale=C",
             "-E",
@@ -143,7 +173,12 @@ class LocalPostgres:
         )
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
-        options = " ".join(f"-c {s}" for s in (*SERVER_SETTINGS, f"port={self.port}"))
+        settings = [*SERVER_SETTINGS, f"port={self.port}", f"listen_addresses={','.join(self.listen)}"]
+        if self.tls:
+            cert = self._private_file("server.crt", self.tls[0].read_bytes())
+            key = self._private_file("server.key", self.tls[1].read_bytes())
+            settings += ["ssl=on", f"ssl_cert_file={cert}", f"ssl_key_file={key}"]
+        options = " ".join(f"-c {s}" for s in settings)
         options += f" -c unix_socket_directories={self.root}"
         started = self._run(
             str(self.bindir / "pg_ctl"),
@@ -171,7 +206,9 @@ class LocalPostgres:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                pg8000.native.Connection("postgres", host="127.0.0.1", port=self.port).close()
+                pg8000.native.Connection(
+                    "postgres", host="127.0.0.1", port=self.port, password=self.password, ssl_context=False
+                ).close()
                 return
             except Exception:
                 if time.monotonic() > deadline:

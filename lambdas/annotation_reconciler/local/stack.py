@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
 from annotation_reconciler import handlers
+from annotation_reconciler.aws import make_client
 from annotation_reconciler.local.lambda_runtime import LocalLambdaRuntime, wire_bucket_to_queue
 from annotation_reconciler.runtime import Runtime, build_runtime
 
@@ -49,8 +48,8 @@ class LocalStack:
         os.environ.update(QUIET_POWERTOOLS)
         handlers.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # the logger read its level at import
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
-        s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-west-2")
-        sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name="us-west-2")
+        s3 = make_client("s3", endpoint_url=endpoint_url, region="us-west-2")
+        sqs = make_client("sqs", endpoint_url=endpoint_url, region="us-west-2")
         events_url = wire_bucket_to_queue(s3, sqs, bucket, "annotation-reconciler-events")
         work_url = sqs.create_queue(QueueName="annotation-reconciler-work")["QueueUrl"]
         env = {

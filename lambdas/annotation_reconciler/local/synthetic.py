@@ -44,6 +44,18 @@ OBJECTS = (
 )
 ODD_RUN_NAMES = ("TS 1+2 é", "TS_ü+plus")
 DATE = datetime(2024, 1, 15, tzinfo=UTC)
+DATASET_DESCRIPTION = "Made by annotation_reconciler.local.synthetic"
+DATASET_COLUMNS = (
+    "id",
+    "deposition_id",
+    "title",
+    "description",
+    "s3_prefix",
+    "https_prefix",
+    "deposition_date",
+    "release_date",
+    "last_modified_date",
+)
 
 
 @dataclass(frozen=True)
@@ -237,7 +249,7 @@ def documents(portal: SyntheticPortal) -> Iterator[tuple[str, bytes]]:
         body = {
             "dataset_identifier": dataset_id,
             "dataset_title": f"Synthetic dataset {dataset_id}",
-            "dataset_description": "Made by annotation_reconciler.local.synthetic",
+            "dataset_description": DATASET_DESCRIPTION,
             "dates": {
                 "deposition_date": "2024-01-15",
                 "release_date": "2024-01-15",
@@ -300,6 +312,24 @@ def _next_id(raw: Any, table: str) -> int:
     return int(value)
 
 
+_DEPOSITION = text(
+    "INSERT INTO deposition (id, title, description, deposition_date, release_date, last_modified_date) "
+    "VALUES (:id, :title, :description, :d, :d, :d) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def deposition_fields(spec: PortalSpec) -> dict[str, str]:
+    """The synthetic deposition's title and description (with its dates, every NOT NULL column it has)."""
+    return {"title": "Synthetic deposition", "description": f"Deposition {spec.deposition_id} of the synthetic portal"}
+
+
+def write_deposition(engine: Engine, spec: PortalSpec) -> None:
+    """The synthetic portal's deposition row, as the portal's deposition import writes it before any dataset of it
+    is ingested (``annotation-reconciler ingest`` refuses rows whose deposition the database lacks)."""
+    with engine.begin() as conn:
+        conn.execute(_DEPOSITION, {"id": spec.deposition_id, "d": DATE, **deposition_fields(spec)})
+
+
 def write_rows(engine: Engine, portal: SyntheticPortal) -> dict[str, int]:
     """Insert the portal's rows (deposition to method links) in bulk; returns metadata key -> annotation id."""
     spec = portal.spec
@@ -307,19 +337,23 @@ def write_rows(engine: Engine, portal: SyntheticPortal) -> dict[str, int]:
     ids: dict[str, int] = {}
     with engine.begin() as conn:
         raw = conn.connection.dbapi_connection
-        conn.execute(
-            text(
-                "INSERT INTO deposition (id, title, deposition_date, release_date, last_modified_date) "
-                "VALUES (:id, 'Synthetic deposition', :d, :d, :d) ON CONFLICT (id) DO NOTHING"
-            ),
-            {"id": spec.deposition_id, "d": DATE},
-        )
+        conn.execute(_DEPOSITION, {"id": spec.deposition_id, "d": DATE, **deposition_fields(spec)})
         _copy(
             raw,
             "dataset",
-            ("id", "deposition_id", "title", "s3_prefix", "https_prefix"),
+            DATASET_COLUMNS,
             (
-                (d, spec.deposition_id, f"Synthetic dataset {d}", portal.stored_path(f"{d}/", 0), f"{https}/{d}/")
+                (
+                    d,
+                    spec.deposition_id,
+                    f"Synthetic dataset {d}",
+                    DATASET_DESCRIPTION,
+                    portal.stored_path(f"{d}/", 0),
+                    f"{https}/{d}/",
+                    DATE,
+                    DATE,
+                    DATE,
+                )
                 for d in portal.dataset_ids
             ),
         )

@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from annotation_reconciler.aws import make_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 ZARR_MARK = ".zarr/"
 # Greater than any character in a real key: listing after "<zarr>/" + this skips the zarr's chunks.
 _AFTER_ALL = "\U0010ffff"
-MAX_ATTEMPTS = 6
 
 
 class StorageError(RuntimeError):
@@ -40,12 +39,11 @@ class StorageError(RuntimeError):
 
 
 def make_s3_client(*, anonymous: bool = False, endpoint_url: str | None = None, region: str | None = None) -> S3Client:
-    """An S3 client with standard retries (exponential backoff on throttles and 5xx)."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-        signature_version=UNSIGNED if anonymous else None,
+    """An S3 client with connect and read timeouts and standard retries (backoff on throttles, 5xx, timeouts)."""
+    client: S3Client = make_client(
+        "s3", endpoint_url=endpoint_url, region=region, signature_version=UNSIGNED if anonymous else None
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    return client
 
 
 class S3Storage:

@@ -1,4 +1,7 @@
-"""The quarantine ledger and the missing-file report.
+"""The quarantine ledger and the missing-file report, in the ledger schema (never in ``public``).
+
+Edited in place to name the schema: nothing had been deployed yet, so no database holds the
+earlier revision 0001 that created these tables in ``public``.
 
 Revision ID: 0001
 Revises:
@@ -7,6 +10,8 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from annotation_reconciler.ledger import LEDGER_SCHEMA
 
 revision = "0001"
 down_revision = None
@@ -38,17 +43,25 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("source IN ('event', 'scan', 'importer', 'cli')", name="ck_annotation_quarantine_source"),
         sa.CheckConstraint("status <> 'purged' OR snapshot IS NOT NULL", name="ck_annotation_quarantine_snapshot"),
+        schema=LEDGER_SCHEMA,
     )
-    op.create_index("ix_annotation_quarantine_annotation_id", "annotation_quarantine", ["annotation_id"])
+    op.create_index(
+        "ix_annotation_quarantine_annotation_id", "annotation_quarantine", ["annotation_id"], schema=LEDGER_SCHEMA
+    )
     op.create_index(
         "uq_annotation_quarantine_open",
         "annotation_quarantine",
         ["annotation_id"],
         unique=True,
         postgresql_where=sa.text("status IN ('quarantined', 'held')"),
+        schema=LEDGER_SCHEMA,
     )
-    op.create_index("ix_annotation_quarantine_due", "annotation_quarantine", ["status", "purge_after"])
-    op.create_index("ix_annotation_quarantine_dataset", "annotation_quarantine", ["dataset_id", "status"])
+    op.create_index(
+        "ix_annotation_quarantine_due", "annotation_quarantine", ["status", "purge_after"], schema=LEDGER_SCHEMA
+    )
+    op.create_index(
+        "ix_annotation_quarantine_dataset", "annotation_quarantine", ["dataset_id", "status"], schema=LEDGER_SCHEMA
+    )
 
     op.create_table(
         "missing_annotation_file",
@@ -59,17 +72,21 @@ def upgrade() -> None:
         sa.Column("removed_key", sa.String, nullable=False),
         sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True)),
+        schema=LEDGER_SCHEMA,
     )
-    op.create_index("ix_missing_annotation_file_annotation_id", "missing_annotation_file", ["annotation_id"])
+    op.create_index(
+        "ix_missing_annotation_file_annotation_id", "missing_annotation_file", ["annotation_id"], schema=LEDGER_SCHEMA
+    )
     op.create_index(
         "uq_missing_annotation_file_open",
         "missing_annotation_file",
         ["annotation_file_id"],
         unique=True,
         postgresql_where=sa.text("resolved_at IS NULL"),
+        schema=LEDGER_SCHEMA,
     )
 
 
 def downgrade() -> None:
-    op.drop_table("missing_annotation_file")
-    op.drop_table("annotation_quarantine")
+    op.drop_table("missing_annotation_file", schema=LEDGER_SCHEMA)
+    op.drop_table("annotation_quarantine", schema=LEDGER_SCHEMA)
