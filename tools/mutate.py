@@ -11,7 +11,8 @@ link to ``lambdas/`` and ``tests`` to ``tests/``: the mutants are ``build/mutmut
 mutmut puts that folder first on ``sys.path`` and drops ``src`` (that is, ``lambdas/``, where the editable
 install points) from it, so the tests import the mutated copy.
 
-One PostgreSQL server is started here and shared by every pytest session mutmut runs (its stats run, its
+mutmut runs through tools/mutmut_run.py (its timeouts signal only its own children). One PostgreSQL server,
+its files under build/mutmut/, is started here and shared by every pytest session mutmut runs (its stats run, its
 clean run and one forked session per mutant) through RECONCILER_TEST_DATABASE_URL; RECONCILER_TEST_WORKER_SLOTS
 gives each concurrent process its own database names (tests/support/worker_id.py).
 
@@ -29,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections import Counter
@@ -92,9 +94,15 @@ def stage() -> None:
 
 
 def mutmut(*args: str, env: dict[str, str] | None = None, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "mutmut"
+    # mutmut's command line, with its timeouts limited to its own children (tools/mutmut_run.py)
     return subprocess.run(
-        [str(exe), *args], cwd=STAGE, env=env, text=True, capture_output=capture, check=False, stdin=subprocess.DEVNULL
+        [sys.executable, str(ROOT / "tools" / "mutmut_run.py"), *args],
+        cwd=STAGE,
+        env=env,
+        text=True,
+        capture_output=capture,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     from annotation_reconciler.local.postgres import LocalPostgres
 
     stage()
+    # the server's files under build/mutmut/, not the system temp dir, where others clean up
+    tempfile.tempdir = str(STAGE)
     started = time.monotonic()
     with LocalPostgres() as server:
         env = {
