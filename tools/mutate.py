@@ -127,7 +127,9 @@ def report(found: dict[str, str], wall_s: float, fail_under: float | None) -> in
         return 1
     by_module: dict[str, Counter[str]] = {}
     for name, status in found.items():
-        module = name.split(".x", 1)[0]
+        # NAME is MODULE.x_FUNCTION__mutmut_N or MODULE.xǁCLASSǁMETHOD__mutmut_N
+        parts = name.split(".")
+        module = ".".join(next(parts[:i] for i in range(len(parts) - 1, 0, -1) if parts[i].startswith(("x_", "xǁ"))))
         by_module.setdefault(module, Counter())[status] += 1
     print()
     print("## Mutation score (mutmut, fast tests: tests/unit + tests/integration)")
