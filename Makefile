@@ -11,13 +11,14 @@ CDK := .cdk-cli/node_modules/.bin/cdk
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck synth bench clean
+.PHONY: help install demo test lint unit typecheck synth bench mutate clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite"
 	@echo "make synth  # cdk synth offline into cdk.out/ (the Lambda asset bundled locally, no Docker)"
 	@echo "make bench  # the benchmarks of BENCHMARKS.md"
+	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation score of the decision and deletion code"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -32,8 +33,8 @@ demo: $(STAMP)
 	$(BIN)/python -m annotation_reconciler.local.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check lambdas infra tests bench
-	$(BIN)/ruff format --check lambdas infra tests bench
+	$(BIN)/ruff check lambdas infra tests bench tools
+	$(BIN)/ruff format --check lambdas infra tests bench tools
 	$(BIN)/mypy
 
 test: lint
@@ -49,6 +50,13 @@ synth: $(STAMP) $(CDK)
 # The benchmarks of BENCHMARKS.md (about 15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all --markdown BENCHMARKS.md
+
+# mutmut over the decision and deletion code ([tool.mutmut] only_mutate) against tests/unit and tests/integration;
+# MUTATE="lifecycle.py portal/deletion.py" (or FILE:FUNCTION_GLOB) for a subset. See RELIABILITY.md.
+MUTATE ?=
+MUTATE_JOBS ?= $(PYTEST_WORKERS)
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(if $(strip $(MUTATE)),--only $(MUTATE))
 
 clean:
 	rm -rf $(VENV) build cdk.out .cdk-cli .mypy_cache .ruff_cache .pytest_cache

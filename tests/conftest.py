@@ -22,6 +22,15 @@ use_dummy_credentials()
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without xdist (``-p no:xdist``, as under ``make mutate``) the ``worker_id`` fixture comes from
+    support/worker_id.py; with xdist, from xdist (a fixture defined here would shadow it)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        import support.worker_id
+
+        config.pluginmanager.register(support.worker_id, "reconciler-worker-id")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """RECONCILER_TEST_DATABASE_URL if set, else a throwaway server started for this session."""
