@@ -11,12 +11,13 @@ CDK := .cdk-cli/node_modules/.bin/cdk
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck synth diff deploy lock bench clean
+.PHONY: help install demo test lint unit typecheck synth bootstrap diff deploy lock bench clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite"
 	@echo "make synth [ENV=staging]   # cdk synth offline into cdk.out/ (infra/env/ENV.json, default staging; ENV=none: -c only)"
+	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
 	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
 	@echo "make lock   # regenerate infra/lambda-requirements.txt (hashes) from lambda-requirements.in"
@@ -55,10 +56,10 @@ SYNTH_ENV := $(or $(ENV),staging)
 synth: $(STAMP) $(CDK)
 	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(SYNTH_ENV)),,-c env=$(SYNTH_ENV)) $(CDK_ARGS)
 
-# These two talk to AWS (the credentials of the account that holds the bucket, in its region).
-diff deploy: $(STAMP) $(CDK)
+# These talk to AWS (the credentials of the account that holds the bucket, in its region).
+bootstrap diff deploy: $(STAMP) $(CDK)
 	@test -n "$(ENV)" || { echo "make $@ needs ENV=<name> (infra/env/<name>.json): every setting comes from the file"; exit 2; }
-	CDK_DISABLE_CLI_TELEMETRY=true $(CDK) $@ --no-notices --no-lookups $(ENV_ARGS) $(if $(filter deploy,$@),--require-approval broadening) $(CDK_ARGS)
+	CDK_DISABLE_CLI_TELEMETRY=true $(CDK) $@ --no-notices $(if $(filter bootstrap,$@),,--no-lookups) $(ENV_ARGS) $(if $(filter deploy,$@),--require-approval broadening) $(CDK_ARGS)
 
 # The Lambda's locked dependency tree for python3.12 on arm64, with hashes, from PyPI.
 UV_VERSION := 0.13.9

@@ -544,7 +544,14 @@ class ReconcilerStack(cdk.Stack):
             "WorkQueueUrl": (self.work_queue.queue_url, "the work queue"),
             "AlarmTopicArn": (self.alarm_topic.topic_arn, "subscribe here to receive the alarms"),
             "DashboardName": (self.dashboard.dashboard_name, "the CloudWatch dashboard"),
+            "DashboardUrl": (
+                f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#dashboards/dashboard/{self.dashboard.dashboard_name}",
+                "the dashboard in the console",
+            ),
         }
+        for name, rule in self._rules().items():
+            values[f"{name}RuleName"] = (rule.rule_name, "aws events disable-rule --name ... stops it")
         for name, queue in (
             ("EventsDlq", self.events_dlq),
             ("WorkDlq", self.work_dlq),

@@ -359,3 +359,16 @@ def test_bad_context_is_refused(
     with pytest.raises(ValueError, match=None) as info:
         build_app({**synth_context, **context}, outdir=str(tmp_path), nag=False)
     assert message in str(info.value)
+
+
+def test_every_output_the_runbook_reads_exists(template: Any) -> None:
+    """README's Deploy runbook reads the stack's outputs by name (`out NAME`): each one must exist."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    used = set(re.findall(r"\$\(out (\w+)\)", readme)) | {
+        f"{f}FunctionName" for f in re.findall(r"for f in ([\w ]+); do", readme)[0].split()
+    }
+    outputs = set(template.to_json()["Outputs"])
+    assert used and used <= outputs, used - outputs
+    assert {"ScheduleFunctionName", "EventsDlqArn", "ObjectRuleDlqArn", "EventsQueueArn", "DashboardUrl"} <= used
