@@ -4,6 +4,8 @@ bucket, and the committed environment files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,14 @@ def nag_findings(stack: Any) -> list[Any]:
     found = Annotations.from_stack(stack)
     pattern = Match.string_like_regexp("AwsSolutions-.*")
     return [e.entry.data for e in found.find_error("*", pattern) + found.find_warning("*", pattern)]
+
+
+def cfn_lint(template_file: Path) -> None:
+    lint = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run(
+        [str(lint), "--non-zero-exit-code", "error", "--", str(template_file)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def kinds(template: Template) -> list[str]:
@@ -140,6 +150,7 @@ def test_owned_bucket_sends_its_events_through_the_filtered_rule(
         "AWS::S3::Bucket", {"NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}}
     )
     assert "Custom::S3BucketNotifications" not in kinds(template)  # no notification Lambda
+    cfn_lint(tmp_path / "AnnotationReconciler.template.json")
     template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -168,6 +179,7 @@ def test_each_committed_environment_synthesizes_clean(tmp_path: Path, name: str)
     expected = 3 - len(values["existing_endpoints"])
     template.resource_count_is("AWS::EC2::VPCEndpoint", expected)
     assert nag_findings(stack) == []
+    cfn_lint(tmp_path / f"{values['stack_name']}.template.json")
 
 
 def test_a_command_line_value_that_contradicts_the_file_is_refused(tmp_path: Path) -> None:

@@ -269,3 +269,14 @@ def test_schedule_lambda_migrates_a_database_without_the_ledger(
     assert again["before"] == again["after"] == migrate.head_revision()
     runtime.engine.dispose()
     engine.dispose()
+
+
+def test_an_inventory_reconciliation_also_needs_the_work_queue(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confirming candidates inline could outlast the Lambda: without the queue the schedule refuses."""
+    wired.report(sorted(wired.world.portal.all_keys()))
+    runtime = dataclasses.replace(
+        wired.runtime, settings=dataclasses.replace(wired.runtime.settings, work_queue_url=None)
+    )
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
+        handlers.handle_schedule({"action": "reconcile"}, LocalContext())
