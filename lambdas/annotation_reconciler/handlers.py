@@ -167,7 +167,9 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         }
     if action in ("reconcile", "all"):
         if rt.settings.inventory_manifest:
-            plan = inventory_shards.plan_inventory(rt.reconciler, rt.settings.inventory_manifest)
+            plan = inventory_shards.plan_inventory(
+                rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=_remaining(context)
+            )
             queued = _send_shards(rt, inventory_shards.shard_messages(plan))
             _count("InventoryCandidates", len(plan.candidates))
             _count("AnnotationsUnverifiable", len(plan.unverifiable))

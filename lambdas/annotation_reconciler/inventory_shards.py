@@ -75,8 +75,22 @@ class ShardResult:
     remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
 
 
-def plan_inventory(reconciler: Reconciler, manifest_url: str, *, inventory_client: Any = None) -> InventoryPlan:
-    """Read the newest report under ``manifest_url`` and list the annotations it lacks."""
+class InventoryTooLarge(RuntimeError):
+    """The report could not be read within the time budget; nothing was queued or decided."""
+
+
+def plan_inventory(
+    reconciler: Reconciler,
+    manifest_url: str,
+    *,
+    inventory_client: Any = None,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> InventoryPlan:
+    """Read the newest report under ``manifest_url`` and list the annotations it lacks.
+
+    The report is read in one invocation; when ``remaining_seconds`` runs low first, it stops with
+    :class:`InventoryTooLarge` (a clear log line, instead of Lambda's own timeout).
+    """
     client = inventory_client or reconciler.storage.client
     location = inventory.find_manifest(client, manifest_url)
     manifest = inventory.read_manifest(client, location)
@@ -84,7 +98,16 @@ def plan_inventory(reconciler: Reconciler, manifest_url: str, *, inventory_clien
         raise inventory.InventoryError(
             f"{location.url} inventories bucket {manifest.source_bucket!r}, not {reconciler.layout.bucket!r}"
         )
-    present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}
+    present: set[str] = set()
+    for n, key in enumerate(inventory.iter_present_keys(client, manifest)):
+        if n % 10_000 == 0 and remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+            raise InventoryTooLarge(
+                f"{location.url}: read {n} of its rows ({len(manifest.files)} files) before the time budget ran "
+                "out; nothing was queued. Give the schedule Lambda more time or memory, or reconcile with LISTs "
+                "(unset inventory_manifest)"
+            )
+        if classify_key(key) is KeyKind.METADATA:
+            present.add(key)
     with reconciler.engine.connect() as conn:
         refs = repo.annotations_in_scope(conn, Scope())
     plan = InventoryPlan(

@@ -280,3 +280,11 @@ def test_an_inventory_reconciliation_also_needs_the_work_queue(wired: Wired, mon
     monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
     with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
         handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+
+
+def test_a_report_too_large_for_the_budget_stops_with_a_clear_error(wired: Wired) -> None:
+    wired.world.delete(wired.world.portal.metadata_keys[0])
+    wired.report(sorted(wired.world.portal.all_keys())[1:])
+    with pytest.raises(inventory_shards.InventoryTooLarge, match="before the time budget ran out; nothing was queued"):
+        handlers.handle_schedule({"action": "reconcile"}, Countdown(calls=0))
+    assert wired.queued() == [] and wired.world.ledger() == {}
