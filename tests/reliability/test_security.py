@@ -68,7 +68,10 @@ def lambda_logs() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = handlers.logger.registered_handler
     previous = handler.setStream(buffer)
+    level = handlers.logger.log_level  # an in-process demo (LocalStack) earlier in this worker sets CRITICAL
+    handlers.logger.setLevel("INFO")
     yield buffer
+    handlers.logger.setLevel(level)
     handler.setStream(previous)
 
 
