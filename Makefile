@@ -11,12 +11,16 @@ CDK := .cdk-cli/node_modules/.bin/cdk
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck synth bench mutate clean
+.PHONY: help install demo test lint unit typecheck synth bootstrap diff deploy lock bench mutate clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite"
-	@echo "make synth  # cdk synth offline into cdk.out/ (the Lambda asset bundled locally, no Docker)"
+	@echo "make synth [ENV=staging]   # cdk synth offline into cdk.out/ (infra/env/ENV.json, default staging; ENV=none: -c only)"
+	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
+	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
+	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
+	@echo "make lock   # regenerate infra/lambda-requirements.txt (hashes) from lambda-requirements.in"
 	@echo "make bench  # the benchmarks of BENCHMARKS.md"
 	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation score of the decision and deletion code"
 
@@ -44,8 +48,31 @@ test: lint
 $(CDK):
 	npm install --prefix .cdk-cli --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI_VERSION)
 
+# ENV=name reads infra/env/name.json (committed); CDK_ARGS adds more cdk options. synth reads
+# staging.json unless told otherwise (ENV=none: no file, every setting from CDK_ARGS' -c options).
+ENV ?=
+ENV_ARGS := $(if $(ENV),-c env=$(ENV))
+SYNTH_ENV := $(or $(ENV),staging)
+
 synth: $(STAMP) $(CDK)
-	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(CDK_ARGS)
+	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(SYNTH_ENV)),,-c env=$(SYNTH_ENV)) $(CDK_ARGS)
+
+# These talk to AWS (the credentials of the account that holds the bucket, in its region).
+bootstrap diff deploy: $(STAMP) $(CDK)
+	@test -n "$(ENV)" || { echo "make $@ needs ENV=<name> (infra/env/<name>.json): every setting comes from the file"; exit 2; }
+	CDK_DISABLE_CLI_TELEMETRY=true $(CDK) $@ --no-notices $(if $(filter bootstrap,$@),,--no-lookups) $(ENV_ARGS) $(if $(filter deploy,$@),--require-approval broadening) $(CDK_ARGS)
+
+# The Lambda's locked dependency tree for python3.12 on arm64, with hashes, from PyPI.
+UV_VERSION := 0.13.9
+UV := .lock-tools/bin/uv
+$(UV):
+	$(PYTHON) -m venv .lock-tools
+	.lock-tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(UV) pip compile --quiet --generate-hashes --python-platform aarch64-manylinux2014 --python-version 3.12 \
+		--custom-compile-command "make lock" \
+		infra/lambda-requirements.in -o infra/lambda-requirements.txt
 
 # The benchmarks of BENCHMARKS.md (about 15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
 bench: $(STAMP)
@@ -59,4 +86,4 @@ mutate: $(STAMP)
 	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(if $(strip $(MUTATE)),--only $(MUTATE))
 
 clean:
-	rm -rf $(VENV) build cdk.out .cdk-cli .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build cdk.out .cdk-cli .lock-tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,11 +1,41 @@
-"""Every deployment setting, read from CDK context with safe defaults (dry run on, 72 hours' grace)."""
+"""Every deployment setting, read from CDK context with safe defaults (dry run on, 72 hours' grace).
+
+Context comes from an environment file (``-c env=staging`` reads ``infra/env/staging.json``), from
+``-c key=value`` on the command line, or from ``build_app(context)`` in tests. A key given both in
+the environment file and on the command line must agree: the file is what the next deploy reads,
+so a command-line value that differs would be lost then (and is refused now).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+
+ENV_DIR = Path(__file__).resolve().parent / "env"
+#: Services the Lambdas call from inside the VPC; each needs an endpoint there unless a NAT is routed.
+ENDPOINT_SERVICES = ("s3", "sqs", "secretsmanager")
+#: Context keys that are not StackConfig fields.
+APP_KEYS = ("env", "account", "region", "stack_name")
+
+_ID_PATTERNS = {
+    "vpc_id": re.compile(r"^vpc-[0-9a-f]{8,17}$"),
+    "subnet_ids": re.compile(r"^subnet-[0-9a-f]{8,17}$"),
+    "route_table_ids": re.compile(r"^rtb-[0-9a-f]{8,17}$"),
+    "security_group_id": re.compile(r"^sg-[0-9a-f]{8,17}$"),
+    "db_security_group_id": re.compile(r"^sg-[0-9a-f]{8,17}$"),
+}
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+
+class ContextError(ValueError):
+    """The CDK context cannot be deployed; the message names every key to fix."""
 
 
 @dataclass(frozen=True)
@@ -14,10 +44,17 @@ class StackConfig:
     key_prefix: str = ""  # the portal's objects under this key prefix ("" = the whole bucket)
     stored_path_prefix: str = ""  # RECONCILER_S3_PREFIX ("" = s3://{bucket}/)
     db_secret: str = "annotation-reconciler/portal-db"  # a Secrets Manager secret name or ARN (RDS secret JSON)
+    events_db_secret: str | None = None  # the events Lambda's own secret (a role without DELETE), else db_secret
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     availability_zones: tuple[str, ...] = ()
-    security_group_id: str | None = None
+    route_table_ids: tuple[str, ...] = ()  # the subnets' route tables, for the S3 gateway endpoint
+    security_group_id: str | None = None  # an existing group to attach as well (e.g. one the database admits)
+    db_security_group_id: str | None = None  # the database's group: the stack adds an ingress rule from the Lambdas
+    db_port: int = 5432
+    allow_no_vpc: bool = False  # sandboxes and tests only: the Lambdas run outside any VPC
+    vpc_has_nat: bool = False  # the subnets route to a NAT: no endpoints are created
+    existing_endpoints: tuple[str, ...] = ()  # endpoints the VPC already has (s3, sqs, secretsmanager)
     dry_run: bool = True
     grace_period_hours: float = 72.0
     max_purge_fraction: float = 0.1
@@ -27,15 +64,17 @@ class StackConfig:
     events_batching_window_s: int = 20
     events_max_concurrency: int = 5
     work_max_concurrency: int = 2
+    reserve_concurrency: bool = True  # reserved concurrency per function (needs an account limit above 10)
     inventory_manifest: str | None = None
     alarm_email: str | None = None
     log_retention_days: int = 90
-    owned_bucket: bool = False  # create the bucket here and use direct S3 notifications (tests, sandboxes)
+    owned_bucket: bool = False  # create the bucket here (tests, sandboxes); its events go through EventBridge too
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_context(cls, scope: cdk.App | cdk.Stack) -> StackConfig:
         node = scope.node
+        problems: list[str] = []
 
         def get(name: str, default: Any) -> Any:
             value = node.try_get_context(name)
@@ -47,51 +86,181 @@ class StackConfig:
                 return value
             if str(value).lower() in ("true", "false"):
                 return str(value).lower() == "true"
-            raise ValueError(f"context {name}={value!r} must be true or false")
+            problems.append(f"context {name}={value!r} must be true or false")
+            return default
 
         def as_list(name: str) -> tuple[str, ...]:
             value = get(name, [])
-            return tuple(value.split(",") if isinstance(value, str) else value)
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(v).strip() for v in items if str(v).strip())
+
+        def as_number(name: str, default: float, kind: type[int] | type[float] = float) -> Any:
+            value = get(name, default)
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                problems.append(f"context {name}={value!r} must be a {'whole ' if kind is int else ''}number")
+                return default
+
+        def as_text(name: str) -> str | None:
+            value = get(name, None)
+            return None if value is None or str(value).strip() == "" else str(value).strip()
 
         config = cls(
             bucket_name=str(get("bucket_name", cls.bucket_name)),
             key_prefix=str(get("key_prefix", "")),
             stored_path_prefix=str(get("stored_path_prefix", "")),
             db_secret=str(get("db_secret", cls.db_secret)),
-            vpc_id=get("vpc_id", None),
+            events_db_secret=as_text("events_db_secret"),
+            vpc_id=as_text("vpc_id"),
             subnet_ids=as_list("subnet_ids"),
             availability_zones=as_list("availability_zones"),
-            security_group_id=get("security_group_id", None),
+            route_table_ids=as_list("route_table_ids"),
+            security_group_id=as_text("security_group_id"),
+            db_security_group_id=as_text("db_security_group_id"),
+            db_port=as_number("db_port", 5432, int),
+            allow_no_vpc=as_bool("allow_no_vpc", False),
+            vpc_has_nat=as_bool("vpc_has_nat", False),
+            existing_endpoints=tuple(e.lower() for e in as_list("existing_endpoints")),
             dry_run=as_bool("dry_run", True),
-            grace_period_hours=float(get("grace_period_hours", 72)),
-            max_purge_fraction=float(get("max_purge_fraction", 0.1)),
+            grace_period_hours=as_number("grace_period_hours", 72.0),
+            max_purge_fraction=as_number("max_purge_fraction", 0.1),
             purge_schedule=str(get("purge_schedule", cls.purge_schedule)),
             reconcile_schedule=str(get("reconcile_schedule", cls.reconcile_schedule)),
-            events_batch_size=int(get("events_batch_size", 100)),
-            events_batching_window_s=int(get("events_batching_window_s", 20)),
-            events_max_concurrency=int(get("events_max_concurrency", 5)),
-            work_max_concurrency=int(get("work_max_concurrency", 2)),
-            inventory_manifest=get("inventory_manifest", None),
-            alarm_email=get("alarm_email", None),
-            log_retention_days=int(get("log_retention_days", 90)),
+            events_batch_size=as_number("events_batch_size", 100, int),
+            events_batching_window_s=as_number("events_batching_window_s", 20, int),
+            events_max_concurrency=as_number("events_max_concurrency", 5, int),
+            work_max_concurrency=as_number("work_max_concurrency", 2, int),
+            reserve_concurrency=as_bool("reserve_concurrency", True),
+            inventory_manifest=as_text("inventory_manifest"),
+            alarm_email=as_text("alarm_email"),
+            log_retention_days=as_number("log_retention_days", 90, int),
             owned_bucket=as_bool("owned_bucket", False),
         )
-        config.validate()
+        config.validate(problems)
         return config
 
-    def validate(self) -> None:
-        problems = []
+    @property
+    def endpoints_to_create(self) -> tuple[str, ...]:
+        """The VPC endpoints this stack creates (none outside a VPC or behind a NAT)."""
+        if not self.vpc_id or self.vpc_has_nat:
+            return ()
+        return tuple(s for s in ENDPOINT_SERVICES if s not in self.existing_endpoints)
+
+    def validate(self, problems: list[str] | None = None) -> None:
+        problems = list(problems or [])
         if self.grace_period_hours < 1:
             problems.append("grace_period_hours must be at least 1 in a deployment")
         if not 0 < self.max_purge_fraction <= 1:
             problems.append("max_purge_fraction must be in (0, 1]")
-        if self.vpc_id and (not self.subnet_ids or len(self.subnet_ids) != len(self.availability_zones)):
-            problems.append("vpc_id needs subnet_ids and availability_zones of the same length")
-        if self.vpc_id and not self.security_group_id:
-            problems.append("vpc_id needs security_group_id (the group the portal database admits)")
+        if not self.vpc_id and not self.allow_no_vpc:
+            problems.append(
+                "vpc_id is not set: the Lambdas must run in the portal database's VPC; give vpc_id, subnet_ids, "
+                "availability_zones and route_table_ids (infra/env/*.json), or set allow_no_vpc=true for a sandbox "
+                "whose database is reachable without one"
+            )
+        if self.vpc_id:
+            self._validate_network(problems)
         if not 1 <= self.events_batch_size <= 10000:
             problems.append("events_batch_size must be within 1..10000")
+        if not 0 <= self.events_batching_window_s <= 300:
+            problems.append("events_batching_window_s must be within 0..300 seconds")
+        for name in ("events_max_concurrency", "work_max_concurrency"):
+            if not 2 <= getattr(self, name) <= 1000:
+                problems.append(f"{name} must be within 2..1000 (the SQS event source's limits)")
         if self.inventory_manifest and not self.inventory_manifest.startswith("s3://"):
             problems.append("inventory_manifest must be an s3:// URL")
+        if self.alarm_email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", self.alarm_email):
+            problems.append(f"alarm_email={self.alarm_email!r} is not an email address")
         if problems:
-            raise ValueError("invalid CDK context: " + "; ".join(problems))
+            raise ContextError("invalid CDK context: " + "; ".join(problems))
+
+    def _validate_network(self, problems: list[str]) -> None:
+        for name, pattern in _ID_PATTERNS.items():
+            value = getattr(self, name)
+            for item in value if isinstance(value, tuple) else [value] if value else []:
+                if not pattern.match(item):
+                    problems.append(f"{name} holds {item!r}, which is not an id of the form {pattern.pattern}")
+        if not self.subnet_ids or len(self.subnet_ids) != len(self.availability_zones):
+            problems.append("vpc_id needs subnet_ids and availability_zones of the same length (one zone per subnet)")
+        unknown = sorted(set(self.existing_endpoints) - set(ENDPOINT_SERVICES))
+        if unknown:
+            problems.append(f"existing_endpoints may name {', '.join(ENDPOINT_SERVICES)}, not {', '.join(unknown)}")
+        if "s3" in self.endpoints_to_create and len(self.route_table_ids) != len(self.subnet_ids):
+            problems.append(
+                "route_table_ids must give each subnet's route table (same length as subnet_ids) for the S3 "
+                "gateway endpoint; or list s3 in existing_endpoints, or set vpc_has_nat=true"
+            )
+        if not 1 <= self.db_port <= 65535:
+            problems.append("db_port must be a TCP port")
+
+
+def known_keys() -> set[str]:
+    return {f.name for f in fields(StackConfig) if f.name != "extra"} | set(APP_KEYS)
+
+
+def _normalized(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def environment_file(name: str) -> Path:
+    if not _ENV_NAME.match(name):
+        raise ContextError(f"env={name!r} is not an environment name (letters, digits, - and _)")
+    path = ENV_DIR / f"{name}.json"
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in ENV_DIR.glob("*.json"))) or "none"
+        raise ContextError(
+            f"env={name!r}: there is no {path.relative_to(ENV_DIR.parent.parent)} (available: {available})"
+        )
+    return path
+
+
+def apply_environment(app: cdk.App) -> str | None:
+    """Load ``infra/env/{env}.json`` into the app's context (before any stack is created).
+
+    Returns the environment's name, or None when no ``env`` is given.
+    """
+    name = app.node.try_get_context("env")
+    if name is None or str(name).strip() == "":
+        return None
+    path = environment_file(str(name))
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ContextError(f"{path.name} is not JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise ContextError(f"{path.name} must hold one JSON object of context keys")
+    values = {k: v for k, v in values.items() if not k.startswith("//")}  # "//..." keys are comments
+    problems = [f"{path.name} sets {k!r}, which is no context key" for k in sorted(set(values) - known_keys())]
+    for key, value in values.items():
+        given = app.node.try_get_context(key)
+        if given is not None and _normalized(given) != _normalized(value):
+            problems.append(
+                f"{key} is {_normalized(value)!r} in {path.name} but {_normalized(given)!r} on the command line: "
+                f"change it in {path.name} (the next deploy reads the file) and drop the -c"
+            )
+    if problems:
+        raise ContextError("invalid CDK context: " + "; ".join(problems))
+    for key, value in values.items():
+        app.node.set_context(key, value)
+    return str(name)
+
+
+def deployment_target(app: cdk.App, default_account: str | None, default_region: str | None) -> cdk.Environment:
+    """The account and region: from the context (environment files name them), else the CLI's defaults."""
+    account = app.node.try_get_context("account") or default_account
+    region = app.node.try_get_context("region") or default_region
+    problems = []
+    if account is not None and not _ACCOUNT.match(str(account)):
+        problems.append(f"account={account!r} is not a 12-digit AWS account id")
+    if region is not None and not _REGION.match(str(region)):
+        problems.append(f"region={region!r} is not an AWS region such as us-west-2")
+    if problems:
+        raise ContextError("invalid CDK context: " + "; ".join(problems))
+    return cdk.Environment(
+        account=str(account) if account is not None else None, region=str(region) if region is not None else None
+    )

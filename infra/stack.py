@@ -1,4 +1,5 @@
-"""The reconciler's stack: queues, the three Lambdas, schedules, least-privilege IAM and alarms."""
+"""The reconciler's stack: network, queues, the three Lambdas, schedules, least-privilege IAM,
+alarms that notify someone, and a dashboard."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from cdk_nag import NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.bundling import lambda_code
@@ -30,7 +30,29 @@ from infra.config import StackConfig
 NAMESPACE = "AnnotationReconciler"
 SERVICE = "annotation-reconciler"
 EVENTS_TIMEOUT = Duration.minutes(2)
-LONG_TIMEOUT = Duration.minutes(15)
+#: Shards carry a time budget and queue their own continuation, so a short timeout loses nothing.
+WORK_TIMEOUT = Duration.minutes(5)
+SCHEDULE_TIMEOUT = Duration.minutes(15)
+#: AWS asks for a source queue's visibility timeout of at least six times the function's timeout.
+VISIBILITY_FACTOR = 6
+SCHEDULE_RESERVED_CONCURRENCY = 2  # an hourly purge and the daily fan-out may overlap; nothing more
+#: Alarm when a function's longest run passes this share of its timeout.
+DURATION_ALARM_SHARE = 0.8
+EVENTS_QUEUE_AGE_ALARM = Duration.hours(1)
+WORK_QUEUE_AGE_ALARM = Duration.hours(6)
+
+
+def annotation_key_patterns(prefix: str) -> list[str]:
+    """EventBridge wildcards for the keys ``paths.classify_key`` acts on: anything inside an
+    ``Annotations/`` folder (at the root of the prefix or below it)."""
+    escaped = prefix.replace("\\", "\\\\").replace("*", "\\*")
+    return [f"{escaped}Annotations/*", f"{escaped}*/Annotations/*"]
+
+
+def visibility_for(timeout: Duration, batching_window: Duration | None = None) -> Duration:
+    """The visibility timeout of a queue feeding a function: 6x its timeout plus the batching window."""
+    window = batching_window.to_seconds() if batching_window else 0
+    return Duration.seconds(VISIBILITY_FACTOR * timeout.to_seconds() + window)
 
 
 class ReconcilerStack(cdk.Stack):
@@ -39,47 +61,63 @@ class ReconcilerStack(cdk.Stack):
         self.config = config
         prefix = config.key_prefix
         self.bucket = self._bucket()
-        self.secret = (
-            secretsmanager.Secret.from_secret_complete_arn(self, "PortalDbSecret", config.db_secret)
-            if config.db_secret.startswith("arn:")
-            else secretsmanager.Secret.from_secret_name_v2(self, "PortalDbSecret", config.db_secret)
+        self.secret = self._secret("PortalDbSecret", config.db_secret)
+        self.events_secret = (
+            self._secret("EventsDbSecret", config.events_db_secret) if config.events_db_secret else self.secret
         )
+        window = Duration.seconds(config.events_batching_window_s)
         self.events_dlq = self._queue("EventsDlq", retention=Duration.days(14))
-        self.events_queue = self._queue("EventsQueue", visibility=Duration.minutes(12), dlq=self.events_dlq)
+        self.events_queue = self._queue(
+            "EventsQueue", visibility=visibility_for(EVENTS_TIMEOUT, window), dlq=self.events_dlq
+        )
         self.work_dlq = self._queue("WorkDlq", retention=Duration.days(14))
-        self.work_queue = self._queue("WorkQueue", visibility=Duration.minutes(16), dlq=self.work_dlq)
+        self.work_queue = self._queue("WorkQueue", visibility=visibility_for(WORK_TIMEOUT), dlq=self.work_dlq)
+        # what EventBridge could not deliver: object events (redrivable into the events queue), schedule runs
+        self.object_rule_dlq = self._queue("ObjectRuleDlq", retention=Duration.days(14))
+        self.schedule_dlq = self._queue("ScheduleDlq", retention=Duration.days(14))
 
-        if config.owned_bucket:
-            for kind in (s3.EventType.OBJECT_REMOVED, s3.EventType.OBJECT_CREATED):
-                self.bucket.add_event_notification(
-                    kind, s3n.SqsDestination(self.events_queue), s3.NotificationKeyFilter(prefix=prefix or None)
-                )
-        else:
-            object_filter: dict[str, Any] = {"key": [{"prefix": prefix}]} if prefix else {}
-            self.object_rule = events.Rule(
-                self,
-                "ObjectChanges",
-                description="S3 Object Deleted / Object Created events of the portal bucket (EventBridge must be on)",
-                event_pattern=events.EventPattern(
-                    source=["aws.s3"],
-                    detail_type=["Object Deleted", "Object Created"],
-                    detail={"bucket": {"name": [config.bucket_name]}, **({"object": object_filter} if prefix else {})},
-                ),
-                targets=[targets.SqsQueue(self.events_queue)],
-            )
+        self.object_rule = events.Rule(
+            self,
+            "ObjectChanges",
+            description="S3 Object Deleted / Object Created events under Annotations/ folders of the portal bucket "
+            "(the bucket must send its events to EventBridge)",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Deleted", "Object Created"],
+                detail={
+                    "bucket": {"name": [config.bucket_name]},
+                    "object": {"key": [{"wildcard": p} for p in annotation_key_patterns(prefix)]},
+                },
+            ),
+            targets=[targets.SqsQueue(self.events_queue, dead_letter_queue=self.object_rule_dlq)],
+        )
 
+        self.network = self._network()
         code = lambda_code()
-        network = self._network()
         env = self._environment()
-        self.events_fn = self._function("EventsFunction", "handle_events", code, env, network, EVENTS_TIMEOUT)
-        self.work_fn = self._function("WorkFunction", "handle_work", code, env, network, LONG_TIMEOUT)
-        self.schedule_fn = self._function("ScheduleFunction", "handle_schedule", code, env, network, LONG_TIMEOUT)
+        self.events_fn = self._function(
+            "EventsFunction", "handle_events", code, env, EVENTS_TIMEOUT, secret=self.events_secret
+        )
+        self.work_fn = self._function("WorkFunction", "handle_work", code, env, WORK_TIMEOUT)
+        self.schedule_fn = self._function(
+            "ScheduleFunction", "handle_schedule", code, env, SCHEDULE_TIMEOUT, memory=1024
+        )
+        self.functions = {"Events": self.events_fn, "Work": self.work_fn, "Schedule": self.schedule_fn}
+        if config.reserve_concurrency:
+            for fn, reserved in (
+                (self.events_fn, config.events_max_concurrency),
+                (self.work_fn, config.work_max_concurrency),
+                (self.schedule_fn, SCHEDULE_RESERVED_CONCURRENCY),
+            ):
+                fn_resource = fn.node.default_child
+                assert isinstance(fn_resource, lambda_.CfnFunction)
+                fn_resource.reserved_concurrent_executions = reserved
 
         self.events_fn.add_event_source(
             sources.SqsEventSource(
                 self.events_queue,
                 batch_size=config.events_batch_size,
-                max_batching_window=Duration.seconds(config.events_batching_window_s),
+                max_batching_window=window,
                 report_batch_item_failures=True,
                 max_concurrency=config.events_max_concurrency,
             )
@@ -92,49 +130,66 @@ class ReconcilerStack(cdk.Stack):
                 max_concurrency=config.work_max_concurrency,
             )
         )
+        self.schedule_rules = {}
         for name, rate, action in (
             ("PurgeSchedule", config.purge_schedule, "purge"),
             ("ReconcileSchedule", config.reconcile_schedule, "reconcile"),
         ):
-            events.Rule(
+            self.schedule_rules[name] = events.Rule(
                 self,
                 name,
                 schedule=events.Schedule.expression(rate),
                 targets=[
                     targets.LambdaFunction(
-                        self.schedule_fn, event=events.RuleTargetInput.from_object({"action": action}), retry_attempts=2
+                        self.schedule_fn,
+                        event=events.RuleTargetInput.from_object({"action": action}),
+                        retry_attempts=2,
+                        dead_letter_queue=self.schedule_dlq,
                     )
                 ],
             )
 
-        for fn in (self.events_fn, self.work_fn, self.schedule_fn):
-            self.secret.grant_read(fn)
+        self.secret.grant_read(self.work_fn)
+        self.secret.grant_read(self.schedule_fn)
+        self.events_secret.grant_read(self.events_fn)
         for fn in (self.work_fn, self.schedule_fn):
             self._grant_bucket_read(fn, config.bucket_name, prefix)
             self.work_queue.grant_send_messages(fn)
         if config.inventory_manifest:
             bucket, _, key = config.inventory_manifest[len("s3://") :].partition("/")
             self._grant_bucket_read(self.schedule_fn, bucket, key)
-        self._alarms()
+        self.alarm_topic, self.alarms = self._alarms()
+        self.dashboard = self._dashboard()
         self._suppressions()
-        cdk.CfnOutput(self, "EventsQueueUrl", value=self.events_queue.queue_url)
-        cdk.CfnOutput(self, "WorkQueueUrl", value=self.work_queue.queue_url)
+        self._outputs()
 
     # --- parts ---------------------------------------------------------------------------
 
+    def _secret(self, name: str, secret: str) -> secretsmanager.ISecret:
+        if secret.startswith("arn:"):
+            return secretsmanager.Secret.from_secret_complete_arn(self, name, secret)
+        return secretsmanager.Secret.from_secret_name_v2(self, name, secret)
+
     def _bucket(self) -> s3.IBucket:
-        if self.config.owned_bucket:
-            return s3.Bucket(
-                self,
-                "Bucket",
-                bucket_name=self.config.bucket_name,
-                enforce_ssl=True,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                encryption=s3.BucketEncryption.S3_MANAGED,
-                versioned=True,
-                removal_policy=cdk.RemovalPolicy.RETAIN,
-            )
-        return s3.Bucket.from_bucket_name(self, "PortalBucket", self.config.bucket_name)
+        if not self.config.owned_bucket:
+            return s3.Bucket.from_bucket_name(self, "PortalBucket", self.config.bucket_name)
+        bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=self.config.bucket_name,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            versioned=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        # Events go to EventBridge, whose rule filters keys to Annotations/ folders (S3's own
+        # notification filters only know one prefix and one suffix). Set on the bucket itself:
+        # no custom resource, no extra Lambda.
+        resource = bucket.node.default_child
+        assert isinstance(resource, s3.CfnBucket)
+        resource.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
+        return bucket
 
     def _queue(
         self,
@@ -155,7 +210,11 @@ class ReconcilerStack(cdk.Stack):
         )
 
     def _network(self) -> dict[str, Any]:
+        """The portal database's VPC: the Lambdas' own security group, its way to PostgreSQL and
+        the endpoints that let them reach S3, SQS and Secrets Manager without a NAT."""
         c = self.config
+        self.lambda_security_group: ec2.SecurityGroup | None = None
+        self.endpoints: dict[str, ec2.GatewayVpcEndpoint | ec2.InterfaceVpcEndpoint] = {}
         if not c.vpc_id:
             return {}
         vpc = ec2.Vpc.from_vpc_attributes(
@@ -164,9 +223,65 @@ class ReconcilerStack(cdk.Stack):
             vpc_id=c.vpc_id,
             availability_zones=list(c.availability_zones),
             private_subnet_ids=list(c.subnet_ids),
+            private_subnet_route_table_ids=list(c.route_table_ids) or None,
         )
-        group = ec2.SecurityGroup.from_security_group_id(self, "PortalDbAccess", c.security_group_id or "")
-        return {"vpc": vpc, "security_groups": [group], "vpc_subnets": ec2.SubnetSelection(subnets=vpc.private_subnets)}
+        subnets = ec2.SubnetSelection(subnets=vpc.private_subnets)
+        group = ec2.SecurityGroup(
+            self,
+            "LambdaSecurityGroup",
+            vpc=vpc,
+            description="annotation-reconciler Lambdas: HTTPS to AWS APIs and PostgreSQL to the portal database",
+            allow_all_outbound=False,
+        )
+        self.lambda_security_group = group
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs (VPC endpoints or a NAT)")
+        port = ec2.Port.tcp(c.db_port)
+        if c.db_security_group_id:
+            db_group = ec2.SecurityGroup.from_security_group_id(
+                self, "PortalDbSecurityGroup", c.db_security_group_id, allow_all_outbound=False
+            )
+            group.add_egress_rule(db_group, port, "PostgreSQL to the portal database")
+            db_group.add_ingress_rule(group, port, "annotation-reconciler Lambdas")
+        else:
+            group.add_egress_rule(ec2.Peer.any_ipv4(), port, "PostgreSQL to the portal database")
+        groups: list[ec2.ISecurityGroup] = [group]
+        if c.security_group_id:
+            groups.append(ec2.SecurityGroup.from_security_group_id(self, "PortalDbAccess", c.security_group_id))
+
+        wanted = c.endpoints_to_create
+        if "s3" in wanted:
+            self.endpoints["s3"] = ec2.GatewayVpcEndpoint(
+                self, "S3Endpoint", vpc=vpc, service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[subnets]
+            )
+        interface = [
+            (name, service)
+            for name, service in (
+                ("sqs", ec2.InterfaceVpcEndpointAwsService.SQS),
+                ("secretsmanager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
+            )
+            if name in wanted
+        ]
+        if interface:
+            endpoint_group = ec2.SecurityGroup(
+                self,
+                "EndpointSecurityGroup",
+                vpc=vpc,
+                description="annotation-reconciler interface endpoints: HTTPS from the Lambdas only",
+                allow_all_outbound=False,
+            )
+            endpoint_group.add_ingress_rule(group, ec2.Port.tcp(443), "HTTPS from the annotation-reconciler Lambdas")
+            for name, service in interface:
+                self.endpoints[name] = ec2.InterfaceVpcEndpoint(
+                    self,
+                    f"{'SecretsManager' if name == 'secretsmanager' else name.upper()}Endpoint",
+                    vpc=vpc,
+                    service=service,
+                    subnets=ec2.SubnetSelection(subnets=vpc.private_subnets, one_per_az=True),
+                    private_dns_enabled=True,
+                    open=False,
+                    security_groups=[endpoint_group],
+                )
+        return {"vpc": vpc, "security_groups": groups, "vpc_subnets": subnets}
 
     def _environment(self) -> dict[str, str]:
         c = self.config
@@ -192,8 +307,10 @@ class ReconcilerStack(cdk.Stack):
         handler: str,
         code: lambda_.Code,
         env: dict[str, str],
-        network: dict[str, Any],
         timeout: Duration,
+        *,
+        memory: int = 512,
+        secret: secretsmanager.ISecret | None = None,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -201,20 +318,27 @@ class ReconcilerStack(cdk.Stack):
             retention=_retention(self.config.log_retention_days),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        return lambda_.Function(
+        if secret is not None:
+            env = {**env, "RECONCILER_DB_SECRET_ARN": secret.secret_arn}
+        fn = lambda_.Function(
             self,
             name,
             runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
+            architecture=lambda_.Architecture.ARM_64,
             handler=f"annotation_reconciler.handlers.{handler}",
             code=code,
             timeout=timeout,
-            memory_size=512,
+            memory_size=memory,
             environment=env,
+            # Lambda records each invocation's segment itself; the bundle has no X-Ray SDK, so the
+            # functions send nothing to X-Ray from the VPC and need no X-Ray endpoint.
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
-            **network,
+            **self.network,
         )
+        for endpoint in self.endpoints.values():
+            fn.node.add_dependency(endpoint)  # no cold start before the endpoints exist
+        return fn
 
     def _grant_bucket_read(self, fn: lambda_.Function, bucket: str, prefix: str) -> None:
         """ListBucket on the bucket (only under the prefix) and GetObject under the prefix; nothing else on S3."""
@@ -225,87 +349,312 @@ class ReconcilerStack(cdk.Stack):
         fn.add_to_role_policy(list_statement)
         fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{arn}/{prefix}*"]))
 
-    def _alarms(self) -> None:
-        topic = None
-        if self.config.alarm_email:
-            topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True, display_name="annotation-reconciler alarms")
-            topic.add_subscription(subscriptions.EmailSubscription(self.config.alarm_email))
-        alarms = [
-            cloudwatch.Alarm(
-                self,
-                f"{name}Depth",
-                metric=q.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description=f"messages in {name}: events or shards failed repeatedly",
-            )
-            for name, q in (("EventsDlq", self.events_dlq), ("WorkDlq", self.work_dlq))
-        ]
-        alarms += [
-            cloudwatch.Alarm(
-                self,
-                f"{name}Errors",
-                metric=fn.metric_errors(period=Duration.minutes(5)),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description=f"{name} failed",
-            )
-            for name, fn in (("Events", self.events_fn), ("Work", self.work_fn), ("Schedule", self.schedule_fn))
-        ]
-        held = cloudwatch.Metric(
+    # --- alarms and the dashboard -------------------------------------------------------------
+
+    def _alarm(
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        *,
+        threshold: float = 0,
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+
+    def _custom_metric(self, name: str, period: Duration | None = None) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
             namespace=NAMESPACE,
-            metric_name="PurgeHeld",
+            metric_name=name,
             dimensions_map={"service": SERVICE},
             statistic="Sum",
-            period=Duration.hours(1),
+            period=period or Duration.hours(1),
         )
+
+    def _rule_failures(self, rule: events.Rule) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/Events",
+            metric_name="FailedInvocations",
+            dimensions_map={"RuleName": rule.rule_name},
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+
+    def _alarms(self) -> tuple[sns.Topic, list[cloudwatch.Alarm]]:
+        topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True, display_name="annotation-reconciler alarms")
+        if self.config.alarm_email:
+            topic.add_subscription(subscriptions.EmailSubscription(self.config.alarm_email))
+        five = Duration.minutes(5)
+        alarms = [
+            self._alarm(
+                f"{name}Depth",
+                q.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"),
+                f"messages in {name}: {what}; see the README's runbook to inspect and redrive them",
+            )
+            for name, q, what in (
+                ("EventsDlq", self.events_dlq, "S3 events failed 5 times"),
+                ("WorkDlq", self.work_dlq, "reconciliation shards failed 5 times"),
+                ("ObjectRuleDlq", self.object_rule_dlq, "EventBridge could not deliver S3 events to the events queue"),
+                ("ScheduleDlq", self.schedule_dlq, "EventBridge could not invoke the schedule Lambda"),
+            )
+        ]
+        alarms += [
+            self._alarm(
+                f"{name}Age",
+                q.metric_approximate_age_of_oldest_message(period=five, statistic="Maximum"),
+                f"the oldest message of {name} waited over {limit.to_human_string()}: the consumer is stuck, "
+                "throttled or failing",
+                threshold=limit.to_seconds(),
+            )
+            for name, q, limit in (
+                ("EventsQueue", self.events_queue, EVENTS_QUEUE_AGE_ALARM),
+                ("WorkQueue", self.work_queue, WORK_QUEUE_AGE_ALARM),
+            )
+        ]
+        for name, fn in self.functions.items():
+            timeout = fn.timeout.to_seconds() if fn.timeout else 900
+            alarms += [
+                self._alarm(f"{name}Errors", fn.metric_errors(period=five), f"the {name} function failed"),
+                self._alarm(
+                    f"{name}Throttles",
+                    fn.metric_throttles(period=five),
+                    f"the {name} function was throttled (reserved concurrency or the account's limit)",
+                ),
+                self._alarm(
+                    f"{name}DurationNearTimeout",
+                    fn.metric_duration(period=five, statistic="Maximum"),
+                    f"the {name} function ran over {DURATION_ALARM_SHARE:.0%} of its {timeout:g} s timeout "
+                    "(a VPC endpoint or the database may be unreachable)",
+                    threshold=DURATION_ALARM_SHARE * timeout * 1000,
+                ),
+            ]
+        for name, rule in (("ObjectChanges", self.object_rule), *self.schedule_rules.items()):
+            alarms.append(
+                self._alarm(
+                    f"{name}FailedInvocations",
+                    self._rule_failures(rule),
+                    f"the EventBridge rule {name} could not deliver to its target (see its DLQ)",
+                )
+            )
         alarms.append(
-            cloudwatch.Alarm(
-                self,
+            self._alarm(
                 "MassDeletionGuard",
-                metric=held,
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description="the mass-deletion guard held annotations: check them, then run "
-                "`annotation-reconciler approve`",
+                self._custom_metric("PurgeHeld"),
+                "the mass-deletion guard held annotations: check them, then run `annotation-reconciler approve`",
             )
         )
-        if topic:
-            for alarm in alarms:
-                alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        for alarm in alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        return topic, alarms
+
+    def _dashboard(self) -> cloudwatch.Dashboard:
+        hour = Duration.hours(1)
+        five = Duration.minutes(5)
+        queues = {
+            "events": self.events_queue,
+            "work": self.work_queue,
+            "events DLQ": self.events_dlq,
+            "work DLQ": self.work_dlq,
+            "object rule DLQ": self.object_rule_dlq,
+            "schedule DLQ": self.schedule_dlq,
+        }
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{self.stack_name}-{SERVICE}")
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Annotations per hour: quarantined, released, purged, would purge (dry run), held",
+                left=[
+                    self._custom_metric(n).with_(label=n, period=hour)
+                    for n in (
+                        "AnnotationsQuarantined",
+                        "AnnotationsReleased",
+                        "AnnotationsPurged",
+                        "AnnotationsWouldPurge",
+                        "AnnotationsHeld",
+                        "PurgeHeld",
+                    )
+                ],
+                width=24,
+            ),
+            cloudwatch.GraphWidget(
+                title="Queue depth (visible messages)",
+                left=[
+                    q.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum", label=label)
+                    for label, q in queues.items()
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Age of the oldest message (s)",
+                left=[
+                    q.metric_approximate_age_of_oldest_message(period=five, statistic="Maximum", label=label)
+                    for label, q in queues.items()
+                    if label in ("events", "work")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Errors",
+                left=[fn.metric_errors(period=five, label=name) for name, fn in self.functions.items()]
+                + [self._rule_failures(r).with_(label=f"{n} failed invocations") for n, r in self._rules().items()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Throttles",
+                left=[fn.metric_throttles(period=five, label=name) for name, fn in self.functions.items()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Longest run (ms) against the timeouts",
+                left=[
+                    fn.metric_duration(period=five, statistic="Maximum", label=name)
+                    for name, fn in self.functions.items()
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Events seen, skipped, rejected; shards queued and scanned",
+                left=[
+                    self._custom_metric(n).with_(label=n, period=hour)
+                    for n in ("EventsSeen", "EventsSkipped", "EventsRejected", "ShardsQueued", "ShardsScanned")
+                ],
+                width=24,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
+        )
+        return dashboard
+
+    def _rules(self) -> dict[str, events.Rule]:
+        return {"ObjectChanges": self.object_rule, **self.schedule_rules}
+
+    def _outputs(self) -> None:
+        values: dict[str, tuple[str, str]] = {
+            "EventsFunctionName": (self.events_fn.function_name, "the events Lambda"),
+            "WorkFunctionName": (self.work_fn.function_name, "the work Lambda"),
+            "ScheduleFunctionName": (self.schedule_fn.function_name, 'invoke with {"action": "migrate"} once'),
+            "EventsQueueUrl": (self.events_queue.queue_url, "the events queue"),
+            "EventsQueueArn": (self.events_queue.queue_arn, "redrive target of ObjectRuleDlq"),
+            "WorkQueueUrl": (self.work_queue.queue_url, "the work queue"),
+            "AlarmTopicArn": (self.alarm_topic.topic_arn, "subscribe here to receive the alarms"),
+            "DashboardName": (self.dashboard.dashboard_name, "the CloudWatch dashboard"),
+            "DashboardUrl": (
+                f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#dashboards/dashboard/{self.dashboard.dashboard_name}",
+                "the dashboard in the console",
+            ),
+        }
+        for name, rule in self._rules().items():
+            values[f"{name}RuleName"] = (rule.rule_name, "aws events disable-rule --name ... stops it")
+        for name, queue in (
+            ("EventsDlq", self.events_dlq),
+            ("WorkDlq", self.work_dlq),
+            ("ObjectRuleDlq", self.object_rule_dlq),
+            ("ScheduleDlq", self.schedule_dlq),
+        ):
+            values[f"{name}Url"] = (queue.queue_url, f"{name} (inspect)")
+            values[f"{name}Arn"] = (queue.queue_arn, f"{name} (redrive)")
+        if self.lambda_security_group is not None:
+            values["LambdaSecurityGroupId"] = (self.lambda_security_group.security_group_id, "the Lambdas' group")
+        for key, (value, description) in values.items():
+            cdk.CfnOutput(self, key, value=value, description=description)
+
+    # --- cdk-nag ------------------------------------------------------------------------------
 
     def _suppressions(self) -> None:
-        NagSuppressions.add_stack_suppressions(
-            self,
+        """Each finding is suppressed on the resource it concerns, and wildcard findings only for the
+        exact wildcard (``applies_to``): a new wildcard anywhere fails the synth."""
+        partition = "<AWS::Partition>"
+        managed = [
+            f"Policy::arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+            f"Policy::arn:{partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+        ]
+        prefix = self.config.key_prefix
+        bucket_objects = f"Resource::arn:{partition}:s3:::{self.config.bucket_name}/{prefix}*"
+        wildcards: dict[lambda_.Function, list[str]] = {
+            self.events_fn: ["Resource::*"],
+            self.work_fn: ["Resource::*", bucket_objects],
+            self.schedule_fn: ["Resource::*", bucket_objects],
+        }
+        if self.config.inventory_manifest:
+            bucket, _, key = self.config.inventory_manifest[len("s3://") :].partition("/")
+            wildcards[self.schedule_fn].append(f"Resource::arn:{partition}:s3:::{bucket}/{key}*")
+        for fn, resources in wildcards.items():
+            secret_wildcards = [
+                f"Resource::{s}"
+                for s in self._secret_wildcards(self.events_secret if fn is self.events_fn else self.secret)
+            ]
+            role = fn.role
+            assert role is not None
+            NagSuppressions.add_resource_suppressions(
+                role,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM4",
+                        reason="AWSLambdaBasicExecutionRole / AWSLambdaVPCAccessExecutionRole are the scoped AWS "
+                        "policies for writing logs and attaching ENIs; nothing else is managed.",
+                        applies_to=managed,
+                    ),
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM5",
+                        reason="X-Ray's PutTraceSegments/PutTelemetryRecords take no resource (Resource::*, and "
+                        "tests/infra check that only X-Ray actions use it), s3:GetObject covers object keys under "
+                        "the configured prefix, and a secret named without its ARN is matched with its random "
+                        "suffix (-??????).",
+                        applies_to=resources + secret_wildcards,
+                    ),
+                ],
+                apply_to_children=True,  # the role's default policy holds the statements
+            )
+            NagSuppressions.add_resource_suppressions(
+                fn,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-L1",
+                        reason="Pinned to python3.12, the runtime the package and its bundled wheels are built and "
+                        "tested for; upgraded deliberately, not by default.",
+                    )
+                ],
+            )
+        for queue in (self.events_dlq, self.work_dlq, self.object_rule_dlq, self.schedule_dlq):
+            NagSuppressions.add_resource_suppressions(
+                queue, [NagPackSuppression(id="AwsSolutions-SQS3", reason="A dead-letter queue has no DLQ itself.")]
+            )
+        NagSuppressions.add_resource_suppressions(
+            self.alarm_topic,
             [
-                {
-                    "id": "AwsSolutions-IAM4",
-                    "reason": "AWSLambdaBasicExecutionRole / AWSLambdaVPCAccessExecutionRole are "
-                    "the scoped AWS policies for writing logs and attaching ENIs; nothing else is managed.",
-                },
-                {
-                    "id": "AwsSolutions-IAM5",
-                    "reason": "Wildcards are object keys under the configured prefix "
-                    "(s3:GetObject on bucket/prefix*), X-Ray's PutTraceSegments (no resource-level permissions) and "
-                    "the ENI actions Lambda needs in a VPC.",
-                },
-                {
-                    "id": "AwsSolutions-L1",
-                    "reason": "Pinned to python3.12, the runtime the package and its bundled "
-                    "wheels are built and tested for; upgraded deliberately, not by default.",
-                },
-                {"id": "AwsSolutions-SQS3", "reason": "The two DLQs are dead-letter queues themselves."},
-                {
-                    "id": "AwsSolutions-SNS2",
-                    "reason": "Alarm notifications carry no data; SSE would need a CMK policy "
-                    "for CloudWatch, which the optional topic does not warrant.",
-                },
+                NagPackSuppression(
+                    id="AwsSolutions-SNS2",
+                    reason="Alarm notifications carry no data; SSE would need a customer managed key whose policy "
+                    "admits CloudWatch, which alarm state changes do not warrant.",
+                )
             ],
         )
+        if isinstance(self.bucket, s3.Bucket):
+            NagSuppressions.add_resource_suppressions(
+                self.bucket,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-S1",
+                        reason="owned_bucket is for sandboxes and tests; the portal's bucket is imported, "
+                        "never created, and keeps its own logging.",
+                    )
+                ],
+            )
+
+    def _secret_wildcards(self, secret: secretsmanager.ISecret) -> list[str]:
+        """The ``-??????`` ARN pattern IAM uses for a secret imported by name."""
+        if secret.secret_full_arn is not None:
+            return []
+        name = self.config.events_db_secret if secret is self.events_secret and secret is not self.secret else None
+        name = name or self.config.db_secret
+        return [f"arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"]
 
 
 RETENTION = {

@@ -1,8 +1,13 @@
 """Lambda entry points: parse, call one service operation, turn the result into metrics and logs.
 
 - ``handle_events``: S3 object events (through SQS, or direct S3 / EventBridge invocations).
-- ``handle_schedule``: the EventBridge schedule: purge, and fan out the full reconciliation.
-- ``handle_work``: the work queue: one full-reconciliation shard per message.
+- ``handle_schedule``: the EventBridge schedule: purge, and fan out the full reconciliation;
+  ``{"action": "migrate"}`` (invoked by an operator) creates or upgrades the ledger.
+- ``handle_work``: the work queue: one full-reconciliation shard per message (a LIST shard, or a
+  slice of S3 Inventory candidates to confirm).
+
+Lambda's active tracing records each invocation; the bundle carries no X-Ray SDK (it would bring
+a second botocore), so there is no powertools Tracer here.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from annotation_reconciler import reconcile
+from annotation_reconciler import inventory_shards, reconcile
 from annotation_reconciler.events import EventShapeError, ObjectChange, parse_event
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.runtime import Runtime, cached_runtime
@@ -22,7 +27,6 @@ from annotation_reconciler.runtime import Runtime, cached_runtime
 SERVICE = "annotation-reconciler"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="AnnotationReconciler", service=SERVICE)
-tracer = Tracer(service=SERVICE)
 
 #: Hooks for the local runtime and tests; Lambda uses the cached runtime.
 runtime_factory: Callable[[], Runtime] = cached_runtime
@@ -58,7 +62,6 @@ def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handle_events(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """S3 object events -> quarantine / release. For SQS, only failed messages are retried."""
@@ -131,20 +134,21 @@ def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconc
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The schedule: ``{"action": "purge" | "reconcile" | "all"}`` (top level or in ``detail``)."""
+    """The schedule: ``{"action": "purge" | "reconcile" | "all" | "migrate"}`` (top level or in ``detail``)."""
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     action = (detail or {}).get("action") or event.get("action") or "all"
-    if action not in ("purge", "reconcile", "all"):
-        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile' or 'all'")
+    if action not in ("purge", "reconcile", "all", "migrate"):
+        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all' or 'migrate'")
     rt = runtime_factory()
-    if action in ("reconcile", "all") and not (rt.settings.work_queue_url or rt.settings.inventory_manifest):
+    if action == "migrate":
+        return _migrate(rt)
+    if action in ("reconcile", "all") and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
-            "the scheduled reconciliation fans its shards out to the work queue: set RECONCILER_WORK_QUEUE_URL "
-            "(or RECONCILER_INVENTORY_MANIFEST); for a one-off scan without a queue run `annotation-reconciler scan`"
+            "the scheduled reconciliation fans its shards out to the work queue: set RECONCILER_WORK_QUEUE_URL; "
+            "for a one-off scan without a queue run `annotation-reconciler scan`"
         )
     answer: dict[str, Any] = {"action": action, "dry_run": rt.settings.dry_run}
     if action in ("purge", "all"):
@@ -172,15 +176,19 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         }
     if action in ("reconcile", "all"):
         if rt.settings.inventory_manifest:
-            found = rt.reconciler.scan_inventory(rt.settings.inventory_manifest)
-            _count("AnnotationsQuarantined", len(found.quarantined))
-            _count("AnnotationsReleased", len(found.released))
-            _count("InventoryCandidates", found.candidates)
+            plan = inventory_shards.plan_inventory(
+                rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=_remaining(context)
+            )
+            queued = _send_shards(rt, inventory_shards.shard_messages(plan))
+            _count("InventoryCandidates", len(plan.candidates))
+            _count("AnnotationsUnverifiable", len(plan.unverifiable))
+            _count("ShardsQueued", queued)
             answer["inventory"] = {
-                "manifest": found.manifest,
-                "candidates": found.candidates,
-                "quarantined": len(found.quarantined),
-                "unconfirmed": found.unconfirmed,
+                "manifest": plan.manifest,
+                "report_time": plan.report_time.isoformat(),
+                "candidates": len(plan.candidates),
+                "unverifiable": len(plan.unverifiable),
+                "shards_queued": queued,
             }
         else:
             shards = reconcile.plan_shards(rt.engine)
@@ -189,17 +197,58 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return answer
 
 
+def _migrate(rt: Runtime) -> dict[str, Any]:
+    """Create or upgrade the ledger, as `annotation-reconciler migrate` does, from inside the VPC."""
+    from annotation_reconciler.ledger import migrate as ledger_migrate  # alembic: only for this action
+
+    before = ledger_migrate.current_revision(rt.engine)
+    after = ledger_migrate.upgrade(rt.engine)
+    indexed = ledger_migrate.metadata_path_index_ready(rt.engine)
+    logger.info("ledger migrated", extra={"before": before, "after": after, "index_ready": indexed})
+    if not indexed:
+        logger.warning(
+            "annotation(s3_metadata_path) has no index and this role does not own the table; ask its owner to run it",
+            extra={"sql": ledger_migrate.INDEX_SQL},
+        )
+    return {"action": "migrate", "before": before, "after": after, "index_ready": indexed}
+
+
+def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
+    """One slice of inventory candidates: confirm against S3 within the budget, queue the rest."""
+    shard = inventory_shards.read_shard(body)
+    result = inventory_shards.confirm_shard(rt.reconciler, shard, remaining_seconds=_remaining(context))
+    _count("ShardsScanned", 1)
+    _count("AnnotationsQuarantined", len(result.quarantined))
+    _count("AnnotationsReleased", len(result.released))
+    if result.skipped:
+        logger.info("candidates changed in the database since the plan; skipped", extra={"ids": result.skipped})
+    if result.unconfirmed:
+        # Nothing was decided for them; the confirmed part is written. Retry the slice (then DLQ).
+        raise RuntimeError(f"S3 could not confirm {len(result.unconfirmed)} inventory candidates")
+    if result.remaining:
+        if not rt.settings.work_queue_url:
+            raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
+        _send_shards(rt, [inventory_shards.continuation(shard, result.remaining)])
+        logger.info(
+            "time budget ran out; inventory slice continues in a new message",
+            extra={"remaining": len(result.remaining)},
+        )
+
+
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The work queue: each SQS message is one shard of the full reconciliation."""
+    """The work queue: each SQS message is one shard of the full reconciliation (LIST or inventory)."""
     rt = runtime_factory()
     failures: list[str] = []
     for record in event.get("Records", []):
         message_id = record.get("messageId", "")
         try:
-            scope, resume = reconcile.scope_from_message(json.loads(record.get("body", "")))
+            body = json.loads(record.get("body", ""))
+            if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:
+                _confirm_inventory(rt, body, context)
+                continue
+            scope, resume = reconcile.scope_from_message(body)
             result = _scan(rt, scope, resume, context)
             if result.errors:
                 # Nothing was decided for the prefixes S3 could not list: retry the shard (then DLQ).

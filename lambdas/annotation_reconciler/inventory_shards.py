@@ -1,0 +1,254 @@
+"""The S3 Inventory reconciliation, sharded through the work queue like the LIST path.
+
+The schedule reads the inventory report once and finds the *candidates*: annotations whose
+metadata key the report lacks (it may be a day old, so none of them is decided yet). It queues
+them in slices, one ``inventory_shard`` message each. The work Lambda confirms a slice against
+S3 within its time budget: a key confirmed absent is quarantined, a key found present is
+released, and what the budget did not reach is queued again as a continuation message::
+
+    plan = plan_inventory(reconciler, "s3://inventory-bucket/cryoet-data-portal-public/daily/")
+    bodies = shard_messages(plan)                        # -> the work queue
+    result = confirm_shard(reconciler, read_shard(body), remaining_seconds=budget)
+    if result.remaining:                                 # -> the work queue again
+        bodies = [continuation(read_shard(body), result.remaining)]
+
+Before anything is written, each candidate is read again from the database: an annotation
+deleted or re-pointed since the plan is skipped, never quarantined on the plan's word.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import text
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.lifecycle import AnnotationRef
+from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.reconcile import SAFETY_MARGIN_S, Reconciler
+from annotation_reconciler.storage import inventory
+
+MESSAGE_TYPE = "inventory_shard"
+#: At most this many candidates per message, and at most this many bytes of keys (SQS takes 256 KiB).
+SLICE_SIZE = 500
+SLICE_BYTES = 150_000
+
+
+@dataclass
+class InventoryPlan:
+    """What the report says: the candidates to confirm, in key order."""
+
+    manifest: str
+    report_time: datetime.datetime
+    annotations: int = 0
+    inventory_metadata_keys: int = 0
+    candidates: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, metadata key)
+    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InventoryShard:
+    """One ``inventory_shard`` message, validated."""
+
+    manifest: str
+    report_time: datetime.datetime
+    candidates: tuple[tuple[int, str], ...]
+
+
+@dataclass
+class ShardResult:
+    """What confirming (part of) one slice did."""
+
+    checked: int = 0
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    unconfirmed: list[tuple[int, str]] = field(default_factory=list)  # S3 could not say: nothing done
+    skipped: list[int] = field(default_factory=list)  # gone from the database or pointing elsewhere since the plan
+    remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
+
+
+class InventoryTooLarge(RuntimeError):
+    """The report could not be read within the time budget; nothing was queued or decided."""
+
+
+def plan_inventory(
+    reconciler: Reconciler,
+    manifest_url: str,
+    *,
+    inventory_client: Any = None,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> InventoryPlan:
+    """Read the newest report under ``manifest_url`` and list the annotations it lacks.
+
+    The report is read in one invocation; when ``remaining_seconds`` runs low first, it stops with
+    :class:`InventoryTooLarge` (a clear log line, instead of Lambda's own timeout).
+    """
+    client = inventory_client or reconciler.storage.client
+    location = inventory.find_manifest(client, manifest_url)
+    manifest = inventory.read_manifest(client, location)
+    if manifest.source_bucket != reconciler.layout.bucket:
+        raise inventory.InventoryError(
+            f"{location.url} inventories bucket {manifest.source_bucket!r}, not {reconciler.layout.bucket!r}"
+        )
+    present: set[str] = set()
+    for n, key in enumerate(inventory.iter_present_keys(client, manifest)):
+        if n % 10_000 == 0 and remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+            raise InventoryTooLarge(
+                f"{location.url}: read {n} of its rows ({len(manifest.files)} files) before the time budget ran "
+                "out; nothing was queued. Give the schedule Lambda more time or memory, or reconcile with LISTs "
+                "(unset inventory_manifest)"
+            )
+        if classify_key(key) is KeyKind.METADATA:
+            present.add(key)
+    with reconciler.engine.connect() as conn:
+        refs = repo.annotations_in_scope(conn, Scope())
+    plan = InventoryPlan(
+        manifest=location.url, report_time=manifest.created, annotations=len(refs), inventory_metadata_keys=len(present)
+    )
+    for ref in refs:
+        resolved = lifecycle.resolve(ref, reconciler.layout)
+        if isinstance(resolved, lifecycle.Unverifiable):
+            plan.unverifiable.append(resolved)
+        elif resolved not in present:
+            plan.candidates.append((ref.id, resolved))
+    # keys of one Annotations/ folder side by side: one LIST confirms them together
+    plan.candidates.sort(key=lambda c: (c[1], c[0]))
+    return plan
+
+
+def _message(manifest: str, report_time: datetime.datetime, candidates: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    return {
+        "type": MESSAGE_TYPE,
+        "manifest": manifest,
+        "report_time": report_time.isoformat(),
+        "candidates": [[annotation_id, key] for annotation_id, key in candidates],
+    }
+
+
+def shard_messages(
+    plan: InventoryPlan, *, slice_size: int = SLICE_SIZE, slice_bytes: int = SLICE_BYTES
+) -> list[dict[str, Any]]:
+    """The plan's candidates as ``inventory_shard`` message bodies, each within SQS's size limit."""
+    bodies: list[dict[str, Any]] = []
+    current: list[tuple[int, str]] = []
+    size = 0
+    for annotation_id, key in plan.candidates:
+        weight = len(key.encode()) + 16
+        if current and (len(current) >= slice_size or size + weight > slice_bytes):
+            bodies.append(_message(plan.manifest, plan.report_time, current))
+            current, size = [], 0
+        current.append((annotation_id, key))
+        size += weight
+    if current:
+        bodies.append(_message(plan.manifest, plan.report_time, current))
+    return bodies
+
+
+def continuation(shard: InventoryShard, remaining: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """The message that carries on where a shard's time budget ran out."""
+    return _message(shard.manifest, shard.report_time, remaining)
+
+
+def read_shard(body: Mapping[str, Any]) -> InventoryShard:
+    """Validate an ``inventory_shard`` message; raises ValueError naming what is wrong."""
+    if body.get("type") != MESSAGE_TYPE:
+        raise ValueError(f"not an inventory shard (type={body.get('type')!r}); expected type {MESSAGE_TYPE!r}")
+    manifest = body.get("manifest")
+    if not isinstance(manifest, str) or not manifest.startswith("s3://"):
+        raise ValueError(f"inventory shard needs the manifest's s3:// URL, got {manifest!r}")
+    raw_time = body.get("report_time")
+    try:
+        report_time = datetime.datetime.fromisoformat(str(raw_time))
+    except ValueError:
+        raise ValueError(f"inventory shard report_time must be an ISO 8601 time, got {raw_time!r}") from None
+    if report_time.tzinfo is None:
+        raise ValueError(f"inventory shard report_time must carry a time zone, got {raw_time!r}")
+    raw = body.get("candidates")
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("inventory shard needs a non-empty list of [annotation_id, key] candidates")
+    candidates: list[tuple[int, str]] = []
+    for item in raw:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], int)
+            or isinstance(item[0], bool)
+            or not isinstance(item[1], str)
+            or classify_key(item[1]) is not KeyKind.METADATA
+        ):
+            raise ValueError(f"inventory shard candidate {item!r} is not [annotation_id, metadata key]")
+        candidates.append((item[0], item[1]))
+    return InventoryShard(manifest, report_time, tuple(candidates))
+
+
+def _current_refs(reconciler: Reconciler, ids: Sequence[int]) -> dict[int, AnnotationRef]:
+    with reconciler.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.id, a.s3_metadata_path, r.dataset_id, a.run_id FROM annotation a "
+                "LEFT JOIN run r ON r.id = a.run_id WHERE a.id = ANY(CAST(:ids AS integer[]))"
+            ),
+            {"ids": list(ids)},
+        ).all()
+    return {r.id: AnnotationRef(r.id, r.s3_metadata_path, r.dataset_id, r.run_id) for r in rows}
+
+
+def confirm_shard(
+    reconciler: Reconciler,
+    shard: InventoryShard,
+    *,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> ShardResult:
+    """Confirm a slice's candidates against S3, one ``Annotations/`` folder at a time, until the
+    time budget runs low; quarantine what is confirmed absent, release what is present."""
+    result = ShardResult()
+    presence: dict[str, bool | None] = {}
+    done: list[tuple[int, str]] = []
+    folders = [list(g) for _, g in groupby(shard.candidates, key=lambda c: lifecycle.metadata_folder(c[1]))]
+    for n, folder in enumerate(folders):
+        if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
+            result.remaining = [c for rest in folders[n:] for c in rest]
+            break
+        presence.update(reconciler.check_presence(key for _, key in folder))
+        done += folder
+    result.checked = len(done)
+    if not done:
+        return result
+    current = _current_refs(reconciler, [annotation_id for annotation_id, _ in done])
+    missing: list[tuple[AnnotationRef, str | None]] = []
+    present: list[int] = []
+    for annotation_id, key in done:
+        ref = current.get(annotation_id)
+        if ref is None or lifecycle.resolve(ref, reconciler.layout) != key:
+            result.skipped.append(annotation_id)
+        elif presence.get(key) is False:
+            missing.append((ref, key))
+        elif presence.get(key) is True:
+            present.append(annotation_id)
+        else:
+            result.unconfirmed.append((annotation_id, key))
+    now = reconciler.clock()
+    with reconciler.engine.begin() as conn:
+        result.quarantined = repo.quarantine(
+            conn,
+            missing,
+            source=Source.SCAN,
+            now=now,
+            grace=reconciler.settings.grace_period,
+            reason=f"missing from the S3 Inventory of {shard.report_time:%Y-%m-%d %H:%M} and confirmed absent",
+        )
+        result.released = repo.release(conn, present, now=now, resolution="metadata present (inventory check)")
+    return result
+
+
+def message_size(body: Mapping[str, Any]) -> int:
+    """Bytes the body takes on the queue (for tests and the slice limit's check)."""
+    return len(json.dumps(body).encode())

@@ -1,0 +1,290 @@
+"""The inventory reconciliation through the work queue (schedule plans, workers confirm slices
+with a time budget and resume), and the schedule Lambda's ``migrate`` action. Real PostgreSQL, moto."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from sqlalchemy import Engine, inspect, text
+
+from annotation_reconciler import handlers, inventory_shards
+from annotation_reconciler.db import make_engine
+from annotation_reconciler.ledger import migrate
+from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
+from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
+from annotation_reconciler.runtime import Runtime, build_runtime
+from annotation_reconciler.storage.inventory import write_inventory
+from support.world import BUCKET, World, make_world
+
+INVENTORY_BUCKET = "portal-inventory"
+REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+MANIFEST = f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
+QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
+
+
+@dataclasses.dataclass
+class Wired:
+    world: World
+    sqs: Any
+    work_url: str
+    runtime: Runtime
+
+    def report(self, keys: list[str]) -> None:
+        write_inventory(
+            self.world.s3,
+            source_bucket=BUCKET,
+            destination_bucket=INVENTORY_BUCKET,
+            prefix="inventory",
+            keys=keys,
+            created=REPORT,
+            rows_per_file=50,
+        )
+
+    def work(self) -> LocalLambdaRuntime:
+        return LocalLambdaRuntime(self.sqs, self.work_url, handlers.handle_work, batch_size=1, wait_seconds=0)
+
+    def queued(self) -> list[dict[str, Any]]:
+        got = self.sqs.receive_message(QueueUrl=self.work_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+@pytest.fixture
+def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
+    for k, v in QUIET.items():
+        monkeypatch.setenv(k, v)
+    s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    world = make_world(engine, s3, db_url)
+    sqs = boto3.client("sqs", region_name="us-west-2")
+    work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
+    env = {
+        **os.environ,
+        "RECONCILER_DB_URL": db_url,
+        "RECONCILER_BUCKET": BUCKET,
+        "RECONCILER_DRY_RUN": "false",
+        "RECONCILER_GRACE_PERIOD_HOURS": "1",
+        "RECONCILER_WORK_QUEUE_URL": work_url,
+        "RECONCILER_INVENTORY_MANIFEST": MANIFEST,
+    }
+    runtime = build_runtime(env)
+    runtime.reconciler.clock = world.clock
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    yield Wired(world, sqs, work_url, runtime)
+    runtime.engine.dispose()
+
+
+def keys_in_distinct_folders(world: World, n: int) -> list[str]:
+    seen: dict[str, str] = {}
+    for key in world.portal.metadata_keys:
+        seen.setdefault(metadata_folder(key), key)
+    assert len(seen) >= n
+    return sorted(seen.values())[:n]
+
+
+def test_schedule_queues_slices_and_workers_confirm_them(wired: Wired) -> None:
+    world = wired.world
+    keys = sorted(world.portal.all_keys())
+    gone = keys_in_distinct_folders(world, 2)  # deleted before the report: absent from it and from S3
+    late = next(k for k in world.portal.metadata_keys if k not in gone)  # created after the report
+    world.delete(*gone)
+    wired.report([k for k in keys if k not in gone and k != late])
+    answer = handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+    assert answer["inventory"]["candidates"] == 3 and answer["inventory"]["shards_queued"] == 1
+    assert answer["inventory"]["report_time"] == REPORT.isoformat()
+    assert world.ledger() == {}  # the schedule decides nothing: only the workers, after S3 confirms
+    outcomes = wired.work().drain()
+    assert [(o.received, o.failed) for o in outcomes] == [(1, 0)]
+    assert world.ledger() == {world.ids[k]: "quarantined" for k in gone}
+
+
+def test_slices_stay_small_and_within_the_message_limit(wired: Wired) -> None:
+    world = wired.world
+    world.delete(*world.portal.metadata_keys[:7])
+    wired.report([k for k in world.portal.all_keys() if k not in world.portal.metadata_keys[:7]])
+    plan = inventory_shards.plan_inventory(world.reconciler(), MANIFEST)
+    assert [k for _, k in plan.candidates] == sorted(world.portal.metadata_keys[:7])
+    bodies = inventory_shards.shard_messages(plan, slice_size=3)
+    assert [len(b["candidates"]) for b in bodies] == [3, 3, 1]
+    assert [tuple(c) for b in bodies for c in b["candidates"]] == plan.candidates
+    # long keys: the byte limit cuts slices before SQS's 256 KiB would
+    long_plan = dataclasses.replace(
+        plan, candidates=[(i, "d/" + "x" * 900 + f"/Annotations/{i}/a-1.json") for i in range(600)]
+    )
+    long_bodies = inventory_shards.shard_messages(long_plan)
+    assert len(long_bodies) > 1 and max(inventory_shards.message_size(b) for b in long_bodies) < 200_000
+    assert sum(len(b["candidates"]) for b in long_bodies) == 600
+
+
+class Countdown:
+    """A Lambda context whose remaining time falls below the safety margin after ``calls`` checks."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.function_name = "work"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:work"
+        self.aws_request_id = "countdown"
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.calls -= 1
+        return 600_000 if self.calls >= 0 else 5_000
+
+
+def test_a_slice_out_of_time_queues_its_continuation_and_resumes(wired: Wired) -> None:
+    world = wired.world
+    gone = keys_in_distinct_folders(world, 3)
+    world.delete(*gone)
+    wired.report([k for k in world.portal.all_keys() if k not in gone])
+    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    body = inventory_shards.shard_messages(plan)[0]
+    from support.world import sqs_event
+
+    # time for one folder only: the first is confirmed and written, the other two go back to the queue
+    answer = handlers.handle_work(sqs_event(body), Countdown(calls=1))
+    assert answer == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[gone[0]]: "quarantined"}
+    (continuation,) = wired.queued()
+    assert continuation["type"] == "inventory_shard" and continuation["report_time"] == REPORT.isoformat()
+    assert [k for _, k in continuation["candidates"]] == gone[1:]
+    wired.work().drain()
+    assert world.ledger() == {world.ids[k]: "quarantined" for k in gone}
+
+
+def test_a_candidate_changed_since_the_plan_is_skipped_not_quarantined(wired: Wired) -> None:
+    world = wired.world
+    gone, moved = keys_in_distinct_folders(world, 2)
+    world.delete(gone, moved)
+    wired.report([k for k in world.portal.all_keys() if k not in (gone, moved)])
+    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    with world.engine.begin() as conn:  # the portal re-points the annotation after the plan was made
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+            {"p": f"s3://{BUCKET}/{world.portal.metadata_keys[-1]}", "id": world.ids[moved]},
+        )
+    shard = inventory_shards.read_shard(inventory_shards.shard_messages(plan)[0])
+    result = inventory_shards.confirm_shard(wired.runtime.reconciler, shard)
+    assert result.skipped == [world.ids[moved]] and result.quarantined == [world.ids[gone]]
+    assert world.ledger() == {world.ids[gone]: "quarantined"}
+
+
+def test_a_key_found_again_is_released(wired: Wired) -> None:
+    world = wired.world
+    (key,) = keys_in_distinct_folders(world, 1)
+    world.delete(key)
+    wired.report([k for k in world.portal.all_keys() if k != key])
+    handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+    wired.work().drain()
+    assert world.ledger() == {world.ids[key]: "quarantined"}
+    world.restore(key)  # back before the grace ran out; the next report still lacks it
+    handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+    wired.work().drain()
+    assert world.ledger() == {world.ids[key]: "released"}
+
+
+def test_s3_errors_leave_candidates_alone_and_fail_the_message(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = wired.world
+    (key,) = keys_in_distinct_folders(world, 1)
+    world.delete(key)
+    wired.report([k for k in world.portal.all_keys() if k != key])
+    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    failing = boto3.client("s3", region_name="us-west-2")
+    stub = Stubber(failing)
+    for _ in range(6):
+        stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+    shard = inventory_shards.read_shard(inventory_shards.shard_messages(plan)[0])
+    with stub:
+        result = inventory_shards.confirm_shard(world.reconciler(s3=failing), shard)
+    assert result.unconfirmed == [(world.ids[key], key)] and result.quarantined == []
+    # through the handler: the message fails (SQS retries it, then the DLQ), nothing is decided
+    reconciler = wired.runtime.reconciler
+    monkeypatch.setattr(reconciler, "check_presence", lambda keys: dict.fromkeys(keys))
+    from support.world import sqs_event
+
+    answer = handlers.handle_work(sqs_event(inventory_shards.shard_messages(plan)[0]), LocalContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert world.ledger() == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"manifest": "portal-inventory/x"}, "s3:// URL"),
+        ({"report_time": "yesterday"}, "ISO 8601"),
+        ({"report_time": "2026-01-01T00:00:00"}, "time zone"),
+        ({"candidates": []}, "non-empty list"),
+        ({"candidates": [[True, "10001/r/Reconstructions/VoxelSpacing1/Annotations/1/a-1.json"]]}, "is not"),
+        ({"candidates": [[1, "10001/r/run_metadata.json"]]}, "is not [annotation_id, metadata key]"),
+        ({"type": "scan_shard"}, "not an inventory shard"),
+    ],
+)
+def test_malformed_inventory_messages_are_refused(change: dict[str, Any], message: str) -> None:
+    body = {
+        "type": "inventory_shard",
+        "manifest": MANIFEST,
+        "report_time": REPORT.isoformat(),
+        "candidates": [[1, "10001/r/Reconstructions/VoxelSpacing1/Annotations/1/a-1.json"]],
+        **change,
+    }
+    with pytest.raises(ValueError) as info:
+        inventory_shards.read_shard(body)
+    assert message in str(info.value)
+
+
+def test_the_worker_fails_a_malformed_inventory_message_alone(wired: Wired) -> None:
+    from support.world import sqs_event
+
+    bad = {"type": "inventory_shard", "manifest": MANIFEST, "report_time": REPORT.isoformat(), "candidates": []}
+    good = {"type": "scan_shard", "dataset_id": wired.world.portal.annotations[0].dataset_id}
+    assert handlers.handle_work(sqs_event(bad, good), LocalContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "m-0"}]
+    }
+
+
+# --- {"action": "migrate"} ------------------------------------------------------------------
+
+
+def test_schedule_lambda_migrates_a_database_without_the_ledger(
+    db_factory: DatabaseFactory, worker_id: str, monkeypatch: pytest.MonkeyPatch, aws: None
+) -> None:
+    for k, v in QUIET.items():
+        monkeypatch.setenv(k, v)
+    url = db_factory.empty(f"migrate_action_{worker_id}")
+    engine = make_engine(url)
+    create_portal_schema(engine)
+    assert "annotation_quarantine" not in inspect(engine).get_table_names()
+    runtime = build_runtime({"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET})
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    first = handlers.handle_schedule({"action": "migrate"}, LocalContext())
+    assert first == {"action": "migrate", "before": None, "after": migrate.head_revision(), "index_ready": True}
+    assert "annotation_quarantine" in inspect(engine).get_table_names()
+    again = handlers.handle_schedule({"detail": {"action": "migrate"}}, LocalContext())
+    assert again["before"] == again["after"] == migrate.head_revision()
+    runtime.engine.dispose()
+    engine.dispose()
+
+
+def test_an_inventory_reconciliation_also_needs_the_work_queue(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confirming candidates inline could outlast the Lambda: without the queue the schedule refuses."""
+    wired.report(sorted(wired.world.portal.all_keys()))
+    runtime = dataclasses.replace(
+        wired.runtime, settings=dataclasses.replace(wired.runtime.settings, work_queue_url=None)
+    )
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
+        handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+
+
+def test_a_report_too_large_for_the_budget_stops_with_a_clear_error(wired: Wired) -> None:
+    wired.world.delete(wired.world.portal.metadata_keys[0])
+    wired.report(sorted(wired.world.portal.all_keys())[1:])
+    with pytest.raises(inventory_shards.InventoryTooLarge, match="before the time budget ran out; nothing was queued"):
+        handlers.handle_schedule({"action": "reconcile"}, Countdown(calls=0))
+    assert wired.queued() == [] and wired.world.ledger() == {}
