@@ -1,8 +1,9 @@
 """``cleanup-stale-annotations``: the spec's Phase 1 script, on the reconciler's core.
 
 Existence is decided from listings of the scope's ``Annotations/`` prefixes (a few paginated
-LISTs, never a HEAD per annotation). A stored path that does not map into ``--s3-bucket`` is
-*unverifiable* and never deleted; an S3 error stops the command before anything is deleted.
+LISTs, never a HEAD per annotation, ``--s3-concurrency`` of them in flight at once). A stored
+path that does not map into ``--s3-bucket`` is *unverifiable* and never deleted; an S3 error
+stops the command before anything is deleted.
 Deletion goes through the shared routine (children first, one transaction per batch, an
 ``annotation_quarantine`` row with source ``cli``)::
 
@@ -29,7 +30,7 @@ from annotation_reconciler.lifecycle import AnnotationRef, Unverifiable
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.settings import Settings, validate_bucket
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, Settings, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 
@@ -195,6 +196,14 @@ def _confirm(question: str) -> bool:
 @click.option("--s3-bucket", type=str, required=True, help="S3 bucket to check for files")
 @click.option("--s3-prefix", type=str, default="", help="S3 prefix of stored paths (s3://BUCKET/ or BUCKET/ or ROOT/)")
 @click.option("--anonymous", is_flag=True, default=False, help="Use anonymous S3 access")
+@click.option(
+    "--s3-concurrency",
+    type=click.IntRange(1, MAX_S3_CONCURRENCY),
+    envvar="RECONCILER_S3_CONCURRENCY",
+    default=DEFAULT_S3_CONCURRENCY,
+    show_default=True,
+    help="S3 requests in flight at once (default: $RECONCILER_S3_CONCURRENCY)",
+)
 @click.option("--yes", is_flag=True, default=False, help="Do not ask for confirmation (automation)")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
 def cleanup_stale_annotations(
@@ -206,6 +215,7 @@ def cleanup_stale_annotations(
     s3_bucket: str,
     s3_prefix: str,
     anonymous: bool,
+    s3_concurrency: int,
     yes: bool,
     output: str,
 ) -> None:
@@ -223,9 +233,9 @@ def cleanup_stale_annotations(
         if not yes and not _confirm("Scan every annotation in the database?"):
             raise click.Abort()
     engine = engine_from(db_uri, option="--db-uri")
-    client = make_s3_client(anonymous=anonymous)
+    client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
-    settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run)
+    settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run, s3_concurrency=s3_concurrency)
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
     report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
     try:

@@ -242,22 +242,25 @@ class Reconciler:
         with self.engine.connect() as conn:
             refs = repo.annotations_in_scope(conn, scope)
         plan = lifecycle.plan_listing(refs, self.layout)
-        listings: dict[str, frozenset[str] | BaseException] = {}
-        done = lifecycle.ListingPlan(unverifiable=plan.unverifiable)
         result = SurveyResult(scope=scope, annotations=len(refs))
-        for prefix in sorted(plan.by_prefix):
-            if resume_after is not None and prefix <= resume_after:
-                continue
-            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
-                result.resume_after = max(done.by_prefix) if done.by_prefix else resume_after or ""
-                break
-            try:
-                listings[prefix] = frozenset(self.storage.list_keys(prefix))
-            except StorageError as exc:
-                listings[prefix] = exc
-                result.errors.append(exc)
+        todo = sorted(p for p in plan.by_prefix if resume_after is None or p > resume_after)
+        # RECONCILER_S3_CONCURRENCY listings in flight; the answers come back in sorted order, an
+        # error stays an error at its own prefix, and no listing starts once the budget runs low.
+        found = self.storage.list_many(
+            todo,
+            concurrency=self.settings.s3_concurrency,
+            remaining_seconds=remaining_seconds,
+            margin_s=SAFETY_MARGIN_S,
+        )
+        listings: dict[str, frozenset[str] | BaseException] = dict(found)
+        done = lifecycle.ListingPlan(unverifiable=plan.unverifiable)
+        for prefix, listing in found.items():
+            if isinstance(listing, StorageError):
+                result.errors.append(listing)
             done.by_prefix[prefix] = plan.by_prefix[prefix]
             result.prefixes_listed += 1
+        if len(found) < len(todo):
+            result.resume_after = max(done.by_prefix) if done.by_prefix else resume_after or ""
         result.survey = lifecycle.judge(done, listings)
         return result
 
@@ -359,22 +362,28 @@ class Reconciler:
         """Is each key in S3 now? True/False, or None when S3 could not say.
 
         Keys sharing an ``Annotations/`` prefix are answered by one listing of it; a lone key by
-        one HEAD.
+        one HEAD; ``RECONCILER_S3_CONCURRENCY`` requests in flight at once.
         """
         groups: dict[str, list[str]] = defaultdict(list)
         for key in set(keys):
             groups[lifecycle.metadata_folder(key)].append(key)
         presence: dict[str, bool | None] = {}
-        for prefix, members in groups.items():
-            try:
-                if len(members) == 1:
-                    presence[members[0]] = self.storage.exists(members[0])
-                else:
-                    listed = set(self.storage.list_keys(prefix))
-                    presence.update({k: k in listed for k in members})
-            except StorageError as exc:
-                log.warning("presence unknown for %d keys under %s: %s", len(members), prefix, exc)
+        concurrency = self.settings.s3_concurrency
+        lone = [members[0] for members in groups.values() if len(members) == 1]
+        for key, exists in self.storage.exists_many(lone, concurrency=concurrency).items():
+            if isinstance(exists, StorageError):
+                log.warning("presence unknown for %s: %s", key, exists)
+                presence[key] = None
+            else:
+                presence[key] = exists
+        shared = {prefix: members for prefix, members in groups.items() if len(members) > 1}
+        for prefix, listed in self.storage.list_many(shared, concurrency=concurrency).items():
+            members = shared[prefix]
+            if isinstance(listed, StorageError):
+                log.warning("presence unknown for %d keys under %s: %s", len(members), prefix, listed)
                 presence.update(dict.fromkeys(members))
+            else:
+                presence.update({k: k in listed for k in members})
         return presence
 
     def purge(self, *, remaining_seconds: Callable[[], float] | None = None, max_batches: int = 1000) -> PurgeResult:

@@ -35,7 +35,7 @@ def build_runtime(env: Mapping[str, str] | None = None) -> Runtime:
     else:
         assert settings.db_secret_arn is not None
         engine = cached_engine(read_secret_url(settings.db_secret_arn).render_as_string(hide_password=False))
-    storage = S3Storage(make_s3_client(), settings.bucket)
+    storage = S3Storage(make_s3_client(max_pool_connections=settings.s3_concurrency), settings.bucket)
     return Runtime(settings, engine, Reconciler(engine, storage, settings), boto3.client("sqs"))
 
 

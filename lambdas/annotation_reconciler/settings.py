@@ -24,6 +24,11 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 #: The longest grace period accepted (a year); a larger one is a typo, and would overflow dates.
 MAX_GRACE_HOURS = 8760
+#: S3 requests in flight at once (listings, HEADs) by default: chosen from BENCHMARKS.md's concurrency sweep.
+DEFAULT_S3_CONCURRENCY = 32
+#: The most accepted: a Lambda's threads and sockets are finite, and S3 answers 503 SlowDown above
+#: about 5,500 GET/HEAD/LIST a second per prefix partition.
+MAX_S3_CONCURRENCY = 128
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -69,6 +74,7 @@ class Settings:
     work_queue_url: str | None = None
     inventory_manifest: str | None = None
     scan_page_limit: int = 200
+    s3_concurrency: int = DEFAULT_S3_CONCURRENCY
 
     @property
     def grace_period(self) -> timedelta:
@@ -94,6 +100,7 @@ class Settings:
             "max_purge_fraction": self.max_purge_fraction,
             "work_queue_url": self.work_queue_url,
             "inventory_manifest": self.inventory_manifest,
+            "s3_concurrency": self.s3_concurrency,
         }
 
     @classmethod
@@ -162,6 +169,12 @@ class Settings:
         page_limit = get("RECONCILER_SCAN_PAGE_LIMIT", _parse_int, 200)
         if page_limit < 1:
             problems.append(f"RECONCILER_SCAN_PAGE_LIMIT={page_limit} must be a positive number of LIST pages")
+        s3_concurrency = get("RECONCILER_S3_CONCURRENCY", _parse_int, DEFAULT_S3_CONCURRENCY)
+        if not 1 <= s3_concurrency <= MAX_S3_CONCURRENCY:
+            problems.append(
+                f"RECONCILER_S3_CONCURRENCY={s3_concurrency} is out of range: use a number of S3 requests in flight "
+                f"at once from 1 to {MAX_S3_CONCURRENCY} (default {DEFAULT_S3_CONCURRENCY})"
+            )
         work_queue_url = env.get("RECONCILER_WORK_QUEUE_URL", "").strip() or None
         if work_queue_url and not work_queue_url.startswith(("https://", "http://")):
             problems.append(f"RECONCILER_WORK_QUEUE_URL={work_queue_url!r} is not a queue URL (https://...)")
@@ -185,6 +198,7 @@ class Settings:
             work_queue_url=work_queue_url,
             inventory_manifest=inventory,
             scan_page_limit=page_limit,
+            s3_concurrency=s3_concurrency,
         )
 
 

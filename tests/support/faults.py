@@ -4,9 +4,12 @@ and record the backoff botocore asks for without sleeping it."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -122,3 +125,58 @@ class ShortContext:
         if self.checks == self.allowed + 1:
             INJECTED["Lambda time budgets run out"] += 1
         return 120_000 if self.checks <= self.allowed else 10_000
+
+
+@dataclass
+class TargetedFaults:
+    """Answer with an HTTP error every request of ``operation`` whose ``Prefix`` (LIST) or key (HEAD/GET) is
+    one of ``targets``; every other request goes through."""
+
+    operation: str
+    targets: frozenset[str]
+    status: int = 403
+    code: str = "AccessDenied"
+    injected: int = 0
+
+    def __call__(self, request: Any, **kwargs: Any) -> AWSResponse | None:
+        parts = urlsplit(request.url)
+        names = set(parse_qs(parts.query).get("prefix", [])) | {unquote(parts.path)}
+        if not any(name == t or name.endswith("/" + t) for name in names for t in self.targets):
+            return None
+        self.injected += 1
+        INJECTED[f"S3 {self.status} {self.code} responses at chosen keys"] += 1
+        body = f"<Error><Code>{self.code}</Code><Message>injected</Message></Error>".encode()
+        return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+def inject_at(
+    client: Any, operation: str, *targets: str, status: int = 403, code: str = "AccessDenied"
+) -> TargetedFaults:
+    """Fail ``operation`` of ``client`` for these prefixes or keys only (403: not retried by botocore)."""
+    faults = TargetedFaults(operation, frozenset(targets), status, code)
+    client.meta.events.register_first(f"before-send.s3.{operation}", faults)
+    return faults
+
+
+class InFlight:
+    """Holds every request of a client for ``hold_s`` seconds and records how many were in flight at once."""
+
+    def __init__(self, hold_s: float = 0.05) -> None:
+        self.hold_s = hold_s
+        self.now = self.peak = self.total = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def attach(cls, client: Any, hold_s: float = 0.05) -> InFlight:
+        probe = cls(hold_s)
+        client.meta.events.register_first("before-send.s3", probe)
+        return probe
+
+    def __call__(self, **kwargs: Any) -> None:
+        with self._lock:
+            self.now += 1
+            self.total += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.hold_s)
+        with self._lock:
+            self.now -= 1
