@@ -34,25 +34,10 @@ from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench import baseline
-from bench.common import (
-    BUCKET,
-    SEED,
-    BenchContext,
-    Meter,
-    S3Double,
-    Section,
-    SqlCounter,
-    bucket_keys,
-    copy_database,
-    fmt_s,
-    load_rows,
-    modelled_s3_seconds,
-    parse_sizes,
-    portal_spec,
-    postgres,
-    s3_brief,
-    size_label,
-)
+from bench.measure import Meter, SqlCounter
+from bench.portal import BUCKET, SEED, bucket_keys, copy_database, load_rows, portal_spec, postgres
+from bench.report import BenchContext, Section, fmt_s, parse_sizes, size_label
+from bench.s3double import S3Double, modelled_s3_seconds, s3_brief
 
 PORTAL_SIZE = 20_000
 PURGE_SIZES = (1_000, 10_000)
@@ -203,8 +188,9 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
         ctx.factory.drop(base)
     out.notes += [
         "Measured against PostgreSQL (no S3 in delete_annotations and ORM cascade). Reconciler.purge also re-checks "
-        "S3 (one LIST per Annotations/ prefix with several due rows, one HEAD for a lone one) on the S3 double; its "
-        "wall time leaves that S3 latency out, the modelled S3 time column gives it (LIST 30 ms, HEAD 20 ms).",
+        "S3 (one LIST per Annotations/ prefix with several due rows, one HEAD for a lone one, "
+        "RECONCILER_S3_CONCURRENCY of them in flight) on the S3 double answering with S3's latency, so its wall time "
+        "includes S3; the modelled S3 time column (requests x latency, one at a time) is the cross-check.",
         "Rows deleted: the annotations and their shapes, files, authors and method links (8 rows per annotation). "
         "delete_annotations also writes a JSON snapshot of every deleted row to the ledger; the ORM cascade writes "
         "nothing. Round trips count an executemany as one per parameter set (pg8000 sends them one by one).",
