@@ -28,7 +28,7 @@ from bench.measure import ROOT
 from bench.portal import postgres
 from bench.report import BenchContext, Section, fmt_s
 
-RUNS = 7
+RUNS = 5
 TARGET_S = 1.0
 
 CHILD = """

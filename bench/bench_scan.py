@@ -16,7 +16,7 @@ every request after S3's latency (``bench.s3double``):
 
 Every approach must find exactly the expected stale set (asserted). At 1k the same approaches also run on
 moto (no latency; the script asserts moto and the double were sent the same requests). Sweeps: requests in
-flight (1, 4, 16, 64) at 10k, annotations per voxel spacing (5, 20, 100) at 5k, and one shard in a fresh
+flight (1, 4, 16, 64) at 10k, annotations per voxel spacing (5, 20, 100) at 2k, and one shard in a fresh
 interpreter on moto for peak RSS::
 
     .venv/bin/python -m bench.bench_scan --sizes 1k,10k --moto-sizes 1k
@@ -77,7 +77,7 @@ SWEEP_CONCURRENCY = (1, 4, 16, 64)
 SWEEP_CONCURRENCY_SIZE = 10_000
 SWEEP_SHARD_SIZES = (100, 1000, 5000)
 SWEEP_DENSITY = (5, 20, 100)
-SWEEP_DENSITY_SIZE = 5_000
+SWEEP_DENSITY_SIZE = 2_000
 
 
 def _settings(db_url: str, concurrency: int) -> Settings:
