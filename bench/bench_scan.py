@@ -363,6 +363,7 @@ def _facts(
         base = by_key.get((n, backend, "baseline"))
         if base:
             fact["baseline_s"] = base["time"]
+            fact["baseline_lanes"] = base["lanes"]
             fact["measured"] = base["time"] / r["time"]
             if backend == "double":
                 fact["modelled"] = modelled_s3_seconds(base["s3"]) / modelled_s3_seconds(r["s3"], r["concurrency"])

@@ -82,12 +82,21 @@ def targets(facts: dict[str, Any]) -> Section:
     if on_double:
         n = 100_000 if 100_000 in on_double else max(on_double)
         f = on_double[n]
+        # The spec's algorithm ran in lanes at this size; the conservative figure prices its HEADs at the time per
+        # annotation of the smallest size, which ran strictly one after another (no lane contention at all).
+        sequential = [(m, g) for m, g in sorted(on_double.items()) if g.get("baseline_lanes") == 1]
+        conservative = None
+        figure = f"{f['measured']:.1f}x ({fmt_s(f['baseline_s'])} / {fmt_s(f['scan_s'])}"
+        if sequential and f.get("baseline_lanes", 1) > 1:
+            m, g = sequential[0]
+            conservative = g["baseline_s"] / m * n / f["scan_s"]
+            figure += f"; {conservative:.1f}x at the {size_label(m)} one-after-another time per annotation"
+        figure += f", {f['concurrency']} LISTs in flight per shard); modelled cross-check {f['modelled']:.1f}x"
         row(
             f"full reconciliation at {size_label(n)}, 5 annotations per voxel spacing: >= 20x the spec's algorithm, "
             "one shard at a time (measured, S3 latency)",
-            f"{f['measured']:.1f}x ({fmt_s(f['baseline_s'])} / {fmt_s(f['scan_s'])}, {f['concurrency']} LISTs in "
-            f"flight per shard); modelled cross-check {f['modelled']:.1f}x",
-            f["measured"] >= 20,
+            figure,
+            min(f["measured"], conservative or f["measured"]) >= 20,
         )
     snapshot = facts.get("snapshot")
     if snapshot:
@@ -126,10 +135,11 @@ def targets(facts: dict[str, Any]) -> Section:
         sweep_rss = facts.get("shard", [])
         sizes = sorted({s["shard"] for s in sweep_rss} | {s for f in scans.values() for s in f["shard_sizes"]})
         statements = sorted(set(per_shard) | {s["sql"] for s in sweep_rss})
+        # 3: the shard's rows, the quarantine insert, the release update; 2 when a shard has nothing to quarantine.
         row(
-            "SQL statements per shard do not grow with the shard's annotations",
+            "SQL statements per shard do not grow with the shard's annotations (at most 3)",
             f"{', '.join(map(str, statements))} statements for shards of {', '.join(f'{s:,}' for s in sizes)}",
-            len(statements) == 1,
+            max(statements) <= 3,
         )
     rates = facts.get("events_per_s", {})
     hundred = [rate for (_stream, batch), rate in rates.items() if batch == 100]
