@@ -46,7 +46,7 @@ $(CDK):
 synth: $(STAMP) $(CDK)
 	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(CDK_ARGS)
 
-# The benchmarks of BENCHMARKS.md (about 15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
+# The benchmarks of BENCHMARKS.md (10-15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all --markdown BENCHMARKS.md
 
