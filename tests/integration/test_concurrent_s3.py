@@ -63,7 +63,7 @@ def test_list_many_returns_sorted_listings_equal_to_one_at_a_time(world: World) 
 def test_requests_in_flight_are_bounded_by_the_concurrency(world: World) -> None:
     for concurrency, peak in ((1, 1), (4, 4), (64, RUNS)):
         client = fresh_client()
-        probe = InFlight.attach(client, hold_s=0.03)
+        probe = InFlight.attach(client, gather=RUNS, timeout_s=0.5)  # waits for more than any bound allows
         S3Storage(client, BUCKET).list_many(prefixes(world), concurrency=concurrency)
         assert (probe.total, probe.peak) == (RUNS, peak)
 

@@ -68,7 +68,11 @@ def lambda_logs() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = handlers.logger.registered_handler
     previous = handler.setStream(buffer)
+    # At INFO, as deployed: a local stack built earlier in this process (LocalStack.create) leaves it at CRITICAL.
+    level = handlers.logger.log_level
+    handlers.logger.setLevel(logging.INFO)
     yield buffer
+    handlers.logger.setLevel(level)
     handler.setStream(previous)
 
 

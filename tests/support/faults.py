@@ -159,24 +159,28 @@ def inject_at(
 
 
 class InFlight:
-    """Holds every request of a client for ``hold_s`` seconds and records how many were in flight at once."""
+    """Holds each request of a client until ``gather`` requests are in flight together (or ``timeout_s`` passed),
+    and records the most that ever were: a busy machine's slow thread starts cannot hide real concurrency, and
+    a client that never sends ``gather`` at once only waits for the timeout."""
 
-    def __init__(self, hold_s: float = 0.05) -> None:
-        self.hold_s = hold_s
+    def __init__(self, gather: int, timeout_s: float = 2.0) -> None:
+        self.gather, self.timeout_s = gather, timeout_s
         self.now = self.peak = self.total = 0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     @classmethod
-    def attach(cls, client: Any, hold_s: float = 0.05) -> InFlight:
-        probe = cls(hold_s)
+    def attach(cls, client: Any, gather: int, timeout_s: float = 2.0) -> InFlight:
+        probe = cls(gather, timeout_s)
         client.meta.events.register_first("before-send.s3", probe)
         return probe
 
     def __call__(self, **kwargs: Any) -> None:
-        with self._lock:
+        with self._changed:
             self.now += 1
             self.total += 1
             self.peak = max(self.peak, self.now)
-        time.sleep(self.hold_s)
-        with self._lock:
+            self._changed.notify_all()
+            deadline = time.monotonic() + self.timeout_s
+            while self.peak < self.gather and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
             self.now -= 1
