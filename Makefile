@@ -74,7 +74,7 @@ lock: $(UV)
 		--custom-compile-command "make lock" \
 		infra/lambda-requirements.in -o infra/lambda-requirements.txt
 
-# The benchmarks of BENCHMARKS.md (about 15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
+# The benchmarks of BENCHMARKS.md (10-15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all --markdown BENCHMARKS.md
 

@@ -34,19 +34,10 @@ from annotation_reconciler.local.synthetic import SyntheticAnnotation
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
-from bench.common import (
-    BUCKET,
-    BenchContext,
-    S3Double,
-    Section,
-    SqlCounter,
-    copy_database,
-    fmt_s,
-    load_rows,
-    portal_chunks,
-    portal_spec,
-    postgres,
-)
+from bench.measure import SqlCounter
+from bench.portal import BUCKET, copy_database, load_rows, portal_chunks, portal_spec, postgres
+from bench.report import BenchContext, Section, fmt_s
+from bench.s3double import S3Double
 
 PORTAL_SIZE = 10_000
 BATCHES = (10, 100)

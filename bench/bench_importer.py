@@ -27,21 +27,10 @@ from annotation_reconciler.local.synthetic import build_portal, documents, write
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
-from bench.common import (
-    BUCKET,
-    LATENCY_MS,
-    SEED,
-    BenchContext,
-    Meter,
-    MotoBucket,
-    Section,
-    SqlCounter,
-    fmt_s,
-    moto_client,
-    portal_spec,
-    postgres,
-    s3_brief,
-)
+from bench.measure import Meter, SqlCounter
+from bench.portal import BUCKET, SEED, MotoBucket, moto_client, portal_spec, postgres
+from bench.report import BenchContext, Section, fmt_s
+from bench.s3double import REGIONAL, s3_brief
 
 SIZES = (100, 1_000)
 STALE = 0.10
@@ -50,9 +39,9 @@ WORKERS = 8  # ingest()'s default: metadata GETs in parallel
 
 def modelled_ingest_s3(counts: dict[str, int]) -> float:
     """LISTs one after another, metadata GETs ``WORKERS`` at a time (as ``MetadataFileFinder`` reads them)."""
-    lists = counts.get("ListObjectsV2", 0) * LATENCY_MS["ListObjectsV2"]
-    reads = sum(n * LATENCY_MS.get(op, 20.0) for op, n in counts.items() if op != "ListObjectsV2")
-    return (lists + reads / WORKERS) / 1000.0
+    lists = counts.get("ListObjectsV2", 0) * REGIONAL.seconds("ListObjectsV2")
+    reads = sum(n * REGIONAL.seconds(op) for op, n in counts.items() if op != "ListObjectsV2")
+    return lists + reads / WORKERS
 
 
 def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:

@@ -6,20 +6,22 @@ find exactly the stale set the LIST scan and the baseline find. Its requests are
 LIST for the newest report, one GET for the manifest, one GET per CSV file) plus one confirmation per
 ``Annotations/`` prefix holding a candidate (HEAD for a lone candidate, LIST for several).
 
-It runs inside ``bench_scan`` (same database, same bucket, same run); on its own::
+It runs inside ``bench_scan`` (same database, same bucket, same run), which imports this module (never the
+other way round); inventory mode alone::
 
-    .venv/bin/python -m bench.bench_inventory --sizes 100k
+    .venv/bin/python -m bench.bench_scan --sizes 100k --approaches scan,inventory --no-sweeps
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 from typing import Any
 
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.storage.inventory import write_inventory
-from bench.common import BUCKET, INVENTORY_BUCKET, REGION, Section, fmt_s, modelled_s3_seconds, size_label
+from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
+from bench.report import Section, fmt_s, size_label
+from bench.s3double import modelled_s3_seconds
 
 REPORT_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 INVENTORY_PREFIX = "inventory"
@@ -107,20 +109,3 @@ def section(results: list[dict[str, Any]]) -> Section:
         f"({ROWS_PER_FILE:,} rows a file); confirmations = 1 request per Annotations/ prefix that holds a candidate."
     )
     return out
-
-
-def main() -> None:
-    from bench import bench_scan
-    from bench.common import BenchContext, parse_sizes, postgres
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100k", help="annotation counts, e.g. 10k,100k")
-    parser.add_argument("--moto-sizes", default="", help="sizes also run on moto (default: none)")
-    args = parser.parse_args()
-    with postgres() as factory:
-        ctx = BenchContext(factory, parse_sizes(args.sizes), parse_sizes(args.moto_sizes))
-        bench_scan.run(ctx, approaches=("scan", "inventory"), sweeps=False)
-
-
-if __name__ == "__main__":
-    main()

@@ -20,12 +20,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import bench_events, bench_importer, bench_purge, bench_scan
-from bench.common import BenchContext, Section, fmt_s, machine, parse_sizes, postgres, size_label
+from bench import (
+    bench_cleanup,
+    bench_coldstart,
+    bench_events,
+    bench_importer,
+    bench_purge,
+    bench_scan,
+    bench_snapshot,
+)
+from bench.portal import postgres
+from bench.report import BenchContext, Section, fmt_s, machine, parse_sizes, size_label
+from bench.s3double import LATENCY_SOURCE, REGIONAL
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
-ORDER = ("scan", "speedup", "shard", "layout", "events", "purge", "importer", "inventory")
+ORDER = (
+    "scan",
+    "speedup",
+    "concurrency",
+    "density",
+    "shard",
+    "cleanup",
+    "snapshot",
+    "coldstart",
+    "events",
+    "purge",
+    "importer",
+    "inventory",
+)
 RUNNERS: dict[str, Callable[[BenchContext], Any]] = {
+    "coldstart": bench_coldstart.run,
+    "snapshot": bench_snapshot.run,
+    "cleanup": bench_cleanup.run,
     "events": bench_events.run,
     "purge": bench_purge.run,
     "importer": bench_importer.run,
@@ -33,57 +59,87 @@ RUNNERS: dict[str, Callable[[BenchContext], Any]] = {
 }
 
 
-def _pick(facts: dict[Any, Any], size: int) -> tuple[int, Any] | None:
-    """The fact at ``size`` on the double, else at the largest size that ran."""
-    on_double = {n: f for (n, backend), f in facts.items() if backend == "double"}
-    if not on_double:
-        return None
-    n = size if size in on_double else max(on_double)
-    return n, on_double[n]
-
-
 def targets(facts: dict[str, Any]) -> Section:
-    """The issue's targets against this run's figures."""
-    out = Section("targets", "Targets (2-core machine)", ["target", "this run", "met"])
+    """The issues' targets against this run's figures; an unmet one says what stands in the way."""
+    out = Section("targets", "Targets (2-core machine, ratios within this run)", ["target", "this run", "met"])
 
     def row(target: str, figure: str, ok: bool | None) -> None:
         out.add(target, figure, "—" if ok is None else ("yes" if ok else "**no**"))
 
+    cleanup = facts.get("cleanup")
+    if cleanup:
+        c = bench_cleanup.DEFAULT_S3_CONCURRENCY
+        x = cleanup["ratios"][c]
+        row(
+            "cleanup-stale-annotations dry run, 1,000 annotations at 100 per voxel spacing with data-file noise: "
+            ">= 50x faster than the spec's algorithm (measured, S3 latency)",
+            f"{x:.1f}x ({fmt_s(cleanup['baseline_s'])} / {fmt_s(cleanup['walls'][c])}, {c} in flight; "
+            f"{cleanup['ratios'][1]:.1f}x at 1 in flight)",
+            x >= 50,
+        )
     scans = facts.get("scan", {})
-    picked = _pick(scans, 100_000)
-    if picked:
-        n, f = picked
-        if "modelled_1" in f:
-            row(
-                f"full reconciliation at {size_label(n)}: >= 20x faster than the baseline "
-                "(modelled, same latencies, one shard at a time)",
-                f"{f['modelled_1']:.1f}x",
-                f["modelled_1"] >= 20,
+    on_double = {n: f for (n, backend), f in scans.items() if backend == "double" and "measured" in f}
+    if on_double:
+        n = 100_000 if 100_000 in on_double else max(on_double)
+        f = on_double[n]
+        # The spec's algorithm ran in lanes at this size; the conservative figure prices its HEADs at the time per
+        # annotation of the smallest size, which ran strictly one after another (no lane contention at all).
+        sequential = [(m, g) for m, g in sorted(on_double.items()) if g.get("baseline_lanes") == 1]
+        conservative = None
+        figure = f"{f['measured']:.1f}x ({fmt_s(f['baseline_s'])} / {fmt_s(f['scan_s'])}"
+        if sequential and f.get("baseline_lanes", 1) > 1:
+            m, g = sequential[0]
+            conservative = g["baseline_s"] / m * n / f["scan_s"]
+            figure += f"; {conservative:.1f}x at the {size_label(m)} one-after-another time per annotation"
+        figure += f", {f['concurrency']} LISTs in flight per shard); modelled cross-check {f['modelled']:.1f}x"
+        row(
+            f"full reconciliation at {size_label(n)}, 5 annotations per voxel spacing: >= 20x the spec's algorithm, "
+            "one shard at a time (measured, S3 latency)",
+            figure,
+            min(f["measured"], conservative or f["measured"]) >= 20,
+        )
+    snapshot = facts.get("snapshot")
+    if snapshot:
+        row(
+            "the deletion routine's snapshot without planner statistics within 2x of its time with them "
+            "(delete_annotations, 1,000 annotations)",
+            f"{snapshot['ratio']:.2f}x ({fmt_s(snapshot['without'])} without / {fmt_s(snapshot['with'])} with)",
+            snapshot["ratio"] <= 2,
+        )
+    cold = facts.get("coldstart")
+    if cold:
+        ok = cold["median"] < 1.0
+        figure = f"{fmt_s(cold['median'])} median, {fmt_s(cold['max'])} max (CPU {fmt_s(cold['cpu'])})"
+        if not ok:
+            figure += (
+                f"; in the way: load average {cold['load']:.1f} on 2 cores while measuring (wall time is mostly "
+                "waiting for a core), and the imports themselves: boto3, SQLAlchemy's ORM, aws_xray_sdk"
             )
-            row(
-                f"… with {bench_scan.SHARD_CONCURRENCY} shards at once (the stack's work_max_concurrency)",
-                f"{f['modelled_2']:.1f}x",
-                f["modelled_2"] >= 20,
-            )
-            row(
-                f"… measured on the S3 double at {size_label(n)} (no S3 latency at all)",
-                f"{f['measured']:.1f}x",
-                None,
-            )
+        row("Lambda cold start (import the handlers, build the runtime) under 1 s", figure, ok)
+    sweep = facts.get("concurrency_sweep", {})
+    if sweep:
+        row(
+            "concurrency sweep (full reconciliation at 10k, 5 per voxel spacing)",
+            ", ".join(f"{c} in flight {fmt_s(t)}" for c, t in sorted(sweep.items())),
+            None,
+        )
     for (n, backend), f in sorted(scans.items()):
         if backend == "moto" and "measured" in f:
-            row(f"… measured on moto at {size_label(n)}", f"{f['measured']:.2f}x", None)
+            row(
+                f"… measured on moto at {size_label(n)} (no latency; request check only)", f"{f['measured']:.2f}x", None
+            )
     if scans:
         worst = max(f["req_per_annotation"] for f in scans.values())
         row("at most 0.2 S3 requests per annotation (LIST scan, every size)", f"{worst:.3f}", worst <= 0.2)
         per_shard = sorted({s for f in scans.values() for s in f["shard_statements"]})
-        sweep = facts.get("shard", [])
-        sizes = sorted({s["shard"] for s in sweep} | {s for f in scans.values() for s in f["shard_sizes"]})
-        statements = sorted(set(per_shard) | {s["sql"] for s in sweep})
+        sweep_rss = facts.get("shard", [])
+        sizes = sorted({s["shard"] for s in sweep_rss} | {s for f in scans.values() for s in f["shard_sizes"]})
+        statements = sorted(set(per_shard) | {s["sql"] for s in sweep_rss})
+        # 3: the shard's rows, the quarantine insert, the release update; 2 when a shard has nothing to quarantine.
         row(
-            "SQL statements per shard do not grow with the shard's annotations",
+            "SQL statements per shard do not grow with the shard's annotations (at most 3)",
             f"{', '.join(map(str, statements))} statements for shards of {', '.join(f'{s:,}' for s in sizes)}",
-            len(statements) == 1,
+            max(statements) <= 3,
         )
     rates = facts.get("events_per_s", {})
     hundred = [rate for (_stream, batch), rate in rates.items() if batch == 100]
@@ -96,16 +152,19 @@ def targets(facts: dict[str, Any]) -> Section:
     purge = facts.get("purge_speedup", {})
     labels = {
         "delete_annotations": "purge >= 20x faster than ORM cascades (delete_annotations, the set-based routine)",
-        "Reconciler.purge": "… the whole purge path (Reconciler.purge; S3 latency left out)",
+        # The whole path now pays its S3 re-check at S3's latency, which the ORM cascade (no S3 step) does not:
+        # a figure to read, not the target's comparison.
+        "Reconciler.purge": "… the whole purge path (Reconciler.purge, its S3 re-check at S3's latency included; "
+        "the ORM cascade makes no S3 request)",
     }
     for method, label in labels.items():
         found = {size: x for (size, m), x in purge.items() if m == method}
         if found:
             figure = ", ".join(f"{x:.1f}x at {size_label(size)}" for size, x in sorted(found.items()))
-            row(label, figure, min(found.values()) >= 20)
-    sweep = facts.get("shard", [])
-    largest_portal = max((s["portal"] for s in sweep), default=0)
-    at = [s for s in sweep if s["portal"] == 100_000] or [s for s in sweep if s["portal"] == largest_portal]
+            row(label, figure, min(found.values()) >= 20 if method == "delete_annotations" else None)
+    shards = facts.get("shard", [])
+    largest_portal = max((s["portal"] for s in shards), default=0)
+    at = [s for s in shards if s["portal"] == 100_000] or [s for s in shards if s["portal"] == largest_portal]
     if at:
         s = at[0]
         row(
@@ -113,18 +172,19 @@ def targets(facts: dict[str, Any]) -> Section:
             f"{s['peak_mb']:.0f} MB ({s['shard']:,}-annotation shard)",
             s["peak_mb"] < 256,
         )
-    biggest = max(sweep, key=lambda s: s["shard"], default=None)
+    biggest = max(shards, key=lambda s: s["shard"], default=None)
     if biggest and biggest is not (at[0] if at else None):
         row(
             f"… the largest shard plan_shards makes ({biggest['shard']:,} annotations)",
             f"{biggest['peak_mb']:.0f} MB",
             biggest["peak_mb"] < 256,
         )
-    inventory = {k: f for k, f in scans.items() if "inventory_req_per_annotation" in f}
-    picked = _pick(inventory, 100_000)
-    if picked:
-        n, f = picked
-        x = f["inventory_req_per_annotation"]
+    inventory = {
+        n: f for (n, backend), f in scans.items() if backend == "double" and "inventory_req_per_annotation" in f
+    }
+    if inventory:
+        n = 100_000 if 100_000 in inventory else max(inventory)
+        x = inventory[n]["inventory_req_per_annotation"]
         row(f"S3 Inventory mode at {size_label(n)}: < 0.01 S3 requests per annotation", f"{x:.4f}", x < 0.01)
     return out
 
@@ -146,9 +206,9 @@ def write_markdown(path: Path, sections: list[Section], header: list[str]) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", default="1k,10k,100k,1M", help="annotation counts for benchmarks 1 and 5 (2-4 have fixed sizes)"
+        "--sizes", default="1k,10k,100k", help="annotation counts for benchmarks 1 and 5 (the others have fixed sizes)"
     )
-    parser.add_argument("--moto-sizes", default="1k,10k", help="sizes also measured on moto")
+    parser.add_argument("--moto-sizes", default="1k", help="sizes also run on moto (the request check)")
     parser.add_argument("--only", default=",".join(RUNNERS), help=f"a subset of {','.join(RUNNERS)}")
     parser.add_argument("--markdown", type=Path, help="write the results into this file (BENCHMARKS.md)")
     args = parser.parse_args()
@@ -173,19 +233,23 @@ def main() -> None:
         summary = targets(ctx.facts)
         ctx.emit(summary)
     elapsed = time.perf_counter() - started
+    end_load = os.getloadavg()
     ctx.console.print(f"total {fmt_s(elapsed)} ({', '.join(timings)})")
     if args.markdown:
         command = " ".join([".venv/bin/python", "-m", "bench.run_all", *sys.argv[1:]])
         via_make = " (what `make bench` runs)" if sys.argv[1:] == ["--markdown", "BENCHMARKS.md"] else ""
         header = [
             f"Produced by `{command}`{via_make}, started {started_at:%Y-%m-%d %H:%M} UTC, "
-            f"took **{elapsed / 60:.1f} min** ({', '.join(timings)}). Other work may share the machine: the load "
-            "average below was taken at the start.",
+            f"took **{elapsed / 60:.1f} min** ({', '.join(timings)}). Other work shared the machine: the load "
+            "averages below were taken at the start and at the end.",
             "",
             "| machine | |",
             "|---|---|",
             *(f"| {k} | {v} |" for k, v in info.items()),
             f"| load average at start (1/5/15 min) | {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} |",
+            f"| load average at the end (1/5/15 min) | {end_load[0]:.2f} / {end_load[1]:.2f} / {end_load[2]:.2f} |",
+            "",
+            f"S3 latency of the double: {REGIONAL.describe}. Source: {LATENCY_SOURCE}",
         ]
         write_markdown(args.markdown, ctx.sections, header)
         ctx.console.print(f"wrote {args.markdown}")

@@ -1,8 +1,9 @@
 """``cleanup-stale-annotations``: the spec's Phase 1 script, on the reconciler's core.
 
 Existence is decided from listings of the scope's ``Annotations/`` prefixes (a few paginated
-LISTs, never a HEAD per annotation). A stored path that does not map into ``--s3-bucket`` is
-*unverifiable* and never deleted; an S3 error stops the command before anything is deleted.
+LISTs, never a HEAD per annotation, ``--s3-concurrency`` of them in flight at once). A stored
+path that does not map into ``--s3-bucket`` is *unverifiable* and never deleted; an S3 error
+stops the command before anything is deleted.
 Deletion goes through the shared routine (children first, one transaction per batch, an
 ``annotation_quarantine`` row with source ``cli``)::
 
@@ -30,7 +31,7 @@ from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler, utcnow
-from annotation_reconciler.settings import Settings, validate_bucket
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, Settings, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 
@@ -229,6 +230,14 @@ def _confirm(question: str) -> bool:
 @click.option("--s3-bucket", type=str, required=True, help="S3 bucket to check for files")
 @click.option("--s3-prefix", type=str, default="", help="S3 prefix of stored paths (s3://BUCKET/ or BUCKET/ or ROOT/)")
 @click.option("--anonymous", is_flag=True, default=False, help="Use anonymous S3 access")
+@click.option(
+    "--s3-concurrency",
+    type=click.IntRange(1, MAX_S3_CONCURRENCY),
+    envvar="RECONCILER_S3_CONCURRENCY",
+    default=DEFAULT_S3_CONCURRENCY,
+    show_default=True,
+    help="S3 requests in flight at once (default: $RECONCILER_S3_CONCURRENCY)",
+)
 @click.option("--yes", is_flag=True, default=False, help="Do not ask for confirmation (automation)")
 @click.option(
     "--approve-held",
@@ -254,6 +263,7 @@ def cleanup_stale_annotations(
     s3_bucket: str,
     s3_prefix: str,
     anonymous: bool,
+    s3_concurrency: int,
     yes: bool,
     approve_held: bool,
     max_purge_fraction: float,
@@ -273,9 +283,9 @@ def cleanup_stale_annotations(
         if not yes and not _confirm("Scan every annotation in the database?"):
             raise click.Abort()
     engine = engine_from(db_uri, db_secret_arn, option="--db-uri")
-    client = make_s3_client(anonymous=anonymous)
+    client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
-    settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run)
+    settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run, s3_concurrency=s3_concurrency)
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
     report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
     try:

@@ -273,14 +273,19 @@ class Reconciler:
         """LIST each prefix completely (zarr chunks skipped), in sorted order; an S3 error is kept as
         that prefix's answer, never as "nothing there". Stops when the time budget runs low and then
         returns the last prefix listed (the next run resumes after it); else None."""
-        listings: dict[str, frozenset[str] | BaseException] = {}
-        for prefix in sorted(set(prefixes)):
-            if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
-                return listings, max(listings, default="")
-            try:
-                listings[prefix] = frozenset(self.storage.list_keys(prefix))
-            except StorageError as exc:
-                listings[prefix] = exc
+        todo = sorted(set(prefixes))
+        # RECONCILER_S3_CONCURRENCY listings in flight; the answers come back in sorted order, an error
+        # stays an error at its own prefix, and no listing starts once the budget runs low (those left
+        # out are always the last in sorted order, so the continuation resumes after the last listed).
+        found = self.storage.list_many(
+            todo,
+            concurrency=self.settings.s3_concurrency,
+            remaining_seconds=remaining_seconds,
+            margin_s=SAFETY_MARGIN_S,
+        )
+        listings: dict[str, frozenset[str] | BaseException] = dict(found)
+        if len(found) < len(todo):
+            return listings, max(listings, default="")
         return listings, None
 
     def survey(

@@ -36,7 +36,7 @@ def build_runtime(env: Mapping[str, str] | None = None) -> Runtime:
         assert settings.db_secret_arn is not None
         # credentials read with a max age, and read again when the server refuses them (a rotation)
         engine = cached_secret_engine(settings.db_secret_arn)
-    storage = S3Storage(make_s3_client(), settings.bucket)
+    storage = S3Storage(make_s3_client(max_pool_connections=settings.s3_concurrency), settings.bucket)
     return Runtime(settings, engine, Reconciler(engine, storage, settings), make_client("sqs"))
 
 

@@ -24,6 +24,11 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 #: The longest grace period accepted (a year); a larger one is a typo, and would overflow dates.
 MAX_GRACE_HOURS = 8760
+#: S3 requests in flight at once (listings, HEADs) by default: chosen from BENCHMARKS.md's concurrency sweep.
+DEFAULT_S3_CONCURRENCY = 32
+#: The most accepted: a Lambda's threads and sockets are finite, and S3 answers 503 SlowDown above
+#: about 5,500 GET/HEAD/LIST a second per prefix partition.
+MAX_S3_CONCURRENCY = 128
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -72,6 +77,7 @@ class Settings:
     resurrection_days: float = 30.0
     importer_cleanup: bool = True
     db_ca_bundle: str | None = None
+    s3_concurrency: int = DEFAULT_S3_CONCURRENCY
 
     @property
     def grace_period(self) -> timedelta:
@@ -99,6 +105,7 @@ class Settings:
             "work_queue_url": self.work_queue_url,
             "inventory_manifest": self.inventory_manifest,
             "db_ca_bundle": self.db_ca_bundle,
+            "s3_concurrency": self.s3_concurrency,
         }
 
     @classmethod
@@ -174,6 +181,12 @@ class Settings:
                 "from 1 to 3660 (how far back a purged annotation whose metadata reappears is reported)"
             )
         importer_cleanup = get("RECONCILER_IMPORTER_CLEANUP", parse_bool, True)
+        s3_concurrency = get("RECONCILER_S3_CONCURRENCY", _parse_int, DEFAULT_S3_CONCURRENCY)
+        if not 1 <= s3_concurrency <= MAX_S3_CONCURRENCY:
+            problems.append(
+                f"RECONCILER_S3_CONCURRENCY={s3_concurrency} is out of range: use a number of S3 requests in flight "
+                f"at once from 1 to {MAX_S3_CONCURRENCY} (default {DEFAULT_S3_CONCURRENCY})"
+            )
         work_queue_url = env.get("RECONCILER_WORK_QUEUE_URL", "").strip() or None
         if work_queue_url and not work_queue_url.startswith(("https://", "http://")):
             problems.append(f"RECONCILER_WORK_QUEUE_URL={work_queue_url!r} is not a queue URL (https://...)")
@@ -207,6 +220,7 @@ class Settings:
             resurrection_days=resurrection_days,
             importer_cleanup=importer_cleanup,
             db_ca_bundle=ca_bundle,
+            s3_concurrency=s3_concurrency,
         )
 
 

@@ -170,22 +170,30 @@ def test_transient_s3_faults_during_a_scan_are_retried_with_backoff(
     counter = RequestCounter.attach(client)
     faults = inject(client, "ListObjectsV2", 3, status=status, code=code)
     world.delete(world.portal.metadata_keys[0])
-    result = world.reconciler(s3=client).scan_shard(Scope(dataset_id=10001))
+    # one listing at a time, so that the three faults all hit the first request and its backoff shows in order
+    result = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY="1").scan_shard(Scope(dataset_id=10001))
     assert faults.injected == 3 and result.errors == []
     assert result.quarantined == [world.ids[world.portal.metadata_keys[0]]]
     assert counter.counts["ListObjectsV2"] == 3 + 3  # three prefixes, three retried faults
     assert_exponential(backoff, requests=1, retries=3)
 
 
+@pytest.mark.parametrize("concurrency", [1, 8])
 @pytest.mark.parametrize("fault", FAULTS)
-def test_exhausted_retries_in_a_scan_decide_nothing(world: World, backoff: list[float], fault: str) -> None:
+def test_exhausted_retries_in_a_scan_decide_nothing(
+    world: World, backoff: list[float], fault: str, concurrency: int
+) -> None:
     status, code = FAULTS[fault]
     client = retrying_client()
     faults = inject(client, "ListObjectsV2", -1, status=status, code=code)
     world.delete(*world.portal.metadata_keys[:3])
-    result = world.reconciler(s3=client).scan_shard(Scope(dataset_id=10001))
+    result = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY=str(concurrency)).scan_shard(Scope(dataset_id=10001))
     assert faults.injected == 3 * ATTEMPTS  # each of the three prefixes tried seven times, then reported
-    assert_exponential(backoff, requests=3, retries=RETRIES)
+    if concurrency == 1:
+        assert_exponential(backoff, requests=3, retries=RETRIES)
+    else:  # the three listings retry side by side: their waits interleave, each still doubling
+        first = min(backoff)
+        assert sorted(backoff) == sorted([min(first * 2**i, 20.0) for i in range(RETRIES)] * 3), backoff
     assert result.quarantined == [] and len(result.errors) == 3 and len(result.unverifiable) == 12
     assert world.ledger() == {}
 

@@ -4,9 +4,12 @@ and record the backoff botocore asks for without sleeping it."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -122,3 +125,62 @@ class ShortContext:
         if self.checks == self.allowed + 1:
             INJECTED["Lambda time budgets run out"] += 1
         return 120_000 if self.checks <= self.allowed else 10_000
+
+
+@dataclass
+class TargetedFaults:
+    """Answer with an HTTP error every request of ``operation`` whose ``Prefix`` (LIST) or key (HEAD/GET) is
+    one of ``targets``; every other request goes through."""
+
+    operation: str
+    targets: frozenset[str]
+    status: int = 403
+    code: str = "AccessDenied"
+    injected: int = 0
+
+    def __call__(self, request: Any, **kwargs: Any) -> AWSResponse | None:
+        parts = urlsplit(request.url)
+        names = set(parse_qs(parts.query).get("prefix", [])) | {unquote(parts.path)}
+        if not any(name == t or name.endswith("/" + t) for name in names for t in self.targets):
+            return None
+        self.injected += 1
+        INJECTED[f"S3 {self.status} {self.code} responses at chosen keys"] += 1
+        body = f"<Error><Code>{self.code}</Code><Message>injected</Message></Error>".encode()
+        return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+def inject_at(
+    client: Any, operation: str, *targets: str, status: int = 403, code: str = "AccessDenied"
+) -> TargetedFaults:
+    """Fail ``operation`` of ``client`` for these prefixes or keys only (403: not retried by botocore)."""
+    faults = TargetedFaults(operation, frozenset(targets), status, code)
+    client.meta.events.register_first(f"before-send.s3.{operation}", faults)
+    return faults
+
+
+class InFlight:
+    """Holds each request of a client until ``gather`` requests are in flight together (or ``timeout_s`` passed),
+    and records the most that ever were: a busy machine's slow thread starts cannot hide real concurrency, and
+    a client that never sends ``gather`` at once only waits for the timeout."""
+
+    def __init__(self, gather: int, timeout_s: float = 2.0) -> None:
+        self.gather, self.timeout_s = gather, timeout_s
+        self.now = self.peak = self.total = 0
+        self._changed = threading.Condition()
+
+    @classmethod
+    def attach(cls, client: Any, gather: int, timeout_s: float = 2.0) -> InFlight:
+        probe = cls(gather, timeout_s)
+        client.meta.events.register_first("before-send.s3", probe)
+        return probe
+
+    def __call__(self, **kwargs: Any) -> None:
+        with self._changed:
+            self.now += 1
+            self.total += 1
+            self.peak = max(self.peak, self.now)
+            self._changed.notify_all()
+            deadline = time.monotonic() + self.timeout_s
+            while self.peak < self.gather and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            self.now -= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation_reconciler.settings import Settings, SettingsError
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings, SettingsError
 
 BASE = {
     "RECONCILER_DB_URL": "postgresql+pg8000://u:hunter2@db/portal",
@@ -16,6 +16,8 @@ def test_defaults() -> None:
     s = Settings.from_env(BASE)
     assert (s.dry_run, s.grace_period_hours, s.max_purge_fraction) == (True, 72.0, 0.1)
     assert s.s3_prefix == "s3://cryoet-data-portal-public/"
+    assert s.s3_concurrency == DEFAULT_S3_CONCURRENCY
+    assert Settings.from_env({**BASE, "RECONCILER_S3_CONCURRENCY": " 4 "}).s3_concurrency == 4
     assert "hunter2" not in str(s.redacted()) and "***" in str(s.redacted())
 
 
@@ -45,6 +47,9 @@ def test_dry_run_values(raw: str, value: bool) -> None:
         ({"RECONCILER_WORK_QUEUE_URL": "my-queue"}, "is not a queue URL"),
         ({"RECONCILER_INVENTORY_MANIFEST": "/tmp/manifest.json"}, "must be an s3:// URL"),
         ({"RECONCILER_SCAN_PAGE_LIMIT": "0"}, "positive number"),
+        ({"RECONCILER_S3_CONCURRENCY": "0"}, "RECONCILER_S3_CONCURRENCY=0 is out of range: use a number"),
+        ({"RECONCILER_S3_CONCURRENCY": "1000"}, "from 1 to 128"),
+        ({"RECONCILER_S3_CONCURRENCY": "many"}, "RECONCILER_S3_CONCURRENCY='many' is not a whole number"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:

@@ -42,7 +42,9 @@ def reconciler_from(
     except SettingsError as exc:
         raise UsageError("; ".join(exc.problems)) from None
     engine = engine_from(settings.db_url, settings.db_secret_arn)
-    storage = S3Storage(make_s3_client(endpoint_url=endpoint_url), settings.bucket)
+    storage = S3Storage(
+        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency), settings.bucket
+    )
     return Reconciler(engine, storage, settings), engine
 
 

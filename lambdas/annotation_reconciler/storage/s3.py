@@ -5,13 +5,20 @@ network error raises :class:`StorageError` after botocore's retries with backoff
 
     storage = S3Storage(make_s3_client(), "cryoet-data-portal-public")
     keys = set(storage.list_keys("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/"))
+
+Many prefixes or keys at once go through a bounded pool of threads (boto3 clients are thread-safe);
+the answers come back sorted, and a failure stays a :class:`StorageError` next to its prefix::
+
+    listings = storage.list_many(prefixes, concurrency=32)   # prefix -> frozenset of keys | StorageError
+    present = storage.exists_many(keys, concurrency=32)      # key -> True | False | StorageError
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,6 +31,9 @@ if TYPE_CHECKING:
 ZARR_MARK = ".zarr/"
 # Greater than any character in a real key: listing after "<zarr>/" + this skips the zarr's chunks.
 _AFTER_ALL = "\U0010ffff"
+T = TypeVar("T")
+#: botocore's own default connection pool size; :func:`make_s3_client` raises it to the concurrency used.
+DEFAULT_MAX_POOL_CONNECTIONS = 10
 
 
 class StorageError(RuntimeError):
@@ -38,10 +48,24 @@ class StorageError(RuntimeError):
         super().__init__(f"S3 {operation} failed for s3://{bucket}/{key}: {code or type(cause).__name__}: {cause}")
 
 
-def make_s3_client(*, anonymous: bool = False, endpoint_url: str | None = None, region: str | None = None) -> S3Client:
-    """An S3 client with connect and read timeouts and standard retries (backoff on throttles, 5xx, timeouts)."""
+def make_s3_client(
+    *,
+    anonymous: bool = False,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
+) -> S3Client:
+    """An S3 client with connect and read timeouts and standard retries (backoff on throttles, 5xx, timeouts).
+
+    ``max_pool_connections`` should be at least the number of requests sent at once
+    (``RECONCILER_S3_CONCURRENCY``), or urllib3 opens and discards a connection per extra request.
+    """
     client: S3Client = make_client(
-        "s3", endpoint_url=endpoint_url, region=region, signature_version=UNSIGNED if anonymous else None
+        "s3",
+        endpoint_url=endpoint_url,
+        region=region,
+        signature_version=UNSIGNED if anonymous else None,
+        max_pool_connections=max(max_pool_connections, 1),
     )
     return client
 
@@ -112,3 +136,96 @@ class S3Storage:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StorageError("ParseJSON", self.bucket, key, exc) from exc
+
+    # --- many requests at once ------------------------------------------------------------
+
+    def list_many(
+        self,
+        prefixes: Iterable[str],
+        *,
+        concurrency: int,
+        remaining_seconds: Callable[[], float] | None = None,
+        margin_s: float = 0.0,
+    ) -> dict[str, frozenset[str] | StorageError]:
+        """List every prefix, ``concurrency`` at a time: prefix -> its keys, or the :class:`StorageError`.
+
+        The result is in sorted prefix order whatever order the answers came in. An error at one
+        prefix is that prefix's value (its state is unknown) and never stops the others.
+
+        With ``remaining_seconds``, no new listing starts once fewer than ``margin_s`` seconds are
+        left; the listings in flight finish. Listings start in sorted order from one thread, so the
+        prefixes left out of the result are always the largest ones: a caller resumes after the
+        last prefix it got.
+        """
+        return self._run_many(
+            sorted(set(prefixes)),
+            lambda prefix: frozenset(self.list_keys(prefix)),
+            concurrency=concurrency,
+            remaining_seconds=remaining_seconds,
+            margin_s=margin_s,
+        )
+
+    def exists_many(
+        self,
+        keys: Iterable[str],
+        *,
+        concurrency: int,
+        remaining_seconds: Callable[[], float] | None = None,
+        margin_s: float = 0.0,
+    ) -> dict[str, bool | StorageError]:
+        """HEAD every key, ``concurrency`` at a time: key -> True, False (404) or the :class:`StorageError`.
+
+        Sorted by key; an error is never read as "missing". The time budget works as in :meth:`list_many`.
+        """
+        return self._run_many(
+            sorted(set(keys)),
+            self.exists,
+            concurrency=concurrency,
+            remaining_seconds=remaining_seconds,
+            margin_s=margin_s,
+        )
+
+    def _run_many(
+        self,
+        items: list[str],
+        call: Callable[[str], T],
+        *,
+        concurrency: int,
+        remaining_seconds: Callable[[], float] | None,
+        margin_s: float,
+    ) -> dict[str, T | StorageError]:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+
+        def time_left() -> bool:
+            return remaining_seconds is None or remaining_seconds() >= margin_s
+
+        answers: dict[str, T | StorageError] = {}
+
+        def one(item: str) -> None:
+            try:
+                answers[item] = call(item)
+            except StorageError as exc:
+                answers[item] = exc
+
+        if concurrency == 1 or len(items) <= 1:
+            for item in items:
+                if not time_left():
+                    break
+                one(item)
+        else:
+            # A sliding window fed from this thread: at most `concurrency` requests in flight, started
+            # in sorted order, the budget checked before each start.
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="s3") as pool:
+                in_flight: set[Future[None]] = set()
+                for item in items:
+                    if len(in_flight) >= concurrency:
+                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            future.result()  # anything but a StorageError is a bug: raise it here
+                    if not time_left():
+                        break
+                    in_flight.add(pool.submit(one, item))
+                for future in in_flight:
+                    future.result()
+        return {item: answers[item] for item in items if item in answers}

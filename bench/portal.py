@@ -1,0 +1,188 @@
+"""The benchmarks' data: PostgreSQL, the synthetic portal's layout and rows, the keys of its bucket, moto.
+
+- :func:`postgres` starts a throwaway server (``local.postgres``) and yields a :class:`DatabaseFactory`.
+- :func:`portal_spec` lays out a portal of N annotations with realistic data-file noise, and
+  :func:`load_rows` bulk-loads its rows in chunks of datasets (``local.synthetic.write_rows``).
+- :class:`MotoBucket` fills a moto bucket through moto's backend (no HTTP per key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from botocore.exceptions import ClientError
+from sqlalchemy import Engine, text
+
+from annotation_reconciler.local.databases import DatabaseFactory
+from annotation_reconciler.local.moto_server import use_dummy_credentials
+from annotation_reconciler.local.postgres import LocalPostgres
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_rows
+
+BUCKET = "cryoet-data-portal-public"
+INVENTORY_BUCKET = "portal-inventory"
+REGION = "us-west-2"
+SEED = 9
+
+use_dummy_credentials()  # nothing here may ever reach real AWS
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[DatabaseFactory]:
+    """A private PostgreSQL server for the run (``RECONCILER_BENCH_DATABASE_URL`` to use an existing one)."""
+    given = os.environ.get("RECONCILER_BENCH_DATABASE_URL")
+    if given:
+        yield DatabaseFactory(given, template="bench_template")
+        return
+    with LocalPostgres() as server:
+        yield DatabaseFactory(server.url, template="bench_template")
+
+
+def copy_database(factory: DatabaseFactory, source: str, name: str) -> str:
+    """A new database ``name`` copied from ``source`` (CREATE DATABASE … TEMPLATE); returns its URL."""
+    factory._recreate(name, source)
+    return factory.url_for(name)
+
+
+def analyze(engine: Engine) -> None:
+    """Planner statistics, as a production database has them after a bulk load."""
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+
+
+# --- the synthetic portal -----------------------------------------------------------------------------------------
+
+#: Annotations per voxel spacing (one ``Annotations/`` prefix) and runs per dataset of the default layout.
+PER_VOXEL_SPACING = 20
+RUNS_PER_DATASET = 50
+
+
+def zarr_chunks_for(annotations: int) -> int:
+    """Data-file noise: 16 zarr chunks (21 objects per annotation) up to 10k annotations, 1 chunk (6) beyond."""
+    return 16 if annotations <= 10_000 else 1
+
+
+def objects_per_annotation(spec: PortalSpec) -> int:
+    """Metadata + ndjson + mrc + .zattrs + caption JSON + the zarr chunks."""
+    return 5 + spec.zarr_chunks_per_annotation
+
+
+def portal_spec(
+    annotations: int,
+    *,
+    per_voxel_spacing: int = PER_VOXEL_SPACING,
+    runs_per_dataset: int = RUNS_PER_DATASET,
+    zarr_chunks: int | None = None,
+    first_dataset_id: int = 10001,
+) -> PortalSpec:
+    """A portal of exactly ``annotations`` annotations: datasets of ``runs_per_dataset`` runs, one voxel spacing
+    per run, ``per_voxel_spacing`` annotations in each."""
+    if annotations % per_voxel_spacing:
+        raise ValueError(f"{annotations} annotations is not a multiple of {per_voxel_spacing} per voxel spacing")
+    runs = annotations // per_voxel_spacing
+    per_dataset = min(runs_per_dataset, runs)
+    if runs % per_dataset:
+        raise ValueError(f"{runs} runs do not split into datasets of {per_dataset}")
+    return PortalSpec(
+        bucket=BUCKET,
+        datasets=runs // per_dataset,
+        runs_per_dataset=per_dataset,
+        voxel_spacings_per_run=1,
+        annotations_per_voxel_spacing=per_voxel_spacing,
+        zarr_chunks_per_annotation=zarr_chunks_for(annotations) if zarr_chunks is None else zarr_chunks,
+        first_dataset_id=first_dataset_id,
+    )
+
+
+def portal_chunks(spec: PortalSpec, datasets_per_chunk: int = 50) -> Iterator[SyntheticPortal]:
+    """The portal of ``spec`` built a few datasets at a time (the same annotations in the same order)."""
+    for start in range(0, spec.datasets, datasets_per_chunk):
+        count = min(datasets_per_chunk, spec.datasets - start)
+        yield build_portal(replace(spec, datasets=count, first_dataset_id=spec.first_dataset_id + start))
+
+
+def load_rows(engine: Engine, spec: PortalSpec, *, with_statistics: bool = True) -> dict[str, int]:
+    """Bulk-load the portal's rows (COPY, chunk by chunk), then ANALYZE unless ``with_statistics`` is False;
+    returns metadata key -> annotation id."""
+    ids: dict[str, int] = {}
+    for chunk in portal_chunks(spec):
+        ids.update(write_rows(engine, chunk))
+    if with_statistics:
+        analyze(engine)
+    return ids
+
+
+def stale_indices(annotations: int, fraction: float, seed: int = SEED) -> list[int]:
+    """Which annotations (by position) lose their metadata file: a seeded uniform sample."""
+    count = round(annotations * fraction)
+    return sorted(random.Random(seed).sample(range(annotations), count))
+
+
+def metadata_keys(spec: PortalSpec) -> list[str]:
+    return [a.metadata_key for chunk in portal_chunks(spec) for a in chunk.annotations]
+
+
+def present_keys(spec: PortalSpec, fraction: float, seed: int = SEED) -> Iterator[str]:
+    """Every object key of the bucket once ``fraction`` of the metadata files are gone (one pass over the portal)."""
+    stale = set(stale_indices(spec.annotations, fraction, seed))
+    offset = 0
+    for chunk in portal_chunks(spec):
+        gone = {a.metadata_key for i, a in enumerate(chunk.annotations, offset) if i in stale}
+        offset += len(chunk.annotations)
+        yield from (key for key in chunk.all_keys() if key not in gone)
+
+
+def bucket_keys(spec: PortalSpec, missing: set[str] | frozenset[str] = frozenset()) -> Iterator[str]:
+    """Every object key of the portal's bucket except ``missing``."""
+    for chunk in portal_chunks(spec):
+        for key in chunk.all_keys():
+            if key not in missing:
+                yield key
+
+
+# --- S3: moto ---------------------------------------------------------------------------------------------------
+
+
+class MotoBucket:
+    """Fill a bucket of the moto running in this process (``mock_aws`` or a ``ThreadedMotoServer``).
+
+    Objects go straight into moto's backend: a PUT through boto3 costs ~1 ms a key, the backend
+    ~30 µs, and what is measured afterwards is moto answering LIST/HEAD/GET like S3 would.
+    """
+
+    def __init__(self, client: Any, bucket: str = BUCKET) -> None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        self.bucket = bucket
+        with contextlib.suppress(ClientError):
+            client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        self.backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def load(self, keys: Iterable[str], bodies: Mapping[str, bytes] | None = None) -> int:
+        bodies = bodies or {}
+        count = 0
+        for key in keys:
+            self.backend.put_object(self.bucket, key, bodies.get(key, b""), disable_notification=True)
+            count += 1
+        return count
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.backend.delete_object(self.bucket, key)
+
+
+def moto_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client with the reconciler's retry settings, for moto (in-process or a server)."""
+    from annotation_reconciler.storage import make_s3_client
+
+    return make_s3_client(endpoint_url=endpoint_url, region=REGION)

@@ -1,0 +1,158 @@
+"""S3 requests in flight at once (RECONCILER_S3_CONCURRENCY): bounded, deterministic, an error stays unknown,
+the time budget stops cleanly; on moto and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import boto3
+import pytest
+from sqlalchemy import Engine
+
+from annotation_reconciler.ledger.repository import Scope
+from annotation_reconciler.lifecycle import Verdict, metadata_folder
+from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.reconcile import SAFETY_MARGIN_S
+from annotation_reconciler.storage import S3Storage, StorageError
+from support.faults import InFlight, inject_at
+from support.world import BUCKET, World, make_world
+
+RUNS = 12  # one dataset of 12 runs: 12 Annotations/ prefixes of 3 annotations each
+
+
+@pytest.fixture
+def world(engine: Engine, s3: Any, db_url: str) -> World:
+    spec = PortalSpec(datasets=1, runs_per_dataset=RUNS, annotations_per_voxel_spacing=3, zarr_chunks_per_annotation=2)
+    return make_world(engine, s3, db_url, spec)
+
+
+def prefixes(world: World) -> list[str]:
+    return sorted({metadata_folder(k) for k in world.portal.metadata_keys})
+
+
+def fresh_client() -> Any:
+    """A client of its own, so that faults and probes attached to it touch nothing else."""
+    return boto3.client("s3", region_name="us-west-2")
+
+
+def surveyed(world: World, concurrency: int, s3: Any = None) -> tuple[Any, ...]:
+    found = world.reconciler(s3=s3, RECONCILER_S3_CONCURRENCY=str(concurrency)).survey(Scope())
+    return (
+        found.annotations,
+        found.prefixes_listed,
+        found.resume_after,
+        [(d.candidate.annotation_id, d.verdict, d.key, d.reason) for d in found.decisions.items],
+        [str(e) for e in found.errors],
+    )
+
+
+def test_list_many_returns_sorted_listings_equal_to_one_at_a_time(world: World) -> None:
+    storage = S3Storage(world.s3, BUCKET)
+    wanted = prefixes(world)
+    one_by_one = {p: frozenset(storage.list_keys(p)) for p in wanted}
+    for concurrency in (1, 4, 64):
+        listings = storage.list_many(reversed(wanted), concurrency=concurrency)
+        assert list(listings) == wanted  # sorted, whatever order given or answered in
+        assert listings == one_by_one
+
+
+def test_requests_in_flight_are_bounded_by_the_concurrency(world: World) -> None:
+    for concurrency, peak in ((1, 1), (4, 4), (64, RUNS)):
+        client = fresh_client()
+        probe = InFlight.attach(client, gather=RUNS, timeout_s=0.5)  # waits for more than any bound allows
+        S3Storage(client, BUCKET).list_many(prefixes(world), concurrency=concurrency)
+        assert (probe.total, probe.peak) == (RUNS, peak)
+
+
+def test_an_error_at_one_prefix_stays_unknown_while_the_others_are_listed(world: World) -> None:
+    wanted = prefixes(world)
+    broken = wanted[5]
+    client = fresh_client()
+    faults = inject_at(client, "ListObjectsV2", broken)
+    listings = S3Storage(client, BUCKET).list_many(wanted, concurrency=8)
+    assert faults.injected == 1 and list(listings) == wanted
+    assert isinstance(listings[broken], StorageError) and listings[broken].code == "AccessDenied"
+    good = S3Storage(world.s3, BUCKET)
+    assert all(listings[p] == frozenset(good.list_keys(p)) for p in wanted if p != broken)
+
+
+def test_exists_many_answers_true_false_or_the_error_never_missing(world: World) -> None:
+    keys = world.portal.metadata_keys[:6]
+    world.delete(keys[1])
+    client = fresh_client()
+    inject_at(client, "HeadObject", keys[2], status=500, code="InternalError")
+    from support.faults import record_backoff
+
+    with pytest.MonkeyPatch.context() as mp:
+        record_backoff(mp)  # the 500 is retried: keep the retries, skip their sleeps
+        present = S3Storage(client, BUCKET).exists_many(reversed(keys), concurrency=4)
+    assert list(present) == sorted(keys)
+    assert present[keys[1]] is False
+    assert isinstance(present[keys[2]], StorageError) and present[keys[2]].code == "InternalError"
+    assert all(present[k] is True for k in keys if k not in (keys[1], keys[2]))
+
+
+def test_concurrency_is_validated() -> None:
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        S3Storage(object(), BUCKET).list_many(["a/"], concurrency=0)  # type: ignore[arg-type]
+
+
+def test_time_budget_stops_new_listings_and_keeps_a_sorted_prefix(world: World) -> None:
+    wanted = prefixes(world)
+    checks = iter([100.0] * 5)
+    listings = S3Storage(world.s3, BUCKET).list_many(
+        wanted, concurrency=3, remaining_seconds=lambda: next(checks, 1.0), margin_s=30.0
+    )
+    assert list(listings) == wanted[:5]  # the five started before the budget ran low, nothing after
+
+
+def test_survey_is_the_same_at_concurrency_1_and_n(world: World) -> None:
+    world.delete(world.portal.metadata_keys[0], world.portal.metadata_keys[7])
+    emptied = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_004"]
+    world.delete(*emptied)
+    one = surveyed(world, 1)
+    verdicts = Counter(v for _, v, _, _ in one[3])
+    assert verdicts[Verdict.DELETE] == 2 and verdicts[Verdict.HELD] == 3  # the world holds every verdict
+    for concurrency in (4, 12, 64):
+        assert surveyed(world, concurrency) == one
+
+
+def test_survey_error_at_one_prefix_is_unverifiable_and_the_rest_is_judged(world: World) -> None:
+    lost = world.portal.annotations[0]
+    world.delete(lost.metadata_key)
+    broken = prefixes(world)[-1]
+    client = fresh_client()
+    inject_at(client, "ListObjectsV2", broken)
+    result = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY="8").scan_shard(Scope())
+    in_broken = sorted(world.ids[a.metadata_key] for a in world.portal.annotations if a.metadata_key.startswith(broken))
+    assert sorted(u.ref.id for u in result.unverifiable) == in_broken
+    assert result.quarantined == [world.ids[lost.metadata_key]]
+    assert len(result.errors) == 1 and "AccessDenied" in result.errors[0]
+    assert world.ledger() == {world.ids[lost.metadata_key]: "quarantined"}  # nothing of the broken prefix
+
+
+def test_scan_cut_by_the_budget_resumes_to_the_same_verdicts(world: World) -> None:
+    lost = [world.portal.annotations[1].metadata_key, world.portal.annotations[-1].metadata_key]
+    world.delete(*lost)
+    reconciler = world.reconciler(RECONCILER_S3_CONCURRENCY="4")
+    checks = iter([SAFETY_MARGIN_S + 60] * 7)
+    first = reconciler.scan_shard(Scope(), remaining_seconds=lambda: next(checks, SAFETY_MARGIN_S - 1))
+    assert not first.complete and first.prefixes_listed == 7 and first.resume_after == prefixes(world)[6]
+    assert first.quarantined == [world.ids[lost[0]]]
+    second = reconciler.scan_shard(Scope(), resume_after=first.resume_after)
+    assert second.complete and second.prefixes_listed == RUNS - 7
+    assert second.quarantined == [world.ids[lost[1]]]
+    assert first.present + second.present == 3 * RUNS - 2
+
+
+def test_purge_recheck_at_concurrency_n_treats_an_error_as_unknown(world: World) -> None:
+    keys = world.portal.metadata_keys  # four per Annotations/ prefix
+    lone, broken, beside, present = keys[0], keys[4], keys[5], keys[9]
+    world.delete(lone, broken, beside)
+    client = fresh_client()
+    inject_at(client, "ListObjectsV2", metadata_folder(broken))
+    presence = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY="8").check_presence(
+        [lone, broken, beside, present]
+    )
+    assert presence == {lone: False, broken: None, beside: None, present: True}
