@@ -35,7 +35,7 @@ from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench import baseline
 from bench.measure import Meter, SqlCounter
-from bench.portal import BUCKET, SEED, bucket_keys, copy_database, load_rows, portal_spec, postgres
+from bench.portal import BUCKET, SEED, bucket_keys, copy_database, judged_paths, load_rows, portal_spec, postgres
 from bench.report import BenchContext, Section, fmt_s, parse_sizes, size_label
 from bench.s3double import S3Double, modelled_s3_seconds, s3_brief
 
@@ -95,7 +95,9 @@ def _run_method(method: str, url: str, victims: list[int], double: S3Double) -> 
     with Meter(sql, lambda: double.counts) as measured:
         if method == "delete_annotations":
             with engine.begin() as conn:
-                deleted = delete_annotations(conn, victims, source=Source.CLI, reason="benchmark").deleted
+                deleted = delete_annotations(
+                    conn, judged_paths(conn, victims), source=Source.CLI, reason="benchmark"
+                ).deleted
         elif method == "Reconciler.purge":
             reconciler = Reconciler(
                 engine, S3Storage(double, BUCKET), _settings(url), clock=lambda: DETECTED + 2 * GRACE

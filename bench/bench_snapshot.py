@@ -25,7 +25,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from bench.portal import SEED, analyze, copy_database, load_rows, portal_spec, postgres
+from bench.portal import SEED, analyze, copy_database, judged_paths, load_rows, portal_spec, postgres
 from bench.report import BenchContext, Section, fmt_s
 
 PORTAL_SIZE = 20_000
@@ -75,7 +75,7 @@ def _one(url: str, victims: list[int]) -> tuple[float, float | None, int]:
         conn.execute(text("SELECT 1"))
     started = time.perf_counter()
     with engine.begin() as conn:
-        result = delete_annotations(conn, victims, source=Source.CLI, reason="benchmark")
+        result = delete_annotations(conn, judged_paths(conn, victims), source=Source.CLI, reason="benchmark")
     wall = time.perf_counter() - started
     with engine.connect() as conn:
         left = conn.execute(

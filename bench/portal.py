@@ -186,3 +186,11 @@ def moto_client(endpoint_url: str | None = None) -> Any:
     from annotation_reconciler.storage import make_s3_client
 
     return make_s3_client(endpoint_url=endpoint_url, region=REGION)
+
+
+def judged_paths(conn: Any, victims: list[int]) -> dict[int, str]:
+    """The victims' current stored paths (the deletion routine deletes a row only on the path it was judged on)."""
+    rows = conn.execute(
+        text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"), {"ids": victims}
+    )
+    return {r[0]: r[1] for r in rows}

@@ -90,6 +90,7 @@ def stage() -> None:
     STAGE.mkdir(parents=True)
     (STAGE / "src").symlink_to(ROOT / "lambdas", target_is_directory=True)
     (STAGE / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
+    (STAGE / "bench").symlink_to(ROOT / "bench", target_is_directory=True)  # tests/unit/test_bench_layout.py
     shutil.copy2(ROOT / "pyproject.toml", STAGE / "pyproject.toml")
 
 
