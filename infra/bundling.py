@@ -59,13 +59,19 @@ def package_files(package: Path | None = None) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not _excluded(p, root))
 
 
-def asset_hash(requirements: Path | None = None, package: Path | None = None) -> str:
-    """SHA-256 over the bundle's inputs: the package's files, the lock, the platform, the format."""
+#: Where the database's CA bundle lands in the asset (and so in /var/task, RECONCILER_DB_CA_BUNDLE).
+CA_BUNDLE_NAME = "db-ca-bundle.pem"
+
+
+def asset_hash(requirements: Path | None = None, package: Path | None = None, ca_bundle: Path | None = None) -> str:
+    """SHA-256 over the bundle's inputs: the package's files, the lock, the CA bundle, the platform, the format."""
     requirements = requirements or REQUIREMENTS
     package = package or PACKAGE
     digest = hashlib.sha256()
     digest.update(f"format={BUNDLE_FORMAT};arch={ARCHITECTURE};{' '.join(PLATFORM)}\n".encode())
     digest.update(b"lock\0" + requirements.read_bytes() + b"\0")
+    if ca_bundle is not None:
+        digest.update(b"ca\0" + ca_bundle.read_bytes() + b"\0")
     for path in package_files(package):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -132,23 +138,28 @@ def _ignore(_dir: str, names: list[str]) -> list[str]:
 class LocalBundling:
     """``try_bundle`` copies the dependencies and the package into the asset's output directory."""
 
+    def __init__(self, ca_bundle: Path | None = None) -> None:
+        self.ca_bundle = ca_bundle
+
     def try_bundle(self, output_dir: str, *, image: Any = None, **_options: Any) -> bool:
         out = Path(output_dir)
         shutil.copytree(dependencies_dir(), out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
         shutil.copytree(PACKAGE, out / "annotation_reconciler", dirs_exist_ok=True, ignore=_ignore)
+        if self.ca_bundle is not None:
+            shutil.copyfile(self.ca_bundle, out / CA_BUNDLE_NAME)
         return True
 
 
-def lambda_code() -> cdk.aws_lambda.Code:
+def lambda_code(ca_bundle: Path | None = None) -> cdk.aws_lambda.Code:
     """The Lambda asset: bundled locally at synth time; never built with Docker."""
     return cdk.aws_lambda.Code.from_asset(
         str(PACKAGE.parent),
         bundling=cdk.BundlingOptions(
             image=cdk.DockerImage.from_registry("local-bundling-only"),
-            local=LocalBundling(),
+            local=LocalBundling(ca_bundle),
             command=["false"],  # only reached if local bundling returned False, which it never does
         ),
         asset_hash_type=cdk.AssetHashType.CUSTOM,
-        asset_hash=asset_hash(),
+        asset_hash=asset_hash(ca_bundle=ca_bundle),
         exclude=["**/__pycache__", "**/*.pyc"],
     )

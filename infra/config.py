@@ -45,6 +45,9 @@ class StackConfig:
     stored_path_prefix: str = ""  # RECONCILER_S3_PREFIX ("" = s3://{bucket}/)
     db_secret: str = "annotation-reconciler/portal-db"  # a Secrets Manager secret name or ARN (RDS secret JSON)
     events_db_secret: str | None = None  # the events Lambda's own secret (a role without DELETE), else db_secret
+    # A PEM file (path from the repository's top) of the CAs that sign the database's certificate, bundled into
+    # the Lambda asset as RECONCILER_DB_CA_BUNDLE: for RDS, the global bundle (the runbook downloads it).
+    db_ca_bundle: str | None = None
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     availability_zones: tuple[str, ...] = ()
@@ -112,6 +115,7 @@ class StackConfig:
             stored_path_prefix=str(get("stored_path_prefix", "")),
             db_secret=str(get("db_secret", cls.db_secret)),
             events_db_secret=as_text("events_db_secret"),
+            db_ca_bundle=as_text("db_ca_bundle"),
             vpc_id=as_text("vpc_id"),
             subnet_ids=as_list("subnet_ids"),
             availability_zones=as_list("availability_zones"),
@@ -141,6 +145,12 @@ class StackConfig:
         return config
 
     @property
+    def ca_bundle_path(self) -> Path:
+        """The CA bundle file (``db_ca_bundle`` relative to the repository's top, or absolute)."""
+        path = Path(self.db_ca_bundle or "")
+        return path if path.is_absolute() else Path(__file__).resolve().parent.parent / path
+
+    @property
     def endpoints_to_create(self) -> tuple[str, ...]:
         """The VPC endpoints this stack creates (none outside a VPC or behind a NAT)."""
         if not self.vpc_id or self.vpc_has_nat:
@@ -161,6 +171,11 @@ class StackConfig:
             )
         if self.vpc_id:
             self._validate_network(problems)
+        if self.db_ca_bundle and not self.ca_bundle_path.is_file():
+            problems.append(
+                f"db_ca_bundle={self.db_ca_bundle!r} is not a file: download the RDS global bundle first, e.g. "
+                "curl -o infra/certs/rds-global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+            )
         if not 1 <= self.events_batch_size <= 10000:
             problems.append("events_batch_size must be within 1..10000")
         if not 0 <= self.events_batching_window_s <= 300:

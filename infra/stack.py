@@ -24,7 +24,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.bundling import lambda_code
+from infra.bundling import CA_BUNDLE_NAME, lambda_code
 from infra.config import StackConfig
 
 NAMESPACE = "AnnotationReconciler"
@@ -93,7 +93,7 @@ class ReconcilerStack(cdk.Stack):
         )
 
         self.network = self._network()
-        code = lambda_code()
+        code = lambda_code(self.config.ca_bundle_path if self.config.db_ca_bundle else None)
         env = self._environment()
         self.events_fn = self._function(
             "EventsFunction", "handle_events", code, env, EVENTS_TIMEOUT, secret=self.events_secret
@@ -299,6 +299,8 @@ class ReconcilerStack(cdk.Stack):
         }
         if c.inventory_manifest:
             env["RECONCILER_INVENTORY_MANIFEST"] = c.inventory_manifest
+        if c.db_ca_bundle:  # the database's certificate is verified against it (a private CA such as RDS's)
+            env["RECONCILER_DB_CA_BUNDLE"] = f"/var/task/{CA_BUNDLE_NAME}"
         return {k: v for k, v in env.items() if v != ""}
 
     def _function(

@@ -208,3 +208,22 @@ def test_bad_environment_files_are_refused(tmp_path: Path, monkeypatch: pytest.M
         synth(tmp_path / "o4", {"env": "nowhere"})
     with pytest.raises(ValueError, match="not an environment name"):
         synth(tmp_path / "o5", {"env": "../etc/passwd"})
+
+
+def test_the_database_ca_bundle_is_bundled_and_named_to_every_function(
+    tmp_path: Path, synth_context: dict[str, object]
+) -> None:
+    """RDS signs its certificates with its own CA: the runbook downloads the bundle, the stack ships it."""
+    from infra.bundling import CA_BUNDLE_NAME, asset_hash
+    from infra.config import ContextError
+
+    pem = tmp_path / "rds-global-bundle.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    template, _ = synth(tmp_path / "with", {**synth_context, "db_ca_bundle": str(pem)})
+    for props in fn_props(template).values():
+        assert props["Environment"]["Variables"]["RECONCILER_DB_CA_BUNDLE"] == f"/var/task/{CA_BUNDLE_NAME}"
+    without, _ = synth(tmp_path / "without", synth_context)
+    assert all("RECONCILER_DB_CA_BUNDLE" not in p["Environment"]["Variables"] for p in fn_props(without).values())
+    assert asset_hash(ca_bundle=pem) != asset_hash()  # a new bundle file redeploys the code
+    with pytest.raises(ContextError, match=r"db_ca_bundle='infra/certs/missing\.pem' is not a file"):
+        synth(tmp_path / "missing", {**synth_context, "db_ca_bundle": "infra/certs/missing.pem"})
