@@ -131,3 +131,17 @@ def test_every_stored_form_maps_back(segments: list[str], style: str) -> None:
     assert LAYOUT.to_key(stored) == expected
     if expected:
         assert all(LAYOUT.to_key(form) == key for form in LAYOUT.stored_forms(key))
+
+
+def test_a_bare_path_holding_a_scheme_separator_is_unmappable() -> None:
+    layout = BucketLayout.from_prefix("cryoet-data-portal-public", "")
+    assert layout.to_key("10001/a://b/Annotations/100/x-1.0.json") is None
+    assert layout.to_key("10001/a/Annotations/100/x-1.0.json") == "10001/a/Annotations/100/x-1.0.json"
+
+
+def test_stored_forms_strip_the_root_only_from_keys_under_it() -> None:
+    layout = BucketLayout.from_prefix("cryoet-data-portal-public", "s3://cryoet-data-portal-public/staging/")
+    inside = layout.stored_forms("staging/10001/x-1.0.json")
+    outside = layout.stored_forms("other/10001/x-1.0.json")
+    assert inside[-1] == "10001/x-1.0.json" and len(inside) == 4
+    assert len(outside) == 3 and all(f.endswith("other/10001/x-1.0.json") for f in outside)
