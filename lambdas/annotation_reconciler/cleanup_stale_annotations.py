@@ -153,8 +153,8 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
     stale = []
     for d in found.decisions.items:
         if d.verdict in (Verdict.DELETE, Verdict.HELD) and d.key is not None:
-            ref = AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or "", d.candidate.dataset_id)
-            ref = AnnotationRef(ref.id, ref.stored_path, ref.dataset_id, d.candidate.run_id)
+            c = d.candidate
+            ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
             stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
         elif d.verdict is Verdict.UNKNOWN:
             c = d.candidate

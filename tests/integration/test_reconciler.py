@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.reconcile import Reconciler
 from support.world import BUCKET, World, make_world
 
 
@@ -296,6 +297,16 @@ def test_keys_of_other_buckets_and_kinds_are_ignored_and_counted(world: World) -
 # --- the ways a review once deleted valid annotations (issue 13) --------------------------------------------------
 
 
+def quarantined_past_grace(world: World) -> tuple[Reconciler, str, int]:
+    """The first annotation's metadata deleted, its Removed event applied, the grace period over."""
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    return reconciler, key, world.ids[key]
+
+
 def rewrite_path(world: World, annotation_id: int, stored_path: str) -> None:
     """What the portal's own importer does when metadata moves: the row now points at the new key."""
     with world.engine.begin() as conn:
@@ -368,12 +379,7 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
 
     from annotation_reconciler.cli.operate import status
 
-    key = world.portal.metadata_keys[0]
-    victim = world.ids[key]
-    world.delete(key)
-    reconciler = world.reconciler()
-    reconciler.apply_changes(removed(key))
-    world.clock.advance(hours=2)
+    reconciler, key, victim = quarantined_past_grace(world)
     listed = reconciler.list_prefixes
 
     def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
@@ -394,12 +400,7 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
 
 
 def test_a_scan_finds_a_recently_purged_key_back(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    victim = world.ids[key]
-    world.delete(key)
-    reconciler = world.reconciler()
-    reconciler.apply_changes(removed(key))
-    world.clock.advance(hours=2)
+    reconciler, key, victim = quarantined_past_grace(world)
     assert reconciler.purge().purged == [victim]
     world.restore(key)  # its Created event is lost
     scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
@@ -409,12 +410,7 @@ def test_a_scan_finds_a_recently_purged_key_back(world: World) -> None:
 def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the purge lists S3, an ObjectCreated event releases the row at once (no lock wait), and the
     purge then leaves the released row alone."""
-    key = world.portal.metadata_keys[0]
-    victim = world.ids[key]
-    world.delete(key)
-    reconciler = world.reconciler()
-    reconciler.apply_changes(removed(key))
-    world.clock.advance(hours=2)
+    reconciler, key, victim = quarantined_past_grace(world)
     listed = reconciler.list_prefixes
     seen: list[Any] = []
 
@@ -433,12 +429,7 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
 
 
 def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    victim = world.ids[key]
-    world.delete(key)
-    reconciler = world.reconciler()
-    reconciler.apply_changes(removed(key))
-    world.clock.advance(hours=2)
+    reconciler, key, victim = quarantined_past_grace(world)
     assert reconciler.purge().purged == [victim]
     folder, name = key.rsplit("/", 1)
     twin = f"{folder}/{name[0].upper()}{name[1:]}"
