@@ -180,7 +180,7 @@ def decide(
     for dataset_id, items in deletions.items():
         total = evidence.totals.get(dataset_id, 0)
         opened = evidence.open_counts.get(dataset_id, 0) + len(items)
-        over = max_fraction is not None and (total == 0 or opened > max_fraction * total)
+        over = max_fraction is not None and opened > max_fraction * total  # no known total: always over
         for decision in items:
             if over and not decision.candidate.approved:
                 why = f"mass-deletion guard: {opened} of {total} annotations of dataset {dataset_id} would go"

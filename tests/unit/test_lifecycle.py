@@ -157,6 +157,15 @@ def test_guard_threshold(others: int, total: int, held: bool) -> None:
     assert (decisions.held_datasets == {1: (others + 1, total)}) is held
 
 
+@pytest.mark.parametrize(("totals", "verdict"), [({}, Verdict.HELD), ({1: 0}, Verdict.HELD), ({1: 1}, Verdict.DELETE)])
+def test_guard_at_fraction_one_holds_only_a_dataset_of_unknown_size(
+    totals: dict[int | None, int], verdict: Verdict
+) -> None:
+    """Even with the guard wide open, a dataset whose size is not known (no row counted) is held."""
+    decisions = decide([fresh(1, key(0))], Evidence({VS: frozenset({key(5)})}, {}, totals), LAYOUT, max_fraction=1.0)
+    assert [d.verdict for d in decisions.items] == [verdict]
+
+
 def test_guard_counts_every_deletion_of_the_call_and_lets_approved_rows_through() -> None:
     listing = {VS: frozenset({key(9)})}
     rows = [fresh(1, key(0), approved=True), fresh(2, key(1)), fresh(3, key(2))]
