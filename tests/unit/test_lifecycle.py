@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from annotation_reconciler.lifecycle import (
+    AnnotationRef,
     Candidate,
     Evidence,
+    Unverifiable,
     Verdict,
     canonical,
     decide,
@@ -18,6 +20,7 @@ from annotation_reconciler.lifecycle import (
     listing_prefixes,
     metadata_folder,
     prefixes_to_list,
+    resolve,
 )
 from annotation_reconciler.paths import BucketLayout
 
@@ -234,3 +237,11 @@ def test_sequencer_breaks_ties_within_the_same_second() -> None:
         ("a", True, ("t", "0000000000000000000000000000000B")),
     ]
     assert last_states(list(reversed(events))).removed == {"a"}
+
+
+def test_resolve_says_which_row_cannot_be_verified() -> None:
+    ref = AnnotationRef(7, f"s3://another-bucket/{key(0)}")
+    unmappable = resolve(ref, LAYOUT)
+    not_metadata = resolve(AnnotationRef(8, f"s3://{B}/{VS}100/x_globalcaption.json"), LAYOUT)
+    assert isinstance(unmappable, Unverifiable) and unmappable.ref == ref
+    assert isinstance(not_metadata, Unverifiable) and not_metadata.ref.id == 8
