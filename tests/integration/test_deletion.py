@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 
 import pytest
@@ -80,7 +81,10 @@ def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
         delete_annotations(conn, paths(engine, [victim]), source=Source.EVENT, reason="grace period over")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()
+        resolved = conn.execute(text("SELECT resolved_at FROM annotation_quarantine")).scalar_one()
     assert rows == [("purged", "event", True)]
+    # without a time given, the routine stamps the current time in UTC
+    assert abs(resolved - datetime.datetime.now(datetime.UTC)) < datetime.timedelta(minutes=5)
 
 
 def test_statement_count_does_not_grow(engine: Engine) -> None:
@@ -180,7 +184,11 @@ def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engin
             with other.begin() as side:
                 side.execute(text("UPDATE annotation SET s3_metadata_path = 'moved' WHERE id = :id"), {"id": ids[1]})
 
-    with pytest.raises(ConcurrentChangeError), engine.begin() as conn:
+    message = (
+        rf"annotations \[{ids[1]}\] changed while being deleted \(stored path rewritten\); "
+        "nothing of this batch is deleted"
+    )
+    with pytest.raises(ConcurrentChangeError, match=message), engine.begin() as conn:
         delete_annotations(conn, judged, source=Source.CLI, reason="r")
     event.remove(engine, "before_cursor_execute", rewrite)
     other.dispose()
