@@ -70,9 +70,9 @@ def ids_of(items: Sequence[Decision]) -> str:
     return shown + (f" and {len(ids) - LOG_IDS} more" if len(ids) > LOG_IDS else "")
 
 
-def fresh_candidates(refs: Sequence[AnnotationRef], *, approved: bool = False) -> list[Candidate]:
-    """Rows found stale by a path that has no ledger row for them (the importer, the CLI)."""
-    return [Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=approved) for r in refs]
+def fresh_candidates(refs: Sequence[AnnotationRef]) -> list[Candidate]:
+    """Rows judged by a path that has no ledger row for them (the importer, the scan)."""
+    return [Candidate(r.id, r.stored_path, r.dataset_id, r.run_id) for r in refs]
 
 
 def gather_evidence(
