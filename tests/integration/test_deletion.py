@@ -26,6 +26,20 @@ def paths(engine: Engine, ids: list[int]) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def one_with_an_open_row(engine: Engine, source: str, status: str) -> int:
+    """A small portal whose first annotation has an open ledger row (``quarantined`` or ``held``)."""
+    victim = min(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
+                " detected_at, purge_after) VALUES (:id, 'p', :source, 'r', :status, now(), now())"
+            ),
+            {"id": victim, "source": source, "status": status},
+        )
+    return victim
+
+
 def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
@@ -68,16 +82,8 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
 
 
 def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
-    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
-    victim = min(ids.values())
+    victim = one_with_an_open_row(engine, "event", "quarantined")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
-                " detected_at, purge_after) VALUES (:id, 'p', 'event', 'ObjectRemoved', 'quarantined', now(), now())"
-            ),
-            {"id": victim},
-        )
         delete_annotations(conn, paths(engine, [victim]), source=Source.EVENT, reason="grace period over")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()
@@ -227,16 +233,8 @@ def test_the_snapshot_holds_a_child_committed_during_the_deletion(engine: Engine
 
 
 def test_a_held_row_is_marked_purged_and_the_snapshot_has_every_child_table(engine: Engine) -> None:
-    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
-    victim = min(ids.values())
+    victim = one_with_an_open_row(engine, "importer", "held")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
-                " detected_at, purge_after) VALUES (:id, 'p', 'importer', 'guard', 'held', now(), now())"
-            ),
-            {"id": victim},
-        )
         delete_annotations(conn, paths(engine, [victim]), source=Source.CLI, reason="approved")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, source, snapshot FROM annotation_quarantine")).all()
