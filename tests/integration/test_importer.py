@@ -736,3 +736,34 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
     clock.advance(hours=2)
     assert reconciler.purge().purged == []
     assert ids[moved.metadata_key] in annotation_ids(engine)
+
+
+def test_rows_of_another_voxel_spacing_or_run_are_not_even_candidates(engine: Engine, s3: Any) -> None:
+    """The scope query itself keeps them out (the decision would only leave them in place): a row bound to voxel
+    spacing B with a file in A, and a legacy row of run R2 with a file in R1's A, are not judged by A's import."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    a_spacing, b_spacing = portal.runs[0].voxel_spacings
+    bound_to_b = ids[in_run(portal, "TS_000", b_spacing)[0].metadata_key]
+    other_run = ids[in_run(portal, "TS_001", a_spacing)[0].metadata_key]
+    with engine.begin() as conn:
+        a_id = conn.execute(
+            text("""SELECT v.id FROM tomogram_voxel_spacing v JOIN run r ON r.id = v.run_id
+                    WHERE r.name = 'TS_000' AND v.voxel_spacing = :v"""),
+            {"v": a_spacing},
+        ).scalar_one()
+        conn.execute(text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = :id"), {"id": other_run})
+        for annotation_id in (bound_to_b, other_run):  # one file of each now lies in TS_000's voxel spacing A
+            conn.execute(
+                text("""UPDATE annotation_file SET tomogram_voxel_spacing_id = :a WHERE id = (
+                          SELECT min(f.id) FROM annotation_file f
+                          JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                          WHERE s.annotation_id = :id)"""),
+                {"a": a_id, "id": annotation_id},
+            )
+
+    result = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=a_spacing, max_purge_fraction=1.0)
+
+    [report] = result.voxel_spacings
+    assert report.left_in_place == [] and result.removed_annotation_ids == []
