@@ -130,14 +130,14 @@ def public_https_prefix(bucket: str) -> str:
 class ItemImporter:
     """Maps one found item to one row of ``table_name``, declaratively.
 
-    ``direct_mappings`` maps a column to a path in the item's data, ``context_mappings`` a column
+    ``direct_mapped_fields`` maps a column to a path in the item's data, ``context_mappings`` a column
     to a value of the item's context (a parent id), ``converters`` checks and converts a column's value (raising
     :class:`MetadataError`); :meth:`extra_fields` adds computed columns.
     """
 
     table_name: ClassVar[str]
-    natural_key: ClassVar[tuple[str, ...]]
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    id_fields: ClassVar[tuple[str, ...]]
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     context_mappings: ClassVar[Mapping[str, str]] = {}
     converters: ClassVar[Mapping[str, Converter]] = {}
 
@@ -154,7 +154,7 @@ class ItemImporter:
     def to_row(self) -> Row:
         self.validate()
         row: Row = {}
-        for column, path in self.direct_mappings.items():
+        for column, path in self.direct_mapped_fields.items():
             value = dig(self.item.data, path)
             convert = self.converters.get(column)
             try:
@@ -168,7 +168,7 @@ class ItemImporter:
 
     @classmethod
     def key_of(cls, row: Mapping[str, Any]) -> Key:
-        return tuple(row[column] for column in cls.natural_key)
+        return tuple(row[column] for column in cls.id_fields)
 
 
 @dataclass

@@ -67,8 +67,8 @@ class DatasetItem(ItemImporter):
     """``{dataset}/dataset_metadata.json`` -> dataset (the portal keys datasets by their identifier)."""
 
     table_name = "dataset"
-    natural_key = ("id",)
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {
+    id_fields = ("id",)
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "id": ("dataset_identifier",),
         "deposition_id": ("deposition_id",),
         "title": ("dataset_title",),
@@ -101,7 +101,7 @@ class RunItem(ItemImporter):
     """``{dataset}/{run}/run_metadata.json`` -> run, named by its folder."""
 
     table_name = "run"
-    natural_key = ("dataset_id", "name")
+    id_fields = ("dataset_id", "name")
     context_mappings: ClassVar[Mapping[str, str]] = {"dataset_id": "dataset_id", "name": "name"}
 
     def validate(self) -> None:
@@ -118,8 +118,8 @@ class VoxelSpacingItem(ItemImporter):
     """A ``Reconstructions/VoxelSpacing{spacing}/`` folder -> tomogram_voxel_spacing."""
 
     table_name = "tomogram_voxel_spacing"
-    natural_key = ("run_id", "voxel_spacing")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {"voxel_spacing": ("voxel_spacing",)}
+    id_fields = ("run_id", "voxel_spacing")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {"voxel_spacing": ("voxel_spacing",)}
     context_mappings: ClassVar[Mapping[str, str]] = {"run_id": "run_id"}
     converters: ClassVar[Mapping[str, Converter]] = {"voxel_spacing": to_float}
 
@@ -136,8 +136,8 @@ class AnnotationItem(ItemImporter):
     """``Annotations/{NNN}/{object}-{version}.json`` -> annotation, bound to the voxel spacing it lives in."""
 
     table_name = "annotation"
-    natural_key = ("run_id", "deposition_id", "annotation_ingest_id")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {
+    id_fields = ("run_id", "deposition_id", "annotation_ingest_id")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "deposition_id": ("deposition_id",),
         "annotation_ingest_id": ("annotation_ingest_id",),
         "annotation_publication": ("annotation_publications",),
@@ -240,8 +240,8 @@ class AnnotationShapeItem(ItemImporter):
     """One distinct ``files[].shape`` of an annotation -> annotation_shape."""
 
     table_name = "annotation_shape"
-    natural_key = ("annotation_id", "shape_type")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {"shape_type": ("shape",)}
+    id_fields = ("annotation_id", "shape_type")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {"shape_type": ("shape",)}
     context_mappings: ClassVar[Mapping[str, str]] = {"annotation_id": "annotation_id"}
 
 
@@ -249,8 +249,8 @@ class AnnotationFileItem(ItemImporter):
     """One ``files[]`` entry -> annotation_file of the voxel spacing being imported."""
 
     table_name = "annotation_file"
-    natural_key = ("format", "tomogram_voxel_spacing_id", "annotation_shape_id")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {
+    id_fields = ("format", "tomogram_voxel_spacing_id", "annotation_shape_id")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "format": ("format",),
         "is_visualization_default": ("is_visualization_default",),
     }
@@ -271,8 +271,8 @@ class AnnotationAuthorItem(ItemImporter):
     """One ``authors[]`` entry -> annotation_author (its position is the list order)."""
 
     table_name = "annotation_author"
-    natural_key = ("annotation_id", "name")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {
+    id_fields = ("annotation_id", "name")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "name": ("name",),
         "orcid": ("ORCID",),
         "email": ("email",),
@@ -303,8 +303,8 @@ class AnnotationMethodLinkItem(ItemImporter):
     """One ``method_links[]`` entry -> annotation_method_link."""
 
     table_name = "annotation_method_link"
-    natural_key = ("annotation_id", "link")
-    direct_mappings: ClassVar[Mapping[str, tuple[str, ...]]] = {
+    id_fields = ("annotation_id", "link")
+    direct_mapped_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "link": ("link",),
         "link_type": ("link_type",),
         "name": ("custom_name",),
