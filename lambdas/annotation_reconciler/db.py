@@ -16,6 +16,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from annotation_reconciler.errors import DatabaseUrlError
+
 log = logging.getLogger(__name__)
 DRIVER = "postgresql+pg8000"
 #: Seconds to wait for a TCP connection (and the TLS and startup exchange) to the database.
@@ -27,10 +29,6 @@ SECRET_MAX_AGE = 300
 CA_BUNDLE_ENV = "RECONCILER_DB_CA_BUNDLE"
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-class DatabaseUrlError(ValueError):
-    """The database URL cannot be used; the message says what to set instead."""
 
 
 def mask_password(raw: str) -> str:

@@ -22,15 +22,12 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
+from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.paths import is_safe_key
 
 MAX_RECORDS_PER_MESSAGE = 1000
 _REMOVED_PREFIXES = ("ObjectRemoved:", "LifecycleExpiration:")
 _CREATED_PREFIX = "ObjectCreated:"
-
-
-class EventShapeError(ValueError):
-    """The event is none of the shapes the reconciler accepts; the message says what was expected."""
 
 
 class ChangeKind(StrEnum):

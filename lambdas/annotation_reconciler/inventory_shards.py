@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import text
 
 from annotation_reconciler import lifecycle
+from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.ledger.repository import Scope
@@ -75,10 +76,6 @@ class ShardResult:
     remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
 
 
-class InventoryTooLarge(RuntimeError):
-    """The report could not be read within the time budget; nothing was queued or decided."""
-
-
 def plan_inventory(
     reconciler: Reconciler,
     manifest_url: str,
@@ -95,7 +92,7 @@ def plan_inventory(
     location = inventory.find_manifest(client, manifest_url)
     manifest = inventory.read_manifest(client, location)
     if manifest.source_bucket != reconciler.layout.bucket:
-        raise inventory.InventoryError(
+        raise InventoryError(
             f"{location.url} inventories bucket {manifest.source_bucket!r}, not {reconciler.layout.bucket!r}"
         )
     present: set[str] = set()

@@ -23,15 +23,15 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler import lifecycle
 from annotation_reconciler.deletions import Policy, delete_stale, fresh_candidates, ids_of
+from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, StorageError
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
-from annotation_reconciler.portal.deletion import ConcurrentChangeError
 from annotation_reconciler.settings import Settings
-from annotation_reconciler.storage import S3Storage, StorageError, inventory
+from annotation_reconciler.storage import S3Storage, inventory
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ class Reconciler:
         location = inventory.find_manifest(client, manifest_url)
         manifest = inventory.read_manifest(client, location)
         if manifest.source_bucket != self.layout.bucket:
-            raise inventory.InventoryError(
+            raise InventoryError(
                 f"{location.url} inventories bucket {manifest.source_bucket!r}, not {self.layout.bucket!r}"
             )
         present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from annotation_reconciler.errors import SettingsError
+
 T = TypeVar("T")
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -30,14 +32,6 @@ DEFAULT_S3_CONCURRENCY = 32
 #: about 5,500 GET/HEAD/LIST a second per prefix partition.
 MAX_S3_CONCURRENCY = 128
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-
-
-class SettingsError(ValueError):
-    """The environment holds a value the reconciler refuses; the message says what to fix."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration: " + "; ".join(problems))
 
 
 def parse_bool(name: str, raw: str) -> bool:

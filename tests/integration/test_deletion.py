@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from annotation_reconciler.db import make_engine
+from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
-from annotation_reconciler.portal.deletion import ConcurrentChangeError, delete_annotations
+from annotation_reconciler.portal.deletion import delete_annotations
 from support.world import count_orphans as orphans
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")

@@ -17,6 +17,7 @@ from annotation_reconciler.db_import import IngestResult, ingest
 from annotation_reconciler.db_import.base import StoredPaths
 from annotation_reconciler.db_import.importers import AnnotationImporter
 from annotation_reconciler.db_import.service import LOCK_NAMESPACE
+from annotation_reconciler.errors import StorageError
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.databases import DatabaseFactory
@@ -34,7 +35,7 @@ from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
-from annotation_reconciler.storage import S3Storage, StorageError
+from annotation_reconciler.storage import S3Storage
 from support.world import Clock
 from support.world import count_orphans as orphans
 

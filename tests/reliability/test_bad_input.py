@@ -21,12 +21,13 @@ import pytest
 from sqlalchemy import Engine, event
 
 from annotation_reconciler import handlers
-from annotation_reconciler.events import EventShapeError, parse_event
+from annotation_reconciler.errors import EventShapeError, SettingsError
+from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import build_runtime
-from annotation_reconciler.settings import Settings, SettingsError
+from annotation_reconciler.settings import Settings
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
 
 DATA = Path(__file__).parent.parent / "data"

@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.db import DatabaseUrlError, mask_password, normalize_url, show_url
-from annotation_reconciler.settings import Settings, SettingsError
+from annotation_reconciler.db import mask_password, normalize_url, show_url
+from annotation_reconciler.errors import DatabaseUrlError, SettingsError
+from annotation_reconciler.settings import Settings
 
 #: Unescaped: the parser would take "ss-word@127.0.0.1" for the host and print it.
 RAW = "postgresql+pg8000://rec:Pa@ss-word@127.0.0.1:1/portal"

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.events import ChangeKind, EventShapeError, parse_event, parse_message_body
+from annotation_reconciler.errors import EventShapeError
+from annotation_reconciler.events import ChangeKind, parse_event, parse_message_body
 
 B = "cryoet-data-portal-public"
 KEY = "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings, SettingsError
+from annotation_reconciler.errors import SettingsError
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
 
 BASE = {
     "RECONCILER_DB_URL": "postgresql+pg8000://u:hunter2@db/portal",

@@ -11,12 +11,12 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import (
     DatabaseSecret,
-    DatabaseUrlError,
     connection_failure,
     make_engine,
     normalize_url,
     secret_engine,
 )
+from annotation_reconciler.errors import DatabaseUrlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from
-from annotation_reconciler.db_import import IngestResult, LedgerMissingError, service
+from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
+from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.settings import parse_bool, validate_bucket

@@ -8,6 +8,7 @@ from annotation_reconciler.cli import operate
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
+from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.ledger.grants import grants_sql
 
@@ -27,7 +28,7 @@ def migrate(db_url: str | None, db_secret_arn: str | None) -> None:
         before = ledger_migrate.current_revision(engine)
         after = ledger_migrate.upgrade(engine)
         indexed = ledger_migrate.metadata_path_index_ready(engine)
-    except ledger_migrate.LedgerSchemaError as exc:
+    except LedgerSchemaError as exc:
         raise UsageError(str(exc)) from None
     finally:
         engine.dispose()

@@ -13,9 +13,10 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.errors import SettingsError
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.reconcile import Reconciler, plan_shards
-from annotation_reconciler.settings import Settings, SettingsError
+from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()

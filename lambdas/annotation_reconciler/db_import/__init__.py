@@ -7,6 +7,7 @@
 voxel-spacing scope of the cleanup, ``service`` runs an ingestion.
 """
 
-from annotation_reconciler.db_import.service import IngestProgress, IngestResult, LedgerMissingError, ingest
+from annotation_reconciler.db_import.service import IngestProgress, IngestResult, ingest
+from annotation_reconciler.errors import LedgerMissingError
 
 __all__ = ["IngestProgress", "IngestResult", "LedgerMissingError", "ingest"]

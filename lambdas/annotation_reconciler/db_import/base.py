@@ -26,16 +26,13 @@ from sqlalchemy import ARRAY, Connection, Integer, Table, any_, bindparam, delet
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 
+from annotation_reconciler.errors import MetadataError
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PortalBase
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]
 Converter = Callable[[Any], Any]
-
-
-class MetadataError(ValueError):
-    """A metadata document cannot be mapped to a row; the message says which field is wrong."""
 
 
 @dataclass(frozen=True)

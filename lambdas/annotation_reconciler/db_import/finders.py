@@ -18,9 +18,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.db_import.base import FindResult, FoundItem, ImportProblem
+from annotation_reconciler.errors import StorageError
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.paths import KeyKind, classify_key
-from annotation_reconciler.storage import S3Storage, StorageError
+from annotation_reconciler.storage import S3Storage
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _VOXEL_FOLDER_RE = re.compile(r"^VoxelSpacing(?P<spacing>[0-9]+(?:\.[0-9]+)?)$")

@@ -37,6 +37,7 @@ from annotation_reconciler.db_import.base import (
 )
 from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileFinder, RunFinder, VoxelSpacingFinder
 from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
+from annotation_reconciler.errors import MissingParentError
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.paths import annotations_prefix
@@ -319,14 +320,6 @@ SELECT d FROM unnest(CAST(:ids AS integer[])) AS d
 WHERE NOT EXISTS (SELECT 1 FROM deposition WHERE deposition.id = d)
 ORDER BY d
 """)
-
-
-class MissingParentError(RuntimeError):
-    """Rows of a scope name a parent the database lacks; the scope is refused whole (nothing written)."""
-
-    def __init__(self, problem: ImportProblem) -> None:
-        super().__init__(str(problem))
-        self.problem = problem
 
 
 def ensure_depositions(conn: Connection, deposition_ids: Iterable[int], scope: str) -> None:

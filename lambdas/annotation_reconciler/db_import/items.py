@@ -12,7 +12,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from annotation_reconciler.db_import.base import Converter, ItemImporter, Key, MetadataError, Row
+from annotation_reconciler.db_import.base import Converter, ItemImporter, Key, Row
+from annotation_reconciler.errors import MetadataError
 
 METHOD_TYPES = frozenset({"manual", "automated", "hybrid", "simulated"})
 SHAPE_TYPE_MAX = 24  # annotation_shape.shape_type is VARCHAR(24)

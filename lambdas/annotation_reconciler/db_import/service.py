@@ -34,6 +34,7 @@ from annotation_reconciler.db_import.importers import (
     legacy_annotations,
 )
 from annotation_reconciler.deletions import Policy
+from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.lifecycle import Verdict
 from annotation_reconciler.paths import BucketLayout
@@ -45,10 +46,6 @@ T = TypeVar("T")
 LOCK_NAMESPACE = 0x41524543
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(CAST(:namespace AS integer), CAST(:id AS integer))")
 _UNLOCK = text("SELECT pg_advisory_unlock(CAST(:namespace AS integer), CAST(:id AS integer))")
-
-
-class LedgerMissingError(RuntimeError):
-    """The database lacks the reconciler's tables: run ``annotation-reconciler migrate`` first."""
 
 
 class IngestProgress(Protocol):

@@ -16,10 +16,6 @@ VERSION_TABLE = "annotation_reconciler_alembic_version"
 _SCRIPTS = Path(__file__).parent / "migrations"
 
 
-class LedgerSchemaError(RuntimeError):
-    """The ledger schema is missing and this role may not create it; the message says what the owner runs."""
-
-
 def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))

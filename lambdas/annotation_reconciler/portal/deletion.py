@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import canonical
 
@@ -119,11 +120,6 @@ LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[]), CAST(:folde
   ON k.id = d.id
 WHERE NOT (d.id = ANY(CAST(:updated AS integer[])))
 """)
-
-
-class ConcurrentChangeError(RuntimeError):
-    """A row changed while it was being deleted (its stored path was rewritten, or a child was added):
-    the caller's transaction must roll back, and nothing of the batch is deleted."""
 
 
 _ORPHANS = text("""

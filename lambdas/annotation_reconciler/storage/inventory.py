@@ -23,13 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from annotation_reconciler.storage.s3 import S3Storage, StorageError
+from annotation_reconciler.errors import InventoryError, StorageError
+from annotation_reconciler.storage.s3 import S3Storage
 
 _STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
-
-
-class InventoryError(ValueError):
-    """The inventory cannot be trusted (wrong bucket, unknown format, missing fields, bad checksum)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.aws import make_client
+from annotation_reconciler.errors import StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,18 +35,6 @@ _AFTER_ALL = "\U0010ffff"
 T = TypeVar("T")
 #: botocore's own default connection pool size; :func:`make_s3_client` raises it to the concurrency used.
 DEFAULT_MAX_POOL_CONNECTIONS = 10
-
-
-class StorageError(RuntimeError):
-    """S3 could not answer; the state of the object is unknown."""
-
-    def __init__(self, operation: str, bucket: str, key: str, cause: BaseException) -> None:
-        self.operation, self.bucket, self.key, self.cause = operation, bucket, key, cause
-        code = ""
-        if isinstance(cause, ClientError):
-            code = str(cause.response.get("Error", {}).get("Code", ""))
-        self.code = code
-        super().__init__(f"S3 {operation} failed for s3://{bucket}/{key}: {code or type(cause).__name__}: {cause}")
 
 
 def make_s3_client(

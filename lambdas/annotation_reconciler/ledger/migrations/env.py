@@ -11,8 +11,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import LEDGER_SCHEMA
-from annotation_reconciler.ledger.migrate import VERSION_TABLE, LedgerSchemaError
+from annotation_reconciler.ledger.migrate import VERSION_TABLE
 
 
 def _ensure_schema(connection: Connection) -> None:
