@@ -123,10 +123,22 @@ def test_rolls_back_whole_batch_on_error(engine: Engine) -> None:
 
 
 def test_missing_ids_are_ignored(engine: Engine) -> None:
+    """An id no annotation has deletes nothing, and the ledger gets no row for it (no audit of a deletion
+    that did not happen), also beside an id that does exist."""
+    ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
+    real = min(ids.values())
+    before = counts(engine)
     with engine.begin() as conn:
         assert delete_annotations(conn, {999_999: "s3://b/k"}, source=Source.CLI, reason="r").deleted == 0
+    assert counts(engine) == before
+    with engine.begin() as conn:
+        outcome = delete_annotations(
+            conn, {999_999: "s3://b/k", **paths(engine, [real])}, source=Source.CLI, reason="r"
+        )
+    assert outcome.deleted == 1
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 0
+        ledger = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()
+    assert [tuple(r) for r in ledger] == [(real, "purged")]
 
 
 def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 from typing import Any
 
@@ -23,15 +24,11 @@ def world(engine: Engine, s3: Any, db_url: str) -> World:
 
 
 def removed(*keys: str, when: str = "2026-01-01T00:00:00+00:00") -> list[ObjectChange]:
-    import datetime
-
     t = datetime.datetime.fromisoformat(when)
     return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", t, None) for k in keys]
 
 
 def created(*keys: str, when: str = "2026-01-01T00:00:01+00:00") -> list[ObjectChange]:
-    import datetime
-
     t = datetime.datetime.fromisoformat(when)
     return [ObjectChange(BUCKET, k, ChangeKind.CREATED, "s3", t, None) for k in keys]
 
@@ -131,6 +128,27 @@ def test_guard_holds_a_mass_deletion_until_approved(world: World) -> None:
     assert world.orphans() == 0
 
 
+def test_the_purge_is_due_exactly_at_purge_after_and_not_a_microsecond_before(world: World) -> None:
+    """The grace period ends at ``purge_after`` itself (``purge_after <= now``): a purge one microsecond
+    earlier deletes nothing, a purge at that instant deletes the row."""
+    key = world.portal.metadata_keys[0]
+    victim = world.ids[key]
+    world.delete(key)
+    reconciler = world.reconciler()
+    quarantined_at = world.clock()
+    reconciler.apply_changes(removed(key))
+    with world.engine.connect() as conn:
+        purge_after = conn.execute(
+            text("SELECT purge_after FROM annotation_quarantine WHERE annotation_id = :id"), {"id": victim}
+        ).scalar_one()
+    assert purge_after == quarantined_at + reconciler.settings.grace_period
+    world.clock.now = purge_after - datetime.timedelta(microseconds=1)
+    assert reconciler.purge().claimed == 0 and victim in world.annotation_ids()
+    world.clock.now = purge_after
+    assert reconciler.purge().purged == [victim]
+    assert victim not in world.annotation_ids() and world.ledger()[victim] == "purged"
+
+
 def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
     """Small purge batches must not slip a mass deletion past the guard."""
     dataset_keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10002]
@@ -139,7 +157,11 @@ def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
     reconciler.purge_batch_size = 1
     reconciler.apply_changes(removed(*dataset_keys))
     world.clock.advance(hours=2)
-    assert reconciler.purge().purged == []
+    result = reconciler.purge()
+    ids = sorted(world.ids[k] for k in dataset_keys)
+    assert result.purged == [] and sorted(result.held) == ids
+    assert {world.ledger()[i] for i in ids} == {"held"}
+    assert set(ids) <= world.annotation_ids()
 
 
 def test_other_voxel_spacing_with_the_same_file_name_is_untouched(engine: Engine, s3: Any, db_url: str) -> None:
@@ -281,8 +303,6 @@ def test_data_file_removal_is_recorded_never_deleted(world: World) -> None:
 
 
 def test_keys_of_other_buckets_and_kinds_are_ignored_and_counted(world: World) -> None:
-    import datetime
-
     t = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     changes = [
         ObjectChange("another-bucket", world.portal.metadata_keys[0], ChangeKind.REMOVED, "s3", t, None),

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.errors import EventShapeError, SettingsError
@@ -192,7 +192,15 @@ def test_a_wrong_but_well_formed_prefix_decides_nothing(world: World, prefix: st
 
 
 def test_url_encoded_key_with_plus_space_and_unicode_maps(world: World) -> None:
-    odd = "10001/TS 1+2 é/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
+    """S3 notifications URL-encode keys (a space as ``+``, a real ``+`` as ``%2B``, UTF-8 as ``%C3%A9``): the
+    decoded key is the one the annotation row stores, so the event quarantines exactly that annotation."""
+    odd = "10001/TS 1+2 é/Reconstructions/VoxelSpacing13.480/Annotations/101/ribosome-1.0.json"
+    target = next(i for k, i in world.ids.items() if k.startswith("10001/") and k not in TARGETS)
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+            {"p": f"s3://{BUCKET}/{odd}", "id": target},
+        )
     event = sqs_event(
         {
             "Records": [
@@ -203,4 +211,8 @@ def test_url_encoded_key_with_plus_space_and_unicode_maps(world: World) -> None:
             ]
         }
     )
+    assert "TS+1%2B2+%C3%A9" in quote_plus(odd)
     assert parse_event(event).changes[0].key == odd
+    answer = handlers.handle_events(event, LocalContext())
+    assert answer == {"batchItemFailures": []}
+    assert world.ledger() == {target: "quarantined"}

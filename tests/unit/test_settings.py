@@ -67,7 +67,13 @@ def test_short_grace_allowed_when_asked() -> None:
 def test_every_problem_reported_at_once() -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"RECONCILER_DRY_RUN": "maybe", "RECONCILER_GRACE_PERIOD_HOURS": "-3"})
-    assert len(info.value.problems) == 4  # bucket, database, dry run, grace
+    problems = info.value.problems
+    assert len(problems) == 4
+    assert problems[0].startswith("RECONCILER_BUCKET is not set")
+    assert problems[1].startswith("no database configured: set RECONCILER_DB_URL")
+    assert problems[2] == "RECONCILER_DRY_RUN='maybe' is not a boolean: set it to 'true' or 'false'"
+    assert problems[3] == "RECONCILER_GRACE_PERIOD_HOURS=-3 is negative: use a number of hours >= 1"
+    assert str(info.value) == "invalid configuration: " + "; ".join(problems)
 
 
 def test_a_year_of_grace_is_the_longest_accepted() -> None:
