@@ -14,6 +14,8 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer, use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
+from annotation_reconciler.local.synthetic import PortalSpec
+from support.world import World, make_world
 
 BUCKET = "cryoet-data-portal-public"
 REGION = "us-west-2"
@@ -93,3 +95,15 @@ def moto_endpoint(moto_server: LocalMotoServer) -> str:
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_server.endpoint_url}/moto-api/reset", method="POST"))
     return moto_server.endpoint_url
+
+
+@pytest.fixture
+def world_spec() -> PortalSpec | None:
+    """The synthetic portal of the ``world`` fixture; a test module overrides it for another shape."""
+    return None
+
+
+@pytest.fixture
+def world(engine: Engine, s3: Any, db_url: str, world_spec: PortalSpec | None) -> World:
+    """The synthetic portal in moto S3 and in a fresh database, with a clock the test controls."""
+    return make_world(engine, s3, db_url, world_spec)

@@ -27,8 +27,8 @@ def in_process_s3(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def world(engine: Any, s3: Any, db_url: str) -> World:
-    return make_world(engine, s3, db_url, SPEC)
+def world_spec() -> PortalSpec:
+    return SPEC
 
 
 def run_ids(world: World) -> dict[tuple[int, str], int]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 import pytest
-from sqlalchemy import Engine
 
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.ledger.repository import Scope
@@ -17,15 +16,14 @@ from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import SAFETY_MARGIN_S
 from annotation_reconciler.storage import S3Storage
 from support.faults import InFlight, inject_at
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World
 
 RUNS = 12  # one dataset of 12 runs: 12 Annotations/ prefixes of 3 annotations each
 
 
 @pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str) -> World:
-    spec = PortalSpec(datasets=1, runs_per_dataset=RUNS, annotations_per_voxel_spacing=3, zarr_chunks_per_annotation=2)
-    return make_world(engine, s3, db_url, spec)
+def world_spec() -> PortalSpec:
+    return PortalSpec(datasets=1, runs_per_dataset=RUNS, annotations_per_voxel_spacing=3, zarr_chunks_per_annotation=2)
 
 
 def prefixes(world: World) -> list[str]:

@@ -14,6 +14,7 @@ from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
 from annotation_reconciler.portal.deletion import delete_annotations
 from support.world import count_orphans as orphans
+from support.world import table_counts
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 
@@ -41,18 +42,13 @@ def one_with_an_open_row(engine: Engine, source: str, status: str) -> int:
     return victim
 
 
-def counts(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
-
-
 def test_deletes_children_and_audits(engine: Engine) -> None:
     ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2)))
     victims = sorted(ids.values())[:2]
-    before = counts(engine)
+    before = table_counts(engine)
     with engine.begin() as conn:
         result = delete_annotations(conn, paths(engine, victims), source=Source.CLI, reason="metadata missing")
-    after = counts(engine)
+    after = table_counts(engine)
     assert result.annotation_ids == victims
     assert result.rows == {
         "annotation_file": 6,
@@ -115,11 +111,11 @@ def test_statement_count_does_not_grow(engine: Engine) -> None:
 
 def test_rolls_back_whole_batch_on_error(engine: Engine) -> None:
     ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2))).values())
-    before = counts(engine)
+    before = table_counts(engine)
     with pytest.raises(RuntimeError), engine.begin() as conn:
         delete_annotations(conn, paths(engine, ids[:3]), source=Source.CLI, reason="r")
         raise RuntimeError("connection lost")
-    assert counts(engine) == before
+    assert table_counts(engine) == before
 
 
 def test_missing_ids_are_ignored(engine: Engine) -> None:
@@ -127,10 +123,10 @@ def test_missing_ids_are_ignored(engine: Engine) -> None:
     that did not happen), also beside an id that does exist."""
     ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1)))
     real = min(ids.values())
-    before = counts(engine)
+    before = table_counts(engine)
     with engine.begin() as conn:
         assert delete_annotations(conn, {999_999: "s3://b/k"}, source=Source.CLI, reason="r").deleted == 0
-    assert counts(engine) == before
+    assert table_counts(engine) == before
     with engine.begin() as conn:
         outcome = delete_annotations(
             conn, {999_999: "s3://b/k", **paths(engine, [real])}, source=Source.CLI, reason="r"
@@ -183,11 +179,11 @@ def test_a_row_whose_path_changed_is_not_deleted(engine: Engine) -> None:
         conn.execute(
             text("UPDATE annotation SET s3_metadata_path = s3_metadata_path || '.moved' WHERE id = :id"), {"id": ids[0]}
         )
-    before = counts(engine)
+    before = table_counts(engine)
     with engine.begin() as conn:
         result = delete_annotations(conn, judged, source=Source.CLI, reason="r")
     assert result.annotation_ids == [ids[1]]
-    assert ids[0] in paths(engine, ids[:1]) and before["annotation"] - counts(engine)["annotation"] == 1
+    assert ids[0] in paths(engine, ids[:1]) and before["annotation"] - table_counts(engine)["annotation"] == 1
 
 
 def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engine, db_url: str) -> None:
@@ -195,7 +191,7 @@ def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engin
     ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
     judged = paths(engine, ids[:2])
     other = make_engine(db_url)
-    before = counts(engine)
+    before = table_counts(engine)
 
     @event.listens_for(engine, "before_cursor_execute")
     def rewrite(_conn: object, _cursor: object, statement: str, *args: object) -> None:
@@ -211,7 +207,7 @@ def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engin
         delete_annotations(conn, judged, source=Source.CLI, reason="r")
     event.remove(engine, "before_cursor_execute", rewrite)
     other.dispose()
-    assert counts(engine) == before
+    assert table_counts(engine) == before
 
 
 def test_the_snapshot_holds_a_child_committed_during_the_deletion(engine: Engine, db_url: str) -> None:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, ids_of
 from annotation_reconciler.ledger.models import Source
@@ -15,15 +15,15 @@ from annotation_reconciler.lifecycle import Candidate, Decision, Verdict, canoni
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World
 
 WHEN = datetime.datetime(2030, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)  # not "now": the flow must use the time given
 LAYOUT = BucketLayout(BUCKET)
 
 
 @pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str) -> World:
-    return make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3))
+def world_spec() -> PortalSpec:
+    return PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3)
 
 
 def rows(world: World) -> dict[int, Any]:

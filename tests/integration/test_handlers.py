@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import handlers
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime, wire_bucket_to_queue
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.runtime import Runtime, build_runtime
-from support.world import BUCKET, World, make_world
+from annotation_reconciler.runtime import build_runtime
+from support.world import BUCKET, World, make_world, use_runtime
 
 POWERTOOLS_QUIET = {
     "POWERTOOLS_METRICS_DISABLED": "true",
@@ -38,18 +38,7 @@ def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch)
     sqs = boto3.client("sqs", region_name="us-west-2")
     events_url = wire_bucket_to_queue(s3, sqs, BUCKET, "events")
     work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    env = {
-        **os.environ,
-        "RECONCILER_DB_URL": db_url,
-        "RECONCILER_BUCKET": BUCKET,
-        "RECONCILER_DRY_RUN": "false",
-        "RECONCILER_GRACE_PERIOD_HOURS": "1",
-        "RECONCILER_WORK_QUEUE_URL": work_url,
-        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
-    }
-    runtime: Runtime = build_runtime(env)
-    runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    runtime = world.runtime(monkeypatch, RECONCILER_WORK_QUEUE_URL=work_url)
     events = LocalLambdaRuntime(sqs, events_url, handlers.handle_events, batch_size=10, wait_seconds=0)
     events.drain()  # s3:TestEvent from configuring notifications
     yield world, {"sqs": sqs, "events": events, "work_url": work_url, "runtime": runtime}
@@ -168,7 +157,7 @@ def test_schedule_refuses_a_reconciliation_without_a_work_queue(
     runtime = dataclasses.replace(
         parts["runtime"], settings=dataclasses.replace(parts["runtime"].settings, work_queue_url=None)
     )
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
         handlers.handle_schedule({"action": action}, LocalContext())
     assert world.ledger() == {}
@@ -180,7 +169,7 @@ def test_metrics_are_emitted(
 ) -> None:
     world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1))
     runtime = build_runtime({**os.environ, "RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET})
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     from support.world import s3_notification
 

@@ -5,6 +5,7 @@ Real PostgreSQL (the ``engine`` fixture) and moto S3; expectations are derived f
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -36,18 +37,13 @@ from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
-from support.world import Clock
+from support.world import CHILD_TABLES, PORTAL_TABLES, Clock, table_counts
 from support.world import count_orphans as orphans
+
+counts = functools.partial(table_counts, tables=PORTAL_TABLES)  # every portal table the importer writes
 
 BUCKET = "cryoet-data-portal-public"
 LAYOUT = BucketLayout(BUCKET)
-CHILD_TABLES = ("annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
-TABLES = ("dataset", "run", "tomogram_voxel_spacing", "annotation", *CHILD_TABLES)
-
-
-def counts(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
 
 
 def children_of(doc: dict[str, Any]) -> dict[str, int]:
@@ -71,7 +67,7 @@ def expected_counts(portal: SyntheticPortal, annotations: list[SyntheticAnnotati
     )
     for ann in annotations:
         total.update(children_of(metadata_document(portal, ann)))
-    return {t: total[t] for t in TABLES}
+    return {t: total[t] for t in PORTAL_TABLES}
 
 
 def annotation_rows(engine: Engine, run_name: str | None = None) -> set[tuple[str, float | None, str, str]]:
@@ -173,7 +169,7 @@ def test_import_into_empty_database_matches_write_rows(engine: Engine, second_en
     assert counts(engine) == counts(second_engine) == expected_counts(portal, portal.annotations)
     assert annotation_rows(engine) == annotation_rows(second_engine) == expected_annotations(portal.annotations)
     assert file_rows(engine) == file_rows(second_engine) == expected_files(portal.annotations)
-    assert {t: result.inserted[t] for t in TABLES} == expected_counts(portal, portal.annotations)
+    assert {t: result.inserted[t] for t in PORTAL_TABLES} == expected_counts(portal, portal.annotations)
     assert result.inserted["deposition"] == 0 and sum(result.removed.values()) == 0
     assert len(result.voxel_spacings) == 6 and sum(r.metadata_read for r in result.voxel_spacings) == 18
     with engine.connect() as conn:
@@ -203,7 +199,7 @@ def test_a_dataset_whose_deposition_is_missing_is_refused_whole(engine: Engine, 
     assert not refused.ok and [p.scope for p in refused.problems] == ["dataset 10001"]
     assert "deposition 301 is not in the database: import the deposition first" in str(refused.problems[0])
     assert "depositions_metadata/301/" in str(refused.problems[0])
-    assert counts(engine) == dict.fromkeys(TABLES, 0) and depositions(engine) == []
+    assert counts(engine) == dict.fromkeys(PORTAL_TABLES, 0) and depositions(engine) == []
     assert sum(refused.inserted.values()) == 0
 
     assert run_ingest(engine, s3).ok  # once the deposition is there, the same ingest goes through

@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from sqlalchemy import Engine
 
 from annotation_reconciler.storage.counting import RequestCounter
 from annotation_reconciler.storage.inventory import (
@@ -20,16 +19,17 @@ from annotation_reconciler.storage.inventory import (
     read_manifest,
     write_inventory,
 )
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World
 
 INVENTORY_BUCKET = "portal-inventory"
 REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 @pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str) -> World:
+def world(world: World, s3: Any) -> World:
+    """The shared world, with a bucket for its inventory reports."""
     s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    return make_world(engine, s3, db_url)
+    return world
 
 
 def report(world: World, keys: list[str], created: datetime.datetime = REPORT) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from annotation_reconciler.local.databases import DatabaseFactory, create_portal
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.storage.inventory import write_inventory
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World, make_world, use_runtime
 
 INVENTORY_BUCKET = "portal-inventory"
 REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -65,18 +64,12 @@ def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch)
     world = make_world(engine, s3, db_url)
     sqs = boto3.client("sqs", region_name="us-west-2")
     work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    env = {
-        **os.environ,
-        "RECONCILER_DB_URL": db_url,
-        "RECONCILER_BUCKET": BUCKET,
-        "RECONCILER_DRY_RUN": "false",
-        "RECONCILER_GRACE_PERIOD_HOURS": "1",
-        "RECONCILER_WORK_QUEUE_URL": work_url,
-        "RECONCILER_INVENTORY_MANIFEST": MANIFEST,
-    }
-    runtime = build_runtime(env)
-    runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    runtime = world.runtime(
+        monkeypatch,
+        RECONCILER_WORK_QUEUE_URL=work_url,
+        RECONCILER_INVENTORY_MANIFEST=MANIFEST,
+        RECONCILER_MAX_PURGE_FRACTION="0.1",
+    )
     yield Wired(world, sqs, work_url, runtime)
     runtime.engine.dispose()
 
@@ -261,7 +254,7 @@ def test_schedule_lambda_migrates_a_database_without_the_ledger(
     create_portal_schema(engine)
     assert "annotation_quarantine" not in inspect(engine).get_table_names()
     runtime = build_runtime({"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET})
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     first = handlers.handle_schedule({"action": "migrate"}, LocalContext())
     assert first == {"action": "migrate", "before": None, "after": migrate.head_revision(), "index_ready": True}
     assert "annotation_quarantine" in inspect(engine).get_table_names()
@@ -277,7 +270,7 @@ def test_an_inventory_reconciliation_also_needs_the_work_queue(wired: Wired, mon
     runtime = dataclasses.replace(
         wired.runtime, settings=dataclasses.replace(wired.runtime.settings, work_queue_url=None)
     )
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
         handlers.handle_schedule({"action": "reconcile"}, LocalContext())
 

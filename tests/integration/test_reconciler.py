@@ -15,22 +15,7 @@ from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
-from support.world import BUCKET, World, make_world
-
-
-@pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str) -> World:
-    return make_world(engine, s3, db_url)
-
-
-def removed(*keys: str, when: str = "2026-01-01T00:00:00+00:00") -> list[ObjectChange]:
-    t = datetime.datetime.fromisoformat(when)
-    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", t, None) for k in keys]
-
-
-def created(*keys: str, when: str = "2026-01-01T00:00:01+00:00") -> list[ObjectChange]:
-    t = datetime.datetime.fromisoformat(when)
-    return [ObjectChange(BUCKET, k, ChangeKind.CREATED, "s3", t, None) for k in keys]
+from support.world import BUCKET, EVENT_TIME, World, created, make_world, removed
 
 
 def test_removal_event_quarantines_without_deleting(world: World) -> None:
@@ -96,7 +81,7 @@ def test_replayed_and_reordered_batches_change_nothing(world: World) -> None:
     assert world.ledger() == first
     # a delete then a re-create, delivered in reverse order within one batch: the later event wins
     other = world.portal.metadata_keys[4]
-    result = reconciler.apply_changes(created(other, when="2026-01-01T00:00:05+00:00") + removed(other))
+    result = reconciler.apply_changes(created(other, at=EVENT_TIME + datetime.timedelta(seconds=5)) + removed(other))
     assert result.quarantined == [] and world.ids[other] not in world.ledger()
 
 
@@ -409,7 +394,7 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
 
     monkeypatch.setattr(reconciler, "list_prefixes", list_then_reupload)
     assert reconciler.purge().purged == [victim]
-    outcome = reconciler.apply_changes(created(key, when="2026-01-01T02:00:00+00:00"))
+    outcome = reconciler.apply_changes(created(key, at=EVENT_TIME + datetime.timedelta(hours=2)))
     assert outcome.resurrected == [(victim, key)]
     assert reconciler.apply_changes(created(key)).resurrected == []  # recorded once
     shown = CliRunner().invoke(status, ["--db-url", world.db_url], env={"COLUMNS": "300"})
@@ -454,7 +439,9 @@ def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -
     folder, name = key.rsplit("/", 1)
     twin = f"{folder}/{name[0].upper()}{name[1:]}"
     world.restore(twin)
-    assert reconciler.apply_changes(created(twin, when="2026-01-01T02:00:00+00:00")).resurrected == [(victim, key)]
+    assert reconciler.apply_changes(created(twin, at=EVENT_TIME + datetime.timedelta(hours=2))).resurrected == [
+        (victim, key)
+    ]
 
 
 def test_a_moved_key_that_goes_missing_is_quarantined_again_under_its_new_path(world: World) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from support.world import PORTAL_TABLES, table_counts
 
 SPEC = PortalSpec(
     datasets=2,
@@ -61,20 +62,8 @@ def test_rows(engine: Engine, style: str) -> None:
     portal = build_portal(spec)
     ids = write_rows(engine, portal)
     layout = BucketLayout.from_prefix(spec.bucket)
+    counts = table_counts(engine, PORTAL_TABLES)
     with engine.connect() as conn:
-        counts = {
-            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()  # noqa: S608
-            for t in (
-                "dataset",
-                "run",
-                "tomogram_voxel_spacing",
-                "annotation",
-                "annotation_shape",
-                "annotation_file",
-                "annotation_author",
-                "annotation_method_link",
-            )
-        }
         paths = dict(conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all())
         legacy = conn.execute(text("SELECT count(*) FROM annotation WHERE tomogram_voxel_spacing_id IS NULL")).scalar()
     assert counts == {

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import event, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.errors import EventShapeError, SettingsError
@@ -26,9 +26,8 @@ from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.runtime import build_runtime
 from annotation_reconciler.settings import Settings
-from support.world import BUCKET, World, make_world, s3_notification, sqs_event
+from support.world import BUCKET, World, s3_notification, sqs_event
 
 DATA = Path(__file__).parent.parent / "data"
 EVENTS = sorted((DATA / "bad_events").glob("*.json"))
@@ -45,22 +44,17 @@ SPEC = PortalSpec(datasets=2, runs_per_dataset=1, annotations_per_voxel_spacing=
 
 
 @pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> World:
-    w = make_world(engine, s3, db_url, SPEC)
-    runtime = build_runtime(
-        {
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "false",
-            "RECONCILER_GRACE_PERIOD_HOURS": "1",
-            "RECONCILER_MAX_PURGE_FRACTION": "1",
-        }
-    )
-    runtime.reconciler.clock = w.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
-    assert set(TARGETS) <= set(w.ids)
-    w.delete(*TARGETS)
-    return w
+def world_spec() -> PortalSpec:
+    return SPEC
+
+
+@pytest.fixture
+def world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The shared world, its handlers wired (no fraction guard), and the targets' metadata gone from S3."""
+    world.runtime(monkeypatch, RECONCILER_MAX_PURGE_FRACTION="1")
+    assert set(TARGETS) <= set(world.ids)
+    world.delete(*TARGETS)
+    return world
 
 
 def expand(event: Any, repeat: int) -> Any:

@@ -15,28 +15,19 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import MAX_ATTEMPTS
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff
-from support.world import BUCKET, World, make_world, s3_notification, sqs_event
+from support.world import BUCKET, World, make_world, removed, s3_notification, sqs_event, table_counts
 
 #: The two kinds of S3 failure the retry handler must absorb: a throttle and a server error.
 FAULTS = {"throttled": (503, "SlowDown"), "internal-error": (500, "InternalError")}
 #: botocore reads the retries' ``max_attempts`` as retries after the first request ("reached max retries: 6").
 RETRIES = MAX_ATTEMPTS
 ATTEMPTS = RETRIES + 1
-PORTAL_TABLES = (
-    "annotation",
-    "annotation_shape",
-    "annotation_file",
-    "annotation_author",
-    "annotation_method_link",
-)
 
 
 @pytest.fixture
@@ -47,11 +38,8 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @pytest.fixture
 def world(engine: Engine, s3: Any, db_url: str, backoff: list[float]) -> World:
+    """The shared world, with botocore's back-off recorded instead of slept."""
     return make_world(engine, s3, db_url)
-
-
-def removed(world: World, *keys: str) -> list[ObjectChange]:
-    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", world.clock(), None) for k in keys]
 
 
 def retrying_client() -> Any:
@@ -68,29 +56,6 @@ def assert_exponential(delays: list[float], *, requests: int, retries: int) -> N
         assert waits[0] > 0 and waits == [min(waits[0] * 2**i, 20.0) for i in range(retries)], waits
 
 
-def table_counts(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in PORTAL_TABLES}  # noqa: S608
-
-
-def runtime_for(world: World, db_url: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Runtime:
-    """The Lambda runtime, as built at cold start, on the test's clock."""
-    runtime = build_runtime(
-        {
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "false",
-            "RECONCILER_GRACE_PERIOD_HOURS": "1",
-            "RECONCILER_MAX_PURGE_FRACTION": "0.5",
-            "AWS_DEFAULT_REGION": "us-west-2",
-            **env,
-        }
-    )
-    runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
-    return runtime
-
-
 # --- S3 faults during event mapping ---------------------------------------------------------------
 
 
@@ -99,9 +64,9 @@ def test_s3_outage_cannot_mislead_event_mapping_or_the_purge(
 ) -> None:
     """Event mapping asks the database only, so an S3 outage cannot change what it decides; the purge that
     follows cannot re-check S3 and deletes nothing until S3 answers again."""
-    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime = world.runtime(monkeypatch)
     gone, back = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
-    world.reconciler().apply_changes(removed(world, back))  # quarantined earlier; its metadata is back now
+    world.reconciler().apply_changes(removed(back, at=world.clock()))  # quarantined earlier; its metadata is back now
     world.delete(gone)
     client = runtime.reconciler.storage.client
     counter = RequestCounter.attach(client)
@@ -127,7 +92,7 @@ def test_database_connection_lost_during_event_mapping_loses_no_event(
 ) -> None:
     """The connection dies in the middle of the batch's transaction: it rolls back, and the handler's
     message-by-message retry applies every message, each once."""
-    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime = world.runtime(monkeypatch)
     keys = world.portal.metadata_keys[:3]
     world.delete(*keys)
     with ConnectionKiller(runtime.engine, "INSERT INTO annotation_quarantine") as killer:
@@ -146,12 +111,12 @@ def test_database_down_during_event_mapping_fails_every_message_for_redelivery(
     key = world.portal.metadata_keys[0]
     world.delete(key)
     batch = sqs_event(s3_notification(BUCKET, key), s3_notification(BUCKET, world.portal.metadata_keys[1]))
-    down = runtime_for(world, "postgresql+pg8000://reconciler@127.0.0.1:1/portal", monkeypatch)
+    down = world.runtime(monkeypatch, RECONCILER_DB_URL="postgresql+pg8000://reconciler@127.0.0.1:1/portal")
     INJECTED["database unreachable during event mapping"] += 1
     answer = handlers.handle_events(batch, LocalContext())
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]}
     assert world.ledger() == {}
-    up = runtime_for(world, db_url, monkeypatch)  # SQS redelivers both once the database is back
+    up = world.runtime(monkeypatch)  # SQS redelivers both once the database is back
     assert handlers.handle_events(batch, LocalContext()) == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[key]: "quarantined", world.ids[world.portal.metadata_keys[1]]: "quarantined"}
     down.engine.dispose()
@@ -201,7 +166,7 @@ def test_exhausted_retries_in_a_scan_decide_nothing(
 def test_worker_reports_a_shard_s3_cannot_list_and_its_redelivery_completes(
     world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime = world.runtime(monkeypatch)
     key = world.portal.metadata_keys[0]
     world.delete(key)
     outage = inject(runtime.reconciler.storage.client, ALL_OPERATIONS, -1)
@@ -228,7 +193,7 @@ def test_exhausted_retries_at_the_purge_recheck_delete_nothing(
     operation = "ListObjectsV2"
     keys = world.portal.metadata_keys[:due]
     world.delete(*keys)
-    world.reconciler().apply_changes(removed(world, *keys))
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     client = retrying_client()
     inject(client, operation, -1, status=status, code=code)
@@ -249,7 +214,7 @@ def test_transient_s3_faults_at_the_recheck_are_retried_and_the_purge_proceeds(
     operation = "ListObjectsV2"
     keys = world.portal.metadata_keys[:due]
     world.delete(*keys)
-    world.reconciler().apply_changes(removed(world, *keys))
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     client = retrying_client()
     faults = inject(client, operation, 2, status=status, code=code)
@@ -264,7 +229,7 @@ def test_transient_s3_faults_at_the_recheck_are_retried_and_the_purge_proceeds(
 def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(world: World) -> None:
     keys = world.portal.metadata_keys[:4]
     world.delete(*keys)
-    world.reconciler().apply_changes(removed(world, *keys))
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(world.engine)
     # the batch's files and shapes are deleted, its authors and links not yet
@@ -285,7 +250,7 @@ def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(w
 def test_connection_lost_in_a_later_batch_keeps_the_committed_batches_whole(world: World) -> None:
     keys = world.portal.metadata_keys[:4]
     world.delete(*keys)
-    world.reconciler().apply_changes(removed(world, *keys))
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(world.engine)
     reconciler = Reconciler(world.engine, S3Storage(world.s3, BUCKET), world.settings(), clock=world.clock)
@@ -316,7 +281,7 @@ def test_time_budget_running_out_in_the_worker_queues_the_rest(
 ) -> None:
     sqs = boto3.client("sqs", region_name="us-west-2")
     work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    runtime = runtime_for(world, db_url, monkeypatch, RECONCILER_WORK_QUEUE_URL=work_url)
+    runtime = world.runtime(monkeypatch, RECONCILER_WORK_QUEUE_URL=work_url)
     last = world.portal.annotations[-1].metadata_key
     world.delete(last)
     context = ShortContext()
@@ -335,11 +300,11 @@ def test_time_budget_running_out_in_the_worker_queues_the_rest(
 def test_time_budget_running_out_in_a_purge_stops_between_batches(
     world: World, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
-    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime = world.runtime(monkeypatch)
     runtime.reconciler.purge_batch_size = 2
     keys = world.portal.metadata_keys[:4]
     world.delete(*keys)
-    world.reconciler().apply_changes(removed(world, *keys))
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     answer = handlers.handle_schedule({"action": "purge"}, ShortContext())
     assert answer["purge"]["purged"] == 2  # one batch, committed whole, then a clean stop
@@ -370,7 +335,7 @@ def test_poisoned_message_fails_alone_and_reaches_the_dlq_after_its_retries(
         QueueName=queue,
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})},
     )["QueueUrl"]
-    runtime = runtime_for(world, db_url, monkeypatch)
+    runtime = world.runtime(monkeypatch)
     good = world.portal.metadata_keys[0]
     world.delete(good)
     sqs.send_message(QueueUrl=url, MessageBody=POISON[queue])

@@ -27,7 +27,6 @@ from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local import synthetic
@@ -40,16 +39,22 @@ from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
-from support.world import BUCKET, Clock, World, make_world, s3_notification, sqs_event
+from support.world import (
+    BUCKET,
+    Clock,
+    World,
+    make_world,
+    removed,
+    s3_notification,
+    sqs_event,
+    table_counts,
+    use_runtime,
+)
 
 PASSWORD = "hunter2-S3cr3t!"
 PACKAGE = Path(annotation_reconciler.__file__).parent
 #: Run names an attacker who can write keys could choose: quotes, a statement terminator, a comment.
 HOSTILE_RUN_NAMES = ("TS_o'brien", "x'); DELETE FROM annotation; --", "TS 1+2 é", "TS_ü+plus")
-
-
-def removed(clock: Clock, *keys: str) -> list[ObjectChange]:
-    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", clock(), None) for k in keys]
 
 
 # --- secrets ---------------------------------------------------------------------------------
@@ -115,14 +120,14 @@ def test_secrets_never_reach_the_logs(
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     runtime = queued_runtime(RECONCILER_DB_SECRET_ARN=good)
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     key = world.portal.metadata_keys[0]
     world.delete(key)
     handlers.handle_events(s3_notification(BUCKET, key), LocalContext())
     handlers.handle_schedule({"detail": {"action": "all"}}, LocalContext())
     runtime.engine.dispose()
     broken = build_runtime({"RECONCILER_DB_SECRET_ARN": bad, "RECONCILER_BUCKET": BUCKET})
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: broken)
+    use_runtime(monkeypatch, broken)
     with pytest.raises(Exception) as info:
         handlers.handle_schedule({"detail": {"action": "purge"}}, LocalContext())
     captured = capsys.readouterr()
@@ -153,7 +158,7 @@ def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
     unreachable = make_url(with_password).set(port=1).render_as_string(hide_password=False)
     caplog.set_level(logging.DEBUG)
     runtime = queued_runtime(RECONCILER_DB_URL=with_password)
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     key = world.portal.metadata_keys[0]
     world.delete(key)
     handlers.handle_events(sqs_event(s3_notification(BUCKET, key), '{"truncated'), LocalContext())
@@ -161,7 +166,7 @@ def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
     handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": "not a number"}), LocalContext())
     runtime.engine.dispose()
     down = build_runtime({"RECONCILER_DB_URL": unreachable, "RECONCILER_BUCKET": BUCKET})
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: down)
+    use_runtime(monkeypatch, down)
     assert handlers.handle_events(sqs_event(s3_notification(BUCKET, key)), LocalContext()) == {
         "batchItemFailures": [{"itemIdentifier": "m-0"}]
     }
@@ -218,7 +223,7 @@ def test_every_statement_binds_its_values(
     victim, spared, stale = hostile[0], hostile[1], hostile[-1]
     reconciler = world.reconciler()
     world.delete(victim.metadata_key, victim.files[0].key, stale.metadata_key)
-    reconciler.apply_changes(removed(world.clock, victim.metadata_key, victim.files[0].key))
+    reconciler.apply_changes(removed(victim.metadata_key, victim.files[0].key, at=world.clock()))
     assert world.ids[stale.metadata_key] in reconciler.scan_shard(Scope(dataset_id=10001)).quarantined
     assert reconciler.release(world.ids[stale.metadata_key])
     world.clock.advance(hours=2)
@@ -431,7 +436,7 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
     reconciler = role_reconciler(world)
     metadata, data_file = world.portal.metadata_keys[0], world.portal.annotations[1].files[0].key
     world.delete(metadata, data_file)
-    changes = removed(world.clock, metadata, data_file)
+    changes = removed(metadata, data_file, at=world.clock())
     result = reconciler.apply_changes(changes)
     assert result.quarantined == [world.ids[metadata]] and result.missing_files == 1
     assert reconciler.scan_shard(Scope(dataset_id=10001)).errors == []
@@ -492,7 +497,7 @@ def test_the_role_runs_the_three_handlers_and_the_cli(
     }
     runtime = build_runtime(env)
     runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    use_runtime(monkeypatch, runtime)
     (by_event, by_scan), by_cli = world.portal.metadata_keys[:2], world.portal.metadata_keys[3]  # by_cli: another run
     world.delete(by_event, by_scan)
     assert handlers.handle_events(sqs_event(s3_notification(BUCKET, by_event)), LocalContext()) == {
@@ -543,7 +548,7 @@ def test_a_narrower_role_for_the_events_lambda(
         monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
         env = {"RECONCILER_DB_URL": events_url.render_as_string(hide_password=False), "RECONCILER_BUCKET": BUCKET}
         runtime = build_runtime(env)
-        monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+        use_runtime(monkeypatch, runtime)
         key, data_file = portal.metadata_keys[0], portal.annotations[1].files[0].key
         s3.delete_object(Bucket=BUCKET, Key=key)
         s3.delete_object(Bucket=BUCKET, Key=data_file)
@@ -617,12 +622,6 @@ def test_grants_prints_no_create_on_public_and_no_write_on_portal_tables() -> No
     assert "rec_events" not in " ".join(deletes)
 
 
-def row_counts(engine: Engine) -> dict[str, int]:
-    tables = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
-    with engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}  # noqa: S608
-
-
 def test_the_one_select_right_on_the_portal_is_needed(least_privilege: tuple[World, str, Engine]) -> None:
     world, role, owner = least_privilege
     with owner.begin() as conn:
@@ -644,7 +643,7 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
     assert PASSWORD not in result.output and "***@db.internal/portal" in result.output
     assert "reconciler" not in result.output  # everything between :// and the last @ is masked
     env = {"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET}
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: build_runtime(env))
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: build_runtime(env))  # fails at the cold start
     with pytest.raises(ValueError, match="cannot parse the database URL") as info:
         handlers.handle_schedule({"action": "purge"}, LocalContext())
     assert PASSWORD not in str(info.value)
@@ -662,12 +661,12 @@ def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[Wor
     reconciler = role_reconciler(world)
     keys = world.portal.metadata_keys[:2]
     world.delete(*keys)
-    reconciler.apply_changes(removed(world.clock, *keys))
+    reconciler.apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
-    before = row_counts(owner)
+    before = table_counts(owner)
     with pytest.raises(Exception, match="permission denied"):
         reconciler.purge()
-    assert row_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
+    assert table_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
     assert set(world.ledger().values()) == {"quarantined"}
     with owner.begin() as conn:
         conn.execute(text(f"GRANT DELETE ON {table} TO {role}"))

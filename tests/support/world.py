@@ -7,16 +7,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
+from annotation_reconciler import handlers
+from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_bucket, write_rows
 from annotation_reconciler.portal.deletion import count_orphans as orphans_in
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 
 BUCKET = "cryoet-data-portal-public"
 CHILD_TABLES = ("annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+#: the annotation and the rows a deletion takes with it
+ANNOTATION_TABLES = ("annotation", *CHILD_TABLES)
+#: every portal table the importer writes
+PORTAL_TABLES = ("dataset", "run", "tomogram_voxel_spacing", *ANNOTATION_TABLES)
+#: the time of the events the helpers below build unless told otherwise (the Clock's start)
+EVENT_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass
@@ -39,15 +49,27 @@ class World:
     clock: Clock
     db_url: str
 
-    def settings(self, **env: str) -> Settings:
+    def env(self, **env: str) -> dict[str, str]:
+        """The reconciler's environment for this world (deleting for real, one hour of grace), plus ``env``."""
         base = {
             "RECONCILER_DB_URL": self.db_url,
             "RECONCILER_BUCKET": BUCKET,
             "RECONCILER_DRY_RUN": "false",
             "RECONCILER_GRACE_PERIOD_HOURS": "1",
             "RECONCILER_MAX_PURGE_FRACTION": "0.5",
+            "AWS_DEFAULT_REGION": "us-west-2",
         }
-        return Settings.from_env({**base, **env})
+        return {**base, **env}
+
+    def settings(self, **env: str) -> Settings:
+        return Settings.from_env(self.env(**env))
+
+    def runtime(self, monkeypatch: pytest.MonkeyPatch, **env: str) -> Runtime:
+        """The Lambda handlers' runtime, as a cold start builds it from :meth:`env`, on this world's clock;
+        the handlers use it for the rest of the test."""
+        runtime = build_runtime(self.env(**env))
+        runtime.reconciler.clock = self.clock
+        return use_runtime(monkeypatch, runtime)
 
     def reconciler(self, s3: Any = None, **env: str) -> Reconciler:
         return Reconciler(self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock)
@@ -88,6 +110,29 @@ def count_orphans(engine: Engine) -> int:
     """Child rows whose parent is gone (the portal's foreign keys would refuse them; count anyway)."""
     with engine.connect() as conn:
         return orphans_in(conn)
+
+
+def table_counts(engine: Engine, tables: tuple[str, ...] = ANNOTATION_TABLES) -> dict[str, int]:
+    """Rows per table, in one statement: compare before and after to prove what a step wrote or deleted."""
+    counts = ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in tables)  # noqa: S608 (the names above)
+    with engine.connect() as conn:
+        return dict(conn.execute(text(f"SELECT {counts}")).mappings().one())
+
+
+def removed(*keys: str, at: datetime.datetime = EVENT_TIME) -> list[ObjectChange]:
+    """ObjectRemoved changes of ``keys`` in the portal bucket, as the events parser returns them."""
+    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", at, None) for k in keys]
+
+
+def created(*keys: str, at: datetime.datetime = EVENT_TIME + datetime.timedelta(seconds=1)) -> list[ObjectChange]:
+    """ObjectCreated changes of ``keys`` (by default one second after :data:`EVENT_TIME`)."""
+    return [ObjectChange(BUCKET, k, ChangeKind.CREATED, "s3", at, None) for k in keys]
+
+
+def use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Runtime:
+    """Make the Lambda handlers use ``runtime`` (as a cold start would build it) for this test."""
+    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    return runtime
 
 
 def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = None) -> World:
