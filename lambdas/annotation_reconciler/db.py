@@ -6,15 +6,12 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_reconciler.errors import DatabaseUrlError
 
@@ -314,14 +311,3 @@ def cached_engine(url: str) -> Engine:
 def cached_secret_engine(secret_arn: str) -> Engine:
     """One engine per secret per process; its credentials follow the secret (see :func:`secret_engine`)."""
     return secret_engine(DatabaseSecret(secret_arn))
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    with session_factory(engine)() as session, session.begin():
-        yield session

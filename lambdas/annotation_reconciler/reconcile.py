@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -615,9 +614,3 @@ def scope_from_message(body: Mapping[str, Any]) -> tuple[Scope, str | None]:
     if resume is not None and not isinstance(resume, str):
         raise ValueError("shard message resume_after must be a string")
     return Scope(dataset_id=dataset_id, run_ids=tuple(run_ids) if run_ids is not None else None), resume
-
-
-def elapsed_budget(seconds: float) -> Callable[[], float]:
-    """A ``remaining_seconds`` callable for local runs (Lambda passes the context's own)."""
-    deadline = time.monotonic() + seconds
-    return lambda: deadline - time.monotonic()

@@ -76,22 +76,6 @@ def test_an_error_at_one_prefix_stays_unknown_while_the_others_are_listed(world:
     assert all(listings[p] == frozenset(good.list_keys(p)) for p in wanted if p != broken)
 
 
-def test_exists_many_answers_true_false_or_the_error_never_missing(world: World) -> None:
-    keys = world.portal.metadata_keys[:6]
-    world.delete(keys[1])
-    client = fresh_client()
-    inject_at(client, "HeadObject", keys[2], status=500, code="InternalError")
-    from support.faults import record_backoff
-
-    with pytest.MonkeyPatch.context() as mp:
-        record_backoff(mp)  # the 500 is retried: keep the retries, skip their sleeps
-        present = S3Storage(client, BUCKET).exists_many(reversed(keys), concurrency=4)
-    assert list(present) == sorted(keys)
-    assert present[keys[1]] is False
-    assert isinstance(present[keys[2]], StorageError) and present[keys[2]].code == "InternalError"
-    assert all(present[k] is True for k in keys if k not in (keys[1], keys[2]))
-
-
 def test_concurrency_is_validated() -> None:
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
         S3Storage(object(), BUCKET).list_many(["a/"], concurrency=0)  # type: ignore[arg-type]

@@ -40,15 +40,16 @@ def test_bench_modules_import_downwards_only(path: Path) -> None:
 def test_the_double_answers_after_the_latency_and_overlaps_requests_in_flight() -> None:
     from bench.s3double import Latency, S3Double
 
-    double = S3Double(Latency(list_page_ms=30, list_per_key_ms=0, request_ms=200))
-    keys = [f"10001/a/Annotations/{i}.json" for i in range(8)]
-    double.load("b", keys[:6])
+    double = S3Double(Latency(list_page_ms=200, list_per_key_ms=0, request_ms=20))
+    prefixes = [f"10001/r{i}/Annotations/" for i in range(8)]
+    double.load("b", [f"{p}{i}.json" for i, p in enumerate(prefixes[:6])])
     storage = S3Storage(double, "b")  # type: ignore[arg-type]
+    expected = {p: frozenset([f"{p}{i}.json"] if i < 6 else []) for i, p in enumerate(prefixes)}
     started = time.perf_counter()
-    assert storage.exists_many(keys, concurrency=1) == {k: k in keys[:6] for k in keys}
+    assert storage.list_many(prefixes, concurrency=1) == expected
     assert time.perf_counter() - started >= 8 * 0.2 and double.peak_in_flight == 1
     double.reset_counts()
     started = time.perf_counter()
-    assert storage.exists_many(keys, concurrency=8) == {k: k in keys[:6] for k in keys}
-    assert double.peak_in_flight == 8 and double.counts["HeadObject"] == 8
+    assert storage.list_many(prefixes, concurrency=8) == expected
+    assert double.peak_in_flight == 8 and double.counts["ListObjectsV2"] == 8
     assert time.perf_counter() - started < 8 * 0.2

@@ -1,4 +1,4 @@
-"""The S3 adapter: list keys, check existence, read JSON, and raise on every failure.
+"""The S3 adapter: list keys, read JSON, and raise on every failure.
 
 "Could not look" is never returned as "nothing there": a throttle, a 5xx, a 403 or a
 network error raises :class:`StorageError` after botocore's retries with backoff::
@@ -6,11 +6,10 @@ network error raises :class:`StorageError` after botocore's retries with backoff
     storage = S3Storage(make_s3_client(), "cryoet-data-portal-public")
     keys = set(storage.list_keys("10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/"))
 
-Many prefixes or keys at once go through a bounded pool of threads (boto3 clients are thread-safe);
+Many prefixes at once go through a bounded pool of threads (boto3 clients are thread-safe);
 the answers come back sorted, and a failure stays a :class:`StorageError` next to its prefix::
 
     listings = storage.list_many(prefixes, concurrency=32)   # prefix -> frozenset of keys | StorageError
-    present = storage.exists_many(keys, concurrency=32)      # key -> True | False | StorageError
 """
 
 from __future__ import annotations
@@ -98,19 +97,6 @@ class S3Storage:
             elif not token:
                 raise StorageError("ListObjectsV2", self.bucket, prefix, RuntimeError("truncated page without a token"))
 
-    def exists(self, key: str) -> bool:
-        """HEAD one key: True, False on 404, :class:`StorageError` on anything else."""
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise StorageError("HeadObject", self.bucket, key, exc) from exc
-        except BotoCoreError as exc:
-            raise StorageError("HeadObject", self.bucket, key, exc) from exc
-        return True
-
     def get_bytes(self, key: str) -> bytes:
         try:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -149,26 +135,6 @@ class S3Storage:
         return self._run_many(
             sorted(set(prefixes)),
             lambda prefix: frozenset(self.list_keys(prefix)),
-            concurrency=concurrency,
-            remaining_seconds=remaining_seconds,
-            margin_s=margin_s,
-        )
-
-    def exists_many(
-        self,
-        keys: Iterable[str],
-        *,
-        concurrency: int,
-        remaining_seconds: Callable[[], float] | None = None,
-        margin_s: float = 0.0,
-    ) -> dict[str, bool | StorageError]:
-        """HEAD every key, ``concurrency`` at a time: key -> True, False (404) or the :class:`StorageError`.
-
-        Sorted by key; an error is never read as "missing". The time budget works as in :meth:`list_many`.
-        """
-        return self._run_many(
-            sorted(set(keys)),
-            self.exists,
             concurrency=concurrency,
             remaining_seconds=remaining_seconds,
             margin_s=margin_s,
