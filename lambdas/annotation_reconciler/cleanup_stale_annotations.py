@@ -23,7 +23,7 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
-from annotation_reconciler.cli.common import UsageError, engine_from
+from annotation_reconciler.cli.common import UsageError, engine_from, settings_from
 from annotation_reconciler.deletions import Policy, delete_stale
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
@@ -31,7 +31,7 @@ from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler, utcnow
-from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, Settings, validate_bucket
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 
@@ -277,6 +277,14 @@ def cleanup_stale_annotations(
         BucketLayout.from_prefix(s3_bucket, s3_prefix)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    settings = settings_from(
+        {
+            "RECONCILER_BUCKET": ("--s3-bucket", s3_bucket),
+            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
+            "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
+            "RECONCILER_S3_CONCURRENCY": ("--s3-concurrency", s3_concurrency),
+        }
+    )
     scope = Scope(dataset_id=dataset_id, run_id=run_id, voxel_spacing_id=voxel_spacing_id)
     if scope.is_everything:
         click.echo("Warning: no --dataset-id, --run-id or --voxel-spacing-id: every annotation is checked.", err=True)
@@ -285,7 +293,6 @@ def cleanup_stale_annotations(
     engine = engine_from(db_uri, db_secret_arn, option="--db-uri")
     client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
-    settings = Settings(bucket=s3_bucket, s3_prefix=s3_prefix, dry_run=dry_run, s3_concurrency=s3_concurrency)
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
     report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -16,7 +16,8 @@ from annotation_reconciler.db import (
     normalize_url,
     secret_engine,
 )
-from annotation_reconciler.errors import DatabaseUrlError
+from annotation_reconciler.errors import DatabaseUrlError, SettingsError
+from annotation_reconciler.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,3 +69,30 @@ def engine_from(db_url: str | None, db_secret_arn: str | None = None, *, option:
         source = "RECONCILER_DB_URL" if raw else "the secret"
         raise UsageError(connection_failure(exc, engine.url) + f" ({source})") from None
     return engine
+
+
+def settings_from(options: Mapping[str, tuple[str, object]], *, require_db: bool = False) -> Settings:
+    """The settings of a command, built the one way every entry point builds them: ``Settings.from_env``
+    over the environment, with each option the user gave in place of its variable.
+
+    ``options`` maps a ``RECONCILER_*`` variable to (the option's name, its value); a value of ``None``
+    leaves the variable as the environment has it. Every problem is refused at once, naming the option::
+
+        settings_from({"RECONCILER_BUCKET": ("--bucket", bucket), "RECONCILER_DRY_RUN": ("--dry-run", True)})
+    """
+    env = dict(os.environ)
+    given: dict[str, str] = {}
+    for variable, (option, value) in options.items():
+        if value is None:
+            continue
+        env[variable] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        given[variable] = option
+    try:
+        return Settings.from_env(env, require_db=require_db)
+    except SettingsError as exc:
+        problems = []
+        for problem in exc.problems:
+            for variable, option in given.items():
+                problem = problem.replace(f"{variable}=", f"{option} ({variable})=", 1)
+            problems.append(problem)
+        raise UsageError("; ".join(problems)) from None

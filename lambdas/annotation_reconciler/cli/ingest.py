@@ -8,7 +8,6 @@ skipped), 2 on bad usage or configuration.
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
 
 import click
@@ -16,13 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from, settings_from
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from annotation_reconciler.settings import parse_bool, validate_bucket
+from annotation_reconciler.settings import validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
@@ -105,10 +104,16 @@ def ingest(
     try:
         validate_bucket("--bucket", bucket)
         layout = BucketLayout.from_prefix(bucket, s3_prefix)
-        if cleanup is None:
-            cleanup = parse_bool("RECONCILER_IMPORTER_CLEANUP", os.environ.get("RECONCILER_IMPORTER_CLEANUP", "true"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    settings = settings_from(
+        {
+            "RECONCILER_BUCKET": ("--bucket", bucket),
+            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
+            "RECONCILER_IMPORTER_CLEANUP": ("--cleanup/--no-cleanup", cleanup),
+            "RECONCILER_MAX_PURGE_FRACTION": ("--max-purge-fraction", max_purge_fraction),
+        }
+    )
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
         raise UsageError(f"--https-prefix={https_prefix!r} is not a URL: use e.g. {public_https_prefix(bucket)}")
     engine = engine_from(db_url, db_secret_arn)
@@ -126,8 +131,8 @@ def ingest(
                 dry_run,
                 bar,
                 voxel_spacing=voxel_spacing,
-                cleanup=cleanup,
-                max_purge_fraction=max_purge_fraction,
+                cleanup=settings.importer_cleanup,
+                max_purge_fraction=settings.max_purge_fraction,
             )
     except LedgerMissingError as exc:
         raise UsageError(str(exc)) from None

@@ -12,11 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from
-from annotation_reconciler.errors import SettingsError
+from annotation_reconciler.cli.common import db_options, engine_from, settings_from
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.reconcile import Reconciler, plan_shards
-from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()
@@ -30,18 +28,16 @@ def reconciler_from(
     dry_run: bool | None,
     endpoint_url: str | None,
 ) -> tuple[Reconciler, Engine]:
-    env = dict(os.environ)
-    for name, value in (("RECONCILER_BUCKET", bucket), ("RECONCILER_S3_PREFIX", s3_prefix)):
-        if value is not None:
-            env[name] = value
-    if dry_run is not None:
-        env["RECONCILER_DRY_RUN"] = "true" if dry_run else "false"
-    env["RECONCILER_DB_URL"] = db_url or env.get("RECONCILER_DB_URL", "")
-    env["RECONCILER_DB_SECRET_ARN"] = db_secret_arn or env.get("RECONCILER_DB_SECRET_ARN", "")
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as exc:
-        raise UsageError("; ".join(exc.problems)) from None
+    settings = settings_from(
+        {
+            "RECONCILER_BUCKET": ("--bucket", bucket),
+            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
+            "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
+            "RECONCILER_DB_URL": ("--db-url", db_url),
+            "RECONCILER_DB_SECRET_ARN": ("--db-secret-arn", db_secret_arn),
+        },
+        require_db=True,
+    )
     engine = engine_from(settings.db_url, settings.db_secret_arn)
     storage = S3Storage(
         make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency), settings.bucket
