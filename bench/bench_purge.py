@@ -28,9 +28,9 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench import baseline

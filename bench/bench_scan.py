@@ -39,9 +39,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler, plan_shards
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter

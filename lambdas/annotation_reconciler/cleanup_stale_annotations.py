@@ -27,10 +27,10 @@ from annotation_reconciler.cli.common import UsageError, engine_from, settings_f
 from annotation_reconciler.deletions import Policy, delete_stale
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler, utcnow
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
@@ -80,11 +80,10 @@ class CleanupReport:
         return [s for s in self.stale if s.held]
 
     def to_json(self) -> dict[str, Any]:
-        scope = {k: v for k, v in vars(self.scope).items() if v is not None}
         return {
             "bucket": self.bucket,
             "s3_prefix": self.s3_prefix,
-            "scope": scope,
+            "scope": self.scope.describe(),
             "dry_run": self.dry_run,
             "annotations_checked": self.annotations,
             "prefixes_listed": self.prefixes_listed,
@@ -285,7 +284,7 @@ def cleanup_stale_annotations(
             "RECONCILER_S3_CONCURRENCY": ("--s3-concurrency", s3_concurrency),
         }
     )
-    scope = Scope(dataset_id=dataset_id, run_id=run_id, voxel_spacing_id=voxel_spacing_id)
+    scope = Scope.of(dataset_id=dataset_id, run_id=run_id, voxel_spacing_id=voxel_spacing_id)
     if scope.is_everything:
         click.echo("Warning: no --dataset-id, --run-id or --voxel-spacing-id: every annotation is checked.", err=True)
         if not yes and not _confirm("Scan every annotation in the database?"):

@@ -22,8 +22,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from annotation_reconciler import inventory_shards, reconcile
 from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.events import ObjectChange, parse_event
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.runtime import Runtime, cached_runtime
+from annotation_reconciler.scope import Scope
 
 SERVICE = "annotation-reconciler"
 logger = Logger(service=SERVICE)

@@ -31,10 +31,10 @@ from annotation_reconciler import lifecycle
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
 from annotation_reconciler.reconcile import SAFETY_MARGIN_S, Reconciler
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 
 MESSAGE_TYPE = "inventory_shard"

@@ -26,9 +26,9 @@ from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, 
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, inventory
 

@@ -12,9 +12,9 @@ from botocore.stub import Stubber
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.events import ChangeKind, ObjectChange
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.scope import Scope
 from support.world import BUCKET, EVENT_TIME, World, created, make_world, removed
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import MAX_ATTEMPTS
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff

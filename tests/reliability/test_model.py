@@ -37,13 +37,13 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import parse_event
 from annotation_reconciler.ledger import LEDGER_SCHEMA
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal, metadata_document, write_bucket, write_rows
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import count_orphans
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.world import BUCKET, Clock, s3_notification, sqs_event

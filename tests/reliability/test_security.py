@@ -28,7 +28,6 @@ from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.ledger import LEDGER_SCHEMA
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.local import synthetic
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.lambda_runtime import LocalContext
@@ -36,6 +35,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, build_portal, writ
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.runtime import Runtime, build_runtime
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED

@@ -13,8 +13,8 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli.common import db_options, engine_from, settings_from
-from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.reconcile import Reconciler, plan_shards
+from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
+from annotation_reconciler.scope import Scope
 
 _REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
 
@@ -35,22 +36,6 @@ def annotations_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[
     return _refs(rows)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Which annotations an operation covers; the fields combine with AND."""
-
-    dataset_id: int | None = None
-    run_id: int | None = None
-    run_ids: tuple[int, ...] | None = None
-    voxel_spacing_id: int | None = None
-
-    @property
-    def is_everything(self) -> bool:
-        return (
-            self.dataset_id is None and self.run_id is None and self.run_ids is None and self.voxel_spacing_id is None
-        )
-
-
 def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
     """All annotations of a scope in one query. A voxel spacing also covers its legacy rows
     (NULL tomogram_voxel_spacing_id) whose files reference it."""
@@ -58,7 +43,6 @@ def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
         text(f"""
         SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id
         WHERE (CAST(:dataset_id AS integer) IS NULL OR r.dataset_id = :dataset_id)
-          AND (CAST(:run_id AS integer) IS NULL OR a.run_id = :run_id)
           AND (CAST(:run_ids AS integer[]) IS NULL OR a.run_id = ANY(CAST(:run_ids AS integer[])))
           AND (CAST(:vs AS integer) IS NULL OR a.tomogram_voxel_spacing_id = :vs
                OR (a.tomogram_voxel_spacing_id IS NULL AND EXISTS (
@@ -67,7 +51,6 @@ def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
         ORDER BY a.id"""),  # noqa: S608
         {
             "dataset_id": scope.dataset_id,
-            "run_id": scope.run_id,
             "run_ids": list(scope.run_ids) if scope.run_ids is not None else None,
             "vs": scope.voxel_spacing_id,
         },
@@ -353,13 +336,11 @@ def purged_keys_in_scope(conn: Connection, scope: Scope, *, since: datetime.date
         text("""SELECT DISTINCT metadata_key FROM annotation_quarantine
                 WHERE status = 'purged' AND metadata_key IS NOT NULL AND resolved_at >= :since
                   AND (CAST(:dataset_id AS integer) IS NULL OR dataset_id = :dataset_id)
-                  AND (CAST(:run_id AS integer) IS NULL OR run_id = :run_id)
                   AND (CAST(:run_ids AS integer[]) IS NULL OR run_id = ANY(CAST(:run_ids AS integer[])))
                 ORDER BY 1"""),
         {
             "since": since,
             "dataset_id": scope.dataset_id,
-            "run_id": scope.run_id,
             "run_ids": list(scope.run_ids) if scope.run_ids is not None else None,
         },
     ).scalars()
