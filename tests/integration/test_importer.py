@@ -606,12 +606,17 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
     assert all(r.cleanup_off == "aliased folders in the run" for r in dry.voxel_spacings)
 
 
+def two_runs_of_two_voxel_spacings(engine: Engine, s3: Any) -> tuple[SyntheticPortal, dict[str, int]]:
+    """A dataset of two runs with voxel spacings A and B each, in S3 and in the database."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    return portal, write_rows(engine, portal)
+
+
 def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(engine: Engine, s3: Any) -> None:
     """A legacy row whose metadata is under voxel spacing A but with a file in B, and a row of run R2 bound
     to R1's voxel spacing (a bad backfill): importing B / R1 lists only there, which proves nothing of them."""
-    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
-    ids = write_rows(engine, portal)
+    portal, ids = two_runs_of_two_voxel_spacings(engine, s3)
     a_spacing, b_spacing = portal.runs[0].voxel_spacings
     legacy = ids[in_run(portal, "TS_000", a_spacing)[0].metadata_key]
     foreign = ids[in_run(portal, "TS_001", a_spacing)[0].metadata_key]
@@ -738,9 +743,7 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
 def test_rows_of_another_voxel_spacing_or_run_are_not_even_candidates(engine: Engine, s3: Any) -> None:
     """The scope query itself keeps them out (the decision would only leave them in place): a row bound to voxel
     spacing B with a file in A, and a legacy row of run R2 with a file in R1's A, are not judged by A's import."""
-    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
-    ids = write_rows(engine, portal)
+    portal, ids = two_runs_of_two_voxel_spacings(engine, s3)
     a_spacing, b_spacing = portal.runs[0].voxel_spacings
     bound_to_b = ids[in_run(portal, "TS_000", b_spacing)[0].metadata_key]
     other_run = ids[in_run(portal, "TS_001", a_spacing)[0].metadata_key]

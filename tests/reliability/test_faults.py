@@ -182,21 +182,26 @@ def test_worker_reports_a_shard_s3_cannot_list_and_its_redelivery_completes(
 # --- S3 faults at the purge re-check ------------------------------------------------------------
 
 
+def due_for_purge(world: World, due: int) -> list[str]:
+    """``due`` metadata keys of one ``Annotations/`` prefix deleted, quarantined and past their grace period:
+    one LIST of that prefix re-checks them all (a HEAD cannot see a key spelled differently, so the
+    re-check always lists)."""
+    keys = world.portal.metadata_keys[:due]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
+    world.clock.advance(hours=2)
+    return keys
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("due", [1, 2])
 def test_exhausted_retries_at_the_purge_recheck_delete_nothing(
     world: World, backoff: list[float], due: int, fault: str
 ) -> None:
     status, code = FAULTS[fault]
-    # one due key or two in one prefix: either way one LIST of the prefix (a HEAD cannot see a key spelled
-    # differently, so the re-check always lists)
-    operation = "ListObjectsV2"
-    keys = world.portal.metadata_keys[:due]
-    world.delete(*keys)
-    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
-    world.clock.advance(hours=2)
+    keys = due_for_purge(world, due)
     client = retrying_client()
-    inject(client, operation, -1, status=status, code=code)
+    inject(client, "ListObjectsV2", -1, status=status, code=code)
     result = world.reconciler(s3=client).purge()
     assert_exponential(backoff, requests=1, retries=RETRIES)
     assert result.purged == [] and sorted(result.unknown) == sorted(world.ids[k] for k in keys)
@@ -211,13 +216,9 @@ def test_transient_s3_faults_at_the_recheck_are_retried_and_the_purge_proceeds(
     world: World, backoff: list[float], due: int, fault: str
 ) -> None:
     status, code = FAULTS[fault]
-    operation = "ListObjectsV2"
-    keys = world.portal.metadata_keys[:due]
-    world.delete(*keys)
-    world.reconciler().apply_changes(removed(*keys, at=world.clock()))
-    world.clock.advance(hours=2)
+    keys = due_for_purge(world, due)
     client = retrying_client()
-    faults = inject(client, operation, 2, status=status, code=code)
+    faults = inject(client, "ListObjectsV2", 2, status=status, code=code)
     assert sorted(world.reconciler(s3=client).purge().purged) == sorted(world.ids[k] for k in keys)
     assert faults.injected == 2
     assert_exponential(backoff, requests=1, retries=2)
