@@ -124,6 +124,11 @@ class Evidence:
     listings: Mapping[str, frozenset[str] | BaseException]
     open_counts: Mapping[int | None, int] = field(default_factory=dict)
     totals: Mapping[int | None, int] = field(default_factory=dict)
+    #: For an ``Annotations/`` prefix that listed no metadata: does its run folder still hold other
+    #: objects (True), nothing else (False), or could S3 not say (the error)? See :func:`run_folder`.
+    neighbours: Mapping[str, bool | BaseException] = field(default_factory=dict)
+    #: Annotations an operator released, with the stored path they were released under (sticky release).
+    exempt: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +150,57 @@ class Decisions:
         return [d for d in self.items if d.verdict is verdict]
 
 
+#: The mass-deletion guard's absolute floor: a dataset may always lose this many annotations at once,
+#: whatever the fraction (unless they are all it has). The portal's voxel spacings mostly hold one or
+#: two annotations, so retracting one voxel spacing's annotations is the ordinary deletion.
+GUARD_FLOOR = 2
+
+
+def guard_allows(opened: int, total: int, max_fraction: float, floor: int = GUARD_FLOOR) -> bool:
+    """May a dataset of ``total`` annotations have ``opened`` open deletions without an operator?
+
+    Up to ``floor`` or up to ``max_fraction`` of it, whichever is more, but never all of it unless
+    ``max_fraction`` is 1 (a dataset vanishing is held; so is one whose size is unknown).
+
+    >>> guard_allows(1, 5, 0.1), guard_allows(2, 5, 0.1), guard_allows(3, 5, 0.1), guard_allows(2, 2, 0.1)
+    (True, True, False, False)
+    >>> guard_allows(10, 100, 0.1), guard_allows(11, 100, 0.1), guard_allows(1, 0, 0.1)
+    (True, False, False)
+    """
+    if total <= 0 or (opened >= total and max_fraction < 1):
+        return False
+    return opened <= max(floor, max_fraction * total)
+
+
+def run_folder(annotations_prefix: str) -> str:
+    """The run folder of an ``Annotations/`` prefix (its voxel spacing folder if the layout is not the portal's).
+
+    >>> run_folder("root/1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")
+    'root/1/TS/'
+    """
+    parts = annotations_prefix.rstrip("/").split("/")
+    if len(parts) >= 5 and parts[-3] == "Reconstructions" and parts[-2].startswith("VoxelSpacing"):
+        return "/".join(parts[:-3]) + "/"
+    return "/".join(parts[:-1]) + "/"
+
+
+def empty_prefixes(listings: Mapping[str, frozenset[str] | BaseException]) -> list[str]:
+    """The completely listed ``Annotations/`` prefixes that hold no annotation metadata, sorted: the
+    ones whose run folder :func:`decide` needs to know about (``Evidence.neighbours``)."""
+    return sorted(
+        prefix
+        for prefix, listing in listings.items()
+        if isinstance(listing, frozenset) and not any(classify_key(k) is KeyKind.METADATA for k in listing)
+    )
+
+
 def decide(
     candidates: Iterable[Candidate],
     evidence: Evidence,
     layout: BucketLayout,
     *,
     max_fraction: float | None,
+    floor: int = GUARD_FLOOR,
 ) -> Decisions:
     """The one decision every deletion path asks: delete, release, unknown or held, with a reason each.
 
@@ -164,9 +214,13 @@ def decide(
        (and of the prefixes of its other Unicode spellings) can prove it absent; anything else is unknown.
     4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization
        or case makes it unknown, never missing.
-    5. *Suspicious evidence is held*: a row newly found stale (not already quarantined) whose prefix
-       lists no metadata at all; and, when ``max_fraction`` is given, every unapproved deletion of a
-       dataset whose open rows would exceed that fraction of its annotations.
+    5. *Operator's release sticks*: a row newly found stale that an operator released under its
+       current stored path is released again (``Evidence.exempt``), never quarantined.
+    6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
+       no metadata at all is ordinary when its run folder still holds other objects (a retraction), held
+       when the run folder holds nothing else (a run, a dataset or the whole prefix setting gone) or was
+       not checked, unknown when S3 could not say. When ``max_fraction`` is given, every unapproved
+       deletion of a dataset that :func:`guard_allows` refuses is held.
     """
     result = Decisions()
     deletions: dict[int | None, list[Decision]] = defaultdict(list)
@@ -180,7 +234,7 @@ def decide(
     for dataset_id, items in deletions.items():
         total = evidence.totals.get(dataset_id, 0)
         opened = evidence.open_counts.get(dataset_id, 0) + len(items)
-        over = max_fraction is not None and opened > max_fraction * total  # no known total: always over
+        over = max_fraction is not None and not guard_allows(opened, total, max_fraction, floor)
         for decision in items:
             if over and not decision.candidate.approved:
                 why = f"mass-deletion guard: {opened} of {total} annotations of dataset {dataset_id} would go"
@@ -202,6 +256,8 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             None,
             f"stored path changed from {candidate.quarantined_path!r} to {path!r} since quarantine",
         )
+    if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
+        return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
     if isinstance(resolved, Unverifiable):
         return Verdict.UNKNOWN, None, resolved.why
@@ -232,8 +288,30 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             if canonical(other) == spelling:
                 return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
     if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
-        return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
+        return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
+
+
+def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) -> tuple[Verdict, str | None, str]:
+    """A fresh candidate whose ``Annotations/`` prefix listed no metadata at all."""
+    run = run_folder(own)
+    if neighbours is True:
+        return (
+            Verdict.DELETE,
+            key,
+            f"absent from the complete listing of {own!r}, which holds no metadata; ordinary: the run folder "
+            f"{run!r} still holds other objects",
+        )
+    if isinstance(neighbours, BaseException):
+        return Verdict.UNKNOWN, key, f"could not check whether the run folder {run!r} holds other objects: {neighbours}"
+    if neighbours is False:
+        return (
+            Verdict.HELD,
+            key,
+            f"suspicious: the listing of {own!r} holds no annotation metadata and the run folder {run!r} holds "
+            "nothing else (a run or dataset gone, or a prefix setting that matches nothing)",
+        )
+    return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
 
 
 # --- events ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """S3 access: listing, existence, reading. Every S3 error is raised, never read as "nothing there"."""
 
-from annotation_reconciler.storage.s3 import S3Storage, StorageError, make_s3_client
+from annotation_reconciler.storage.s3 import PageLimitError, S3Storage, StorageError, make_s3_client
 
-__all__ = ["S3Storage", "StorageError", "make_s3_client"]
+__all__ = ["PageLimitError", "S3Storage", "StorageError", "make_s3_client"]
