@@ -403,15 +403,18 @@ class Reconciler:
                 now=now,
                 grace=self.settings.grace_period,
             )
-            result.held = repo.quarantine(
-                conn,
-                [(_ref(d.candidate), d.key) for d in decisions.of(Verdict.HELD)],
-                source=Source.SCAN,
-                status=Status.HELD,
-                now=now,
-                reason="prefix listed no metadata while annotations point into it",
-                grace=self.settings.grace_period,
-            )
+            held = decisions.of(Verdict.HELD)
+            for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
+                result.held += repo.quarantine(
+                    conn,
+                    [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
+                    source=Source.SCAN,
+                    status=Status.HELD,
+                    now=now,
+                    reason=reason,
+                    grace=self.settings.grace_period,
+                )
+            result.held.sort()
             present_ids = [d.candidate.annotation_id for d in present]
             result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
             exemptions.lapse(conn, present_ids, now=now, why="metadata found by reconciliation")
@@ -561,7 +564,7 @@ class Reconciler:
             listings,
             self.layout,
             policy,
-            source=Source.EVENT,
+            source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
             reason="metadata absent after the grace period",
             now=now,
         )
