@@ -87,7 +87,7 @@ def gather_evidence(
     policy: Policy,
     neighbours: Mapping[str, bool | BaseException] | None = None,
 ) -> lifecycle.Evidence:
-    """The listings (and what the run folders of empty ``Annotations/`` prefixes hold, when the caller
+    """The listings (and what the dataset folders of empty ``Annotations/`` prefixes hold, when the caller
     looked), the operator exemptions of the rows without a ledger row, and the dataset counts the
     guard needs (read in the caller's transaction)."""
     exempt = exemptions.exempted(conn, [c.annotation_id for c in candidates if c.quarantine_id is None])

@@ -124,8 +124,8 @@ class Evidence:
     listings: Mapping[str, frozenset[str] | BaseException]
     open_counts: Mapping[int | None, int] = field(default_factory=dict)
     totals: Mapping[int | None, int] = field(default_factory=dict)
-    #: For an ``Annotations/`` prefix that listed no metadata: does its run folder still hold other
-    #: objects (True), nothing else (False), or could S3 not say (the error)? See :func:`run_folder`.
+    #: For an ``Annotations/`` prefix that listed no metadata: does its dataset folder still hold other
+    #: objects (True), nothing else (False), or could S3 not say (the error)? See :func:`dataset_folder`.
     neighbours: Mapping[str, bool | BaseException] = field(default_factory=dict)
     #: Annotations an operator released, with the stored path they were released under (sticky release).
     exempt: Mapping[int, str] = field(default_factory=dict)
@@ -172,21 +172,21 @@ def guard_allows(opened: int, total: int, max_fraction: float, floor: int = GUAR
     return opened <= max(floor, max_fraction * total)
 
 
-def run_folder(annotations_prefix: str) -> str:
-    """The run folder of an ``Annotations/`` prefix (its voxel spacing folder if the layout is not the portal's).
+def dataset_folder(annotations_prefix: str) -> str:
+    """The dataset folder of an ``Annotations/`` prefix (its voxel spacing folder if the layout is not the portal's).
 
-    >>> run_folder("root/1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")
-    'root/1/TS/'
+    >>> dataset_folder("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")
+    'root/10001/'
     """
     parts = annotations_prefix.rstrip("/").split("/")
     if len(parts) >= 5 and parts[-3] == "Reconstructions" and parts[-2].startswith("VoxelSpacing"):
-        return "/".join(parts[:-3]) + "/"
+        return "/".join(parts[:-4]) + "/"
     return "/".join(parts[:-1]) + "/"
 
 
 def empty_prefixes(listings: Mapping[str, frozenset[str] | BaseException]) -> list[str]:
     """The completely listed ``Annotations/`` prefixes that hold no annotation metadata, sorted: the
-    ones whose run folder :func:`decide` needs to know about (``Evidence.neighbours``)."""
+    ones whose dataset folder :func:`decide` needs to know about (``Evidence.neighbours``)."""
     return sorted(
         prefix
         for prefix, listing in listings.items()
@@ -217,9 +217,10 @@ def decide(
     5. *Operator's release sticks*: a row newly found stale that an operator released under its
        current stored path is released again (``Evidence.exempt``), never quarantined.
     6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
-       no metadata at all is ordinary when its run folder still holds other objects (a retraction), held
-       when the run folder holds nothing else (a run, a dataset or the whole prefix setting gone) or was
-       not checked, unknown when S3 could not say. When ``max_fraction`` is given, every unapproved
+       no metadata at all is ordinary when its dataset folder still holds other objects (a retraction, a
+       run removed: the guard below still counts them), held when the dataset folder holds nothing else
+       (a dataset gone, or a prefix setting that matches nothing) or was not checked, unknown when S3
+       could not say. When ``max_fraction`` is given, every unapproved
        deletion of a dataset that :func:`guard_allows` refuses is held.
     """
     result = Decisions()
@@ -294,22 +295,26 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
 
 def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) -> tuple[Verdict, str | None, str]:
     """A fresh candidate whose ``Annotations/`` prefix listed no metadata at all."""
-    run = run_folder(own)
+    folder = dataset_folder(own)
     if neighbours is True:
         return (
             Verdict.DELETE,
             key,
-            f"absent from the complete listing of {own!r}, which holds no metadata; ordinary: the run folder "
-            f"{run!r} still holds other objects",
+            f"absent from the complete listing of {own!r}, which holds no metadata; ordinary: the dataset folder "
+            f"{folder!r} still holds other objects",
         )
     if isinstance(neighbours, BaseException):
-        return Verdict.UNKNOWN, key, f"could not check whether the run folder {run!r} holds other objects: {neighbours}"
+        return (
+            Verdict.UNKNOWN,
+            key,
+            f"could not check whether the dataset folder {folder!r} holds other objects: {neighbours}",
+        )
     if neighbours is False:
         return (
             Verdict.HELD,
             key,
-            f"suspicious: the listing of {own!r} holds no annotation metadata and the run folder {run!r} holds "
-            "nothing else (a run or dataset gone, or a prefix setting that matches nothing)",
+            f"suspicious: the listing of {own!r} holds no annotation metadata and the dataset folder {folder!r} "
+            "holds nothing else (a dataset gone, or a prefix setting that matches nothing)",
         )
     return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
 

@@ -363,9 +363,9 @@ class Reconciler:
         return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours)
 
     def neighbours(self, listings: Mapping[str, frozenset[str] | BaseException]) -> dict[str, bool | BaseException]:
-        """For each listed ``Annotations/`` prefix without metadata: does its run folder hold other objects?
+        """For each listed ``Annotations/`` prefix without metadata: does its dataset folder hold other objects?
         (One or two LISTs of one key each, only for those prefixes.)"""
-        folders = {p: lifecycle.run_folder(p) for p in lifecycle.empty_prefixes(listings)}
+        folders = {p: lifecycle.dataset_folder(p) for p in lifecycle.empty_prefixes(listings)}
         return dict(self.storage.holds_other_many(folders, concurrency=self.settings.s3_concurrency))
 
     def scan_shard(

@@ -89,7 +89,8 @@ def test_a_retraction_of_the_whole_annotation_folder_is_ordinary_too(small: Worl
     counter = _count_requests(small)
     scan = reconciler(small).scan_shard(Scope(dataset_id=lone.dataset_id))
     assert scan.quarantined == [small.ids[lone.metadata_key]] and scan.held == []
-    # one LIST per Annotations/ prefix, plus one LIST of one key for the run folder of the empty one
+    # one LIST per Annotations/ prefix, plus one LIST of one key of the dataset folder (its first key,
+    # 10001/TS_000/…, lies outside the empty prefix); never a HEAD
     assert counter.counts == {"ListObjectsV2": 5 + 1}
 
 
@@ -138,7 +139,7 @@ def test_a_whole_dataset_vanishing_is_held_by_the_scan_and_by_the_purge(small: W
 
 
 def test_a_prefix_setting_that_matches_nothing_is_held(engine: Engine, s3: Any, db_url: str) -> None:
-    """Stored paths relative to a root the setting names wrongly: every listing and run folder is empty."""
+    """Stored paths relative to a root the setting names wrongly: every listing and dataset folder is empty."""
     w = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=5, path_style="relative"))
     scan = reconciler(w, RECONCILER_S3_PREFIX=f"s3://{BUCKET}/portal/").scan_shard(Scope(dataset_id=10001))
     assert scan.quarantined == [] and len(scan.held) == len(w.ids)
@@ -398,3 +399,19 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     stdlib = [x for x in logs if x.get("name") == "annotation_reconciler.reconcile"]
     assert stdlib and all(x["correlation_id"] == "evt-42" for x in stdlib)
     assert all("correlation_id" in x for x in logs)
+
+
+def test_the_dataset_folder_check_lists_one_key_at_a_time_and_looks_past_the_empty_prefix(s3: Any) -> None:
+    from annotation_reconciler.storage import S3Storage
+    from annotation_reconciler.storage.counting import RequestCounter
+
+    storage = S3Storage(s3, BUCKET)
+    inner = "9/R/Reconstructions/VoxelSpacing1.000/Annotations/"
+    counter = RequestCounter.attach(s3)
+    assert storage.holds_other_than("9/", inner) is False and counter.counts == {"ListObjectsV2": 1}
+    s3.put_object(Bucket=BUCKET, Key=f"{inner}100/data.ndjson", Body=b"")  # the first key is inside the prefix
+    counter.reset()
+    assert storage.holds_other_than("9/", inner) is False and counter.counts == {"ListObjectsV2": 2}
+    s3.put_object(Bucket=BUCKET, Key="9/dataset_metadata.json", Body=b"{}")  # sorts after the prefix
+    counter.reset()
+    assert storage.holds_other_than("9/", inner) is True and counter.counts == {"ListObjectsV2": 2}

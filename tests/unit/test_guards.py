@@ -10,17 +10,17 @@ from annotation_reconciler.lifecycle import (
     Candidate,
     Evidence,
     Verdict,
+    dataset_folder,
     decide,
     empty_prefixes,
     guard_allows,
-    run_folder,
 )
 from annotation_reconciler.paths import BucketLayout
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
-RUN = "10001/TS_1/"
-VS = f"{RUN}Reconstructions/VoxelSpacing10.000/Annotations/"
+DATASET = "10001/"
+VS = f"{DATASET}TS_1/Reconstructions/VoxelSpacing10.000/Annotations/"
 META = f"{VS}100/ribosome-1.0.json"
 DATA = f"{VS}100/100-ribosome-1.0_point.ndjson"
 ZARR = f"{VS}100/100-ribosome-1.0_segmentationmask.zarr"
@@ -42,34 +42,34 @@ def verdict_of(candidate: Candidate, evidence: Evidence, max_fraction: float | N
 # --- suspicious or ordinary: an Annotations/ prefix that lists no metadata ------------------------
 
 
-def test_a_lone_retraction_in_a_run_that_still_has_content_is_ordinary() -> None:
+def test_a_lone_retraction_in_a_healthy_dataset_is_ordinary() -> None:
     """The only annotation of a voxel spacing loses its metadata; its data files and the run's tomograms stay."""
     verdict, why = verdict_of(fresh(), Evidence({VS: frozenset({DATA})}, neighbours={VS: True}))
-    assert verdict is Verdict.DELETE and "ordinary" in why and RUN in why
+    assert verdict is Verdict.DELETE and "ordinary" in why and DATASET in why
 
 
-def test_a_run_folder_that_holds_nothing_else_is_suspicious() -> None:
-    """A whole run (or dataset) gone, or a prefix setting that matches nothing: held for an operator."""
+def test_a_dataset_folder_that_holds_nothing_else_is_suspicious() -> None:
+    """A whole dataset gone, or a prefix setting that matches nothing: held for an operator."""
     verdict, why = verdict_of(fresh(), Evidence({VS: frozenset()}, neighbours={VS: False}))
     assert verdict is Verdict.HELD and "holds nothing else" in why
 
 
-def test_an_unchecked_run_folder_is_held_and_a_failed_check_is_unknown() -> None:
+def test_an_unchecked_dataset_folder_is_held_and_a_failed_check_is_unknown() -> None:
     assert verdict_of(fresh(), Evidence({VS: frozenset()}))[0] is Verdict.HELD
     verdict, why = verdict_of(fresh(), Evidence({VS: frozenset()}, neighbours={VS: RuntimeError("503 SlowDown")}))
     assert verdict is Verdict.UNKNOWN and "503 SlowDown" in why
 
 
-def test_the_run_folder_check_changes_nothing_for_a_prefix_with_other_metadata_or_a_quarantined_row() -> None:
+def test_the_dataset_folder_check_changes_nothing_for_a_prefix_with_other_metadata_or_a_quarantined_row() -> None:
     other = f"{VS}101/actin-1.0.json"
     assert verdict_of(fresh(), Evidence({VS: frozenset({other})}, neighbours={VS: False}))[0] is Verdict.DELETE
     row = Candidate(1, path(META), 1, 7, quarantine_id=5, quarantined_path=path(META), quarantined_key=META)
     assert verdict_of(row, Evidence({VS: frozenset()}, neighbours={VS: False}))[0] is Verdict.DELETE
 
 
-def test_run_folder_and_empty_prefixes() -> None:
-    assert run_folder(VS) == RUN
-    assert run_folder("root/odd/Annotations/") == "root/odd/"
+def test_dataset_folder_and_empty_prefixes() -> None:
+    assert dataset_folder(VS) == DATASET
+    assert dataset_folder("root/odd/Annotations/") == "root/odd/"
     listings: dict[str, frozenset[str] | BaseException] = {
         VS: frozenset({DATA}),
         "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/": frozenset({META.replace("TS_1", "TS_2")}),
