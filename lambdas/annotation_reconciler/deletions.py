@@ -109,6 +109,7 @@ def delete_stale(
     source: Source,
     reason: str,
     now: datetime.datetime,
+    neighbours: Mapping[str, bool | BaseException] | None = None,
 ) -> DeletionOutcome:
     """Decide every candidate and carry out the decisions, in the caller's transaction.
 
@@ -116,8 +117,11 @@ def delete_stale(
     - release: the candidate's open ledger row is closed with the decision's reason;
     - held: its ledger row is held (a new held row for a candidate without one);
     - unknown: nothing, logged with its reason.
+
+    ``neighbours`` (see ``evidence.dataset_neighbours``) lets an empty prefix of a healthy dataset count as
+    ordinary; without it such a fresh candidate is held.
     """
-    evidence = gather_evidence(conn, candidates, listings, policy)
+    evidence = gather_evidence(conn, candidates, listings, policy, neighbours)
     decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
     outcome = DeletionOutcome(decisions)
     _release(conn, decisions.of(Verdict.RELEASE), outcome, now)

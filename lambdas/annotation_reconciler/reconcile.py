@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import datafiles, lifecycle
 from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, fresh_candidates, ids_of
 from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.evidence import dataset_neighbours
 from annotation_reconciler.ledger import exemptions
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
@@ -365,8 +366,7 @@ class Reconciler:
     def neighbours(self, listings: Mapping[str, frozenset[str] | BaseException]) -> dict[str, bool | BaseException]:
         """For each listed ``Annotations/`` prefix without metadata: does its dataset folder hold other objects?
         (One or two LISTs of one key each, only for those prefixes.)"""
-        folders = {p: lifecycle.dataset_folder(p) for p in lifecycle.empty_prefixes(listings)}
-        return dict(self.storage.holds_other_many(folders, concurrency=self.settings.s3_concurrency))
+        return dataset_neighbours(self.storage, listings, concurrency=self.settings.s3_concurrency)
 
     def scan_shard(
         self,
