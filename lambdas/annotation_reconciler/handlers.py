@@ -144,6 +144,7 @@ def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconc
     _count("AnnotationsHeld", len(result.held))
     _count("AnnotationsUnverifiable", len(result.unverifiable))
     _count("AnnotationsResurrected", len(result.resurrected))
+    _count("AnnotationFilesMissing", result.missing_files)
     if result.held:
         metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
         logger.error(

@@ -56,8 +56,9 @@ def restore(
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:
         raise click.ClickException(
-            f"the database refused the restore, nothing was restored: {exc.orig}. The role needs INSERT on the "
-            "annotation tables and UPDATE on their id sequences; a parent row (run, voxel spacing) may be gone"
+            f"the database refused the restore, nothing was restored: {exc.orig}. The role needs the right to "
+            "insert into the annotation tables and to update their id sequences; a parent row (run, voxel spacing) "
+            "may be gone"
         ) from None
     finally:
         engine.dispose()
