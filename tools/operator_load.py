@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from annotation_reconciler import lifecycle
+from annotation_reconciler import guards, lifecycle
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
 from annotation_reconciler.paths import BucketLayout
 
@@ -101,7 +101,7 @@ def listing(bucket: frozenset[str], prefix: str) -> frozenset[str]:
 
 
 def neighbours(bucket: frozenset[str], prefixes: Iterable[str]) -> dict[str, bool | BaseException]:
-    return {p: any(k.startswith(lifecycle.dataset_folder(p)) and not k.startswith(p) for k in bucket) for p in prefixes}
+    return {p: any(k.startswith(guards.dataset_folder(p)) and not k.startswith(p) for k in bucket) for p in prefixes}
 
 
 def needs_operator(
@@ -120,7 +120,7 @@ def needs_operator(
         listings = {p: listing(bucket, p) for p in prefixes}
         if path == "scan":
             evidence = (
-                module.Evidence(listings, neighbours=neighbours(bucket, lifecycle.empty_prefixes(listings)))
+                module.Evidence(listings, neighbours=neighbours(bucket, guards.empty_prefixes(listings)))
                 if new
                 else module.Evidence(listings)
             )

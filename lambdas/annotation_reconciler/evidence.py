@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from annotation_reconciler import lifecycle
+from annotation_reconciler import guards
 from annotation_reconciler.storage import S3Storage
 
 
@@ -20,5 +20,5 @@ def dataset_neighbours(
 ) -> dict[str, bool | BaseException]:
     """For each completely listed ``Annotations/`` prefix without metadata: does its dataset folder hold
     any other object (True / False), or the error that stopped S3 from saying."""
-    folders = {p: lifecycle.dataset_folder(p) for p in lifecycle.empty_prefixes(listings)}
+    folders = {p: guards.dataset_folder(p) for p in guards.empty_prefixes(listings)}
     return dict(storage.holds_other_many(folders, concurrency=concurrency))

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 
 from annotation_reconciler.datafiles import FileRow, judge_files
-from annotation_reconciler.lifecycle import (
-    GUARD_FLOOR,
-    Candidate,
-    Evidence,
-    Verdict,
-    dataset_folder,
-    decide,
-    empty_prefixes,
-    guard_allows,
-)
+from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, empty_prefixes, guard_allows
+from annotation_reconciler.lifecycle import Candidate, Evidence, Verdict, decide
 from annotation_reconciler.paths import BucketLayout
 
 B = "cryoet-data-portal-public"

@@ -113,6 +113,10 @@ def scan(
         )
         for error in r.errors:
             console.print(f"[red]S3 error: {error}")
+        for prefix in r.over_page_limit:
+            console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
+        if r.missing_files or r.restored_files:
+            console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
     console.print(table)
     engine.dispose()
     if errors:
