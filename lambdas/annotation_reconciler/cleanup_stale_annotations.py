@@ -178,6 +178,7 @@ def delete_stale_annotations(
             f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
             f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
         )
+    neighbours = reconciler.neighbours(listings)  # an empty prefix in a healthy dataset is ordinary
     totals: dict[str, int] = defaultdict(int)
     policy = Policy(max_fraction)
     for start in range(0, len(targets), BATCH_SIZE):
@@ -190,7 +191,15 @@ def delete_stale_annotations(
                 for r in (current[i] for i in sorted(current))
             ]
             outcome = delete_stale(
-                conn, candidates, listings, reconciler.layout, policy, source=Source.CLI, reason=REASON, now=utcnow()
+                conn,
+                candidates,
+                listings,
+                reconciler.layout,
+                policy,
+                source=Source.CLI,
+                reason=REASON,
+                now=utcnow(),
+                neighbours=neighbours,
             )
         for table, count in outcome.rows_deleted.items():
             totals[table] += count

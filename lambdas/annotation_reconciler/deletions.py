@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from annotation_reconciler import lifecycle
+from annotation_reconciler.ledger import exemptions
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
@@ -65,7 +66,11 @@ class DeletionOutcome:
 
 def ids_of(items: Sequence[Decision]) -> str:
     """A bounded list of annotation ids for a log line."""
-    ids = [d.candidate.annotation_id for d in items]
+    return capped([d.candidate.annotation_id for d in items])
+
+
+def capped(ids: Sequence[int]) -> str:
+    """The first :data:`LOG_IDS` ids and how many more: ``"1, 2, 3 and 40 more"``."""
     shown = ", ".join(str(i) for i in ids[:LOG_IDS])
     return shown + (f" and {len(ids) - LOG_IDS} more" if len(ids) > LOG_IDS else "")
 
@@ -80,14 +85,18 @@ def gather_evidence(
     candidates: Sequence[Candidate],
     listings: Mapping[str, frozenset[str] | BaseException],
     policy: Policy,
+    neighbours: Mapping[str, bool | BaseException] | None = None,
 ) -> lifecycle.Evidence:
-    """The listings, plus the dataset counts the guard needs (read in the caller's transaction)."""
+    """The listings (and what the dataset folders of empty ``Annotations/`` prefixes hold, when the caller
+    looked), the operator exemptions of the rows without a ledger row, and the dataset counts the
+    guard needs (read in the caller's transaction)."""
+    exempt = exemptions.exempted(conn, [c.annotation_id for c in candidates if c.quarantine_id is None])
     if policy.max_fraction is None:
-        return lifecycle.Evidence(listings)
+        return lifecycle.Evidence(listings, neighbours=neighbours or {}, exempt=exempt)
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = repo.guard_counts(conn, datasets, except_annotations=ids)
-    return lifecycle.Evidence(listings, open_counts, totals)
+    return lifecycle.Evidence(listings, open_counts, totals, neighbours=neighbours or {}, exempt=exempt)
 
 
 def delete_stale(
@@ -100,6 +109,7 @@ def delete_stale(
     source: Source,
     reason: str,
     now: datetime.datetime,
+    neighbours: Mapping[str, bool | BaseException] | None = None,
 ) -> DeletionOutcome:
     """Decide every candidate and carry out the decisions, in the caller's transaction.
 
@@ -107,8 +117,11 @@ def delete_stale(
     - release: the candidate's open ledger row is closed with the decision's reason;
     - held: its ledger row is held (a new held row for a candidate without one);
     - unknown: nothing, logged with its reason.
+
+    ``neighbours`` (see ``evidence.dataset_neighbours``) lets an empty prefix of a healthy dataset count as
+    ordinary; without it such a fresh candidate is held.
     """
-    evidence = gather_evidence(conn, candidates, listings, policy)
+    evidence = gather_evidence(conn, candidates, listings, policy, neighbours)
     decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
     outcome = DeletionOutcome(decisions)
     _release(conn, decisions.of(Verdict.RELEASE), outcome, now)

@@ -30,6 +30,7 @@ __all__ = [
     "LedgerSchemaError",
     "MetadataError",
     "MissingParentError",
+    "PageLimitError",
     "ReconcilerError",
     "SettingsError",
     "StorageError",
@@ -80,6 +81,15 @@ class StorageError(ReconcilerError, RuntimeError):
             code = str(cause.response.get("Error", {}).get("Code", ""))
         self.code = code
         super().__init__(f"S3 {operation} failed for s3://{bucket}/{key}: {code or type(cause).__name__}: {cause}")
+
+
+class PageLimitError(StorageError):
+    """A prefix needs more LIST pages than allowed (``RECONCILER_SCAN_PAGE_LIMIT``): its state is unknown."""
+
+    def __init__(self, bucket: str, prefix: str, limit: int) -> None:
+        cause = RuntimeError(f"more than {limit} LIST pages (RECONCILER_SCAN_PAGE_LIMIT={limit})")
+        super().__init__("ListObjectsV2", bucket, prefix, cause)
+        self.limit = limit
 
 
 class InventoryTooLarge(ReconcilerError, RuntimeError):

@@ -20,8 +20,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from annotation_reconciler import inventory_shards, reconcile
+from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.events import ObjectChange, parse_event
+from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.runtime import Runtime, cached_runtime
 from annotation_reconciler.scope import Scope
 
@@ -56,7 +58,15 @@ def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
             extra={"resurrected": [{"annotation_id": a, "key": k} for a, k in result.resurrected[:20]]},
         )
     if result.quarantined or result.released:
-        logger.info("events applied", extra={"quarantined": result.quarantined, "released": result.released})
+        logger.info(
+            "events applied",
+            extra={
+                "quarantined_count": len(result.quarantined),
+                "quarantined": capped(result.quarantined),
+                "released_count": len(result.released),
+                "released": capped(result.released),
+            },
+        )
     if result.ignored:
         logger.info("events ignored", extra={"ignored": dict(result.ignored)})
     return result
@@ -66,6 +76,12 @@ def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
 @logger.inject_lambda_context(clear_state=True)
 def handle_events(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """S3 object events -> quarantine / release. For SQS, only failed messages are retried."""
+    logger.set_correlation_id(correlation_id(event, context))
+    with package_logs(logger):
+        return _handle_events(event)
+
+
+def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed = parse_event(event)
     except EventShapeError as exc:
@@ -89,7 +105,9 @@ def handle_events(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception:
         # Isolate the message that breaks the batch: retry each alone, fail only those that fail.
         logger.exception("batch failed; retrying message by message")
+        batch_id = logger.get_correlation_id()
         for message in good:
+            logger.set_correlation_id(message.message_id or batch_id)
             try:
                 single = _apply(rt, list(message.changes))
                 quarantined += len(single.quarantined)
@@ -97,6 +115,7 @@ def handle_events(event: dict[str, Any], context: Any) -> dict[str, Any]:
             except Exception:
                 logger.exception("message failed", extra={"message_id": message.message_id})
                 failures.append(message.message_id)
+        logger.set_correlation_id(batch_id)
     if parsed.kind == "sqs":
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures if mid is not None]}
     if failures:
@@ -126,9 +145,18 @@ def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconc
     _count("AnnotationsHeld", len(result.held))
     _count("AnnotationsUnverifiable", len(result.unverifiable))
     _count("AnnotationsResurrected", len(result.resurrected))
+    _count("AnnotationFilesMissing", result.missing_files)
     if result.held:
         metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
-        logger.error("empty listings held annotations for an operator", extra={"held": result.held})
+        logger.error(
+            "suspicious empty listings held annotations for an operator",
+            extra={"held_count": len(result.held), "held": capped(result.held)},
+        )
+    if result.over_page_limit:
+        logger.warning(
+            "prefixes beyond RECONCILER_SCAN_PAGE_LIMIT: their annotations are unknown",
+            extra={"prefixes": result.over_page_limit[:20], "prefix_count": len(result.over_page_limit)},
+        )
     if result.errors:
         logger.error("shard had S3 errors; its annotations stay unverified", extra={"errors": result.errors[:20]})
     return result
@@ -138,6 +166,12 @@ def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconc
 @logger.inject_lambda_context(clear_state=True)
 def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The schedule: ``{"action": "purge" | "reconcile" | "all" | "migrate"}`` (top level or in ``detail``)."""
+    logger.set_correlation_id(correlation_id(event, context))
+    with package_logs(logger):
+        return _handle_schedule(event, context)
+
+
+def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     action = (detail or {}).get("action") or event.get("action") or "all"
     if action not in ("purge", "reconcile", "all", "migrate"):
@@ -167,7 +201,10 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 extra={"held_datasets": {str(k): v for k, v in purge.held_datasets.items()}},
             )
         if purge.dry_run and purge.would_purge:
-            logger.warning("dry run: would purge", extra={"annotation_ids": purge.would_purge})
+            logger.warning(
+                "dry run: would purge",
+                extra={"annotation_count": len(purge.would_purge), "annotation_ids": capped(purge.would_purge)},
+            )
         answer["purge"] = {
             "purged": len(purge.purged),
             "would_purge": len(purge.would_purge),
@@ -222,7 +259,10 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     _count("AnnotationsQuarantined", len(result.quarantined))
     _count("AnnotationsReleased", len(result.released))
     if result.skipped:
-        logger.info("candidates changed in the database since the plan; skipped", extra={"ids": result.skipped})
+        logger.info(
+            "candidates changed in the database since the plan; skipped",
+            extra={"count": len(result.skipped), "ids": capped(result.skipped)},
+        )
     if result.unconfirmed:
         # Nothing was decided for them; the confirmed part is written. Retry the slice (then DLQ).
         raise RuntimeError(f"S3 could not confirm {len(result.unconfirmed)} inventory candidates")
@@ -240,10 +280,16 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The work queue: each SQS message is one shard of the full reconciliation (LIST or inventory)."""
+    with package_logs(logger):
+        return _handle_work(event, context)
+
+
+def _handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime_factory()
     failures: list[str] = []
     for record in event.get("Records", []):
         message_id = record.get("messageId", "")
+        logger.set_correlation_id(message_id or None)
         try:
             body = json.loads(record.get("body", ""))
             if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:

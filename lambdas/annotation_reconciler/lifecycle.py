@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, guard_allows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 
 
@@ -124,6 +125,11 @@ class Evidence:
     listings: Mapping[str, frozenset[str] | BaseException]
     open_counts: Mapping[int | None, int] = field(default_factory=dict)
     totals: Mapping[int | None, int] = field(default_factory=dict)
+    #: For an ``Annotations/`` prefix that listed no metadata: does its dataset folder still hold other
+    #: objects (True), nothing else (False), or could S3 not say (the error)? See :func:`dataset_folder`.
+    neighbours: Mapping[str, bool | BaseException] = field(default_factory=dict)
+    #: Annotations an operator released, with the stored path they were released under (sticky release).
+    exempt: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,7 @@ def decide(
     layout: BucketLayout,
     *,
     max_fraction: float | None,
+    floor: int = GUARD_FLOOR,
 ) -> Decisions:
     """The one decision every deletion path asks: delete, release, unknown or held, with a reason each.
 
@@ -164,9 +171,14 @@ def decide(
        (and of the prefixes of its other Unicode spellings) can prove it absent; anything else is unknown.
     4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization
        or case makes it unknown, never missing.
-    5. *Suspicious evidence is held*: a row newly found stale (not already quarantined) whose prefix
-       lists no metadata at all; and, when ``max_fraction`` is given, every unapproved deletion of a
-       dataset whose open rows would exceed that fraction of its annotations.
+    5. *Operator's release sticks*: a row newly found stale that an operator released under its
+       current stored path is released again (``Evidence.exempt``), never quarantined.
+    6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
+       no metadata at all is ordinary when its dataset folder still holds other objects (a retraction, a
+       run removed: the guard below still counts them), held when the dataset folder holds nothing else
+       (a dataset gone, or a prefix setting that matches nothing) or was not checked, unknown when S3
+       could not say. When ``max_fraction`` is given, every unapproved
+       deletion of a dataset that :func:`guard_allows` refuses is held.
     """
     result = Decisions()
     deletions: dict[int | None, list[Decision]] = defaultdict(list)
@@ -180,7 +192,7 @@ def decide(
     for dataset_id, items in deletions.items():
         total = evidence.totals.get(dataset_id, 0)
         opened = evidence.open_counts.get(dataset_id, 0) + len(items)
-        over = max_fraction is not None and opened > max_fraction * total  # no known total: always over
+        over = max_fraction is not None and not guard_allows(opened, total, max_fraction, floor)
         for decision in items:
             if over and not decision.candidate.approved:
                 why = f"mass-deletion guard: {opened} of {total} annotations of dataset {dataset_id} would go"
@@ -202,6 +214,8 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             None,
             f"stored path changed from {candidate.quarantined_path!r} to {path!r} since quarantine",
         )
+    if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
+        return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
     if isinstance(resolved, Unverifiable):
         return Verdict.UNKNOWN, None, resolved.why
@@ -232,8 +246,34 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             if canonical(other) == spelling:
                 return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
     if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
-        return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
+        return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
+
+
+def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) -> tuple[Verdict, str | None, str]:
+    """A fresh candidate whose ``Annotations/`` prefix listed no metadata at all."""
+    folder = dataset_folder(own)
+    if neighbours is True:
+        return (
+            Verdict.DELETE,
+            key,
+            f"absent from the complete listing of {own!r}, which holds no metadata; ordinary: the dataset folder "
+            f"{folder!r} still holds other objects",
+        )
+    if isinstance(neighbours, BaseException):
+        return (
+            Verdict.UNKNOWN,
+            key,
+            f"could not check whether the dataset folder {folder!r} holds other objects: {neighbours}",
+        )
+    if neighbours is False:
+        return (
+            Verdict.HELD,
+            key,
+            f"suspicious: the listing of {own!r} holds no annotation metadata and the dataset folder {folder!r} "
+            "holds nothing else (a dataset gone, or a prefix setting that matches nothing)",
+        )
+    return Verdict.HELD, key, f"suspicious: the listing of {own!r} holds no annotation metadata at all"
 
 
 # --- events ------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from annotation_reconciler import lifecycle
-from annotation_reconciler.deletions import Policy, delete_stale, fresh_candidates, ids_of
-from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, StorageError
+from annotation_reconciler import datafiles, lifecycle
+from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, fresh_candidates, ids_of
+from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, PageLimitError, StorageError
 from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.evidence import dataset_neighbours
+from annotation_reconciler.ledger import exemptions
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
@@ -71,6 +73,8 @@ class SurveyResult:
     decisions: lifecycle.Decisions = field(default_factory=lifecycle.Decisions)
     purged_keys: list[str] = field(default_factory=list)  # keys of recently purged annotations, looked for too
     errors: list[StorageError] = field(default_factory=list)
+    over_page_limit: list[str] = field(default_factory=list)  # prefixes beyond RECONCILER_SCAN_PAGE_LIMIT
+    neighbours: dict[str, bool | BaseException] = field(default_factory=dict)
     resume_after: str | None = None
 
     @property
@@ -108,6 +112,9 @@ class ScanResult:
     unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
     resurrected: list[tuple[int, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    over_page_limit: list[str] = field(default_factory=list)  # unknown: more LIST pages than the limit
+    missing_files: int = 0  # data files newly recorded missing (complete listings only)
+    restored_files: int = 0
     resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
 
     @property
@@ -240,6 +247,7 @@ class Reconciler:
             )
             created = [ref.id for key in states.created for ref in by_key.get(key, [])]
             result.released = repo.release(conn, created, now=now, resolution="metadata object created again")
+            exemptions.lapse(conn, created, now=now, why="metadata object created again")
             result.resurrected = repo.record_resurrections(
                 conn, sorted(states.created), now=now, since=now - self.settings.resurrection_window, found_by="event"
             )
@@ -281,6 +289,7 @@ class Reconciler:
             concurrency=self.settings.s3_concurrency,
             remaining_seconds=remaining_seconds,
             margin_s=SAFETY_MARGIN_S,
+            max_pages=self.settings.scan_page_limit,
         )
         listings: dict[str, frozenset[str] | BaseException] = dict(found)
         if len(found) < len(todo):
@@ -314,7 +323,19 @@ class Reconciler:
         result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds)
         result.resume_after = stopped
         result.prefixes_listed = len(result.listings)
-        result.errors = [e for e in result.listings.values() if isinstance(e, StorageError)]
+        result.errors = [
+            e for e in result.listings.values() if isinstance(e, StorageError) and not isinstance(e, PageLimitError)
+        ]
+        result.over_page_limit = sorted(p for p, e in result.listings.items() if isinstance(e, PageLimitError))
+        if result.over_page_limit:
+            log.warning(
+                "%d prefixes need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are "
+                "unknown: %s",
+                len(result.over_page_limit),
+                self.settings.scan_page_limit,
+                ", ".join(result.over_page_limit[:LOG_IDS]),
+            )
+        result.neighbours = self.neighbours(result.listings)
 
         def in_window(key: str | None) -> bool:
             if key is None:  # unmappable: judged once, in the first window
@@ -325,7 +346,7 @@ class Reconciler:
         result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
         result.purged_keys = [k for k in purged if in_window(k)]
         with self.engine.connect() as conn:
-            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction)
+            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours)
         result.decisions = lifecycle.decide(result.candidates, evidence, self.layout, max_fraction=max_fraction)
         return result
 
@@ -335,10 +356,16 @@ class Reconciler:
         candidates: Sequence[Candidate],
         listings: Mapping[str, frozenset[str] | BaseException],
         max_fraction: float | None,
+        neighbours: Mapping[str, bool | BaseException] | None = None,
     ) -> lifecycle.Evidence:
         from annotation_reconciler.deletions import gather_evidence
 
-        return gather_evidence(conn, candidates, listings, Policy(max_fraction))
+        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours)
+
+    def neighbours(self, listings: Mapping[str, frozenset[str] | BaseException]) -> dict[str, bool | BaseException]:
+        """For each listed ``Annotations/`` prefix without metadata: does its dataset folder hold other objects?
+        (One or two LISTs of one key each, only for those prefixes.)"""
+        return dataset_neighbours(self.storage, listings, concurrency=self.settings.s3_concurrency)
 
     def scan_shard(
         self,
@@ -362,6 +389,7 @@ class Reconciler:
             missing=len(missing),
             unverifiable=[lifecycle.Unverifiable(_ref(d.candidate), d.reason) for d in unknown],
             errors=[str(e) for e in found.errors],
+            over_page_limit=found.over_page_limit,
             resume_after=found.resume_after,
         )
         now = self.clock()
@@ -374,17 +402,24 @@ class Reconciler:
                 now=now,
                 grace=self.settings.grace_period,
             )
-            result.held = repo.quarantine(
-                conn,
-                [(_ref(d.candidate), d.key) for d in decisions.of(Verdict.HELD)],
-                source=Source.SCAN,
-                status=Status.HELD,
-                now=now,
-                reason="prefix listed no metadata while annotations point into it",
-                grace=self.settings.grace_period,
-            )
+            held = decisions.of(Verdict.HELD)
+            for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
+                result.held += repo.quarantine(
+                    conn,
+                    [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
+                    source=Source.SCAN,
+                    status=Status.HELD,
+                    now=now,
+                    reason=reason,
+                    grace=self.settings.grace_period,
+                )
+            result.held.sort()
             present_ids = [d.candidate.annotation_id for d in present]
             result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
+            exemptions.lapse(conn, present_ids, now=now, why="metadata found by reconciliation")
+            result.missing_files, result.restored_files = datafiles.record_files(
+                conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
+            )
             result.resurrected = repo.record_resurrections(
                 conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
             )
@@ -528,7 +563,7 @@ class Reconciler:
             listings,
             self.layout,
             policy,
-            source=Source.EVENT,
+            source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
             reason="metadata absent after the grace period",
             now=now,
         )
@@ -555,8 +590,14 @@ class Reconciler:
             return repo.approve_dataset(conn, dataset_id, now=self.clock(), by=by)
 
     def release(self, annotation_id: int, *, by: str = "operator") -> bool:
+        """Release an annotation for good: exempt from a new quarantine until its metadata or stored path
+        changes, or :meth:`clear_release`."""
         with self.engine.begin() as conn:
-            return bool(repo.release(conn, [annotation_id], now=self.clock(), resolution=f"released by {by}"))
+            return exemptions.release_by_operator(conn, annotation_id, now=self.clock(), by=by)
+
+    def clear_release(self, annotation_id: int, *, by: str = "operator") -> int:
+        with self.engine.begin() as conn:
+            return exemptions.clear(conn, annotation_id, now=self.clock(), by=by)
 
 
 # --- fan-out of the full reconciliation ------------------------------------------------

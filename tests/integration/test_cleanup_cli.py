@@ -389,23 +389,27 @@ def test_the_voxel_spacing_scope_takes_legacy_rows_with_files_there_only(world: 
 
 
 def test_held_annotations_need_an_answer_or_approve_held(world: World) -> None:
-    """A voxel spacing whose every metadata file is gone (its data still there) is suspicious: --yes deletes the
-    ordinary stale annotations, records the held ones as held, and --approve-held deletes them too."""
-    first = world.portal.dataset_ids[0]
-    whole = [
+    """A dataset whose every object is gone is suspicious (a voxel spacing emptied of metadata in a healthy
+    dataset is ordinary, issue 16): --yes deletes the ordinary stale annotations, records the held ones as
+    held, and --approve-held deletes them too."""
+    first, second = world.portal.dataset_ids[:2]
+    emptied = [
         a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_001", 13.48)
     ]
     single = [
         a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_000", 13.48)
     ][:1]
-    held, ordinary = make_stale(world, whole), make_stale(world, single)
+    gone = [a for a in world.portal.annotations if a.dataset_id == second]
+    ordinary = make_stale(world, single) | make_stale(world, emptied)  # 5 of 12: within the guard at 0.5
+    held = make_stale(world, gone)
+    world.delete(*[k for k in world.portal.all_keys() if k.startswith(f"{second}/")])
     before = world.annotation_ids()
-    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--yes")
+    result = invoke(world, "--no-dry-run", "--yes", "--max-purge-fraction", "0.5")
     assert result.exit_code == 0, result.output
     assert "held as suspicious" in result.output and "check --s3-bucket and --s3-prefix" in result.output
     assert world.annotation_ids() == before - ordinary
     assert {i: s for i, s in world.ledger().items() if i in held} == dict.fromkeys(held, "held")
-    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--yes", "--approve-held")
+    result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.5")
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
     assert {world.ledger()[i] for i in held} == {"purged"}

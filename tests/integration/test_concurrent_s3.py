@@ -96,7 +96,9 @@ def test_survey_is_the_same_at_concurrency_1_and_n(world: World) -> None:
     world.delete(*emptied)
     one = surveyed(world, 1)
     verdicts = Counter(v for _, v, _, _ in one[3])
-    assert verdicts[Verdict.DELETE] == 2 and verdicts[Verdict.HELD] == 3  # the world holds every verdict
+    # two lone deletions and a prefix emptied of metadata in a healthy dataset (ordinary since issue 16: the
+    # dataset folder is asked about, at the same concurrency)
+    assert verdicts[Verdict.DELETE] == 5 and verdicts[Verdict.RELEASE] > 0
     for concurrency in (4, 12, 64):
         assert surveyed(world, concurrency) == one
 

@@ -208,22 +208,25 @@ def test_s3_error_at_purge_recheck_deletes_nothing(world: World) -> None:
     assert world.ids[key] in world.annotation_ids() and world.ledger()[world.ids[key]] == "quarantined"
 
 
-def test_scan_quarantines_missing_releases_found_and_holds_empty_prefixes(world: World) -> None:
+def test_scan_quarantines_missing_releases_found_and_quarantines_emptied_prefixes(world: World) -> None:
     lost = world.portal.annotations[0]  # its deletion event was lost
     world.delete(lost.metadata_key)
-    run_keys = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_001" and a.dataset_id == 10002]
-    world.delete(*run_keys)  # a whole voxel spacing emptied
+    emptied = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_001" and a.dataset_id == 10002]
+    world.delete(*emptied)  # a voxel spacing emptied of metadata: the run still holds its other objects
+    gone = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_002" and a.dataset_id == 10002]
+    world.delete(*[k for k in world.portal.all_keys() if k.startswith("10002/TS_002/")])  # a whole run removed
     back = world.portal.annotations[5]
     reconciler = world.reconciler()
     reconciler.apply_changes(removed(back.metadata_key))  # quarantined, but the object is there
     results = [reconciler.scan_shard(Scope(dataset_id=d)) for d in (10001, 10002)]
     assert results[0].quarantined == [world.ids[lost.metadata_key]]
     assert results[0].released == [world.ids[back.metadata_key]]
-    assert sorted(results[1].held) == sorted(world.ids[k] for k in run_keys)
+    # ordinary while the dataset folder holds other objects (the purge's guard still counts them)
+    assert results[1].quarantined == sorted(world.ids[k] for k in emptied + gone) and results[1].held == []
     assert results[0].prefixes_listed == 3 and results[1].prefixes_listed == 3
     statuses = world.ledger()
     assert statuses[world.ids[lost.metadata_key]] == "quarantined"
-    assert {statuses[world.ids[k]] for k in run_keys} == {"held"}
+    assert {statuses[world.ids[k]] for k in emptied + gone} == {"quarantined"}
 
 
 def test_scan_with_s3_errors_quarantines_nothing(world: World) -> None:

@@ -103,7 +103,13 @@ def warm_lambda(rotation_world: tuple[World, str], monkeypatch: pytest.MonkeyPat
     handler = logging.StreamHandler(logs)
     logging.getLogger().addHandler(handler)
     logging.getLogger("annotation_reconciler").setLevel(logging.INFO)
+    # during an invocation the package's loggers write through the handlers' JSON logger (logs.package_logs)
+    previous = handlers.logger.registered_handler.setStream(logs)
+    level = handlers.logger.log_level
+    handlers.logger.setLevel("INFO")
     yield logs
+    handlers.logger.registered_handler.setStream(previous)
+    handlers.logger.setLevel(level)
     logging.getLogger().removeHandler(handler)
     runtime.cached_runtime().engine.dispose()
     runtime.cached_runtime.cache_clear()

@@ -1,4 +1,4 @@
-"""``annotation-reconciler``: grants, migrate, ingest, scan, purge, status, approve, release, local."""
+"""``annotation-reconciler``: grants, migrate, ingest, scan, purge, status, approve, release, restore, local."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from annotation_reconciler.cli import operate
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
+from annotation_reconciler.cli.restore import restore
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.ledger.grants import grants_sql
@@ -60,5 +61,6 @@ cli.add_command(operate.purge)
 cli.add_command(operate.status)
 cli.add_command(operate.approve)
 cli.add_command(operate.release)
+cli.add_command(restore)
 cli.add_command(local_command)
 cli.add_command(ingest)

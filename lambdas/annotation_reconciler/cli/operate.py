@@ -1,4 +1,4 @@
-"""Operator commands on the same core as the Lambda handlers: scan, purge, status, approve, release."""
+"""Operator commands on the same core as the Lambda handlers: scan, purge, status, approve, release, restore."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()
+
+
+def operator_name() -> str:
+    """Who runs the command, for the audit: $USER, else "operator"."""
+    return os.environ.get("USER") or "operator"
 
 
 def reconciler_from(
@@ -105,6 +110,10 @@ def scan(
         )
         for error in r.errors:
             console.print(f"[red]S3 error: {error}")
+        for prefix in r.over_page_limit:
+            console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
+        if r.missing_files or r.restored_files:
+            console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
     console.print(table)
     engine.dispose()
     if errors:
@@ -143,6 +152,8 @@ def purge(
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
     """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
+    from annotation_reconciler.ledger import exemptions
+
     engine = engine_from(db_url, db_secret_arn)
     with engine.connect() as conn:
         by_status: dict[str, int] = dict(
@@ -167,6 +178,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
             )
         ).all()
+        released = exemptions.listed(conn)
         resurrected = conn.execute(
             text(
                 "SELECT annotation_id, metadata_key, purged_at, found_at, found_by FROM annotation_resurrection "
@@ -187,6 +199,16 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         },
         "held_datasets": {str(d): c for d, c in held},
         "annotations_with_missing_files": {str(a): c for a, c in files},
+        "released_by_operator": [
+            {
+                "annotation_id": e.annotation_id,
+                "dataset_id": e.dataset_id,
+                "s3_metadata_path": e.s3_metadata_path,
+                "by": e.released_by,
+                "at": e.released_at.isoformat() if e.released_at else None,
+            }
+            for e in released
+        ],
         "resurrected": [
             {
                 "annotation_id": r.annotation_id,
@@ -203,7 +225,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     table = Table("status", "annotations")
-    for name in ("quarantined", "held", "released", "purged"):
+    for name in ("quarantined", "held", "released", "purged", "restored"):
         table.add_row(name, str(by_status.get(name, 0)))
     console.print(table)
     if report["oldest_quarantined"]:
@@ -216,6 +238,12 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
     for annotation_id, count in files:
         console.print(f"annotation {annotation_id}: {count} data files missing from S3")
+    for e in released:
+        console.print(
+            f"released by {e.released_by}: annotation {e.annotation_id} (dataset {e.dataset_id}), exempt while "
+            f"its stored path is {e.s3_metadata_path}; end it: release --clear --annotation-id {e.annotation_id}",
+            soft_wrap=True,
+        )
     for item in report["resurrected"]:
         console.print(
             f"[red]purged annotation {item['annotation_id']} has its metadata back in S3 "
@@ -240,7 +268,7 @@ def reingest_command(metadata_key: str) -> str:
 @click.command()
 @db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
-@click.option("--by", default=lambda: os.environ.get("USER", "operator"), help="Who approves (for the audit).")
+@click.option("--by", default=operator_name, help="Who approves (for the audit; default $USER).")
 def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     engine = engine_from(db_url, db_secret_arn)
@@ -256,15 +284,29 @@ def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: 
 @click.command()
 @db_options
 @click.option("--annotation-id", type=int, required=True)
-def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int) -> None:
-    """Release one annotation from quarantine (it will not be purged)."""
+@click.option("--by", default=operator_name, help="Who releases (for the audit; default $USER).")
+@click.option("--clear", is_flag=True, help="End an earlier release: scans and events judge the annotation again.")
+def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool) -> None:
+    """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
+    until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
     engine = engine_from(db_url, db_secret_arn)
-    from annotation_reconciler.ledger import repository as repo
+    from annotation_reconciler.ledger import exemptions
     from annotation_reconciler.reconcile import utcnow
 
     with engine.begin() as conn:
-        done = repo.release(conn, [annotation_id], now=utcnow(), resolution=f"released by {os.environ.get('USER')}")
+        if clear:
+            done = exemptions.clear(conn, annotation_id, now=utcnow(), by=by)
+        else:
+            done = int(exemptions.release_by_operator(conn, annotation_id, now=utcnow(), by=by))
     engine.dispose()
+    if clear:
+        if not done:
+            raise click.ClickException(f"annotation {annotation_id} has no release to clear")
+        click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
+        return
     if not done:
         raise click.ClickException(f"annotation {annotation_id} has no open quarantine row")
-    click.echo(f"released annotation {annotation_id}")
+    click.echo(
+        f"released annotation {annotation_id} (by {by}); exempt until its metadata or stored path changes, "
+        f"or `annotation-reconciler release --clear --annotation-id {annotation_id}`"
+    )

@@ -38,6 +38,7 @@ from annotation_reconciler.db_import.base import (
 from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileFinder, RunFinder, VoxelSpacingFinder
 from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
 from annotation_reconciler.errors import MissingParentError
+from annotation_reconciler.evidence import dataset_neighbours
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.paths import annotations_prefix
@@ -195,6 +196,7 @@ class AnnotationImporter(IntegratedDBImporter):
             source=Source.IMPORTER,
             reason=f"not found in S3 on re-ingestion of voxel spacing {self.voxel_spacing_id}",
             now=datetime.datetime.now(datetime.UTC),
+            neighbours=dataset_neighbours(self.storage, found.listings, concurrency=1),
         )
         self.deletion = done
         outcome.removed.update(done.rows_deleted)

@@ -6,7 +6,7 @@ import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -18,6 +18,7 @@ class Status(StrEnum):
     RELEASED = "released"  # metadata seen again; nothing will be deleted
     PURGED = "purged"  # deleted from the portal tables; snapshot kept
     HELD = "held"  # the mass-deletion guard stopped it; an operator must approve
+    RESTORED = "restored"  # purged, then put back from its snapshot by an operator (`restore`)
 
 
 class Source(StrEnum):
@@ -50,6 +51,7 @@ class AnnotationQuarantine(LedgerBase):
         Index("ix_annotation_quarantine_due", "status", "purge_after"),
         Index("ix_annotation_quarantine_dataset", "dataset_id", "status"),
         Index("ix_annotation_quarantine_metadata_key_folded", "metadata_key_folded"),
+        Index("ix_annotation_quarantine_exempt", "annotation_id", postgresql_where=text("exempt")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -70,6 +72,11 @@ class AnnotationQuarantine(LedgerBase):
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_key_folded: Mapped[str | None] = mapped_column(String)  # lifecycle.canonical(metadata_key)
+    # An operator's release: no new quarantine while the stored path is this one and the metadata
+    # has not been seen again (`release --clear` ends it by hand).
+    exempt: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    resolved_by: Mapped[str | None] = mapped_column(String)  # the operator of a release or a restore
+    restored_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MissingAnnotationFile(LedgerBase):

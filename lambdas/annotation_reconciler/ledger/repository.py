@@ -72,7 +72,8 @@ def quarantine(
 
     Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
     clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
-    quarantined again under the new path and key, with a fresh grace period and no approval.
+    quarantined again under the new path and key, with a fresh grace period and no approval. One an
+    operator released under this very stored path (exempt) is skipped.
     """
     if not items:
         return []
@@ -85,6 +86,8 @@ def quarantine(
         FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
                     CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
              AS d(id, dataset_id, run_id, path, key, folded)
+        WHERE NOT EXISTS (SELECT 1 FROM annotation_quarantine x  -- an operator's release sticks (ledger/exemptions.py)
+                          WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
         ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
           SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
               metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,

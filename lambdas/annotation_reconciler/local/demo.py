@@ -8,6 +8,7 @@ test can run it headless.
 
 from __future__ import annotations
 
+import datetime
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
-STATUSES = ("quarantined", "released", "held", "purged")
+STATUSES = ("quarantined", "released", "held", "purged", "restored")
 GRACE_SECONDS = 2.0
 DEMO_SPEC = PortalSpec(
     datasets=3, runs_per_dataset=8, annotations_per_voxel_spacing=8, zarr_chunks_per_annotation=1, odd_run_names=True
@@ -183,8 +184,9 @@ class Story:
         self.wait_grace()
         self.stack.schedule("purge")
         self.summary.expected_purged.add(self.ids[lost.metadata_key])
+        self.ordinary_retraction_and_undo()
 
-        self.say("6. The same flow in dry run deletes nothing")
+        self.say("7. The same flow in dry run deletes nothing")
         self.stack.configure(RECONCILER_DRY_RUN="true")
         dry = annotations[30]
         self.delete([dry.metadata_key])
@@ -197,6 +199,49 @@ class Story:
         )
         self.stack.configure(RECONCILER_DRY_RUN="false")
         return self.finish()
+
+    def drop_events(self) -> int:
+        """Lose the pending notifications (SQS allows one PurgeQueue a minute: receive and delete them)."""
+        url, dropped = self.stack.events.queue_url, 0
+        while messages := self.stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                self.stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            dropped += len(messages)
+        return dropped
+
+    def ordinary_retraction_and_undo(self) -> None:
+        """A voxel spacing's annotations retracted while the events are lost: its Annotations/ prefix lists
+        nothing, the rest of the dataset is there, so it is ordinary (no approval); then one is restored."""
+        run = [a for a in self.portal.annotations if a.dataset_id == 10002 and a.run_name == "TS_003"]
+        folder = run[0].voxel_spacing_prefix + "Annotations/"
+        keys = [k for k in self.portal.all_keys() if k.startswith(folder)]
+        self.say(
+            "6. An ordinary retraction is purged without approval, then undone",
+            f"Deleting {folder} ({len(run)} annotations, {len(keys)} objects) and losing its notifications; "
+            "the rest of dataset 10002 is still in S3.",
+        )
+        self.delete(keys)
+        self.drop_events()
+        self.stack.schedule("reconcile")
+        self.stack.work.drain()
+        statuses = self.status_of([a.metadata_key for a in run])
+        self.console.print(f"the scan: {sorted(set(statuses.values()))} (an empty prefix in a healthy dataset)")
+        self.wait_grace()
+        answer = self.stack.schedule("purge")
+        self.console.print(f"handle_schedule(purge) -> {answer['purge']}  [green](no operator needed)")
+        undo = run[0]
+        undo_id = self.ids[undo.metadata_key]
+        from annotation_reconciler.restore import RestoreScope, restore
+
+        with self.engine.begin() as conn:
+            done = restore(conn, RestoreScope(annotation_id=undo_id), by="demo", now=_now(), dry_run=False)
+        self.console.print(
+            f"`annotation-reconciler restore --annotation-id {undo_id} --no-dry-run` put back "
+            f"{', '.join(f'{n} {t}' for t, n in done.rows.items())}; its metadata is uploaded again."
+        )
+        self.stack.s3.put_object(Bucket=self.bucket, Key=undo.metadata_key, Body=b"{}")
+        self.deliver()
+        self.summary.expected_purged |= {self.ids[a.metadata_key] for a in run if a is not undo}
 
     def finish(self) -> Summary:
         s = self.summary
@@ -219,7 +264,7 @@ class Story:
             table.add_row(name, str(s.before[name]), str(s.after[name]))
         for status in STATUSES:
             table.add_row(f"quarantine: {status}", "0", str(s.ledger[status]))
-        self.say("7. The end")
+        self.say("8. The end")
         self.console.print(table)
         ok = s.purged == s.expected_purged
         self.console.print(f"purged exactly the expected annotations: {'[green]yes' if ok else '[red]NO'}")
@@ -227,6 +272,10 @@ class Story:
             f"annotations left whose metadata is not in S3: {s.stale_left} (held for an operator, or kept by dry run)"
         )
         return s
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def run_story(

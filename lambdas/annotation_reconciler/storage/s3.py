@@ -23,7 +23,7 @@ from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.aws import make_client
-from annotation_reconciler.errors import StorageError
+from annotation_reconciler.errors import PageLimitError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,16 +65,21 @@ class S3Storage:
         self.client = client
         self.bucket = bucket
 
-    def list_keys(self, prefix: str, *, skip_zarr_chunks: bool = True) -> Iterator[str]:
+    def list_keys(self, prefix: str, *, skip_zarr_chunks: bool = True, max_pages: int | None = None) -> Iterator[str]:
         """Yield every key under ``prefix`` in order, raising :class:`StorageError` on any failure.
 
         With ``skip_zarr_chunks`` a page that ends inside a ``.zarr/`` prefix resumes after that
         prefix, so a zarr of a million chunks costs one page, not a thousand. Keys inside a zarr
         are data files, never annotation metadata, so nothing the reconciler needs is skipped.
+        A prefix that needs more than ``max_pages`` pages raises :class:`PageLimitError`.
         """
         token: str | None = None
         start_after: str | None = None
+        pages = 0
         while True:
+            if max_pages is not None and pages >= max_pages:
+                raise PageLimitError(self.bucket, prefix, max_pages)
+            pages += 1
             params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
             if token:
                 params["ContinuationToken"] = token
@@ -96,6 +101,27 @@ class S3Storage:
                 token, start_after = None, zarr + _AFTER_ALL
             elif not token:
                 raise StorageError("ListObjectsV2", self.bucket, prefix, RuntimeError("truncated page without a token"))
+
+    def first_key(self, prefix: str, *, start_after: str | None = None) -> str | None:
+        """The first key under ``prefix`` (after ``start_after``), or None: one LIST of one key."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1}
+        if start_after:
+            params["StartAfter"] = start_after
+        try:
+            page = self.client.list_objects_v2(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError("ListObjectsV2", self.bucket, prefix, exc) from exc
+        contents = page.get("Contents", [])
+        return contents[0]["Key"] if contents else None
+
+    def holds_other_than(self, folder: str, inner: str) -> bool:
+        """Does ``folder`` hold any object outside its sub-prefix ``inner``? One or two LISTs of one key."""
+        first = self.first_key(folder)
+        if first is None:
+            return False
+        if not first.startswith(inner):
+            return True
+        return self.first_key(folder, start_after=inner + _AFTER_ALL) is not None
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -121,6 +147,7 @@ class S3Storage:
         concurrency: int,
         remaining_seconds: Callable[[], float] | None = None,
         margin_s: float = 0.0,
+        max_pages: int | None = None,
     ) -> dict[str, frozenset[str] | StorageError]:
         """List every prefix, ``concurrency`` at a time: prefix -> its keys, or the :class:`StorageError`.
 
@@ -134,10 +161,20 @@ class S3Storage:
         """
         return self._run_many(
             sorted(set(prefixes)),
-            lambda prefix: frozenset(self.list_keys(prefix)),
+            lambda prefix: frozenset(self.list_keys(prefix, max_pages=max_pages)),
             concurrency=concurrency,
             remaining_seconds=remaining_seconds,
             margin_s=margin_s,
+        )
+
+    def holds_other_many(self, folders: dict[str, str], *, concurrency: int) -> dict[str, bool | StorageError]:
+        """For each ``inner`` prefix -> its ``folder``: :meth:`holds_other_than`, or the :class:`StorageError`."""
+        return self._run_many(
+            sorted(folders),
+            lambda inner: self.holds_other_than(folders[inner], inner),
+            concurrency=concurrency,
+            remaining_seconds=None,
+            margin_s=0.0,
         )
 
     def _run_many(

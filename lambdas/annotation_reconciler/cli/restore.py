@@ -1,0 +1,69 @@
+"""``annotation-reconciler restore``: undo a purge from the ledger's snapshots (dry run by default)."""
+
+from __future__ import annotations
+
+import datetime
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.cli.operate import operator_name
+from annotation_reconciler.restore import RestoreError, RestoreScope
+from annotation_reconciler.restore import restore as restore_purged
+
+
+def parse_since(value: str | None) -> datetime.datetime | None:
+    """An ISO 8601 time; one without a zone is UTC."""
+    if value is None:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--since {value!r} is not an ISO 8601 time: use e.g. 2026-01-31T12:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
+@click.command()
+@db_options
+@click.option("--annotation-id", type=int, help="Restore this purged annotation.")
+@click.option("--dataset-id", type=int, help="Restore the purged annotations of this dataset.")
+@click.option("--since", help="With --dataset-id: only those purged at or after this ISO 8601 time.")
+@click.option("--dry-run/--no-dry-run", default=True, help="Only show (default); --no-dry-run writes.")
+@click.option("--by", default=operator_name, help="Who restores (for the audit; default $USER).")
+def restore(
+    db_url: str | None,
+    db_secret_arn: str | None,
+    annotation_id: int | None,
+    dataset_id: int | None,
+    since: str | None,
+    dry_run: bool,
+    by: str,
+) -> None:
+    """Put purged annotations back, with every child row and their original ids, from the ledger's
+    snapshots, in one transaction. Refuses when a row with one of those ids, or an annotation with the
+    same natural key, exists now. Needs a role that may INSERT into the portal's annotation tables."""
+    if (annotation_id is None) == (dataset_id is None):
+        raise UsageError("give --annotation-id N, or --dataset-id N (optionally with --since TIME)")
+    if since is not None and dataset_id is None:
+        raise UsageError("--since goes with --dataset-id")
+    scope = RestoreScope(annotation_id=annotation_id, dataset_id=dataset_id, since=parse_since(since))
+    engine = engine_from(db_url, db_secret_arn)
+    try:
+        with engine.begin() as conn:
+            result = restore_purged(conn, scope, by=by, now=datetime.datetime.now(datetime.UTC), dry_run=dry_run)
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:
+        raise click.ClickException(
+            f"the database refused the restore, nothing was restored: {exc.orig}. The role needs the right to "
+            "insert into the annotation tables and to update their id sequences; a parent row (run, voxel spacing) "
+            "may be gone"
+        ) from None
+    finally:
+        engine.dispose()
+    verb = "would restore" if dry_run else "restored"
+    rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
+    click.echo(f"{verb} {len(result.annotations)} annotations ({rows}): {result.annotations[:20]}")
+    if dry_run:
+        click.echo("dry run: nothing written; run again with --no-dry-run to restore")

@@ -1,0 +1,85 @@
+"""Scans find missing annotation data files (and their return) in the listings they already made.
+
+A data file (an ``annotation_file`` row: ``…/Annotations/NNN/…ndjson`` or a ``….zarr`` folder) is
+*missing* only when every listing that could show it is complete and none holds it in any spelling;
+*present* when its own listing holds it (a zarr: any key inside it). Anything else says nothing.
+Recorded like the events do (``missing_annotation_file``); a missing file never deletes anything::
+
+    missing, present = judge_files(rows, survey.listings, layout)
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.paths import BucketLayout
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    file_id: int
+    annotation_id: int | None
+    s3_path: str
+
+
+def _holds(listing: frozenset[str], key: str, fold: bool) -> bool:
+    if fold:
+        key = lifecycle.canonical(key)
+        listing = frozenset(lifecycle.canonical(k) for k in listing)
+    return key in listing or any(k.startswith(key + "/") for k in listing)
+
+
+def judge_files(
+    files: Sequence[FileRow], listings: Mapping[str, frozenset[str] | BaseException], layout: BucketLayout
+) -> tuple[list[tuple[FileRow, str]], list[int]]:
+    """(missing files with their key, ids of present files); a file under no complete listing, or one
+    spelled differently from a listed key, is in neither."""
+    missing: list[tuple[FileRow, str]] = []
+    present: list[int] = []
+    for row in files:
+        key = layout.to_key(row.s3_path)
+        if key is None or not lifecycle.metadata_folder(key).endswith("/Annotations/"):
+            continue
+        answers = [listings.get(p) for p in lifecycle.listing_prefixes(key)]
+        own = listings.get(lifecycle.metadata_folder(key))
+        if not isinstance(own, frozenset) or not all(isinstance(a, frozenset) for a in answers):
+            continue
+        if _holds(own, key, fold=False):
+            present.append(row.file_id)
+        elif not any(_holds(a, key, fold=True) for a in answers if isinstance(a, frozenset)):
+            missing.append((row, key))
+    return missing, present
+
+
+def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
+    """The data files of these annotations (one query)."""
+    if not annotation_ids:
+        return []
+    rows = conn.execute(
+        text("""SELECT f.id, s.annotation_id, f.s3_path FROM annotation_file f
+                JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY f.id"""),
+        {"ids": list(annotation_ids)},
+    ).all()
+    return [FileRow(r[0], r[1], r[2]) for r in rows]
+
+
+def record_files(
+    conn: Connection,
+    annotation_ids: Sequence[int],
+    listings: Mapping[str, frozenset[str] | BaseException],
+    layout: BucketLayout,
+    now: datetime.datetime,
+) -> tuple[int, int]:
+    """Record the missing data files of these annotations and resolve those back: (newly missing, resolved)."""
+    missing, present = judge_files(files_of(conn, annotation_ids), listings, layout)
+    recorded = repo.record_missing_files(
+        conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now
+    )
+    return recorded, repo.resolve_missing_files(conn, present, now=now)

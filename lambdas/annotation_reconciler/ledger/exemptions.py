@@ -1,0 +1,87 @@
+"""Operator releases that stick: SQL over the ledger's ``exempt`` flag, one statement per call.
+
+``annotation-reconciler release`` closes the open row *and* marks it exempt. While the annotation's
+stored path is the released one, no path quarantines it again (the scan and the importer ask
+``lifecycle.decide``, which reads :func:`exempted`; the events' ``repository.quarantine`` skips it in SQL).
+The exemption lapses when the metadata is seen in S3 again (:func:`lapse`: a later removal is a new
+state, quarantined as usual) and ends by hand with ``release --clear``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+
+def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
+    """annotation id -> the stored path an operator released it under, for those exempt."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text("""SELECT DISTINCT ON (annotation_id) annotation_id, s3_metadata_path FROM annotation_quarantine
+                WHERE exempt AND annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY annotation_id, id DESC"""),
+        {"ids": list(annotation_ids)},
+    ).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> bool:
+    """Close the annotation's open row as released by ``by`` and make it exempt; False if it has none."""
+    conn.execute(
+        text("UPDATE annotation_quarantine SET exempt = false WHERE exempt AND annotation_id = :id"),
+        {"id": annotation_id},
+    )
+    row = conn.execute(
+        text("""UPDATE annotation_quarantine
+                SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
+                    resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
+                WHERE annotation_id = :id AND status IN ('quarantined', 'held')
+                RETURNING annotation_id"""),
+        {"id": annotation_id, "now": now, "by": by},
+    ).first()
+    return row is not None
+
+
+def clear(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> int:
+    """End the exemption of an annotation by hand (the next scan or event judges it as usual)."""
+    return conn.execute(
+        text("""UPDATE annotation_quarantine
+                SET exempt = false,
+                    resolution = resolution || '; exemption cleared by ' || :by || ' at ' || CAST(:now AS text)
+                WHERE exempt AND annotation_id = :id"""),
+        {"id": annotation_id, "now": now, "by": by},
+    ).rowcount
+
+
+def lapse(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, why: str) -> int:
+    """The metadata of these annotations was seen in S3: their exemptions end (a later removal is new)."""
+    if not annotation_ids:
+        return 0
+    return conn.execute(
+        text("""UPDATE annotation_quarantine
+                SET exempt = false, resolution = resolution || '; exemption lapsed at ' || CAST(:now AS text)
+                                                 || ': ' || :why
+                WHERE exempt AND annotation_id = ANY(CAST(:ids AS integer[]))"""),
+        {"ids": list(annotation_ids), "now": now, "why": why},
+    ).rowcount
+
+
+@dataclass(frozen=True)
+class Exemption:
+    annotation_id: int
+    dataset_id: int | None
+    s3_metadata_path: str
+    released_by: str | None
+    released_at: datetime.datetime | None
+
+
+def listed(conn: Connection) -> list[Exemption]:
+    """Every annotation an operator released and that stays exempt, oldest first (for ``status``)."""
+    rows = conn.execute(
+        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, resolved_at
+                FROM annotation_quarantine WHERE exempt ORDER BY resolved_at, annotation_id""")
+    ).all()
+    return [Exemption(*r) for r in rows]
