@@ -315,6 +315,7 @@ def test_no_sql_text_is_formatted_from_values() -> None:
 
 RECONCILER_TABLES = {
     "annotation_quarantine",
+    "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
     "annotation_reconciler_alembic_version",
@@ -550,8 +551,7 @@ def test_a_narrower_role_for_the_events_lambda(
         event = sqs_event(s3_notification(BUCKET, key), s3_notification(BUCKET, data_file))
         assert handlers.handle_events(event, LocalContext()) == {"batchItemFailures": []}
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
-        created = s3_notification(BUCKET, key)
-        created["Records"][0]["eventName"] = "ObjectCreated:Put"
+        created = s3_notification(BUCKET, key, "ObjectCreated:Put", when="2026-01-01T00:00:01.000Z")
         assert handlers.handle_events(sqs_event(created), LocalContext()) == {"batchItemFailures": []}
         with owner.connect() as conn:
             rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()

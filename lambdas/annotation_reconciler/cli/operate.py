@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.ledger.repository import Scope
 from annotation_reconciler.reconcile import Reconciler, plan_shards
 from annotation_reconciler.settings import Settings, SettingsError
@@ -176,6 +177,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "WHERE resolved_at IS NULL ORDER BY found_at, annotation_id"
             )
         ).all()
+        blind = blind_prefixes.open_rows(conn)
     engine.dispose()
     report: dict[str, Any] = {
         "by_status": by_status,
@@ -201,6 +203,17 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
             }
             for r in resurrected
         ],
+        "blind_prefixes": [
+            {
+                "prefix": b.prefix,
+                "dataset_id": b.dataset_id,
+                "since": b.first_failed_at.isoformat(),
+                "last_failed_at": b.last_failed_at.isoformat(),
+                "days": b.failures,
+                "last_error": b.last_error,
+            }
+            for b in blind
+        ],
     }
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -219,6 +232,12 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
     for annotation_id, count in files:
         console.print(f"annotation {annotation_id}: {count} data files missing from S3")
+    for b in blind:
+        console.print(
+            f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
+            f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
+            soft_wrap=True,
+        )
     for item in report["resurrected"]:
         console.print(
             f"[red]purged annotation {item['annotation_id']} has its metadata back in S3 "
