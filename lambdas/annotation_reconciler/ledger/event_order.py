@@ -11,10 +11,10 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
-# In the statements below, the change ``c`` is strictly newer than the row ``q`` when
-#   (COALESCE(q.event_time, q.detected_at), padded q.event_sequencer) < (c.t, padded c.s)
-# with sequencers upper-cased and left-padded with zeros to ordering.SEQUENCER_WIDTH (64), compared
-# byte by byte (COLLATE "C"); a row written without a stamp counts as stamped at its detection.
+# In the statements below, the change ``c`` is strictly newer than the row ``q`` when its time is later, or
+# equal with both sequencers known and c's greater: upper-cased, left-padded with zeros to
+# ordering.SEQUENCER_WIDTH (64), compared byte by byte (COLLATE "C"). A row written without a stamp counts
+# as stamped at its detection, without a sequencer.
 
 
 def _params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
@@ -57,9 +57,9 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int
                  WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
                    AND (q.event_time IS NULL
                         OR q.event_time < c.t
-                        OR (q.event_time = c.t
-                            AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
-                                < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))"""),
+                        OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+                            AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
+                                < lpad(upper(c.s), 64, '0') COLLATE "C"))"""),
         _params(items),
     ).rowcount
 
@@ -80,9 +80,9 @@ def release_older(
                       AS c(id, t, s)
                  WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
                    AND (COALESCE(q.event_time, q.detected_at) < c.t
-                        OR (COALESCE(q.event_time, q.detected_at) = c.t
-                            AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
-                                < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))
+                        OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+                            AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
+                                < lpad(upper(c.s), 64, '0') COLLATE "C"))
                  RETURNING q.annotation_id"""),
         {**_params(items), "now": now, "resolution": resolution},
     ).scalars()
