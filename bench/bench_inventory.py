@@ -23,7 +23,9 @@ from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
 from bench.report import Section, fmt_s, size_label
 from bench.s3double import modelled_s3_seconds
 
-REPORT_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+#: An hour old when the bench starts: the reconciler refuses a report older than
+#: RECONCILER_INVENTORY_MAX_AGE_HOURS (48 h), so a fixed date would stop working two days later.
+REPORT_TIME = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) - datetime.timedelta(hours=1)
 INVENTORY_PREFIX = "inventory"
 #: Rows per CSV file of the report we write (AWS decides this itself; it only changes the fixed GET count).
 ROWS_PER_FILE = 250_000

@@ -453,6 +453,20 @@ class ReconcilerStack(cdk.Stack):
                 "the mass-deletion guard held annotations: check them, then run `annotation-reconciler approve`",
             )
         )
+        alarms += [
+            self._alarm(
+                "InventoryStale",
+                self._custom_metric("InventoryStale", Duration.days(1)),
+                "the S3 Inventory report is older than RECONCILER_INVENTORY_MAX_AGE_HOURS: the scan LISTs instead; "
+                "check that the inventory configuration still delivers",
+            ),
+            self._alarm(
+                "PrefixesBlind",
+                self._custom_metric("PrefixesBlind", Duration.days(1)),
+                "prefixes S3 would not list after their retries: the scan is blind there; "
+                "see `annotation-reconciler status`",
+            ),
+        ]
         for alarm in alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
         return topic, alarms

@@ -77,9 +77,29 @@ def record_files(
     layout: BucketLayout,
     now: datetime.datetime,
 ) -> tuple[int, int]:
-    """Record the missing data files of these annotations and resolve those back: (newly missing, resolved)."""
-    missing, present = judge_files(files_of(conn, annotation_ids), listings, layout)
+    """Record the missing data files of these annotations and resolve those back: (newly missing, resolved).
+
+    A report closes only when the removed keys it names are listed again: a zarr whose listing shows some
+    keys (its chunks are not listed) does not close the report of a removed chunk."""
+    rows = files_of(conn, annotation_ids)
+    missing, present = judge_files(rows, listings, layout)
     recorded = repo.record_missing_files(
         conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now
     )
-    return recorded, repo.resolve_missing_files(conn, present, now=now)
+    return recorded, repo.resolve_missing_keys(conn, listed_keys(rows, set(present), listings, layout), now=now)
+
+
+def listed_keys(
+    rows: Sequence[FileRow],
+    present: set[int],
+    listings: Mapping[str, frozenset[str] | BaseException],
+    layout: BucketLayout,
+) -> list[str]:
+    """The listed keys of the present files: the file's own key, or the keys listed inside its zarr."""
+    keys: list[str] = []
+    for row in rows:
+        key = layout.to_key(row.s3_path) if row.file_id in present else None
+        own = listings.get(lifecycle.metadata_folder(key)) if key else None
+        if key and isinstance(own, frozenset):
+            keys += sorted(k for k in own if k == key or k.startswith(key + "/"))
+    return keys

@@ -25,6 +25,7 @@ __all__ = [
     "DatabaseUrlError",
     "EventShapeError",
     "InventoryError",
+    "InventoryStale",
     "InventoryTooLarge",
     "LedgerMissingError",
     "LedgerSchemaError",
@@ -62,6 +63,10 @@ class EventShapeError(ReconcilerError, ValueError):
 
 class InventoryError(ReconcilerError, ValueError):
     """The inventory cannot be trusted (wrong bucket, unknown format, missing fields, bad checksum)."""
+
+
+class InventoryStale(InventoryError):
+    """The newest inventory report is older than the freshness limit: it is not used."""
 
 
 class MetadataError(ReconcilerError, ValueError):

@@ -13,6 +13,7 @@ EventBridge events::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.paths import is_safe_key
 
 MAX_RECORDS_PER_MESSAGE = 1000
+_HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 _REMOVED_PREFIXES = ("ObjectRemoved:", "LifecycleExpiration:")
 _CREATED_PREFIX = "ObjectCreated:"
 
@@ -147,7 +149,10 @@ def _s3_records(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]
 
 
 def _sequencer(raw: Any) -> str | None:
-    return raw.upper() if isinstance(raw, str) and raw else None
+    """S3's sequencer (hex, compared after left-padding); anything else is no sequencer at all."""
+    if not isinstance(raw, str) or not 0 < len(raw) <= 64 or not _HEX_RE.fullmatch(raw):
+        return None
+    return raw.upper()
 
 
 def _eventbridge(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]]:

@@ -19,10 +19,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from annotation_reconciler import inventory_shards, reconcile
+from annotation_reconciler import inventory_shards, prefix_retry, reconcile
 from annotation_reconciler.deletions import capped
-from annotation_reconciler.errors import EventShapeError
+from annotation_reconciler.errors import EventShapeError, InventoryStale
 from annotation_reconciler.events import ObjectChange, parse_event
+from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.runtime import Runtime, cached_runtime
 from annotation_reconciler.scope import Scope
@@ -52,6 +53,7 @@ def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
     _count("EventsIgnored", sum(result.ignored.values()))
     _count("AnnotationFilesMissing", result.missing_files)
     _count("AnnotationsResurrected", len(result.resurrected))
+    _count("EventsOutOfOrder", result.out_of_order)
     if result.resurrected:
         logger.error(
             "purged annotations have their metadata back in S3: see `annotation-reconciler status`",
@@ -103,19 +105,26 @@ def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
         result = _apply(rt, changes)
         quarantined, released = len(result.quarantined), len(result.released)
     except Exception:
-        # Isolate the message that breaks the batch: retry each alone, fail only those that fail.
-        logger.exception("batch failed; retrying message by message")
+        # Find the messages that break the batch (each tried alone, then rolled back), then apply the
+        # healthy ones together, in event order; only the broken ones are reported as failures.
+        logger.exception("batch failed; finding the messages that fail")
         batch_id = logger.get_correlation_id()
+        healthy = []
         for message in good:
             logger.set_correlation_id(message.message_id or batch_id)
             try:
-                single = _apply(rt, list(message.changes))
-                quarantined += len(single.quarantined)
-                released += len(single.released)
+                rt.reconciler.apply_changes(list(message.changes), rollback=True)
+                healthy.append(message)
             except Exception:
                 logger.exception("message failed", extra={"message_id": message.message_id})
                 failures.append(message.message_id)
         logger.set_correlation_id(batch_id)
+        try:
+            result = _apply(rt, [c for m in healthy for c in m.changes])
+            quarantined, released = len(result.quarantined), len(result.released)
+        except Exception:
+            logger.exception("the healthy messages failed together; all are retried")
+            failures += [m.message_id for m in healthy]
     if parsed.kind == "sqs":
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures if mid is not None]}
     if failures:
@@ -123,13 +132,16 @@ def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
     return {"changes": len(changes), "quarantined": quarantined, "released": released}
 
 
-def _send_shards(rt: Runtime, bodies: list[dict[str, Any]]) -> int:
+def _send_shards(rt: Runtime, bodies: list[dict[str, Any]], *, delay_seconds: int = 0) -> int:
     queue = rt.settings.work_queue_url
     assert queue is not None
     sent = 0
     for i in range(0, len(bodies), 10):
         chunk = bodies[i : i + 10]
-        entries: list[Any] = [{"Id": str(n), "MessageBody": json.dumps(body)} for n, body in enumerate(chunk)]
+        entries: list[Any] = [
+            {"Id": str(n), "MessageBody": json.dumps(body), "DelaySeconds": delay_seconds}
+            for n, body in enumerate(chunk)
+        ]
         response = rt.sqs.send_message_batch(QueueUrl=queue, Entries=entries)
         if response.get("Failed"):
             raise RuntimeError(f"could not queue {len(response['Failed'])} shard messages: {response['Failed']}")
@@ -137,8 +149,12 @@ def _send_shards(rt: Runtime, bodies: list[dict[str, Any]]) -> int:
     return sent
 
 
-def _scan(rt: Runtime, scope: Scope, resume: str | None, context: Any) -> reconcile.ScanResult:
-    result = rt.reconciler.scan_shard(scope, remaining_seconds=_remaining(context), resume_after=resume)
+def _scan(
+    rt: Runtime, scope: Scope, resume: str | None, context: Any, prefixes: list[str] | None = None
+) -> reconcile.ScanResult:
+    result = rt.reconciler.scan_shard(
+        scope, remaining_seconds=_remaining(context), resume_after=resume, only_prefixes=prefixes
+    )
     _count("ShardsScanned", 1)
     _count("AnnotationsQuarantined", len(result.quarantined))
     _count("AnnotationsReleased", len(result.released))
@@ -213,10 +229,8 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "unknown": len(purge.unknown),
         }
     if action in ("reconcile", "all"):
-        if rt.settings.inventory_manifest:
-            plan = inventory_shards.plan_inventory(
-                rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=_remaining(context)
-            )
+        plan = _inventory_plan(rt, context) if rt.settings.inventory_manifest else None
+        if plan is not None:
             queued = _send_shards(rt, inventory_shards.shard_messages(plan))
             _count("InventoryCandidates", len(plan.candidates))
             _count("AnnotationsUnverifiable", len(plan.unverifiable))
@@ -233,6 +247,19 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             answer["shards_queued"] = _send_shards(rt, [reconcile.shard_message(s) for s in shards])
             _count("ShardsQueued", answer["shards_queued"])
     return answer
+
+
+def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan | None:
+    """The inventory's candidates, or None when the report is too old: then the LIST fan-out runs instead."""
+    assert rt.settings.inventory_manifest is not None
+    try:
+        return inventory_shards.plan_inventory(
+            rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=_remaining(context)
+        )
+    except InventoryStale as exc:
+        _count("InventoryStale", 1)
+        logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})
+        return None
 
 
 def _migrate(rt: Runtime) -> dict[str, Any]:
@@ -276,6 +303,39 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
         )
 
 
+def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
+    """One LIST shard (or a retry of some of its prefixes): the continuation is queued first, then a message
+    naming only the prefixes S3 would not list; after their retries those are recorded blind."""
+    scope, resume = reconcile.scope_from_message(body)
+    prefixes, attempt = prefix_retry.read_retry(body)
+    result = _scan(rt, scope, resume, context, prefixes)
+    if result.failed_prefixes and not rt.settings.work_queue_url:
+        raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
+    if not result.complete and rt.settings.work_queue_url:
+        continuation = reconcile.shard_message(scope, result.resume_after)
+        if prefixes is not None:
+            continuation.update(prefixes=prefixes, attempt=attempt)
+        _send_shards(rt, [continuation])
+        logger.info(
+            "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
+        )
+    now = rt.reconciler.clock()
+    retry, blind = prefix_retry.split_failures(list(result.failed_prefixes), attempt)
+    if retry:
+        retry_body = prefix_retry.retry_message(scope, retry, attempt + 1)
+        _send_shards(rt, [retry_body], delay_seconds=prefix_retry.RETRY_DELAY_S)
+        logger.warning("prefixes could not be listed; retried alone", extra={"prefixes": retry, "attempt": attempt + 1})
+    with rt.engine.begin() as conn:
+        blind_prefixes.resolve(conn, result.listed_prefixes, now=now)
+        blind_prefixes.record(conn, {p: result.failed_prefixes[p] for p in blind}, dataset_id=scope.dataset_id, now=now)
+    if blind:
+        _count("PrefixesBlind", len(blind))
+        logger.error(
+            "prefixes still unlisted after their retries: the scan is blind there (see `annotation-reconciler status`)",
+            extra={"prefixes": blind[:20], "errors": [result.failed_prefixes[p] for p in blind[:5]]},
+        )
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -295,16 +355,7 @@ def _handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
             if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:
                 _confirm_inventory(rt, body, context)
                 continue
-            scope, resume = reconcile.scope_from_message(body)
-            result = _scan(rt, scope, resume, context)
-            if result.errors:
-                # Nothing was decided for the prefixes S3 could not list: retry the shard (then DLQ).
-                raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
-            if not result.complete and rt.settings.work_queue_url:
-                _send_shards(rt, [reconcile.shard_message(scope, result.resume_after)])
-                logger.info(
-                    "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
-                )
+            _scan_message(rt, body, context)
         except Exception:
             logger.exception("shard failed", extra={"message_id": message_id})
             failures.append(message_id)

@@ -27,8 +27,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from annotation_reconciler import lifecycle
+from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
+from annotation_reconciler.ledger import event_order
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
@@ -85,8 +86,9 @@ def plan_inventory(
 ) -> InventoryPlan:
     """Read the newest report under ``manifest_url`` and list the annotations it lacks.
 
-    The report is read in one invocation; when ``remaining_seconds`` runs low first, it stops with
-    :class:`InventoryTooLarge` (a clear log line, instead of Lambda's own timeout).
+    The report is read in one invocation, as a stream; when ``remaining_seconds`` runs low first, it stops
+    with :class:`InventoryTooLarge` (a clear log line, instead of Lambda's own timeout). A report older than
+    ``RECONCILER_INVENTORY_MAX_AGE_HOURS`` is refused with :class:`inventory.InventoryStale`.
     """
     client = inventory_client or reconciler.storage.client
     location = inventory.find_manifest(client, manifest_url)
@@ -95,6 +97,7 @@ def plan_inventory(
         raise InventoryError(
             f"{location.url} inventories bucket {manifest.source_bucket!r}, not {reconciler.layout.bucket!r}"
         )
+    inventory.check_fresh(manifest, now=reconciler.clock(), max_age=reconciler.settings.inventory_max_age)
     present: set[str] = set()
     for n, key in enumerate(inventory.iter_present_keys(client, manifest)):
         if n % 10_000 == 0 and remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
@@ -207,6 +210,7 @@ def confirm_shard(
     """Confirm a slice's candidates against S3, one ``Annotations/`` folder at a time, until the
     time budget runs low; quarantine what is confirmed absent, release what is present."""
     result = ShardResult()
+    started = ordering.Stamp(reconciler.clock())  # the listings below are evidence only for what came before
     presence: dict[str, bool | None] = {}
     done: list[tuple[int, str]] = []
     folders = [list(g) for _, g in groupby(shard.candidates, key=lambda c: lifecycle.metadata_folder(c[1]))]
@@ -234,6 +238,8 @@ def confirm_shard(
             result.unconfirmed.append((annotation_id, key))
     now = reconciler.clock()
     with reconciler.engine.begin() as conn:
+        rows = event_order.newest_rows(conn, [ref.id for ref, _ in missing])
+        missing = [(ref, key) for ref, key in missing if ordering.may_quarantine(rows.get(ref.id), started)]
         result.quarantined = repo.quarantine(
             conn,
             missing,
@@ -242,7 +248,10 @@ def confirm_shard(
             grace=reconciler.settings.grace_period,
             reason=f"missing from the S3 Inventory of {shard.report_time:%Y-%m-%d %H:%M} and confirmed absent",
         )
-        result.released = repo.release(conn, present, now=now, resolution="metadata present (inventory check)")
+        event_order.stamp_open_rows(conn, [(ref.id, started) for ref, _ in missing])
+        result.released = event_order.release_older(
+            conn, [(i, started) for i in present], now=now, resolution="metadata present (inventory check)"
+        )
     return result
 
 

@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from annotation_reconciler import datafiles, lifecycle
+from annotation_reconciler import datafiles, event_changes, lifecycle, ordering
 from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, fresh_candidates, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, PageLimitError, StorageError
+from annotation_reconciler.event_changes import zarr_ancestors as zarr_ancestors  # moved there; kept importable
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.evidence import dataset_neighbours
-from annotation_reconciler.ledger import exemptions
+from annotation_reconciler.ledger import event_order, exemptions
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
@@ -41,6 +42,8 @@ Clock = Callable[[], datetime.datetime]
 SAFETY_MARGIN_S = 30.0
 #: How long a purge's claim on due rows lasts if the purge dies before settling them.
 CLAIM_LEASE = datetime.timedelta(minutes=20)
+#: The longest the events path waits for a row lock (a purge settling the row): then it fails and is retried.
+EVENTS_LOCK_TIMEOUT = "2s"
 
 
 def utcnow() -> datetime.datetime:
@@ -59,6 +62,7 @@ class ChangeResult:
     missing_files: int = 0
     restored_files: int = 0
     resurrected: list[tuple[int, str]] = field(default_factory=list)  # purged annotations whose key is back
+    out_of_order: int = 0  # events older than what the annotation's ledger row has seen: nothing done
 
 
 @dataclass
@@ -76,6 +80,7 @@ class SurveyResult:
     over_page_limit: list[str] = field(default_factory=list)  # prefixes beyond RECONCILER_SCAN_PAGE_LIMIT
     neighbours: dict[str, bool | BaseException] = field(default_factory=dict)
     resume_after: str | None = None
+    listed_at: dict[str, datetime.datetime] = field(default_factory=dict)  # no listing of the prefix started before
 
     @property
     def found_again(self) -> list[str]:
@@ -115,6 +120,8 @@ class ScanResult:
     over_page_limit: list[str] = field(default_factory=list)  # unknown: more LIST pages than the limit
     missing_files: int = 0  # data files newly recorded missing (complete listings only)
     restored_files: int = 0
+    failed_prefixes: dict[str, str] = field(default_factory=dict)  # prefix -> the S3 error that kept it unlisted
+    listed_prefixes: list[str] = field(default_factory=list)  # listed completely
     resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
 
     @property
@@ -162,16 +169,6 @@ def _ref(candidate: Candidate) -> AnnotationRef:
     return AnnotationRef(candidate.annotation_id, candidate.stored_path or "", candidate.dataset_id, candidate.run_id)
 
 
-def zarr_ancestors(key: str) -> list[str]:
-    """The key itself and every ``*.zarr`` prefix it lies inside (a removed chunk points at its zarr)."""
-    parts = key.split("/")
-    found = [key]
-    for i in range(1, len(parts)):
-        if parts[i - 1].endswith(".zarr"):
-            found.append("/".join(parts[:i]))
-    return found
-
-
 class Reconciler:
     """The reconciler's operations over one portal database and one bucket."""
 
@@ -209,65 +206,41 @@ class Reconciler:
             return None
         return kind
 
-    def apply_changes(self, changes: Sequence[ObjectChange]) -> ChangeResult:
+    def apply_changes(self, changes: Sequence[ObjectChange], *, rollback: bool = False) -> ChangeResult:
         """Quarantine the annotations of removed metadata keys and release those of re-created ones.
 
-        The whole batch maps with one query; replays and duplicates change nothing.
+        The whole batch maps with one query; replays and duplicates change nothing, and so does an
+        event older than what the annotation's ledger row has seen (see :mod:`ordering`). Row locks
+        are waited for at most :data:`EVENTS_LOCK_TIMEOUT` (then the batch fails and is retried).
+        With ``rollback`` nothing is kept: the batch fallback uses it to find the messages that fail.
         """
         result = ChangeResult(seen=len(changes))
-        metadata: list[tuple[str, bool, tuple[str, str]]] = []
+        metadata: list[ObjectChange] = []
         data: list[tuple[str, bool, tuple[str, str]]] = []
         for change in changes:
             kind = self._accept(change, result)
-            if kind is not None:
-                target = metadata if kind is KeyKind.METADATA else data
-                target.append((change.key, change.kind is ChangeKind.REMOVED, _order(change)))
-        states = lifecycle.last_states(metadata)
-        files = lifecycle.last_states(data)
-        if not (states.removed or states.created or files.removed or files.created):
-            return result
+            if kind is KeyKind.METADATA:
+                metadata.append(change)
+            elif kind is not None:
+                data.append((change.key, change.kind is ChangeKind.REMOVED, _order(change)))
         now = self.clock()
-        with self.engine.begin() as conn:
-            keys = states.removed | states.created
-            refs = repo.annotations_by_paths(conn, [f for k in keys for f in self.layout.stored_forms(k)])
-            by_key: dict[str, list[AnnotationRef]] = defaultdict(list)
-            for ref in refs:
-                key = self.layout.to_key(ref.stored_path)
-                if key is not None:
-                    by_key[key].append(ref)
-            result.unmatched_keys = sorted(k for k in states.removed if k not in by_key)
-            removed = [(ref, key) for key in sorted(states.removed) for ref in by_key.get(key, [])]
-            result.quarantined = repo.quarantine(
-                conn,
-                removed,
-                source=Source.EVENT,
-                reason="metadata object removed (S3 event)",
-                now=now,
-                grace=self.settings.grace_period,
-            )
-            created = [ref.id for key in states.created for ref in by_key.get(key, [])]
-            result.released = repo.release(conn, created, now=now, resolution="metadata object created again")
-            exemptions.lapse(conn, created, now=now, why="metadata object created again")
-            result.resurrected = repo.record_resurrections(
-                conn, sorted(states.created), now=now, since=now - self.settings.resurrection_window, found_by="event"
-            )
-            result.missing_files, result.restored_files = self._apply_file_changes(conn, files, now)
+        latest = ordering.latest_per_key(metadata, now)
+        files = lifecycle.last_states(data)
+        if not (latest or files.removed or files.created):
+            return result
+        with self.engine.connect() as conn, conn.begin() as tx:
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": EVENTS_LOCK_TIMEOUT})
+            applied = event_changes.apply_metadata_changes(conn, self.layout, self.settings, latest, now)
+            result.unmatched_keys, result.out_of_order = applied.unmatched_keys, applied.out_of_order
+            result.quarantined, result.released = applied.quarantined, applied.released
+            result.resurrected = applied.resurrected
+            missing, restored = event_changes.apply_file_changes(conn, self.layout, files, now)
+            result.missing_files, result.restored_files = missing, restored
+            if rollback:
+                tx.rollback()
         for annotation_id, key in result.resurrected:
             log.error("purged annotation %d has its metadata back in S3: %s", annotation_id, key)
         return result
-
-    def _apply_file_changes(self, conn: Any, files: lifecycle.KeyStates, now: datetime.datetime) -> tuple[int, int]:
-        if not (files.removed or files.created):
-            return 0, 0
-        candidates: dict[str, str] = {}  # stored form -> the removed/created key
-        for key in files.removed | files.created:
-            for file_key in zarr_ancestors(key):
-                for form in self.layout.stored_forms(file_key):
-                    candidates.setdefault(form, key)
-        found = repo.files_by_paths(conn, list(candidates))
-        missing = [(fid, aid, path, candidates[path]) for fid, aid, path in found if candidates[path] in files.removed]
-        restored = [fid for fid, _aid, path in found if candidates[path] in files.created]
-        return repo.record_missing_files(conn, missing, now=now), repo.resolve_missing_files(conn, restored, now=now)
 
     # --- full reconciliation -----------------------------------------------------------
 
@@ -303,13 +276,15 @@ class Reconciler:
         remaining_seconds: Callable[[], float] | None = None,
         resume_after: str | None = None,
         max_fraction: float | None = None,
+        only_prefixes: Sequence[str] | None = None,
     ) -> SurveyResult:
         """Load the scope's annotations (one query), LIST the prefixes their keys need and ask
         :func:`lifecycle.decide` about each (with the mass-deletion guard when ``max_fraction`` is given).
 
         Decides nothing by itself: :meth:`scan_shard` and the cleanup CLI act on the verdicts.
         Stops listing, leaving ``resume_after``, when the time budget runs low; the rows whose
-        prefixes fall after it are judged by the continuation.
+        prefixes fall after it are judged by the continuation. ``only_prefixes`` (a retry of the
+        prefixes an earlier run could not list) limits the listing, and the rows judged, to those.
         """
         now = self.clock()
         with self.engine.connect() as conn:
@@ -320,7 +295,11 @@ class Reconciler:
         wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)
         if resume_after is not None:
             wanted = [p for p in wanted if p > resume_after]
+        if only_prefixes is not None:
+            wanted = [p for p in wanted if p in set(only_prefixes)]
+        started = self.clock()  # every listing below starts after this: it is evidence only for what came before
         result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds)
+        result.listed_at = dict.fromkeys(result.listings, started)
         result.resume_after = stopped
         result.prefixes_listed = len(result.listings)
         result.errors = [
@@ -339,8 +318,10 @@ class Reconciler:
 
         def in_window(key: str | None) -> bool:
             if key is None:  # unmappable: judged once, in the first window
-                return resume_after is None
+                return resume_after is None and only_prefixes is None
             own = lifecycle.metadata_folder(key)
+            if only_prefixes is not None and own not in set(only_prefixes):
+                return False
             return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
 
         result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
@@ -373,10 +354,16 @@ class Reconciler:
         *,
         remaining_seconds: Callable[[], float] | None = None,
         resume_after: str | None = None,
+        only_prefixes: Sequence[str] | None = None,
     ) -> ScanResult:
         """Full reconciliation of one shard: quarantine what is missing, release what is back, hold the
-        annotations of prefixes that listed no metadata at all, record purged annotations found again."""
-        found = self.survey(scope, remaining_seconds=remaining_seconds, resume_after=resume_after)
+        annotations of prefixes that listed no metadata at all, record purged annotations found again.
+
+        A listing is evidence only for what happened before it started: a row whose state is newer (an
+        event applied while the scan ran) is neither released nor quarantined again by it."""
+        found = self.survey(
+            scope, remaining_seconds=remaining_seconds, resume_after=resume_after, only_prefixes=only_prefixes
+        )
         decisions = found.decisions
         missing = decisions.of(Verdict.DELETE)
         present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
@@ -390,10 +377,22 @@ class Reconciler:
             unverifiable=[lifecycle.Unverifiable(_ref(d.candidate), d.reason) for d in unknown],
             errors=[str(e) for e in found.errors],
             over_page_limit=found.over_page_limit,
+            failed_prefixes={p: str(e) for p, e in found.listings.items() if isinstance(e, BaseException)},
+            listed_prefixes=[p for p, e in found.listings.items() if isinstance(e, frozenset)],
             resume_after=found.resume_after,
         )
+        first = min(found.listed_at.values(), default=self.clock())
+
+        def listed(d: lifecycle.Decision) -> ordering.Stamp:
+            prefixes = lifecycle.listing_prefixes(d.key) if d.key else ()
+            return ordering.Stamp(min((found.listed_at[p] for p in prefixes if p in found.listed_at), default=first))
+
         now = self.clock()
         with self.engine.begin() as conn:
+            judged = missing + decisions.of(Verdict.HELD)
+            rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged])
+            judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
+            missing = [d for d in judged if d.verdict is Verdict.DELETE]
             result.quarantined = repo.quarantine(
                 conn,
                 [(_ref(d.candidate), d.key) for d in missing],
@@ -402,7 +401,7 @@ class Reconciler:
                 now=now,
                 grace=self.settings.grace_period,
             )
-            held = decisions.of(Verdict.HELD)
+            held = [d for d in judged if d.verdict is Verdict.HELD]
             for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
                 result.held += repo.quarantine(
                     conn,
@@ -414,9 +413,12 @@ class Reconciler:
                     grace=self.settings.grace_period,
                 )
             result.held.sort()
-            present_ids = [d.candidate.annotation_id for d in present]
-            result.released = repo.release(conn, present_ids, now=now, resolution="metadata found by reconciliation")
-            exemptions.lapse(conn, present_ids, now=now, why="metadata found by reconciliation")
+            event_order.stamp_open_rows(conn, [(d.candidate.annotation_id, listed(d)) for d in judged])
+            seen = [(d.candidate.annotation_id, listed(d)) for d in present]
+            result.released = event_order.release_older(
+                conn, seen, now=now, resolution="metadata found by reconciliation"
+            )
+            event_order.lapse_exemptions(conn, seen, now=now, why="metadata found by reconciliation")
             result.missing_files, result.restored_files = datafiles.record_files(
                 conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
             )
@@ -439,6 +441,7 @@ class Reconciler:
             raise InventoryError(
                 f"{location.url} inventories bucket {manifest.source_bucket!r}, not {self.layout.bucket!r}"
             )
+        inventory.check_fresh(manifest, now=self.clock(), max_age=self.settings.inventory_max_age)
         present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}
         with self.engine.connect() as conn:
             refs = repo.annotations_in_scope(conn, Scope())

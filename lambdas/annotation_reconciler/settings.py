@@ -31,6 +31,10 @@ DEFAULT_S3_CONCURRENCY = 32
 #: The most accepted: a Lambda's threads and sockets are finite, and S3 answers 503 SlowDown above
 #: about 5,500 GET/HEAD/LIST a second per prefix partition.
 MAX_S3_CONCURRENCY = 128
+#: An S3 Inventory report older than this many hours is refused (AWS writes one a day).
+DEFAULT_INVENTORY_MAX_AGE_HOURS = 48.0
+#: The most accepted: a week-old report would leave a week of lost events unseen.
+MAX_INVENTORY_AGE_HOURS = 168
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -72,10 +76,16 @@ class Settings:
     importer_cleanup: bool = True
     db_ca_bundle: str | None = None
     s3_concurrency: int = DEFAULT_S3_CONCURRENCY
+    inventory_max_age_hours: float = DEFAULT_INVENTORY_MAX_AGE_HOURS
 
     @property
     def grace_period(self) -> timedelta:
         return timedelta(hours=self.grace_period_hours)
+
+    @property
+    def inventory_max_age(self) -> timedelta:
+        """An inventory report older than this is refused; the schedule LISTs instead."""
+        return timedelta(hours=self.inventory_max_age_hours)
 
     @property
     def resurrection_window(self) -> timedelta:
@@ -100,6 +110,7 @@ class Settings:
             "inventory_manifest": self.inventory_manifest,
             "db_ca_bundle": self.db_ca_bundle,
             "s3_concurrency": self.s3_concurrency,
+            "inventory_max_age_hours": self.inventory_max_age_hours,
         }
 
     @classmethod
@@ -190,6 +201,13 @@ class Settings:
                 f"RECONCILER_INVENTORY_MANIFEST={inventory!r} must be an s3:// URL of a manifest.json "
                 "or of the inventory prefix"
             )
+        max_age = get("RECONCILER_INVENTORY_MAX_AGE_HOURS", _parse_number, DEFAULT_INVENTORY_MAX_AGE_HOURS)
+        if not 1 <= max_age <= MAX_INVENTORY_AGE_HOURS:
+            problems.append(
+                f"RECONCILER_INVENTORY_MAX_AGE_HOURS={max_age:g} is out of range: use a number of hours from 1 to "
+                f"{MAX_INVENTORY_AGE_HOURS} (an older S3 Inventory report is refused and the scan LISTs instead; "
+                f"default {DEFAULT_INVENTORY_MAX_AGE_HOURS:g})"
+            )
         ca_bundle = env.get("RECONCILER_DB_CA_BUNDLE", "").strip() or None
         if ca_bundle and not os.path.isfile(ca_bundle):
             problems.append(
@@ -215,6 +233,7 @@ class Settings:
             importer_cleanup=importer_cleanup,
             db_ca_bundle=ca_bundle,
             s3_concurrency=s3_concurrency,
+            inventory_max_age_hours=max_age,
         )
 
 

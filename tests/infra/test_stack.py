@@ -37,7 +37,7 @@ def test_resource_counts(template: Any) -> None:
     template.resource_count_is("AWS::SQS::Queue", 6)  # events, work and four dead-letter queues
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 2)
     template.resource_count_is("AWS::Events::Rule", 3)
-    template.resource_count_is("AWS::CloudWatch::Alarm", 19)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 21)
     template.resource_count_is("AWS::SNS::Topic", 1)
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     template.resource_count_is("AWS::EC2::VPCEndpoint", 3)
@@ -244,7 +244,7 @@ def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:
         + ["ApproximateAgeOfOldestMessage"] * 2  # the events and work queues
         + ["Errors", "Throttles", "Duration"] * 3  # each function
         + ["FailedInvocations"] * 3  # each EventBridge rule
-        + ["PurgeHeld"]
+        + ["PurgeHeld", "InventoryStale", "PrefixesBlind"]
     )
     durations = {
         a["Dimensions"][0]["Value"]["Ref"][:8]: a["Threshold"] for a in alarms if a["MetricName"] == "Duration"
@@ -259,6 +259,23 @@ def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:
         {"MetricName": "PurgeHeld", "Namespace": "AnnotationReconciler", "Threshold": 0},
     )
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"})
+
+
+def test_blind_parts_of_the_detection_alarm_within_a_day(template: Any) -> None:
+    """A stale inventory (the scan LISTs instead) and a prefix still unlisted after its retries each alarm."""
+    for metric in ("InventoryStale", "PrefixesBlind"):
+        template.has_resource_properties(
+            "AWS::CloudWatch::Alarm",
+            {
+                "MetricName": metric,
+                "Namespace": "AnnotationReconciler",
+                "Statistic": "Sum",
+                "Period": 86400,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        )
 
 
 def test_dashboard_shows_the_lifecycle_queues_and_errors(template: Any) -> None:

@@ -83,10 +83,10 @@ def test_a_message_that_breaks_the_database_step_fails_alone(
     reconciler = parts["runtime"].reconciler
     original = reconciler.apply_changes
 
-    def flaky(changes: Any) -> Any:
+    def flaky(changes: Any, **kwargs: Any) -> Any:
         if any(c.key == bad for c in changes):
             raise RuntimeError("simulated failure for one key")
-        return original(changes)
+        return original(changes, **kwargs)
 
     monkeypatch.setattr(reconciler, "apply_changes", flaky)
     answer = handlers.handle_events(

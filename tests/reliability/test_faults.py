@@ -91,13 +91,15 @@ def test_database_connection_lost_during_event_mapping_loses_no_event(
     world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection dies in the middle of the batch's transaction: it rolls back, and the handler's
-    message-by-message retry applies every message, each once."""
+    fallback (each message tried alone and rolled back, then the healthy ones together) applies every
+    message, each once."""
     runtime = world.runtime(monkeypatch)
     keys = world.portal.metadata_keys[:3]
     world.delete(*keys)
     with ConnectionKiller(runtime.engine, "INSERT INTO annotation_quarantine") as killer:
         answer = handlers.handle_events(sqs_event(*(s3_notification(BUCKET, k) for k in keys)), LocalContext())
-    assert killer.killed == 1 and killer.seen == 1 + 3  # the batch's insert, then one per message
+    # the batch's insert, one per message tried alone (rolled back), then the healthy ones together
+    assert killer.killed == 1 and killer.seen == 1 + 3 + 1
     assert answer == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[k]: "quarantined" for k in keys}
     with world.engine.connect() as conn:

@@ -269,6 +269,8 @@ SQL_FORMATTING = {
     ("ledger/grants.py", "deletes"): "the fixed tuple DELETE_TABLES, joined",
     ("ledger/migrations/versions/0004_operator_decisions_and_restore.py", "LEDGER_SCHEMA"): "the ledger schema's name",
     ("restore.py", "table"): "a table name from the fixed tuple TABLES",
+    ("ledger/event_order.py", "_CHANGES"): "a module constant: the unnest of the bound id, time and sequencer arrays",
+    ("ledger/event_order.py", "_C_IS_NEWER"): "a module constant: the stamp comparison of two rows",
     ("restore.py", "seq"): "the sequence name pg_get_serial_sequence returns for one of TABLES (quoted by PostgreSQL)",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
@@ -324,6 +326,7 @@ def test_no_sql_text_is_formatted_from_values() -> None:
 
 RECONCILER_TABLES = {
     "annotation_quarantine",
+    "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
     "annotation_reconciler_alembic_version",
@@ -560,8 +563,7 @@ def test_a_narrower_role_for_the_events_lambda(
         event = sqs_event(s3_notification(BUCKET, key), s3_notification(BUCKET, data_file))
         assert handlers.handle_events(event, LocalContext()) == {"batchItemFailures": []}
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
-        created = s3_notification(BUCKET, key)
-        created["Records"][0]["eventName"] = "ObjectCreated:Put"
+        created = s3_notification(BUCKET, key, "ObjectCreated:Put", when="2026-01-01T00:00:01.000Z")
         assert handlers.handle_events(sqs_event(created), LocalContext()) == {"batchItemFailures": []}
         with owner.connect() as conn:
             rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()

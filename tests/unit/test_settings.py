@@ -19,6 +19,8 @@ def test_defaults() -> None:
     assert s.s3_prefix == "s3://cryoet-data-portal-public/"
     assert s.s3_concurrency == DEFAULT_S3_CONCURRENCY
     assert Settings.from_env({**BASE, "RECONCILER_S3_CONCURRENCY": " 4 "}).s3_concurrency == 4
+    assert s.inventory_max_age_hours == 48.0 and s.inventory_max_age.total_seconds() == 48 * 3600
+    assert Settings.from_env({**BASE, "RECONCILER_INVENTORY_MAX_AGE_HOURS": "30"}).inventory_max_age_hours == 30
     assert "hunter2" not in str(s.redacted()) and "***" in str(s.redacted())
 
 
@@ -51,6 +53,9 @@ def test_dry_run_values(raw: str, value: bool) -> None:
         ({"RECONCILER_S3_CONCURRENCY": "0"}, "RECONCILER_S3_CONCURRENCY=0 is out of range: use a number"),
         ({"RECONCILER_S3_CONCURRENCY": "1000"}, "from 1 to 128"),
         ({"RECONCILER_S3_CONCURRENCY": "many"}, "RECONCILER_S3_CONCURRENCY='many' is not a whole number"),
+        ({"RECONCILER_INVENTORY_MAX_AGE_HOURS": "0"}, "RECONCILER_INVENTORY_MAX_AGE_HOURS=0 is out of range"),
+        ({"RECONCILER_INVENTORY_MAX_AGE_HOURS": "1000"}, "from 1 to 168"),
+        ({"RECONCILER_INVENTORY_MAX_AGE_HOURS": "two days"}, "'two days' is not a number"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli.common import db_options, engine_from, settings_from
+from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.reconcile import Reconciler, plan_shards
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -185,6 +186,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "WHERE resolved_at IS NULL ORDER BY found_at, annotation_id"
             )
         ).all()
+        blind = blind_prefixes.open_rows(conn)
     engine.dispose()
     report: dict[str, Any] = {
         "by_status": by_status,
@@ -220,6 +222,17 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
             }
             for r in resurrected
         ],
+        "blind_prefixes": [
+            {
+                "prefix": b.prefix,
+                "dataset_id": b.dataset_id,
+                "since": b.first_failed_at.isoformat(),
+                "last_failed_at": b.last_failed_at.isoformat(),
+                "days": b.failures,
+                "last_error": b.last_error,
+            }
+            for b in blind
+        ],
     }
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -242,6 +255,12 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         console.print(
             f"released by {e.released_by}: annotation {e.annotation_id} (dataset {e.dataset_id}), exempt while "
             f"its stored path is {e.s3_metadata_path}; end it: release --clear --annotation-id {e.annotation_id}",
+            soft_wrap=True,
+        )
+    for b in blind:
+        console.print(
+            f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
+            f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
             soft_wrap=True,
         )
     for item in report["resurrected"]:

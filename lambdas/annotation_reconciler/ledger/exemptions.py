@@ -3,8 +3,8 @@
 ``annotation-reconciler release`` closes the open row *and* marks it exempt. While the annotation's
 stored path is the released one, no path quarantines it again (the scan and the importer ask
 ``lifecycle.decide``, which reads :func:`exempted`; the events' ``repository.quarantine`` skips it in SQL).
-The exemption lapses when the metadata is seen in S3 again (:func:`lapse`: a later removal is a new
-state, quarantined as usual) and ends by hand with ``release --clear``.
+The exemption lapses when the metadata is seen in S3 again (``event_order.lapse_exemptions``: a later
+removal is a new state, quarantined as usual) and ends by hand with ``release --clear``.
 """
 
 from __future__ import annotations
@@ -53,19 +53,6 @@ def clear(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: s
                     resolution = resolution || '; exemption cleared by ' || :by || ' at ' || CAST(:now AS text)
                 WHERE exempt AND annotation_id = :id"""),
         {"id": annotation_id, "now": now, "by": by},
-    ).rowcount
-
-
-def lapse(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, why: str) -> int:
-    """The metadata of these annotations was seen in S3: their exemptions end (a later removal is new)."""
-    if not annotation_ids:
-        return 0
-    return conn.execute(
-        text("""UPDATE annotation_quarantine
-                SET exempt = false, resolution = resolution || '; exemption lapsed at ' || CAST(:now AS text)
-                                                 || ': ' || :why
-                WHERE exempt AND annotation_id = ANY(CAST(:ids AS integer[]))"""),
-        {"ids": list(annotation_ids), "now": now, "why": why},
     ).rowcount
 
 

@@ -6,8 +6,8 @@ import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, false, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, false, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -77,6 +77,9 @@ class AnnotationQuarantine(LedgerBase):
     exempt: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     resolved_by: Mapped[str | None] = mapped_column(String)  # the operator of a release or a restore
     restored_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The event that opened or last closed the row (for a row a listing opened: when that listing started).
+    event_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    event_sequencer: Mapped[str | None] = mapped_column(String)
 
 
 class MissingAnnotationFile(LedgerBase):
@@ -96,7 +99,9 @@ class MissingAnnotationFile(LedgerBase):
     annotation_file_id: Mapped[int] = mapped_column(Integer, nullable=False)
     annotation_id: Mapped[int | None] = mapped_column(Integer, index=True)
     s3_path: Mapped[str] = mapped_column(String, nullable=False)
-    removed_key: Mapped[str] = mapped_column(String, nullable=False)
+    removed_key: Mapped[str] = mapped_column(String, nullable=False)  # the first removed key
+    # every removed key still missing; the report closes when the last one is back
+    removed_keys: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     detected_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -117,4 +122,19 @@ class AnnotationResurrection(LedgerBase):
     purged_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     found_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     found_by: Mapped[str] = mapped_column(String(16), nullable=False)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BlindPrefix(LedgerBase):
+    """An ``Annotations/`` prefix that S3 would not list after its retries: the scan is blind there until
+    it lists again. Reported by ``status`` and the PrefixesBlind metric; every other prefix is still scanned."""
+
+    __tablename__ = "blind_prefix"
+
+    prefix: Mapped[str] = mapped_column(String, primary_key=True)
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_failed_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_error: Mapped[str] = mapped_column(String, nullable=False)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,6 +11,7 @@ candidate, to be confirmed against S3 itself::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import gzip
@@ -20,13 +21,27 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import unquote
 
-from annotation_reconciler.errors import InventoryError, StorageError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from annotation_reconciler.errors import InventoryError, InventoryStale, StorageError
 from annotation_reconciler.storage.s3 import S3Storage
 
 _STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
+
+
+def check_fresh(manifest: Manifest, *, now: datetime.datetime, max_age: datetime.timedelta) -> None:
+    """Refuse a report created more than ``max_age`` before ``now`` (delivery stopped, or a fixed manifest)."""
+    age = now - manifest.created
+    if age > max_age:
+        raise InventoryStale(
+            f"{manifest.location.url} was created {manifest.created:%Y-%m-%d %H:%M} UTC, "
+            f"{age.total_seconds() / 3600:.0f} h ago (more than {max_age.total_seconds() / 3600:g} h): "
+            "check that the S3 Inventory configuration still delivers, and that RECONCILER_INVENTORY_MANIFEST "
+            "names its prefix rather than one fixed manifest.json"
+        )
 
 
 @dataclass(frozen=True)
@@ -111,19 +126,75 @@ def iter_present_keys(client: Any, manifest: Manifest) -> Iterator[str]:
     latest_at = fields.index("IsLatest") if "IsLatest" in fields else None
     marker_at = fields.index("IsDeleteMarker") if "IsDeleteMarker" in fields else None
     for file_key, md5 in manifest.files:
-        body = storage.get_bytes(file_key)
-        if md5 and hashlib.md5(body, usedforsecurity=False).hexdigest() != md5:
-            raise InventoryError(f"s3://{manifest.destination_bucket}/{file_key}: MD5 does not match the manifest")
-        text = gzip.decompress(body).decode("utf-8") if file_key.endswith(".gz") else body.decode("utf-8")
-        for row in csv.reader(io.StringIO(text)):
-            if len(row) != len(fields):
-                raise InventoryError(f"{file_key}: a row has {len(row)} fields, the schema {len(fields)}")
-            if latest_at is not None and row[latest_at].lower() != "true":
-                continue
-            if marker_at is not None and row[marker_at].lower() == "true":
-                continue
-            # AWS URL-encodes keys in CSV inventories (spaces as '+', like form encoding)
-            yield unquote(row[key_at].replace("+", " "))
+        with _open_stream(storage, file_key) as raw:
+            digest = _Md5Reader(raw)
+            gz = file_key.endswith(".gz")
+            binary = cast(IO[bytes], gzip.GzipFile(fileobj=digest, mode="rb") if gz else io.BufferedReader(digest))
+            try:
+                for row in csv.reader(io.TextIOWrapper(binary, encoding="utf-8", newline="")):
+                    if len(row) != len(fields):
+                        raise InventoryError(f"{file_key}: a row has {len(row)} fields, the schema {len(fields)}")
+                    if latest_at is not None and row[latest_at].lower() != "true":
+                        continue
+                    if marker_at is not None and row[marker_at].lower() == "true":
+                        continue
+                    # AWS URL-encodes keys in CSV inventories (spaces as '+', like form encoding)
+                    yield unquote(row[key_at].replace("+", " "))
+            except (InventoryError, OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+                digest.drain()  # a file that is not what the manifest says: say so, rather than how it breaks
+                if md5 and digest.hexdigest() != md5:
+                    raise _md5_mismatch(manifest, file_key) from None
+                if isinstance(exc, InventoryError):
+                    raise
+                raise InventoryError(f"{file_key}: not a readable CSV inventory file: {exc}") from None
+            digest.drain()
+        # checked when the file ends: callers act only once every file is read, so a bad file changes nothing
+        if md5 and digest.hexdigest() != md5:
+            raise _md5_mismatch(manifest, file_key)
+
+
+def _md5_mismatch(manifest: Manifest, file_key: str) -> InventoryError:
+    return InventoryError(f"s3://{manifest.destination_bucket}/{file_key}: MD5 does not match the manifest")
+
+
+class _Md5Reader(io.RawIOBase):
+    """A readable stream that hashes what passes through it."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._raw.read(len(buffer))
+        self._md5.update(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def drain(self) -> None:
+        """Read (and hash) whatever the reader above left, such as gzip's trailer."""
+        while chunk := self._raw.read(1 << 16):
+            self._md5.update(chunk)
+
+    def hexdigest(self) -> str:
+        return self._md5.hexdigest()
+
+
+@contextlib.contextmanager
+def _open_stream(storage: S3Storage, key: str) -> Iterator[Any]:
+    """The object's body as a stream (never read whole into memory); S3 errors as :class:`StorageError`."""
+    try:
+        body = storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError("GetObject", storage.bucket, key, exc) from exc
+    try:
+        yield body
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError("GetObject", storage.bucket, key, exc) from exc
+    finally:
+        body.close()
 
 
 def write_inventory(

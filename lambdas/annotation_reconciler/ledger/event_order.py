@@ -1,0 +1,114 @@
+"""SQL that keeps the order of events on ledger rows: each call is one statement in the caller's
+transaction. A row remembers the (eventTime, sequencer) of the event that opened or last closed it, or
+for a row a listing opened, the time that listing started; see :mod:`annotation_reconciler.ordering`."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+
+from annotation_reconciler.ordering import RowState, Stamp, newer
+
+# In the statements below, the change ``c`` is strictly newer than the row ``q`` when
+#   (COALESCE(q.event_time, q.detected_at), padded q.event_sequencer) < (c.t, padded c.s)
+# with sequencers upper-cased and left-padded with zeros to ordering.SEQUENCER_WIDTH (64), compared
+# byte by byte (COLLATE "C"); a row written without a stamp counts as stamped at its detection.
+
+
+# the change c is strictly newer than the row q (see the comment above)
+_C_IS_NEWER = """(COALESCE(q.event_time, q.detected_at) < c.t
+       OR (COALESCE(q.event_time, q.detected_at) = c.t
+           AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
+               < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))"""
+_CHANGES = "unnest(CAST(:ids AS integer[]), CAST(:times AS timestamptz[]), CAST(:seqs AS text[])) AS c(id, t, s)"
+
+
+def _params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
+    newest: dict[int, Stamp] = {}
+    for annotation_id, stamp in items:  # one stamp per annotation: the newest
+        if annotation_id not in newest or newer(stamp, newest[annotation_id]):
+            newest[annotation_id] = stamp
+    ids = sorted(newest)
+    return {
+        "ids": ids,
+        "times": [newest[i].time for i in ids],
+        "seqs": [newest[i].sequencer for i in ids],
+    }
+
+
+def newest_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, RowState]:
+    """Each annotation's newest ledger row: its status and stamp (None when the row has none)."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text("""SELECT DISTINCT ON (annotation_id) annotation_id, status, event_time, event_sequencer
+                FROM annotation_quarantine WHERE annotation_id = ANY(CAST(:ids AS integer[]))
+                ORDER BY annotation_id, id DESC"""),
+        {"ids": sorted(set(annotation_ids))},
+    ).all()
+    return {
+        r.annotation_id: RowState(r.status, Stamp(r.event_time, r.event_sequencer) if r.event_time else None)
+        for r in rows
+    }
+
+
+def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int:
+    """Give the open rows of these annotations the newer of their stamp and the given one (a removal seen)."""
+    if not items:
+        return 0
+    return conn.execute(
+        text(f"""UPDATE annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
+                   AND (q.event_time IS NULL
+                        OR q.event_time < c.t
+                        OR (q.event_time = c.t
+                            AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
+                                < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))"""),  # noqa: S608
+        _params(items),
+    ).rowcount
+
+
+def release_older(
+    conn: Connection, items: Sequence[tuple[int, Stamp]], *, now: datetime.datetime, resolution: str
+) -> list[int]:
+    """Release the open rows of these annotations whose own stamp is older than the given one (the Created
+    event, or the start of the listing that saw the key); a row that has seen something newer stays.
+    Returns the annotation ids released."""
+    if not items:
+        return []
+    rows = conn.execute(
+        text(f"""UPDATE annotation_quarantine q
+                 SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
+                     event_time = c.t, event_sequencer = c.s
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
+                   AND {_C_IS_NEWER}
+                 RETURNING q.annotation_id"""),  # noqa: S608 (constants of this module)
+        {**_params(items), "now": now, "resolution": resolution},
+    ).scalars()
+    return sorted(set(rows))
+
+
+def lapse_exemptions(
+    conn: Connection, items: Sequence[tuple[int, Stamp]], *, now: datetime.datetime, why: str
+) -> list[int]:
+    """The metadata of these annotations was seen in S3 (a Created event, or a listing that held the key):
+    an operator's release of them stops being exempt (see ``ledger/exemptions.py``), but only when what
+    saw it is strictly newer than the row's stamp; a redelivered Created older than the removal the
+    operator released changes nothing. Returns the annotation ids whose exemption lapsed."""
+    if not items:
+        return []
+    rows = conn.execute(
+        text(f"""UPDATE annotation_quarantine q
+                 SET exempt = false,
+                     resolution = q.resolution || '; exemption lapsed at ' || CAST(:now AS text) || ': ' || :why
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.exempt
+                   AND {_C_IS_NEWER}
+                 RETURNING q.annotation_id"""),  # noqa: S608 (constants of this module)
+        {**_params(items), "now": now, "why": why},
+    ).scalars()
+    return sorted(set(rows))

@@ -1,0 +1,130 @@
+"""ordering.py, prefix_retry.py and the inventory freshness check: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from annotation_reconciler import ordering, prefix_retry
+from annotation_reconciler.events import ChangeKind, ObjectChange, parse_event
+from annotation_reconciler.ordering import RowState, Stamp, latest_per_key, may_quarantine, newer
+from annotation_reconciler.scope import Scope
+from annotation_reconciler.storage import inventory
+
+T = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+LATER = T + datetime.timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (Stamp(LATER, "01"), Stamp(T, "FF"), True),  # time decides first
+        (Stamp(T, "FF"), Stamp(LATER, "01"), False),
+        (Stamp(T, "0A"), Stamp(T, "9"), True),  # padded to equal length: "0A" > "09"
+        (Stamp(T, "A"), Stamp(T, "0B"), False),  # "0A" < "0B" although "A" > "0B" as plain strings
+        (Stamp(T, "0a"), Stamp(T, "0A"), False),  # hex case does not matter
+        (Stamp(T, "01"), Stamp(T, None), True),  # a sequencer is newer than a listing at the same instant
+        (Stamp(T, None), Stamp(T, "01"), False),
+        (Stamp(T, None), Stamp(T, None), False),  # equal is not newer
+    ],
+)
+def test_newer_compares_time_then_padded_sequencer(a: Stamp, b: Stamp, expected: bool) -> None:
+    assert newer(a, b) is expected
+
+
+def _change(kind: ChangeKind, when: datetime.datetime | None, seq: str | None, key: str = "k") -> ObjectChange:
+    return ObjectChange("b", key, kind, "s3", when, seq)
+
+
+def test_latest_per_key_keeps_each_keys_newest_event_whatever_the_arrival_order() -> None:
+    changes = [
+        _change(ChangeKind.REMOVED, T, "0C"),
+        _change(ChangeKind.CREATED, T, "0B"),  # arrives later, happened earlier
+        _change(ChangeKind.CREATED, T, "0A", key="other"),
+        _change(ChangeKind.REMOVED, T, "0C"),  # duplicate
+    ]
+    assert latest_per_key(changes, LATER) == {
+        "k": (ChangeKind.REMOVED, Stamp(T, "0C")),
+        "other": (ChangeKind.CREATED, Stamp(T, "0A")),
+    }
+    assert latest_per_key(list(reversed(changes)), LATER)["k"] == (ChangeKind.REMOVED, Stamp(T, "0C"))
+
+
+def test_an_event_without_time_counts_as_received_now() -> None:
+    assert ordering.stamp_of(_change(ChangeKind.CREATED, None, None), LATER) == Stamp(LATER, None)
+
+
+@pytest.mark.parametrize(
+    ("row", "stamp", "expected"),
+    [
+        (None, Stamp(T), True),  # no row yet
+        (RowState("released", None), Stamp(T), True),  # a row written without a stamp (an operator) never blocks
+        (RowState("quarantined", Stamp(LATER)), Stamp(T), True),  # open: quarantine is idempotent
+        (RowState("held", Stamp(LATER)), Stamp(T), True),
+        (RowState("released", Stamp(LATER, "01")), Stamp(T, "02"), False),  # released by something newer
+        (RowState("released", Stamp(T, None)), Stamp(T, None), True),  # a tie: looked at again, never forgotten
+        (RowState("released", Stamp(T, "01")), Stamp(LATER), True),  # a removal seen after the release
+        (RowState("purged", Stamp(T)), Stamp(LATER), True),
+    ],
+)
+def test_may_quarantine(row: RowState | None, stamp: Stamp, expected: bool) -> None:
+    assert may_quarantine(row, stamp) is expected
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [("00ab", "00AB"), ("xyz", None), ("", None), ("1" * 65, None)])
+def test_only_hex_sequencers_are_kept(raw: str, parsed: str | None) -> None:
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectRemoved:Delete",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "k", "sequencer": raw}},
+    }
+    (change,) = parse_event({"Records": [record]}).changes
+    assert change.sequencer == parsed
+
+
+# --- prefix retries -------------------------------------------------------------------------------
+
+
+def test_failed_prefixes_are_retried_then_blind() -> None:
+    for attempt in range(prefix_retry.MAX_PREFIX_RETRIES):
+        assert prefix_retry.split_failures(["b/", "a/", "a/"], attempt) == (["a/", "b/"], [])
+    assert prefix_retry.split_failures(["b/", "a/"], prefix_retry.MAX_PREFIX_RETRIES) == ([], ["a/", "b/"])
+
+
+def test_retry_message_round_trips() -> None:
+    body = prefix_retry.retry_message(Scope(dataset_id=7, run_ids=(1, 2)), ["b/", "a/"], 2)
+    assert body == {"type": "scan_shard", "dataset_id": 7, "run_ids": [1, 2], "prefixes": ["a/", "b/"], "attempt": 2}
+    assert prefix_retry.read_retry(body) == (["a/", "b/"], 2)
+    assert prefix_retry.read_retry({"type": "scan_shard", "dataset_id": 7}) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"attempt": -1}, "attempt must be a whole number"),
+        ({"attempt": True}, "attempt must be a whole number"),
+        ({"prefixes": []}, "non-empty list of prefixes"),
+        ({"prefixes": "a/"}, "non-empty list of prefixes"),
+        ({"prefixes": ["a/", ""]}, "non-empty list of prefixes"),
+    ],
+)
+def test_malformed_retry_messages_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        prefix_retry.read_retry({"type": "scan_shard", "dataset_id": 7, **change})
+
+
+# --- inventory freshness --------------------------------------------------------------------------
+
+
+def _manifest(created: datetime.datetime) -> inventory.Manifest:
+    location = inventory.ManifestLocation("inv", "p/b/daily/2026-01-01T00-00Z/manifest.json")
+    return inventory.Manifest(location, "b", "CSV", ("Bucket", "Key"), (), created)
+
+
+def test_an_inventory_older_than_the_limit_is_refused() -> None:
+    limit = datetime.timedelta(hours=48)
+    inventory.check_fresh(_manifest(T - limit), now=T, max_age=limit)  # exactly at the limit: used
+    with pytest.raises(inventory.InventoryStale, match=r"49 h ago \(more than 48 h\).*still delivers"):
+        inventory.check_fresh(_manifest(T - datetime.timedelta(hours=49)), now=T, max_age=limit)
