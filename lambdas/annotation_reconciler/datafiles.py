@@ -95,11 +95,12 @@ def listed_keys(
     listings: Mapping[str, frozenset[str] | BaseException],
     layout: BucketLayout,
 ) -> list[str]:
-    """The listed keys of the present files: the file's own key, or the keys listed inside its zarr."""
+    """The keys the listings show of the present files: the file's own key (a zarr's folder key counts as
+    shown when anything inside it is listed) and every key listed inside its zarr."""
     keys: list[str] = []
     for row in rows:
         key = layout.to_key(row.s3_path) if row.file_id in present else None
         own = listings.get(lifecycle.metadata_folder(key)) if key else None
         if key and isinstance(own, frozenset):
-            keys += sorted(k for k in own if k == key or k.startswith(key + "/"))
+            keys += [key, *sorted(k for k in own if k.startswith(key + "/"))]
     return keys

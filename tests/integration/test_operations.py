@@ -3,6 +3,7 @@ defaults, releases that stick, who decided, undo, data files found by scans, the
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from typing import Any
@@ -339,6 +340,46 @@ def test_a_scan_records_a_missing_data_file_and_its_return(world: World) -> None
     assert r.scan_shard(Scope(dataset_id=ann.dataset_id)).missing_files == 0  # recorded once
     world.s3.put_object(Bucket=BUCKET, Key=plain.key, Body=b"{}")
     assert r.scan_shard(Scope(dataset_id=ann.dataset_id)).restored_files == 1
+
+
+def test_a_scan_closes_a_report_only_for_the_removed_keys_it_lists_again(world: World) -> None:
+    """Issue 18's rule for missing-file reports holds at the scan too: a zarr that lists again closes the
+    report naming the zarr, but not the report of a chunk the listing does not show."""
+    ann = world.portal.annotations[0]
+    zarr = next(f for f in ann.files if f.is_prefix)
+    chunk = next(k for k in ann.noise_keys if k.startswith(zarr.key + "/"))
+    other = next(a for a in world.portal.annotations[1:] if a.dataset_id == ann.dataset_id)
+    other_zarr = next(f for f in other.files if f.is_prefix)
+    r = reconciler(world)
+    world.delete(chunk)
+    assert r.apply_changes(removed(chunk)).missing_files == 1  # one chunk of a zarr gone: its report
+    world.delete(*[k for k in other.noise_keys if k.startswith(other_zarr.key + "/")])
+    assert r.scan_shard(Scope(dataset_id=ann.dataset_id)).missing_files == 1  # the other zarr, all gone
+    world.restore(*[k for k in other.noise_keys if k.startswith(other_zarr.key + "/")][:1])
+    scan = r.scan_shard(Scope(dataset_id=ann.dataset_id))
+    with world.engine.connect() as conn:
+        still_open = (
+            conn.execute(text("SELECT removed_key FROM missing_annotation_file WHERE resolved_at IS NULL"))
+            .scalars()
+            .all()
+        )
+    assert scan.restored_files == 1 and still_open == [chunk]
+
+
+def test_a_redelivered_older_created_does_not_end_an_operators_release(world: World) -> None:
+    """An exemption lapses only on something newer than the removal the operator released: an older Created
+    redelivered after the release (SQS and EventBridge do not keep order) leaves it in place."""
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    world.delete(key)
+    r = reconciler(world)
+    later = datetime.datetime(2026, 1, 1, 0, 0, 5, tzinfo=datetime.UTC)
+    r.apply_changes([ObjectChange(BUCKET, key, ChangeKind.REMOVED, "s3", later, None)])
+    assert r.release(aid, by="alice")
+    r.apply_changes(created(key))  # 00:00:01, older than the removal at 00:00:05
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
+    with world.engine.connect() as conn:
+        assert conn.execute(text("SELECT bool_or(exempt) FROM annotation_quarantine")).scalar_one() is True
 
 
 # --- 6. RECONCILER_SCAN_PAGE_LIMIT ---------------------------------------------------------------------

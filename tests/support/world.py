@@ -78,8 +78,9 @@ class World:
         for key in keys:
             self.s3.delete_object(Bucket=BUCKET, Key=key)
 
-    def restore(self, key: str) -> None:
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    def restore(self, *keys: str) -> None:
+        for key in keys:
+            self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
 
     def annotation_ids(self) -> set[int]:
         with self.engine.connect() as conn:
