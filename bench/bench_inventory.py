@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from annotation_reconciler.inventory_shards import reconcile_inventory
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.storage.inventory import write_inventory
 from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
@@ -50,7 +51,7 @@ def write_report(client: Any, keys: list[str]) -> str:
 
 
 def scan(reconciler: Reconciler, url: str, client: Any) -> dict[str, Any]:
-    result = reconciler.scan_inventory(url, inventory_client=client)
+    result = reconcile_inventory(reconciler, url, inventory_client=client)
     return {
         "stale": result.quarantined,
         "candidates": result.candidates,

@@ -12,7 +12,7 @@ every request after S3's latency (``bench.s3double``):
   dataset, one HEAD per annotation, one after another). Its time is the sum of its per-dataset times; to
   fit 2,000 s of sleeping into the budget, datasets run in ``lanes`` threads at 10k and beyond (each
   dataset still one HEAD after another), and the 1k row, run in one lane, is the cross-check;
-- ``inventory``: ``Reconciler.scan_inventory`` from an S3 Inventory report (benchmark 5).
+- ``inventory``: ``inventory_shards.reconcile_inventory`` from an S3 Inventory report (benchmark 5).
 
 Every approach must find exactly the expected stale set (asserted). At 1k the same approaches also run on
 moto (no latency; the script asserts moto and the double were sent the same requests). Sweeps: requests in
@@ -40,9 +40,10 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.reconcile import Reconciler, plan_shards
+from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
+from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
 from bench import baseline, bench_inventory

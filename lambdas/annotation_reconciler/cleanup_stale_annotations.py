@@ -16,208 +16,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
 
 import click
-from sqlalchemy import Engine
 
+from annotation_reconciler.cleanup.render import render_text
+from annotation_reconciler.cleanup.report import CleanupReport
+from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
 from annotation_reconciler.cli.common import UsageError, engine_from, settings_from
-from annotation_reconciler.deletions import Policy, delete_stale
-from annotation_reconciler.ledger import repository as repo
-from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.reconcile import Reconciler, utcnow
+from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 
 log = logging.getLogger("annotation_reconciler.cleanup")
-
-BATCH_SIZE = 500
-REASON = "metadata not found in S3 (cleanup-stale-annotations)"
-
-
-class CleanupError(click.ClickException):
-    """A failure that stops the command before any deletion (exit code 1)."""
-
-    exit_code = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Stale:
-    """An annotation whose metadata a complete listing did not contain."""
-
-    ref: AnnotationRef
-    key: str
-    held: bool  # stale but suspicious (its prefix listed no metadata at all, or the guard): needs an answer
-    reason: str
-
-
-@dataclass
-class CleanupReport:
-    """What the command found, and (without dry run) what it deleted."""
-
-    bucket: str
-    s3_prefix: str
-    scope: Scope
-    dry_run: bool
-    annotations: int = 0
-    prefixes_listed: int = 0
-    stale: list[Stale] = field(default_factory=list)
-    unverifiable: list[Unverifiable] = field(default_factory=list)
-    reappeared: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
-    deleted: list[int] = field(default_factory=list)
-    held_back: list[int] = field(default_factory=list)  # held, not approved: recorded as held, not deleted
-    rows_deleted: dict[str, int] = field(default_factory=dict)
-    s3_requests: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def held(self) -> list[Stale]:
-        return [s for s in self.stale if s.held]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "s3_prefix": self.s3_prefix,
-            "scope": self.scope.describe(),
-            "dry_run": self.dry_run,
-            "annotations_checked": self.annotations,
-            "prefixes_listed": self.prefixes_listed,
-            "s3_requests": self.s3_requests,
-            "stale": [
-                {
-                    "annotation_id": s.ref.id,
-                    "run_id": s.ref.run_id,
-                    "dataset_id": s.ref.dataset_id,
-                    "s3_metadata_path": s.ref.stored_path,
-                    "key": s.key,
-                    "held": s.held,
-                    "reason": s.reason,
-                }
-                for s in self.stale
-            ],
-            "unverifiable": [
-                {"annotation_id": u.ref.id, "run_id": u.ref.run_id, "s3_metadata_path": u.ref.stored_path, "why": u.why}
-                for u in self.unverifiable
-            ],
-            "reappeared": self.reappeared,
-            "deleted": self.deleted,
-            "held_back": self.held_back,
-            "rows_deleted": self.rows_deleted,
-        }
-
-
-def render_text(report: CleanupReport) -> str:
-    """The spec's report: the total, then per run each annotation id and its stored path."""
-    lines = [f"Found {len(report.stale)} stale annotations:" if report.stale else "Found 0 stale annotations."]
-    by_run: dict[int | None, list[Stale]] = defaultdict(list)
-    for item in report.stale:
-        by_run[item.ref.run_id].append(item)
-    for run_id in sorted(by_run, key=lambda r: (r is None, r or 0)):
-        items = by_run[run_id]
-        lines.append(f"  Run ID {run_id}: {len(items)} annotations")
-        lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" + (" (held)" if s.held else "") for s in items]
-    if report.held:
-        lines.append("")
-        lines.append(f"{len(report.held)} of them are held (suspicious): {report.held[0].reason}")
-    if report.unverifiable:
-        lines.append("")
-        lines.append(f"{len(report.unverifiable)} annotations could not be verified and are never deleted:")
-        lines += [f"    - Annotation ID {u.ref.id}: {u.why}" for u in report.unverifiable]
-    requests = ", ".join(f"{n} {op}" for op, n in sorted(report.s3_requests.items())) or "none"
-    lines.append("")
-    lines.append(
-        f"Checked {report.annotations} annotations under {report.prefixes_listed} Annotations/ prefixes "
-        f"of s3://{report.bucket} (S3 requests: {requests})."
-    )
-    return "\n".join(lines)
-
-
-def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: float | None) -> None:
-    """Fill the report's stale and unverifiable annotations; raise CleanupError on any S3 error."""
-    found = reconciler.survey(report.scope, max_fraction=max_fraction)
-    if found.errors:
-        first = found.errors[0]
-        raise CleanupError(
-            f"S3 error, nothing deleted: {first.operation} s3://{first.bucket}/{first.key} failed "
-            f"({first.code or type(first.cause).__name__}: {first.cause})"
-            + (f"; and {len(found.errors) - 1} more prefixes" if len(found.errors) > 1 else "")
-        )
-    report.annotations = found.annotations
-    report.prefixes_listed = found.prefixes_listed
-    stale = []
-    for d in found.decisions.items:
-        if d.verdict in (Verdict.DELETE, Verdict.HELD) and d.key is not None:
-            c = d.candidate
-            ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
-            stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
-        elif d.verdict is Verdict.UNKNOWN:
-            c = d.candidate
-            report.unverifiable.append(
-                Unverifiable(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
-            )
-    report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
-    report.unverifiable.sort(key=lambda u: u.ref.id)
-
-
-def delete_stale_annotations(
-    reconciler: Reconciler, engine: Engine, report: CleanupReport, *, approve_held: bool, max_fraction: float | None
-) -> None:
-    """List the stale keys' prefixes again, then hand each batch, read afresh in its own transaction, to
-    the one deletion flow: whatever came back is kept, what is still absent is deleted (held rows only
-    when the operator approved them; otherwise they are recorded as held in the ledger)."""
-    targets = list(report.stale)
-    listings, _ = reconciler.list_prefixes(prefixes_to_list(s.key for s in targets))
-    failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
-    if failed:
-        raise CleanupError(
-            f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
-            f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
-        )
-    neighbours = reconciler.neighbours(listings)  # an empty prefix in a healthy dataset is ordinary
-    totals: dict[str, int] = defaultdict(int)
-    policy = Policy(max_fraction)
-    for start in range(0, len(targets), BATCH_SIZE):
-        batch = targets[start : start + BATCH_SIZE]
-        approved = {s.ref.id for s in batch if s.held and approve_held}
-        with engine.begin() as conn:
-            current = repo.annotations_by_ids(conn, [s.ref.id for s in batch])
-            candidates = [
-                Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
-                for r in (current[i] for i in sorted(current))
-            ]
-            outcome = delete_stale(
-                conn,
-                candidates,
-                listings,
-                reconciler.layout,
-                policy,
-                source=Source.CLI,
-                reason=REASON,
-                now=utcnow(),
-                neighbours=neighbours,
-            )
-        for table, count in outcome.rows_deleted.items():
-            totals[table] += count
-        by_id = {s.ref.id: s for s in batch}
-        for annotation_id in outcome.deleted:
-            item = by_id[annotation_id]
-            log.info("deleted annotation %d (run %s): %s", annotation_id, item.ref.run_id, item.ref.stored_path)
-        present = [d.candidate.annotation_id for d in outcome.decisions.of(Verdict.RELEASE)]
-        for annotation_id in present:
-            log.warning("annotation %d kept: its metadata is back in S3", annotation_id)
-        report.reappeared += present
-        report.deleted += outcome.deleted
-        report.held_back += outcome.held
-        report.unverifiable += [
-            Unverifiable(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
-            for d in outcome.unknown
-        ]
-    report.rows_deleted = dict(totals)
 
 
 def _confirm(question: str) -> bool:

@@ -13,18 +13,23 @@ which close when none of their keys is missing any more::
 from __future__ import annotations
 
 import datetime
+import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
+
 from annotation_reconciler import lifecycle, ordering
-from annotation_reconciler.events import ChangeKind
+from annotation_reconciler.core import ReconcilerCore
+from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import event_order
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.results import ChangeResult
 from annotation_reconciler.settings import Settings
 
 
@@ -110,3 +115,70 @@ def apply_file_changes(
     # a report closes only when the keys it names are back: another chunk of the same zarr does not close it
     restored = repo.resolve_missing_keys(conn, sorted(files.created), now=now)
     return repo.record_missing_files(conn, missing, now=now), restored
+
+
+#: The longest the events path waits for a row lock (a purge settling the row): then it fails and is retried.
+EVENTS_LOCK_TIMEOUT = "2s"
+
+log = logging.getLogger(__name__)
+
+
+def _order(change: ObjectChange) -> tuple[str, str]:
+    when = change.event_time.isoformat() if change.event_time else ""
+    return when, (change.sequencer or "").rjust(32, "0")
+
+
+class EventsMixin(ReconcilerCore):
+    """Apply S3 object changes (events) to the ledger."""
+
+    def _accept(self, change: ObjectChange, result: ChangeResult) -> KeyKind | None:
+        if change.bucket != self.layout.bucket:
+            result.ignored["other_bucket"] += 1
+            return None
+        if not is_safe_key(change.key):
+            result.ignored["unsafe_key"] += 1
+            return None
+        if not change.key.startswith(self.layout.root):
+            result.ignored["outside_prefix"] += 1
+            return None
+        kind = classify_key(change.key)
+        if kind is KeyKind.OTHER:
+            result.ignored["other_kind"] += 1
+            return None
+        return kind
+
+    def apply_changes(self, changes: Sequence[ObjectChange], *, rollback: bool = False) -> ChangeResult:
+        """Quarantine the annotations of removed metadata keys and release those of re-created ones.
+
+        The whole batch maps with one query; replays and duplicates change nothing, and so does an
+        event older than what the annotation's ledger row has seen (see :mod:`ordering`). Row locks
+        are waited for at most :data:`EVENTS_LOCK_TIMEOUT` (then the batch fails and is retried).
+        With ``rollback`` nothing is kept: the batch fallback uses it to find the messages that fail.
+        """
+        result = ChangeResult(seen=len(changes))
+        metadata: list[ObjectChange] = []
+        data: list[tuple[str, bool, tuple[str, str]]] = []
+        for change in changes:
+            kind = self._accept(change, result)
+            if kind is KeyKind.METADATA:
+                metadata.append(change)
+            elif kind is not None:
+                data.append((change.key, change.kind is ChangeKind.REMOVED, _order(change)))
+        now = self.clock()
+        latest = ordering.latest_per_key(metadata, now)
+        files = lifecycle.last_states(data)
+        if not (latest or files.removed or files.created):
+            return result
+        with self.engine.connect() as conn, conn.begin() as tx:
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": EVENTS_LOCK_TIMEOUT})
+            applied = apply_metadata_changes(conn, self.layout, self.settings, latest, now)
+            result.unmatched_keys, result.out_of_order = applied.unmatched_keys, applied.out_of_order
+            result.quarantined, result.released = applied.quarantined, applied.released
+            result.resurrected = applied.resurrected
+            missing, restored = apply_file_changes(conn, self.layout, files, now)
+            result.missing_files, result.restored_files = missing, restored
+            if rollback:
+                tx.rollback()
+        for annotation_id, key in result.resurrected:
+            log.error("purged annotation %d has its metadata back in S3: %s", annotation_id, key)
+        return result

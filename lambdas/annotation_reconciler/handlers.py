@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from annotation_reconciler import inventory_shards, prefix_retry, reconcile
+from annotation_reconciler import inventory_shards, prefix_retry, results, shards
 from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import EventShapeError, InventoryStale
 from annotation_reconciler.events import ObjectChange, parse_event
@@ -46,7 +46,7 @@ def _count(name: str, value: float) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def _apply(rt: Runtime, changes: list[ObjectChange]) -> reconcile.ChangeResult:
+def _apply(rt: Runtime, changes: list[ObjectChange]) -> results.ChangeResult:
     result = rt.reconciler.apply_changes(changes)
     _count("AnnotationsQuarantined", len(result.quarantined))
     _count("AnnotationsReleased", len(result.released))
@@ -151,7 +151,7 @@ def _send_shards(rt: Runtime, bodies: list[dict[str, Any]], *, delay_seconds: in
 
 def _scan(
     rt: Runtime, scope: Scope, resume: str | None, context: Any, prefixes: list[str] | None = None
-) -> reconcile.ScanResult:
+) -> results.ScanResult:
     result = rt.reconciler.scan_shard(
         scope, remaining_seconds=_remaining(context), resume_after=resume, only_prefixes=prefixes
     )
@@ -243,8 +243,8 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "shards_queued": queued,
             }
         else:
-            shards = reconcile.plan_shards(rt.engine)
-            answer["shards_queued"] = _send_shards(rt, [reconcile.shard_message(s) for s in shards])
+            planned = shards.plan_shards(rt.engine)
+            answer["shards_queued"] = _send_shards(rt, [shards.shard_message(s) for s in planned])
             _count("ShardsQueued", answer["shards_queued"])
     return answer
 
@@ -306,13 +306,13 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
 def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
     """One LIST shard (or a retry of some of its prefixes): the continuation is queued first, then a message
     naming only the prefixes S3 would not list; after their retries those are recorded blind."""
-    scope, resume = reconcile.scope_from_message(body)
+    scope, resume = shards.scope_from_message(body)
     prefixes, attempt = prefix_retry.read_retry(body)
     result = _scan(rt, scope, resume, context, prefixes)
     if result.failed_prefixes and not rt.settings.work_queue_url:
         raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
     if not result.complete and rt.settings.work_queue_url:
-        continuation = reconcile.shard_message(scope, result.resume_after)
+        continuation = shards.shard_message(scope, result.resume_after)
         if prefixes is not None:
             continuation.update(prefixes=prefixes, attempt=attempt)
         _send_shards(rt, [continuation])

@@ -28,13 +28,14 @@ from typing import Any
 from sqlalchemy import text
 
 from annotation_reconciler import lifecycle, ordering
+from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import event_order
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
-from annotation_reconciler.reconcile import SAFETY_MARGIN_S, Reconciler
+from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 
@@ -253,6 +254,41 @@ def confirm_shard(
             conn, [(i, started) for i in present], now=now, resolution="metadata present (inventory check)"
         )
     return result
+
+
+@dataclass
+class InventoryScanResult:
+    """A whole reconciliation from one report, confirmed inline (``annotation-reconciler scan --inventory``)."""
+
+    manifest: str
+    report_time: datetime.datetime
+    annotations: int = 0
+    inventory_metadata_keys: int = 0
+    candidates: int = 0  # rows whose metadata the report lacks
+    unconfirmed: int = 0  # candidates S3 could not confirm either way: nothing done
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+
+
+def reconcile_inventory(
+    reconciler: Reconciler, manifest_url: str, *, inventory_client: Any = None
+) -> InventoryScanResult:
+    """Plan from the newest report and confirm every candidate in this process: the same two steps the
+    schedule and the work queue take, without the queue (an operator's command has no Lambda time limit)."""
+    plan = plan_inventory(reconciler, manifest_url, inventory_client=inventory_client)
+    done = confirm_shard(reconciler, InventoryShard(plan.manifest, plan.report_time, tuple(plan.candidates)))
+    return InventoryScanResult(
+        manifest=plan.manifest,
+        report_time=plan.report_time,
+        annotations=plan.annotations,
+        inventory_metadata_keys=plan.inventory_metadata_keys,
+        candidates=len(plan.candidates),
+        unconfirmed=len(done.unconfirmed),
+        quarantined=done.quarantined,
+        released=done.released,
+        unverifiable=plan.unverifiable,
+    )
 
 
 def message_size(body: Mapping[str, Any]) -> int:

@@ -9,10 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
+from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.lifecycle import Verdict, metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.reconcile import SAFETY_MARGIN_S
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage
 from support.faults import InFlight, inject_at

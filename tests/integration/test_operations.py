@@ -436,8 +436,8 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     assert {x["correlation_id"] for x in logs if x["message"] == "events applied"} == {"m-0"}
     applied = next(x for x in logs if x["message"] == "events applied")
     assert applied["quarantined_count"] == len(keys) and applied["quarantined"].endswith(f"and {len(keys) - 20} more")
-    # the dry-run line of the stdlib logger in reconcile.py, in the same JSON, with the schedule's event id
-    stdlib = [x for x in logs if x.get("name") == "annotation_reconciler.reconcile"]
+    # the dry-run line of the stdlib logger in purge.py, in the same JSON, with the schedule's event id
+    stdlib = [x for x in logs if x.get("name") == "annotation_reconciler.purge"]
     assert stdlib and all(x["correlation_id"] == "evt-42" for x in stdlib)
     assert all("correlation_id" in x for x in logs)
 

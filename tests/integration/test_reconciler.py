@@ -465,3 +465,32 @@ def test_a_moved_key_that_goes_missing_is_quarantined_again_under_its_new_path(w
     assert tuple(row) == (new, "quarantined")
     world.clock.advance(hours=2)
     assert reconciler.purge().purged == [victim]
+
+
+def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18's rule at the purge: its listing is evidence only for what happened before it. The metadata
+    is re-uploaded (its Created lost), listed present by the purge, then removed again with its event
+    applied before the purge settles: the row is not released on the old listing; the next purge deletes it."""
+    key = world.portal.metadata_keys[0]
+    victim = world.ids[key]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key, at=world.clock()))
+    world.clock.advance(hours=2)
+    world.restore(key)
+    listed = reconciler.list_prefixes
+
+    def list_then_remove_again(*args: Any, **kwargs: Any) -> Any:
+        answer = listed(*args, **kwargs)
+        world.delete(key)
+        world.reconciler().apply_changes(removed(key, at=world.clock() + datetime.timedelta(minutes=1)))
+        return answer
+
+    monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove_again)
+    result = reconciler.purge()
+    assert result.released == [] and result.purged == [] and world.ledger()[victim] == "quarantined"
+    monkeypatch.undo()
+    world.clock.advance(minutes=2)
+    assert reconciler.purge().purged == [victim]

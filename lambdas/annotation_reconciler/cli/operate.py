@@ -12,10 +12,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from annotation_reconciler import inventory_shards
 from annotation_reconciler.cli.common import db_options, engine_from, settings_from
 from annotation_reconciler.ledger import blind_prefixes
-from annotation_reconciler.reconcile import Reconciler, plan_shards
+from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
+from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()
@@ -79,7 +81,7 @@ def scan(
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
     if inventory:
-        found = reconciler.scan_inventory(inventory)
+        found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
         console.print(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
@@ -291,8 +293,8 @@ def reingest_command(metadata_key: str) -> str:
 def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     engine = engine_from(db_url, db_secret_arn)
+    from annotation_reconciler.core import utcnow
     from annotation_reconciler.ledger import repository as repo
-    from annotation_reconciler.reconcile import utcnow
 
     with engine.begin() as conn:
         count = repo.approve_dataset(conn, dataset_id, now=utcnow(), by=by)
@@ -309,8 +311,8 @@ def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, b
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
     engine = engine_from(db_url, db_secret_arn)
+    from annotation_reconciler.core import utcnow
     from annotation_reconciler.ledger import exemptions
-    from annotation_reconciler.reconcile import utcnow
 
     with engine.begin() as conn:
         if clear:

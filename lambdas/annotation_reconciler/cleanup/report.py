@@ -1,0 +1,73 @@
+"""What ``cleanup-stale-annotations`` found and did: the report model and its JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotation_reconciler.lifecycle import AnnotationRef, Unverifiable
+from annotation_reconciler.scope import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """An annotation whose metadata a complete listing did not contain."""
+
+    ref: AnnotationRef
+    key: str
+    held: bool  # stale but suspicious (its prefix listed no metadata at all, or the guard): needs an answer
+    reason: str
+
+
+@dataclass
+class CleanupReport:
+    """What the command found, and (without dry run) what it deleted."""
+
+    bucket: str
+    s3_prefix: str
+    scope: Scope
+    dry_run: bool
+    annotations: int = 0
+    prefixes_listed: int = 0
+    stale: list[Stale] = field(default_factory=list)
+    unverifiable: list[Unverifiable] = field(default_factory=list)
+    reappeared: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
+    deleted: list[int] = field(default_factory=list)
+    held_back: list[int] = field(default_factory=list)  # held, not approved: recorded as held, not deleted
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+    s3_requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def held(self) -> list[Stale]:
+        return [s for s in self.stale if s.held]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "s3_prefix": self.s3_prefix,
+            "scope": self.scope.describe(),
+            "dry_run": self.dry_run,
+            "annotations_checked": self.annotations,
+            "prefixes_listed": self.prefixes_listed,
+            "s3_requests": self.s3_requests,
+            "stale": [
+                {
+                    "annotation_id": s.ref.id,
+                    "run_id": s.ref.run_id,
+                    "dataset_id": s.ref.dataset_id,
+                    "s3_metadata_path": s.ref.stored_path,
+                    "key": s.key,
+                    "held": s.held,
+                    "reason": s.reason,
+                }
+                for s in self.stale
+            ],
+            "unverifiable": [
+                {"annotation_id": u.ref.id, "run_id": u.ref.run_id, "s3_metadata_path": u.ref.stored_path, "why": u.why}
+                for u in self.unverifiable
+            ],
+            "reappeared": self.reappeared,
+            "deleted": self.deleted,
+            "held_back": self.held_back,
+            "rows_deleted": self.rows_deleted,
+        }

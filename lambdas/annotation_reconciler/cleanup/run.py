@@ -1,0 +1,112 @@
+"""What ``cleanup-stale-annotations`` does: survey the scope (no writes), then hand each batch of stale rows,
+read afresh, to the one deletion flow."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import click
+from sqlalchemy import Engine
+
+from annotation_reconciler.cleanup.report import CleanupReport, Stale
+from annotation_reconciler.core import utcnow
+from annotation_reconciler.deletions import Policy, delete_stale
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
+from annotation_reconciler.reconcile import Reconciler
+
+log = logging.getLogger("annotation_reconciler.cleanup")
+
+BATCH_SIZE = 500
+REASON = "metadata not found in S3 (cleanup-stale-annotations)"
+
+
+class CleanupError(click.ClickException):
+    """A failure that stops the command before any deletion (exit code 1)."""
+
+    exit_code = 1
+
+
+def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: float | None) -> None:
+    """Fill the report's stale and unverifiable annotations; raise CleanupError on any S3 error."""
+    found = reconciler.survey(report.scope, max_fraction=max_fraction)
+    if found.errors:
+        first = found.errors[0]
+        raise CleanupError(
+            f"S3 error, nothing deleted: {first.operation} s3://{first.bucket}/{first.key} failed "
+            f"({first.code or type(first.cause).__name__}: {first.cause})"
+            + (f"; and {len(found.errors) - 1} more prefixes" if len(found.errors) > 1 else "")
+        )
+    report.annotations = found.annotations
+    report.prefixes_listed = found.prefixes_listed
+    stale = []
+    for d in found.decisions.items:
+        if d.verdict in (Verdict.DELETE, Verdict.HELD) and d.key is not None:
+            c = d.candidate
+            ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
+            stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
+        elif d.verdict is Verdict.UNKNOWN:
+            c = d.candidate
+            report.unverifiable.append(
+                Unverifiable(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
+            )
+    report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
+    report.unverifiable.sort(key=lambda u: u.ref.id)
+
+
+def delete_stale_annotations(
+    reconciler: Reconciler, engine: Engine, report: CleanupReport, *, approve_held: bool, max_fraction: float | None
+) -> None:
+    """List the stale keys' prefixes again, then hand each batch, read afresh in its own transaction, to
+    the one deletion flow: whatever came back is kept, what is still absent is deleted (held rows only
+    when the operator approved them; otherwise they are recorded as held in the ledger)."""
+    targets = list(report.stale)
+    listings, _ = reconciler.list_prefixes(prefixes_to_list(s.key for s in targets))
+    failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
+    if failed:
+        raise CleanupError(
+            f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
+            f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
+        )
+    neighbours = reconciler.neighbours(listings)  # an empty prefix in a healthy dataset is ordinary
+    totals: dict[str, int] = defaultdict(int)
+    policy = Policy(max_fraction)
+    for start in range(0, len(targets), BATCH_SIZE):
+        batch = targets[start : start + BATCH_SIZE]
+        approved = {s.ref.id for s in batch if s.held and approve_held}
+        with engine.begin() as conn:
+            current = repo.annotations_by_ids(conn, [s.ref.id for s in batch])
+            candidates = [
+                Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
+                for r in (current[i] for i in sorted(current))
+            ]
+            outcome = delete_stale(
+                conn,
+                candidates,
+                listings,
+                reconciler.layout,
+                policy,
+                source=Source.CLI,
+                reason=REASON,
+                now=utcnow(),
+                neighbours=neighbours,
+            )
+        for table, count in outcome.rows_deleted.items():
+            totals[table] += count
+        by_id = {s.ref.id: s for s in batch}
+        for annotation_id in outcome.deleted:
+            item = by_id[annotation_id]
+            log.info("deleted annotation %d (run %s): %s", annotation_id, item.ref.run_id, item.ref.stored_path)
+        present = [d.candidate.annotation_id for d in outcome.decisions.of(Verdict.RELEASE)]
+        for annotation_id in present:
+            log.warning("annotation %d kept: its metadata is back in S3", annotation_id)
+        report.reappeared += present
+        report.deleted += outcome.deleted
+        report.held_back += outcome.held
+        report.unverifiable += [
+            Unverifiable(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
+            for d in outcome.unknown
+        ]
+    report.rows_deleted = dict(totals)

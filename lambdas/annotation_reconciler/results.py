@@ -1,0 +1,103 @@
+"""What each operation of the reconciler returns: one result object per operation."""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.errors import StorageError
+from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.scope import Scope
+
+
+@dataclass
+class ChangeResult:
+    """What a batch of object changes did."""
+
+    seen: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    unmatched_keys: list[str] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    missing_files: int = 0
+    restored_files: int = 0
+    resurrected: list[tuple[int, str]] = field(default_factory=list)  # purged annotations whose key is back
+    out_of_order: int = 0  # events older than what the annotation's ledger row has seen: nothing done
+
+
+@dataclass
+class SurveyResult:
+    """The verdict on a scope's annotations after listing their prefixes."""
+
+    scope: Scope
+    annotations: int = 0
+    prefixes_listed: int = 0
+    candidates: list[Candidate] = field(default_factory=list)  # the rows judged (those of the listed window)
+    listings: dict[str, frozenset[str] | BaseException] = field(default_factory=dict)
+    decisions: lifecycle.Decisions = field(default_factory=lifecycle.Decisions)
+    purged_keys: list[str] = field(default_factory=list)  # keys of recently purged annotations, looked for too
+    errors: list[StorageError] = field(default_factory=list)
+    over_page_limit: list[str] = field(default_factory=list)  # prefixes beyond RECONCILER_SCAN_PAGE_LIMIT
+    neighbours: dict[str, bool | BaseException] = field(default_factory=dict)
+    resume_after: str | None = None
+    listed_at: dict[str, datetime.datetime] = field(default_factory=dict)  # no listing of the prefix started before
+
+    @property
+    def found_again(self) -> list[str]:
+        """Keys of recently purged annotations that the listings hold, in any spelling."""
+        return [k for k in self.purged_keys if _listed_in_any_spelling(self.listings, k)]
+
+
+def _listed_in_any_spelling(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
+    spelling = lifecycle.canonical(key)
+    for prefix in lifecycle.listing_prefixes(key):
+        listing = listings.get(prefix)
+        if isinstance(listing, frozenset) and any(lifecycle.canonical(k) == spelling for k in listing):
+            return True
+    return False
+
+
+@dataclass
+class ScanResult:
+    """What a full reconciliation of one shard found and did."""
+
+    scope: Scope
+    annotations: int = 0
+    prefixes_listed: int = 0
+    present: int = 0
+    missing: int = 0
+    quarantined: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    resurrected: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    over_page_limit: list[str] = field(default_factory=list)  # unknown: more LIST pages than the limit
+    missing_files: int = 0  # data files newly recorded missing (complete listings only)
+    restored_files: int = 0
+    failed_prefixes: dict[str, str] = field(default_factory=dict)  # prefix -> the S3 error that kept it unlisted
+    listed_prefixes: list[str] = field(default_factory=list)  # listed completely
+    resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
+
+    @property
+    def complete(self) -> bool:
+        return self.resume_after is None
+
+
+@dataclass
+class PurgeResult:
+    """What one purge did (or, in dry run, would have done)."""
+
+    dry_run: bool
+    claimed: int = 0
+    purged: list[int] = field(default_factory=list)
+    would_purge: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)
+    held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
+    rows_deleted: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)

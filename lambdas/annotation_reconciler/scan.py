@@ -1,0 +1,101 @@
+"""The full reconciliation of one shard: quarantine what is missing, release what is back, hold what is suspicious."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from annotation_reconciler import datafiles, lifecycle, ordering
+from annotation_reconciler.ledger import event_order
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
+from annotation_reconciler.results import ScanResult
+from annotation_reconciler.scope import Scope
+from annotation_reconciler.survey import SurveyMixin
+
+
+class ScanMixin(SurveyMixin):
+    """Scan a shard (a dataset, or some of its runs)."""
+
+    def scan_shard(
+        self,
+        scope: Scope,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        resume_after: str | None = None,
+        only_prefixes: Sequence[str] | None = None,
+    ) -> ScanResult:
+        """Full reconciliation of one shard: quarantine what is missing, release what is back, hold the
+        annotations of prefixes that listed no metadata at all, record purged annotations found again.
+
+        A listing is evidence only for what happened before it started: a row whose state is newer (an
+        event applied while the scan ran) is neither released nor quarantined again by it."""
+        found = self.survey(
+            scope, remaining_seconds=remaining_seconds, resume_after=resume_after, only_prefixes=only_prefixes
+        )
+        decisions = found.decisions
+        missing = decisions.of(Verdict.DELETE)
+        present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
+        unknown = decisions.of(Verdict.UNKNOWN)
+        result = ScanResult(
+            scope=scope,
+            annotations=found.annotations,
+            prefixes_listed=found.prefixes_listed,
+            present=len(present),
+            missing=len(missing),
+            unverifiable=[lifecycle.Unverifiable(_ref(d.candidate), d.reason) for d in unknown],
+            errors=[str(e) for e in found.errors],
+            over_page_limit=found.over_page_limit,
+            failed_prefixes={p: str(e) for p, e in found.listings.items() if isinstance(e, BaseException)},
+            listed_prefixes=[p for p, e in found.listings.items() if isinstance(e, frozenset)],
+            resume_after=found.resume_after,
+        )
+        first = min(found.listed_at.values(), default=self.clock())
+
+        def listed(d: lifecycle.Decision) -> ordering.Stamp:
+            prefixes = lifecycle.listing_prefixes(d.key) if d.key else ()
+            return ordering.Stamp(min((found.listed_at[p] for p in prefixes if p in found.listed_at), default=first))
+
+        now = self.clock()
+        with self.engine.begin() as conn:
+            judged = missing + decisions.of(Verdict.HELD)
+            rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged])
+            judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
+            missing = [d for d in judged if d.verdict is Verdict.DELETE]
+            result.quarantined = repo.quarantine(
+                conn,
+                [(_ref(d.candidate), d.key) for d in missing],
+                source=Source.SCAN,
+                reason="metadata not found by full reconciliation",
+                now=now,
+                grace=self.settings.grace_period,
+            )
+            held = [d for d in judged if d.verdict is Verdict.HELD]
+            for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
+                result.held += repo.quarantine(
+                    conn,
+                    [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
+                    source=Source.SCAN,
+                    status=Status.HELD,
+                    now=now,
+                    reason=reason,
+                    grace=self.settings.grace_period,
+                )
+            result.held.sort()
+            event_order.stamp_open_rows(conn, [(d.candidate.annotation_id, listed(d)) for d in judged])
+            seen = [(d.candidate.annotation_id, listed(d)) for d in present]
+            result.released = event_order.release_older(
+                conn, seen, now=now, resolution="metadata found by reconciliation"
+            )
+            event_order.lapse_exemptions(conn, seen, now=now, why="metadata found by reconciliation")
+            result.missing_files, result.restored_files = datafiles.record_files(
+                conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
+            )
+            result.resurrected = repo.record_resurrections(
+                conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
+            )
+        return result
+
+
+def _ref(candidate: Candidate) -> AnnotationRef:
+    return AnnotationRef(candidate.annotation_id, candidate.stored_path or "", candidate.dataset_id, candidate.run_id)

@@ -1,0 +1,158 @@
+"""Listing a scope's prefixes and asking the one decision about its rows (no writes).
+
+:meth:`SurveyMixin.survey` is what the scan and the cleanup command act on; :meth:`SurveyMixin.check_presence`
+answers "is this key in S3 now?" from complete listings (the purge's and the inventory's re-check).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from annotation_reconciler import lifecycle
+from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
+from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
+from annotation_reconciler.errors import PageLimitError, StorageError
+from annotation_reconciler.evidence import dataset_neighbours
+from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.results import SurveyResult
+from annotation_reconciler.scope import Scope
+
+log = logging.getLogger(__name__)
+
+
+class SurveyMixin(ReconcilerCore):
+    """LIST prefixes and judge a scope's rows."""
+
+    def list_prefixes(
+        self,
+        prefixes: Iterable[str],
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+    ) -> tuple[dict[str, frozenset[str] | BaseException], str | None]:
+        """LIST each prefix completely (zarr chunks skipped), in sorted order; an S3 error is kept as
+        that prefix's answer, never as "nothing there". Stops when the time budget runs low and then
+        returns the last prefix listed (the next run resumes after it); else None."""
+        todo = sorted(set(prefixes))
+        # RECONCILER_S3_CONCURRENCY listings in flight; the answers come back in sorted order, an error
+        # stays an error at its own prefix, and no listing starts once the budget runs low (those left
+        # out are always the last in sorted order, so the continuation resumes after the last listed).
+        found = self.storage.list_many(
+            todo,
+            concurrency=self.settings.s3_concurrency,
+            remaining_seconds=remaining_seconds,
+            margin_s=SAFETY_MARGIN_S,
+            max_pages=self.settings.scan_page_limit,
+        )
+        listings: dict[str, frozenset[str] | BaseException] = dict(found)
+        if len(found) < len(todo):
+            return listings, max(listings, default="")
+        return listings, None
+
+    def survey(
+        self,
+        scope: Scope,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        resume_after: str | None = None,
+        max_fraction: float | None = None,
+        only_prefixes: Sequence[str] | None = None,
+    ) -> SurveyResult:
+        """Load the scope's annotations (one query), LIST the prefixes their keys need and ask
+        :func:`lifecycle.decide` about each (with the mass-deletion guard when ``max_fraction`` is given).
+
+        Decides nothing by itself: :meth:`scan_shard` and the cleanup CLI act on the verdicts.
+        Stops listing, leaving ``resume_after``, when the time budget runs low; the rows whose
+        prefixes fall after it are judged by the continuation. ``only_prefixes`` (a retry of the
+        prefixes an earlier run could not list) limits the listing, and the rows judged, to those.
+        """
+        now = self.clock()
+        with self.engine.connect() as conn:
+            refs = repo.annotations_in_scope(conn, scope)
+            purged = repo.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
+        result = SurveyResult(scope=scope, annotations=len(refs))
+        keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
+        wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)
+        if resume_after is not None:
+            wanted = [p for p in wanted if p > resume_after]
+        if only_prefixes is not None:
+            wanted = [p for p in wanted if p in set(only_prefixes)]
+        started = self.clock()  # every listing below starts after this: it is evidence only for what came before
+        result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds)
+        result.listed_at = dict.fromkeys(result.listings, started)
+        result.resume_after = stopped
+        result.prefixes_listed = len(result.listings)
+        result.errors = [
+            e for e in result.listings.values() if isinstance(e, StorageError) and not isinstance(e, PageLimitError)
+        ]
+        result.over_page_limit = sorted(p for p, e in result.listings.items() if isinstance(e, PageLimitError))
+        if result.over_page_limit:
+            log.warning(
+                "%d prefixes need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are "
+                "unknown: %s",
+                len(result.over_page_limit),
+                self.settings.scan_page_limit,
+                ", ".join(result.over_page_limit[:LOG_IDS]),
+            )
+        result.neighbours = self.neighbours(result.listings)
+
+        def in_window(key: str | None) -> bool:
+            if key is None:  # unmappable: judged once, in the first window
+                return resume_after is None and only_prefixes is None
+            own = lifecycle.metadata_folder(key)
+            if only_prefixes is not None and own not in set(only_prefixes):
+                return False
+            return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
+
+        result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
+        result.purged_keys = [k for k in purged if in_window(k)]
+        with self.engine.connect() as conn:
+            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours)
+        result.decisions = lifecycle.decide(result.candidates, evidence, self.layout, max_fraction=max_fraction)
+        return result
+
+    @staticmethod
+    def _evidence(
+        conn: Any,
+        candidates: Sequence[Candidate],
+        listings: Mapping[str, frozenset[str] | BaseException],
+        max_fraction: float | None,
+        neighbours: Mapping[str, bool | BaseException] | None = None,
+    ) -> lifecycle.Evidence:
+        from annotation_reconciler.deletions import gather_evidence
+
+        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours)
+
+    def neighbours(self, listings: Mapping[str, frozenset[str] | BaseException]) -> dict[str, bool | BaseException]:
+        """For each listed ``Annotations/`` prefix without metadata: does its dataset folder hold other objects?
+        (One or two LISTs of one key each, only for those prefixes.)"""
+        return dataset_neighbours(self.storage, listings, concurrency=self.settings.s3_concurrency)
+
+    def check_presence(self, keys: Iterable[str]) -> dict[str, bool | None]:
+        """Is each key in S3 now? True/False, or None when S3 could not say.
+
+        Answered from complete listings of the keys' ``Annotations/`` prefixes (one LIST answers every
+        key under a prefix, and only a listing shows a key spelled differently): a key that differs
+        from a listed one only in Unicode normalization or case is None, never False.
+        """
+        wanted = set(keys)
+        listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(wanted))
+        presence: dict[str, bool | None] = {}
+        for key in wanted:
+            answers = [listings.get(p) for p in lifecycle.listing_prefixes(key)]
+            if not all(isinstance(a, frozenset) for a in answers):
+                presence[key] = None
+            elif _listed(listings, key):
+                presence[key] = True
+            else:
+                spelling = lifecycle.canonical(key)
+                twins = any(lifecycle.canonical(k) == spelling for a in answers if isinstance(a, frozenset) for k in a)
+                presence[key] = None if twins else False
+        return presence
+
+
+def _listed(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
+    listing = listings.get(lifecycle.metadata_folder(key))
+    return isinstance(listing, frozenset) and key in listing

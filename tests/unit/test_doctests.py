@@ -1,0 +1,25 @@
+"""The examples (``>>>``) in the docstrings of the pure modules run as tests: a stale example fails CI."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = (
+    "annotation_reconciler.db",
+    "annotation_reconciler.errors",
+    "annotation_reconciler.events",
+    "annotation_reconciler.lifecycle",
+    "annotation_reconciler.paths",
+    "annotation_reconciler.scope",
+    "annotation_reconciler.settings",
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_examples_in_the_docstrings_hold(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples: take it off MODULES"
+    assert result.failed == 0
