@@ -55,9 +55,8 @@ def scan(reconciler: Reconciler, url: str, client: Any) -> dict[str, Any]:
     return {
         "stale": result.quarantined,
         "candidates": result.candidates,
-        "unconfirmed": result.unconfirmed,
         "inventory_keys": result.inventory_metadata_keys,
-        "unverifiable": len(result.unverifiable),
+        "unknown": len(result.unknown),
         "errors": [],
     }
 

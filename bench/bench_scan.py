@@ -192,7 +192,7 @@ def _scan_all(reconciler: Reconciler, sql: SqlCounter) -> dict[str, Any]:
         per_shard.append(sql.statements - before)
         sizes.append(result.annotations)
         stale += result.quarantined
-        errors += result.errors + [u.why for u in result.unverifiable]
+        errors += result.errors + [u.why for u in result.unknown]
         if result.held:
             errors.append(f"{len(result.held)} annotations held in {shard}")
     return {
@@ -209,7 +209,7 @@ def _scan_one(reconciler: Reconciler, sql: SqlCounter, scope: Scope) -> dict[str
     result = reconciler.scan_shard(scope)
     return {
         "stale": sorted(result.quarantined),
-        "errors": result.errors + [u.why for u in result.unverifiable],
+        "errors": result.errors + [u.why for u in result.unknown],
         "shards": 1,
         "shard_statements": [sql.statements - before] * 2,
         "shard_sizes": [result.annotations] * 2,

@@ -2,7 +2,7 @@
 
 Existence is decided from listings of the scope's ``Annotations/`` prefixes (a few paginated
 LISTs, never a HEAD per annotation, ``--s3-concurrency`` of them in flight at once). A stored
-path that does not map into ``--s3-bucket`` is *unverifiable* and never deleted; an S3 error
+path that does not map into ``--s3-bucket`` is *unknown* and never deleted; an S3 error
 stops the command before anything is deleted.
 Deletion goes through the shared routine (children first, one transaction per batch, an
 ``annotation_quarantine`` row with source ``cli``)::

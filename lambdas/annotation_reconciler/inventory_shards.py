@@ -54,7 +54,7 @@ class InventoryPlan:
     annotations: int = 0
     inventory_metadata_keys: int = 0
     candidates: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, metadata key)
-    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    unknown: list[lifecycle.Unknown] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class ShardResult:
     checked: int = 0
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
-    unconfirmed: list[tuple[int, str]] = field(default_factory=list)  # S3 could not say: nothing done
+    unknown: list[tuple[int, str]] = field(default_factory=list)  # S3 could not say: nothing done
     skipped: list[int] = field(default_factory=list)  # gone from the database or pointing elsewhere since the plan
     remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
 
@@ -116,8 +116,8 @@ def plan_inventory(
     )
     for ref in refs:
         resolved = lifecycle.resolve(ref, reconciler.layout)
-        if isinstance(resolved, lifecycle.Unverifiable):
-            plan.unverifiable.append(resolved)
+        if isinstance(resolved, lifecycle.Unknown):
+            plan.unknown.append(resolved)
         elif resolved not in present:
             plan.candidates.append((ref.id, resolved))
     # keys of one Annotations/ folder side by side: one LIST confirms them together
@@ -236,7 +236,7 @@ def confirm_shard(
         elif presence.get(key) is True:
             present.append(annotation_id)
         else:
-            result.unconfirmed.append((annotation_id, key))
+            result.unknown.append((annotation_id, key))
     now = reconciler.clock()
     with reconciler.engine.begin() as conn:
         rows = event_order.newest_rows(conn, [ref.id for ref, _ in missing])
@@ -265,10 +265,14 @@ class InventoryScanResult:
     annotations: int = 0
     inventory_metadata_keys: int = 0
     candidates: int = 0  # rows whose metadata the report lacks
-    unconfirmed: int = 0  # candidates S3 could not confirm either way: nothing done
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
-    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    unknown: list[lifecycle.Unknown] = field(default_factory=list)  # unmappable, or S3 could not say
+
+
+def _refs(reconciler: Reconciler, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
+    current = _current_refs(reconciler, [annotation_id for annotation_id, _ in candidates])
+    return [current.get(i) or AnnotationRef(i, key) for i, key in candidates]
 
 
 def reconcile_inventory(
@@ -284,10 +288,10 @@ def reconcile_inventory(
         annotations=plan.annotations,
         inventory_metadata_keys=plan.inventory_metadata_keys,
         candidates=len(plan.candidates),
-        unconfirmed=len(done.unconfirmed),
         quarantined=done.quarantined,
         released=done.released,
-        unverifiable=plan.unverifiable,
+        unknown=plan.unknown
+        + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(reconciler, done.unknown)],
     )
 
 

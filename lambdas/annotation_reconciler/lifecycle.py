@@ -33,7 +33,7 @@ class AnnotationRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Unverifiable:
+class Unknown:
     """An annotation whose metadata cannot be checked; it is never treated as missing."""
 
     ref: AnnotationRef
@@ -48,13 +48,13 @@ def metadata_folder(key: str) -> str:
     return key.rsplit("/", 2)[0] + "/"
 
 
-def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unverifiable:
+def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unknown:
     """The metadata key of an annotation, or why it cannot be verified."""
     key = layout.to_key(ref.stored_path)
     if key is None:
-        return Unverifiable(ref, f"stored path {ref.stored_path!r} does not map to a key in bucket {layout.bucket}")
+        return Unknown(ref, f"stored path {ref.stored_path!r} does not map to a key in bucket {layout.bucket}")
     if classify_key(key) is not KeyKind.METADATA:
-        return Unverifiable(ref, f"{key!r} is not an annotation metadata key (Annotations/*/*[0-9].json)")
+        return Unknown(ref, f"{key!r} is not an annotation metadata key (Annotations/*/*[0-9].json)")
     return key
 
 
@@ -217,7 +217,7 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
     if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
         return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
-    if isinstance(resolved, Unverifiable):
+    if isinstance(resolved, Unknown):
         return Verdict.UNKNOWN, None, resolved.why
     key = resolved
     if quarantined and key != candidate.quarantined_key:

@@ -72,7 +72,7 @@ class ScanResult:
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
-    unverifiable: list[lifecycle.Unverifiable] = field(default_factory=list)
+    unknown: list[lifecycle.Unknown] = field(default_factory=list)
     resurrected: list[tuple[int, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     over_page_limit: list[str] = field(default_factory=list)  # unknown: more LIST pages than the limit

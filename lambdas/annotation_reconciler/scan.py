@@ -43,7 +43,7 @@ class ScanMixin(SurveyMixin):
             prefixes_listed=found.prefixes_listed,
             present=len(present),
             missing=len(missing),
-            unverifiable=[lifecycle.Unverifiable(_ref(d.candidate), d.reason) for d in unknown],
+            unknown=[lifecycle.Unknown(_ref(d.candidate), d.reason) for d in unknown],
             errors=[str(e) for e in found.errors],
             over_page_limit=found.over_page_limit,
             failed_prefixes={p: str(e) for p, e in found.listings.items() if isinstance(e, BaseException)},

@@ -212,7 +212,7 @@ def test_every_stored_path_form_maps_and_unmappable_paths_survive(
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     assert {s["annotation_id"] for s in report["stale"]} == stale
-    assert {u["annotation_id"] for u in report["unverifiable"]} == set(survivors)
+    assert {u["annotation_id"] for u in report["unknown"]} == set(survivors)
     assert set(survivors) <= world.annotation_ids() and not (stale & world.annotation_ids())
 
 
@@ -358,8 +358,8 @@ def test_a_key_spelled_differently_in_s3_is_unverifiable_never_deleted(engine: A
     result = invoke(world, "--no-dry-run", "--yes", "--output", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
-    assert report["stale"] == [] and [u["annotation_id"] for u in report["unverifiable"]] == [victim]
-    assert "differs only in spelling" in report["unverifiable"][0]["why"]
+    assert report["stale"] == [] and [u["annotation_id"] for u in report["unknown"]] == [victim]
+    assert "differs only in spelling" in report["unknown"][0]["why"]
     assert victim in world.annotation_ids()
 
 

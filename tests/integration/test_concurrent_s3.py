@@ -111,7 +111,7 @@ def test_survey_error_at_one_prefix_is_unverifiable_and_the_rest_is_judged(world
     inject_at(client, "ListObjectsV2", broken)
     result = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY="8").scan_shard(Scope())
     in_broken = sorted(world.ids[a.metadata_key] for a in world.portal.annotations if a.metadata_key.startswith(broken))
-    assert sorted(u.ref.id for u in result.unverifiable) == in_broken
+    assert sorted(u.ref.id for u in result.unknown) == in_broken
     assert result.quarantined == [world.ids[lost.metadata_key]]
     assert len(result.errors) == 1 and "AccessDenied" in result.errors[0]
     assert world.ledger() == {world.ids[lost.metadata_key]: "quarantined"}  # nothing of the broken prefix

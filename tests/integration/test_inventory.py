@@ -117,5 +117,6 @@ def test_s3_error_during_confirmation_quarantines_nothing(world: World) -> None:
     with stub:
         result = reconcile_inventory(world.reconciler(s3=failing), url, inventory_client=world.s3)
         stub.assert_no_pending_responses()
-    assert result.candidates == 1 and result.unconfirmed == 1 and result.quarantined == []
+    assert result.candidates == 1 and len(result.unknown) == 1 and result.quarantined == []
+    assert result.unknown[0].why == "S3 could not say"
     assert world.ledger() == {}

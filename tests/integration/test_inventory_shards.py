@@ -196,7 +196,7 @@ def test_s3_errors_leave_candidates_alone_and_fail_the_message(wired: Wired, mon
     shard = inventory_shards.read_shard(inventory_shards.shard_messages(plan)[0])
     with stub:
         result = inventory_shards.confirm_shard(world.reconciler(s3=failing), shard)
-    assert result.unconfirmed == [(world.ids[key], key)] and result.quarantined == []
+    assert result.unknown == [(world.ids[key], key)] and result.quarantined == []
     # through the handler: the message fails (SQS retries it, then the DLQ), nothing is decided
     reconciler = wired.runtime.reconciler
     monkeypatch.setattr(reconciler, "check_presence", lambda keys: dict.fromkeys(keys))

@@ -394,8 +394,8 @@ def test_a_prefix_beyond_the_page_limit_is_unknown_and_reported(small: World) ->
     r = reconciler(small, RECONCILER_SCAN_PAGE_LIMIT="1")
     scan = r.scan_shard(Scope(dataset_id=ann.dataset_id))
     assert scan.over_page_limit == [folder] and scan.errors == [] and scan.quarantined == []
-    assert [u.ref.id for u in scan.unverifiable] == [small.ids[ann.metadata_key]]
-    assert "RECONCILER_SCAN_PAGE_LIMIT=1" in scan.unverifiable[0].why
+    assert [u.ref.id for u in scan.unknown] == [small.ids[ann.metadata_key]]
+    assert "RECONCILER_SCAN_PAGE_LIMIT=1" in scan.unknown[0].why
     assert reconciler(small).scan_shard(Scope(dataset_id=ann.dataset_id)).quarantined == [small.ids[ann.metadata_key]]
 
 

@@ -239,7 +239,7 @@ def test_scan_with_s3_errors_quarantines_nothing(world: World) -> None:
         for _ in range(3):
             stub.add_client_error("list_objects_v2", service_error_code="InternalError", http_status_code=500)
         result = world.reconciler(s3=failing).scan_shard(Scope(dataset_id=10001))
-    assert result.quarantined == [] and len(result.errors) == 3 and len(result.unverifiable) == 12
+    assert result.quarantined == [] and len(result.errors) == 3 and len(result.unknown) == 12
     assert world.ledger() == {}
 
 
@@ -266,7 +266,7 @@ def test_unmappable_paths_are_never_quarantined(world: World) -> None:
             {"id": victim},
         )
     result = world.reconciler().scan_shard(Scope(dataset_id=10001))
-    assert [u.ref.id for u in result.unverifiable] == [victim]
+    assert [u.ref.id for u in result.unknown] == [victim]
     assert victim not in world.ledger()
 
 
@@ -355,7 +355,7 @@ def test_purge_never_deletes_on_a_key_spelled_differently_in_s3(engine: Engine, 
     world.restore(nfd)
     reconciler = world.reconciler()
     scan = reconciler.scan_shard(Scope(dataset_id=world.portal.dataset_ids[0]))
-    assert victim not in scan.quarantined and any("differs only in spelling" in u.why for u in scan.unverifiable)
+    assert victim not in scan.quarantined and any("differs only in spelling" in u.why for u in scan.unknown)
     reconciler.apply_changes(removed(nfc))  # an event for the NFC key (as if it had existed): quarantined
     world.clock.advance(hours=2)
     result = reconciler.purge()

@@ -172,11 +172,11 @@ def test_absurd_config_is_refused_with_what_to_fix(path: Path) -> None:
     "prefix", ["s3://cryoet-data-portal-public/wrong-root/", "portal/", "cryoet-data-portal-public/10003/"]
 )
 def test_a_wrong_but_well_formed_prefix_decides_nothing(world: World, prefix: str) -> None:
-    """A prefix that parses but does not match the stored paths: every annotation is unverifiable (counted),
+    """A prefix that parses but does not match the stored paths: every annotation is unknown (counted),
     events are ignored as outside the prefix (counted), and nothing is quarantined or deleted."""
     reconciler = world.reconciler(RECONCILER_S3_PREFIX=prefix)
     scan = reconciler.scan_shard(Scope(dataset_id=10001))
-    assert scan.quarantined == [] and scan.held == [] and len(scan.unverifiable) == scan.annotations == 3
+    assert scan.quarantined == [] and scan.held == [] and len(scan.unknown) == scan.annotations == 3
     changes = parse_event(sqs_event(*(s3_notification(BUCKET, k) for k in TARGETS))).changes
     applied = reconciler.apply_changes(changes)
     assert applied.quarantined == [] and applied.ignored == {"outside_prefix": 2}

@@ -161,7 +161,7 @@ def test_exhausted_retries_in_a_scan_decide_nothing(
     else:  # the three listings retry side by side: their waits interleave, each still doubling
         first = min(backoff)
         assert sorted(backoff) == sorted([min(first * 2**i, 20.0) for i in range(RETRIES)] * 3), backoff
-    assert result.quarantined == [] and len(result.errors) == 3 and len(result.unverifiable) == 12
+    assert result.quarantined == [] and len(result.errors) == 3 and len(result.unknown) == 12
     assert world.ledger() == {}
 
 

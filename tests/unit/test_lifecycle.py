@@ -12,7 +12,7 @@ from annotation_reconciler.lifecycle import (
     AnnotationRef,
     Candidate,
     Evidence,
-    Unverifiable,
+    Unknown,
     Verdict,
     canonical,
     decide,
@@ -243,5 +243,5 @@ def test_resolve_says_which_row_cannot_be_verified() -> None:
     ref = AnnotationRef(7, f"s3://another-bucket/{key(0)}")
     unmappable = resolve(ref, LAYOUT)
     not_metadata = resolve(AnnotationRef(8, f"s3://{B}/{VS}100/x_globalcaption.json"), LAYOUT)
-    assert isinstance(unmappable, Unverifiable) and unmappable.ref == ref
-    assert isinstance(not_metadata, Unverifiable) and not_metadata.ref.id == 8
+    assert isinstance(unmappable, Unknown) and unmappable.ref == ref
+    assert isinstance(not_metadata, Unknown) and not_metadata.ref.id == 8

@@ -20,10 +20,10 @@ def render_text(report: CleanupReport) -> str:
     if report.held:
         lines.append("")
         lines.append(f"{len(report.held)} of them are held (suspicious): {report.held[0].reason}")
-    if report.unverifiable:
+    if report.unknown:
         lines.append("")
-        lines.append(f"{len(report.unverifiable)} annotations could not be verified and are never deleted:")
-        lines += [f"    - Annotation ID {u.ref.id}: {u.why}" for u in report.unverifiable]
+        lines.append(f"{len(report.unknown)} annotations could not be verified and are never deleted:")
+        lines += [f"    - Annotation ID {u.ref.id}: {u.why}" for u in report.unknown]
     requests = ", ".join(f"{n} {op}" for op, n in sorted(report.s3_requests.items())) or "none"
     lines.append("")
     lines.append(

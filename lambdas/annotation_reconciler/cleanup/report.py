@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotation_reconciler.lifecycle import AnnotationRef, Unverifiable
+from annotation_reconciler.lifecycle import AnnotationRef, Unknown
 from annotation_reconciler.scope import Scope
 
 
@@ -30,7 +30,7 @@ class CleanupReport:
     annotations: int = 0
     prefixes_listed: int = 0
     stale: list[Stale] = field(default_factory=list)
-    unverifiable: list[Unverifiable] = field(default_factory=list)
+    unknown: list[Unknown] = field(default_factory=list)
     reappeared: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
     deleted: list[int] = field(default_factory=list)
     held_back: list[int] = field(default_factory=list)  # held, not approved: recorded as held, not deleted
@@ -62,9 +62,9 @@ class CleanupReport:
                 }
                 for s in self.stale
             ],
-            "unverifiable": [
+            "unknown": [
                 {"annotation_id": u.ref.id, "run_id": u.ref.run_id, "s3_metadata_path": u.ref.stored_path, "why": u.why}
-                for u in self.unverifiable
+                for u in self.unknown
             ],
             "reappeared": self.reappeared,
             "deleted": self.deleted,

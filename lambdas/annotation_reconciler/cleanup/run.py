@@ -14,7 +14,7 @@ from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unverifiable, Verdict, prefixes_to_list
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unknown, Verdict, prefixes_to_list
 from annotation_reconciler.reconcile import Reconciler
 
 log = logging.getLogger("annotation_reconciler.cleanup")
@@ -30,7 +30,7 @@ class CleanupError(click.ClickException):
 
 
 def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: float | None) -> None:
-    """Fill the report's stale and unverifiable annotations; raise CleanupError on any S3 error."""
+    """Fill the report's stale and unknown annotations; raise CleanupError on any S3 error."""
     found = reconciler.survey(report.scope, max_fraction=max_fraction)
     if found.errors:
         first = found.errors[0]
@@ -49,11 +49,11 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
             stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
         elif d.verdict is Verdict.UNKNOWN:
             c = d.candidate
-            report.unverifiable.append(
-                Unverifiable(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
+            report.unknown.append(
+                Unknown(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
             )
     report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
-    report.unverifiable.sort(key=lambda u: u.ref.id)
+    report.unknown.sort(key=lambda u: u.ref.id)
 
 
 def delete_stale_annotations(
@@ -105,8 +105,8 @@ def delete_stale_annotations(
         report.reappeared += present
         report.deleted += outcome.deleted
         report.held_back += outcome.held
-        report.unverifiable += [
-            Unverifiable(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
+        report.unknown += [
+            Unknown(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
             for d in outcome.unknown
         ]
     report.rows_deleted = dict(totals)
