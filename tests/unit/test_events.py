@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.events import ChangeKind, EventShapeError, parse_event, parse_message_body
+from annotation_reconciler.events import ChangeKind, EventShapeError, Skip, parse_event, parse_message_body
 
 B = "cryoet-data-portal-public"
 KEY = "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
@@ -130,13 +130,48 @@ def test_one_message_with_many_records() -> None:
         (json.dumps(s3_body("10001/../x.json")), "'.'/'..' segments"),
         (json.dumps(s3_body("")), "non-empty string"),
         (json.dumps(s3_body("10001/a%0Ab.json")), "control characters"),
-        (json.dumps({**bridge(KEY), "source": "aws.ec2"}), "expected 'aws.s3'"),
+        (json.dumps({**bridge(KEY), "source": "aws.ec2"}), "from source 'aws.ec2', expected 'aws.s3'"),
         ('{"hello": 1}', "not an S3 notification"),
     ],
 )
 def test_malformed_bodies_say_what_is_wrong(body: str, fragment: str) -> None:
     result = parse_message_body(body, "m")
     assert result.error is not None and fragment in result.error and result.changes == ()
+
+
+def test_unsupported_event_types_are_skips_that_name_the_type() -> None:
+    """An S3 eventName or EventBridge detail-type the reconciler does not act on (a restore, tags) is no change:
+    nothing is quarantined or released on it; it is counted as a skip naming the type."""
+    parsed = parse_event(
+        sqs(
+            s3_body(KEY, "ObjectRestore:Completed"),
+            bridge(KEY, "Object Restore Completed"),
+            bridge(KEY, "Object Tags Added"),
+        )
+    )
+    assert parsed.changes == [] and parsed.errors == []
+    assert parsed.skips == [
+        Skip("unsupported_event", "ObjectRestore:Completed"),
+        Skip("unsupported_event", "Object Restore Completed"),
+        Skip("unsupported_event", "Object Tags Added"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        "not an object",
+        {"object": {"key": KEY}},
+        {"bucket": {"name": B}},
+        {"bucket": {"name": ""}, "object": {"key": KEY}},
+        {"bucket": {"name": 123}, "object": {"key": KEY}},
+        {"bucket": {"name": B}, "object": KEY},
+    ],
+)
+def test_an_eventbridge_event_without_bucket_name_or_object_is_malformed(detail: Any) -> None:
+    result = parse_message_body(json.dumps({**bridge(KEY), "detail": detail}), "m")
+    assert result.error == "EventBridge S3 event lacks detail.bucket.name or detail.object"
+    assert result.changes == () and result.skips == ()
 
 
 @pytest.mark.parametrize("event", [None, [], {}, "text", {"Records": "x"}, {"source": "aws.ec2", "detail-type": "x"}])
