@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -10,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.events import ChangeKind, EventShapeError, Skip, parse_event, parse_message_body
+from annotation_reconciler.events import (
+    MAX_RECORDS_PER_MESSAGE,
+    ChangeKind,
+    EventShapeError,
+    Skip,
+    parse_event,
+    parse_message_body,
+)
 
 B = "cryoet-data-portal-public"
 KEY = "10001/TS_026/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
@@ -172,6 +180,54 @@ def test_an_eventbridge_event_without_bucket_name_or_object_is_malformed(detail:
     result = parse_message_body(json.dumps({**bridge(KEY), "detail": detail}), "m")
     assert result.error == "EventBridge S3 event lacks detail.bucket.name or detail.object"
     assert result.changes == () and result.skips == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "when"),
+    [
+        ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # no offset: read as UTC
+        ("2026-01-02T05:04:05+02:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # an offset is kept, not replaced
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_event_times_are_aware_and_a_bad_one_is_none(raw: Any, when: datetime | None) -> None:
+    body = s3_body(KEY)
+    body["Records"][0]["eventTime"] = raw
+    [change] = parse_event(body).changes
+    assert change.event_time == when and (when is None or change.event_time.utcoffset() is not None)
+
+
+@pytest.mark.parametrize(("raw", "sequencer"), [("00ab", "00AB"), ("", None), (123, None), (None, None)])
+def test_a_sequencer_is_an_upper_case_string_or_none(raw: Any, sequencer: str | None) -> None:
+    assert parse_event(s3_body(KEY, sequencer=raw)).changes[0].sequencer == sequencer
+
+
+def test_a_message_holds_at_most_the_record_limit() -> None:
+    body = s3_body(KEY)
+    body["Records"] = body["Records"] * MAX_RECORDS_PER_MESSAGE
+    assert len(parse_message_body(json.dumps(body), "m").changes) == MAX_RECORDS_PER_MESSAGE == 1000
+    body["Records"] = body["Records"] * 2
+    assert parse_message_body(json.dumps(body), "m").error == "too many records in one message (2000 > 1000)"
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([], "an S3 notification needs a non-empty 'Records' list"),
+        ([{"eventSource": "aws:sqs"}], "record from 'aws:sqs', expected eventSource 'aws:s3'"),
+        (["a record as text"], "record from 'str', expected eventSource 'aws:s3'"),
+        ([{**s3_body(KEY)["Records"][0], "eventName": ""}], "S3 record has no eventName"),
+        ([{**s3_body(KEY)["Records"][0], "eventName": 5}], "S3 record has no eventName"),
+        (
+            [{**s3_body(KEY)["Records"][0], "s3": {"object": {"key": KEY}}}],
+            "S3 record lacks s3.bucket.name or s3.object",
+        ),
+    ],
+)
+def test_a_malformed_s3_record_gets_the_exact_message(records: list[Any], message: str) -> None:
+    result = parse_message_body(json.dumps({"Records": records}), "m")
+    assert result.error == message and result.changes == () and result.skips == ()
 
 
 @pytest.mark.parametrize("event", [None, [], {}, "text", {"Records": "x"}, {"source": "aws.ec2", "detail-type": "x"}])

@@ -116,6 +116,7 @@ def test_is_within() -> None:
     assert is_within("a/b.zarr/0/0.0", "a/b.zarr")
     assert is_within("a/b.zarr", "a/b.zarr/")
     assert not is_within("a/b.zarr2/0", "a/b.zarr")
+    assert is_within("a/MASKX/0.0", "a/MASKX/")  # only the trailing "/" is dropped, no other character
 
 
 segment = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"), min_size=1, max_size=12)
