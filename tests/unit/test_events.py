@@ -230,6 +230,27 @@ def test_a_malformed_s3_record_gets_the_exact_message(records: list[Any], messag
     assert result.error == message and result.changes == () and result.skips == ()
 
 
+def test_an_sqs_message_without_a_string_body_fails_alone() -> None:
+    event = sqs(s3_body(KEY), s3_body(KEY))
+    del event["Records"][0]["body"]
+    event["Records"][1]["body"] = 7
+    parsed = parse_event(event)
+    assert parsed.errors == [("m0", "SQS message has no string body"), ("m1", "SQS message has no string body")]
+    assert parsed.changes == []
+
+
+def test_a_json_body_that_is_no_object_names_its_type() -> None:
+    assert parse_message_body("[1]", "m").error == "body is JSON list, expected an object"
+    assert parse_message_body('"text"', "m").error == "body is JSON str, expected an object"
+
+
+@pytest.mark.parametrize("event", [None, [], {}, "text"])
+def test_an_event_that_is_no_json_object_is_refused_with_what_is_expected(event: Any) -> None:
+    with pytest.raises(EventShapeError) as raised:
+        parse_event(event)
+    assert str(raised.value) == "the event must be a non-empty JSON object (an SQS, S3 or EventBridge event)"
+
+
 @pytest.mark.parametrize("event", [None, [], {}, "text", {"Records": "x"}, {"source": "aws.ec2", "detail-type": "x"}])
 def test_direct_events_of_no_known_shape_raise(event: Any) -> None:
     with pytest.raises(EventShapeError):
