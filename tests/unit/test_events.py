@@ -219,10 +219,6 @@ def test_a_message_holds_at_most_the_record_limit() -> None:
         (["a record as text"], "record from 'str', expected eventSource 'aws:s3'"),
         ([{**s3_body(KEY)["Records"][0], "eventName": ""}], "S3 record has no eventName"),
         ([{**s3_body(KEY)["Records"][0], "eventName": 5}], "S3 record has no eventName"),
-        (
-            [{**s3_body(KEY)["Records"][0], "s3": {"object": {"key": KEY}}}],
-            "S3 record lacks s3.bucket.name or s3.object",
-        ),
     ],
 )
 def test_a_malformed_s3_record_gets_the_exact_message(records: list[Any], message: str) -> None:
@@ -255,6 +251,72 @@ def test_an_event_that_is_no_json_object_is_refused_with_what_is_expected(event:
 def test_direct_events_of_no_known_shape_raise(event: Any) -> None:
     with pytest.raises(EventShapeError):
         parse_event(event)
+
+
+@pytest.mark.parametrize(
+    "s3",
+    [
+        "not an object",
+        {"object": {"key": KEY}},
+        {"bucket": {"name": B}},
+        {"bucket": {"name": ""}, "object": {"key": KEY}},
+        {"bucket": {"name": 123}, "object": {"key": KEY}},
+        {"bucket": {"name": B}, "object": KEY},
+    ],
+)
+def test_an_s3_record_without_bucket_name_or_object_is_malformed(s3: Any) -> None:
+    result = parse_message_body(json.dumps({"Records": [{**s3_body(KEY)["Records"][0], "s3": s3}]}), "m")
+    assert result.error == "S3 record lacks s3.bucket.name or s3.object"
+    assert result.changes == () and result.skips == ()
+
+
+def test_an_unsupported_record_is_skipped_and_the_next_record_still_read() -> None:
+    body = {"Records": s3_body(KEY, "ObjectRestore:Post")["Records"] + s3_body(KEY)["Records"]}
+    result = parse_message_body(json.dumps(body), "m")
+    assert result.skips == (Skip("unsupported_event", "ObjectRestore:Post"),)
+    assert [(c.key, c.kind) for c in result.changes] == [(KEY, ChangeKind.REMOVED)]
+
+
+def test_an_eventbridge_change_keeps_its_time_and_sequencer() -> None:
+    body = bridge(KEY)
+    body["detail"]["object"]["sequencer"] = "00ab"
+    [change] = parse_event(body).changes
+    assert change.event_time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and change.sequencer == "00AB"
+
+
+@pytest.mark.parametrize(
+    ("body", "skip"),
+    [
+        ({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": B}, Skip("test_event", B)),
+        ({"Service": "Amazon S3", "Event": "s3:TestEvent"}, Skip("test_event", "")),
+    ],
+)
+def test_the_s3_test_event_is_a_skip_naming_its_bucket(body: dict[str, Any], skip: Skip) -> None:
+    assert parse_message_body(json.dumps(body), "m").skips == (skip,)
+    parsed = parse_event(body)  # sent directly, not through SQS
+    assert (parsed.kind, parsed.skips, parsed.changes) == ("s3", [skip], [])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # an SNS subscription confirmation is no notification: its Message is not read
+        (
+            {"Type": "SubscriptionConfirmation", "Message": "You have chosen to subscribe"},
+            "not an S3 notification, an EventBridge S3 event, an SNS envelope or an s3:TestEvent",
+        ),
+        ({"source": "aws.ec2"}, "EventBridge event from source 'aws.ec2', expected 'aws.s3'"),
+        ({"detail-type": "Object Deleted"}, "EventBridge event from source None, expected 'aws.s3'"),
+    ],
+)
+def test_a_body_is_read_by_its_shape(body: dict[str, Any], message: str) -> None:
+    assert parse_message_body(json.dumps(body), "m").error == message
+
+
+def test_a_direct_event_says_its_kind() -> None:
+    assert parse_event(s3_body(KEY)).kind == "s3"
+    assert parse_event(bridge(KEY)).kind == "eventbridge"
+    assert parse_event(sqs(s3_body(KEY))).kind == "sqs"
 
 
 key_text = st.lists(
