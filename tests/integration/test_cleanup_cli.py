@@ -15,7 +15,7 @@ from annotation_reconciler import cleanup_stale_annotations as module
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
-from support.faults import inject
+from support.faults import inject, inject_at
 from support.world import BUCKET, World, make_world
 
 SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
@@ -409,3 +409,58 @@ def test_held_annotations_need_an_answer_or_approve_held(world: World) -> None:
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
     assert {world.ledger()[i] for i in held} == {"purged"}
+
+
+def test_an_s3_error_at_the_recheck_deletes_nothing_and_names_the_prefix(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The survey listed every prefix; then one prefix fails at the re-check before the deletion: nothing at all
+    is deleted (not even the stale annotations of the prefixes that listed), and the message names that prefix."""
+    stale = two_runs_stale(world)
+    failing = next(a for a in world.portal.annotations if world.ids[a.metadata_key] in stale and a.run_name == "TS_000")
+    prefix = failing.metadata_key.rsplit("/", 2)[0] + "/"
+    before = world.annotation_ids()
+    clients: list[Any] = []
+
+    def kept_client(**kwargs: Any) -> Any:
+        clients.append(make_s3_client(**kwargs))
+        return clients[-1]
+
+    def confirm_then_fail(question: str) -> bool:
+        inject_at(clients[0], "ListObjectsV2", prefix)  # after the survey, before the re-check
+        return True
+
+    monkeypatch.setattr(module, "make_s3_client", kept_client)
+    monkeypatch.setattr(module, "_confirm", confirm_then_fail)
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run")
+    assert result.exit_code == 1
+    assert (
+        "Error: S3 error at the re-check, nothing deleted: 1 prefixes could not be listed, "
+        f"e.g. s3://{BUCKET}/{prefix}: " in result.output
+    )
+    assert "AccessDenied" in result.output
+    assert world.annotation_ids() == before and world.ledger() == {}
+
+
+def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None:
+    """Stale annotations beyond --max-purge-fraction of their dataset are held: --yes deletes the ordinary ones
+    only and records the held ones as held; --approve-held then deletes them."""
+    held = two_runs_stale(world)  # 3 of the first dataset's 12 annotations: 25 %
+    second = world.portal.dataset_ids[1]
+    ordinary = make_stale(world, pick(world, lambda a: a.dataset_id == second)[:1])  # 1 of 12: 8 %
+    before = world.annotation_ids()
+    result = invoke(world, "--no-dry-run", "--yes", "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "3 held annotations were not deleted" in result.output
+    assert world.annotation_ids() == before - ordinary
+    assert world.ledger() == {**dict.fromkeys(held, "held"), **dict.fromkeys(ordinary, "purged")}
+    with world.engine.connect() as conn:  # the ledger rows carry each annotation's run (a run scope finds them)
+        runs = conn.execute(
+            text("""SELECT count(*) FROM annotation_quarantine q JOIN annotation a ON a.id = q.annotation_id
+                    WHERE q.run_id IS NOT DISTINCT FROM a.run_id AND q.dataset_id = :d"""),
+            {"d": world.portal.dataset_ids[0]},
+        ).scalar_one()
+    assert runs == len(held) == 3
+    result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert world.annotation_ids() == before - ordinary - held
