@@ -464,3 +464,62 @@ def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None
     result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.2")
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
+
+
+def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deletion goes batch by batch (one annotation each here); the JSON report sums them all: kept (back in
+    S3), deleted with their rows, and left in place because the current row no longer maps to a key."""
+    first = world.portal.dataset_ids[0]
+    a = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_000")[:1]
+    b, c, d = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_001")[1:4]
+    make_stale(world, [*a, b, c, d])
+    gone = world.ids[b.metadata_key]
+    with world.engine.connect() as conn:
+        rows = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t} WHERE annotation_id = :id"), {"id": gone}).scalar_one()  # noqa: S608
+            for t in ("annotation_shape", "annotation_author", "annotation_method_link")
+        }
+        rows["annotation_file"] = conn.execute(
+            text("""SELECT count(*) FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                    WHERE s.annotation_id = :id"""),
+            {"id": gone},
+        ).scalar_one()
+    unmappable = f"s3://another-bucket/{d.metadata_key}"
+
+    def confirm_after_changes(question: str) -> bool:
+        world.restore(a[0].metadata_key)  # back in S3
+        with world.engine.begin() as conn:  # rewritten while the operator reads the prompt
+            for annotation, path in ((c, ""), (d, unmappable)):
+                conn.execute(
+                    text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+                    {"p": path, "id": world.ids[annotation.metadata_key]},
+                )
+        return True
+
+    monkeypatch.setattr(module, "BATCH_SIZE", 1)
+    monkeypatch.setattr(module, "_confirm", confirm_after_changes)
+    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == [gone]
+    assert report["rows_deleted"] == {"annotation": 1, **{t: n for t, n in rows.items() if n}}
+    left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unverifiable"]]
+    assert left == [(world.ids[c.metadata_key], "", None), (world.ids[d.metadata_key], unmappable, None)]
+    assert all("does not map to a key" in u["why"] for u in report["unverifiable"])
+    assert world.annotation_ids() == set(world.ids.values()) - {gone}
+
+
+def test_held_annotations_of_every_batch_are_reported(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One annotation per batch: the held annotations of a voxel spacing whose every metadata file is gone are
+    held batch after batch, and the report lists all of them, not the last batch's."""
+    first = world.portal.dataset_ids[0]
+    whole = [
+        a for a in world.portal.annotations if (a.dataset_id, a.run_name, a.voxel_spacing) == (first, "TS_001", 13.48)
+    ]
+    single = [a for a in world.portal.annotations if (a.dataset_id, a.run_name) == (first, "TS_000")][:1]
+    held, ordinary = make_stale(world, whole), make_stale(world, single)
+    monkeypatch.setattr(module, "BATCH_SIZE", 1)
+    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["held_back"] == sorted(held) and report["deleted"] == sorted(ordinary)
