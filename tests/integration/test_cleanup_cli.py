@@ -523,3 +523,11 @@ def test_held_annotations_of_every_batch_are_reported(world: World, monkeypatch:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["held_back"] == sorted(held) and report["deleted"] == sorted(ordinary)
+
+
+def test_the_dry_run_report_marks_what_the_mass_deletion_guard_holds(world: World) -> None:
+    held = two_runs_stale(world)  # 3 of the first dataset's 12 annotations: 25 %
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "3 of them are held (suspicious): mass-deletion guard: 3 of 12 annotations of dataset" in result.output
+    assert result.output.count(" (held)\n") == len(held) == 3
