@@ -42,6 +42,9 @@ class Policy:
     max_fraction: float | None
     dry_run: bool = False
     grace: datetime.timedelta = datetime.timedelta(0)
+    #: rows this run has deleted already, per dataset: a run that deletes batch by batch (or voxel spacing by
+    #: voxel spacing) is guarded as a whole, not each batch against what the earlier ones left
+    deleted: dict[int | None, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +99,20 @@ def gather_evidence(
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = repo.guard_counts(conn, datasets, except_annotations=ids)
+    for dataset, count in policy.deleted.items():  # gone from both counts since: count them as this run's
+        open_counts[dataset] = open_counts.get(dataset, 0) + count
+        totals[dataset] = totals.get(dataset, 0) + count
     return lifecycle.Evidence(listings, open_counts, totals, neighbours=neighbours or {}, exempt=exempt)
+
+
+def hold(
+    conn: Connection, held: Sequence[Decision], policy: Policy, *, source: Source, now: datetime.datetime
+) -> list[int]:
+    """Record rows already judged held (by a survey of the whole scope) as held, without judging them again
+    batch by batch; returns their annotation ids."""
+    outcome = DeletionOutcome()
+    _hold(conn, list(held), outcome, source, now, policy)
+    return outcome.held
 
 
 def delete_stale(
@@ -149,6 +165,10 @@ def delete_stale(
     )
     outcome.deleted = deleted.annotation_ids
     outcome.rows_deleted.update(deleted.rows)
+    gone = set(deleted.annotation_ids)
+    for d in doomed:
+        if d.candidate.annotation_id in gone:
+            policy.deleted[d.candidate.dataset_id] = policy.deleted.get(d.candidate.dataset_id, 0) + 1
     return outcome
 
 

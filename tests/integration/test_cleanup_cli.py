@@ -12,10 +12,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import text
 
 from annotation_reconciler import cleanup_stale_annotations as module
+from annotation_reconciler.cleanup import run as cleanup_run
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
-from support.faults import inject
+from support.faults import inject, inject_at
 from support.world import BUCKET, World, make_world
 
 SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
@@ -216,7 +217,7 @@ def test_every_stored_path_form_maps_and_unmappable_paths_survive(
     assert set(survivors) <= world.annotation_ids() and not (stale & world.annotation_ids())
 
 
-def test_text_report_lists_unverifiable_paths(world: World) -> None:
+def test_text_report_lists_unknown_paths(world: World) -> None:
     aid = sorted(world.annotation_ids())[0]
     with world.engine.begin() as conn:
         conn.execute(
@@ -342,7 +343,7 @@ def test_no_database_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- what the cleanup may never delete (issue 13) -----------------------------------------------------------------
 
 
-def test_a_key_spelled_differently_in_s3_is_unverifiable_never_deleted(engine: Any, s3: Any, db_url: str) -> None:
+def test_a_key_spelled_differently_in_s3_is_unknown_never_deleted(engine: Any, s3: Any, db_url: str) -> None:
     world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1))
     first = world.portal.annotations[0]
     folder = first.metadata_key.rsplit("/", 1)[0]
@@ -413,3 +414,168 @@ def test_held_annotations_need_an_answer_or_approve_held(world: World) -> None:
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
     assert {world.ledger()[i] for i in held} == {"purged"}
+
+
+def test_an_s3_error_at_the_recheck_deletes_nothing_and_names_the_prefix(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The survey listed every prefix; then one prefix fails at the re-check before the deletion: nothing at all
+    is deleted (not even the stale annotations of the prefixes that listed), and the message names that prefix."""
+    stale = two_runs_stale(world)
+    failing = next(a for a in world.portal.annotations if world.ids[a.metadata_key] in stale and a.run_name == "TS_000")
+    prefix = failing.metadata_key.rsplit("/", 2)[0] + "/"
+    before = world.annotation_ids()
+    clients: list[Any] = []
+
+    def kept_client(**kwargs: Any) -> Any:
+        clients.append(make_s3_client(**kwargs))
+        return clients[-1]
+
+    def confirm_then_fail(question: str) -> bool:
+        inject_at(clients[0], "ListObjectsV2", prefix)  # after the survey, before the re-check
+        return True
+
+    monkeypatch.setattr(module, "make_s3_client", kept_client)
+    monkeypatch.setattr(module, "_confirm", confirm_then_fail)
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run")
+    assert result.exit_code == 1
+    assert (
+        "Error: S3 error at the re-check, nothing deleted: 1 prefixes could not be listed, "
+        f"e.g. s3://{BUCKET}/{prefix}: " in result.output
+    )
+    assert "AccessDenied" in result.output
+    assert world.annotation_ids() == before and world.ledger() == {}
+
+
+def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None:
+    """Stale annotations beyond --max-purge-fraction of their dataset are held: --yes deletes the ordinary ones
+    only and records the held ones as held; --approve-held then deletes them."""
+    held = two_runs_stale(world)  # 3 of the first dataset's 12 annotations: 25 %
+    second = world.portal.dataset_ids[1]
+    ordinary = make_stale(world, pick(world, lambda a: a.dataset_id == second)[:1])  # 1 of 12: 8 %
+    before = world.annotation_ids()
+    result = invoke(world, "--no-dry-run", "--yes", "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "3 held annotations were not deleted" in result.output
+    assert world.annotation_ids() == before - ordinary
+    assert world.ledger() == {**dict.fromkeys(held, "held"), **dict.fromkeys(ordinary, "purged")}
+    with world.engine.connect() as conn:  # the ledger rows carry each annotation's run (a run scope finds them)
+        runs = conn.execute(
+            text("""SELECT count(*) FROM annotation_quarantine q JOIN annotation a ON a.id = q.annotation_id
+                    WHERE q.run_id IS NOT DISTINCT FROM a.run_id AND q.dataset_id = :d"""),
+            {"d": world.portal.dataset_ids[0]},
+        ).scalar_one()
+    assert runs == len(held) == 3
+    result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert world.annotation_ids() == before - ordinary - held
+
+
+def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deletion goes batch by batch (one annotation each here); the JSON report sums them all: kept (back in
+    S3), deleted with their rows, and left in place because the current row no longer maps to a key."""
+    first = world.portal.dataset_ids[0]
+    a = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_000")[:1]
+    b, c, d = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_001")[1:4]
+    make_stale(world, [*a, b, c, d])
+    gone = world.ids[b.metadata_key]
+    with world.engine.connect() as conn:
+        rows = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t} WHERE annotation_id = :id"), {"id": gone}).scalar_one()  # noqa: S608
+            for t in ("annotation_shape", "annotation_author", "annotation_method_link")
+        }
+        rows["annotation_file"] = conn.execute(
+            text("""SELECT count(*) FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                    WHERE s.annotation_id = :id"""),
+            {"id": gone},
+        ).scalar_one()
+    unmappable = f"s3://another-bucket/{d.metadata_key}"
+
+    def confirm_after_changes(question: str) -> bool:
+        world.restore(a[0].metadata_key)  # back in S3
+        with world.engine.begin() as conn:  # rewritten while the operator reads the prompt
+            for annotation, path in ((c, ""), (d, unmappable)):
+                conn.execute(
+                    text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+                    {"p": path, "id": world.ids[annotation.metadata_key]},
+                )
+        return True
+
+    monkeypatch.setattr(cleanup_run, "BATCH_SIZE", 1)
+    monkeypatch.setattr(module, "_confirm", confirm_after_changes)
+    result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == [gone]
+    assert report["rows_deleted"] == {"annotation": 1, **{t: n for t, n in rows.items() if n}}
+    left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unknown"]]
+    assert left == [(world.ids[c.metadata_key], "", None), (world.ids[d.metadata_key], unmappable, None)]
+    assert all("does not map to a key" in u["why"] for u in report["unknown"])
+    assert world.annotation_ids() == set(world.ids.values()) - {gone}
+
+
+def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by make mutate (issue 13): judged again one batch at a time, each held row passed the guard that all
+    of them together failed, and --yes deleted them. The survey's verdict on the whole scope stands, and a run
+    that deletes batch after batch counts what its earlier batches deleted."""
+    held = two_runs_stale(world)  # 3 of the first dataset's 12 annotations: 25 % > 20 %
+    second = world.portal.dataset_ids[1]
+    ordinary = make_stale(world, pick(world, lambda x: x.dataset_id == second)[:1])  # lets --yes go on
+    monkeypatch.setattr(cleanup_run, "BATCH_SIZE", 1)
+    result = invoke(world, "--no-dry-run", "--yes", "--max-purge-fraction", "0.2", "--output", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["deleted"] == sorted(ordinary) and report["held_back"] == sorted(held)
+    assert set(held) <= world.annotation_ids() and {world.ledger()[i] for i in held} == {"held"}
+
+
+def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> None:
+    """The deletion flow's tally: rows deleted by earlier batches of one run still count for the guard."""
+    from annotation_reconciler.deletions import Policy, delete_stale
+    from annotation_reconciler.ledger.models import Source
+    from annotation_reconciler.lifecycle import Candidate, prefixes_to_list
+
+    dataset = world.portal.dataset_ids[0]
+    ours = [a for a in world.portal.annotations if a.dataset_id == dataset]
+    folders = [a.metadata_key.rsplit("/", 2)[0] for a in ours]
+    # one annotation of each of three folders that keep another one: no prefix listed empty
+    stale = [a for a, f in zip(ours, folders, strict=True) if folders.count(f) > 1]
+    stale = [
+        a
+        for i, a in enumerate(stale)
+        if a.metadata_key.rsplit("/", 2)[0] not in {s.metadata_key.rsplit("/", 2)[0] for s in stale[:i]}
+    ][:3]
+    assert len(stale) == 3 and len(ours) == 12
+    world.delete(*(a.metadata_key for a in stale))
+    reconciler = world.reconciler()
+    listings, _ = reconciler.list_prefixes(prefixes_to_list(a.metadata_key for a in stale))
+    policy = Policy(0.2)
+    outcomes = []
+    for a in stale:
+        with world.engine.begin() as conn:
+            path = conn.execute(
+                text("SELECT s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[a.metadata_key]}
+            ).scalar_one()
+            candidate = Candidate(world.ids[a.metadata_key], path, dataset, None)
+            outcomes.append(
+                delete_stale(
+                    conn,
+                    [candidate],
+                    listings,
+                    reconciler.layout,
+                    policy,
+                    source=Source.CLI,
+                    reason="r",
+                    now=world.clock(),
+                )
+            )
+    assert [len(o.deleted) for o in outcomes] == [1, 1, 0] and outcomes[2].held == [world.ids[stale[2].metadata_key]]
+    assert policy.deleted == {dataset: 2}
+
+
+def test_the_dry_run_report_marks_what_the_mass_deletion_guard_holds(world: World) -> None:
+    held = two_runs_stale(world)  # 3 of the first dataset's 12 annotations: 25 %
+    result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--max-purge-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "3 of them are held (suspicious): mass-deletion guard: 3 of 12 annotations of dataset" in result.output
+    assert result.output.count(" (held)\n") == len(held) == 3

@@ -103,7 +103,7 @@ def test_survey_is_the_same_at_concurrency_1_and_n(world: World) -> None:
         assert surveyed(world, concurrency) == one
 
 
-def test_survey_error_at_one_prefix_is_unverifiable_and_the_rest_is_judged(world: World) -> None:
+def test_survey_error_at_one_prefix_is_unknown_and_the_rest_is_judged(world: World) -> None:
     lost = world.portal.annotations[0]
     world.delete(lost.metadata_key)
     broken = prefixes(world)[-1]

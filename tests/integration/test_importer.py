@@ -680,6 +680,61 @@ def test_files_of_another_voxel_spacing_survive_the_file_cleanup(engine: Engine,
         assert kept.scalar_one() == 1
 
 
+def test_the_shape_cleanup_keeps_shapes_that_still_have_files_and_shapes_outside_the_scope(
+    engine: Engine, s3: Any
+) -> None:
+    """A shape that leaves an annotation's metadata loses this voxel spacing's files, but the shape stays while a
+    file of another voxel spacing points at it; a file-less shape of an annotation the import did not read stays."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    first, second = portal.runs[0].voxel_spacings
+    changed = in_run(portal, "TS_000", first)[0]
+    other = ids[in_run(portal, "TS_000", second)[0].metadata_key]
+    doc = metadata_document(portal, changed)
+    leaving = next(f["shape"] for f in doc["files"] if f["shape"] != "Point")
+    with engine.begin() as conn:
+        second_id = conn.execute(
+            text("SELECT id FROM tomogram_voxel_spacing WHERE voxel_spacing = :v"), {"v": second}
+        ).scalar_one()
+        shape = conn.execute(
+            text("SELECT id FROM annotation_shape WHERE annotation_id = :id AND shape_type = :s"),
+            {"id": ids[changed.metadata_key], "s": leaving},
+        ).scalar_one()
+        conn.execute(
+            text("""INSERT INTO annotation_file (annotation_shape_id, tomogram_voxel_spacing_id, format, s3_path,
+                                                 https_path, is_visualization_default, source)
+                    VALUES (:shape, :vs, 'mrc', 's3://b/elsewhere.mrc', 'https://h/elsewhere.mrc', false,
+                            'dataset_author')"""),
+            {"shape": shape, "vs": second_id},
+        )
+        bare = conn.execute(
+            text("INSERT INTO annotation_shape (annotation_id, shape_type) VALUES (:id, 'Mesh') RETURNING id"),
+            {"id": other},
+        ).scalar_one()
+    doc["files"] = [f for f in doc["files"] if f["shape"] != leaving]
+    s3.put_object(Bucket=BUCKET, Key=changed.metadata_key, Body=json.dumps(doc).encode())
+    leaving_files = sum(f["shape"] == leaving for f in metadata_document(portal, changed)["files"])
+
+    result = run_ingest(engine, s3, voxel_spacing=first, max_purge_fraction=1.0)
+
+    assert result.ok and result.removed["annotation_file"] == leaving_files > 0
+    assert result.removed["annotation_shape"] == 0
+    with engine.connect() as conn:
+        left = (
+            conn.execute(
+                text(
+                    "SELECT s.id, count(f.id) FROM annotation_shape s LEFT JOIN annotation_file f"
+                    " ON f.annotation_shape_id = s.id WHERE s.id IN (:a, :b) GROUP BY s.id"
+                ),
+                {"a": shape, "b": bare},
+            )
+            .tuples()
+            .all()
+        )
+    assert sorted(left) == sorted([(shape, 1), (bare, 0)])
+
+
 def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: Engine, s3: Any) -> None:
     """Beyond the fraction, the importer holds instead of deleting; approve + purge (re-checking S3) finishes."""
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=6))

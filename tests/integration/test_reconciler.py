@@ -494,3 +494,20 @@ def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
     monkeypatch.undo()
     world.clock.advance(minutes=2)
     assert reconciler.purge().purged == [victim]
+
+
+def test_a_shard_of_some_runs_reads_and_judges_only_their_annotations(world: World) -> None:
+    """A large dataset is scanned in groups of runs (``Scope.run_ids``, from plan_shards): the shard reads, lists
+    and judges only its runs' annotations; a missing key of another run of the dataset waits for that run's shard."""
+    dataset = world.portal.dataset_ids[0]
+    with world.engine.connect() as conn:
+        run_id = dict(
+            conn.execute(text("SELECT name, id FROM run WHERE dataset_id = :d"), {"d": dataset}).tuples().all()
+        )
+    ours = [a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_000"]
+    theirs = next(a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_001")
+    world.delete(ours[0].metadata_key, theirs.metadata_key)
+    result = world.reconciler().scan_shard(Scope(dataset_id=dataset, run_ids=(run_id["TS_000"],)))
+    assert result.annotations == len(ours) and result.prefixes_listed == 1
+    assert result.quarantined == [world.ids[ours[0].metadata_key]] and result.unknown == []
+    assert world.ledger() == {world.ids[ours[0].metadata_key]: "quarantined"}

@@ -105,6 +105,14 @@ def test_prefix_of_another_bucket_is_refused() -> None:
         BucketLayout.from_prefix(B, "s3://other/")
 
 
+@pytest.mark.parametrize(
+    ("prefix", "root"),
+    [("/XRAY/", "XRAY/"), ("XRAY", "XRAY/"), (f"s3://{B}/tomoX/", "tomoX/"), (f"{B}/X/", "X/"), ("/", "")],
+)
+def test_a_root_loses_only_its_slashes(prefix: str, root: str) -> None:
+    assert BucketLayout.from_prefix(B, prefix).root == root
+
+
 def test_voxel_spacing_and_annotations_prefix() -> None:
     vs = voxel_spacing_prefix(KEY)
     assert vs == "10001/TS_026/Reconstructions/VoxelSpacing13.480/"
@@ -116,6 +124,7 @@ def test_is_within() -> None:
     assert is_within("a/b.zarr/0/0.0", "a/b.zarr")
     assert is_within("a/b.zarr", "a/b.zarr/")
     assert not is_within("a/b.zarr2/0", "a/b.zarr")
+    assert is_within("a/MASKX/0.0", "a/MASKX/")  # only the trailing "/" is dropped, no other character
 
 
 segment = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"), min_size=1, max_size=12)

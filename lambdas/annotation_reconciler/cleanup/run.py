@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
 from annotation_reconciler.core import utcnow
-from annotation_reconciler.deletions import Policy, delete_stale
+from annotation_reconciler.deletions import Policy, delete_stale, hold
 from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Unknown, Verdict, prefixes_to_list
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict, prefixes_to_list
 from annotation_reconciler.reconcile import Reconciler
 
 log = logging.getLogger("annotation_reconciler.cleanup")
@@ -73,6 +73,27 @@ def delete_stale_annotations(
     neighbours = reconciler.neighbours(listings)  # an empty prefix in a healthy dataset is ordinary
     totals: dict[str, int] = defaultdict(int)
     policy = Policy(max_fraction)
+    # The survey judged the whole scope at once: a row it held stays held unless the operator approved it
+    # (judged again batch by batch, each batch would pass the guard that all of them together failed).
+    waiting = [s for s in targets if s.held and not approve_held]
+    targets = [s for s in targets if not (s.held and not approve_held)]
+    if waiting:
+        with engine.begin() as conn:
+            report.held_back += hold(
+                conn,
+                [
+                    Decision(
+                        Candidate(s.ref.id, s.ref.stored_path, s.ref.dataset_id, s.ref.run_id),
+                        Verdict.HELD,
+                        s.key,
+                        s.reason,
+                    )
+                    for s in waiting
+                ],
+                policy,
+                source=Source.CLI,
+                now=utcnow(),
+            )
     for start in range(0, len(targets), BATCH_SIZE):
         batch = targets[start : start + BATCH_SIZE]
         approved = {s.ref.id for s in batch if s.held and approve_held}
@@ -110,3 +131,7 @@ def delete_stale_annotations(
             for d in outcome.unknown
         ]
     report.rows_deleted = dict(totals)
+
+
+def _candidate(stale: Stale) -> Candidate:
+    return Candidate(stale.ref.id, stale.ref.stored_path, stale.ref.dataset_id, stale.ref.run_id)
