@@ -85,10 +85,7 @@ class S3Storage:
                 params["ContinuationToken"] = token
             elif start_after:
                 params["StartAfter"] = start_after
-            try:
-                page = self.client.list_objects_v2(**params)
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageError("ListObjectsV2", self.bucket, prefix, exc) from exc
+            page = self._list_page(prefix, params)
             contents = page.get("Contents", [])
             for obj in contents:
                 yield obj["Key"]
@@ -107,12 +104,15 @@ class S3Storage:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1}
         if start_after:
             params["StartAfter"] = start_after
+        contents = self._list_page(prefix, params).get("Contents", [])
+        return contents[0]["Key"] if contents else None
+
+    def _list_page(self, prefix: str, params: dict[str, Any]) -> Any:
+        """One ListObjectsV2 call; every failure is a :class:`StorageError` naming the prefix."""
         try:
-            page = self.client.list_objects_v2(**params)
+            return self.client.list_objects_v2(**params)
         except (ClientError, BotoCoreError) as exc:
             raise StorageError("ListObjectsV2", self.bucket, prefix, exc) from exc
-        contents = page.get("Contents", [])
-        return contents[0]["Key"] if contents else None
 
     def holds_other_than(self, folder: str, inner: str) -> bool:
         """Does ``folder`` hold any object outside its sub-prefix ``inner``? One or two LISTs of one key."""
