@@ -26,11 +26,11 @@ from annotation_reconciler.errors import ConcurrentChangeError, InventoryError, 
 from annotation_reconciler.event_changes import zarr_ancestors as zarr_ancestors  # moved there; kept importable
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.evidence import dataset_neighbours
-from annotation_reconciler.ledger import event_order, exemptions
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import event_order, exemptions, purge_claims, quarantines, resurrections
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, inventory
@@ -288,8 +288,8 @@ class Reconciler:
         """
         now = self.clock()
         with self.engine.connect() as conn:
-            refs = repo.annotations_in_scope(conn, scope)
-            purged = repo.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
+            refs = annotation_rows.annotations_in_scope(conn, scope)
+            purged = resurrections.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
         result = SurveyResult(scope=scope, annotations=len(refs))
         keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
         wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)
@@ -393,7 +393,7 @@ class Reconciler:
             rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged])
             judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
             missing = [d for d in judged if d.verdict is Verdict.DELETE]
-            result.quarantined = repo.quarantine(
+            result.quarantined = quarantines.quarantine(
                 conn,
                 [(_ref(d.candidate), d.key) for d in missing],
                 source=Source.SCAN,
@@ -403,7 +403,7 @@ class Reconciler:
             )
             held = [d for d in judged if d.verdict is Verdict.HELD]
             for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
-                result.held += repo.quarantine(
+                result.held += quarantines.quarantine(
                     conn,
                     [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
                     source=Source.SCAN,
@@ -422,7 +422,7 @@ class Reconciler:
             result.missing_files, result.restored_files = datafiles.record_files(
                 conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
             )
-            result.resurrected = repo.record_resurrections(
+            result.resurrected = resurrections.record_resurrections(
                 conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
             )
         return result
@@ -444,7 +444,7 @@ class Reconciler:
         inventory.check_fresh(manifest, now=self.clock(), max_age=self.settings.inventory_max_age)
         present = {k for k in inventory.iter_present_keys(client, manifest) if classify_key(k) is KeyKind.METADATA}
         with self.engine.connect() as conn:
-            refs = repo.annotations_in_scope(conn, Scope())
+            refs = annotation_rows.annotations_in_scope(conn, Scope())
         result = InventoryScanResult(
             manifest=location.url,
             report_time=manifest.created,
@@ -464,7 +464,7 @@ class Reconciler:
         result.unconfirmed = sum(1 for _, key in candidates if presence.get(key) is None)
         now = self.clock()
         with self.engine.begin() as conn:
-            result.quarantined = repo.quarantine(
+            result.quarantined = quarantines.quarantine(
                 conn,
                 missing,
                 source=Source.SCAN,
@@ -473,7 +473,7 @@ class Reconciler:
                 reason=f"missing from the S3 Inventory of {manifest.created:%Y-%m-%d %H:%M} and confirmed absent",
             )
             back = [ref.id for ref, key in candidates if presence.get(key) is True]
-            result.released = repo.release(conn, back, now=now, resolution="metadata present (inventory check)")
+            result.released = quarantines.release(conn, back, now=now, resolution="metadata present (inventory check)")
         return result
 
     # --- purge -------------------------------------------------------------------------
@@ -511,7 +511,9 @@ class Reconciler:
                 break
             now = self.clock()
             with self.engine.begin() as conn:
-                claims = repo.claim_due(conn, now=now, limit=self.purge_batch_size, lease=CLAIM_LEASE, exclude=seen)
+                claims = purge_claims.claim_due(
+                    conn, now=now, limit=self.purge_batch_size, lease=CLAIM_LEASE, exclude=seen
+                )
             if not claims:
                 break
             seen.extend(c.quarantine_id for c in claims)
@@ -530,20 +532,20 @@ class Reconciler:
                 raise
         return result
 
-    def _end_claims(self, claims: Sequence[repo.Claim]) -> None:
+    def _end_claims(self, claims: Sequence[purge_claims.Claim]) -> None:
         with contextlib.suppress(Exception), self.engine.begin() as conn:
-            repo.end_claims(conn, [c.quarantine_id for c in claims])
+            purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
 
     def _settle(
         self,
         conn: Any,
-        claims: Sequence[repo.Claim],
+        claims: Sequence[purge_claims.Claim],
         listings: Mapping[str, frozenset[str] | BaseException],
         result: PurgeResult,
         now: datetime.datetime,
     ) -> None:
-        locked = repo.lock_claims(conn, claims)
-        current = repo.annotations_by_ids(conn, [c.annotation_id for c in locked])
+        locked = purge_claims.lock_claims(conn, claims)
+        current = annotation_rows.annotations_by_ids(conn, [c.annotation_id for c in locked])
         candidates = []
         for claim in locked:
             row = current.get(claim.annotation_id)
@@ -570,7 +572,7 @@ class Reconciler:
             reason="metadata absent after the grace period",
             now=now,
         )
-        repo.end_claims(conn, [c.quarantine_id for c in claims])
+        purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
         result.purged += outcome.deleted
         result.would_purge += outcome.would_delete
         result.released += outcome.released
@@ -590,7 +592,7 @@ class Reconciler:
     def approve(self, dataset_id: int, *, by: str = "operator") -> int:
         """Let a held dataset's deletions proceed at the next purge (after a fresh S3 check)."""
         with self.engine.begin() as conn:
-            return repo.approve_dataset(conn, dataset_id, now=self.clock(), by=by)
+            return quarantines.approve_dataset(conn, dataset_id, now=self.clock(), by=by)
 
     def release(self, annotation_id: int, *, by: str = "operator") -> bool:
         """Release an annotation for good: exempt from a new quarantine until its metadata or stored path

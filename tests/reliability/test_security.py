@@ -254,7 +254,7 @@ def test_every_statement_binds_its_values(
 #: Every place the package formats SQL text from an expression, with what the expression is. Any new one must
 #: be added here after checking that it cannot carry a value (only identifiers and fixed SQL fragments may).
 SQL_FORMATTING = {
-    ("ledger/repository.py", "_REF_COLUMNS"): "a module constant: a fixed column list",
+    ("portal/annotation_rows.py", "_REF_COLUMNS"): "a module constant: a fixed column list",
     ("ledger/migrations/versions/0002_annotation_metadata_path_index.py", "INDEX"): "a module constant: index name",
     ("local/demo.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
     ("local/synthetic.py", "table"): "a table name from the synthetic portal's fixed list",

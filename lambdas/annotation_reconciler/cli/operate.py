@@ -291,11 +291,11 @@ def reingest_command(metadata_key: str) -> str:
 def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     engine = engine_from(db_url, db_secret_arn)
-    from annotation_reconciler.ledger import repository as repo
+    from annotation_reconciler.ledger import quarantines
     from annotation_reconciler.reconcile import utcnow
 
     with engine.begin() as conn:
-        count = repo.approve_dataset(conn, dataset_id, now=utcnow(), by=by)
+        count = quarantines.approve_dataset(conn, dataset_id, now=utcnow(), by=by)
     engine.dispose()
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 

@@ -2,7 +2,7 @@
 
 ``annotation-reconciler release`` closes the open row *and* marks it exempt. While the annotation's
 stored path is the released one, no path quarantines it again (the scan and the importer ask
-``lifecycle.decide``, which reads :func:`exempted`; the events' ``repository.quarantine`` skips it in SQL).
+``lifecycle.decide``, which reads :func:`exempted`; the events' ``quarantines.quarantine`` skips it in SQL).
 The exemption lapses when the metadata is seen in S3 again (``event_order.lapse_exemptions``: a later
 removal is a new state, quarantined as usual) and ends by hand with ``release --clear``.
 """
