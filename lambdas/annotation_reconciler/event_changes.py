@@ -21,7 +21,7 @@ from typing import Any
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.events import ChangeKind
 from annotation_reconciler.ledger import event_order, missing_files, quarantines, resurrections
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger.models import OPEN_STATUSES, Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
@@ -86,7 +86,7 @@ def apply_metadata_changes(
     created = [(ref.id, latest[key][1]) for key in created_keys for ref in by_key.get(key, [])]
     out.released = event_order.release_older(conn, created, now=now, resolution="metadata object created again")
     event_order.lapse_exemptions(conn, created, now=now, why="metadata object created again")
-    open_before = {i for i, row in rows.items() if row.status in ("quarantined", "held")}
+    open_before = {i for i, row in rows.items() if row.status in OPEN_STATUSES}
     out.out_of_order += len({i for i, _ in created} & open_before - set(out.released))
     out.resurrected = resurrections.record_resurrections(
         conn, created_keys, now=now, since=now - settings.resurrection_window, found_by="event"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
+
 
 def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
     """annotation id -> the stored path an operator released it under, for those exempt."""
@@ -35,11 +37,11 @@ def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.d
         {"id": annotation_id},
     )
     row = conn.execute(
-        text("""UPDATE annotation_quarantine
-                SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
-                    resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
-                WHERE annotation_id = :id AND status IN ('quarantined', 'held')
-                RETURNING annotation_id"""),
+        text(f"""UPDATE annotation_quarantine
+                 SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
+                     resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
+                 WHERE annotation_id = :id AND status IN {OPEN_STATUS_LIST}
+                 RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"id": annotation_id, "now": now, "by": by},
     ).first()
     return row is not None

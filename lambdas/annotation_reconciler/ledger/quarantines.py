@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
 
 
@@ -75,9 +75,9 @@ def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.da
     if not annotation_ids:
         return []
     rows = conn.execute(
-        text("""UPDATE annotation_quarantine SET status = 'released', resolved_at = :now, resolution = :resolution
-                WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN ('quarantined', 'held')
-                RETURNING annotation_id"""),
+        text(f"""UPDATE annotation_quarantine SET status = 'released', resolved_at = :now, resolution = :resolution
+                 WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN {OPEN_STATUS_LIST}
+                 RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"ids": list(annotation_ids), "now": now, "resolution": resolution},
     ).scalars()
     return sorted(rows)
@@ -89,11 +89,11 @@ def release_rows(conn: Connection, rows: Sequence[tuple[int, str]], *, now: date
     if not rows:
         return []
     released = conn.execute(
-        text("""UPDATE annotation_quarantine q
-                SET status = 'released', resolved_at = :now, resolution = r.resolution, claimed_until = NULL
-                FROM unnest(CAST(:ids AS bigint[]), CAST(:resolutions AS text[])) AS r(id, resolution)
-                WHERE q.id = r.id AND q.status IN ('quarantined', 'held')
-                RETURNING q.annotation_id"""),
+        text(f"""UPDATE annotation_quarantine q
+                 SET status = 'released', resolved_at = :now, resolution = r.resolution, claimed_until = NULL
+                 FROM unnest(CAST(:ids AS bigint[]), CAST(:resolutions AS text[])) AS r(id, resolution)
+                 WHERE q.id = r.id AND q.status IN {OPEN_STATUS_LIST}
+                 RETURNING q.annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"ids": [r[0] for r in rows], "resolutions": [r[1] for r in rows], "now": now},
     ).scalars()
     return sorted(released)
@@ -129,14 +129,14 @@ def guard_counts(
     half done): open ledger rows per dataset other than those of ``except_annotations``, and annotations
     per dataset."""
     rows = conn.execute(
-        text("""WITH ds AS (SELECT unnest(CAST(:ids AS integer[])) AS id)
-                SELECT ds.id,
-                       (SELECT count(*) FROM annotation_quarantine q
-                        WHERE q.dataset_id = ds.id AND q.status IN ('quarantined', 'held')
-                          AND q.annotation_id <> ALL(CAST(:skip AS integer[]))) AS open_rows,
-                       (SELECT count(*) FROM annotation a JOIN run r ON r.id = a.run_id
-                        WHERE r.dataset_id = ds.id) AS total
-                FROM ds"""),
+        text(f"""WITH ds AS (SELECT unnest(CAST(:ids AS integer[])) AS id)
+                 SELECT ds.id,
+                        (SELECT count(*) FROM annotation_quarantine q
+                         WHERE q.dataset_id = ds.id AND q.status IN {OPEN_STATUS_LIST}
+                           AND q.annotation_id <> ALL(CAST(:skip AS integer[]))) AS open_rows,
+                        (SELECT count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                         WHERE r.dataset_id = ds.id) AS total
+                 FROM ds"""),  # noqa: S608 (a constant of ledger/models.py)
         {"ids": sorted({d for d in dataset_ids if d is not None}), "skip": list(except_annotations)},
     ).all()
     return {r[0]: r[1] for r in rows if r[1]}, {r[0]: r[2] for r in rows if r[2]}
