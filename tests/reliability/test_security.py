@@ -655,7 +655,7 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
     assert PASSWORD not in result.output and "***@db.internal/portal" in result.output
     assert "reconciler" not in result.output  # everything between :// and the last @ is masked
     env = {"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET}
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: build_runtime(env))  # fails at the cold start
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: build_runtime(env))  # fails at the cold start
     with pytest.raises(ValueError, match="cannot parse the database URL") as info:
         handlers.handle_schedule({"action": "purge"}, LocalContext())
     assert PASSWORD not in str(info.value)
