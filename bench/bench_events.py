@@ -10,7 +10,7 @@ EventBridge ``Object Deleted`` event. Two streams, each on a fresh copy of a 10k
 
 The handler runs as in Lambda: Powertools logging at INFO and metrics on (their output goes to
 /dev/null), tracing off (no X-Ray daemon here). The runtime is injected through
-``handlers.runtime_factory`` with an S3 double that must see no request::
+``handlers.common.runtime_factory`` with an S3 double that must see no request::
 
     .venv/bin/python -m bench.bench_events
 """
@@ -123,7 +123,7 @@ def run(ctx: BenchContext) -> list[Section]:
     load_rows(engine, spec)
     engine.dispose()
     annotations = [a for chunk in portal_chunks(spec) for a in chunk.annotations]
-    original_factory = handlers.runtime_factory
+    original_factory = handlers.common.runtime_factory
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
     handler = getattr(handlers.logger, "registered_handler", None)
     if handler is not None and hasattr(handler, "setStream"):
@@ -158,7 +158,7 @@ def run(ctx: BenchContext) -> list[Section]:
                 )
                 double = S3Double()
                 runtime = Runtime(settings, engine, Reconciler(engine, S3Storage(double, BUCKET), settings), None)
-                handlers.runtime_factory = lambda runtime=runtime: runtime
+                handlers.common.runtime_factory = lambda runtime=runtime: runtime
                 events = [sqs_batch([eventbridge_deleted(k, first + i) for i, k in enumerate(part)], first)
                           for first, part in _chunks(keys, batch)]  # fmt: skip
                 with engine.connect() as conn:
@@ -205,7 +205,7 @@ def run(ctx: BenchContext) -> list[Section]:
                     f"{missing:,}",
                 )
     finally:
-        handlers.runtime_factory = original_factory
+        handlers.common.runtime_factory = original_factory
         devnull.close()
         ctx.factory.drop(template)
     out.notes += [

@@ -26,8 +26,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
@@ -63,8 +64,8 @@ def orphans(engine: Engine) -> int:
 def _quarantine(url: str, victims: set[int]) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        refs = [r for r in repo.annotations_in_scope(conn, Scope()) if r.id in victims]
-        repo.quarantine(
+        refs = [r for r in annotation_rows.annotations_in_scope(conn, Scope()) if r.id in victims]
+        quarantines.quarantine(
             conn,
             [(r, r.stored_path.removeprefix(f"s3://{BUCKET}/")) for r in refs],
             source=Source.EVENT,

@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/mutate.py                                  # every module of [tool.mutmut] only_mutate
     .venv/bin/python tools/mutate.py --only lifecycle.py paths.py     # a subset (make mutate MUTATE="…")
-    .venv/bin/python tools/mutate.py --only ledger/repository.py:annotations_in_scope   # one function (a glob)
+    .venv/bin/python tools/mutate.py --only portal/annotation_rows.py:annotations_in_scope   # one function (a glob)
 
 mutmut 3 copies the code into ``mutants/`` and imports it from ``mutants/``, ``mutants/src`` or
 ``mutants/source`` only, and names a mutant after its file's path with just a ``src.`` prefix dropped. Our

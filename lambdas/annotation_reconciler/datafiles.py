@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from annotation_reconciler import lifecycle
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.paths import BucketLayout
 
 
@@ -83,10 +83,12 @@ def record_files(
     keys (its chunks are not listed) does not close the report of a removed chunk."""
     rows = files_of(conn, annotation_ids)
     missing, present = judge_files(rows, listings, layout)
-    recorded = repo.record_missing_files(
+    recorded = missing_files.record_missing_files(
         conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now
     )
-    return recorded, repo.resolve_missing_keys(conn, listed_keys(rows, set(present), listings, layout), now=now)
+    return recorded, missing_files.resolve_missing_keys(
+        conn, listed_keys(rows, set(present), listings, layout), now=now
+    )
 
 
 def listed_keys(

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from annotation_reconciler import lifecycle
-from annotation_reconciler.ledger import exemptions
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import exemptions, quarantines
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.paths import BucketLayout
@@ -98,7 +97,7 @@ def gather_evidence(
         return lifecycle.Evidence(listings, neighbours=neighbours or {}, exempt=exempt)
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
-    open_counts, totals = repo.guard_counts(conn, datasets, except_annotations=ids)
+    open_counts, totals = quarantines.guard_counts(conn, datasets, except_annotations=ids)
     for dataset, count in policy.deleted.items():  # gone from both counts since: count them as this run's
         open_counts[dataset] = open_counts.get(dataset, 0) + count
         totals[dataset] = totals.get(dataset, 0) + count
@@ -174,7 +173,7 @@ def delete_stale(
 
 def _release(conn: Connection, items: list[Decision], outcome: DeletionOutcome, now: datetime.datetime) -> None:
     with_rows = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
-    outcome.released = repo.release_rows(conn, [(q, r) for q, r in with_rows if q is not None], now=now)
+    outcome.released = quarantines.release_rows(conn, [(q, r) for q, r in with_rows if q is not None], now=now)
     changed = [d for d in items if d.key is None and d.candidate.stored_path is not None]
     for decision in changed[:LOG_IDS]:
         log.warning("annotation %d released: %s", decision.candidate.annotation_id, decision.reason)
@@ -191,7 +190,7 @@ def _hold(
     if not items:
         return
     quarantined = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
-    repo.hold(conn, [(q, r) for q, r in quarantined if q is not None])
+    quarantines.hold(conn, [(q, r) for q, r in quarantined if q is not None])
     fresh: dict[str, list[tuple[AnnotationRef, str | None]]] = defaultdict(list)
     for d in items:
         c = d.candidate
@@ -199,6 +198,8 @@ def _hold(
             fresh[d.reason].append((AnnotationRef(c.annotation_id, c.stored_path, c.dataset_id, c.run_id), d.key))
     if not policy.dry_run:
         for reason, refs in fresh.items():
-            repo.quarantine(conn, refs, source=source, reason=reason, now=now, grace=policy.grace, status=Status.HELD)
+            quarantines.quarantine(
+                conn, refs, source=source, reason=reason, now=now, grace=policy.grace, status=Status.HELD
+            )
     outcome.held = sorted(d.candidate.annotation_id for d in items)
     log.error("held %d annotations for an operator (%s): %s", len(items), ids_of(items), items[0].reason)

@@ -24,11 +24,11 @@ from sqlalchemy import text
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import ReconcilerCore
 from annotation_reconciler.events import ChangeKind, ObjectChange
-from annotation_reconciler.ledger import event_order
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import event_order, missing_files, quarantines, resurrections
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import ChangeResult
 from annotation_reconciler.settings import Settings
 
@@ -61,7 +61,7 @@ def apply_metadata_changes(
 ) -> MetadataOutcome:
     """Each metadata key's last change: quarantine or release its annotations (one query maps them all)."""
     out = MetadataOutcome()
-    refs = repo.annotations_by_paths(conn, [f for k in latest for f in layout.stored_forms(k)])
+    refs = annotation_rows.annotations_by_paths(conn, [f for k in latest for f in layout.stored_forms(k)])
     by_key: dict[str, list[AnnotationRef]] = defaultdict(list)
     for ref in refs:
         key = layout.to_key(ref.stored_path)
@@ -79,7 +79,7 @@ def apply_metadata_changes(
                 removed.append((ref, key, stamp))
             else:
                 out.out_of_order += 1
-    out.quarantined = repo.quarantine(
+    out.quarantined = quarantines.quarantine(
         conn,
         [(ref, key) for ref, key, _ in removed],
         source=Source.EVENT,
@@ -93,7 +93,7 @@ def apply_metadata_changes(
     event_order.lapse_exemptions(conn, created, now=now, why="metadata object created again")
     open_before = {i for i, row in rows.items() if row.status in ("quarantined", "held")}
     out.out_of_order += len({i for i, _ in created} & open_before - set(out.released))
-    out.resurrected = repo.record_resurrections(
+    out.resurrected = resurrections.record_resurrections(
         conn, created_keys, now=now, since=now - settings.resurrection_window, found_by="event"
     )
     return out
@@ -110,11 +110,11 @@ def apply_file_changes(
         for file_key in zarr_ancestors(key):
             for form in layout.stored_forms(file_key):
                 removed[form].add(key)
-    found = repo.files_by_paths(conn, list(removed))
+    found = annotation_rows.files_by_paths(conn, list(removed))
     missing = [(fid, aid, path, key) for fid, aid, path in found for key in sorted(removed[path])]
     # a report closes only when the keys it names are back: another chunk of the same zarr does not close it
-    restored = repo.resolve_missing_keys(conn, sorted(files.created), now=now)
-    return repo.record_missing_files(conn, missing, now=now), restored
+    restored = missing_files.resolve_missing_keys(conn, sorted(files.created), now=now)
+    return missing_files.record_missing_files(conn, missing, now=now), restored
 
 
 #: The longest the events path waits for a row lock (a purge settling the row): then it fails and is retried.

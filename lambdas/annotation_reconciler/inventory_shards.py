@@ -30,11 +30,11 @@ from sqlalchemy import text
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
-from annotation_reconciler.ledger import event_order
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import event_order, quarantines
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
@@ -110,7 +110,7 @@ def plan_inventory(
         if classify_key(key) is KeyKind.METADATA:
             present.add(key)
     with reconciler.engine.connect() as conn:
-        refs = repo.annotations_in_scope(conn, Scope())
+        refs = annotation_rows.annotations_in_scope(conn, Scope())
     plan = InventoryPlan(
         manifest=location.url, report_time=manifest.created, annotations=len(refs), inventory_metadata_keys=len(present)
     )
@@ -241,7 +241,7 @@ def confirm_shard(
     with reconciler.engine.begin() as conn:
         rows = event_order.newest_rows(conn, [ref.id for ref, _ in missing])
         missing = [(ref, key) for ref, key in missing if ordering.may_quarantine(rows.get(ref.id), started)]
-        result.quarantined = repo.quarantine(
+        result.quarantined = quarantines.quarantine(
             conn,
             missing,
             source=Source.SCAN,

@@ -1,26 +1,54 @@
-"""What an operator decides: approve a held dataset, release an annotation for good, end such a release."""
+"""The operator's decisions, each in its own transaction and each naming who decided: approve a held dataset,
+release an annotation for good (and end such a release), and read the status report.
+
+The CLI calls these functions (``approve``, ``release`` and ``status`` need no bucket); ``Reconciler`` has
+the same decisions as methods, on its own clock (:class:`OperatorsMixin`).
+"""
 
 from __future__ import annotations
 
-from annotation_reconciler.core import ReconcilerCore
-from annotation_reconciler.ledger import exemptions
-from annotation_reconciler.ledger import repository as repo
+import datetime
+
+from sqlalchemy import Engine
+
+from annotation_reconciler.core import ReconcilerCore, utcnow
+from annotation_reconciler.ledger import exemptions, quarantines
+from annotation_reconciler.ledger.status import StatusReport, read_status
+
+
+def approve(engine: Engine, dataset_id: int, *, by: str, now: datetime.datetime | None = None) -> int:
+    """Let the held rows of a dataset be purged at the next purge (S3 is still checked first); returns how many."""
+    with engine.begin() as conn:
+        return quarantines.approve_dataset(conn, dataset_id, now=now or utcnow(), by=by)
+
+
+def release(engine: Engine, annotation_id: int, *, by: str, now: datetime.datetime | None = None) -> bool:
+    """Close the annotation's open row as released by ``by`` and make it exempt from a new quarantine until its
+    metadata or stored path changes; False if it has no open row."""
+    with engine.begin() as conn:
+        return exemptions.release_by_operator(conn, annotation_id, now=now or utcnow(), by=by)
+
+
+def clear_release(engine: Engine, annotation_id: int, *, by: str, now: datetime.datetime | None = None) -> int:
+    """End an operator's release by hand: the next scan or event judges the annotation again; 0 if none."""
+    with engine.begin() as conn:
+        return exemptions.clear(conn, annotation_id, now=now or utcnow(), by=by)
+
+
+def status(engine: Engine) -> StatusReport:
+    """The ledger's state, for ``annotation-reconciler status``."""
+    with engine.connect() as conn:
+        return read_status(conn)
 
 
 class OperatorsMixin(ReconcilerCore):
-    """The operator's decisions, each in one transaction, each naming who decided."""
+    """The operator's decisions on the reconciler's own clock."""
 
     def approve(self, dataset_id: int, *, by: str = "operator") -> int:
-        """Let a held dataset's deletions proceed at the next purge (after a fresh S3 check)."""
-        with self.engine.begin() as conn:
-            return repo.approve_dataset(conn, dataset_id, now=self.clock(), by=by)
+        return approve(self.engine, dataset_id, by=by, now=self.clock())
 
     def release(self, annotation_id: int, *, by: str = "operator") -> bool:
-        """Release an annotation for good: exempt from a new quarantine until its metadata or stored path
-        changes, or :meth:`clear_release`."""
-        with self.engine.begin() as conn:
-            return exemptions.release_by_operator(conn, annotation_id, now=self.clock(), by=by)
+        return release(self.engine, annotation_id, by=by, now=self.clock())
 
     def clear_release(self, annotation_id: int, *, by: str = "operator") -> int:
-        with self.engine.begin() as conn:
-            return exemptions.clear(conn, annotation_id, now=self.clock(), by=by)
+        return clear_release(self.engine, annotation_id, by=by, now=self.clock())

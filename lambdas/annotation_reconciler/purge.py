@@ -12,10 +12,10 @@ from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.ledger import event_order
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import event_order, purge_claims
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
 
@@ -39,7 +39,9 @@ class PurgeMixin(SurveyMixin):
                 break
             now = self.clock()
             with self.engine.begin() as conn:
-                claims = repo.claim_due(conn, now=now, limit=self.purge_batch_size, lease=CLAIM_LEASE, exclude=seen)
+                claims = purge_claims.claim_due(
+                    conn, now=now, limit=self.purge_batch_size, lease=CLAIM_LEASE, exclude=seen
+                )
             if not claims:
                 break
             seen.extend(c.quarantine_id for c in claims)
@@ -59,20 +61,20 @@ class PurgeMixin(SurveyMixin):
                 raise
         return result
 
-    def _end_claims(self, claims: Sequence[repo.Claim]) -> None:
+    def _end_claims(self, claims: Sequence[purge_claims.Claim]) -> None:
         with contextlib.suppress(Exception), self.engine.begin() as conn:
-            repo.end_claims(conn, [c.quarantine_id for c in claims])
+            purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
 
     def _settle(
         self,
         conn: Any,
-        claims: Sequence[repo.Claim],
+        claims: Sequence[purge_claims.Claim],
         listings: Mapping[str, frozenset[str] | BaseException],
         listed: ordering.Stamp,
         result: PurgeResult,
         now: datetime.datetime,
     ) -> None:
-        locked = repo.lock_claims(conn, claims)
+        locked = purge_claims.lock_claims(conn, claims)
         # A row an event stamped after the listing started (a re-upload removed again) is not judged on that
         # listing: it stays quarantined, and the next purge lists it afresh.
         rows = event_order.newest_rows(conn, [c.annotation_id for c in locked])
@@ -84,7 +86,7 @@ class PurgeMixin(SurveyMixin):
         if later:
             log.info("purge leaves %s to the next purge: stamped after its listing", capped(sorted(later)))
         locked = [c for c in locked if c.annotation_id not in later]
-        current = repo.annotations_by_ids(conn, [c.annotation_id for c in locked])
+        current = annotation_rows.annotations_by_ids(conn, [c.annotation_id for c in locked])
         candidates = []
         for claim in locked:
             row = current.get(claim.annotation_id)
@@ -111,7 +113,7 @@ class PurgeMixin(SurveyMixin):
             reason="metadata absent after the grace period",
             now=now,
         )
-        repo.end_claims(conn, [c.quarantine_id for c in claims])
+        purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
         result.purged += outcome.deleted
         result.would_purge += outcome.would_delete
         result.released += outcome.released

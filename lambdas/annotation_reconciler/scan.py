@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from annotation_reconciler import datafiles, lifecycle, ordering
-from annotation_reconciler.ledger import event_order
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import event_order, quarantines, resurrections
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.results import ScanResult
@@ -62,7 +61,7 @@ class ScanMixin(SurveyMixin):
             rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged])
             judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
             missing = [d for d in judged if d.verdict is Verdict.DELETE]
-            result.quarantined = repo.quarantine(
+            result.quarantined = quarantines.quarantine(
                 conn,
                 [(_ref(d.candidate), d.key) for d in missing],
                 source=Source.SCAN,
@@ -72,7 +71,7 @@ class ScanMixin(SurveyMixin):
             )
             held = [d for d in judged if d.verdict is Verdict.HELD]
             for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
-                result.held += repo.quarantine(
+                result.held += quarantines.quarantine(
                     conn,
                     [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
                     source=Source.SCAN,
@@ -91,7 +90,7 @@ class ScanMixin(SurveyMixin):
             result.missing_files, result.restored_files = datafiles.record_files(
                 conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
             )
-            result.resurrected = repo.record_resurrections(
+            result.resurrected = resurrections.record_resurrections(
                 conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
             )
         return result

@@ -1,8 +1,9 @@
 """Which annotations an operation covers: a dataset, some runs, a voxel spacing, or everything.
 
-A pure value shared by the service (scans, shards, the cleanup command) and the repository that
-turns it into one query. The fields combine with AND; a voxel spacing also covers the legacy rows
-of its run (NULL ``tomogram_voxel_spacing_id``) whose files lie in it::
+A pure value shared by the service (scans, shards, the cleanup command) and the reads that turn it
+into one query (``portal.annotation_rows``, ``ledger.resurrections``). The fields combine with AND; a
+voxel spacing also covers the legacy rows of its run (NULL ``tomogram_voxel_spacing_id``) whose files
+lie in it::
 
     >>> Scope().is_everything, Scope.of(run_id=7)
     (True, Scope(dataset_id=None, run_ids=(7,), voxel_spacing_id=None))

@@ -15,8 +15,9 @@ from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
 from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
 from annotation_reconciler.errors import PageLimitError, StorageError
 from annotation_reconciler.evidence import dataset_neighbours
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import SurveyResult
 from annotation_reconciler.scope import Scope
 
@@ -70,8 +71,8 @@ class SurveyMixin(ReconcilerCore):
         """
         now = self.clock()
         with self.engine.connect() as conn:
-            refs = repo.annotations_in_scope(conn, scope)
-            purged = repo.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
+            refs = annotation_rows.annotations_in_scope(conn, scope)
+            purged = resurrections.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
         result = SurveyResult(scope=scope, annotations=len(refs))
         keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
         wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)

@@ -79,7 +79,7 @@ def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch)
     }
     runtime = build_runtime(env)
     runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     metrics: Counter[str] = Counter()
     monkeypatch.setattr(handlers.metrics, "add_metric", lambda name, unit, value: metrics.update({name: value}))
     yield Wired(world, sqs, work_url, runtime, metrics)
@@ -114,7 +114,7 @@ def test_a_stale_inventory_is_refused_and_the_schedule_lists_instead(
     runtime = dataclasses.replace(
         wired.runtime, settings=dataclasses.replace(wired.runtime.settings, inventory_manifest=MANIFEST)
     )
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     answer = handlers.handle_schedule({"action": "reconcile"}, LocalContext())
     assert "inventory" not in answer and answer["shards_queued"] == 2  # the LIST fan-out, one shard per dataset
     assert wired.metrics["InventoryStale"] == 1
@@ -135,7 +135,7 @@ def test_a_fresh_inventory_is_still_used(wired: Wired, monkeypatch: pytest.Monke
     runtime = dataclasses.replace(
         wired.runtime, settings=dataclasses.replace(wired.runtime.settings, inventory_manifest=MANIFEST)
     )
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     answer = handlers.handle_schedule({"action": "reconcile"}, LocalContext())
     assert answer["inventory"]["candidates"] == 0 and "InventoryStale" not in wired.metrics
 

@@ -417,7 +417,7 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     env = {**os.environ, "RECONCILER_DB_URL": small.db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "true"}
     runtime = build_runtime({**env, "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_MAX_PURGE_FRACTION": "1"})
     runtime.reconciler.clock = small.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     buffer = io.StringIO()
     previous = handlers.logger.registered_handler.setStream(buffer)
     level = handlers.logger.log_level

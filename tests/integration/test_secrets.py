@@ -98,7 +98,7 @@ def warm_lambda(rotation_world: tuple[World, str], monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("RECONCILER_DB_URL", raising=False)
     runtime.cached_runtime.cache_clear()
     db.cached_secret_engine.cache_clear()
-    monkeypatch.setattr(handlers, "runtime_factory", runtime.cached_runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", runtime.cached_runtime)
     logs = io.StringIO()
     handler = logging.StreamHandler(logs)
     logging.getLogger().addHandler(handler)

@@ -148,7 +148,7 @@ def test_huge_batch_maps_in_one_go(world: World) -> None:
         ]
         records += [s3_notification(BUCKET, k)["Records"][0] for k in keys]
         bodies.append({"Records": records})
-    runtime = handlers.runtime_factory()
+    runtime = handlers.common.runtime_factory()
     statements: list[str] = []
     event.listen(runtime.engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
     answer = handlers.handle_events(sqs_event(*bodies), LocalContext())

@@ -54,7 +54,7 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
         }
     )
     runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     metrics: Counter[str] = Counter()
     monkeypatch.setattr(handlers.metrics, "add_metric", lambda name, unit, value: metrics.update({name: value}))
     monkeypatch.setattr(prefix_retry, "RETRY_DELAY_S", 0)  # the retries' wait on the queue, not this test's

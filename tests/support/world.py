@@ -132,7 +132,7 @@ def created(*keys: str, at: datetime.datetime = EVENT_TIME + datetime.timedelta(
 
 def use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Runtime:
     """Make the Lambda handlers use ``runtime`` (as a cold start would build it) for this test."""
-    monkeypatch.setattr(handlers, "runtime_factory", lambda: runtime)
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     return runtime
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
 from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale, hold
-from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict, prefixes_to_list
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler
 
 log = logging.getLogger("annotation_reconciler.cleanup")
@@ -98,7 +98,7 @@ def delete_stale_annotations(
         batch = targets[start : start + BATCH_SIZE]
         approved = {s.ref.id for s in batch if s.held and approve_held}
         with engine.begin() as conn:
-            current = repo.annotations_by_ids(conn, [s.ref.id for s in batch])
+            current = annotation_rows.annotations_by_ids(conn, [s.ref.id for s in batch])
             candidates = [
                 Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
                 for r in (current[i] for i in sorted(current))

@@ -10,11 +10,10 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from annotation_reconciler import inventory_shards
+from annotation_reconciler import inventory_shards, operators
 from annotation_reconciler.cli.common import db_options, engine_from, settings_from
-from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -86,11 +85,11 @@ def scan(
         console.print(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
-            f"and quarantined, {found.unconfirmed} unconfirmed, {len(found.unverifiable)} unverifiable"
+            f"and quarantined, {len(found.unknown)} unknown"
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
-    table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unverifiable")
+    table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
     errors = 0
     for shard in shards:
         r = reconciler.scan_shard(shard)
@@ -107,7 +106,7 @@ def scan(
                     len(r.quarantined),
                     len(r.released),
                     len(r.held),
-                    len(r.unverifiable),
+                    len(r.unknown),
                 )
             ),
         )
@@ -155,44 +154,13 @@ def purge(
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
     """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
-    from annotation_reconciler.ledger import exemptions
-
     engine = engine_from(db_url, db_secret_arn)
-    with engine.connect() as conn:
-        by_status: dict[str, int] = dict(
-            conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
-        )
-        by_dataset = conn.execute(
-            text("SELECT dataset_id, status, count(*) FROM annotation_quarantine GROUP BY 1, 2 ORDER BY 1, 2")
-        ).all()
-        oldest = conn.execute(
-            text(
-                "SELECT annotation_id, s3_metadata_path, detected_at, purge_after "
-                "FROM annotation_quarantine WHERE status = 'quarantined' "
-                "ORDER BY detected_at LIMIT 1"
-            )
-        ).first()
-        held = conn.execute(
-            text("SELECT dataset_id, count(*) FROM annotation_quarantine WHERE status = 'held' GROUP BY 1 ORDER BY 1")
-        ).all()
-        files = conn.execute(
-            text(
-                "SELECT annotation_id, count(*) FROM missing_annotation_file "
-                "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
-            )
-        ).all()
-        released = exemptions.listed(conn)
-        resurrected = conn.execute(
-            text(
-                "SELECT annotation_id, metadata_key, purged_at, found_at, found_by FROM annotation_resurrection "
-                "WHERE resolved_at IS NULL ORDER BY found_at, annotation_id"
-            )
-        ).all()
-        blind = blind_prefixes.open_rows(conn)
+    found = operators.status(engine)
     engine.dispose()
+    oldest = found.oldest_quarantined
     report: dict[str, Any] = {
-        "by_status": by_status,
-        "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in by_dataset],
+        "by_status": found.by_status,
+        "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in found.by_dataset],
         "oldest_quarantined": None
         if oldest is None
         else {
@@ -201,8 +169,8 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
             "detected_at": oldest.detected_at.isoformat(),
             "purge_after": oldest.purge_after.isoformat(),
         },
-        "held_datasets": {str(d): c for d, c in held},
-        "annotations_with_missing_files": {str(a): c for a, c in files},
+        "held_datasets": {str(d): c for d, c in found.held_datasets},
+        "annotations_with_missing_files": {str(a): c for a, c in found.missing_files},
         "released_by_operator": [
             {
                 "annotation_id": e.annotation_id,
@@ -211,7 +179,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "by": e.released_by,
                 "at": e.released_at.isoformat() if e.released_at else None,
             }
-            for e in released
+            for e in found.released
         ],
         "resurrected": [
             {
@@ -222,7 +190,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "found_by": r.found_by,
                 "reingest": reingest_command(r.metadata_key),
             }
-            for r in resurrected
+            for r in found.resurrected
         ],
         "blind_prefixes": [
             {
@@ -233,7 +201,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
                 "days": b.failures,
                 "last_error": b.last_error,
             }
-            for b in blind
+            for b in found.blind
         ],
     }
     if output == "json":
@@ -241,7 +209,7 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         return
     table = Table("status", "annotations")
     for name in ("quarantined", "held", "released", "purged", "restored"):
-        table.add_row(name, str(by_status.get(name, 0)))
+        table.add_row(name, str(found.by_status.get(name, 0)))
     console.print(table)
     if report["oldest_quarantined"]:
         o = report["oldest_quarantined"]
@@ -249,17 +217,17 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
             f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
             f"(purge after {o['purge_after']})"
         )
-    for dataset_id, count in held:
+    for dataset_id, count in found.held_datasets:
         console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
-    for annotation_id, count in files:
+    for annotation_id, count in found.missing_files:
         console.print(f"annotation {annotation_id}: {count} data files missing from S3")
-    for e in released:
+    for e in found.released:
         console.print(
             f"released by {e.released_by}: annotation {e.annotation_id} (dataset {e.dataset_id}), exempt while "
             f"its stored path is {e.s3_metadata_path}; end it: release --clear --annotation-id {e.annotation_id}",
             soft_wrap=True,
         )
-    for b in blind:
+    for b in found.blind:
         console.print(
             f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
             f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
@@ -293,11 +261,7 @@ def reingest_command(metadata_key: str) -> str:
 def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     engine = engine_from(db_url, db_secret_arn)
-    from annotation_reconciler.core import utcnow
-    from annotation_reconciler.ledger import repository as repo
-
-    with engine.begin() as conn:
-        count = repo.approve_dataset(conn, dataset_id, now=utcnow(), by=by)
+    count = operators.approve(engine, dataset_id, by=by)
     engine.dispose()
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 
@@ -311,14 +275,10 @@ def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, b
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
     engine = engine_from(db_url, db_secret_arn)
-    from annotation_reconciler.core import utcnow
-    from annotation_reconciler.ledger import exemptions
-
-    with engine.begin() as conn:
-        if clear:
-            done = exemptions.clear(conn, annotation_id, now=utcnow(), by=by)
-        else:
-            done = int(exemptions.release_by_operator(conn, annotation_id, now=utcnow(), by=by))
+    if clear:
+        done = operators.clear_release(engine, annotation_id, by=by)
+    else:
+        done = int(operators.release(engine, annotation_id, by=by))
     engine.dispose()
     if clear:
         if not done:

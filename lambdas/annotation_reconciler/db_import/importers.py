@@ -39,9 +39,9 @@ from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileF
 from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
 from annotation_reconciler.errors import MissingParentError
 from annotation_reconciler.evidence import dataset_neighbours
-from annotation_reconciler.ledger import repository as repo
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.paths import annotations_prefix
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.storage import S3Storage
 
 ANNOTATION = table_of("annotation")
@@ -186,7 +186,7 @@ class AnnotationImporter(IntegratedDBImporter):
             return 0
         if not outcome.unused:
             return 0
-        current = repo.annotations_by_ids(conn, [int(r["id"]) for r in outcome.unused])
+        current = annotation_rows.annotations_by_ids(conn, [int(r["id"]) for r in outcome.unused])
         done = delete_stale(
             conn,
             fresh_candidates([current[i] for i in sorted(current)]),

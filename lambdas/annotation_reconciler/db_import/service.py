@@ -35,7 +35,7 @@ from annotation_reconciler.db_import.importers import (
 )
 from annotation_reconciler.deletions import Policy
 from annotation_reconciler.errors import LedgerMissingError
-from annotation_reconciler.ledger import repository as repo
+from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.lifecycle import Verdict
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
@@ -253,7 +253,7 @@ class _Ingestion:
             ensure_depositions(conn, _deposition_ids(found.items), annotations.scope)
             outcome = annotations.import_items(conn, found)
             # What the importer has just read from S3 is not stale, whatever the ledger says.
-            repo.release(conn, outcome.ids, now=utcnow(), resolution="metadata read from S3 by the importer")
+            quarantines.release(conn, outcome.ids, now=utcnow(), resolution="metadata read from S3 by the importer")
             children = import_annotation_children(conn, self.paths, outcome, annotations.scope, voxel_spacing_id)
             annotations.cleanup_unused_items(conn, outcome)
             return [outcome, *children]

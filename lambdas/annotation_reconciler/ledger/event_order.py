@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
 # In the statements below, the change ``c`` is strictly newer than the row ``q`` when
@@ -61,7 +62,7 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int
     return conn.execute(
         text(f"""UPDATE annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
                  FROM {_CHANGES}
-                 WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
+                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
                    AND (q.event_time IS NULL
                         OR q.event_time < c.t
                         OR (q.event_time = c.t
@@ -84,7 +85,7 @@ def release_older(
                  SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
                      event_time = c.t, event_sequencer = c.s
                  FROM {_CHANGES}
-                 WHERE q.annotation_id = c.id AND q.status IN ('quarantined', 'held')
+                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
                    AND {_C_IS_NEWER}
                  RETURNING q.annotation_id"""),  # noqa: S608 (constants of this module)
         {**_params(items), "now": now, "resolution": resolution},

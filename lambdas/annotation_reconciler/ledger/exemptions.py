@@ -2,7 +2,7 @@
 
 ``annotation-reconciler release`` closes the open row *and* marks it exempt. While the annotation's
 stored path is the released one, no path quarantines it again (the scan and the importer ask
-``lifecycle.decide``, which reads :func:`exempted`; the events' ``repository.quarantine`` skips it in SQL).
+``lifecycle.decide``, which reads :func:`exempted`; the events' ``quarantines.quarantine`` skips it in SQL).
 The exemption lapses when the metadata is seen in S3 again (``event_order.lapse_exemptions``: a later
 removal is a new state, quarantined as usual) and ends by hand with ``release --clear``.
 """
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
+
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
 
 
 def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
@@ -35,11 +37,11 @@ def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.d
         {"id": annotation_id},
     )
     row = conn.execute(
-        text("""UPDATE annotation_quarantine
-                SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
-                    resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
-                WHERE annotation_id = :id AND status IN ('quarantined', 'held')
-                RETURNING annotation_id"""),
+        text(f"""UPDATE annotation_quarantine
+                 SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
+                     resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
+                 WHERE annotation_id = :id AND status IN {OPEN_STATUS_LIST}
+                 RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"id": annotation_id, "now": now, "by": by},
     ).first()
     return row is not None

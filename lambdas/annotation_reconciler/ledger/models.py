@@ -31,6 +31,10 @@ class Source(StrEnum):
 
 
 OPEN_STATUSES = (Status.QUARANTINED.value, Status.HELD.value)
+#: :data:`OPEN_STATUSES` as an SQL list, for queries: ``WHERE q.status IN {OPEN_STATUS_LIST}`` (a literal, so SQL
+#: text is formatted from constants only; tests/unit/test_ledger_models.py checks it matches). The partial
+#: indexes' predicates, and the ON CONFLICT clause that names one, stay literal: PostgreSQL matches them as written.
+OPEN_STATUS_LIST = "('quarantined', 'held')"
 
 
 class LedgerBase(DeclarativeBase):

@@ -77,7 +77,7 @@ class LocalStack:
     def use(self) -> None:
         """Point the handlers at this stack's settings (Lambda would read its environment)."""
         runtime = self.runtime
-        handlers.runtime_factory = lambda: runtime
+        handlers.common.runtime_factory = lambda: runtime
 
     def configure(self, **settings: str) -> None:
         """Change settings (as an operator would redeploy with new environment values)."""

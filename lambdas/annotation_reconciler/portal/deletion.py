@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import canonical
 
 _DROP = text("DROP TABLE IF EXISTS pg_temp.reconciler_deleted, pg_temp.reconciler_deletion_snapshot")
@@ -101,13 +101,13 @@ FROM grouped g LEFT JOIN run r ON r.id = CAST(g.annotation ->> 'run_id' AS integ
 WHERE g.annotation IS NOT NULL
 """)
 
-_MARK_PURGED = text("""
+_MARK_PURGED = text(f"""
 UPDATE annotation_quarantine q
 SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = d.snapshot, claimed_until = NULL
 FROM reconciler_deletion_snapshot d
-WHERE q.annotation_id = d.id AND q.status IN ('quarantined', 'held')
+WHERE q.annotation_id = d.id AND q.status IN {OPEN_STATUS_LIST}
 RETURNING q.annotation_id
-""")
+""")  # noqa: S608 (a constant of ledger/models.py)
 
 _INSERT_PURGED = text("""
 INSERT INTO annotation_quarantine

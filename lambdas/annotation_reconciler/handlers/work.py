@@ -1,0 +1,130 @@
+"""``handle_work``: the work queue, one shard of the full reconciliation per SQS message (a LIST shard, a
+retry of some of its prefixes, or a slice of S3 Inventory candidates to confirm)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from annotation_reconciler import inventory_shards, prefix_retry, results, shards
+from annotation_reconciler.deletions import capped
+from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
+from annotation_reconciler.ledger import blind_prefixes
+from annotation_reconciler.logs import package_logs
+from annotation_reconciler.runtime import Runtime
+from annotation_reconciler.scope import Scope
+
+
+def _scan(
+    rt: Runtime, scope: Scope, resume: str | None, context: Any, prefixes: list[str] | None = None
+) -> results.ScanResult:
+    result = rt.reconciler.scan_shard(
+        scope, remaining_seconds=remaining(context), resume_after=resume, only_prefixes=prefixes
+    )
+    count("ShardsScanned", 1)
+    count("AnnotationsQuarantined", len(result.quarantined))
+    count("AnnotationsReleased", len(result.released))
+    count("AnnotationsHeld", len(result.held))
+    count("AnnotationsUnknown", len(result.unknown))
+    count("AnnotationsResurrected", len(result.resurrected))
+    count("AnnotationFilesMissing", result.missing_files)
+    if result.held:
+        metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
+        logger.error(
+            "suspicious empty listings held annotations for an operator",
+            extra={"held_count": len(result.held), "held": capped(result.held)},
+        )
+    if result.over_page_limit:
+        logger.warning(
+            "prefixes beyond RECONCILER_SCAN_PAGE_LIMIT: their annotations are unknown",
+            extra={"prefixes": result.over_page_limit[:20], "prefix_count": len(result.over_page_limit)},
+        )
+    if result.errors:
+        logger.error("shard had S3 errors; its annotations stay unverified", extra={"errors": result.errors[:20]})
+    return result
+
+
+def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
+    """One slice of inventory candidates: confirm against S3 within the budget, queue the rest."""
+    shard = inventory_shards.read_shard(body)
+    result = inventory_shards.confirm_shard(rt.reconciler, shard, remaining_seconds=remaining(context))
+    count("ShardsScanned", 1)
+    count("AnnotationsQuarantined", len(result.quarantined))
+    count("AnnotationsReleased", len(result.released))
+    if result.skipped:
+        logger.info(
+            "candidates changed in the database since the plan; skipped",
+            extra={"count": len(result.skipped), "ids": capped(result.skipped)},
+        )
+    if result.unknown:
+        # Nothing was decided for them; the confirmed part is written. Retry the slice (then DLQ).
+        raise RuntimeError(f"S3 could not confirm {len(result.unknown)} inventory candidates")
+    if result.remaining:
+        if not rt.settings.work_queue_url:
+            raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
+        send_shards(rt, [inventory_shards.continuation(shard, result.remaining)])
+        logger.info(
+            "time budget ran out; inventory slice continues in a new message",
+            extra={"remaining": len(result.remaining)},
+        )
+
+
+def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
+    """One LIST shard (or a retry of some of its prefixes): the continuation is queued first, then a message
+    naming only the prefixes S3 would not list; after their retries those are recorded blind."""
+    scope, resume = shards.scope_from_message(body)
+    prefixes, attempt = prefix_retry.read_retry(body)
+    result = _scan(rt, scope, resume, context, prefixes)
+    if result.failed_prefixes and not rt.settings.work_queue_url:
+        raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
+    if not result.complete and rt.settings.work_queue_url:
+        continuation = shards.shard_message(scope, result.resume_after)
+        if prefixes is not None:
+            continuation.update(prefixes=prefixes, attempt=attempt)
+        send_shards(rt, [continuation])
+        logger.info(
+            "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
+        )
+    now = rt.reconciler.clock()
+    retry, blind = prefix_retry.split_failures(list(result.failed_prefixes), attempt)
+    if retry:
+        retry_body = prefix_retry.retry_message(scope, retry, attempt + 1)
+        send_shards(rt, [retry_body], delay_seconds=prefix_retry.RETRY_DELAY_S)
+        logger.warning("prefixes could not be listed; retried alone", extra={"prefixes": retry, "attempt": attempt + 1})
+    with rt.engine.begin() as conn:
+        blind_prefixes.resolve(conn, result.listed_prefixes, now=now)
+        blind_prefixes.record(conn, {p: result.failed_prefixes[p] for p in blind}, dataset_id=scope.dataset_id, now=now)
+    if blind:
+        count("PrefixesBlind", len(blind))
+        logger.error(
+            "prefixes still unlisted after their retries: the scan is blind there (see `annotation-reconciler status`)",
+            extra={"prefixes": blind[:20], "errors": [result.failed_prefixes[p] for p in blind[:5]]},
+        )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The work queue: each SQS message is one shard of the full reconciliation (LIST or inventory)."""
+    with package_logs(logger):
+        return _handle_work(event, context)
+
+
+def _handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    rt = runtime()
+    failures: list[str] = []
+    for record in event.get("Records", []):
+        message_id = record.get("messageId", "")
+        logger.set_correlation_id(message_id or None)
+        try:
+            body = json.loads(record.get("body", ""))
+            if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:
+                _confirm_inventory(rt, body, context)
+                continue
+            _scan_message(rt, body, context)
+        except Exception:
+            logger.exception("shard failed", extra={"message_id": message_id})
+            failures.append(message_id)
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}

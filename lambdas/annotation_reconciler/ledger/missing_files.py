@@ -1,0 +1,58 @@
+"""Reports of annotation data files whose objects were removed from S3 (reported, never deleted for).
+
+Functions take a Connection in the caller's transaction; none of them commits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+
+
+def record_missing_files(
+    conn: Connection, files: Sequence[tuple[int, int | None, str, str]], *, now: datetime.datetime
+) -> int:
+    """Open a missing-file report per (file id, annotation id, s3_path, removed key), or add the removed key to
+    the file's open report (another chunk of one zarr); idempotent. Returns how many reports were opened."""
+    if not files:
+        return 0
+    rows = conn.execute(
+        text("""INSERT INTO missing_annotation_file
+                  (annotation_file_id, annotation_id, s3_path, removed_key, removed_keys, detected_at)
+                SELECT fid, aid, path, min(key), array_agg(DISTINCT key ORDER BY key), :now
+                FROM unnest(CAST(:fids AS integer[]), CAST(:aids AS integer[]),
+                            CAST(:paths AS text[]), CAST(:keys AS text[])) AS f(fid, aid, path, key)
+                GROUP BY fid, aid, path
+                ON CONFLICT (annotation_file_id) WHERE resolved_at IS NULL DO UPDATE
+                  SET removed_keys = ARRAY(SELECT DISTINCT k FROM unnest(missing_annotation_file.removed_keys
+                                                                         || EXCLUDED.removed_keys) AS k ORDER BY k)
+                  WHERE NOT EXCLUDED.removed_keys <@ missing_annotation_file.removed_keys
+                RETURNING xmax = 0 AS opened"""),
+        {
+            "fids": [f[0] for f in files],
+            "aids": [f[1] for f in files],
+            "paths": [f[2] for f in files],
+            "keys": [f[3] for f in files],
+            "now": now,
+        },
+    ).scalars()
+    return sum(1 for opened in rows if opened)
+
+
+def resolve_missing_keys(conn: Connection, keys: Sequence[str], *, now: datetime.datetime) -> int:
+    """These removed keys are back: take them off the open reports, and close each report none of whose
+    removed keys is still missing. Returns how many reports closed."""
+    if not keys:
+        return 0
+    rows = conn.execute(
+        text("""UPDATE missing_annotation_file m
+                SET removed_keys = ARRAY(SELECT k FROM unnest(m.removed_keys) AS k
+                                         WHERE k <> ALL(CAST(:keys AS text[])) ORDER BY k),
+                    resolved_at = CASE WHEN m.removed_keys <@ CAST(:keys AS text[]) THEN CAST(:now AS timestamptz) END
+                WHERE m.resolved_at IS NULL AND m.removed_keys && CAST(:keys AS text[])
+                RETURNING m.resolved_at IS NOT NULL AS closed"""),
+        {"keys": sorted(set(keys)), "now": now},
+    ).scalars()
+    return sum(1 for closed in rows if closed)

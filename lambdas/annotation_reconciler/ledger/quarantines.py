@@ -1,0 +1,142 @@
+"""The quarantine rows of the ledger: open (quarantine, hold), close (release), approve, and count them for the
+mass-deletion guard. One statement per call.
+
+Functions take a Connection in the caller's transaction; none of them commits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+
+from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
+from annotation_reconciler.lifecycle import AnnotationRef, canonical
+
+
+def quarantine(
+    conn: Connection,
+    items: Sequence[tuple[AnnotationRef, str | None]],
+    *,
+    source: Source,
+    reason: str,
+    now: datetime.datetime,
+    grace: datetime.timedelta,
+    status: Status = Status.QUARANTINED,
+) -> list[int]:
+    """Open a ledger row for each annotation that has none; returns the ids newly opened.
+
+    Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
+    clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
+    quarantined again under the new path and key, with a fresh grace period and no approval. One an
+    operator released under this very stored path (exempt) is skipped.
+    """
+    if not items:
+        return []
+    rows = conn.execute(
+        text("""
+        INSERT INTO annotation_quarantine
+          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
+           status, detected_at, purge_after)
+        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :source, :reason, :status, :now, :purge_after
+        FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
+                    CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
+             AS d(id, dataset_id, run_id, path, key, folded)
+        WHERE NOT EXISTS (SELECT 1 FROM annotation_quarantine x  -- an operator's release sticks (ledger/exemptions.py)
+                          WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
+        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
+          SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
+              metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,
+              reason = EXCLUDED.reason || ' (quarantined again under its new stored path)',
+              detected_at = EXCLUDED.detected_at, purge_after = EXCLUDED.purge_after,
+              approved_at = NULL, approved_by = NULL, claimed_until = NULL
+          WHERE annotation_quarantine.s3_metadata_path <> EXCLUDED.s3_metadata_path
+        RETURNING annotation_id"""),
+        {
+            "ids": [r.id for r, _ in items],
+            "datasets": [r.dataset_id for r, _ in items],
+            "runs": [r.run_id for r, _ in items],
+            "paths": [r.stored_path for r, _ in items],
+            "keys": [k for _, k in items],
+            "folded": [canonical(k) if k is not None else None for _, k in items],
+            "source": source.value,
+            "reason": reason,
+            "status": status.value,
+            "now": now,
+            "purge_after": now + grace,
+        },
+    ).scalars()
+    return sorted(rows)
+
+
+def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, resolution: str) -> list[int]:
+    """Close the open rows of these annotations as released; returns the ids released."""
+    if not annotation_ids:
+        return []
+    rows = conn.execute(
+        text(f"""UPDATE annotation_quarantine SET status = 'released', resolved_at = :now, resolution = :resolution
+                 WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN {OPEN_STATUS_LIST}
+                 RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
+        {"ids": list(annotation_ids), "now": now, "resolution": resolution},
+    ).scalars()
+    return sorted(rows)
+
+
+def release_rows(conn: Connection, rows: Sequence[tuple[int, str]], *, now: datetime.datetime) -> list[int]:
+    """Close open ledger rows as released, each with its own resolution: (ledger id, resolution).
+    Returns the annotation ids released."""
+    if not rows:
+        return []
+    released = conn.execute(
+        text(f"""UPDATE annotation_quarantine q
+                 SET status = 'released', resolved_at = :now, resolution = r.resolution, claimed_until = NULL
+                 FROM unnest(CAST(:ids AS bigint[]), CAST(:resolutions AS text[])) AS r(id, resolution)
+                 WHERE q.id = r.id AND q.status IN {OPEN_STATUS_LIST}
+                 RETURNING q.annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
+        {"ids": [r[0] for r in rows], "resolutions": [r[1] for r in rows], "now": now},
+    ).scalars()
+    return sorted(released)
+
+
+def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> int:
+    """Hold quarantined ledger rows for an operator, each with its reason: (ledger id, reason)."""
+    if not rows:
+        return 0
+    return conn.execute(
+        text("""UPDATE annotation_quarantine q SET status = 'held', resolution = h.reason, claimed_until = NULL
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS h(id, reason)
+                WHERE q.id = h.id AND q.status = 'quarantined'"""),
+        {"ids": [r[0] for r in rows], "reasons": [r[1] for r in rows]},
+    ).rowcount
+
+
+def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime, by: str) -> int:
+    """Let the held rows of a dataset be purged (due now, guard bypassed); returns how many."""
+    return conn.execute(
+        text("""UPDATE annotation_quarantine
+                SET status = 'quarantined', approved_at = :now, approved_by = :by, purge_after = :now,
+                    resolution = NULL
+                WHERE dataset_id = :dataset_id AND status = 'held'"""),
+        {"dataset_id": dataset_id, "now": now, "by": by},
+    ).rowcount
+
+
+def guard_counts(
+    conn: Connection, dataset_ids: Sequence[int | None], *, except_annotations: Sequence[int] = ()
+) -> tuple[dict[int | None, int], dict[int | None, int]]:
+    """For the mass-deletion guard, in one statement (one snapshot, so a concurrent purge cannot be seen
+    half done): open ledger rows per dataset other than those of ``except_annotations``, and annotations
+    per dataset."""
+    rows = conn.execute(
+        text(f"""WITH ds AS (SELECT unnest(CAST(:ids AS integer[])) AS id)
+                 SELECT ds.id,
+                        (SELECT count(*) FROM annotation_quarantine q
+                         WHERE q.dataset_id = ds.id AND q.status IN {OPEN_STATUS_LIST}
+                           AND q.annotation_id <> ALL(CAST(:skip AS integer[]))) AS open_rows,
+                        (SELECT count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                         WHERE r.dataset_id = ds.id) AS total
+                 FROM ds"""),  # noqa: S608 (a constant of ledger/models.py)
+        {"ids": sorted({d for d in dataset_ids if d is not None}), "skip": list(except_annotations)},
+    ).all()
+    return {r[0]: r[1] for r in rows if r[1]}, {r[0]: r[2] for r in rows if r[2]}

@@ -1,0 +1,82 @@
+"""Reads of the portal's annotation rows and data files that the reconciler judges: one statement each.
+
+Functions take a Connection in the caller's transaction; none of them commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, text
+
+from annotation_reconciler.lifecycle import AnnotationRef
+from annotation_reconciler.scope import Scope
+
+_REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
+
+
+def _refs(rows: Iterable[object]) -> list[AnnotationRef]:
+    return [AnnotationRef(r.id, r.s3_metadata_path, r.dataset_id, r.run_id) for r in rows]  # type: ignore[attr-defined]
+
+
+def annotations_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[AnnotationRef]:
+    """Annotations whose s3_metadata_path is any of ``stored_paths`` (one indexed IN query)."""
+    if not stored_paths:
+        return []
+    rows = conn.execute(
+        text(
+            f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
+            "WHERE a.s3_metadata_path = ANY(CAST(:paths AS text[]))"
+        ),
+        {"paths": list(stored_paths)},
+    )
+    return _refs(rows)
+
+
+def annotations_in_scope(conn: Connection, scope: Scope) -> list[AnnotationRef]:
+    """All annotations of a scope in one query. A voxel spacing also covers its legacy rows
+    (NULL tomogram_voxel_spacing_id) whose files reference it."""
+    rows = conn.execute(
+        text(f"""
+        SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id
+        WHERE (CAST(:dataset_id AS integer) IS NULL OR r.dataset_id = :dataset_id)
+          AND (CAST(:run_ids AS integer[]) IS NULL OR a.run_id = ANY(CAST(:run_ids AS integer[])))
+          AND (CAST(:vs AS integer) IS NULL OR a.tomogram_voxel_spacing_id = :vs
+               OR (a.tomogram_voxel_spacing_id IS NULL AND EXISTS (
+                   SELECT 1 FROM annotation_shape s JOIN annotation_file f ON f.annotation_shape_id = s.id
+                   WHERE s.annotation_id = a.id AND f.tomogram_voxel_spacing_id = :vs)))
+        ORDER BY a.id"""),  # noqa: S608
+        {
+            "dataset_id": scope.dataset_id,
+            "run_ids": list(scope.run_ids) if scope.run_ids is not None else None,
+            "vs": scope.voxel_spacing_id,
+        },
+    )
+    return _refs(rows)
+
+
+def annotations_by_ids(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, AnnotationRef]:
+    """The current rows of these annotations (absent ones are missing from the answer)."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
+            "WHERE a.id = ANY(CAST(:ids AS integer[]))"
+        ),
+        {"ids": list(annotation_ids)},
+    )
+    return {ref.id: ref for ref in _refs(rows)}
+
+
+def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[int, int | None, str]]:
+    """Annotation files whose s3_path is any of ``stored_paths``: (file id, annotation id, s3_path)."""
+    if not stored_paths:
+        return []
+    rows = conn.execute(
+        text("""SELECT f.id, s.annotation_id, f.s3_path FROM annotation_file f
+                LEFT JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                WHERE f.s3_path = ANY(CAST(:paths AS text[]))"""),
+        {"paths": list(stored_paths)},
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
