@@ -2,14 +2,15 @@
 
 An event carries (eventTime, sequencer). S3 defines the sequencer only among the events of one key:
 hexadecimal strings compared after left-padding the shorter with zeros. A listing has a time (when it
-started) and no sequencer. Whatever is not newer than what a ledger row has already seen changes nothing::
+started) and no sequencer, so at an equal time it ties with an event. Whatever is not newer than what a
+ledger row has already seen changes nothing::
 
     >>> from datetime import datetime, UTC
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
     >>> newer(Stamp(t, "0A"), Stamp(t, "9"))
     True
-    >>> newer(Stamp(t, None), Stamp(t, "01"))   # a listing at the same instant proves nothing newer
-    False
+    >>> newer(Stamp(t, None), Stamp(t, "01")), newer(Stamp(t, "01"), Stamp(t, None))   # a tie either way
+    (False, False)
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class Stamp:
 
 
 def newer(a: Stamp, b: Stamp) -> bool:
-    """Is ``a`` strictly later than ``b``? Time first, then the sequencer (same key only)."""
+    """Is ``a`` strictly later than ``b``? Time first, then the sequencer when both have one (same key only);
+    at an equal time without two sequencers to compare, neither is newer."""
+    if a.time != b.time or a.sequencer is None or b.sequencer is None:
+        return a.time > b.time
     return a.sort_key() > b.sort_key()
 
 

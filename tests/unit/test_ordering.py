@@ -24,7 +24,7 @@ LATER = T + datetime.timedelta(milliseconds=1)
         (Stamp(T, "0A"), Stamp(T, "9"), True),  # padded to equal length: "0A" > "09"
         (Stamp(T, "A"), Stamp(T, "0B"), False),  # "0A" < "0B" although "A" > "0B" as plain strings
         (Stamp(T, "0a"), Stamp(T, "0A"), False),  # hex case does not matter
-        (Stamp(T, "01"), Stamp(T, None), True),  # a sequencer is newer than a listing at the same instant
+        (Stamp(T, "01"), Stamp(T, None), False),  # an event and a listing at the same instant: a tie
         (Stamp(T, None), Stamp(T, "01"), False),
         (Stamp(T, None), Stamp(T, None), False),  # equal is not newer
     ],
@@ -64,6 +64,7 @@ def test_an_event_without_time_counts_as_received_now() -> None:
         (RowState("held", Stamp(LATER)), Stamp(T), True),
         (RowState("released", Stamp(LATER, "01")), Stamp(T, "02"), False),  # released by something newer
         (RowState("released", Stamp(T, None)), Stamp(T, None), True),  # a tie: looked at again, never forgotten
+        (RowState("released", Stamp(T, "05")), Stamp(T, None), True),  # a listing in the instant of the event
         (RowState("released", Stamp(T, "01")), Stamp(LATER), True),  # a removal seen after the release
         (RowState("purged", Stamp(T)), Stamp(LATER), True),
     ],

@@ -12,17 +12,17 @@ from sqlalchemy import Connection, text
 from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
-# In the statements below, the change ``c`` is strictly newer than the row ``q`` when
-#   (COALESCE(q.event_time, q.detected_at), padded q.event_sequencer) < (c.t, padded c.s)
-# with sequencers upper-cased and left-padded with zeros to ordering.SEQUENCER_WIDTH (64), compared
-# byte by byte (COLLATE "C"); a row written without a stamp counts as stamped at its detection.
+# In the statements below, the change ``c`` is strictly newer than the row ``q`` when its time is later, or
+# equal with both sequencers known and c's greater: upper-cased, left-padded with zeros to
+# ordering.SEQUENCER_WIDTH (64), compared byte by byte (COLLATE "C"). A row written without a stamp counts
+# as stamped at its detection, without a sequencer.
 
 
 # the change c is strictly newer than the row q (see the comment above)
 _C_IS_NEWER = """(COALESCE(q.event_time, q.detected_at) < c.t
-       OR (COALESCE(q.event_time, q.detected_at) = c.t
-           AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
-               < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))"""
+       OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+           AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
+               < lpad(upper(c.s), 64, '0') COLLATE "C"))"""
 _CHANGES = "unnest(CAST(:ids AS integer[]), CAST(:times AS timestamptz[]), CAST(:seqs AS text[])) AS c(id, t, s)"
 
 
@@ -65,9 +65,9 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int
                  WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
                    AND (q.event_time IS NULL
                         OR q.event_time < c.t
-                        OR (q.event_time = c.t
-                            AND lpad(upper(COALESCE(q.event_sequencer, '')), 64, '0') COLLATE "C"
-                                < lpad(upper(COALESCE(c.s, '')), 64, '0') COLLATE "C"))"""),  # noqa: S608
+                        OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+                            AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
+                                < lpad(upper(c.s), 64, '0') COLLATE "C"))"""),  # noqa: S608
         _params(items),
     ).rowcount
 
