@@ -537,11 +537,11 @@ def test_cleanup_costs_constant_statements(
     assert len(stale) == 20
     one_stale = write_rows(engine, in_db)
     with engine.begin() as conn:
-        victims = [one_stale[a.metadata_key] for a in stale[1:]]
+        stale_ids = [one_stale[a.metadata_key] for a in stale[1:]]
         current = dict(
             conn.execute(
                 text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"),
-                {"ids": victims},
+                {"ids": stale_ids},
             ).all()
         )
         delete_annotations(conn, current, source=Source.CLI, reason="setup")

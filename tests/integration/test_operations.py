@@ -112,13 +112,13 @@ def test_one_stale_annotation_in_a_dataset_of_five_is_purged_without_approval(sm
 
 
 def test_a_third_deletion_in_a_dataset_of_five_is_held(small: World) -> None:
-    victims = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10001][:3]
-    small.delete(*victims)
+    stale_keys = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10001][:3]
+    small.delete(*stale_keys)
     r = reconciler(small)
-    r.apply_changes(removed(*victims))
+    r.apply_changes(removed(*stale_keys))
     small.clock.advance(hours=2)
     purge = r.purge()
-    assert purge.purged == [] and sorted(purge.held) == sorted(small.ids[k] for k in victims)
+    assert purge.purged == [] and sorted(purge.held) == sorted(small.ids[k] for k in stale_keys)
     assert purge.held_datasets == {10001: (3, 5)}
 
 

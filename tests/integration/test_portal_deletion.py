@@ -44,12 +44,12 @@ def one_with_an_open_row(engine: Engine, source: str, status: str) -> int:
 
 def test_deletes_children_and_audits(engine: Engine) -> None:
     ids = write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=2)))
-    victims = sorted(ids.values())[:2]
+    stale_ids = sorted(ids.values())[:2]
     before = table_counts(engine)
     with engine.begin() as conn:
-        result = delete_annotations(conn, paths(engine, victims), source=Source.CLI, reason="metadata missing")
+        result = delete_annotations(conn, paths(engine, stale_ids), source=Source.CLI, reason="metadata missing")
     after = table_counts(engine)
-    assert result.annotation_ids == victims
+    assert result.annotation_ids == stale_ids
     assert result.rows == {
         "annotation_file": 6,
         "annotation_shape": 4,
@@ -70,11 +70,11 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
             text("SELECT annotation_id, status, source, snapshot, dataset_id FROM annotation_quarantine ORDER BY 1")
         ).all()
     assert [(r.annotation_id, r.status, r.source, r.dataset_id) for r in ledger] == [
-        (victims[0], "purged", "cli", 10001),
-        (victims[1], "purged", "cli", 10001),
+        (stale_ids[0], "purged", "cli", 10001),
+        (stale_ids[1], "purged", "cli", 10001),
     ]
     snap = ledger[0].snapshot
-    assert snap["annotation"]["id"] == victims[0]
+    assert snap["annotation"]["id"] == stale_ids[0]
     assert len(snap["annotation_file"]) == 3 and len(snap["annotation_author"]) == 2
 
 
