@@ -25,13 +25,9 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.stack import LocalStack
-from annotation_reconciler.local.synthetic import (
-    PortalSpec,
-    SyntheticPortal,
-    build_portal,
-    write_bucket,
-    write_deposition,
-)
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
+from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_rows import write_deposition
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
