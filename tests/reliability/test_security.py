@@ -258,7 +258,7 @@ def test_every_statement_binds_its_values(
 SQL_FORMATTING = {
     ("ledger/repository.py", "_REF_COLUMNS"): "a module constant: a fixed column list",
     ("ledger/migrations/versions/0002_annotation_metadata_path_index.py", "INDEX"): "a module constant: index name",
-    ("local/demo.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
+    ("local/demo_story.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
     ("local/synthetic_rows.py", "table"): "a table name from the synthetic portal's fixed list",
     ("local/synthetic_rows.py", "cols"): "the fixed column names of the synthetic portal's COPY",
     ("local/databases.py", "name"): "the name of a throwaway test database the local factory creates",
