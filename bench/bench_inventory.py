@@ -1,6 +1,6 @@
 """Benchmark 5: reconciliation from an S3 Inventory report, beside the LIST scan.
 
-The report is written in AWS's CSV layout (``storage.inventory.write_inventory``) into an inventory
+The report is written in AWS's CSV layout (``local.inventory_writer.write_inventory``) into an inventory
 bucket of the same S3 (moto or the double) *after* the 1% of metadata files were deleted, so it must
 find exactly the stale set the LIST scan and the baseline find. Its requests are a fixed cost (one
 LIST for the newest report, one GET for the manifest, one GET per CSV file) plus one confirmation per
@@ -18,8 +18,8 @@ import datetime
 from typing import Any
 
 from annotation_reconciler.inventory_shards import reconcile_inventory
+from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.storage.inventory import write_inventory
 from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
 from bench.report import Section, fmt_s, size_label
 from bench.s3double import modelled_s3_seconds

@@ -2,7 +2,7 @@
 
 - :func:`postgres` starts a throwaway server (``local.postgres``) and yields a :class:`DatabaseFactory`.
 - :func:`portal_spec` lays out a portal of N annotations with realistic data-file noise, and
-  :func:`load_rows` bulk-loads its rows in chunks of datasets (``local.synthetic.write_rows``).
+  :func:`load_rows` bulk-loads its rows in chunks of datasets (``local.synthetic_rows.write_rows``).
 - :class:`MotoBucket` fills a moto bucket through moto's backend (no HTTP per key).
 """
 
@@ -21,7 +21,8 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
-from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
+from annotation_reconciler.local.synthetic_rows import write_rows
 
 BUCKET = "cryoet-data-portal-public"
 INVENTORY_BUCKET = "portal-inventory"

@@ -10,7 +10,9 @@ from pathlib import Path
 import boto3
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal
+from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_rows import write_rows
 from support.world import BUCKET
 
 COMMAND = Path(sys.executable).with_name("annotation-reconciler")

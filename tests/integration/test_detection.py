@@ -25,6 +25,7 @@ from annotation_reconciler import handlers, prefix_retry
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import Runtime, build_runtime
@@ -103,7 +104,7 @@ def test_a_stale_inventory_is_refused_and_the_schedule_lists_instead(
     world = wired.world
     lost = world.portal.metadata_keys[3]
     world.delete(lost)  # its event was lost
-    inventory.write_inventory(  # the last report the configuration delivered, three days ago, still lists it
+    write_inventory(  # the last report the configuration delivered, three days ago, still lists it
         world.s3,
         source_bucket=BUCKET,
         destination_bucket=INVENTORY_BUCKET,
@@ -124,7 +125,7 @@ def test_a_stale_inventory_is_refused_and_the_schedule_lists_instead(
 
 def test_a_fresh_inventory_is_still_used(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
     world = wired.world
-    inventory.write_inventory(
+    write_inventory(
         world.s3,
         source_bucket=BUCKET,
         destination_bucket=INVENTORY_BUCKET,
@@ -144,7 +145,7 @@ def test_inventory_files_are_read_as_streams(s3: Any) -> None:
     """A report file is never held whole in memory: the peak stays far below its decompressed size."""
     s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     keys = [f"10001/TS_{i:06d}/Reconstructions/VoxelSpacing13.480/Annotations/{i}/x-1.0.json" for i in range(120_000)]
-    location = inventory.write_inventory(
+    location = write_inventory(
         s3,
         source_bucket=BUCKET,
         destination_bucket=INVENTORY_BUCKET,

@@ -22,16 +22,9 @@ from annotation_reconciler.errors import StorageError
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.databases import DatabaseFactory
-from annotation_reconciler.local.synthetic import (
-    PortalSpec,
-    SyntheticAnnotation,
-    SyntheticPortal,
-    build_portal,
-    metadata_document,
-    write_bucket,
-    write_deposition,
-    write_rows,
-)
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
+from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
+from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler

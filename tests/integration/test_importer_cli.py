@@ -15,14 +15,9 @@ from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
-from annotation_reconciler.local.synthetic import (
-    PortalSpec,
-    SyntheticPortal,
-    build_portal,
-    write_bucket,
-    write_deposition,
-    write_rows,
-)
+from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
+from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
 
 BUCKET = "cryoet-data-portal-public"
 SPEC = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=2)

@@ -12,13 +12,13 @@ import pytest
 from botocore.stub import Stubber
 
 from annotation_reconciler.inventory_shards import reconcile_inventory
+from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.storage.counting import RequestCounter
 from annotation_reconciler.storage.inventory import (
     InventoryError,
     find_manifest,
     iter_present_keys,
     read_manifest,
-    write_inventory,
 )
 from support.world import BUCKET, World
 

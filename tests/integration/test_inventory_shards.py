@@ -19,9 +19,9 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
+from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.runtime import Runtime, build_runtime
-from annotation_reconciler.storage.inventory import write_inventory
 from support.world import BUCKET, World, make_world, use_runtime
 
 INVENTORY_BUCKET = "portal-inventory"

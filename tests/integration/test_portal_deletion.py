@@ -11,7 +11,8 @@ from sqlalchemy import Engine, event, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal
+from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal.deletion import delete_annotations
 from support.world import count_orphans as orphans
 from support.world import table_counts

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, String, inspect, select, text
 from sqlalchemy.orm import Session
 
-from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal
+from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal import models as m
 
 MODELS: list[type[m.PortalBase]] = [

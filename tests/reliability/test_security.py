@@ -31,7 +31,9 @@ from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.local import synthetic
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.lambda_runtime import LocalContext
-from annotation_reconciler.local.synthetic import PortalSpec, build_portal, write_bucket, write_rows
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal
+from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.runtime import Runtime, build_runtime
@@ -256,9 +258,9 @@ def test_every_statement_binds_its_values(
 SQL_FORMATTING = {
     ("portal/annotation_rows.py", "_REF_COLUMNS"): "a module constant: a fixed column list",
     ("ledger/migrations/versions/0002_annotation_metadata_path_index.py", "INDEX"): "a module constant: index name",
-    ("local/demo.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
-    ("local/synthetic.py", "table"): "a table name from the synthetic portal's fixed list",
-    ("local/synthetic.py", "cols"): "the fixed column names of the synthetic portal's COPY",
+    ("local/demo_story.py", "t"): "a table name from a fixed tuple (the demo's row counts)",
+    ("local/synthetic_rows.py", "table"): "a table name from the synthetic portal's fixed list",
+    ("local/synthetic_rows.py", "cols"): "the fixed column names of the synthetic portal's COPY",
     ("local/databases.py", "name"): "the name of a throwaway test database the local factory creates",
     ("local/databases.py", "suffix"): "the factory's TEMPLATE clause, naming its own template database",
     ("ledger/migrations/env.py", "LEDGER_SCHEMA"): "the ledger schema's name, a constant of ledger/__init__.py",

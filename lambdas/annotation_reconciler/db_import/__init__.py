@@ -3,8 +3,8 @@
     result = ingest(engine, S3Storage(client, bucket), BucketLayout(bucket), dataset_id=10001)
 
 ``base`` is the framework (finders, item importers, integrated importers), ``finders`` reads S3,
-``items`` maps metadata JSON to rows, ``importers`` holds one importer per table and the
-voxel-spacing scope of the cleanup, ``service`` runs an ingestion.
+``items`` maps metadata JSON to rows (``converters`` its values), ``importers`` holds one importer
+per table and the voxel-spacing scope of the cleanup, ``service`` runs an ingestion.
 """
 
 from annotation_reconciler.db_import.service import IngestProgress, IngestResult, ingest

@@ -8,52 +8,17 @@ upserted on (the portal's own keys, see ``shared/spec/portal-facts.md``)::
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from annotation_reconciler.db_import.base import Converter, ItemImporter, Key, Row
+from annotation_reconciler.db_import.converters import to_bool, to_datetime, to_float, to_int, to_str
 from annotation_reconciler.errors import MetadataError
 
 METHOD_TYPES = frozenset({"manual", "automated", "hybrid", "simulated"})
 SHAPE_TYPE_MAX = 24  # annotation_shape.shape_type is VARCHAR(24)
 LINK_TYPE_MAX = 14  # annotation_method_link.link_type is VARCHAR(14)
 FILE_SOURCE = "dataset_author"  # files listed in an annotation's own metadata
-
-
-def to_datetime(value: Any) -> datetime.datetime:
-    """``2023-04-01`` or an ISO timestamp, as an aware datetime (UTC when no zone is given)."""
-    if not isinstance(value, str):
-        raise TypeError("not a date string")
-    if len(value) == 10:
-        day = datetime.date.fromisoformat(value)
-        return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
-    moment = datetime.datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-def to_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError("not a whole number")
-    return int(value)
-
-
-def to_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("not a number")
-    return float(value)
-
-
-def to_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("not true/false")
-    return value
-
-
-def to_str(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise TypeError("not text")
-    return str(value)
 
 
 DATES: Mapping[str, tuple[str, ...]] = {
