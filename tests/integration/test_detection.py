@@ -25,17 +25,15 @@ from annotation_reconciler import handlers, prefix_retry
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.lifecycle import metadata_folder
-from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 from support.faults import inject_at
+from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
 
-INVENTORY_BUCKET = "portal-inventory"
-MANIFEST = f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
 QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -104,14 +102,8 @@ def test_a_stale_inventory_is_refused_and_the_schedule_lists_instead(
     world = wired.world
     lost = world.portal.metadata_keys[3]
     world.delete(lost)  # its event was lost
-    write_inventory(  # the last report the configuration delivered, three days ago, still lists it
-        world.s3,
-        source_bucket=BUCKET,
-        destination_bucket=INVENTORY_BUCKET,
-        prefix="inventory",
-        keys=sorted(world.portal.all_keys()),
-        created=T0 - datetime.timedelta(days=3),
-    )
+    # the last report the configuration delivered, three days ago, still lists it
+    report(world.s3, world.portal.all_keys(), created=T0 - datetime.timedelta(days=3))
     runtime = dataclasses.replace(
         wired.runtime, settings=dataclasses.replace(wired.runtime.settings, inventory_manifest=MANIFEST)
     )
@@ -125,14 +117,7 @@ def test_a_stale_inventory_is_refused_and_the_schedule_lists_instead(
 
 def test_a_fresh_inventory_is_still_used(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
     world = wired.world
-    write_inventory(
-        world.s3,
-        source_bucket=BUCKET,
-        destination_bucket=INVENTORY_BUCKET,
-        prefix="inventory",
-        keys=sorted(world.portal.all_keys()),
-        created=T0 - datetime.timedelta(hours=47),
-    )
+    report(world.s3, world.portal.all_keys(), created=T0 - datetime.timedelta(hours=47))
     runtime = dataclasses.replace(
         wired.runtime, settings=dataclasses.replace(wired.runtime.settings, inventory_manifest=MANIFEST)
     )
@@ -145,15 +130,7 @@ def test_inventory_files_are_read_as_streams(s3: Any) -> None:
     """A report file is never held whole in memory: the peak stays far below its decompressed size."""
     s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     keys = [f"10001/TS_{i:06d}/Reconstructions/VoxelSpacing13.480/Annotations/{i}/x-1.0.json" for i in range(120_000)]
-    location = write_inventory(
-        s3,
-        source_bucket=BUCKET,
-        destination_bucket=INVENTORY_BUCKET,
-        prefix="inventory",
-        keys=keys,
-        created=T0,
-        rows_per_file=len(keys),
-    )
+    location = report(s3, keys, created=T0, rows_per_file=len(keys))
     manifest = inventory.read_manifest(s3, location)
     (data_key, _) = manifest.files[0]
     size = len(gzip.decompress(s3.get_object(Bucket=INVENTORY_BUCKET, Key=data_key)["Body"].read()))

@@ -20,9 +20,10 @@ from annotation_reconciler.storage.inventory import (
     iter_present_keys,
     read_manifest,
 )
-from support.world import BUCKET, World
+from support.inventory import INVENTORY_BUCKET, MANIFEST
+from support.inventory import report as write_report
+from support.world import World
 
-INVENTORY_BUCKET = "portal-inventory"
 REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -34,16 +35,8 @@ def world(world: World, s3: Any) -> World:
 
 
 def report(world: World, keys: list[str], created: datetime.datetime = REPORT) -> str:
-    write_inventory(
-        world.s3,
-        source_bucket=BUCKET,
-        destination_bucket=INVENTORY_BUCKET,
-        prefix="inventory",
-        keys=keys,
-        created=created,
-        rows_per_file=50,
-    )
-    return f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
+    write_report(world.s3, keys, created=created)
+    return MANIFEST
 
 
 def test_candidates_are_confirmed_before_quarantine(world: World) -> None:

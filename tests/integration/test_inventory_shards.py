@@ -19,14 +19,13 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
-from annotation_reconciler.local.inventory_writer import write_inventory
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.runtime import Runtime, build_runtime
+from support.inventory import INVENTORY_BUCKET, MANIFEST
+from support.inventory import report as write_report
 from support.world import BUCKET, World, make_world, use_runtime
 
-INVENTORY_BUCKET = "portal-inventory"
 REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-MANIFEST = f"s3://{INVENTORY_BUCKET}/inventory/{BUCKET}/daily/"
 QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 
 
@@ -38,15 +37,7 @@ class Wired:
     runtime: Runtime
 
     def report(self, keys: list[str]) -> None:
-        write_inventory(
-            self.world.s3,
-            source_bucket=BUCKET,
-            destination_bucket=INVENTORY_BUCKET,
-            prefix="inventory",
-            keys=keys,
-            created=REPORT,
-            rows_per_file=50,
-        )
+        write_report(self.world.s3, keys, created=REPORT)
 
     def work(self) -> LocalLambdaRuntime:
         return LocalLambdaRuntime(self.sqs, self.work_url, handlers.handle_work, batch_size=1, wait_seconds=0)

@@ -501,9 +501,7 @@ def test_a_shard_of_some_runs_reads_and_judges_only_their_annotations(world: Wor
     and judges only its runs' annotations; a missing key of another run of the dataset waits for that run's shard."""
     dataset = world.portal.dataset_ids[0]
     with world.engine.connect() as conn:
-        run_id = dict(
-            conn.execute(text("SELECT name, id FROM run WHERE dataset_id = :d"), {"d": dataset}).tuples().all()
-        )
+        run_id = dict(conn.execute(text("SELECT name, id FROM run WHERE dataset_id = :d"), {"d": dataset}).all())
     ours = [a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_000"]
     theirs = next(a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_001")
     world.delete(ours[0].metadata_key, theirs.metadata_key)
