@@ -11,7 +11,6 @@ set (asserted); the command runs at 1, 4, 16, 32 and 64 requests in flight::
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -22,7 +21,7 @@ from annotation_reconciler import cleanup_stale_annotations as cleanup
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY
 from bench import baseline
-from bench.portal import BUCKET, load_rows, metadata_keys, portal_spec, postgres, present_keys, stale_indices
+from bench.portal import BUCKET, load_rows, metadata_keys, portal_spec, present_keys, run_alone, stale_indices
 from bench.report import BenchContext, Section, fmt_s
 from bench.s3double import INSTANT, REGIONAL, S3Double, modelled_s3_seconds, s3_brief
 
@@ -129,9 +128,7 @@ def run(ctx: BenchContext) -> list[Section]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with postgres() as factory:
-        run(BenchContext(factory, [], []))
+    run_alone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ credentials; building clients sends no request)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -25,7 +24,7 @@ import sys
 import time
 
 from bench.measure import ROOT
-from bench.portal import postgres
+from bench.portal import run_alone
 from bench.report import BenchContext, Section, fmt_s
 
 RUNS = 5
@@ -126,9 +125,7 @@ def run(ctx: BenchContext) -> list[Section]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with postgres() as factory:
-        run(BenchContext(factory, [], []))
+    run_alone(run, __doc__)
 
 
 if __name__ == "__main__":

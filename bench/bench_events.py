@@ -17,7 +17,6 @@ The handler runs as in Lambda: Powertools logging at INFO and metrics on (their 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -35,7 +34,7 @@ from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench.measure import SqlCounter
-from bench.portal import BUCKET, copy_database, load_rows, portal_chunks, portal_spec, postgres
+from bench.portal import BUCKET, copy_database, load_rows, portal_chunks, portal_spec, run_alone
 from bench.report import BenchContext, Section, fmt_s
 from bench.s3double import S3Double
 
@@ -220,9 +219,7 @@ def run(ctx: BenchContext) -> list[Section]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with postgres() as factory:
-        run(BenchContext(factory, [], []))
+    run_alone(run, __doc__)
 
 
 if __name__ == "__main__":

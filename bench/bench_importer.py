@@ -15,7 +15,6 @@ documents (metadata JSON) and data-file noise (21 objects per annotation). For e
 
 from __future__ import annotations
 
-import argparse
 import random
 from typing import Any
 
@@ -30,7 +29,7 @@ from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
 from bench.measure import Meter, SqlCounter
-from bench.portal import BUCKET, SEED, MotoBucket, moto_client, portal_spec, postgres
+from bench.portal import BUCKET, SEED, MotoBucket, moto_client, portal_spec, run_alone
 from bench.report import BenchContext, Section, fmt_s
 from bench.s3double import REGIONAL, s3_brief
 
@@ -142,9 +141,7 @@ def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with postgres() as factory:
-        run(BenchContext(factory, [], []))
+    run_alone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Every run must delete exactly the victims and leave no orphans::
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
@@ -25,7 +24,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from bench.portal import SEED, analyze, copy_database, judged_paths, load_rows, portal_spec, postgres
+from bench.portal import SEED, analyze, copy_database, judged_paths, load_rows, portal_spec, run_alone
 from bench.report import BenchContext, Section, fmt_s
 
 PORTAL_SIZE = 20_000
@@ -145,9 +144,7 @@ def run(ctx: BenchContext) -> list[Section]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with postgres() as factory:
-        run(BenchContext(factory, [], []))
+    run_alone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from annotation_reconciler.local.moto_server import use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_rows import write_rows
+from bench.report import BenchContext
 
 BUCKET = "cryoet-data-portal-public"
 INVENTORY_BUCKET = "portal-inventory"
@@ -195,3 +197,11 @@ def judged_paths(conn: Any, victims: list[int]) -> dict[int, str]:
         text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"), {"ids": victims}
     )
     return {r[0]: r[1] for r in rows}
+
+
+def run_alone(run: Callable[[BenchContext], object], doc: str) -> None:
+    """A benchmark's ``main()`` when it runs on its own: its docstring's first line as ``--help``, and a
+    throwaway PostgreSQL for the run (``run_all`` passes its own)."""
+    argparse.ArgumentParser(description=doc.splitlines()[0]).parse_args()
+    with postgres() as factory:
+        run(BenchContext(factory, [], []))
