@@ -18,7 +18,7 @@ from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.restore import RestoreError, RestoreScope, restore
 from annotation_reconciler.scope import Scope
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World, created, make_world, removed
 
 #: The shipped default of the mass-deletion guard (settings.py, infra/env/*.json).
 DEFAULTS = {"RECONCILER_MAX_PURGE_FRACTION": "0.1"}
@@ -31,23 +31,16 @@ def small(engine: Engine, s3: Any, db_url: str) -> World:
     return make_world(engine, s3, db_url, PortalSpec(datasets=2, runs_per_dataset=5, annotations_per_voxel_spacing=1))
 
 
-@pytest.fixture
-def world(engine: Engine, s3: Any, db_url: str) -> World:
-    return make_world(engine, s3, db_url)
-
-
-def removed(*keys: str) -> list[ObjectChange]:
-    import datetime
-
-    t = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", t, None) for k in keys]
-
-
-def created(*keys: str) -> list[ObjectChange]:
-    import datetime
-
-    t = datetime.datetime(2026, 1, 1, 0, 0, 1, tzinfo=datetime.UTC)
-    return [ObjectChange(BUCKET, k, ChangeKind.CREATED, "s3", t, None) for k in keys]
+def purged_one(world: World, index: int) -> int:
+    """The annotation of ``world.portal.metadata_keys[index]``: its metadata deleted, quarantined and purged."""
+    key = world.portal.metadata_keys[index]
+    aid = world.ids[key]
+    world.delete(key)
+    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    r.apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    assert r.purge().purged == [aid]
+    return aid
 
 
 def ledger_rows(engine: Engine) -> list[Any]:
@@ -271,13 +264,7 @@ def test_restore_puts_every_portal_table_back_as_it_was(world: World) -> None:
 
 
 def test_restore_refuses_when_the_id_or_the_natural_key_exists_now(world: World) -> None:
-    key = world.portal.metadata_keys[3]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
-    r.apply_changes(removed(key))
-    world.clock.advance(hours=2)
-    assert r.purge().purged == [aid]
+    aid = purged_one(world, 3)
     # the importer brought the annotation back under a new id meanwhile
     with world.engine.begin() as conn:
         conn.execute(
@@ -299,13 +286,7 @@ def test_restore_refuses_when_the_id_or_the_natural_key_exists_now(world: World)
 
 
 def test_restore_refuses_a_child_id_taken_since(world: World) -> None:
-    key = world.portal.metadata_keys[4]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
-    r.apply_changes(removed(key))
-    world.clock.advance(hours=2)
-    r.purge()
+    aid = purged_one(world, 4)
     with world.engine.begin() as conn:
         author = conn.execute(
             text("SELECT CAST(snapshot -> 'annotation_author' -> 0 ->> 'id' AS integer) FROM annotation_quarantine")
