@@ -165,17 +165,18 @@ def test_unsupported_event_types_are_skips_that_name_the_type() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "detail",
-    [
-        "not an object",
-        {"object": {"key": KEY}},
-        {"bucket": {"name": B}},
-        {"bucket": {"name": ""}, "object": {"key": KEY}},
-        {"bucket": {"name": 123}, "object": {"key": KEY}},
-        {"bucket": {"name": B}, "object": KEY},
-    ],
-)
+#: the ``s3`` part of an S3 record or the ``detail`` of an EventBridge event, each lacking the bucket's name or the object
+WITHOUT_BUCKET_OR_OBJECT = [
+    "not an object",
+    {"object": {"key": KEY}},
+    {"bucket": {"name": B}},
+    {"bucket": {"name": ""}, "object": {"key": KEY}},
+    {"bucket": {"name": 123}, "object": {"key": KEY}},
+    {"bucket": {"name": B}, "object": KEY},
+]
+
+
+@pytest.mark.parametrize("detail", WITHOUT_BUCKET_OR_OBJECT)
 def test_an_eventbridge_event_without_bucket_name_or_object_is_malformed(detail: Any) -> None:
     result = parse_message_body(json.dumps({**bridge(KEY), "detail": detail}), "m")
     assert result.error == "EventBridge S3 event lacks detail.bucket.name or detail.object"
@@ -253,17 +254,7 @@ def test_direct_events_of_no_known_shape_raise(event: Any) -> None:
         parse_event(event)
 
 
-@pytest.mark.parametrize(
-    "s3",
-    [
-        "not an object",
-        {"object": {"key": KEY}},
-        {"bucket": {"name": B}},
-        {"bucket": {"name": ""}, "object": {"key": KEY}},
-        {"bucket": {"name": 123}, "object": {"key": KEY}},
-        {"bucket": {"name": B}, "object": KEY},
-    ],
-)
+@pytest.mark.parametrize("s3", WITHOUT_BUCKET_OR_OBJECT)
 def test_an_s3_record_without_bucket_name_or_object_is_malformed(s3: Any) -> None:
     result = parse_message_body(json.dumps({"Records": [{**s3_body(KEY)["Records"][0], "s3": s3}]}), "m")
     assert result.error == "S3 record lacks s3.bucket.name or s3.object"
