@@ -165,7 +165,7 @@ def test_unsupported_event_types_are_skips_that_name_the_type() -> None:
     ]
 
 
-#: the ``s3`` part of an S3 record or the ``detail`` of an EventBridge event, each lacking the bucket's name or the object
+#: the ``s3`` of an S3 record or the ``detail`` of an EventBridge event, lacking the bucket's name or the object
 WITHOUT_BUCKET_OR_OBJECT = [
     "not an object",
     {"object": {"key": KEY}},
