@@ -643,6 +643,17 @@ def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(en
     assert "not under a completely listed prefix" in left[foreign]
 
 
+def add_file_elsewhere(conn: Any, shape: int, voxel_spacing_id: int) -> None:
+    """A file of ``shape`` in another voxel spacing (``s3://b/elsewhere.mrc``)."""
+    conn.execute(
+        text("""INSERT INTO annotation_file (annotation_shape_id, tomogram_voxel_spacing_id, format, s3_path,
+                                             https_path, is_visualization_default, source)
+                VALUES (:shape, :vs, 'mrc', 's3://b/elsewhere.mrc', 'https://h/elsewhere.mrc', false,
+                        'dataset_author')"""),
+        {"shape": shape, "vs": voxel_spacing_id},
+    )
+
+
 def test_files_of_another_voxel_spacing_survive_the_file_cleanup(engine: Engine, s3: Any) -> None:
     """An annotation whose files span two voxel spacings: importing one never deletes the other's files."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
@@ -657,13 +668,7 @@ def test_files_of_another_voxel_spacing_survive_the_file_cleanup(engine: Engine,
         shape = conn.execute(
             text("SELECT min(id) FROM annotation_shape WHERE annotation_id = :id"), {"id": annotation}
         ).scalar_one()
-        conn.execute(
-            text("""INSERT INTO annotation_file (annotation_shape_id, tomogram_voxel_spacing_id, format, s3_path,
-                                                 https_path, is_visualization_default, source)
-                    VALUES (:shape, :vs, 'mrc', 's3://b/elsewhere.mrc', 'https://h/elsewhere.mrc', false,
-                            'dataset_author')"""),
-            {"shape": shape, "vs": second_id},
-        )
+        add_file_elsewhere(conn, shape, second_id)
 
     result = run_ingest(engine, s3, voxel_spacing=first, max_purge_fraction=1.0)
 
@@ -694,13 +699,7 @@ def test_the_shape_cleanup_keeps_shapes_that_still_have_files_and_shapes_outside
             text("SELECT id FROM annotation_shape WHERE annotation_id = :id AND shape_type = :s"),
             {"id": ids[changed.metadata_key], "s": leaving},
         ).scalar_one()
-        conn.execute(
-            text("""INSERT INTO annotation_file (annotation_shape_id, tomogram_voxel_spacing_id, format, s3_path,
-                                                 https_path, is_visualization_default, source)
-                    VALUES (:shape, :vs, 'mrc', 's3://b/elsewhere.mrc', 'https://h/elsewhere.mrc', false,
-                            'dataset_author')"""),
-            {"shape": shape, "vs": second_id},
-        )
+        add_file_elsewhere(conn, shape, second_id)
         bare = conn.execute(
             text("INSERT INTO annotation_shape (annotation_id, shape_type) VALUES (:id, 'Mesh') RETURNING id"),
             {"id": other},
