@@ -18,6 +18,7 @@ from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.restore import RestoreError, RestoreScope, restore
 from annotation_reconciler.scope import Scope
+from support.logs import handler_logs
 from support.world import BUCKET, World, created, make_world, removed
 
 #: The shipped default of the mass-deletion guard (settings.py, infra/env/*.json).
@@ -386,7 +387,6 @@ def test_a_prefix_beyond_the_page_limit_is_unknown_and_reported(small: World) ->
 def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
 
     from annotation_reconciler import handlers
     from annotation_reconciler.local.lambda_runtime import LocalContext
@@ -399,19 +399,19 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     runtime = build_runtime({**env, "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_MAX_PURGE_FRACTION": "1"})
     runtime.reconciler.clock = small.clock
     monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
-    buffer = io.StringIO()
-    previous = handlers.logger.registered_handler.setStream(buffer)
-    level = handlers.logger.log_level
-    handlers.logger.setLevel("INFO")
     keys = small.portal.metadata_keys
     small.delete(*keys)
-    handlers.handle_events(sqs_event(*(s3_notification(BUCKET, k) for k in keys)), LocalContext())
-    small.clock.advance(hours=2)
-    bridge = {"id": "evt-42", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {"action": "purge"}}
-    handlers.handle_schedule(bridge, LocalContext())
+    with handler_logs() as buffer:
+        handlers.handle_events(sqs_event(*(s3_notification(BUCKET, k) for k in keys)), LocalContext())
+        small.clock.advance(hours=2)
+        bridge = {
+            "id": "evt-42",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "detail": {"action": "purge"},
+        }
+        handlers.handle_schedule(bridge, LocalContext())
     runtime.engine.dispose()
-    handlers.logger.registered_handler.setStream(previous)
-    handlers.logger.setLevel(level)
     lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
     logs = [x for x in lines if "_aws" not in x]
     assert {x["correlation_id"] for x in logs if x["message"] == "events applied"} == {"m-0"}

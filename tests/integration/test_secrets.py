@@ -27,6 +27,7 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec
+from support.logs import handler_logs
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
 
 ROLE = "rotating_reconciler"
@@ -104,12 +105,8 @@ def warm_lambda(rotation_world: tuple[World, str], monkeypatch: pytest.MonkeyPat
     logging.getLogger().addHandler(handler)
     logging.getLogger("annotation_reconciler").setLevel(logging.INFO)
     # during an invocation the package's loggers write through the handlers' JSON logger (logs.package_logs)
-    previous = handlers.logger.registered_handler.setStream(logs)
-    level = handlers.logger.log_level
-    handlers.logger.setLevel("INFO")
-    yield logs
-    handlers.logger.registered_handler.setStream(previous)
-    handlers.logger.setLevel(level)
+    with handler_logs(logs):
+        yield logs
     logging.getLogger().removeHandler(handler)
     runtime.cached_runtime().engine.dispose()
     runtime.cached_runtime.cache_clear()

@@ -41,6 +41,7 @@ from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
+from support.logs import handler_logs
 from support.world import (
     BUCKET,
     Clock,
@@ -72,14 +73,8 @@ def queued_runtime(**database: str) -> Runtime:
 @pytest.fixture
 def lambda_logs() -> Iterator[io.StringIO]:
     """What the handlers' structured logger writes (to CloudWatch, in Lambda): every line, every extra field."""
-    buffer = io.StringIO()
-    handler = handlers.logger.registered_handler
-    previous = handler.setStream(buffer)
-    level = handlers.logger.log_level
-    handlers.logger.setLevel("INFO")  # the deployed level (a LocalStack earlier in this process may have quietened it)
-    yield buffer
-    handlers.logger.setLevel(level)
-    handler.setStream(previous)
+    with handler_logs() as buffer:
+        yield buffer
 
 
 def test_secrets_never_reach_the_logs(
