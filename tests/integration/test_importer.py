@@ -735,8 +735,9 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     ids = write_rows(engine, in_db)
     stale = {ids[a.metadata_key] for a in stale_of(in_db, in_bucket)}
     before = annotation_ids(engine)
+    clock = Clock()
 
-    result = run_ingest(engine, s3, max_purge_fraction=0.1)
+    result = run_ingest(engine, s3, max_purge_fraction=0.1, clock=clock)
 
     [report] = result.voxel_spacings
     assert result.removed_annotation_ids == [] and set(report.held_annotation_ids) == stale
@@ -744,8 +745,10 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     rows = ledger(engine)
     assert {(r.annotation_id, r.status, r.source) for r in rows} == {(i, "held", "importer") for i in stale}
     assert all("mass-deletion guard" in r.reason for r in rows)
+    with engine.connect() as conn:  # stamped by the clock it was given, as the purge that follows reads it
+        stamps = set(conn.execute(text("SELECT detected_at FROM annotation_quarantine")).scalars())
+    assert stamps == {clock.now}
 
-    clock = Clock()
     settings = Settings.from_env(
         {"RECONCILER_DB_URL": "postgresql+pg8000://u@h/db", "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
     )
@@ -779,9 +782,12 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
     change = ObjectChange(BUCKET, moved.metadata_key, ChangeKind.REMOVED, "test")
     assert reconciler.apply_changes([change]).quarantined == [ids[moved.metadata_key]]
 
-    run_ingest(engine, s3, max_purge_fraction=1.0)
+    clock.advance(minutes=5)
+    run_ingest(engine, s3, max_purge_fraction=1.0, clock=clock)
 
     assert [(r.annotation_id, r.status) for r in ledger(engine)] == [(ids[moved.metadata_key], "released")]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT resolved_at FROM annotation_quarantine")).scalar_one() == clock.now
     clock.advance(hours=2)
     assert reconciler.purge().purged == []
     assert ids[moved.metadata_key] in annotation_ids(engine)

@@ -431,6 +431,7 @@ class ReconcilerModel(RuleBasedStateMachine):
             dry_run=self.dry_run,
             workers=1,
             max_purge_fraction=0.5,
+            clock=self.clock,
         )
         expected = ("aliased folders", "found twice")
         assert all(any(e in p.message for e in expected) for p in result.problems), result.problems

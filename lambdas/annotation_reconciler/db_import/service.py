@@ -11,7 +11,6 @@ before the transaction opens. A dry run does everything inside one transaction a
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from annotation_reconciler.core import Clock, utcnow
 from annotation_reconciler.db_import.base import FoundItem, ImportOutcome, ImportProblem, StoredPaths
 from annotation_reconciler.db_import.importers import (
     AnnotationImporter,
@@ -125,13 +125,14 @@ def ingest(
     workers: int = 8,
     cleanup: bool = True,
     max_purge_fraction: float | None = 0.1,
+    clock: Clock = utcnow,
 ) -> IngestResult:
     """Import ``dataset_id`` (one run, one voxel spacing if given) from S3; see the module docstring.
 
     Raises :class:`LedgerMissingError` when the reconciler's tables are missing; every S3 or
     database problem is in ``result.problems`` instead, and the scope it hit is left uncleaned.
     ``cleanup=False`` switches the sibling cleanup off; ``max_purge_fraction`` is the mass-deletion
-    guard its deletions pass through (as the purge's do).
+    guard its deletions pass through (as the purge's do). ``clock`` stamps what the ledger records.
     """
     result = IngestResult(dataset_id, dry_run)
     paths = StoredPaths.of(layout, https_prefix)
@@ -146,7 +147,7 @@ def ingest(
         if not locked:
             result.problems.append(ImportProblem(f"dataset {dataset_id}", "another ingestion of it is running"))
             return result
-        run = _Ingestion(conn, storage, paths, result, progress or _Silent(), dry_run, workers)
+        run = _Ingestion(conn, storage, paths, result, progress or _Silent(), dry_run, workers, clock)
         run.policy = Policy(max_purge_fraction) if cleanup else None
         try:
             run.dataset(dataset_id, run_name, voxel_spacing)
@@ -168,9 +169,10 @@ class _Ingestion:
         progress: IngestProgress,
         dry_run: bool,
         workers: int,
+        clock: Clock = utcnow,
     ) -> None:
         self.conn, self.storage, self.paths, self.result = conn, storage, paths, result
-        self.progress, self.dry_run, self.workers = progress, dry_run, workers
+        self.progress, self.dry_run, self.workers, self.clock = progress, dry_run, workers, clock
         self.outer = conn.begin() if dry_run else None
         self.policy: Policy | None = Policy(0.1)
 
@@ -244,6 +246,7 @@ class _Ingestion:
             voxel_spacing_prefix=prefix,
             workers=self.workers,
             policy=None if off else self.policy,
+            clock=self.clock,
         )
         found = annotations.find()
         report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items), cleanup_off=off)
@@ -253,7 +256,7 @@ class _Ingestion:
             ensure_depositions(conn, _deposition_ids(found.items), annotations.scope)
             outcome = annotations.import_items(conn, found)
             # What the importer has just read from S3 is not stale, whatever the ledger says.
-            quarantines.release(conn, outcome.ids, now=utcnow(), resolution="metadata read from S3 by the importer")
+            quarantines.release(conn, outcome.ids, now=self.clock(), resolution="metadata read from S3 by the importer")
             children = import_annotation_children(conn, self.paths, outcome, annotations.scope, voxel_spacing_id)
             annotations.cleanup_unused_items(conn, outcome)
             return [outcome, *children]
@@ -285,9 +288,6 @@ class _Ingestion:
         elif not report.cleanup_done:
             log.info("%s: cleanup skipped, S3 was not read completely", annotations.scope)
 
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def ids_text(ids: list[int], limit: int = 20) -> str:

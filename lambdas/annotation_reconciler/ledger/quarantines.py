@@ -29,8 +29,9 @@ def quarantine(
 
     Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
     clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
-    quarantined again under the new path and key, with a fresh grace period and no approval. One an
-    operator released under this very stored path (exempt) is skipped.
+    quarantined again under the new path and key: the new decision (status, source, reason) replaces the old
+    one whole, with a fresh grace period and no approval. One an operator released under this very stored
+    path (exempt) is skipped.
     """
     if not items:
         return []
@@ -49,6 +50,7 @@ def quarantine(
           SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
               metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,
               reason = EXCLUDED.reason || ' (quarantined again under its new stored path)',
+              status = EXCLUDED.status, resolution = NULL,
               detected_at = EXCLUDED.detected_at, purge_after = EXCLUDED.purge_after,
               approved_at = NULL, approved_by = NULL, claimed_until = NULL
           WHERE annotation_quarantine.s3_metadata_path <> EXCLUDED.s3_metadata_path

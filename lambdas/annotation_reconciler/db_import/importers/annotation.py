@@ -8,13 +8,13 @@ unused ones go to the one deletion flow; legacy rows left alone are reported
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, or_, text
 from sqlalchemy.sql import ColumnElement
 
+from annotation_reconciler.core import Clock, utcnow
 from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import FindResult, ImportOutcome, IntegratedDBImporter, StoredPaths, table_of
 from annotation_reconciler.db_import.finders import MetadataFileFinder
@@ -47,8 +47,9 @@ class AnnotationImporter(IntegratedDBImporter):
         voxel_spacing_prefix: str,
         workers: int = 8,
         policy: Policy | None = None,
+        clock: Clock = utcnow,
     ) -> None:
-        self.storage, self.paths, self.workers = storage, paths, workers
+        self.storage, self.paths, self.workers, self.clock = storage, paths, workers, clock
         self.run_id, self.voxel_spacing_id, self.voxel_spacing_prefix = run_id, voxel_spacing_id, voxel_spacing_prefix
         self.policy = policy  # None: the sibling cleanup is switched off
         self.deletion: DeletionOutcome | None = None
@@ -106,7 +107,7 @@ class AnnotationImporter(IntegratedDBImporter):
             self.policy,
             source=Source.IMPORTER,
             reason=f"not found in S3 on re-ingestion of voxel spacing {self.voxel_spacing_id}",
-            now=datetime.datetime.now(datetime.UTC),
+            now=self.clock(),
             neighbours=dataset_neighbours(self.storage, found.listings, concurrency=1),
         )
         self.deletion = done
