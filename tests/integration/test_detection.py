@@ -8,81 +8,42 @@ import dataclasses
 import datetime
 import gzip
 import json
-import os
 import threading
 import time
 import tracemalloc
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from annotation_reconciler import handlers, prefix_retry
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.lifecycle import metadata_folder
-from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
+from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.runtime import Runtime, build_runtime
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 from support.faults import inject_at
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
-from support.world import BUCKET, World, make_world, s3_notification, sqs_event
+from support.wired import Wired, wire
+from support.world import BUCKET, World, s3_notification, sqs_event
 
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
-@dataclasses.dataclass
-class Wired:
-    world: World
-    sqs: Any
-    work_url: str
-    runtime: Runtime
-    metrics: Counter[str]
-
-    def work(self) -> LocalLambdaRuntime:
-        return LocalLambdaRuntime(self.sqs, self.work_url, handlers.handle_work, batch_size=1, wait_seconds=0)
-
-    def queued(self) -> list[dict[str, Any]]:
-        """Take every visible message off the work queue, in the order sent."""
-        bodies: list[dict[str, Any]] = []
-        while got := self.sqs.receive_message(QueueUrl=self.work_url, MaxNumberOfMessages=10).get("Messages", []):
-            for m in got:
-                bodies.append(json.loads(m["Body"]))
-                self.sqs.delete_message(QueueUrl=self.work_url, ReceiptHandle=m["ReceiptHandle"])
-        return bodies
+@pytest.fixture
+def world_spec() -> PortalSpec:
+    return PortalSpec(datasets=2, runs_per_dataset=6, annotations_per_voxel_spacing=3)
 
 
 @pytest.fixture
-def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
-    for k, v in QUIET.items():
-        monkeypatch.setenv(k, v)
-    s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=2, runs_per_dataset=6, annotations_per_voxel_spacing=3))
-    sqs = boto3.client("sqs", region_name="us-west-2")
-    work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    env = {
-        **os.environ,
-        "RECONCILER_DB_URL": db_url,
-        "RECONCILER_BUCKET": BUCKET,
-        "RECONCILER_DRY_RUN": "false",
-        "RECONCILER_GRACE_PERIOD_HOURS": "1",
-        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
-        "RECONCILER_WORK_QUEUE_URL": work_url,
-    }
-    runtime = build_runtime(env)
-    runtime.reconciler.clock = world.clock
-    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
-    metrics: Counter[str] = Counter()
-    monkeypatch.setattr(handlers.metrics, "add_metric", lambda name, unit, value: metrics.update({name: value}))
-    yield Wired(world, sqs, work_url, runtime, metrics)
-    runtime.engine.dispose()
+def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
+    wired = wire(world, monkeypatch)
+    yield wired
+    wired.runtime.engine.dispose()
 
 
 def change(key: str, kind: ChangeKind, when: datetime.datetime, sequencer: str | None = None) -> ObjectChange:

@@ -5,64 +5,41 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import inspect, text
 
 from annotation_reconciler import handlers, inventory_shards
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
-from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
-from annotation_reconciler.runtime import Runtime, build_runtime
-from support.inventory import INVENTORY_BUCKET, MANIFEST
+from annotation_reconciler.local.lambda_runtime import LocalContext
+from annotation_reconciler.runtime import build_runtime
+from support import wired as wired_world
+from support.inventory import MANIFEST
 from support.inventory import report as write_report
-from support.world import BUCKET, World, make_world, use_runtime
+from support.world import BUCKET, World, use_runtime
 
 REPORT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-QUIET = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 
 
-@dataclasses.dataclass
-class Wired:
-    world: World
-    sqs: Any
-    work_url: str
-    runtime: Runtime
-
+class Wired(wired_world.Wired):
     def report(self, keys: list[str]) -> None:
         write_report(self.world.s3, keys, created=REPORT)
 
-    def work(self) -> LocalLambdaRuntime:
-        return LocalLambdaRuntime(self.sqs, self.work_url, handlers.handle_work, batch_size=1, wait_seconds=0)
-
-    def queued(self) -> list[dict[str, Any]]:
-        got = self.sqs.receive_message(QueueUrl=self.work_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
-
 
 @pytest.fixture
-def wired(engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
-    for k, v in QUIET.items():
-        monkeypatch.setenv(k, v)
-    s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    world = make_world(engine, s3, db_url)
-    sqs = boto3.client("sqs", region_name="us-west-2")
-    work_url = sqs.create_queue(QueueName="work")["QueueUrl"]
-    runtime = world.runtime(
-        monkeypatch,
-        RECONCILER_WORK_QUEUE_URL=work_url,
-        RECONCILER_INVENTORY_MANIFEST=MANIFEST,
-        RECONCILER_MAX_PURGE_FRACTION="0.1",
+def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
+    base = wired_world.wire(
+        world, monkeypatch, RECONCILER_INVENTORY_MANIFEST=MANIFEST, RECONCILER_MAX_PURGE_FRACTION="0.1"
     )
-    yield Wired(world, sqs, work_url, runtime)
-    runtime.engine.dispose()
+    yield Wired(base.world, base.sqs, base.work_url, base.runtime, base.metrics)
+    base.runtime.engine.dispose()
 
 
 def keys_in_distinct_folders(world: World, n: int) -> list[str]:
@@ -135,7 +112,7 @@ def test_a_slice_out_of_time_queues_its_continuation_and_resumes(wired: Wired) -
     answer = handlers.handle_work(sqs_event(body), Countdown(calls=1))
     assert answer == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[gone[0]]: "quarantined"}
-    (continuation,) = wired.queued()
+    (continuation,) = wired.peek()
     assert continuation["type"] == "inventory_shard" and continuation["report_time"] == REPORT.isoformat()
     assert [k for _, k in continuation["candidates"]] == gone[1:]
     wired.work().drain()
@@ -239,8 +216,7 @@ def test_the_worker_fails_a_malformed_inventory_message_alone(wired: Wired) -> N
 def test_schedule_lambda_migrates_a_database_without_the_ledger(
     db_factory: DatabaseFactory, worker_id: str, monkeypatch: pytest.MonkeyPatch, aws: None
 ) -> None:
-    for k, v in QUIET.items():
-        monkeypatch.setenv(k, v)
+    wired_world.quiet(monkeypatch)
     url = db_factory.empty(f"migrate_action_{worker_id}")
     engine = make_engine(url)
     create_portal_schema(engine)
@@ -272,4 +248,4 @@ def test_a_report_too_large_for_the_budget_stops_with_a_clear_error(wired: Wired
     wired.report(sorted(wired.world.portal.all_keys())[1:])
     with pytest.raises(inventory_shards.InventoryTooLarge, match="before the time budget ran out; nothing was queued"):
         handlers.handle_schedule({"action": "reconcile"}, Countdown(calls=0))
-    assert wired.queued() == [] and wired.world.ledger() == {}
+    assert wired.peek() == [] and wired.world.ledger() == {}
