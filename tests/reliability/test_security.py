@@ -497,17 +497,7 @@ def test_the_role_runs_the_three_handlers_and_the_cli(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     sqs = boto3.client("sqs", region_name="us-west-2")
     work = sqs.create_queue(QueueName="role-work")["QueueUrl"]
-    env = {
-        "RECONCILER_DB_URL": world.db_url,
-        "RECONCILER_BUCKET": BUCKET,
-        "RECONCILER_DRY_RUN": "false",
-        "RECONCILER_GRACE_PERIOD_HOURS": "1",
-        "RECONCILER_MAX_PURGE_FRACTION": "0.5",
-        "RECONCILER_WORK_QUEUE_URL": work,
-    }
-    runtime = build_runtime(env)
-    runtime.reconciler.clock = world.clock
-    use_runtime(monkeypatch, runtime)
+    runtime = world.runtime(monkeypatch, RECONCILER_WORK_QUEUE_URL=work)
     (by_event, by_scan), by_cli = world.portal.metadata_keys[:2], world.portal.metadata_keys[3]  # by_cli: another run
     world.delete(by_event, by_scan)
     assert handlers.handle_events(sqs_event(s3_notification(BUCKET, by_event)), LocalContext()) == {
