@@ -26,7 +26,7 @@ from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
-from support.faults import inject_at
+from support.faults import break_changes_of, inject_at
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.wired import Wired, wire
 from support.world import BUCKET, World, s3_notification, sqs_event
@@ -150,15 +150,7 @@ def test_the_batch_fallback_applies_the_healthy_messages_together_in_event_order
     world = wired.world
     key, poison = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
     world.delete(key)
-    reconciler = wired.runtime.reconciler
-    original = reconciler.apply_changes
-
-    def breaks_on_poison(changes: Any, **kwargs: Any) -> Any:
-        if any(c.key == poison for c in changes):
-            raise RuntimeError("simulated failure for one key")
-        return original(changes, **kwargs)
-
-    monkeypatch.setattr(reconciler, "apply_changes", breaks_on_poison)
+    break_changes_of(monkeypatch, wired.runtime.reconciler, poison)
     later = T0 + datetime.timedelta(seconds=10)
     event = sqs_event(  # arrival order: the removal, then the older creation it followed, then a poisoned message
         notification(key, "ObjectRemoved:Delete", later, "0C"),

@@ -16,6 +16,7 @@ from annotation_reconciler import handlers
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime, wire_bucket_to_queue
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import build_runtime
+from support.faults import break_changes_of
 from support.world import BUCKET, World, make_world, use_runtime
 
 POWERTOOLS_QUIET = {
@@ -80,15 +81,7 @@ def test_a_message_that_breaks_the_database_step_fails_alone(
     world.delete(good, bad)
     from support.world import s3_notification, sqs_event
 
-    reconciler = parts["runtime"].reconciler
-    original = reconciler.apply_changes
-
-    def flaky(changes: Any, **kwargs: Any) -> Any:
-        if any(c.key == bad for c in changes):
-            raise RuntimeError("simulated failure for one key")
-        return original(changes, **kwargs)
-
-    monkeypatch.setattr(reconciler, "apply_changes", flaky)
+    break_changes_of(monkeypatch, parts["runtime"].reconciler, bad)
     answer = handlers.handle_events(
         sqs_event(s3_notification(BUCKET, good), s3_notification(BUCKET, bad)), LocalContext()
     )

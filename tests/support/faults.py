@@ -184,3 +184,15 @@ class InFlight:
             while self.peak < self.gather and (left := deadline - time.monotonic()) > 0:
                 self._changed.wait(left)
             self.now -= 1
+
+
+def break_changes_of(monkeypatch: pytest.MonkeyPatch, reconciler: Any, key: str) -> None:
+    """Make ``reconciler.apply_changes`` raise for any batch that holds ``key``; other batches apply."""
+    original = reconciler.apply_changes
+
+    def breaks(changes: Any, **kwargs: Any) -> Any:
+        if any(c.key == key for c in changes):
+            raise RuntimeError("simulated failure for one key")
+        return original(changes, **kwargs)
+
+    monkeypatch.setattr(reconciler, "apply_changes", breaks)
