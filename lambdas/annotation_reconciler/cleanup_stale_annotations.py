@@ -22,11 +22,10 @@ import click
 from annotation_reconciler.cleanup.render import render_text
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
-from annotation_reconciler.cli.common import UsageError, engine_from, settings_from
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.cli.common import engine_from, layout_from, settings_from
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
-from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY, validate_bucket
+from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 
@@ -93,11 +92,7 @@ def cleanup_stale_annotations(
     """Identify and delete stale annotations whose metadata files no longer exist in S3."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)  # every deletion is logged; botocore's chatter is not
-    try:
-        validate_bucket("--s3-bucket", s3_bucket)
-        BucketLayout.from_prefix(s3_bucket, s3_prefix)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    layout_from("--s3-bucket", s3_bucket, s3_prefix)
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--s3-bucket", s3_bucket),

@@ -17,7 +17,8 @@ from annotation_reconciler.db import (
     secret_engine,
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
-from annotation_reconciler.settings import Settings
+from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.settings import Settings, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,3 +97,13 @@ def settings_from(options: Mapping[str, tuple[str, object]], *, require_db: bool
                 problem = problem.replace(f"{variable}=", f"{option} ({variable})=", 1)
             problems.append(problem)
         raise UsageError("; ".join(problems)) from None
+
+
+def layout_from(bucket_option: str, bucket: str, s3_prefix: str) -> BucketLayout:
+    """The bucket layout a command's options name; a bad bucket name or prefix is one usage error that names
+    ``bucket_option``."""
+    try:
+        validate_bucket(bucket_option, bucket)
+        return BucketLayout.from_prefix(bucket, s3_prefix)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -15,13 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, settings_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from annotation_reconciler.settings import validate_bucket
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
@@ -101,11 +99,7 @@ def ingest(
     lie in it) whose metadata is no longer in S3. A voxel spacing whose listing or any metadata read
     failed is imported as far as it was read, and none of its rows is removed.
     """
-    try:
-        validate_bucket("--bucket", bucket)
-        layout = BucketLayout.from_prefix(bucket, s3_prefix)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    layout = layout_from("--bucket", bucket, s3_prefix)
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--bucket", bucket),

@@ -289,7 +289,6 @@ class _Ingestion:
             log.info("%s: cleanup skipped, S3 was not read completely", annotations.scope)
 
 
-
 def ids_text(ids: list[int], limit: int = 20) -> str:
     shown = ", ".join(str(i) for i in ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
