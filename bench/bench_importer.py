@@ -107,9 +107,9 @@ def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:
             ).scalar_one()
         engine.dispose()
         ctx.factory.drop(name)
-        if second.removed_annotation_ids != expected or left != size - len(stale) or purged != len(stale):
+        if second.deleted != expected or left != size - len(stale) or purged != len(stale):
             raise AssertionError(
-                f"re-ingest of {size}: removed {len(second.removed_annotation_ids)}, expected {len(expected)}; "
+                f"re-ingest of {size}: removed {len(second.deleted)}, expected {len(expected)}; "
                 f"{left} annotations left, {purged} ledger rows"
             )
         for step, measured, result in (("first import", first, initial), ("re-ingest, 10% stale", again, second)):
@@ -128,7 +128,7 @@ def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:
                 s3_brief(measured.s3),
                 fmt_s(modelled_ingest_s3(measured.s3)),
                 changes,
-                f"{len(result.removed_annotation_ids):,}",
+                f"{len(result.deleted):,}",
             )
     out.notes += [
         "Measured in one process against PostgreSQL and in-process moto (its CPU is in the CPU column). modelled S3 "

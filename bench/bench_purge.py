@@ -106,7 +106,7 @@ def _run_method(method: str, url: str, victims: list[int], double: S3Double) -> 
             result = reconciler.purge()
             if result.held or result.unknown or result.released:
                 raise AssertionError(f"purge held {len(result.held)}, unknown {len(result.unknown)}")
-            deleted = len(result.purged)
+            deleted = len(result.deleted)
         else:
             deleted = baseline.delete_cascade(engine, victims)
     engine.dispose()

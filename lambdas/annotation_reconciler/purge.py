@@ -114,8 +114,8 @@ class PurgeMixin(SurveyMixin):
             now=now,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
-        result.purged += outcome.deleted
-        result.would_purge += outcome.would_delete
+        result.deleted += outcome.deleted
+        result.would_delete += outcome.would_delete
         result.released += outcome.released
         result.held += outcome.held
         result.held_datasets.update(outcome.held_datasets)

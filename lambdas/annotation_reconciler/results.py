@@ -93,8 +93,8 @@ class PurgeResult:
 
     dry_run: bool
     claimed: int = 0
-    purged: list[int] = field(default_factory=list)
-    would_purge: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    would_delete: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)

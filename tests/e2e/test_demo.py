@@ -12,7 +12,7 @@ from annotation_reconciler.local.demo import run_story
 
 def test_demo_story_ends_with_the_expected_table() -> None:
     out = io.StringIO()
-    summary = run_story(Console(file=out, width=120))
+    summary = run_story(Console(file=out, width=160))  # wide enough that no line the test reads wraps
     text = out.getvalue()
     assert summary.purged == summary.expected_purged and len(summary.purged) == 18
     assert summary.before["annotation"] - summary.after["annotation"] == 18
@@ -22,4 +22,4 @@ def test_demo_story_ends_with_the_expected_table() -> None:
     rows = dict(re.findall(r"│ (quarantine: \w+|annotation\w*)\s+│\s+\d+ │\s+(\d+) │", text))
     assert rows["annotation"] == str(summary.after["annotation"]) and rows["quarantine: held"] == "64"
     assert "purged exactly the expected annotations: yes" in text
-    assert "the scan: ['quarantined']" in text and "(no operator needed)" in text and "'purged': 8" in text
+    assert "the scan: ['quarantined']" in text and "(no operator needed)" in text and "'deleted': 8" in text

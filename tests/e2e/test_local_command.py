@@ -44,7 +44,7 @@ def test_local_runtime_quarantines_then_purges_a_deleted_annotation(
     received = [line for line in out.splitlines() if line.startswith("events: ")]
     assert received and all(" 0 failed" in line for line in received)  # the deletion (and moto's s3:TestEvent)
     # 1 of 12 annotations stays under the mass-deletion guard (10%); the grace period (1.8 s) passes in the run
-    assert "'purged': 1" in out
+    assert "'deleted': 1" in out
     with engine.connect() as conn:
         left = set(conn.execute(text("SELECT id FROM annotation")).scalars())
         ledger = conn.execute(text("SELECT annotation_id, status, source FROM annotation_quarantine")).all()

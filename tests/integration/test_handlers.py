@@ -122,7 +122,7 @@ def test_schedule_fans_out_shards_and_the_worker_reconciles(wired: tuple[World, 
     assert world.ledger() == {world.ids[lost.metadata_key]: "quarantined"}
     world.clock.advance(hours=2)
     answer = handlers.handle_schedule({"detail": {"action": "purge"}}, LocalContext())
-    assert answer["purge"]["purged"] == 1 and world.ids[lost.metadata_key] not in world.annotation_ids()
+    assert answer["purge"]["deleted"] == 1 and world.ids[lost.metadata_key] not in world.annotation_ids()
 
 
 def test_worker_rejects_a_malformed_shard_message(wired: tuple[World, Any]) -> None:
@@ -154,7 +154,7 @@ def test_schedule_refuses_a_reconciliation_without_a_work_queue(
     with pytest.raises(ValueError, match="set RECONCILER_WORK_QUEUE_URL"):
         handlers.handle_schedule({"action": action}, LocalContext())
     assert world.ledger() == {}
-    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 0
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["deleted"] == 0
 
 
 def test_metrics_are_emitted(

@@ -215,7 +215,7 @@ def test_a_voxel_spacing_naming_a_missing_deposition_is_refused_and_not_cleaned(
     assert "deposition 302 is not in the database" in result.problems[0].message
     assert result.skipped_scopes == [odd.voxel_spacing_prefix]
     assert annotation_rows(engine) == before  # the stale annotation of the refused scope stays; nothing was written
-    assert depositions(engine) == [301] and result.removed_annotation_ids == []
+    assert depositions(engine) == [301] and result.deleted == []
 
 
 def test_reingesting_twice_leaves_identical_rows(engine: Engine, s3: Any) -> None:
@@ -308,7 +308,7 @@ def test_import_annotations_files_removes_stale(engine: Engine, s3: Any) -> None
 
     result = run_ingest(engine, s3, run_name="TS_000")
 
-    assert result.ok and result.removed_annotation_ids == [victim]
+    assert result.ok and result.deleted == [victim]
     removed_children = children_of(metadata_document(in_db, stale[0]))
     assert {t: result.removed[t] for t in CHILD_TABLES} == removed_children
     assert {t: before[t] - counts(engine)[t] for t in CHILD_TABLES} == removed_children
@@ -350,7 +350,7 @@ def test_duplicates_whose_metadata_is_present_are_kept_and_reported(engine: Engi
 
     result = run_ingest(engine, s3)
 
-    assert result.ok and result.removed_annotation_ids == []
+    assert result.ok and result.deleted == []
     [report] = result.voxel_spacings
     assert [aid for aid, _ in report.left_in_place] == [original]
     assert "metadata present" in report.left_in_place[0][1]
@@ -383,7 +383,7 @@ def test_cleanup_is_scoped_to_the_voxel_spacing(engine: Engine, s3: Any) -> None
 
     assert result.ok and len(result.voxel_spacings) == 1
     # Stale in the imported voxel spacing: 103 (bound to it) and 104 (legacy, files in it).
-    assert result.removed_annotation_ids == sorted([here[103], here[104]])
+    assert result.deleted == sorted([here[103], here[104]])
     with engine.connect() as conn:
         remaining = set(conn.execute(text("SELECT id FROM annotation")).scalars())
         adopted = conn.execute(
@@ -567,7 +567,7 @@ def test_cleanup_costs_constant_statements(
     small, small_result = measure(engine)
     large, large_result = measure(second_engine)
 
-    assert len(small_result.removed_annotation_ids) == 1 and len(large_result.removed_annotation_ids) == 20
+    assert len(small_result.deleted) == 1 and len(large_result.deleted) == 20
     assert small_result.ok and large_result.ok
     assert small["cleanup"] == large["cleanup"] > 0
     assert small["import"] == large["import"]
@@ -593,9 +593,9 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
     for _ in range(2):  # re-running keeps them too
         result = run_ingest(engine, s3, max_purge_fraction=1.0)
         assert not result.ok and any("aliased folders" in p.message and stray in p.message for p in result.problems)
-        assert result.removed_annotation_ids == [] and annotation_ids(engine) == before
+        assert result.deleted == [] and annotation_ids(engine) == before
     dry = run_ingest(engine, s3, max_purge_fraction=1.0, dry_run=True)
-    assert dry.removed_annotation_ids == [] and set(ids.values()) == before
+    assert dry.deleted == [] and set(ids.values()) == before
     assert all(r.cleanup_off == "aliased folders in the run" for r in dry.voxel_spacings)
 
 
@@ -636,7 +636,7 @@ def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(en
     first = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=b_spacing, max_purge_fraction=1.0)
     second = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=a_spacing, max_purge_fraction=1.0)
 
-    assert first.removed_annotation_ids == [] and second.removed_annotation_ids == []
+    assert first.deleted == [] and second.deleted == []
     assert annotation_ids(engine) == before  # nothing deleted, nothing re-inserted under a new id
     left = {aid: why for r in (*first.voxel_spacings, *second.voxel_spacings) for aid, why in r.left_in_place}
     assert "not under a completely listed prefix" in left[legacy]
@@ -740,7 +740,7 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     result = run_ingest(engine, s3, max_purge_fraction=0.1, clock=clock)
 
     [report] = result.voxel_spacings
-    assert result.removed_annotation_ids == [] and set(report.held_annotation_ids) == stale
+    assert result.deleted == [] and set(report.held) == stale
     assert annotation_ids(engine) == before
     rows = ledger(engine)
     assert {(r.annotation_id, r.status, r.source) for r in rows} == {(i, "held", "importer") for i in stale}
@@ -755,7 +755,7 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     reconciler = Reconciler(engine, S3Storage(s3, BUCKET), settings, clock=clock)
     assert reconciler.approve(10001, by="test") == len(stale)
     purged = reconciler.purge()
-    assert set(purged.purged) == stale and annotation_ids(engine) == before - stale
+    assert set(purged.deleted) == stale and annotation_ids(engine) == before - stale
 
 
 def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3: Any) -> None:
@@ -789,7 +789,7 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
     with engine.connect() as conn:
         assert conn.execute(text("SELECT resolved_at FROM annotation_quarantine")).scalar_one() == clock.now
     clock.advance(hours=2)
-    assert reconciler.purge().purged == []
+    assert reconciler.purge().deleted == []
     assert ids[moved.metadata_key] in annotation_ids(engine)
 
 
@@ -819,4 +819,4 @@ def test_rows_of_another_voxel_spacing_or_run_are_not_even_candidates(engine: En
     result = run_ingest(engine, s3, run_name="TS_000", voxel_spacing=a_spacing, max_purge_fraction=1.0)
 
     [report] = result.voxel_spacings
-    assert report.left_in_place == [] and result.removed_annotation_ids == []
+    assert report.left_in_place == [] and result.deleted == []

@@ -40,7 +40,7 @@ def purged_one(world: World, index: int) -> int:
     r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
     r.apply_changes(removed(key))
     world.clock.advance(hours=2)
-    assert r.purge().purged == [aid]
+    assert r.purge().deleted == [aid]
     return aid
 
 
@@ -72,7 +72,7 @@ def test_a_lone_retraction_in_a_healthy_run_is_quarantined_then_purged_without_a
     assert scan.quarantined == [small.ids[lone.metadata_key]] and scan.held == []
     small.clock.advance(hours=2)
     purge = r.purge()
-    assert purge.purged == [small.ids[lone.metadata_key]] and purge.held == []
+    assert purge.deleted == [small.ids[lone.metadata_key]] and purge.held == []
     assert small.ledger()[small.ids[lone.metadata_key]] == "purged"
 
 
@@ -102,7 +102,7 @@ def test_one_stale_annotation_in_a_dataset_of_five_is_purged_without_approval(sm
     assert r.apply_changes(removed(victim.metadata_key)).quarantined == [small.ids[victim.metadata_key]]
     small.clock.advance(hours=2)
     purge = r.purge()
-    assert purge.purged == [small.ids[victim.metadata_key]] and purge.held == [] and purge.held_datasets == {}
+    assert purge.deleted == [small.ids[victim.metadata_key]] and purge.held == [] and purge.held_datasets == {}
 
 
 def test_a_third_deletion_in_a_dataset_of_five_is_held(small: World) -> None:
@@ -112,7 +112,7 @@ def test_a_third_deletion_in_a_dataset_of_five_is_held(small: World) -> None:
     r.apply_changes(removed(*stale_keys))
     small.clock.advance(hours=2)
     purge = r.purge()
-    assert purge.purged == [] and sorted(purge.held) == sorted(small.ids[k] for k in stale_keys)
+    assert purge.deleted == [] and sorted(purge.held) == sorted(small.ids[k] for k in stale_keys)
     assert purge.held_datasets == {10001: (3, 5)}
 
 
@@ -129,7 +129,7 @@ def test_a_whole_dataset_vanishing_is_held_by_the_scan_and_by_the_purge(small: W
     r.apply_changes(removed(*other))
     small.clock.advance(hours=2)
     purge = r.purge()
-    assert purge.purged == [] and purge.held_datasets == {10002: (5, 5)}
+    assert purge.deleted == [] and purge.held_datasets == {10002: (5, 5)}
     assert small.annotation_ids() == set(small.ids.values())
 
 
@@ -206,7 +206,7 @@ def test_the_purged_row_keeps_the_source_that_quarantined_it_and_operators_are_n
     r.apply_changes(removed(by_event))
     r.scan_shard(Scope(dataset_id=10001))
     world.clock.advance(hours=2)
-    assert sorted(r.purge().purged) == sorted([world.ids[by_scan], world.ids[by_event]])
+    assert sorted(r.purge().deleted) == sorted([world.ids[by_scan], world.ids[by_event]])
     sources = {row.annotation_id: (row.status, row.source) for row in ledger_rows(world.engine)}
     assert sources == {world.ids[by_scan]: ("purged", "scan"), world.ids[by_event]: ("purged", "event")}
     released = world.portal.metadata_keys[2]
@@ -228,7 +228,7 @@ def test_restore_puts_every_portal_table_back_as_it_was(world: World) -> None:
     r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
     r.apply_changes(removed(*keys))
     world.clock.advance(hours=2)
-    assert len(r.purge().purged) == 2
+    assert len(r.purge().deleted) == 2
     purged = dump(world.engine)
     assert purged != before
     with world.engine.begin() as conn:

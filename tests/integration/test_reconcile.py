@@ -34,11 +34,11 @@ def test_purge_waits_for_the_grace_period_then_deletes_everything(world: World) 
     reconciler = world.reconciler()
     reconciler.apply_changes(removed(key))
     world.clock.advance(minutes=59)
-    assert reconciler.purge().purged == []
+    assert reconciler.purge().deleted == []
     assert victim in world.annotation_ids()
     world.clock.advance(minutes=2)
     result = reconciler.purge()
-    assert result.purged == [victim]
+    assert result.deleted == [victim]
     assert world.annotation_ids() == set(world.ids.values()) - {victim}
     assert world.children_of({victim}) == 0 and world.orphans() == 0
     assert result.rows_deleted["annotation_file"] == 3
@@ -66,7 +66,7 @@ def test_purge_recheck_releases_a_key_back_without_an_event(world: World) -> Non
     reconciler.apply_changes(removed(key))  # the event says removed, but the object is there
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert result.released == [world.ids[key]] and result.purged == []
+    assert result.released == [world.ids[key]] and result.deleted == []
     assert world.ledger()[world.ids[key]] == "released"
 
 
@@ -92,7 +92,7 @@ def test_dry_run_deletes_nothing(world: World) -> None:
     reconciler.apply_changes(removed(*keys))
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert sorted(result.would_purge) == sorted(world.ids[k] for k in keys) and result.purged == []
+    assert sorted(result.would_delete) == sorted(world.ids[k] for k in keys) and result.deleted == []
     assert world.annotation_ids() == set(world.ids.values())
     assert set(world.ledger().values()) == {"quarantined"}
 
@@ -104,12 +104,12 @@ def test_guard_holds_a_mass_deletion_until_approved(world: World) -> None:
     reconciler.apply_changes(removed(*dataset_keys))
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert result.purged == [] and len(result.held) == len(dataset_keys)
+    assert result.deleted == [] and len(result.held) == len(dataset_keys)
     assert result.held_datasets == {10001: (12, 12)}
     assert world.annotation_ids() == set(world.ids.values())
     assert reconciler.purge().claimed == 0  # held rows wait for an operator
     assert reconciler.approve(10001) == len(dataset_keys)
-    assert sorted(reconciler.purge().purged) == sorted(world.ids[k] for k in dataset_keys)
+    assert sorted(reconciler.purge().deleted) == sorted(world.ids[k] for k in dataset_keys)
     assert world.orphans() == 0
 
 
@@ -130,7 +130,7 @@ def test_the_purge_is_due_exactly_at_purge_after_and_not_a_microsecond_before(wo
     world.clock.now = purge_after - datetime.timedelta(microseconds=1)
     assert reconciler.purge().claimed == 0 and victim in world.annotation_ids()
     world.clock.now = purge_after
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
     assert victim not in world.annotation_ids() and world.ledger()[victim] == "purged"
 
 
@@ -144,7 +144,7 @@ def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
     world.clock.advance(hours=2)
     result = reconciler.purge()
     ids = sorted(world.ids[k] for k in dataset_keys)
-    assert result.purged == [] and sorted(result.held) == ids
+    assert result.deleted == [] and sorted(result.held) == ids
     assert {world.ledger()[i] for i in ids} == {"held"}
     assert set(ids) <= world.annotation_ids()
 
@@ -162,7 +162,7 @@ def test_other_voxel_spacing_with_the_same_file_name_is_untouched(engine: Engine
     reconciler = w.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
     reconciler.apply_changes(removed(first.metadata_key))
     w.clock.advance(hours=2)
-    assert reconciler.purge().purged == [w.ids[first.metadata_key]]
+    assert reconciler.purge().deleted == [w.ids[first.metadata_key]]
     assert w.ids[twin.metadata_key] in w.annotation_ids()
 
 
@@ -185,7 +185,7 @@ def test_two_purges_at_once_delete_each_row_once(world: World) -> None:
         t.start()
     for t in threads:
         t.join()
-    purged = [i for r in results for i in r.purged]
+    purged = [i for r in results for i in r.deleted]
     assert sorted(purged) == sorted(world.ids[k] for k in keys)
     with world.engine.connect() as conn:
         counts = conn.execute(
@@ -204,7 +204,7 @@ def test_s3_error_at_purge_recheck_deletes_nothing(world: World) -> None:
         stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
         result = world.reconciler(s3=failing).purge()
         stub.assert_no_pending_responses()
-    assert result.purged == [] and result.unknown == [world.ids[key]]
+    assert result.deleted == [] and result.unknown == [world.ids[key]]
     assert world.ids[key] in world.annotation_ids() and world.ledger()[world.ids[key]] == "quarantined"
 
 
@@ -336,7 +336,7 @@ def test_purge_judges_the_current_row_not_the_ledger_copy(world: World) -> None:
     rewrite_path(world, victim, f"s3://{BUCKET}/{new}")
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert result.purged == [] and result.released == [victim]
+    assert result.deleted == [] and result.released == [victim]
     assert victim in world.annotation_ids()
     with world.engine.connect() as conn:
         resolution = conn.execute(text("SELECT resolution FROM annotation_quarantine")).scalar_one()
@@ -359,7 +359,7 @@ def test_purge_never_deletes_on_a_key_spelled_differently_in_s3(engine: Engine, 
     reconciler.apply_changes(removed(nfc))  # an event for the NFC key (as if it had existed): quarantined
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert result.purged == [] and result.unknown == [victim] and victim in world.annotation_ids()
+    assert result.deleted == [] and result.unknown == [victim] and victim in world.annotation_ids()
 
 
 def test_a_wrong_prefix_setting_deletes_nothing_quarantined_under_the_right_one(
@@ -374,9 +374,9 @@ def test_a_wrong_prefix_setting_deletes_nothing_quarantined_under_the_right_one(
     world.clock.advance(hours=2)
     wrong = world.reconciler(RECONCILER_S3_PREFIX=f"s3://{BUCKET}/staging/")
     result = wrong.purge()
-    assert result.purged == [] and result.unknown == [victim] and victim in world.annotation_ids()
+    assert result.deleted == [] and result.unknown == [victim] and victim in world.annotation_ids()
     assert world.ledger()[victim] == "quarantined"
-    assert world.reconciler().purge().purged == [victim]  # the right setting purges it
+    assert world.reconciler().purge().deleted == [victim]  # the right setting purges it
 
 
 def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_command(
@@ -397,7 +397,7 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
         return answer
 
     monkeypatch.setattr(reconciler, "list_prefixes", list_then_reupload)
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
     outcome = reconciler.apply_changes(created(key, at=EVENT_TIME + datetime.timedelta(hours=2)))
     assert outcome.resurrected == [(victim, key)]
     assert reconciler.apply_changes(created(key)).resurrected == []  # recorded once
@@ -410,7 +410,7 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
 
 def test_a_scan_finds_a_recently_purged_key_back(world: World) -> None:
     reconciler, key, victim = quarantined_past_grace(world)
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
     world.restore(key)  # its Created event is lost
     scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
     assert scan.resurrected == [(victim, key)]
@@ -434,12 +434,12 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
 
     monkeypatch.setattr(reconciler, "list_prefixes", list_and_release)
     result = reconciler.purge()
-    assert seen == [[victim]] and result.purged == [] and victim in world.annotation_ids()
+    assert seen == [[victim]] and result.deleted == [] and victim in world.annotation_ids()
 
 
 def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -> None:
     reconciler, key, victim = quarantined_past_grace(world)
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
     folder, name = key.rsplit("/", 1)
     twin = f"{folder}/{name[0].upper()}{name[1:]}"
     world.restore(twin)
@@ -464,7 +464,7 @@ def test_a_moved_key_that_goes_missing_is_quarantined_again_under_its_new_path(w
         row = conn.execute(text("SELECT metadata_key, status FROM annotation_quarantine")).one()
     assert tuple(row) == (new, "quarantined")
     world.clock.advance(hours=2)
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
 
 
 def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
@@ -490,10 +490,10 @@ def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
 
     monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove_again)
     result = reconciler.purge()
-    assert result.released == [] and result.purged == [] and world.ledger()[victim] == "quarantined"
+    assert result.released == [] and result.deleted == [] and world.ledger()[victim] == "quarantined"
     monkeypatch.undo()
     world.clock.advance(minutes=2)
-    assert reconciler.purge().purged == [victim]
+    assert reconciler.purge().deleted == [victim]
 
 
 def test_a_shard_of_some_runs_reads_and_judges_only_their_annotations(world: World) -> None:

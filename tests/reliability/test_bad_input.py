@@ -116,7 +116,7 @@ def test_bad_event_is_rejected_or_skipped_and_changes_nothing(path: Path, world:
         assert handlers.handle_events(event, LocalContext()) == {"batchItemFailures": []}
     assert world.ledger() == {}
     world.clock.advance(hours=2)
-    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 0
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["deleted"] == 0
     assert world.annotation_ids() == before
 
 

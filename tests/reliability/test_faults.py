@@ -79,10 +79,10 @@ def test_s3_outage_cannot_mislead_event_mapping_or_the_purge(
     assert counter.total == 0 and outage.injected == 0  # no S3 request at all
     world.clock.advance(hours=2)
     answer = handlers.handle_schedule({"action": "purge"}, LocalContext())
-    assert answer["purge"]["purged"] == 0 and answer["purge"]["unknown"] == 1 and outage.injected == ATTEMPTS
+    assert answer["purge"]["deleted"] == 0 and answer["purge"]["unknown"] == 1 and outage.injected == ATTEMPTS
     assert world.annotation_ids() == set(world.ids.values())
     outage.heal()
-    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 1
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["deleted"] == 1
     assert world.annotation_ids() == set(world.ids.values()) - {world.ids[gone]}
     runtime.engine.dispose()
 
@@ -206,10 +206,10 @@ def test_exhausted_retries_at_the_purge_recheck_delete_nothing(
     inject(client, "ListObjectsV2", -1, status=status, code=code)
     result = world.reconciler(s3=client).purge()
     assert_exponential(backoff, requests=1, retries=RETRIES)
-    assert result.purged == [] and sorted(result.unknown) == sorted(world.ids[k] for k in keys)
+    assert result.deleted == [] and sorted(result.unknown) == sorted(world.ids[k] for k in keys)
     assert set(world.ledger().values()) == {"quarantined"}
     assert world.annotation_ids() == set(world.ids.values())
-    assert sorted(world.reconciler().purge().purged) == sorted(world.ids[k] for k in keys)  # S3 back: done
+    assert sorted(world.reconciler().purge().deleted) == sorted(world.ids[k] for k in keys)  # S3 back: done
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -221,7 +221,7 @@ def test_transient_s3_faults_at_the_recheck_are_retried_and_the_purge_proceeds(
     keys = due_for_purge(world, due)
     client = retrying_client()
     faults = inject(client, "ListObjectsV2", 2, status=status, code=code)
-    assert sorted(world.reconciler(s3=client).purge().purged) == sorted(world.ids[k] for k in keys)
+    assert sorted(world.reconciler(s3=client).purge().deleted) == sorted(world.ids[k] for k in keys)
     assert faults.injected == 2
     assert_exponential(backoff, requests=1, retries=2)
 
@@ -246,7 +246,7 @@ def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(w
     assert set(world.ledger().values()) == {"quarantined"}
     world.engine.dispose()  # the pool holds the dead connection; a new invocation starts clean
     result = world.reconciler().purge()
-    assert sorted(result.purged) == sorted(world.ids[k] for k in keys) and world.orphans() == 0
+    assert sorted(result.deleted) == sorted(world.ids[k] for k in keys) and world.orphans() == 0
     assert table_counts(world.engine)["annotation"] == before["annotation"] - 4
 
 
@@ -271,7 +271,7 @@ def test_connection_lost_in_a_later_batch_keeps_the_committed_batches_whole(worl
     after = table_counts(world.engine)
     assert after == {t: n - (n // len(world.ids)) * 2 for t, n in before.items()} and world.orphans() == 0
     world.engine.dispose()
-    assert len(reconciler.purge().purged) == 2 and world.annotation_ids() == set(world.ids.values()) - {
+    assert len(reconciler.purge().deleted) == 2 and world.annotation_ids() == set(world.ids.values()) - {
         world.ids[k] for k in keys
     }
 
@@ -310,10 +310,10 @@ def test_time_budget_running_out_in_a_purge_stops_between_batches(
     world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     answer = handlers.handle_schedule({"action": "purge"}, ShortContext())
-    assert answer["purge"]["purged"] == 2  # one batch, committed whole, then a clean stop
+    assert answer["purge"]["deleted"] == 2  # one batch, committed whole, then a clean stop
     assert sorted(world.ledger().values()) == ["purged", "purged", "quarantined", "quarantined"]
     assert world.orphans() == 0
-    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["purged"] == 2
+    assert handlers.handle_schedule({"action": "purge"}, LocalContext())["purge"]["deleted"] == 2
     assert world.annotation_ids() == set(world.ids.values()) - {world.ids[k] for k in keys}
     runtime.engine.dispose()
 

@@ -358,10 +358,10 @@ class ReconcilerModel(RuleBasedStateMachine):
         self.clock.advance(hours=hours)
         before = set(self._rows())
         result = self.reconciler().purge()
-        for outcome in ("purged", "would_purge", "released", "held", "unknown"):
+        for outcome in ("deleted", "would_delete", "released", "held", "unknown"):
             H.stats[f"purge: {outcome}"] += len(getattr(result, outcome))
         gone = before - set(self._rows())
-        assert gone == set(result.purged) and (not self.dry_run or not gone)
+        assert gone == set(result.deleted) and (not self.dry_run or not gone)
         self._deleted(gone, "purge")
 
     @rule()
@@ -412,7 +412,7 @@ class ReconcilerModel(RuleBasedStateMachine):
                 )
             assert lost <= found, f"purged {lost - found} while its metadata came back, and nothing recorded it"
             H.stats["raced deletions recorded as resurrections"] += len(lost)
-        assert not self.dry_run or not result.purged
+        assert not self.dry_run or not result.deleted
 
     @rule(run=st.sampled_from(RUNS))
     def ingest(self, run: tuple[int, str]) -> None:

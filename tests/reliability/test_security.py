@@ -226,13 +226,13 @@ def test_every_statement_binds_its_values(
     assert reconciler.clear_release(world.ids[stale.metadata_key]) == 1  # else the importer keeps it (issue 16)
     world.clock.advance(hours=2)
     reconciler.approve(10001)
-    purged = reconciler.purge().purged
+    purged = reconciler.purge().deleted
     imported = ingest(world.engine, S3Storage(s3, BUCKET), BucketLayout(BUCKET), 10001, stale.run_name)
     status = CliRunner().invoke(cli, ["status", "--db-url", db_url, "--output", "json"])
     assert status.exit_code == 0, status.output
     # it all worked: the hostile names were data, nothing more
     assert world.ids[victim.metadata_key] in purged and imported.ok
-    assert imported.removed_annotation_ids == [world.ids[stale.metadata_key]]
+    assert imported.deleted == [world.ids[stale.metadata_key]]
     remaining = world.annotation_ids()
     assert world.ids[spared.metadata_key] in remaining and len(remaining) == len(world.ids) - 2
     assert len(statements) > 40
@@ -455,7 +455,7 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
     assert reconciler.approve(10001) == len(held) and reconciler.release(world.ids[world.portal.metadata_keys[5]])
     world.clock.advance(hours=2)
     purged = sorted(i for k, i in world.ids.items() if k not in (metadata, world.portal.metadata_keys[5]))
-    assert sorted(reconciler.purge().purged) == purged  # the unapproved one is held by the guard (all would go)
+    assert sorted(reconciler.purge().deleted) == purged  # the unapproved one is held by the guard (all would go)
     status = CliRunner().invoke(cli, ["status", "--db-url", world.db_url, "--output", "json"])
     assert status.exit_code == 0 and json.loads(status.output)["by_status"]["purged"] == len(purged), status.output
 
@@ -511,7 +511,7 @@ def test_the_role_runs_the_three_handlers_and_the_cli(
     assert world.ledger() == {world.ids[by_event]: "quarantined", world.ids[by_scan]: "quarantined"}
     world.clock.advance(hours=2)
     purged = handlers.handle_schedule({"action": "purge"}, LocalContext())
-    assert purged["purge"]["purged"] == 2
+    assert purged["purge"]["deleted"] == 2
     runtime.engine.dispose()
 
     world.delete(by_cli)
@@ -669,4 +669,4 @@ def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[Wor
     assert set(world.ledger().values()) == {"quarantined"}
     with owner.begin() as conn:
         conn.execute(text(f"GRANT DELETE ON {table} TO {role}"))
-    assert sorted(reconciler.purge().purged) == sorted(world.ids[k] for k in keys)
+    assert sorted(reconciler.purge().deleted) == sorted(world.ids[k] for k in keys)

@@ -152,13 +152,13 @@ def print_result(console: Console, result: IngestResult) -> None:
         f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
     )
     for report in result.voxel_spacings:
-        if report.removed_annotation_ids:
+        if report.deleted:
             verb = "would remove" if result.dry_run else "removed"
-            console.print(f"{report.prefix}: {verb} stale annotations {report.removed_annotation_ids}")
+            console.print(f"{report.prefix}: {verb} stale annotations {report.deleted}")
     for report in result.voxel_spacings:
-        if report.held_annotation_ids:
+        if report.held:
             console.print(
-                f"[yellow]{report.prefix}: held stale annotations {report.held_annotation_ids} for an operator "
+                f"[yellow]{report.prefix}: held stale annotations {report.held} for an operator "
                 "(`annotation-reconciler status`, then `approve --dataset-id N`)"
             )
         for annotation_id, why in report.left_in_place[:20]:

@@ -139,7 +139,7 @@ def purge(
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
     console.print(
-        f"claimed {r.claimed}: {verb} {len(r.would_purge if r.dry_run else r.purged)}, "
+        f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
     for dataset_id, (open_rows, total) in r.held_datasets.items():

@@ -179,7 +179,7 @@ class ImportOutcome:
     unused: list[Row] = field(default_factory=list)  # existing rows in scope that nothing matched
     problems: list[ImportProblem] = field(default_factory=list)
     removed: Counter[str] = field(default_factory=Counter)  # rows deleted per table by the cleanup
-    removed_ids: list[int] = field(default_factory=list)  # ids of this table's rows the cleanup deleted
+    deleted_ids: list[int] = field(default_factory=list)  # ids of this table's rows the cleanup deleted
 
     @property
     def cleanup_allowed(self) -> bool:
@@ -295,7 +295,7 @@ class IntegratedDBImporter(ABC):
         if not self.clean_up_siblings or not outcome.cleanup_allowed or not outcome.unused:
             return 0
         removed = self.delete_rows(conn, [int(r["id"]) for r in outcome.unused])
-        outcome.removed_ids += removed
+        outcome.deleted_ids += removed
         outcome.removed[self.table.name] += len(removed)
         return len(removed)
 

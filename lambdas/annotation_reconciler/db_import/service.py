@@ -73,8 +73,8 @@ class VoxelSpacingReport:
     metadata_read: int = 0
     cleanup_done: bool = False
     cleanup_off: str | None = None  # why the sibling cleanup was not run (switched off, aliased folders)
-    removed_annotation_ids: list[int] = field(default_factory=list)
-    held_annotation_ids: list[int] = field(default_factory=list)  # stale but suspicious: await `approve`
+    deleted: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # stale but suspicious: await `approve`
     left_in_place: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, why it was not judged)
     problems: list[ImportProblem] = field(default_factory=list)
 
@@ -97,8 +97,8 @@ class IngestResult:
         return not self.problems
 
     @property
-    def removed_annotation_ids(self) -> list[int]:
-        return sorted(i for report in self.voxel_spacings for i in report.removed_annotation_ids)
+    def deleted(self) -> list[int]:
+        return sorted(i for report in self.voxel_spacings for i in report.deleted)
 
     @property
     def skipped_scopes(self) -> list[str]:
@@ -272,17 +272,17 @@ class _Ingestion:
         self.result.problems += report.problems
         annotation_outcome = outcomes[0]
         report.cleanup_done = off is None and annotation_outcome.cleanup_allowed
-        report.removed_annotation_ids = sorted(annotation_outcome.removed_ids)
+        report.deleted = sorted(annotation_outcome.deleted_ids)
         if annotations.deletion is not None:
-            report.held_annotation_ids = annotations.deletion.held
+            report.held = annotations.deletion.held
             report.left_in_place = [(d.candidate.annotation_id, d.reason) for d in annotations.deletion.unknown]
             report.left_in_place += [
                 (d.candidate.annotation_id, f"{d.reason}: a duplicate of a row the import updated")
                 for d in annotations.deletion.decisions.of(Verdict.RELEASE)
             ]
             report.left_in_place.sort()
-        if annotation_outcome.removed_ids:
-            log.info("%s: removed stale annotations %s", annotations.scope, ids_text(report.removed_annotation_ids))
+        if annotation_outcome.deleted_ids:
+            log.info("%s: removed stale annotations %s", annotations.scope, ids_text(report.deleted))
         if off:
             log.info("%s: sibling cleanup not run (%s)", annotations.scope, off)
         elif not report.cleanup_done:

@@ -41,8 +41,8 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     answer: dict[str, Any] = {"action": action, "dry_run": rt.settings.dry_run}
     if action in ("purge", "all"):
         purge = rt.reconciler.purge(remaining_seconds=remaining(context))
-        count("AnnotationsPurged", len(purge.purged))
-        count("AnnotationsWouldPurge", len(purge.would_purge))
+        count("AnnotationsPurged", len(purge.deleted))
+        count("AnnotationsWouldPurge", len(purge.would_delete))
         count("AnnotationsReleased", len(purge.released))
         count("AnnotationsHeld", len(purge.held))
         count("AnnotationsUnknown", len(purge.unknown))
@@ -53,14 +53,14 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "mass-deletion guard held annotations; run `annotation-reconciler approve --dataset-id N`",
                 extra={"held_datasets": {str(k): v for k, v in purge.held_datasets.items()}},
             )
-        if purge.dry_run and purge.would_purge:
+        if purge.dry_run and purge.would_delete:
             logger.warning(
                 "dry run: would purge",
-                extra={"annotation_count": len(purge.would_purge), "annotation_ids": capped(purge.would_purge)},
+                extra={"annotation_count": len(purge.would_delete), "annotation_ids": capped(purge.would_delete)},
             )
         answer["purge"] = {
-            "purged": len(purge.purged),
-            "would_purge": len(purge.would_purge),
+            "deleted": len(purge.deleted),
+            "would_delete": len(purge.would_delete),
             "released": len(purge.released),
             "held": len(purge.held),
             "unknown": len(purge.unknown),

@@ -112,7 +112,7 @@ class AnnotationImporter(IntegratedDBImporter):
         )
         self.deletion = done
         outcome.removed.update(done.rows_deleted)
-        outcome.removed_ids += done.deleted
+        outcome.deleted_ids += done.deleted
         return len(done.deleted)
 
 
