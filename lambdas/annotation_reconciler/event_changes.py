@@ -7,7 +7,7 @@ which close when none of their keys is missing any more::
 
     latest = ordering.latest_per_key(changes, now)
     applied = apply_metadata_changes(conn, layout, settings, latest, now)
-    missing, restored = apply_file_changes(conn, layout, lifecycle.last_states(data_changes), now)
+    missing, restored = apply_file_changes(conn, layout, ordering.last_states(data_changes, now), now)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from annotation_reconciler import lifecycle, ordering
+from annotation_reconciler import ordering
 from annotation_reconciler.core import ReconcilerCore
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import event_order, missing_files, quarantines, resurrections
@@ -100,7 +100,7 @@ def apply_metadata_changes(
 
 
 def apply_file_changes(
-    conn: Any, layout: BucketLayout, files: lifecycle.KeyStates, now: datetime.datetime
+    conn: Any, layout: BucketLayout, files: ordering.KeyStates, now: datetime.datetime
 ) -> tuple[int, int]:
     """Data-file removals and creations: (reports opened, reports closed)."""
     if not (files.removed or files.created):
@@ -121,11 +121,6 @@ def apply_file_changes(
 EVENTS_LOCK_TIMEOUT = "2s"
 
 log = logging.getLogger(__name__)
-
-
-def _order(change: ObjectChange) -> tuple[str, str]:
-    when = change.event_time.isoformat() if change.event_time else ""
-    return when, (change.sequencer or "").rjust(32, "0")
 
 
 class EventsMixin(ReconcilerCore):
@@ -157,16 +152,16 @@ class EventsMixin(ReconcilerCore):
         """
         result = ChangeResult(seen=len(changes))
         metadata: list[ObjectChange] = []
-        data: list[tuple[str, bool, tuple[str, str]]] = []
+        data: list[ObjectChange] = []
         for change in changes:
             kind = self._accept(change, result)
             if kind is KeyKind.METADATA:
                 metadata.append(change)
             elif kind is not None:
-                data.append((change.key, change.kind is ChangeKind.REMOVED, _order(change)))
+                data.append(change)
         now = self.clock()
         latest = ordering.latest_per_key(metadata, now)
-        files = lifecycle.last_states(data)
+        files = ordering.last_states(data, now)
         if not (latest or files.removed or files.created):
             return result
         with self.engine.connect() as conn, conn.begin() as tx:

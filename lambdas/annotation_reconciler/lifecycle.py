@@ -277,27 +277,3 @@ def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) ->
 
 
 # --- events ------------------------------------------------------------------------------
-
-
-@dataclass
-class KeyStates:
-    """The last known state of each key touched by a batch of events."""
-
-    removed: set[str] = field(default_factory=set)
-    created: set[str] = field(default_factory=set)
-
-
-def last_states(changes: Iterable[tuple[str, bool, tuple[str, str]]]) -> KeyStates:
-    """Collapse (key, removed?, order) triples to each key's last state within the batch.
-
-    ``order`` is (event time ISO string, S3 sequencer hex padded) and sorts like the events.
-    """
-    latest: dict[str, tuple[tuple[str, str], bool]] = {}
-    for key, removed, order in changes:
-        seen = latest.get(key)
-        if seen is None or order >= seen[0]:
-            latest[key] = (order, removed)
-    states = KeyStates()
-    for key, (_, removed) in latest.items():
-        (states.removed if removed else states.created).add(key)
-    return states

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from annotation_reconciler.events import ChangeKind, ObjectChange
 
@@ -67,6 +67,22 @@ def latest_per_key(changes: Iterable[ObjectChange], received: datetime.datetime)
         if seen is None or not newer(seen[1], stamp):
             latest[change.key] = (change.kind, stamp)
     return latest
+
+
+@dataclass
+class KeyStates:
+    """The last state of each key a batch of events touched, in event order."""
+
+    removed: set[str] = field(default_factory=set)
+    created: set[str] = field(default_factory=set)
+
+
+def last_states(changes: Iterable[ObjectChange], received: datetime.datetime) -> KeyStates:
+    """The keys whose last change (by :func:`latest_per_key`) removed them, and those it created."""
+    states = KeyStates()
+    for key, (kind, _) in latest_per_key(changes, received).items():
+        (states.removed if kind is ChangeKind.REMOVED else states.created).add(key)
+    return states
 
 
 def may_quarantine(row: RowState | None, stamp: Stamp) -> bool:

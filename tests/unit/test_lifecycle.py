@@ -16,7 +16,6 @@ from annotation_reconciler.lifecycle import (
     Verdict,
     canonical,
     decide,
-    last_states,
     listing_prefixes,
     metadata_folder,
     prefixes_to_list,
@@ -207,36 +206,6 @@ def test_no_spelling_of_a_listed_key_is_ever_deleted(name: str) -> None:
 
 def test_metadata_folder() -> None:
     assert metadata_folder(key(0)) == VS
-
-
-@given(st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.integers(0, 5)), max_size=30))
-def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]) -> None:
-    triples = [(k, r, (f"2026-01-01T00:00:0{t}", "")) for k, r, t in events]
-    states = last_states(triples)
-    assert not states.removed & states.created
-    for k in {k for k, _, _ in events}:
-        latest = max(t for kk, _, t in events if kk == k)
-        last = [r for kk, r, t in events if kk == k and t == latest][-1]
-        assert (k in states.removed) is last and (k in states.created) is not last
-
-
-def test_last_states_ignore_delivery_order_for_distinct_times() -> None:
-    events = [
-        ("a", True, ("2026-01-01T00:00:01", "")),
-        ("a", False, ("2026-01-01T00:00:02", "")),
-        ("b", False, ("2026-01-01T00:00:01", "")),
-        ("b", True, ("2026-01-01T00:00:03", "")),
-    ]
-    forward, backward = last_states(events), last_states(list(reversed(events)))
-    assert forward.removed == backward.removed == {"b"} and forward.created == backward.created == {"a"}
-
-
-def test_sequencer_breaks_ties_within_the_same_second() -> None:
-    events = [
-        ("a", False, ("t", "0000000000000000000000000000000A")),
-        ("a", True, ("t", "0000000000000000000000000000000B")),
-    ]
-    assert last_states(list(reversed(events))).removed == {"a"}
 
 
 def test_resolve_says_which_row_cannot_be_verified() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from annotation_reconciler import ordering, prefix_retry
 from annotation_reconciler.events import ChangeKind, ObjectChange, parse_event
@@ -49,6 +51,32 @@ def test_latest_per_key_keeps_each_keys_newest_event_whatever_the_arrival_order(
         "other": (ChangeKind.CREATED, Stamp(T, "0A")),
     }
     assert latest_per_key(list(reversed(changes)), LATER)["k"] == (ChangeKind.REMOVED, Stamp(T, "0C"))
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.integers(0, 5)), max_size=30))
+def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]) -> None:
+    """Data-file changes are collapsed in the same event order as metadata changes (a tie: the later delivered)."""
+    changes = [
+        _change(ChangeKind.REMOVED if r else ChangeKind.CREATED, T + datetime.timedelta(seconds=t), None, key=k)
+        for k, r, t in events
+    ]
+    states = ordering.last_states(changes, LATER)
+    assert not states.removed & states.created
+    for k in {k for k, _, _ in events}:
+        latest = max(t for kk, _, t in events if kk == k)
+        last = [r for kk, r, t in events if kk == k and t == latest][-1]
+        assert (k in states.removed) is last and (k in states.created) is not last
+
+
+def test_last_states_ignore_delivery_order_and_break_ties_by_sequencer() -> None:
+    changes = [
+        _change(ChangeKind.REMOVED, T, None, key="a"),
+        _change(ChangeKind.CREATED, T + datetime.timedelta(seconds=1), None, key="a"),
+        _change(ChangeKind.CREATED, T, "0A", key="b"),
+        _change(ChangeKind.REMOVED, T, "0B", key="b"),  # same second: the sequencer orders them
+    ]
+    forward, backward = ordering.last_states(changes, LATER), ordering.last_states(changes[::-1], LATER)
+    assert forward == backward == ordering.KeyStates(removed={"b"}, created={"a"})
 
 
 def test_an_event_without_time_counts_as_received_now() -> None:
