@@ -11,6 +11,7 @@ import pytest
 from botocore.stub import Stubber
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
@@ -435,6 +436,30 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
     monkeypatch.setattr(reconciler, "list_prefixes", list_and_release)
     result = reconciler.purge()
     assert seen == [[victim]] and result.deleted == [] and victim in world.annotation_ids()
+
+
+@pytest.mark.parametrize("failure", [ConcurrentChangeError("a row changed under the purge"), RuntimeError("boom")])
+def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """A batch that rolls back (a concurrent change) or fails drops its lease: the rows are not stuck for the
+    lease's 20 minutes, and nothing was deleted."""
+    reconciler, _key, victim = quarantined_past_grace(world)
+
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(reconciler, "_settle", fails)
+    if isinstance(failure, ConcurrentChangeError):
+        assert reconciler.purge().errors == [str(failure)]
+    else:
+        with pytest.raises(RuntimeError, match="boom"):
+            reconciler.purge()
+    with world.engine.connect() as conn:
+        leases = conn.execute(text("SELECT claimed_until FROM annotation_quarantine")).scalars().all()
+    assert leases == [None] and victim in world.annotation_ids()
+    monkeypatch.undo()
+    assert world.reconciler().purge().deleted == [victim]  # same clock: no lease to wait out
 
 
 def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -> None:

@@ -131,7 +131,3 @@ def delete_stale_annotations(
             for d in outcome.unknown
         ]
     report.rows_deleted = dict(totals)
-
-
-def _candidate(stale: Stale) -> Candidate:
-    return Candidate(stale.ref.id, stale.ref.stored_path, stale.ref.dataset_id, stale.ref.run_id)
