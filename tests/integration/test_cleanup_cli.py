@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotatio
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject, inject_at
-from support.world import BUCKET, World, make_world
+from support.world import BUCKET, World, make_world, removed
 
 SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
 
@@ -40,6 +41,11 @@ def run_ids(world: World) -> dict[tuple[int, str], int]:
 def stored_paths(world: World) -> dict[int, str]:
     with world.engine.connect() as conn:
         return dict(conn.execute(text("SELECT id, s3_metadata_path FROM annotation")).all())
+
+
+def annotation_runs(world: World) -> dict[int, int]:
+    with world.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT id, run_id FROM annotation")).all())
 
 
 def pick(world: World, keep: Callable[[SyntheticAnnotation], bool]) -> list[SyntheticAnnotation]:
@@ -288,8 +294,11 @@ def test_a_wrong_prefix_that_finds_nothing_is_not_enough_for_yes(engine: Any, s3
     assert world.annotation_ids() == before
 
 
-def test_metadata_back_before_the_deletion_is_kept(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metadata_back_before_the_deletion_is_kept(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     stale = two_runs_stale(world)
+    paths, runs = stored_paths(world), annotation_runs(world)
     back = next(a for a in world.portal.annotations if world.ids[a.metadata_key] in stale)
     original = module._confirm
 
@@ -299,11 +308,17 @@ def test_metadata_back_before_the_deletion_is_kept(world: World, monkeypatch: py
         return original(question)
 
     monkeypatch.setattr(module, "_confirm", confirm_after_restore)
+    caplog.set_level(logging.INFO, logger="annotation_reconciler.cleanup")
     result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", stdin="y\n")
     assert result.exit_code == 0, result.output
     kept = world.ids[back.metadata_key]
     assert kept in world.annotation_ids() and not (stale - {kept}) & world.annotation_ids()
     assert "1 kept: their metadata is back in S3" in result.output
+    # every deletion and every keep is logged, naming the annotation (and for a deletion its run and path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "annotation_reconciler.cleanup"]
+    deleted = [f"deleted annotation {i} (run {runs[i]}): {paths[i]}" for i in sorted(stale - {kept})]
+    assert sorted(line for line in lines if line.startswith("deleted")) == sorted(deleted)
+    assert [line for line in lines if "kept" in line] == [f"annotation {kept} kept: its metadata is back in S3"]
 
 
 def test_no_scope_warns_and_asks_first(world: World) -> None:
@@ -465,10 +480,50 @@ def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None
                     WHERE q.run_id IS NOT DISTINCT FROM a.run_id AND q.dataset_id = :d"""),
             {"d": world.portal.dataset_ids[0]},
         ).scalar_one()
+        keys = dict(conn.execute(text("SELECT annotation_id, metadata_key FROM annotation_quarantine")).all())
     assert runs == len(held) == 3
+    assert {i: keys[i] for i in held} == {world.ids[k]: k for k in world.portal.metadata_keys if world.ids[k] in held}
     result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.2")
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
+
+
+@pytest.mark.parametrize("approve_held", [False, True])
+def test_the_guard_judges_the_deletion_again_with_what_went_stale_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch, approve_held: bool
+) -> None:
+    """Found by make mutate: the deletion step's guard was never tested apart from the survey's. In the first
+    dataset 2 stale of 12 pass the survey at 0.2 (the floor of 2); while the operator reads the prompt, events
+    quarantine 2 more of it: 4 of 12 would go, so the deletion holds the 2 (recorded as held, each with its run
+    and key). The second dataset's 3 of 12 are held by the survey; approving them (--approve-held) approves
+    what the report showed held, never what the deletion step holds later."""
+    first, second = world.portal.dataset_ids
+    ours = pick(world, lambda x: x.dataset_id == first)
+    stale = make_stale(world, [ours[0], ours[6]])  # one in each run: no folder is emptied
+    meanwhile = [ours[1], ours[7]]
+    held_by_survey = make_stale(world, [a for a in world.portal.annotations if a.dataset_id == second][::4])
+
+    def confirm(question: str) -> bool:
+        if question.startswith("Delete 2 stale"):
+            world.delete(*(a.metadata_key for a in meanwhile))
+            quarantined = world.reconciler().apply_changes(removed(*(a.metadata_key for a in meanwhile))).quarantined
+            assert len(quarantined) == 2
+        return not question.startswith("Delete the")  # the held ones: only with --approve-held
+
+    monkeypatch.setattr(module, "_confirm", confirm)
+    before = world.annotation_ids()
+    approve = ["--approve-held"] if approve_held else []
+    result = invoke(world, "--no-dry-run", "--max-purge-fraction", "0.2", *approve)
+    assert result.exit_code == 0, result.output
+    assert world.annotation_ids() == before - (held_by_survey if approve_held else set())
+    with world.engine.connect() as conn:
+        held = conn.execute(
+            text("""SELECT q.annotation_id, q.run_id, q.metadata_key FROM annotation_quarantine q
+                    WHERE q.status = 'held' AND q.dataset_id = :d ORDER BY q.annotation_id"""),
+            {"d": first},
+        ).all()
+    runs, keys = annotation_runs(world), {world.ids[a.metadata_key]: a.metadata_key for a in ours}
+    assert [tuple(r) for r in held] == [(i, runs[i], keys[i]) for i in sorted(stale)]
 
 
 def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -476,18 +531,21 @@ def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.Monkey
     S3), deleted with their rows, and left in place because the current row no longer maps to a key."""
     first = world.portal.dataset_ids[0]
     a = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_000")[:1]
-    b, c, d = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_001")[1:4]
-    make_stale(world, [*a, b, c, d])
-    gone = world.ids[b.metadata_key]
+    b, c, d, e = pick(world, lambda x: x.dataset_id == first and x.run_name == "TS_001")[1:5]
+    make_stale(world, [*a, b, c, d, e])
+    gone = sorted(world.ids[x.metadata_key] for x in (b, e))  # deleted in two batches: the report sums both
     with world.engine.connect() as conn:
         rows = {
-            t: conn.execute(text(f"SELECT count(*) FROM {t} WHERE annotation_id = :id"), {"id": gone}).scalar_one()  # noqa: S608
+            t: conn.execute(
+                text(f"SELECT count(*) FROM {t} WHERE annotation_id = ANY(:ids)"),  # noqa: S608
+                {"ids": gone},
+            ).scalar_one()
             for t in ("annotation_shape", "annotation_author", "annotation_method_link")
         }
         rows["annotation_file"] = conn.execute(
             text("""SELECT count(*) FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
-                    WHERE s.annotation_id = :id"""),
-            {"id": gone},
+                    WHERE s.annotation_id = ANY(:ids)"""),
+            {"ids": gone},
         ).scalar_one()
     unmappable = f"s3://another-bucket/{d.metadata_key}"
 
@@ -506,12 +564,12 @@ def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.Monkey
     result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--output", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == [gone]
-    assert report["rows_deleted"] == {"annotation": 1, **{t: n for t, n in rows.items() if n}}
+    assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == gone
+    assert report["rows_deleted"] == {"annotation": 2, **{t: n for t, n in rows.items() if n}}
     left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unknown"]]
     assert left == [(world.ids[c.metadata_key], "", None), (world.ids[d.metadata_key], unmappable, None)]
     assert all("does not map to a key" in u["why"] for u in report["unknown"])
-    assert world.annotation_ids() == set(world.ids.values()) - {gone}
+    assert world.annotation_ids() == set(world.ids.values()) - set(gone)
 
 
 def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
