@@ -101,16 +101,16 @@ def release_rows(conn: Connection, rows: Sequence[tuple[int, str]], *, now: date
     return sorted(released)
 
 
-def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> int:
+def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
     """Hold quarantined ledger rows for an operator, each with its reason: (ledger id, reason)."""
     if not rows:
-        return 0
-    return conn.execute(
+        return
+    conn.execute(
         text("""UPDATE annotation_quarantine q SET status = 'held', resolution = h.reason, claimed_until = NULL
                 FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS h(id, reason)
                 WHERE q.id = h.id AND q.status = 'quarantined'"""),
         {"ids": [r[0] for r in rows], "reasons": [r[1] for r in rows]},
-    ).rowcount
+    )
 
 
 def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime, by: str) -> int:
