@@ -16,7 +16,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
@@ -33,38 +33,32 @@ JOIN unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
   ON a.id = e.id AND a.s3_metadata_path = e.path
 ORDER BY a.id
 """)
+
+
+def _delete_children(table: str) -> TextClause:
+    """DELETE the rows of ``table`` (a child with an ``annotation_id``) of the given annotations, writing each
+    removed row, from the DELETE's own RETURNING, into the snapshot table."""
+    return text(f"""
+        WITH d AS (DELETE FROM {table} c WHERE c.annotation_id = ANY(CAST(:ids AS integer[]))
+                   RETURNING c.annotation_id AS aid, to_jsonb(c) AS row)
+        INSERT INTO reconciler_deleted SELECT aid, '{table}', row FROM d""")  # noqa: S608 (constant table names)
+
+
 # Children first (the portal's foreign keys have no ON DELETE CASCADE). Each DELETE writes what it
 # removed, from its own RETURNING, into the snapshot table: the audit is what went, not what a
 # separate read saw before (a child committed after that read would be deleted unrecorded).
 _DELETES = (
     (
-        "annotation_file",
+        "annotation_file",  # files hang off shapes: found through their shape's annotation
         text("""
         WITH d AS (DELETE FROM annotation_file f USING annotation_shape s
                    WHERE f.annotation_shape_id = s.id AND s.annotation_id = ANY(CAST(:ids AS integer[]))
                    RETURNING s.annotation_id AS aid, to_jsonb(f) AS row)
         INSERT INTO reconciler_deleted SELECT aid, 'annotation_file', row FROM d"""),
     ),
-    (
-        "annotation_shape",
-        text("""
-        WITH d AS (DELETE FROM annotation_shape s WHERE s.annotation_id = ANY(CAST(:ids AS integer[]))
-                   RETURNING s.annotation_id AS aid, to_jsonb(s) AS row)
-        INSERT INTO reconciler_deleted SELECT aid, 'annotation_shape', row FROM d"""),
-    ),
-    (
-        "annotation_author",
-        text("""
-        WITH d AS (DELETE FROM annotation_author w WHERE w.annotation_id = ANY(CAST(:ids AS integer[]))
-                   RETURNING w.annotation_id AS aid, to_jsonb(w) AS row)
-        INSERT INTO reconciler_deleted SELECT aid, 'annotation_author', row FROM d"""),
-    ),
-    (
-        "annotation_method_link",
-        text("""
-        WITH d AS (DELETE FROM annotation_method_link m WHERE m.annotation_id = ANY(CAST(:ids AS integer[]))
-                   RETURNING m.annotation_id AS aid, to_jsonb(m) AS row)
-        INSERT INTO reconciler_deleted SELECT aid, 'annotation_method_link', row FROM d"""),
+    *(
+        (table, _delete_children(table))
+        for table in ("annotation_shape", "annotation_author", "annotation_method_link")
     ),
 )
 # The annotation itself, again only where the stored path is still the judged one: a concurrent
