@@ -130,22 +130,25 @@ def _s3_records(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]
         else:
             skips.append(Skip("unsupported_event", name))
             continue
-        s3 = record.get("s3")
-        bucket = s3.get("bucket", {}).get("name") if isinstance(s3, Mapping) else None
-        obj = s3.get("object") if isinstance(s3, Mapping) else None
-        if not isinstance(bucket, str) or not bucket or not isinstance(obj, Mapping):
-            raise _Malformed("S3 record lacks s3.bucket.name or s3.object")
-        changes.append(
-            ObjectChange(
-                bucket,
-                _key(obj.get("key"), encoded=True),
-                kind,
-                "s3",
-                _time(record.get("eventTime")),
-                _sequencer(obj.get("sequencer")),
-            )
-        )
+        changes.append(_object_change(record.get("s3"), kind, "s3", record.get("eventTime")))
     return changes, skips
+
+
+#: Where each delivery holds ``bucket.name`` and ``object``: (what the message is, the field holding them).
+_HOLDERS = {"s3": ("S3 record", "s3"), "eventbridge": ("EventBridge S3 event", "detail")}
+
+
+def _object_change(holder: Any, kind: ChangeKind, via: str, when: Any) -> ObjectChange:
+    """The change an S3 record's ``s3`` (``via="s3"``: its key is URL-encoded) or an EventBridge event's
+    ``detail`` (``via="eventbridge"``) describes; both hold ``bucket.name`` and ``object`` (key, sequencer)."""
+    bucket = holder.get("bucket", {}).get("name") if isinstance(holder, Mapping) else None
+    obj = holder.get("object") if isinstance(holder, Mapping) else None
+    if not isinstance(bucket, str) or not bucket or not isinstance(obj, Mapping):
+        what, field = _HOLDERS[via]
+        raise _Malformed(f"{what} lacks {field}.bucket.name or {field}.object")
+    return ObjectChange(
+        bucket, _key(obj.get("key"), encoded=via == "s3"), kind, via, _time(when), _sequencer(obj.get("sequencer"))
+    )
 
 
 def _sequencer(raw: Any) -> str | None:
@@ -165,19 +168,7 @@ def _eventbridge(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip
         kind = ChangeKind.CREATED
     else:
         return [], [Skip("unsupported_event", str(detail_type))]
-    detail = body.get("detail")
-    bucket = detail.get("bucket", {}).get("name") if isinstance(detail, Mapping) else None
-    obj = detail.get("object") if isinstance(detail, Mapping) else None
-    if not isinstance(bucket, str) or not bucket or not isinstance(obj, Mapping):
-        raise _Malformed("EventBridge S3 event lacks detail.bucket.name or detail.object")
-    change = ObjectChange(
-        bucket,
-        _key(obj.get("key"), encoded=False),
-        kind,
-        "eventbridge",
-        _time(body.get("time")),
-        _sequencer(obj.get("sequencer")),
-    )
+    change = _object_change(body.get("detail"), kind, "eventbridge", body.get("time"))
     return [change], []
 
 
