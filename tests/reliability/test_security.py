@@ -77,18 +77,21 @@ def lambda_logs() -> Iterator[io.StringIO]:
         yield buffer
 
 
+@pytest.fixture
+def world_spec() -> PortalSpec:
+    """The portal of the log tests' ``world``: one dataset of two runs."""
+    return PortalSpec(datasets=1, runs_per_dataset=2)
+
+
 def test_secrets_never_reach_the_logs(
-    engine: Engine,
-    s3: Any,
-    db_url: str,
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     lambda_logs: io.StringIO,
 ) -> None:
     """The Secrets Manager path: the password is read at run time and appears in no log line or error."""
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2))
-    url = make_url(db_url)
+    url = make_url(world.db_url)
     secrets = boto3.client("secretsmanager", region_name="us-west-2")
     good = secrets.create_secret(
         Name="portal-db",
@@ -141,17 +144,14 @@ def test_secrets_never_reach_the_logs(
 
 
 def test_a_password_in_the_database_url_stays_out_of_logs_and_output(
-    engine: Engine,
-    s3: Any,
-    db_url: str,
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     lambda_logs: io.StringIO,
 ) -> None:
     """The RECONCILER_DB_URL path, through the three handlers (their errors included) and the operator CLI."""
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2))
-    with_password = make_url(db_url).set(password=PASSWORD).render_as_string(hide_password=False)
+    with_password = make_url(world.db_url).set(password=PASSWORD).render_as_string(hide_password=False)
     unreachable = make_url(with_password).set(port=1).render_as_string(hide_password=False)
     caplog.set_level(logging.DEBUG)
     runtime = queued_runtime(RECONCILER_DB_URL=with_password)
