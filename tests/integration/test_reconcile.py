@@ -12,11 +12,13 @@ import pytest
 from botocore.stub import Stubber
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
+from annotation_reconciler.storage import S3Storage
 from support.world import BUCKET, EVENT_TIME, World, created, make_world, removed
 
 
@@ -45,8 +47,8 @@ def test_purge_waits_for_the_grace_period_then_deletes_everything(world: World) 
     assert world.children_of({victim}) == 0 and world.orphans() == 0
     assert result.rows_deleted["annotation_file"] == 3
     with world.engine.connect() as conn:
-        row = conn.execute(text("SELECT status, source, snapshot FROM annotation_quarantine")).one()
-    assert (row.status, row.source) == ("purged", "event")
+        row = conn.execute(text("SELECT status, source, snapshot, resolved_at FROM annotation_quarantine")).one()
+    assert (row.status, row.source, row.resolved_at) == ("purged", "event", world.clock())  # the purge's clock
     assert row.snapshot["annotation"]["id"] == victim and len(row.snapshot["annotation_author"]) == 2
 
 
@@ -94,7 +96,8 @@ def test_dry_run_deletes_nothing(world: World) -> None:
     reconciler.apply_changes(removed(*keys))
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert sorted(result.would_delete) == sorted(world.ids[k] for k in keys) and result.deleted == []
+    assert result.dry_run and sorted(result.would_delete) == sorted(world.ids[k] for k in keys)
+    assert result.deleted == []
     assert world.annotation_ids() == set(world.ids.values())
     assert set(world.ledger().values()) == {"quarantined"}
 
@@ -113,6 +116,37 @@ def test_guard_holds_a_mass_deletion_until_approved(world: World) -> None:
     assert reconciler.approve(10001) == len(dataset_keys)
     assert sorted(reconciler.purge().deleted) == sorted(world.ids[k] for k in dataset_keys)
     assert world.orphans() == 0
+
+
+def test_the_purge_goes_in_batches_of_its_size_and_stops_at_the_safety_margin(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by make mutate: batches of ``purge_batch_size`` (each claimed, listed and settled on its own), the
+    claimed count summed over them, and the time budget: at exactly SAFETY_MARGIN_S left a batch still starts,
+    below it none does."""
+    keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == world.portal.dataset_ids[0]][:5]
+    world.delete(*keys)
+    reconciler = Reconciler(
+        world.engine,
+        S3Storage(world.s3, BUCKET),
+        world.settings(RECONCILER_MAX_PURGE_FRACTION="1"),
+        clock=world.clock,
+        purge_batch_size=2,
+    )
+    reconciler.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    assert reconciler.purge(remaining_seconds=lambda: SAFETY_MARGIN_S - 0.001).claimed == 0
+    sizes: list[int] = []
+    settle = reconciler._settle
+
+    def counted(conn: Any, claims: Any, *args: Any) -> None:
+        sizes.append(len(claims))
+        settle(conn, claims, *args)
+
+    monkeypatch.setattr(reconciler, "_settle", counted)
+    result = reconciler.purge(remaining_seconds=lambda: SAFETY_MARGIN_S)
+    assert sizes == [2, 2, 1] and result.claimed == 5
+    assert sorted(result.deleted) == sorted(world.ids[k] for k in keys)
 
 
 def test_the_purge_is_due_exactly_at_purge_after_and_not_a_microsecond_before(world: World) -> None:
@@ -441,7 +475,7 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
 
 @pytest.mark.parametrize("failure", [ConcurrentChangeError("a row changed under the purge"), RuntimeError("boom")])
 def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
-    world: World, monkeypatch: pytest.MonkeyPatch, failure: Exception
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failure: Exception
 ) -> None:
     """A batch that rolls back (a concurrent change) or fails drops its lease: the rows are not stuck for the
     lease's 20 minutes, and nothing was deleted."""
@@ -452,7 +486,9 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
 
     monkeypatch.setattr(reconciler, "_settle", fails)
     if isinstance(failure, ConcurrentChangeError):
+        caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
         assert reconciler.purge().errors == [str(failure)]
+        assert caplog.messages == [f"purge batch rolled back: {failure}"]
     else:
         with pytest.raises(RuntimeError, match="boom"):
             reconciler.purge()
