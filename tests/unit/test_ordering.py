@@ -101,7 +101,9 @@ def test_may_quarantine(row: RowState | None, stamp: Stamp, expected: bool) -> N
     assert may_quarantine(row, stamp) is expected
 
 
-@pytest.mark.parametrize(("raw", "parsed"), [("00ab", "00AB"), ("xyz", None), ("", None), ("1" * 65, None)])
+@pytest.mark.parametrize(
+    ("raw", "parsed"), [("00ab", "00AB"), ("a", "A"), ("f" * 64, "F" * 64), ("xyz", None), ("", None), ("1" * 65, None)]
+)
 def test_only_hex_sequencers_are_kept(raw: str, parsed: str | None) -> None:
     record = {
         "eventSource": "aws:s3",
