@@ -149,6 +149,33 @@ def test_the_purge_goes_in_batches_of_its_size_and_stops_at_the_safety_margin(
     assert sorted(result.deleted) == sorted(world.ids[k] for k in keys)
 
 
+@pytest.mark.parametrize("outcome", ["would_delete", "released", "unknown"])
+def test_the_purge_result_sums_every_batch(world: World, caplog: pytest.LogCaptureFixture, outcome: str) -> None:
+    """Found by make mutate: with one row per batch, each outcome of the result lists the rows of every batch (dry
+    run: would delete; metadata back: released; another prefix setting: unknown), and a dry run logs its ids."""
+    keys = world.portal.metadata_keys[:2]
+    ids = sorted(world.ids[k] for k in keys)
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    env = {"RECONCILER_MAX_PURGE_FRACTION": "1"}
+    if outcome == "would_delete":
+        env["RECONCILER_DRY_RUN"] = "true"
+    elif outcome == "released":
+        world.restore(*keys)
+    else:
+        env["RECONCILER_S3_PREFIX"] = f"s3://{BUCKET}/elsewhere/"
+    reconciler = Reconciler(
+        world.engine, S3Storage(world.s3, BUCKET), world.settings(**env), clock=world.clock, purge_batch_size=1
+    )
+    caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
+    result = reconciler.purge()
+    assert sorted(getattr(result, outcome)) == ids and result.claimed == 2 and result.deleted == []
+    dry = [m for m in caplog.messages if m.startswith("dry run")]
+    expected = [f"dry run: would purge 1 annotations ({i})" for i in ids] if outcome == "would_delete" else []
+    assert sorted(dry) == expected
+
+
 def test_the_purge_is_due_exactly_at_purge_after_and_not_a_microsecond_before(world: World) -> None:
     """The grace period ends at ``purge_after`` itself (``purge_after <= now``): a purge one microsecond
     earlier deletes nothing, a purge at that instant deletes the row."""
