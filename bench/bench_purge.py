@@ -96,9 +96,9 @@ def _run_method(method: str, url: str, victims: list[int], double: S3Double) -> 
     with Meter(sql, lambda: double.counts) as measured:
         if method == "delete_annotations":
             with engine.begin() as conn:
-                deleted = delete_annotations(
-                    conn, judged_paths(conn, victims), source=Source.CLI, reason="benchmark"
-                ).deleted
+                deleted = len(
+                    delete_annotations(conn, judged_paths(conn, victims), source=Source.CLI, reason="benchmark").deleted
+                )
         elif method == "Reconciler.purge":
             reconciler = Reconciler(
                 engine, S3Storage(double, BUCKET), _settings(url), clock=lambda: DETECTED + 2 * GRACE

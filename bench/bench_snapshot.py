@@ -82,8 +82,8 @@ def _one(url: str, victims: list[int]) -> tuple[float, float | None, int]:
         ).scalar_one()
         orphans = count_orphans(conn)
     engine.dispose()
-    if sorted(result.annotation_ids) != victims or left or orphans:
-        raise AssertionError(f"deleted {len(result.annotation_ids)} of {len(victims)}, {left} left, {orphans} orphans")
+    if sorted(result.deleted) != victims or left or orphans:
+        raise AssertionError(f"deleted {len(result.deleted)} of {len(victims)}, {left} left, {orphans} orphans")
     return wall, (timer.seconds if timer.count else None), stats
 
 

@@ -162,9 +162,9 @@ def delete_stale(
         metadata_keys={d.candidate.annotation_id: d.key for d in doomed},
         now=now,
     )
-    outcome.deleted = deleted.annotation_ids
-    outcome.rows_deleted.update(deleted.rows)
-    gone = set(deleted.annotation_ids)
+    outcome.deleted = deleted.deleted
+    outcome.rows_deleted.update(deleted.rows_deleted)
+    gone = set(deleted.deleted)
     for d in doomed:
         if d.candidate.annotation_id in gone:
             policy.deleted[d.candidate.dataset_id] = policy.deleted.get(d.candidate.dataset_id, 0) + 1

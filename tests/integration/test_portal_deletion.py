@@ -50,8 +50,8 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
     with engine.begin() as conn:
         result = delete_annotations(conn, paths(engine, stale_ids), source=Source.CLI, reason="metadata missing")
     after = table_counts(engine)
-    assert result.annotation_ids == stale_ids
-    assert result.rows == {
+    assert result.deleted == stale_ids
+    assert result.rows_deleted == {
         "annotation_file": 6,
         "annotation_shape": 4,
         "annotation_author": 4,
@@ -126,13 +126,13 @@ def test_missing_ids_are_ignored(engine: Engine) -> None:
     real = min(ids.values())
     before = table_counts(engine)
     with engine.begin() as conn:
-        assert delete_annotations(conn, {999_999: "s3://b/k"}, source=Source.CLI, reason="r").deleted == 0
+        assert delete_annotations(conn, {999_999: "s3://b/k"}, source=Source.CLI, reason="r").deleted == []
     assert table_counts(engine) == before
     with engine.begin() as conn:
         outcome = delete_annotations(
             conn, {999_999: "s3://b/k", **paths(engine, [real])}, source=Source.CLI, reason="r"
         )
-    assert outcome.deleted == 1
+    assert len(outcome.deleted) == 1
     with engine.connect() as conn:
         ledger = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()
     assert [tuple(r) for r in ledger] == [(real, "purged")]
@@ -149,7 +149,7 @@ def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engin
         two = delete_annotations(
             conn, paths(engine, second), source=Source.CLI, reason="b", metadata_keys={second[0]: "k2"}
         )
-    assert (one.annotation_ids, two.annotation_ids) == (first, second)
+    assert (one.deleted, two.deleted) == (first, second)
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT annotation_id, source, reason, metadata_key, snapshot FROM annotation_quarantine ORDER BY 1")
@@ -183,7 +183,7 @@ def test_a_row_whose_path_changed_is_not_deleted(engine: Engine) -> None:
     before = table_counts(engine)
     with engine.begin() as conn:
         result = delete_annotations(conn, judged, source=Source.CLI, reason="r")
-    assert result.annotation_ids == [ids[1]]
+    assert result.deleted == [ids[1]]
     assert ids[0] in paths(engine, ids[:1]) and before["annotation"] - table_counts(engine)["annotation"] == 1
 
 

@@ -136,12 +136,8 @@ def count_orphans(conn: Connection) -> int:
 class DeletionResult:
     """What one call deleted: annotation ids and row counts per table."""
 
-    annotation_ids: list[int] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def deleted(self) -> int:
-        return len(self.annotation_ids)
+    deleted: list[int] = field(default_factory=list)
+    rows_deleted: dict[str, int] = field(default_factory=dict)
 
 
 def delete_annotations(
@@ -174,7 +170,7 @@ def delete_annotations(
     conn.execute(_DROP)  # a second call in the same transaction starts afresh
     conn.execute(_CREATE_DELETED)
     for table, statement in _DELETES:
-        result.rows[table] = conn.execute(statement, {"ids": ids}).rowcount
+        result.rows_deleted[table] = conn.execute(statement, {"ids": ids}).rowcount
     targets = {i: expected_paths[i] for i in ids}
     deleted = sorted(
         conn.execute(_DELETE_ANNOTATIONS, {"ids": list(targets), "paths": list(targets.values())}).scalars()
@@ -185,7 +181,7 @@ def delete_annotations(
             f"annotations {changed[:10]} changed while being deleted (stored path rewritten); nothing of this batch "
             "is deleted"
         )
-    result.rows["annotation"] = len(deleted)
+    result.rows_deleted["annotation"] = len(deleted)
     conn.execute(_SNAPSHOT)
     updated = conn.execute(_MARK_PURGED, {"now": now, "reason": reason}).scalars().all()
     keys = {k: v for k, v in (metadata_keys or {}).items() if v is not None}
@@ -202,7 +198,7 @@ def delete_annotations(
         },
     )
     conn.execute(_DROP)
-    result.annotation_ids = deleted
+    result.deleted = deleted
     return result
 
 
