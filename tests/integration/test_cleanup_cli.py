@@ -281,8 +281,10 @@ def test_s3_error_aborts_before_any_deletion(world: World, monkeypatch: pytest.M
     monkeypatch.setattr(module, "make_s3_client", failing_client)
     result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", "--yes")
     assert result.exit_code == 1
-    assert f"s3://{BUCKET}/{world.portal.dataset_ids[0]}/TS_000/Reconstructions/" in result.output
-    assert "AccessDenied" in result.output and "nothing deleted" in result.output
+    folders = sorted({a.metadata_key.rsplit("/", 2)[0] for a in pick(world, lambda a: a.dataset_id == 10001)})
+    assert len(folders) == 4  # every one fails: the message names the first and counts the others
+    message = f"S3 error, nothing deleted: ListObjectsV2 s3://{BUCKET}/{folders[0]}/ failed (AccessDenied: "
+    assert message in result.output and result.output.rstrip().endswith("; and 3 more prefixes")
     assert world.annotation_ids() == before
 
 
@@ -564,6 +566,7 @@ def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.Monkey
     result = invoke(world, "--dataset-id", str(first), "--no-dry-run", "--output", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    assert (report["annotations_checked"], report["prefixes_listed"]) == (12, 4)
     assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == gone
     assert report["rows_deleted"] == {"annotation": 2, **{t: n for t, n in rows.items() if n}}
     left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unknown"]]
