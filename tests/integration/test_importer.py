@@ -543,10 +543,10 @@ def test_cleanup_costs_constant_statements(
     phase = ["import"]
     cleanup = AnnotationImporter.cleanup_unused_items
 
-    def tracked_cleanup(self: AnnotationImporter, conn: Any, outcome: Any) -> int:
+    def tracked_cleanup(self: AnnotationImporter, conn: Any, outcome: Any) -> None:
         phase[0] = "cleanup"
         try:
-            return cleanup(self, conn, outcome)
+            cleanup(self, conn, outcome)
         finally:
             phase[0] = "import"
 

@@ -11,8 +11,11 @@ MODULES = (
     "annotation_reconciler.db",
     "annotation_reconciler.errors",
     "annotation_reconciler.events",
+    "annotation_reconciler.guards",
     "annotation_reconciler.lifecycle",
+    "annotation_reconciler.ordering",
     "annotation_reconciler.paths",
+    "annotation_reconciler.prefix_retry",
     "annotation_reconciler.scope",
     "annotation_reconciler.settings",
 )

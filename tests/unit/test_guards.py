@@ -62,6 +62,11 @@ def test_the_dataset_folder_check_changes_nothing_for_a_prefix_with_other_metada
 def test_dataset_folder_and_empty_prefixes() -> None:
     assert dataset_folder(VS) == DATASET
     assert dataset_folder("root/odd/Annotations/") == "root/odd/"
+    # found by make mutate: only the portal's whole layout takes the dataset folder, anything else its parent
+    assert dataset_folder("a/b/c/d/Annotations/") == "a/b/c/d/"  # five parts, not the portal's
+    assert dataset_folder("x/VoxelSpacing1.0/Annotations/") == "x/VoxelSpacing1.0/"  # too short for it
+    assert dataset_folder("root/ds/TS/Reconstructions/VoxelSpacing1.0/Annotations/") == "root/ds/"
+    assert dataset_folder("root/X/") == "root/"  # a folder name ending in X keeps its letters
     listings: dict[str, frozenset[str] | BaseException] = {
         VS: frozenset({DATA}),
         "10001/TS_2/Reconstructions/VoxelSpacing10.000/Annotations/": frozenset({META.replace("TS_1", "TS_2")}),

@@ -290,14 +290,14 @@ class IntegratedDBImporter(ABC):
         outcome.inserted, outcome.updated = len(inserts), len(updates)
         return outcome
 
-    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> int:
-        """Delete the unused rows in scope, set-based; nothing unless the scope was read completely."""
+    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> None:
+        """Delete the unused rows in scope, set-based, into ``outcome``; nothing unless the scope was read
+        completely."""
         if not self.clean_up_siblings or not outcome.cleanup_allowed or not outcome.unused:
-            return 0
+            return
         removed = self.delete_rows(conn, [int(r["id"]) for r in outcome.unused])
         outcome.deleted_ids += removed
         outcome.removed[self.table.name] += len(removed)
-        return len(removed)
 
     def delete_rows(self, conn: Connection, ids: list[int]) -> list[int]:
         """Delete rows by id in one statement; returns the ids deleted."""

@@ -53,6 +53,7 @@ class AnnotationImporter(IntegratedDBImporter):
         self.run_id, self.voxel_spacing_id, self.voxel_spacing_prefix = run_id, voxel_spacing_id, voxel_spacing_prefix
         self.policy = policy  # None: the sibling cleanup is switched off
         self.deletion: DeletionOutcome | None = None
+        self.found: FindResult | None = None  # what find() read: the listings the cleanup needs as evidence
 
     @property
     def scope(self) -> str:
@@ -86,18 +87,18 @@ class AnnotationImporter(IntegratedDBImporter):
         self.found = super().find()
         return self.found
 
-    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> int:
+    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> None:
         """Hand the scope's unused rows to the one deletion flow, with the voxel spacing's listing as evidence.
 
         Only a complete listing is evidence, and only for keys under the listed prefix: rows whose
         metadata lives elsewhere (a legacy row of another voxel spacing, a row of another run) are
         left in place and reported. Nothing happens without a policy (cleanup switched off).
         """
-        found = getattr(self, "found", None)
+        found = self.found
         if self.policy is None or not self.clean_up_siblings or not outcome.cleanup_allowed or found is None:
-            return 0
+            return
         if not outcome.unused:
-            return 0
+            return
         current = annotation_rows.annotations_by_ids(conn, [int(r["id"]) for r in outcome.unused])
         done = delete_stale(
             conn,
@@ -113,7 +114,6 @@ class AnnotationImporter(IntegratedDBImporter):
         self.deletion = done
         outcome.removed.update(done.rows_deleted)
         outcome.deleted_ids += done.deleted
-        return len(done.deleted)
 
 
 @dataclass(frozen=True)
