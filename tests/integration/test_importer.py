@@ -729,6 +729,29 @@ def test_the_shape_cleanup_keeps_shapes_that_still_have_files_and_shapes_outside
     assert sorted(left) == sorted([(shape, 1), (bare, 0)])
 
 
+def test_a_child_entry_found_twice_is_reported_with_its_scope_and_metadata_key(engine: Engine, s3: Any) -> None:
+    """Found by make mutate: the child importers' problems were never read. An author, a method link and a file
+    listed twice in one metadata document are imported once, each repeat reported with the voxel spacing's scope
+    and the metadata key it came from."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    doubled = portal.annotations[0]
+    doc = metadata_document(portal, doubled)
+    for field in ("authors", "method_links", "files"):
+        doc[field] = [*doc[field], doc[field][0]]
+    s3.put_object(Bucket=BUCKET, Key=doubled.metadata_key, Body=json.dumps(doc).encode())
+
+    result = run_ingest(engine, s3)
+
+    [spacing] = result.voxel_spacings
+    twice = [p for p in result.problems if "found twice" in p.message]
+    assert len(twice) == 3, result.problems
+    assert {(p.scope, p.key) for p in twice} == {
+        (f"voxel spacing {spacing.voxel_spacing_id} ({spacing.prefix})", doubled.metadata_key)
+    }
+    assert counts(engine) == expected_counts(portal, portal.annotations)
+
+
 def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: Engine, s3: Any) -> None:
     """Beyond the fraction, the importer holds instead of deleting; approve + purge (re-checking S3) finishes."""
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=6))
