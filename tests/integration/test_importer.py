@@ -401,6 +401,14 @@ def test_cleanup_is_scoped_to_the_voxel_spacing(engine: Engine, s3: Any) -> None
     assert set(reported) == {there[103], there[104]}
     assert reported[there[104]].voxel_spacing_ids == () and "no annotation files" in reported[there[104]].reason
     assert len(reported[there[103]].voxel_spacing_ids) == 1 and first_id not in reported[there[103]].voxel_spacing_ids
+    with engine.connect() as conn:  # each report names the row as it is: run, ingest id, stored path
+        rows = conn.execute(
+            text("SELECT id, run_id, annotation_ingest_id, s3_metadata_path FROM annotation WHERE id = ANY(:ids)"),
+            {"ids": list(reported)},
+        ).all()
+    assert {r.id: (r.run_id, r.annotation_ingest_id, r.s3_metadata_path) for r in rows} == {
+        i: (row.run_id, row.annotation_ingest_id, row.s3_metadata_path) for i, row in reported.items()
+    }
     assert orphans(engine) == 0
 
 
@@ -750,6 +758,25 @@ def test_a_child_entry_found_twice_is_reported_with_its_scope_and_metadata_key(e
         (f"voxel spacing {spacing.voxel_spacing_id} ({spacing.prefix})", doubled.metadata_key)
     }
     assert counts(engine) == expected_counts(portal, portal.annotations)
+
+
+def test_a_voxel_spacing_retracted_whole_in_a_healthy_dataset_is_cleaned_without_approval(
+    engine: Engine, s3: Any
+) -> None:
+    """Found by make mutate (the importer's evidence without the dataset folder's neighbours survived): issue 16's
+    rule holds for the importer too. Every metadata file of one voxel spacing is gone, its data files and the rest
+    of the dataset are still in S3: an ordinary retraction, deleted at once, nothing held."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    retracted = in_run(portal, "TS_000")
+    for annotation in retracted:
+        s3.delete_object(Bucket=BUCKET, Key=annotation.metadata_key)
+
+    result = run_ingest(engine, s3, run_name="TS_000", max_purge_fraction=0.5)
+
+    [spacing] = result.voxel_spacings
+    assert spacing.held == [] and result.deleted == sorted(ids[a.metadata_key] for a in retracted)
 
 
 def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: Engine, s3: Any) -> None:
