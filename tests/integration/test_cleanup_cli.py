@@ -232,6 +232,10 @@ def test_text_report_lists_unknown_paths(world: World) -> None:
     result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]))
     assert result.exit_code == 0 and "Found 0 stale annotations." in result.output
     assert f"- Annotation ID {aid}: stored path 's3://elsewhere/1/a.json' does not map" in result.output
+    as_json = json.loads(invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--output", "json").stdout)
+    [unknown] = as_json["unknown"]  # the row as the survey read it: its path and its run
+    assert (unknown["annotation_id"], unknown["s3_metadata_path"]) == (aid, "s3://elsewhere/1/a.json")
+    assert unknown["run_id"] == annotation_runs(world)[aid]
 
 
 def listing_pages(s3: Any, prefixes: set[str]) -> int:
