@@ -17,7 +17,7 @@ from annotation_reconciler.cleanup import run as cleanup_run
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
-from support.faults import inject, inject_at
+from support.faults import inject_at
 from support.world import BUCKET, World, make_world, removed
 
 SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
@@ -273,22 +273,28 @@ def test_s3_requests_are_listing_pages_not_one_per_annotation(
     assert set(counts) == {"ListObjectsV2"} and 0 < counts["ListObjectsV2"] <= pages < len(world.portal.annotations)
 
 
-def test_s3_error_aborts_before_any_deletion(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("failing", "suffix"), [(1, ")"), (2, "; and 1 more prefixes"), (4, "; and 3 more prefixes")])
+def test_s3_error_aborts_before_any_deletion(
+    world: World, monkeypatch: pytest.MonkeyPatch, failing: int, suffix: str
+) -> None:
+    """Any prefix that cannot be listed stops the command before a deletion; the message names the first and
+    counts the others (make mutate: the count's boundaries)."""
     two_runs_stale(world)
     before = world.annotation_ids()
+    folders = sorted({a.metadata_key.rsplit("/", 2)[0] + "/" for a in pick(world, lambda a: a.dataset_id == 10001)})
+    assert len(folders) == 4
 
     def failing_client(**kwargs: Any) -> Any:
         client = make_s3_client(**kwargs)
-        inject(client, "ListObjectsV2", remaining=-1, status=403, code="AccessDenied")
+        inject_at(client, "ListObjectsV2", *folders[:failing])
         return client
 
     monkeypatch.setattr(module, "make_s3_client", failing_client)
     result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run", "--yes")
     assert result.exit_code == 1
-    folders = sorted({a.metadata_key.rsplit("/", 2)[0] for a in pick(world, lambda a: a.dataset_id == 10001)})
-    assert len(folders) == 4  # every one fails: the message names the first and counts the others
-    message = f"S3 error, nothing deleted: ListObjectsV2 s3://{BUCKET}/{folders[0]}/ failed (AccessDenied: "
-    assert message in result.output and result.output.rstrip().endswith("; and 3 more prefixes")
+    message = f"S3 error, nothing deleted: ListObjectsV2 s3://{BUCKET}/{folders[0]} failed (AccessDenied: "
+    assert message in result.output and result.output.rstrip().endswith(suffix)
+    assert "more prefixes" not in result.output or failing > 1
     assert world.annotation_ids() == before
 
 
