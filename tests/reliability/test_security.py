@@ -273,6 +273,7 @@ SQL_FORMATTING = {
     ("ledger/exemptions.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("ledger/event_order.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("portal/deletion.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
+    ("portal/deletion.py", "table"): "a child table name from the fixed tuple _CHILDREN_WITH_ANNOTATION_ID",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
 

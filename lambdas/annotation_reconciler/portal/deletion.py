@@ -34,6 +34,9 @@ JOIN unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
 ORDER BY a.id
 """)
 
+#: The child tables that hold an ``annotation_id`` column: the only names _delete_children is given.
+_CHILDREN_WITH_ANNOTATION_ID = ("annotation_shape", "annotation_author", "annotation_method_link")
+
 
 def _delete_children(table: str) -> TextClause:
     """DELETE the rows of ``table`` (a child with an ``annotation_id``) of the given annotations, writing each
@@ -56,10 +59,7 @@ _DELETES = (
                    RETURNING s.annotation_id AS aid, to_jsonb(f) AS row)
         INSERT INTO reconciler_deleted SELECT aid, 'annotation_file', row FROM d"""),
     ),
-    *(
-        (table, _delete_children(table))
-        for table in ("annotation_shape", "annotation_author", "annotation_method_link")
-    ),
+    *((table, _delete_children(table)) for table in _CHILDREN_WITH_ANNOTATION_ID),
 )
 # The annotation itself, again only where the stored path is still the judged one: a concurrent
 # rewrite of the path (the portal's importer) makes the row not match, and the caller rolls back.
