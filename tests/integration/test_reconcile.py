@@ -18,7 +18,6 @@ from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
-from annotation_reconciler.storage import S3Storage
 from support.world import BUCKET, EVENT_TIME, World, created, make_world, removed
 
 
@@ -126,13 +125,7 @@ def test_the_purge_goes_in_batches_of_its_size_and_stops_at_the_safety_margin(
     below it none does."""
     keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == world.portal.dataset_ids[0]][:5]
     world.delete(*keys)
-    reconciler = Reconciler(
-        world.engine,
-        S3Storage(world.s3, BUCKET),
-        world.settings(RECONCILER_MAX_PURGE_FRACTION="1"),
-        clock=world.clock,
-        purge_batch_size=2,
-    )
+    reconciler = world.reconciler(purge_batch_size=2, RECONCILER_MAX_PURGE_FRACTION="1")
     reconciler.apply_changes(removed(*keys))
     world.clock.advance(hours=2)
     assert reconciler.purge(remaining_seconds=lambda: SAFETY_MARGIN_S - 0.001).claimed == 0
@@ -165,9 +158,7 @@ def test_the_purge_result_sums_every_batch(world: World, caplog: pytest.LogCaptu
         world.restore(*keys)
     else:
         env["RECONCILER_S3_PREFIX"] = f"s3://{BUCKET}/elsewhere/"
-    reconciler = Reconciler(
-        world.engine, S3Storage(world.s3, BUCKET), world.settings(**env), clock=world.clock, purge_batch_size=1
-    )
+    reconciler = world.reconciler(purge_batch_size=1, **env)
     caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
     result = reconciler.purge()
     assert sorted(getattr(result, outcome)) == ids and result.claimed == 2 and result.deleted == []

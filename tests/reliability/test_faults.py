@@ -16,9 +16,8 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import MAX_ATTEMPTS
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
-from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
-from annotation_reconciler.storage import S3Storage, make_s3_client
+from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff
 from support.world import BUCKET, World, make_world, removed, s3_notification, sqs_event, table_counts
@@ -256,8 +255,7 @@ def test_connection_lost_in_a_later_batch_keeps_the_committed_batches_whole(worl
     world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(world.engine)
-    reconciler = Reconciler(world.engine, S3Storage(world.s3, BUCKET), world.settings(), clock=world.clock)
-    reconciler.purge_batch_size = 2
+    reconciler = world.reconciler(purge_batch_size=2)
     with (
         ConnectionKiller(world.engine, "DELETE FROM annotation_author", occurrence=2) as killer,
         pytest.raises(Exception, match=r"(?i)terminat|connection|network"),

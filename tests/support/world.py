@@ -73,8 +73,13 @@ class World:
         runtime.reconciler.clock = self.clock
         return use_runtime(monkeypatch, runtime)
 
-    def reconciler(self, s3: Any = None, **env: str) -> Reconciler:
-        return Reconciler(self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock)
+    def reconciler(self, s3: Any = None, *, purge_batch_size: int | None = None, **env: str) -> Reconciler:
+        """A reconciler on this world's clock, with ``env`` over the world's settings (and, if given, purge
+        batches of ``purge_batch_size`` rows instead of the service's default)."""
+        batch = {} if purge_batch_size is None else {"purge_batch_size": purge_batch_size}
+        return Reconciler(
+            self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock, **batch
+        )
 
     def delete(self, *keys: str) -> None:
         for key in keys:
