@@ -22,7 +22,7 @@ import click
 from annotation_reconciler.cleanup.render import render_text
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
-from annotation_reconciler.cli.common import engine_from, layout_from, settings_from
+from annotation_reconciler.cli.common import engine_from, layout_from, operator_name, settings_from
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -65,6 +65,7 @@ def _confirm(question: str) -> bool:
     default=False,
     help="Also delete the held (suspicious) annotations without asking; --yes alone leaves them held",
 )
+@click.option("--by", default=operator_name, help="Who approves held annotations (for the audit; default $USER)")
 @click.option(
     "--max-purge-fraction",
     type=click.FloatRange(0, 1, min_open=True),
@@ -86,6 +87,7 @@ def cleanup_stale_annotations(
     s3_concurrency: int,
     yes: bool,
     approve_held: bool,
+    by: str,
     max_purge_fraction: float,
     output: str,
 ) -> None:
@@ -118,7 +120,9 @@ def cleanup_stale_annotations(
             click.echo(render_text(report))
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
-            delete_stale_annotations(reconciler, engine, report, approve_held=approve, max_fraction=max_purge_fraction)
+            delete_stale_annotations(
+                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_purge_fraction
+            )
             report.s3_requests = dict(counter.counts)
     finally:
         engine.dispose()

@@ -495,9 +495,12 @@ def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None
         keys = dict(conn.execute(text("SELECT annotation_id, metadata_key FROM annotation_quarantine")).all())
     assert runs == len(held) == 3
     assert {i: keys[i] for i in held} == {world.ids[k]: k for k in world.portal.metadata_keys if world.ids[k] in held}
-    result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--max-purge-fraction", "0.2")
+    result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--by", "erin", "--max-purge-fraction", "0.2")
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
+    with world.engine.connect() as conn:  # the audit names who approved the held ones, and only those
+        approvals = dict(conn.execute(text("SELECT annotation_id, approved_by FROM annotation_quarantine")).all())
+    assert approvals == {**dict.fromkeys(held, "erin"), **dict.fromkeys(ordinary, None)}
 
 
 @pytest.mark.parametrize("approve_held", [False, True])

@@ -218,6 +218,21 @@ def test_the_purged_row_keeps_the_source_that_quarantined_it_and_operators_are_n
     assert "released by carol" in row.resolution
 
 
+def test_an_approval_names_the_operator_and_the_purge_keeps_it(small: World) -> None:
+    stale_keys = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10001][:3]
+    small.delete(*stale_keys)
+    r = reconciler(small)
+    r.apply_changes(removed(*stale_keys))
+    small.clock.advance(hours=2)
+    assert sorted(r.purge().held) == sorted(small.ids[k] for k in stale_keys)  # 3 of 5: beyond the floor
+    out = CliRunner().invoke(cli, ["approve", "--db-url", small.db_url, "--dataset-id", "10001", "--by", "frank"])
+    assert out.exit_code == 0, out.output
+    small.clock.now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)  # the CLI's wall clock
+    assert sorted(r.purge().deleted) == sorted(small.ids[k] for k in stale_keys)
+    rows = [(row.status, row.approved_by, row.approved_at is not None) for row in ledger_rows(small.engine)]
+    assert rows == [("purged", "frank", True)] * 3
+
+
 # --- 4. undo ----------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
 from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale, hold
+from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict, prefixes_to_list
 from annotation_reconciler.portal import annotation_rows
@@ -57,11 +58,18 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
 
 
 def delete_stale_annotations(
-    reconciler: Reconciler, engine: Engine, report: CleanupReport, *, approve_held: bool, max_fraction: float | None
+    reconciler: Reconciler,
+    engine: Engine,
+    report: CleanupReport,
+    *,
+    approved_by: str | None,
+    max_fraction: float | None,
 ) -> None:
     """List the stale keys' prefixes again, then hand each batch, read afresh in its own transaction, to
     the one deletion flow: whatever came back is kept, what is still absent is deleted (held rows only
-    when the operator approved them; otherwise they are recorded as held in the ledger)."""
+    when an operator, ``approved_by``, approved them: their ledger rows name the operator; otherwise they
+    are recorded as held in the ledger)."""
+    approve_held = approved_by is not None
     targets = list(report.stale)
     listings, _ = reconciler.list_prefixes(prefixes_to_list(s.key for s in targets))
     failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
@@ -97,6 +105,7 @@ def delete_stale_annotations(
     for start in range(0, len(targets), BATCH_SIZE):
         batch = targets[start : start + BATCH_SIZE]
         approved = {s.ref.id for s in batch if s.held and approve_held}
+        now = utcnow()
         with engine.begin() as conn:
             current = annotation_rows.annotations_by_ids(conn, [s.ref.id for s in batch])
             candidates = [
@@ -111,9 +120,11 @@ def delete_stale_annotations(
                 policy,
                 source=Source.CLI,
                 reason=REASON,
-                now=utcnow(),
+                now=now,
                 neighbours=neighbours,
             )
+            if approved_by is not None:
+                quarantines.record_approval(conn, sorted(approved & set(outcome.deleted)), now=now, by=approved_by)
         for table, count in outcome.rows_deleted.items():
             totals[table] += count
         by_id = {s.ref.id: s for s in batch}

@@ -23,6 +23,11 @@ from annotation_reconciler.settings import Settings, validate_bucket
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def operator_name() -> str:
+    """Who runs the command, for the audit: $USER, else "operator"."""
+    return os.environ.get("USER") or "operator"
+
+
 class UsageError(click.ClickException):
     """Bad usage or configuration: one clear ``Error: ...`` line and exit code 2."""
 

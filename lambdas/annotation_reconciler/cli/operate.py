@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from typing import Any
 
@@ -13,18 +12,13 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli.common import db_options, engine_from, settings_from
+from annotation_reconciler.cli.common import db_options, engine_from, operator_name, settings_from
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()
-
-
-def operator_name() -> str:
-    """Who runs the command, for the audit: $USER, else "operator"."""
-    return os.environ.get("USER") or "operator"
 
 
 def reconciler_from(

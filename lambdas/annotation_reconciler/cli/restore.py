@@ -7,8 +7,7 @@ import datetime
 import click
 from sqlalchemy.exc import DBAPIError
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from
-from annotation_reconciler.cli.operate import operator_name
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name
 from annotation_reconciler.restore import RestoreError, RestoreScope
 from annotation_reconciler.restore import restore as restore_purged
 

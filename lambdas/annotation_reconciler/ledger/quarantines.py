@@ -124,6 +124,17 @@ def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime
     ).rowcount
 
 
+def record_approval(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, by: str) -> None:
+    """Name the operator who approved these held annotations on the ledger rows of their deletion at ``now``
+    (``cleanup-stale-annotations --approve-held``, or its prompt)."""
+    if annotation_ids:
+        conn.execute(
+            text("""UPDATE annotation_quarantine SET approved_at = :now, approved_by = :by
+                    WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status = 'purged' AND resolved_at = :now"""),
+            {"ids": list(annotation_ids), "now": now, "by": by},
+        )
+
+
 def guard_counts(
     conn: Connection, dataset_ids: Sequence[int | None], *, except_annotations: Sequence[int] = ()
 ) -> tuple[dict[int | None, int], dict[int | None, int]]:
