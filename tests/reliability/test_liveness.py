@@ -1,9 +1,11 @@
 """Liveness: every deletion is found within one reconciliation period, whatever fails (issue 18).
 
 Metadata objects are deleted at T with their events lost, duplicated or reordered behind an older re-upload,
-while one ``Annotations/`` prefix cannot be listed and S3 answers slowly and throttles. One period (the events
+while one ``Annotations/`` prefix cannot be listed, S3 answers slowly and throttles, and the S3 Inventory
+configuration stopped delivering three days ago (its last report still lists every key). One period (the events
 Lambda, then the schedule and the work queue until it is empty) must quarantine every deletion S3 lets the
-reconciler see, and report the prefix it cannot see (the PrefixesBlind metric, `status`). Real PostgreSQL, moto.
+reconciler see, refuse the old inventory (InventoryStale) and list instead, and report the prefix it cannot see
+(the PrefixesBlind metric, `status`). Real PostgreSQL, moto.
 Prints its figure (the line in RELIABILITY.md) with ``-s``.
 """
 
@@ -25,6 +27,7 @@ from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambda
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import build_runtime
 from support.faults import inject, inject_at, record_backoff
+from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.world import BUCKET, make_world, s3_notification, sqs_event
 
 S3_DELAY_S = 0.03  # every S3 request answers this much later
@@ -51,6 +54,7 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
             "RECONCILER_DRY_RUN": "false",
             "RECONCILER_GRACE_PERIOD_HOURS": "24",
             "RECONCILER_WORK_QUEUE_URL": work_url,
+            "RECONCILER_INVENTORY_MANIFEST": MANIFEST,
         }
     )
     runtime.reconciler.clock = world.clock
@@ -71,6 +75,9 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
     seen = [k for k in deleted if k != hidden]
     lost, duplicated, reordered = seen[0::3], seen[1::3], seen[2::3]
     t = world.clock.now
+    # the inventory's last delivery, three days before T: it still lists every key (it would hide every deletion)
+    s3.create_bucket(Bucket=INVENTORY_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    report(s3, world.portal.all_keys(), created=t - datetime.timedelta(days=3))
     world.delete(*deleted)
 
     client = runtime.reconciler.storage.client
@@ -100,6 +107,7 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
     assert sum(o.failed for o in outcomes) == 0
     assert world.ledger() == {world.ids[k]: "quarantined" for k in seen}  # every visible deletion, nothing else
     assert metrics["PrefixesBlind"] == 1  # and the one part the scan cannot see is reported
+    assert metrics["InventoryStale"] == 1 and "inventory" not in answer  # the old report refused: LISTs instead
     with engine.connect() as conn:
         blind = conn.execute(text("SELECT prefix FROM blind_prefix WHERE resolved_at IS NULL")).scalars().all()
     assert blind == [blind_folder]
@@ -108,8 +116,10 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
     print(
         f"\nliveness: {len(seen)} deletions seen by S3 ({len(lost)} events lost, {len(duplicated)} duplicated, "
         f"{len(reordered)} behind an older Created), {len(folders)} prefixes, 1 unlistable, {THROTTLED} LISTs "
-        f"throttled, {S3_DELAY_S * 1000:.0f} ms per S3 request: {len(seen)}/{len(seen)} quarantined in one period "
+        f"throttled, {S3_DELAY_S * 1000:.0f} ms per S3 request, a 3-day-old inventory: "
+        f"{len(seen)}/{len(seen)} quarantined in one period "
         f"({answer['shards_queued']} shards, {len(outcomes)} work messages incl. "
-        f"{prefix_retry.MAX_PREFIX_RETRIES} retries of the bad prefix), the bad prefix reported blind; "
+        f"{prefix_retry.MAX_PREFIX_RETRIES} retries of the bad prefix), the inventory refused as stale, "
+        "the bad prefix reported blind; "
         f"{elapsed:.1f} s"
     )
