@@ -33,6 +33,8 @@ DEFAULT_S3_CONCURRENCY = 32
 MAX_S3_CONCURRENCY = 128
 #: An S3 Inventory report older than this many hours is refused (AWS writes one a day).
 DEFAULT_INVENTORY_MAX_AGE_HOURS = 48.0
+#: the mass-deletion guard shipped in settings and in infra/env/*.json
+DEFAULT_MAX_PURGE_FRACTION = 0.1
 #: The most accepted: a week-old report would leave a week of lost events unseen.
 MAX_INVENTORY_AGE_HOURS = 168
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -171,7 +173,7 @@ class Settings:
                 f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is under one hour: use >= 1, "
                 "or set RECONCILER_ALLOW_SHORT_GRACE=true for tests and demos"
             )
-        fraction = get("RECONCILER_MAX_PURGE_FRACTION", _parse_number, 0.1)
+        fraction = get("RECONCILER_MAX_PURGE_FRACTION", _parse_number, DEFAULT_MAX_PURGE_FRACTION)
         if not 0 < fraction <= 1:
             problems.append(
                 f"RECONCILER_MAX_PURGE_FRACTION={fraction:g} is out of range: use a fraction in (0, 1], e.g. 0.1"

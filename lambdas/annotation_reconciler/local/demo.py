@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import.service import ingest as import_dataset
 from annotation_reconciler.local.databases import DatabaseFactory
-from annotation_reconciler.local.demo_story import GRACE_SECONDS, Story, Summary
+from annotation_reconciler.local.demo_story import DEMO_MAX_PURGE_FRACTION, GRACE_SECONDS, Story, Summary
 from annotation_reconciler.local.moto_server import LocalMotoServer
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.stack import LocalStack
@@ -60,7 +60,7 @@ def run_story(
                     "RECONCILER_DRY_RUN": "false",
                     "RECONCILER_GRACE_PERIOD_HOURS": str(GRACE_SECONDS / 3600),
                     "RECONCILER_ALLOW_SHORT_GRACE": "true",
-                    "RECONCILER_MAX_PURGE_FRACTION": "0.2",
+                    "RECONCILER_MAX_PURGE_FRACTION": DEMO_MAX_PURGE_FRACTION,
                 },
             )
             stack.events.drain()  # the test event S3 sends when notifications are configured

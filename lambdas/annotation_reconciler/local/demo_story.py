@@ -18,10 +18,14 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.local.stack import LocalStack
 from annotation_reconciler.local.synthetic import SyntheticPortal
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.settings import DEFAULT_MAX_PURGE_FRACTION
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 STATUSES = ("quarantined", "released", "held", "purged", "restored")
 GRACE_SECONDS = 2.0
+#: the demo's guard: scene 3 purges a whole run (8 of a dataset's 64); scene 6 runs at the shipped default
+DEMO_MAX_PURGE_FRACTION = "0.2"
+SHIPPED_MAX_PURGE_FRACTION = f"{DEFAULT_MAX_PURGE_FRACTION:g}"
 
 
 @dataclass
@@ -191,26 +195,28 @@ class Story:
         return dropped
 
     def ordinary_retraction_and_undo(self) -> None:
-        """A voxel spacing's annotations retracted while the events are lost: its Annotations/ prefix lists
-        nothing, the rest of the dataset is there, so it is ordinary (no approval); then one is restored."""
-        run = [a for a in self.portal.annotations if a.dataset_id == 10002 and a.run_name == "TS_003"]
-        folder = run[0].voxel_spacing_prefix + "Annotations/"
-        keys = [k for k in self.portal.all_keys() if k.startswith(folder)]
+        """At the shipped guard (0.1), one annotation retracted whole (its folder: metadata and data files)
+        while its events are lost; the rest of its run and dataset is in S3, so it is ordinary: the scan
+        quarantines it and the purge deletes it without approval. Then it is restored."""
+        self.stack.configure(RECONCILER_MAX_PURGE_FRACTION=SHIPPED_MAX_PURGE_FRACTION)
+        undo = next(a for a in self.portal.annotations if a.dataset_id == 10002 and a.run_name == "TS_003")
+        folder = undo.metadata_key.rsplit("/", 1)[0] + "/"  # .../Annotations/100/
+        keys = [k for k in self.portal.all_keys() if k.startswith(folder) or k == undo.metadata_key]
         self.say(
             "6. An ordinary retraction is purged without approval, then undone",
-            f"Deleting {folder} ({len(run)} annotations, {len(keys)} objects) and losing its notifications; "
-            "the rest of dataset 10002 is still in S3.",
+            f"At the shipped guard (RECONCILER_MAX_PURGE_FRACTION={SHIPPED_MAX_PURGE_FRACTION}): deleting "
+            f"{undo.metadata_key} and its annotation's folder ({len(keys)} objects), losing the notifications; "
+            "the rest of the run and of dataset 10002 is still in S3.",
         )
         self.delete(keys)
         self.drop_events()
         self.stack.schedule("reconcile")
         self.stack.work.drain()
-        statuses = self.status_of([a.metadata_key for a in run])
-        self.console.print(f"the scan: {sorted(set(statuses.values()))} (an empty prefix in a healthy dataset)")
+        status = self.status_of([undo.metadata_key])[self.ids[undo.metadata_key]]
+        self.console.print(f"the scan: {status} (one annotation gone from a healthy run)")
         self.wait_grace()
         answer = self.stack.schedule("purge")
         self.console.print(f"handle_schedule(purge) -> {answer['purge']}  [green](no operator needed)")
-        undo = run[0]
         undo_id = self.ids[undo.metadata_key]
         from annotation_reconciler.restore import RestoreScope, restore
 
@@ -218,11 +224,12 @@ class Story:
             done = restore(conn, RestoreScope(annotation_id=undo_id), by="demo", now=_now(), dry_run=False)
         self.console.print(
             f"`annotation-reconciler restore --annotation-id {undo_id} --no-dry-run` put back "
-            f"{', '.join(f'{n} {t}' for t, n in done.rows.items())}; its metadata is uploaded again."
+            f"{', '.join(f'{n} {t}' for t, n in done.rows.items())}; its files are uploaded again."
         )
-        self.stack.s3.put_object(Bucket=self.bucket, Key=undo.metadata_key, Body=b"{}")
+        for key in keys:
+            self.stack.s3.put_object(Bucket=self.bucket, Key=key, Body=b"{}")
         self.deliver()
-        self.summary.expected_purged |= {self.ids[a.metadata_key] for a in run if a is not undo}
+        self.stack.configure(RECONCILER_MAX_PURGE_FRACTION=DEMO_MAX_PURGE_FRACTION)
 
     def finish(self) -> Summary:
         s = self.summary
@@ -259,4 +266,4 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-__all__ = ["GRACE_SECONDS", "STATUSES", "TABLES", "Story", "Summary", "counts", "ledger_counts"]
+__all__ = ["DEMO_MAX_PURGE_FRACTION", "GRACE_SECONDS", "STATUSES", "TABLES", "Story", "Summary", "counts", "ledger_counts"]
