@@ -266,4 +266,13 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-__all__ = ["DEMO_MAX_PURGE_FRACTION", "GRACE_SECONDS", "STATUSES", "TABLES", "Story", "Summary", "counts", "ledger_counts"]
+__all__ = [
+    "DEMO_MAX_PURGE_FRACTION",
+    "GRACE_SECONDS",
+    "STATUSES",
+    "TABLES",
+    "Story",
+    "Summary",
+    "counts",
+    "ledger_counts",
+]
