@@ -363,6 +363,23 @@ def test_a_scan_closes_a_report_only_for_the_removed_keys_it_lists_again(world: 
     assert scan.restored_files == 1 and still_open == [chunk]
 
 
+def test_a_scan_closes_the_report_of_a_key_inside_a_zarr_it_lists_again(world: World) -> None:
+    """A removed key inside a zarr that the listing does show (its ``.zattrs``, listed before the chunks are
+    skipped) closes its report when a scan lists it again, its Created event lost."""
+    ann = world.portal.annotations[0]
+    zarr = next(f for f in ann.files if f.is_prefix)
+    attrs = next(k for k in ann.noise_keys if k == zarr.key + "/.zattrs")
+    r = reconciler(world)
+    world.delete(attrs)
+    assert r.apply_changes(removed(attrs)).missing_files == 1
+    world.restore(attrs)  # its Created event is lost
+    assert r.scan_shard(Scope(dataset_id=ann.dataset_id)).restored_files == 1
+    with world.engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT count(*) FROM missing_annotation_file WHERE resolved_at IS NULL")).scalar() == 0
+        )
+
+
 def test_a_redelivered_older_created_does_not_end_an_operators_release(world: World) -> None:
     """An exemption lapses only on something newer than the removal the operator released: an older Created
     redelivered after the release (SQS and EventBridge do not keep order) leaves it in place."""
