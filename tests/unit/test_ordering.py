@@ -159,3 +159,14 @@ def test_an_inventory_older_than_the_limit_is_refused() -> None:
     inventory.check_fresh(_manifest(T - limit), now=T, max_age=limit)  # exactly at the limit: used
     with pytest.raises(inventory.InventoryStale, match=r"49 h ago \(more than 48 h\).*still delivers"):
         inventory.check_fresh(_manifest(T - datetime.timedelta(hours=49)), now=T, max_age=limit)
+
+
+def test_a_stale_inventory_says_when_it_was_made_and_what_to_fix() -> None:
+    """The whole message: a setting naming one fixed manifest.json, a year old."""
+    with pytest.raises(inventory.InventoryStale) as info:
+        inventory.check_fresh(_manifest(T - datetime.timedelta(days=365)), now=T, max_age=datetime.timedelta(hours=48))
+    assert str(info.value) == (
+        "s3://inv/p/b/daily/2026-01-01T00-00Z/manifest.json was created 2025-01-01 00:00 UTC, 8760 h ago "
+        "(more than 48 h): check that the S3 Inventory configuration still delivers, and that "
+        "RECONCILER_INVENTORY_MANIFEST names its prefix rather than one fixed manifest.json"
+    )
