@@ -20,11 +20,11 @@ class BlindPrefix:
     last_error: str
 
 
-def record(conn: Connection, errors: Mapping[str, str], *, dataset_id: int | None, now: datetime.datetime) -> list[str]:
-    """Mark these prefixes blind (prefix -> the last S3 error); returns the prefixes that were not blind before."""
+def record(conn: Connection, errors: Mapping[str, str], *, dataset_id: int | None, now: datetime.datetime) -> None:
+    """Mark these prefixes blind (prefix -> the last S3 error, its first 2,000 characters kept)."""
     if not errors:
-        return []
-    rows = conn.execute(
+        return
+    conn.execute(
         text("""INSERT INTO blind_prefix AS b
                   (prefix, dataset_id, first_failed_at, last_failed_at, failures, last_error)
                 SELECT p, :dataset_id, :now, :now, 1, e
@@ -33,27 +33,25 @@ def record(conn: Connection, errors: Mapping[str, str], *, dataset_id: int | Non
                   SET last_failed_at = :now, last_error = EXCLUDED.last_error, dataset_id = EXCLUDED.dataset_id,
                       failures = CASE WHEN b.resolved_at IS NULL THEN b.failures + 1 ELSE 1 END,
                       first_failed_at = CASE WHEN b.resolved_at IS NULL THEN b.first_failed_at ELSE :now END,
-                      resolved_at = NULL
-                RETURNING prefix, failures"""),
+                      resolved_at = NULL"""),
         {
             "prefixes": sorted(errors),
             "errors": [errors[p][:2000] for p in sorted(errors)],
             "dataset_id": dataset_id,
             "now": now,
         },
-    ).all()
-    return sorted(r.prefix for r in rows if r.failures == 1)
+    )
 
 
-def resolve(conn: Connection, listed: Sequence[str], *, now: datetime.datetime) -> int:
-    """Close the blind rows of prefixes that listed completely; returns how many."""
+def resolve(conn: Connection, listed: Sequence[str], *, now: datetime.datetime) -> None:
+    """Close the blind rows of prefixes that listed completely."""
     if not listed:
-        return 0
-    return conn.execute(
+        return
+    conn.execute(
         text("""UPDATE blind_prefix SET resolved_at = :now
                 WHERE resolved_at IS NULL AND prefix = ANY(CAST(:prefixes AS text[]))"""),
         {"prefixes": list(listed), "now": now},
-    ).rowcount
+    )
 
 
 def open_rows(conn: Connection) -> list[BlindPrefix]:
