@@ -265,6 +265,28 @@ def test_a_bad_prefix_is_retried_alone_then_reported_while_the_rest_is_scanned(
     assert f"blind prefix: {bad}" in text_status.output
 
 
+def test_a_retry_lists_only_the_prefixes_it_names(world: World) -> None:
+    """A retry message scans its failed prefixes, not the whole shard again; the rows it quarantines carry
+    their dataset, run and stored path (approve and the guard find them by dataset)."""
+    dataset = world.portal.annotations[0].dataset_id
+    keys = sorted(a.metadata_key for a in world.portal.annotations if a.dataset_id == dataset)
+    folders = sorted({metadata_folder(k) for k in keys})
+    named, other = (next(k for k in keys if metadata_folder(k) == f) for f in folders[1:3])
+    world.delete(named, other)
+    result = world.reconciler().scan_shard(Scope(dataset_id=dataset), only_prefixes=[folders[1]])
+    assert (result.listed_prefixes, result.prefixes_listed, result.missing) == ([folders[1]], 1, 1)
+    assert result.scope == Scope(dataset_id=dataset)
+    with world.engine.connect() as conn:
+        rows = conn.execute(
+            text("""SELECT q.annotation_id, q.dataset_id, q.run_id, q.s3_metadata_path, q.status
+                    FROM annotation_quarantine q""")
+        ).all()
+        run_id, path = conn.execute(
+            text("SELECT run_id, s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[named]}
+        ).one()
+    assert [tuple(r) for r in rows] == [(world.ids[named], dataset, run_id, path, "quarantined")]
+
+
 def test_a_blind_prefix_that_lists_again_is_no_longer_reported(wired: Wired) -> None:
     world = wired.world
     dataset = world.portal.annotations[0].dataset_id

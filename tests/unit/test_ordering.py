@@ -170,3 +170,9 @@ def test_a_stale_inventory_says_when_it_was_made_and_what_to_fix() -> None:
         "(more than 48 h): check that the S3 Inventory configuration still delivers, and that "
         "RECONCILER_INVENTORY_MANIFEST names its prefix rather than one fixed manifest.json"
     )
+
+
+def test_sequencers_equal_but_for_leading_zeros_tie() -> None:
+    """S3 pads the shorter sequencer with zeros: "A" and "0A" are the same position, so neither is newer."""
+    assert not newer(Stamp(T, "A"), Stamp(T, "0A")) and not newer(Stamp(T, "0A"), Stamp(T, "A"))
+    assert newer(Stamp(T, "0b"), Stamp(T, "A")) and not newer(Stamp(T, "a"), Stamp(T, "0B"))
