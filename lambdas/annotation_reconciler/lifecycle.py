@@ -203,6 +203,12 @@ def decide(
     return result
 
 
+def _own_listing(key: str, evidence: Evidence) -> frozenset[str]:
+    """The complete listing of the key's own ``Annotations/`` prefix, or nothing when it failed or was not made."""
+    listing = evidence.listings.get(metadata_folder(key))
+    return listing if isinstance(listing, frozenset) else frozenset()
+
+
 def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tuple[Verdict, str | None, str]:
     path = candidate.stored_path
     quarantined = candidate.quarantine_id is not None
@@ -214,9 +220,12 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             None,
             f"stored path changed from {candidate.quarantined_path!r} to {path!r} since quarantine",
         )
-    if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
-        return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
+    if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
+        # exempt: never stale; but a listing that shows its key again is the news that ends the exemption
+        if not isinstance(resolved, Unknown) and resolved in _own_listing(resolved, evidence):
+            return Verdict.RELEASE, resolved, "metadata present in S3 (an operator's release of it lapses)"
+        return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     if isinstance(resolved, Unknown):
         return Verdict.UNKNOWN, None, resolved.why
     key = resolved

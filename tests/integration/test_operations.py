@@ -122,7 +122,12 @@ def test_a_whole_dataset_vanishing_is_held_by_the_scan_and_by_the_purge(small: W
     r = reconciler(small)
     scan = r.scan_shard(Scope(dataset_id=10001))
     assert scan.quarantined == [] and sorted(scan.held) == sorted(small.ids[k] for k in dataset)
-    assert all("holds nothing else" in row.reason for row in ledger_rows(small.engine))
+    # each held row names its own empty prefix (one reason per prefix, never another prefix's)
+    prefix_of = {small.ids[k]: k.rsplit("/", 2)[0] + "/" for k in dataset}
+    assert all(
+        "holds nothing else" in row.reason and prefix_of[row.annotation_id] in row.reason
+        for row in ledger_rows(small.engine)
+    )
     # the same loss seen through events: quarantined, then held by the guard (5 of 5)
     other = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10002]
     small.delete(*other)
@@ -157,6 +162,43 @@ def test_a_release_sticks_until_the_metadata_comes_back_and_goes_again(world: Wo
     r.apply_changes(created(key))  # the metadata is back: the exemption lapses
     world.delete(key)
     assert r.apply_changes(removed(key)).quarantined == [aid]
+
+
+def test_a_scan_that_lists_the_metadata_again_ends_a_release(world: World) -> None:
+    """The Created event of the re-upload is lost: the scan that lists the key ends the exemption, and the
+    release it closes says why; removed again (its event lost too), the next scan quarantines it."""
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    world.delete(key)
+    r = reconciler(world)
+    r.apply_changes(removed(key))
+    assert r.release(aid, by="alice")
+    world.clock.advance(minutes=5)
+    world.restore(key)
+    r.scan_shard(Scope(dataset_id=10001))
+    (row,) = [x for x in ledger_rows(world.engine) if x.annotation_id == aid]
+    assert (row.status, row.exempt) == ("released", False)
+    assert row.resolution.endswith(f"; exemption lapsed at {world.clock.now.isoformat()}: metadata found by reconciliation")
+    world.delete(key)
+    world.clock.advance(minutes=5)
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [aid]
+
+
+def test_a_scan_releases_a_row_whose_metadata_is_back_and_says_why(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    world.delete(key)
+    r = reconciler(world)
+    r.apply_changes(removed(key))
+    world.clock.advance(minutes=5)
+    world.restore(key)  # its Created event is lost
+    assert r.scan_shard(Scope(dataset_id=10001)).released == [aid]
+    (row,) = ledger_rows(world.engine)
+    assert (row.status, row.resolved_at, row.resolution) == (
+        "released",
+        world.clock.now,
+        "metadata found by reconciliation",
+    )
 
 
 def test_a_release_ends_when_the_stored_path_changes(world: World) -> None:

@@ -118,6 +118,15 @@ def test_an_exempt_row_is_released_again_while_its_stored_path_is_the_released_o
     assert verdict_of(fresh(k=moved), Evidence(listing, exempt={1: path(META)}))[0] is Verdict.DELETE
 
 
+def test_an_exempt_row_whose_key_is_listed_again_is_present_so_the_scan_ends_the_exemption() -> None:
+    back = {VS: frozenset({META})}
+    [d] = decide([fresh()], Evidence(back, exempt={1: path(META)}), LAYOUT, max_fraction=0.1).items
+    assert (d.verdict, d.key) == (Verdict.RELEASE, META) and "release of it lapses" in d.reason
+    for failed in ({VS: RuntimeError("AccessDenied")}, {}):  # a failed or missing listing shows nothing
+        [d] = decide([fresh()], Evidence(failed, exempt={1: path(META)}), LAYOUT, max_fraction=0.1).items
+        assert (d.verdict, d.key) == (Verdict.RELEASE, None)
+
+
 # --- data files found missing by a scan ---------------------------------------------------------
 
 
