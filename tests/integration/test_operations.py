@@ -178,7 +178,8 @@ def test_a_scan_that_lists_the_metadata_again_ends_a_release(world: World) -> No
     r.scan_shard(Scope(dataset_id=10001))
     (row,) = [x for x in ledger_rows(world.engine) if x.annotation_id == aid]
     assert (row.status, row.exempt) == ("released", False)
-    assert row.resolution.endswith(f"; exemption lapsed at {world.clock.now.isoformat()}: metadata found by reconciliation")
+    lapsed = f"; exemption lapsed at {world.clock.now.isoformat()}: metadata found by reconciliation"
+    assert row.resolution.endswith(lapsed)
     world.delete(key)
     world.clock.advance(minutes=5)
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [aid]
