@@ -141,6 +141,14 @@ def test_data_files_are_missing_only_from_complete_listings() -> None:
     assert judge_files(rows, {}, LAYOUT) == ([], [])
     other = [FileRow(4, 1, path("10001/TS_1/Reconstructions/VoxelSpacing10.000/Tomograms/x.zarr"))]
     assert judge_files(other, {VS: listing}, LAYOUT) == ([], [])
+    # files that say nothing (outside the bucket, outside an Annotations/ prefix, under a failed listing) are
+    # skipped one by one: the files after them are still judged
+    elsewhere = "s3://another-bucket/10001/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/100/a.ndjson"
+    failed = "10002/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/100/b.ndjson"
+    skipped = [FileRow(5, 1, elsewhere), *other, FileRow(6, 2, path(failed))]
+    listings = {VS: listing, failed.rsplit("/", 2)[0] + "/": RuntimeError("500")}
+    missing, present = judge_files([*skipped, *rows], listings, LAYOUT)
+    assert [(r.file_id, k) for r, k in missing] == [(3, f"{VS}100/gone.ndjson")] and present == [1, 2]
 
 
 def test_a_data_file_spelled_differently_in_s3_is_never_missing() -> None:
