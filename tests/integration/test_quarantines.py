@@ -7,10 +7,11 @@ import datetime
 import pytest
 from sqlalchemy import text
 
-from annotation_reconciler.ledger import quarantines
+from annotation_reconciler.ledger import event_order, quarantines
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.ordering import Stamp
 from support.world import World
 
 T0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -57,3 +58,19 @@ def test_a_row_opened_again_under_the_same_path_keeps_its_decision_and_clock(wor
     assert open_row(world, "a/same-1.0.json", Status.QUARANTINED, Source.EVENT, T0)
     assert open_row(world, "a/same-1.0.json", Status.HELD, Source.IMPORTER, T0 + GRACE) == []
     assert ledger_row(world) == (Status.QUARANTINED.value, Source.EVENT.value, "a/same-1.0.json", T0 + GRACE)
+
+
+def test_two_stamps_of_one_annotation_count_as_the_newer(world: World) -> None:
+    """Two changes of one annotation in a call (two spellings of its key): the newer stamp decides."""
+    open_row(world, "a/x-1.0.json", Status.QUARANTINED, Source.EVENT, T0)
+    annotation_id = next(iter(world.annotation_ids()))
+    with world.engine.begin() as conn:
+        event_order.stamp_open_rows(conn, [(annotation_id, Stamp(T0))])
+        older, newer_ = Stamp(T0 - datetime.timedelta(minutes=1)), Stamp(T0 + datetime.timedelta(minutes=1))
+        released = event_order.release_older(
+            conn, [(annotation_id, newer_), (annotation_id, older)], now=T0, resolution="back"
+        )
+    assert released == [annotation_id]
+    with world.engine.connect() as conn:
+        stamp = conn.execute(text("SELECT event_time FROM annotation_quarantine")).scalar_one()
+    assert stamp == newer_.time

@@ -53,6 +53,12 @@ def test_latest_per_key_keeps_each_keys_newest_event_whatever_the_arrival_order(
     assert latest_per_key(list(reversed(changes)), LATER)["k"] == (ChangeKind.REMOVED, Stamp(T, "0C"))
 
 
+def test_an_event_without_an_event_time_counts_as_received_now() -> None:
+    changes = [_change(ChangeKind.REMOVED, T, "0C"), _change(ChangeKind.CREATED, None, None)]
+    assert latest_per_key(changes, LATER) == {"k": (ChangeKind.CREATED, Stamp(LATER, None))}
+    assert ordering.last_states(changes, LATER).created == {"k"}
+
+
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.integers(0, 5)), max_size=30))
 def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]) -> None:
     """Data-file changes are collapsed in the same event order as metadata changes (a tie: the later delivered)."""
