@@ -12,12 +12,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.restore import RestoreError, RestoreScope, restore
 from annotation_reconciler.scope import Scope
+from annotation_reconciler.storage import S3Storage
 from support.logs import handler_logs
 from support.world import BUCKET, World, created, make_world, removed
 
@@ -162,6 +166,26 @@ def test_a_release_sticks_until_the_metadata_comes_back_and_goes_again(world: Wo
     r.apply_changes(created(key))  # the metadata is back: the exemption lapses
     world.delete(key)
     assert r.apply_changes(removed(key)).quarantined == [aid]
+
+
+def test_the_importer_and_the_cleanup_command_keep_a_released_annotation_until_it_is_cleared(world: World) -> None:
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    ann = next(a for a in world.portal.annotations if a.metadata_key == key)
+    world.delete(key)
+    r = reconciler(world)
+    r.apply_changes(removed(key))
+    assert r.release(aid, by="alice")
+    storage = S3Storage(world.s3, BUCKET)
+    assert ingest(world.engine, storage, BucketLayout(BUCKET), ann.dataset_id, ann.run_name).deleted == []
+    cleanup = CliRunner().invoke(
+        cleanup_stale_annotations,
+        ["--s3-bucket", BUCKET, "--db-uri", world.db_url, "--dataset-id", str(ann.dataset_id), "--no-dry-run", "--yes"],
+    )
+    assert cleanup.exit_code == 0, cleanup.output
+    assert aid in world.annotation_ids()
+    assert r.clear_release(aid, by="alice") == 1
+    assert ingest(world.engine, storage, BucketLayout(BUCKET), ann.dataset_id, ann.run_name).deleted == [aid]
 
 
 def test_a_scan_that_lists_the_metadata_again_ends_a_release(world: World) -> None:

@@ -55,11 +55,11 @@ def newest_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, Ro
     }
 
 
-def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int:
+def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> None:
     """Give the open rows of these annotations the newer of their stamp and the given one (a removal seen)."""
     if not items:
-        return 0
-    return conn.execute(
+        return
+    conn.execute(
         text(f"""UPDATE annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
                  FROM {_CHANGES}
                  WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
@@ -69,7 +69,7 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> int
                             AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
                                 < lpad(upper(c.s), 64, '0') COLLATE "C"))"""),  # noqa: S608
         _params(items),
-    ).rowcount
+    )
 
 
 def release_older(
