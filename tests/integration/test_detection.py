@@ -278,13 +278,14 @@ def test_a_retry_lists_only_the_prefixes_it_names(world: World) -> None:
     assert result.scope == Scope(dataset_id=dataset)
     with world.engine.connect() as conn:
         rows = conn.execute(
-            text("""SELECT q.annotation_id, q.dataset_id, q.run_id, q.s3_metadata_path, q.status
+            text("""SELECT q.annotation_id, q.dataset_id, q.run_id, q.s3_metadata_path, q.status, q.reason
                     FROM annotation_quarantine q""")
         ).all()
         run_id, path = conn.execute(
             text("SELECT run_id, s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[named]}
         ).one()
-    assert [tuple(r) for r in rows] == [(world.ids[named], dataset, run_id, path, "quarantined")]
+    reason = "metadata not found by full reconciliation"
+    assert [tuple(r) for r in rows] == [(world.ids[named], dataset, run_id, path, "quarantined", reason)]
 
 
 def test_a_blind_prefix_that_lists_again_is_no_longer_reported(wired: Wired) -> None:
