@@ -20,6 +20,7 @@ from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.restore import RestoreError, RestoreScope, restore
+from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage
 from support.logs import handler_logs
@@ -38,14 +39,19 @@ def small(engine: Engine, s3: Any, db_url: str) -> World:
 
 def purged_one(world: World, index: int) -> int:
     """The annotation of ``world.portal.metadata_keys[index]``: its metadata deleted, quarantined and purged."""
-    key = world.portal.metadata_keys[index]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
-    r.apply_changes(removed(key))
+    _, aid, r = removed_by_event(world, index, RECONCILER_MAX_PURGE_FRACTION="0.5")
     world.clock.advance(hours=2)
     assert r.purge().deleted == [aid]
     return aid
+
+
+def removed_by_event(world: World, index: int, **env: str) -> tuple[str, int, Reconciler]:
+    """``world.portal.metadata_keys[index]`` deleted and its Removed event applied: (key, annotation id, reconciler)."""
+    key = world.portal.metadata_keys[index]
+    world.delete(key)
+    r = reconciler(world, **env)
+    r.apply_changes(removed(key))
+    return key, world.ids[key], r
 
 
 def ledger_rows(engine: Engine) -> list[Any]:
@@ -109,13 +115,18 @@ def test_one_stale_annotation_in_a_dataset_of_five_is_purged_without_approval(sm
     assert purge.deleted == [small.ids[victim.metadata_key]] and purge.held == [] and purge.held_datasets == {}
 
 
-def test_a_third_deletion_in_a_dataset_of_five_is_held(small: World) -> None:
+def three_of_five_purged(small: World) -> tuple[list[str], Reconciler, PurgeResult]:
+    """Three of dataset 10001's five metadata files removed (their events delivered), then the purge."""
     stale_keys = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10001][:3]
     small.delete(*stale_keys)
     r = reconciler(small)
     r.apply_changes(removed(*stale_keys))
     small.clock.advance(hours=2)
-    purge = r.purge()
+    return stale_keys, r, r.purge()
+
+
+def test_a_third_deletion_in_a_dataset_of_five_is_held(small: World) -> None:
+    stale_keys, _, purge = three_of_five_purged(small)
     assert purge.deleted == [] and sorted(purge.held) == sorted(small.ids[k] for k in stale_keys)
     assert purge.held_datasets == {10001: (3, 5)}
 
@@ -153,11 +164,7 @@ def test_a_prefix_setting_that_matches_nothing_is_held(engine: Engine, s3: Any, 
 
 
 def test_a_release_sticks_until_the_metadata_comes_back_and_goes_again(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world)
-    r.apply_changes(removed(key))
+    key, aid, r = removed_by_event(world, 0)
     assert r.release(aid, by="alice")
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
     assert r.apply_changes(removed(key)).quarantined == []  # a replayed or late event changes nothing
@@ -169,12 +176,8 @@ def test_a_release_sticks_until_the_metadata_comes_back_and_goes_again(world: Wo
 
 
 def test_the_importer_and_the_cleanup_command_keep_a_released_annotation_until_it_is_cleared(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    aid = world.ids[key]
+    key, aid, r = removed_by_event(world, 0)
     ann = next(a for a in world.portal.annotations if a.metadata_key == key)
-    world.delete(key)
-    r = reconciler(world)
-    r.apply_changes(removed(key))
     assert r.release(aid, by="alice")
     storage = S3Storage(world.s3, BUCKET)
     assert ingest(world.engine, storage, BucketLayout(BUCKET), ann.dataset_id, ann.run_name).deleted == []
@@ -191,11 +194,7 @@ def test_the_importer_and_the_cleanup_command_keep_a_released_annotation_until_i
 def test_a_scan_that_lists_the_metadata_again_ends_a_release(world: World) -> None:
     """The Created event of the re-upload is lost: the scan that lists the key ends the exemption, and the
     release it closes says why; removed again (its event lost too), the next scan quarantines it."""
-    key = world.portal.metadata_keys[0]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world)
-    r.apply_changes(removed(key))
+    key, aid, r = removed_by_event(world, 0)
     assert r.release(aid, by="alice")
     world.clock.advance(minutes=5)
     world.restore(key)
@@ -210,11 +209,7 @@ def test_a_scan_that_lists_the_metadata_again_ends_a_release(world: World) -> No
 
 
 def test_a_scan_releases_a_row_whose_metadata_is_back_and_says_why(world: World) -> None:
-    key = world.portal.metadata_keys[0]
-    aid = world.ids[key]
-    world.delete(key)
-    r = reconciler(world)
-    r.apply_changes(removed(key))
+    key, aid, r = removed_by_event(world, 0)
     world.clock.advance(minutes=5)
     world.restore(key)  # its Created event is lost
     assert r.scan_shard(Scope(dataset_id=10001)).released == [aid]
@@ -286,12 +281,8 @@ def test_the_purged_row_keeps_the_source_that_quarantined_it_and_operators_are_n
 
 
 def test_an_approval_names_the_operator_and_the_purge_keeps_it(small: World) -> None:
-    stale_keys = [a.metadata_key for a in small.portal.annotations if a.dataset_id == 10001][:3]
-    small.delete(*stale_keys)
-    r = reconciler(small)
-    r.apply_changes(removed(*stale_keys))
-    small.clock.advance(hours=2)
-    assert sorted(r.purge().held) == sorted(small.ids[k] for k in stale_keys)  # 3 of 5: beyond the floor
+    stale_keys, r, purge = three_of_five_purged(small)
+    assert sorted(purge.held) == sorted(small.ids[k] for k in stale_keys)  # 3 of 5: beyond the floor
     out = CliRunner().invoke(cli, ["approve", "--db-url", small.db_url, "--dataset-id", "10001", "--by", "frank"])
     assert out.exit_code == 0, out.output
     small.clock.now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)  # the CLI's wall clock
