@@ -10,6 +10,7 @@ Recorded like the events do (``missing_annotation_file``); a missing file never 
 
 from __future__ import annotations
 
+import bisect
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,31 @@ class FileRow:
     s3_path: str
 
 
-def _holds(listing: frozenset[str], key: str, fold: bool) -> bool:
-    if fold:
-        key = lifecycle.canonical(key)
-        listing = frozenset(lifecycle.canonical(k) for k in listing)
-    return key in listing or any(k.startswith(key + "/") for k in listing)
+class _Listing:
+    """One complete listing, indexed once for every file judged against it: the key itself, or a key inside it
+    (a zarr folder), found by bisection; the case- and Unicode-folded index is built only when asked for."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.keys = keys
+        self.ordered = sorted(keys)
+        self._folded: list[str] | None = None
+
+    def holds(self, key: str, fold: bool) -> bool:
+        if fold:
+            if self._folded is None:
+                self._folded = sorted({lifecycle.canonical(k) for k in self.keys})
+            return _holds_in(self._folded, lifecycle.canonical(key))
+        return key in self.keys or _holds_in(self.ordered, key)
+
+
+def _holds_in(ordered: list[str], key: str) -> bool:
+    """``key`` or a key below ``key + "/"`` in a sorted list."""
+    i = bisect.bisect_left(ordered, key)
+    if i < len(ordered) and ordered[i] == key:
+        return True
+    inside = key + "/"
+    j = bisect.bisect_left(ordered, inside, i)
+    return j < len(ordered) and ordered[j].startswith(inside)
 
 
 def judge_files(
@@ -42,17 +63,27 @@ def judge_files(
     spelled differently from a listed key, is in neither."""
     missing: list[tuple[FileRow, str]] = []
     present: list[int] = []
+    indexed: dict[str, _Listing] = {}
+
+    def index(prefix: str) -> _Listing | None:
+        if prefix not in indexed:
+            listing = listings.get(prefix)
+            if not isinstance(listing, frozenset):
+                return None
+            indexed[prefix] = _Listing(listing)
+        return indexed[prefix]
+
     for row in files:
         key = layout.to_key(row.s3_path)
         if key is None or not lifecycle.metadata_folder(key).endswith("/Annotations/"):
             continue
-        answers = [listings.get(p) for p in lifecycle.listing_prefixes(key)]
-        own = listings.get(lifecycle.metadata_folder(key))
-        if not isinstance(own, frozenset) or not all(isinstance(a, frozenset) for a in answers):
+        answers = [index(p) for p in lifecycle.listing_prefixes(key)]
+        own = index(lifecycle.metadata_folder(key))
+        if own is None or any(a is None for a in answers):
             continue
-        if _holds(own, key, fold=False):
+        if own.holds(key, fold=False):
             present.append(row.file_id)
-        elif not any(_holds(a, key, fold=True) for a in answers if isinstance(a, frozenset)):
+        elif not any(a.holds(key, fold=True) for a in answers if a is not None):
             missing.append((row, key))
     return missing, present
 
@@ -83,11 +114,13 @@ def record_files(
     keys (its chunks are not listed) does not close the report of a removed chunk."""
     rows = files_of(conn, annotation_ids)
     missing, present = judge_files(rows, listings, layout)
+    reported = missing_files.reported_files(conn, [row.file_id for row in rows])  # mostly none: nothing to resolve
     recorded = missing_files.record_missing_files(
         conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now
     )
+    back = [row for row in rows if row.file_id in reported]
     return recorded, missing_files.resolve_missing_keys(
-        conn, listed_keys(rows, set(present), listings, layout), now=now
+        conn, listed_keys(back, set(present), listings, layout), now=now
     )
 
 

@@ -41,6 +41,18 @@ def record_missing_files(
     return sum(1 for opened in rows if opened)
 
 
+def reported_files(conn: Connection, file_ids: Sequence[int]) -> set[int]:
+    """The ones of these data files that have an open missing-file report."""
+    if not file_ids:
+        return set()
+    rows = conn.execute(
+        text("""SELECT annotation_file_id FROM missing_annotation_file
+                WHERE resolved_at IS NULL AND annotation_file_id = ANY(CAST(:ids AS integer[]))"""),
+        {"ids": list(file_ids)},
+    ).scalars()
+    return set(rows)
+
+
 def resolve_missing_keys(conn: Connection, keys: Sequence[str], *, now: datetime.datetime) -> int:
     """These removed keys are back: take them off the open reports, and close each report none of whose
     removed keys is still missing. Returns how many reports closed."""
