@@ -103,7 +103,7 @@ def run(ctx: BenchContext, sizes: tuple[int, ...] = SIZES) -> list[Section]:
         with engine.connect() as conn:
             left = conn.execute(text("SELECT count(*) FROM annotation")).scalar_one()
             purged = conn.execute(
-                text("SELECT count(*) FROM annotation_quarantine WHERE status = 'purged'")
+                text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine WHERE status = 'purged'")
             ).scalar_one()
         engine.dispose()
         ctx.factory.drop(name)

@@ -554,7 +554,7 @@ class ReconcilerStack(cdk.Stack):
         values: dict[str, tuple[str, str]] = {
             "EventsFunctionName": (self.events_fn.function_name, "the events Lambda"),
             "WorkFunctionName": (self.work_fn.function_name, "the work Lambda"),
-            "ScheduleFunctionName": (self.schedule_fn.function_name, 'invoke with {"action": "migrate"} once'),
+            "ScheduleFunctionName": (self.schedule_fn.function_name, "the schedule Lambda: purge and reconcile"),
             "EventsQueueUrl": (self.events_queue.queue_url, "the events queue"),
             "EventsQueueArn": (self.events_queue.queue_arn, "redrive target of ObjectRuleDlq"),
             "WorkQueueUrl": (self.work_queue.queue_url, "the work queue"),

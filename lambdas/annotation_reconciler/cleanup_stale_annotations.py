@@ -145,7 +145,7 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     """Ask before deleting; returns whether the held annotations are approved too."""
     click.echo(
         "Warning: back up the database before deleting (e.g. pg_dump); deleted rows are also kept as JSON "
-        "snapshots in annotation_quarantine.",
+        "snapshots in annotation_reconciler_audit.deleted_annotation (`annotation-reconciler restore` puts them back).",
         err=True,
     )
     held = report.held

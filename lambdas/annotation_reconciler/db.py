@@ -26,6 +26,8 @@ SECRET_MAX_AGE = 300
 CA_BUNDLE_ENV = "RECONCILER_DB_CA_BUNDLE"
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Every session's name lookup: no schema a less-trusted role may write (the ledger's are never on it).
+SEARCH_PATH_SQL = "SET search_path TO pg_catalog, public"
 
 
 def mask_password(raw: str) -> str:
@@ -232,15 +234,17 @@ def make_engine(
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> Engine:
     """Create an engine for ``url`` (validated); small pool, pre-ping (connections idle between Lambda
-    invocations go stale), UTC session time zone, the ledger schema then ``public`` on the search path.
+    invocations go stale), UTC session time zone, ``search_path`` = ``pg_catalog, public``.
+
+    The search path names no schema that a less-trusted role can write (CVE-2018-1058): ``pg_catalog`` first,
+    so that nothing in ``public`` can shadow a built-in, then the portal's tables. The ledger's schemas are
+    never on it: every ledger name the package issues is schema-qualified.
 
     TLS: a host other than localhost gets verified TLS (certificate chain and host name) against
     ``ca_bundle`` (default ``$RECONCILER_DB_CA_BUNDLE``, else the system's CAs) and is refused in plain
     text; a local host is plain text unless a CA bundle is given. Connecting gives up after
     ``connect_timeout`` seconds, a statement's read after :data:`READ_TIMEOUT`.
     """
-    from annotation_reconciler.ledger import LEDGER_SCHEMA
-
     parsed = normalize_url(url) if isinstance(url, str) else url
     bundle = ca_bundle or os.environ.get(CA_BUNDLE_ENV, "").strip() or None
     engine = create_engine(
@@ -261,8 +265,8 @@ def make_engine(
             sock.settimeout(READ_TIMEOUT)  # past the connect: long statements are fine, a dead peer is not
         cursor = dbapi_connection.cursor()
         cursor.execute("SET TIME ZONE 'UTC'")
-        # The ledger's tables first, then the portal's: unqualified SQL finds both.
-        cursor.execute(f'SET search_path TO "{LEDGER_SCHEMA}", public')
+        # Built-ins first, then the portal's tables; the ledger's names are always written schema-qualified.
+        cursor.execute(SEARCH_PATH_SQL)
         cursor.close()
         dbapi_connection.commit()  # leave no transaction open (AUTOCOMMIT users need a clean start)
 

@@ -102,7 +102,8 @@ class InventoryTooLarge(ReconcilerError, RuntimeError):
 
 
 class LedgerSchemaError(ReconcilerError, RuntimeError):
-    """The ledger schema is missing and this role may not create it; the message says what the owner runs."""
+    """The ledger's schemas are missing and this role may not create them, or they hold objects the migrations
+    did not make; the message says what the owner runs."""
 
 
 class LedgerMissingError(ReconcilerError, RuntimeError):

@@ -47,6 +47,8 @@ def test_local_runtime_quarantines_then_purges_a_deleted_annotation(
     assert "'deleted': 1" in out
     with engine.connect() as conn:
         left = set(conn.execute(text("SELECT id FROM annotation")).scalars())
-        ledger = conn.execute(text("SELECT annotation_id, status, source FROM annotation_quarantine")).all()
+        ledger = conn.execute(
+            text("SELECT annotation_id, status, source FROM annotation_reconciler.annotation_quarantine")
+        ).all()
     assert ids[key] not in left and len(left) == len(ids) - 1
     assert [tuple(r) for r in ledger] == [(ids[key], "purged", "event")]

@@ -30,7 +30,7 @@ def test_bundled_asset_imports_the_handlers(tmp_path: Path, synth_context: dict[
     assert not (asset / "annotation_reconciler" / "local").exists()  # test-only code stays out
     assert (
         asset / "annotation_reconciler" / "ledger" / "migrations" / "versions"
-    ).is_dir()  # for {"action": "migrate"}
+    ).is_dir()  # the package whole (head_revision() below reads it)
     # every compiled extension is for arm64 (ELF e_machine 183, AArch64)
     extensions = list(asset.rglob("*.so"))
     assert extensions and all(int.from_bytes(p.read_bytes()[18:20], "little") == 183 for p in extensions), extensions

@@ -18,7 +18,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotatio
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject_at
-from support.world import BUCKET, World, make_world, removed
+from support.world import BUCKET, SNAPSHOT, World, make_world, removed
 
 SPEC = PortalSpec(datasets=2, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=3)
 
@@ -111,7 +111,10 @@ def test_confirmed_deletion_removes_exactly_the_stale_annotations_and_their_chil
     assert world.children_of(stale) == 0 and world.orphans() == 0
     with world.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT annotation_id, source, status, snapshot FROM annotation_quarantine ORDER BY annotation_id")
+            text(
+                f"SELECT annotation_id, source, status, {SNAPSHOT} FROM "  # noqa: S608
+                "annotation_reconciler.annotation_quarantine q ORDER BY annotation_id"
+            )
         ).all()
     assert {r.annotation_id for r in rows} == stale and len(rows) == len(stale)
     assert all(r.source == "cli" and r.status == "purged" for r in rows)
@@ -488,18 +491,27 @@ def test_the_mass_deletion_guard_holds_at_the_deletion_too(world: World) -> None
     assert world.ledger() == {**dict.fromkeys(held, "held"), **dict.fromkeys(ordinary, "purged")}
     with world.engine.connect() as conn:  # the ledger rows carry each annotation's run (a run scope finds them)
         runs = conn.execute(
-            text("""SELECT count(*) FROM annotation_quarantine q JOIN annotation a ON a.id = q.annotation_id
+            text("""SELECT count(*) FROM annotation_reconciler.annotation_quarantine q JOIN annotation a
+                    ON a.id = q.annotation_id
                     WHERE q.run_id IS NOT DISTINCT FROM a.run_id AND q.dataset_id = :d"""),
             {"d": world.portal.dataset_ids[0]},
         ).scalar_one()
-        keys = dict(conn.execute(text("SELECT annotation_id, metadata_key FROM annotation_quarantine")).all())
+        keys = dict(
+            conn.execute(
+                text("SELECT annotation_id, metadata_key FROM annotation_reconciler.annotation_quarantine")
+            ).all()
+        )
     assert runs == len(held) == 3
     assert {i: keys[i] for i in held} == {world.ids[k]: k for k in world.portal.metadata_keys if world.ids[k] in held}
     result = invoke(world, "--no-dry-run", "--yes", "--approve-held", "--by", "erin", "--max-purge-fraction", "0.2")
     assert result.exit_code == 0, result.output
     assert world.annotation_ids() == before - ordinary - held
     with world.engine.connect() as conn:  # the audit names who approved the held ones, and only those
-        approvals = dict(conn.execute(text("SELECT annotation_id, approved_by FROM annotation_quarantine")).all())
+        approvals = dict(
+            conn.execute(
+                text("SELECT annotation_id, approved_by FROM annotation_reconciler.annotation_quarantine")
+            ).all()
+        )
     assert approvals == {**dict.fromkeys(held, "erin"), **dict.fromkeys(ordinary, None)}
 
 
@@ -533,7 +545,7 @@ def test_the_guard_judges_the_deletion_again_with_what_went_stale_meanwhile(
     assert world.annotation_ids() == before - (held_by_survey if approve_held else set())
     with world.engine.connect() as conn:
         held = conn.execute(
-            text("""SELECT q.annotation_id, q.run_id, q.metadata_key FROM annotation_quarantine q
+            text("""SELECT q.annotation_id, q.run_id, q.metadata_key FROM annotation_reconciler.annotation_quarantine q
                     WHERE q.status = 'held' AND q.dataset_id = :d ORDER BY q.annotation_id"""),
             {"d": first},
         ).all()

@@ -30,7 +30,8 @@ def rows(world: World) -> dict[int, Any]:
     with world.engine.connect() as conn:
         found = conn.execute(
             text("""SELECT annotation_id, status, source, reason, resolution, resolved_at, run_id, dataset_id,
-                           metadata_key, metadata_key_folded FROM annotation_quarantine ORDER BY id""")
+                           metadata_key, metadata_key_folded FROM
+                                   annotation_reconciler.annotation_quarantine ORDER BY id""")
         ).all()
     return {r.annotation_id: r for r in found}
 
@@ -44,12 +45,13 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
     world.delete(doomed.metadata_key, *(a.metadata_key for a in in_second))  # the second run's prefix: no metadata
     with world.engine.begin() as conn:  # an open ledger row for `moved`, under an older stored path
         conn.execute(
-            text("""INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, metadata_key, source, reason,
+            text("""INSERT INTO annotation_reconciler.annotation_quarantine (annotation_id,
+                    s3_metadata_path, metadata_key, source, reason,
                                                        status, detected_at, purge_after)
                     VALUES (:id, 's3://b/old-1.0.json', 'old-1.0.json', 'event', 'r', 'quarantined', now(), now())"""),
             {"id": world.ids[moved.metadata_key]},
         )
-        qid = conn.execute(text("SELECT id FROM annotation_quarantine")).scalar_one()
+        qid = conn.execute(text("SELECT id FROM annotation_reconciler.annotation_quarantine")).scalar_one()
         runs = dict(conn.execute(text("SELECT id, run_id FROM annotation")).all())
     held = in_second[0]
     storage = S3Storage(world.s3, BUCKET)

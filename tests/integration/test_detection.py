@@ -127,7 +127,9 @@ def test_an_older_created_redelivered_in_a_later_batch_changes_nothing(
     assert late.released == [] and late.out_of_order == 1
     assert world.ledger() == {world.ids[key]: "quarantined"}
     with world.engine.connect() as conn:
-        row = conn.execute(text("SELECT event_time, event_sequencer FROM annotation_quarantine")).one()
+        row = conn.execute(
+            text("SELECT event_time, event_sequencer FROM annotation_reconciler.annotation_quarantine")
+        ).one()
     assert (row.event_time, row.event_sequencer) == removed_at
 
 
@@ -279,7 +281,7 @@ def test_a_retry_lists_only_the_prefixes_it_names(world: World) -> None:
     with world.engine.connect() as conn:
         rows = conn.execute(
             text("""SELECT q.annotation_id, q.dataset_id, q.run_id, q.s3_metadata_path, q.status, q.reason
-                    FROM annotation_quarantine q""")
+                    FROM annotation_reconciler.annotation_quarantine q""")
         ).all()
         run_id, path = conn.execute(
             text("SELECT run_id, s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[named]}
@@ -297,11 +299,21 @@ def test_a_blind_prefix_that_lists_again_is_no_longer_reported(wired: Wired) -> 
     assert handlers.handle_work(sqs_event(last), LocalContext()) == {"batchItemFailures": []}
     assert wired.queued() == []  # no further retry: reported instead
     with world.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM blind_prefix WHERE resolved_at IS NULL")).scalar() == 1
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM annotation_reconciler.blind_prefix WHERE resolved_at IS NULL")
+            ).scalar()
+            == 1
+        )
     faults.targets = frozenset()  # S3 lists it again the next day
     handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": dataset}), LocalContext())
     with world.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM blind_prefix WHERE resolved_at IS NULL")).scalar() == 0
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM annotation_reconciler.blind_prefix WHERE resolved_at IS NULL")
+            ).scalar()
+            == 0
+        )
 
 
 # --- 5. the events path does not wait on a purge's lock -------------------------------------------
@@ -316,7 +328,9 @@ def test_a_release_waiting_on_a_held_row_lock_fails_fast_and_is_retried(wired: W
     event = sqs_event(notification(key, "ObjectCreated:Put", T0 + datetime.timedelta(seconds=1)))
     with world.engine.connect() as holder:
         holder.begin()
-        holder.execute(text("SELECT id FROM annotation_quarantine FOR UPDATE"))  # a purge settling the row
+        holder.execute(
+            text("SELECT id FROM annotation_reconciler.annotation_quarantine FOR UPDATE")
+        )  # a purge settling the row
         worker = threading.Thread(target=lambda: answers.append(handlers.handle_events(event, LocalContext())))
         started = time.monotonic()
         worker.start()
@@ -344,7 +358,10 @@ def test_a_rewritten_chunk_does_not_close_the_report_of_another_chunk(wired: Wir
     def open_reports() -> list[tuple[str, list[str]]]:
         with world.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT removed_key, removed_keys FROM missing_annotation_file WHERE resolved_at IS NULL")
+                text(
+                    "SELECT removed_key, removed_keys FROM "
+                    "annotation_reconciler.missing_annotation_file WHERE resolved_at IS NULL"
+                )
             ).all()
         return [(r[0], list(r[1])) for r in rows]
 

@@ -173,4 +173,4 @@ def test_metrics_are_emitted(
     assert emf and emf[-1]["AnnotationsQuarantined"] == [1.0] and emf[-1]["EventsSeen"] == [1.0]
     runtime.engine.dispose()
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar() == 1

@@ -30,7 +30,7 @@ from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
-from support.world import CHILD_TABLES, PORTAL_TABLES, Clock, table_counts
+from support.world import CHILD_TABLES, PORTAL_TABLES, SNAPSHOT, Clock, table_counts
 from support.world import count_orphans as orphans
 
 counts = functools.partial(table_counts, tables=PORTAL_TABLES)  # every portal table the importer writes
@@ -104,7 +104,8 @@ def ledger(engine: Engine) -> list[Any]:
         return list(
             conn.execute(
                 text(
-                    "SELECT annotation_id, status, source, reason, snapshot FROM annotation_quarantine"
+                    f"SELECT annotation_id, status, source, reason, {SNAPSHOT} FROM "  # noqa: S608
+                    "annotation_reconciler.annotation_quarantine q"
                     " ORDER BY annotation_id"
                 )
             )
@@ -798,7 +799,9 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     assert {(r.annotation_id, r.status, r.source) for r in rows} == {(i, "held", "importer") for i in stale}
     assert all("mass-deletion guard" in r.reason for r in rows)
     with engine.connect() as conn:  # stamped by the clock it was given, as the purge that follows reads it
-        stamps = set(conn.execute(text("SELECT detected_at FROM annotation_quarantine")).scalars())
+        stamps = set(
+            conn.execute(text("SELECT detected_at FROM annotation_reconciler.annotation_quarantine")).scalars()
+        )
     assert stamps == {clock.now}
 
     settings = Settings.from_env(
@@ -839,7 +842,10 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
 
     assert [(r.annotation_id, r.status) for r in ledger(engine)] == [(ids[moved.metadata_key], "released")]
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT resolved_at FROM annotation_quarantine")).scalar_one() == clock.now
+        assert (
+            conn.execute(text("SELECT resolved_at FROM annotation_reconciler.annotation_quarantine")).scalar_one()
+            == clock.now
+        )
     clock.advance(hours=2)
     assert reconciler.purge().deleted == []
     assert ids[moved.metadata_key] in annotation_ids(engine)

@@ -117,7 +117,7 @@ def test_dry_run_reports_and_writes_nothing_then_ingest_removes(
     assert table_row(dry.output, "annotation")[2] == 1
     assert annotation_count(engine) == before
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar_one() == 0
 
     real = invoke(moto_endpoint, db_url, "--run-name", gone.run_name)
     assert real.exit_code == 0, real.output
@@ -146,7 +146,7 @@ def test_the_cleanup_can_be_switched_off(
             ).scalar_one()
             == 1
         )
-        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar_one() == 0
 
 
 def test_a_typo_in_the_cleanup_switch_is_refused(db_url: str, moto_endpoint: str) -> None:

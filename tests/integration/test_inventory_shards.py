@@ -210,24 +210,27 @@ def test_the_worker_fails_a_malformed_inventory_message_alone(wired: Wired) -> N
     }
 
 
-# --- {"action": "migrate"} ------------------------------------------------------------------
+# --- {"action": "migrate"} is the owner's, not the Lambdas' -----------------------------------------
 
 
-def test_schedule_lambda_migrates_a_database_without_the_ledger(
+def test_the_schedule_lambda_refuses_to_migrate_and_says_who_does(
     db_factory: DatabaseFactory, worker_id: str, monkeypatch: pytest.MonkeyPatch, aws: None
 ) -> None:
+    """The Lambdas' role may create nothing (issue 24): `{"action": "migrate"}` is refused with the owner's command,
+    before the runtime is even built, and nothing is created."""
     wired_world.quiet(monkeypatch)
     url = db_factory.empty(f"migrate_action_{worker_id}")
     engine = make_engine(url)
     create_portal_schema(engine)
-    assert "annotation_quarantine" not in inspect(engine).get_table_names()
     runtime = build_runtime({"RECONCILER_DB_URL": url, "RECONCILER_BUCKET": BUCKET})
     use_runtime(monkeypatch, runtime)
-    first = handlers.handle_schedule({"action": "migrate"}, LocalContext())
-    assert first == {"action": "migrate", "before": None, "after": migrate.head_revision(), "index_ready": True}
-    assert "annotation_quarantine" in inspect(engine).get_table_names()
-    again = handlers.handle_schedule({"detail": {"action": "migrate"}}, LocalContext())
-    assert again["before"] == again["after"] == migrate.head_revision()
+    for event in ({"action": "migrate"}, {"detail": {"action": "migrate"}}):
+        with pytest.raises(ValueError, match="the Lambdas no longer migrate") as info:
+            handlers.handle_schedule(event, LocalContext())
+        assert "annotation-reconciler migrate --db-url" in str(info.value)
+        assert "annotation-reconciler grants --role" in str(info.value)
+    assert migrate.current_revision(engine) is None
+    assert "annotation_quarantine" not in inspect(engine).get_table_names(schema="annotation_reconciler")
     runtime.engine.dispose()
     engine.dispose()
 

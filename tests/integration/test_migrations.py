@@ -34,10 +34,19 @@ def test_migrate_twice_keeps_portal_version(portal_only: tuple[str, Engine]) -> 
     assert "already at" in second.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["portal_rev_42"]
-        ours = conn.execute(text("SELECT version_num FROM annotation_reconciler_alembic_version")).scalars().all()
+        ours = (
+            conn.execute(
+                text("SELECT version_num FROM annotation_reconciler_audit.annotation_reconciler_alembic_version")
+            )
+            .scalars()
+            .all()
+        )
     assert ours == [migrate.head_revision()]
-    tables = set(inspect(engine).get_table_names())
+    tables = set(inspect(engine).get_table_names(schema="annotation_reconciler"))
+    audit = set(inspect(engine).get_table_names(schema="annotation_reconciler_audit"))
     assert {"annotation_quarantine", "missing_annotation_file"} <= tables
+    assert audit == {"deleted_annotation", "annotation_reconciler_alembic_version"}
+    assert not tables & set(inspect(engine).get_table_names())  # nothing of ours in public
     engine.dispose()
 
 
@@ -73,7 +82,8 @@ def test_existing_index_is_kept(portal_only: tuple[str, Engine]) -> None:
 
 def test_open_quarantine_row_unique_per_annotation(engine: Engine) -> None:
     insert = text(
-        "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status, detected_at,"
+        "INSERT INTO annotation_reconciler.annotation_quarantine (annotation_id, s3_metadata_path, "
+        "source, reason, status, detected_at,"
         " purge_after) VALUES (7, 'k', 'event', 'r', :status, now(), now())"
     )
     with engine.begin() as conn:

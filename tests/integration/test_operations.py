@@ -56,7 +56,7 @@ def removed_by_event(world: World, index: int, **env: str) -> tuple[str, int, Re
 
 def ledger_rows(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(text("SELECT * FROM annotation_quarantine ORDER BY id")).all())
+        return list(conn.execute(text("SELECT * FROM annotation_reconciler.annotation_quarantine ORDER BY id")).all())
 
 
 def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -344,7 +344,7 @@ def test_restore_refuses_when_the_id_or_the_natural_key_exists_now(world: World)
         conn.execute(
             text("""INSERT INTO annotation SELECT (jsonb_populate_record(NULL::annotation,
                       jsonb_set(snapshot -> 'annotation', '{id}', to_jsonb(999999)))).*
-                    FROM annotation_quarantine WHERE annotation_id = :a"""),
+                    FROM annotation_reconciler_audit.deleted_annotation WHERE annotation_id = :a"""),
             {"a": aid},
         )
     before = dump(world.engine)
@@ -363,7 +363,10 @@ def test_restore_refuses_a_child_id_taken_since(world: World) -> None:
     aid = purged_one(world, 4)
     with world.engine.begin() as conn:
         author = conn.execute(
-            text("SELECT CAST(snapshot -> 'annotation_author' -> 0 ->> 'id' AS integer) FROM annotation_quarantine")
+            text(
+                "SELECT CAST(snapshot -> 'annotation_author' -> 0 ->> 'id' AS integer) FROM "
+                "annotation_reconciler_audit.deleted_annotation"
+            )
         ).scalar_one()
         other = world.ids[world.portal.metadata_keys[5]]
         conn.execute(
@@ -387,7 +390,10 @@ def test_a_scan_records_a_missing_data_file_and_its_return(world: World) -> None
     assert (scan.missing_files, scan.quarantined) == (2, [])
     with world.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT annotation_id, removed_key FROM missing_annotation_file WHERE resolved_at IS NULL ORDER BY 2")
+            text(
+                "SELECT annotation_id, removed_key FROM annotation_reconciler.missing_annotation_file "
+                "WHERE resolved_at IS NULL ORDER BY 2"
+            )
         ).all()
     assert rows == sorted(
         [(world.ids[ann.metadata_key], plain.key), (world.ids[ann.metadata_key], zarr.key)], key=lambda x: x[1]
@@ -414,7 +420,9 @@ def test_a_scan_closes_a_report_only_for_the_removed_keys_it_lists_again(world: 
     scan = r.scan_shard(Scope(dataset_id=ann.dataset_id))
     with world.engine.connect() as conn:
         still_open = (
-            conn.execute(text("SELECT removed_key FROM missing_annotation_file WHERE resolved_at IS NULL"))
+            conn.execute(
+                text("SELECT removed_key FROM annotation_reconciler.missing_annotation_file WHERE resolved_at IS NULL")
+            )
             .scalars()
             .all()
         )
@@ -434,7 +442,10 @@ def test_a_scan_closes_the_report_of_a_key_inside_a_zarr_it_lists_again(world: W
     assert r.scan_shard(Scope(dataset_id=ann.dataset_id)).restored_files == 1
     with world.engine.connect() as conn:
         assert (
-            conn.execute(text("SELECT count(*) FROM missing_annotation_file WHERE resolved_at IS NULL")).scalar() == 0
+            conn.execute(
+                text("SELECT count(*) FROM annotation_reconciler.missing_annotation_file WHERE resolved_at IS NULL")
+            ).scalar()
+            == 0
         )
 
 
@@ -451,7 +462,10 @@ def test_a_redelivered_older_created_does_not_end_an_operators_release(world: Wo
     r.apply_changes(created(key))  # 00:00:01, older than the removal at 00:00:05
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
     with world.engine.connect() as conn:
-        assert conn.execute(text("SELECT bool_or(exempt) FROM annotation_quarantine")).scalar_one() is True
+        assert (
+            conn.execute(text("SELECT bool_or(exempt) FROM annotation_reconciler.annotation_quarantine")).scalar_one()
+            is True
+        )
 
 
 # --- 6. RECONCILER_SCAN_PAGE_LIMIT ---------------------------------------------------------------------

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
@@ -14,8 +19,8 @@ from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal.deletion import delete_annotations
+from support.world import SNAPSHOT, table_counts
 from support.world import count_orphans as orphans
-from support.world import table_counts
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 
@@ -35,7 +40,8 @@ def one_with_an_open_row(engine: Engine, source: str, status: str) -> int:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO annotation_quarantine (annotation_id, s3_metadata_path, source, reason, status,"
+                "INSERT INTO annotation_reconciler.annotation_quarantine (annotation_id, "
+                "s3_metadata_path, source, reason, status,"
                 " detected_at, purge_after) VALUES (:id, 'p', :source, 'r', :status, now(), now())"
             ),
             {"id": victim, "source": source, "status": status},
@@ -68,7 +74,10 @@ def test_deletes_children_and_audits(engine: Engine) -> None:
     assert orphans(engine) == 0
     with engine.connect() as conn:
         ledger = conn.execute(
-            text("SELECT annotation_id, status, source, snapshot, dataset_id FROM annotation_quarantine ORDER BY 1")
+            text(
+                f"SELECT annotation_id, status, source, {SNAPSHOT}, dataset_id FROM "  # noqa: S608
+                "annotation_reconciler.annotation_quarantine q ORDER BY 1"
+            )
         ).all()
     assert [(r.annotation_id, r.status, r.source, r.dataset_id) for r in ledger] == [
         (stale_ids[0], "purged", "cli", 10001),
@@ -84,9 +93,13 @@ def test_open_quarantine_row_becomes_purged(engine: Engine) -> None:
     with engine.begin() as conn:
         delete_annotations(conn, paths(engine, [victim]), source=Source.EVENT, reason="grace period over")
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT status, source, snapshot IS NOT NULL FROM annotation_quarantine")).all()
-        resolved = conn.execute(text("SELECT resolved_at FROM annotation_quarantine")).scalar_one()
-    assert rows == [("purged", "event", True)]
+        rows = conn.execute(
+            text(f"SELECT status, source, {SNAPSHOT} FROM annotation_reconciler.annotation_quarantine q")  # noqa: S608
+        ).all()
+        resolved = conn.execute(
+            text("SELECT resolved_at FROM annotation_reconciler.annotation_quarantine")
+        ).scalar_one()
+    assert [(r[0], r[1], r[2]["annotation"]["id"]) for r in rows] == [("purged", "event", victim)]
     # without a time given, the routine stamps the current time in UTC
     assert abs(resolved - datetime.datetime.now(datetime.UTC)) < datetime.timedelta(minutes=5)
 
@@ -134,7 +147,9 @@ def test_missing_ids_are_ignored(engine: Engine) -> None:
         )
     assert len(outcome.deleted) == 1
     with engine.connect() as conn:
-        ledger = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()
+        ledger = conn.execute(
+            text("SELECT annotation_id, status FROM annotation_reconciler.annotation_quarantine")
+        ).all()
     assert [tuple(r) for r in ledger] == [(real, "purged")]
 
 
@@ -152,7 +167,10 @@ def test_two_calls_in_one_transaction_audit_each_with_its_own_keys(engine: Engin
     assert (one.deleted, two.deleted) == (first, second)
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT annotation_id, source, reason, metadata_key, snapshot FROM annotation_quarantine ORDER BY 1")
+            text(
+                f"SELECT annotation_id, source, reason, metadata_key, {SNAPSHOT} FROM "  # noqa: S608
+                "annotation_reconciler.annotation_quarantine q ORDER BY 1"
+            )
         ).all()
     assert [(r.annotation_id, r.source, r.reason, r.metadata_key) for r in rows] == [
         (first[0], "importer", "a", "k0"),
@@ -187,28 +205,63 @@ def test_a_row_whose_path_changed_is_not_deleted(engine: Engine) -> None:
     assert ids[0] in paths(engine, ids[:1]) and before["annotation"] - table_counts(engine)["annotation"] == 1
 
 
+@contextlib.contextmanager
+def committed_meanwhile(
+    engine: Engine, db_url: str, paused: str, statement: str, params: dict[str, Any]
+) -> Iterator[None]:
+    """While the deleting function's DELETE on ``paused`` waits (a statement trigger sleeps a second), another
+    connection commits ``statement``: a concurrent writer between two of the function's statements."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION public.pause_a_moment() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(1.0); RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER pause BEFORE DELETE ON public.{paused} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION public.pause_a_moment()"
+            )
+        )
+    other = make_engine(db_url)
+    done: list[int] = []
+
+    def write() -> None:
+        time.sleep(0.3)
+        with other.begin() as side:
+            done.append(side.execute(text(statement), params).rowcount)
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+        other.dispose()
+    assert done == [1], "the concurrent write did not happen"
+
+
 def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engine, db_url: str) -> None:
-    """The portal's importer rewrites the path after the routine picked its rows: nothing of the batch goes."""
+    """The portal's importer rewrites the path after the function picked its rows: nothing of the batch goes."""
     ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
     judged = paths(engine, ids[:2])
-    other = make_engine(db_url)
     before = table_counts(engine)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def rewrite(_conn: object, _cursor: object, statement: str, *args: object) -> None:
-        if "DELETE FROM annotation_author" in statement:
-            with other.begin() as side:
-                side.execute(text("UPDATE annotation SET s3_metadata_path = 'moved' WHERE id = :id"), {"id": ids[1]})
-
     message = (
-        rf"annotations \[{ids[1]}\] changed while being deleted \(stored path rewritten\); "
+        rf"annotations \{{{ids[1]}\}} changed while being deleted \(stored path rewritten\); "
         "nothing of this batch is deleted"
     )
-    with pytest.raises(ConcurrentChangeError, match=message), engine.begin() as conn:
+    rewrite = "UPDATE annotation SET s3_metadata_path = 'moved' WHERE id = :id"
+    with (
+        committed_meanwhile(engine, db_url, "annotation_file", rewrite, {"id": ids[1]}),
+        pytest.raises(ConcurrentChangeError, match=message),
+        engine.begin() as conn,
+    ):
         delete_annotations(conn, judged, source=Source.CLI, reason="r")
-    event.remove(engine, "before_cursor_execute", rewrite)
-    other.dispose()
-    assert table_counts(engine) == before
+    after = table_counts(engine)
+    assert after == before and paths(engine, ids[1:2]) == {ids[1]: "moved"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM annotation_reconciler_audit.deleted_annotation")).scalar() == 0
 
 
 def test_the_snapshot_holds_a_child_committed_during_the_deletion(engine: Engine, db_url: str) -> None:
@@ -216,27 +269,14 @@ def test_the_snapshot_holds_a_child_committed_during_the_deletion(engine: Engine
     DELETE's own RETURNING that is recorded, not an earlier read)."""
     ids = sorted(write_rows(engine, build_portal(PortalSpec(datasets=1, runs_per_dataset=1))).values())
     victim = ids[0]
-    other = make_engine(db_url)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def add_author(_conn: object, _cursor: object, statement: str, *args: object) -> None:
-        if "DELETE FROM annotation_author" in statement:
-            with other.begin() as side:
-                side.execute(
-                    text(
-                        "INSERT INTO annotation_author (annotation_id, author_list_order, name) "
-                        "VALUES (:id, 99, 'Late Author')"
-                    ),
-                    {"id": victim},
-                )
-
-    with engine.begin() as conn:
+    late = "INSERT INTO annotation_author (annotation_id, author_list_order, name) VALUES (:id, 99, 'Late Author')"
+    with committed_meanwhile(engine, db_url, "annotation_shape", late, {"id": victim}), engine.begin() as conn:
         delete_annotations(conn, paths(engine, [victim]), source=Source.CLI, reason="r")
-    event.remove(engine, "before_cursor_execute", add_author)
-    other.dispose()
     with engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM annotation_author WHERE name = 'Late Author'")).scalar_one()
-        snapshot = conn.execute(text("SELECT snapshot FROM annotation_quarantine")).scalar_one()
+        snapshot = conn.execute(
+            text("SELECT snapshot FROM annotation_reconciler_audit.deleted_annotation")
+        ).scalar_one()
     names = [a["name"] for a in snapshot["annotation_author"]]
     assert left == 0 and "Late Author" in names
     assert orphans(engine) == 0
@@ -247,7 +287,9 @@ def test_a_held_row_is_marked_purged_and_the_snapshot_has_every_child_table(engi
     with engine.begin() as conn:
         delete_annotations(conn, paths(engine, [victim]), source=Source.CLI, reason="approved")
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT status, source, snapshot FROM annotation_quarantine")).all()
+        rows = conn.execute(
+            text(f"SELECT status, source, {SNAPSHOT} FROM annotation_reconciler.annotation_quarantine q")  # noqa: S608
+        ).all()
     assert [(r.status, r.source) for r in rows] == [("purged", "importer")]
     snapshot = rows[0].snapshot
     assert {k: len(v) if isinstance(v, list) else 1 for k, v in snapshot.items()} == {

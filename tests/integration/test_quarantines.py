@@ -34,7 +34,7 @@ def open_row(world: World, path: str, status: Status, source: Source, at: dateti
 
 def ledger_row(world: World) -> tuple[str, str, str, datetime.datetime]:
     with world.engine.connect() as conn:
-        query = "SELECT status, source, s3_metadata_path, purge_after FROM annotation_quarantine"
+        query = "SELECT status, source, s3_metadata_path, purge_after FROM annotation_reconciler.annotation_quarantine"
         row = conn.execute(text(query)).one()
     return row.status, row.source, row.s3_metadata_path, row.purge_after
 
@@ -72,5 +72,5 @@ def test_two_stamps_of_one_annotation_count_as_the_newer(world: World) -> None:
         )
     assert released == [annotation_id]
     with world.engine.connect() as conn:
-        stamp = conn.execute(text("SELECT event_time FROM annotation_quarantine")).scalar_one()
+        stamp = conn.execute(text("SELECT event_time FROM annotation_reconciler.annotation_quarantine")).scalar_one()
     assert stamp == newer_.time

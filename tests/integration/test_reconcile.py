@@ -18,7 +18,7 @@ from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
-from support.world import BUCKET, EVENT_TIME, World, created, make_world, removed
+from support.world import BUCKET, EVENT_TIME, SNAPSHOT, World, created, make_world, removed
 
 
 def test_removal_event_quarantines_without_deleting(world: World) -> None:
@@ -46,7 +46,9 @@ def test_purge_waits_for_the_grace_period_then_deletes_everything(world: World) 
     assert world.children_of({victim}) == 0 and world.orphans() == 0
     assert result.rows_deleted["annotation_file"] == 3
     with world.engine.connect() as conn:
-        row = conn.execute(text("SELECT status, source, snapshot, resolved_at FROM annotation_quarantine")).one()
+        row = conn.execute(
+            text(f"SELECT status, source, {SNAPSHOT}, resolved_at FROM annotation_reconciler.annotation_quarantine q")  # noqa: S608
+        ).one()
     assert (row.status, row.source, row.resolved_at) == ("purged", "event", world.clock())  # the purge's clock
     assert row.snapshot["annotation"]["id"] == victim and len(row.snapshot["annotation_author"]) == 2
 
@@ -178,7 +180,8 @@ def test_the_purge_is_due_exactly_at_purge_after_and_not_a_microsecond_before(wo
     reconciler.apply_changes(removed(key))
     with world.engine.connect() as conn:
         purge_after = conn.execute(
-            text("SELECT purge_after FROM annotation_quarantine WHERE annotation_id = :id"), {"id": victim}
+            text("SELECT purge_after FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = :id"),
+            {"id": victim},
         ).scalar_one()
     assert purge_after == quarantined_at + reconciler.settings.grace_period
     world.clock.now = purge_after - datetime.timedelta(microseconds=1)
@@ -243,7 +246,10 @@ def test_two_purges_at_once_delete_each_row_once(world: World) -> None:
     assert sorted(purged) == sorted(world.ids[k] for k in keys)
     with world.engine.connect() as conn:
         counts = conn.execute(
-            text("SELECT annotation_id, count(*) FROM annotation_quarantine WHERE status = 'purged' GROUP BY 1")
+            text(
+                "SELECT annotation_id, count(*) FROM annotation_reconciler.annotation_quarantine WHERE "
+                "status = 'purged' GROUP BY 1"
+            )
         ).all()
     assert {c for _, c in counts} == {1} and len(counts) == 6
 
@@ -339,7 +345,10 @@ def test_data_file_removal_is_recorded_never_deleted(world: World) -> None:
     assert world.ids[ann.metadata_key] in world.annotation_ids()
     with world.engine.connect() as conn:
         assert (
-            conn.execute(text("SELECT count(*) FROM missing_annotation_file WHERE resolved_at IS NULL")).scalar() == 2
+            conn.execute(
+                text("SELECT count(*) FROM annotation_reconciler.missing_annotation_file WHERE resolved_at IS NULL")
+            ).scalar()
+            == 2
         )
     world.restore(ndjson)
     assert reconciler.apply_changes(created(ndjson)).restored_files == 1
@@ -393,7 +402,9 @@ def test_purge_judges_the_current_row_not_the_ledger_copy(world: World) -> None:
     assert result.deleted == [] and result.released == [victim]
     assert victim in world.annotation_ids()
     with world.engine.connect() as conn:
-        resolution = conn.execute(text("SELECT resolution FROM annotation_quarantine")).scalar_one()
+        resolution = conn.execute(
+            text("SELECT resolution FROM annotation_reconciler.annotation_quarantine")
+        ).scalar_one()
     assert "stored path changed" in resolution and new in resolution
 
 
@@ -511,7 +522,9 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
         with pytest.raises(RuntimeError, match="boom"):
             reconciler.purge()
     with world.engine.connect() as conn:
-        leases = conn.execute(text("SELECT claimed_until FROM annotation_quarantine")).scalars().all()
+        leases = (
+            conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
+        )
     assert leases == [None] and victim in world.annotation_ids()
     monkeypatch.undo()
     assert world.reconciler().purge().deleted == [victim]  # same clock: no lease to wait out
@@ -541,7 +554,7 @@ def test_a_moved_key_that_goes_missing_is_quarantined_again_under_its_new_path(w
     scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
     assert victim in scan.quarantined
     with world.engine.connect() as conn:
-        row = conn.execute(text("SELECT metadata_key, status FROM annotation_quarantine")).one()
+        row = conn.execute(text("SELECT metadata_key, status FROM annotation_reconciler.annotation_quarantine")).one()
     assert tuple(row) == (new, "quarantined")
     world.clock.advance(hours=2)
     assert reconciler.purge().deleted == [victim]
@@ -601,7 +614,8 @@ def test_a_quarantined_annotation_deleted_by_someone_else_is_released_by_the_pur
     assert result.released == [gone] and result.deleted == [other]
     with world.engine.connect() as conn:
         resolution = conn.execute(
-            text("SELECT resolution FROM annotation_quarantine WHERE annotation_id = :id"), {"id": gone}
+            text("SELECT resolution FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = :id"),
+            {"id": gone},
         ).scalar_one()
     assert resolution == "the annotation row no longer exists"
 

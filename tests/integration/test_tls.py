@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import CA_BUNDLE_ENV, RDS_CA_BUNDLE_URL, make_engine, tls_context
+from annotation_reconciler.local.databases import create_portal_schema
 from annotation_reconciler.local.postgres import LocalPostgres
 from support.tls import issue_server_certificate, make_authority
 
@@ -35,6 +36,9 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     right, wrong = make_authority("reconciler test CA"), make_authority("some other CA")
     cert, key = issue_server_certificate(right, directory, dns=("localhost",), ips=("127.0.0.2",))
     with LocalPostgres(tls=(cert, key), listen=("127.0.0.1", "127.0.0.2")) as server:
+        local = make_engine(f"postgresql+pg8000://postgres@127.0.0.1:{server.port}/postgres")
+        create_portal_schema(local)  # `migrate` runs only on a portal database
+        local.dispose()
         yield TlsServer(server, right.write(directory / "right.pem"), wrong.write(directory / "wrong.pem"))
 
 

@@ -3,9 +3,23 @@ of RELIABILITY.md). Under xdist each worker keeps its own count and nothing is p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from annotation_reconciler.local.databases import DatabaseFactory
+from annotation_reconciler.local.postgres import LocalPostgres, embedded_bindir
 from support.faults import INJECTED
+
+
+@pytest.fixture(scope="session")
+def newest_db_factory(worker_id: str) -> Iterator[DatabaseFactory]:
+    """A second server for the database-boundary tests: the newest PostgreSQL the dev extras ship (18), where role
+    membership and default privileges follow the rules of 16 and later; the suite's own server is the machine's
+    (15). Started once per session, only by the tests that ask for it."""
+    with LocalPostgres(bindir=embedded_bindir()) as server:
+        yield DatabaseFactory(server.url, template=f"newest_template_{worker_id}")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

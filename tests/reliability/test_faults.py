@@ -95,14 +95,14 @@ def test_database_connection_lost_during_event_mapping_loses_no_event(
     runtime = world.runtime(monkeypatch)
     keys = world.portal.metadata_keys[:3]
     world.delete(*keys)
-    with ConnectionKiller(runtime.engine, "INSERT INTO annotation_quarantine") as killer:
+    with ConnectionKiller(runtime.engine, "INSERT INTO annotation_reconciler.annotation_quarantine") as killer:
         answer = handlers.handle_events(sqs_event(*(s3_notification(BUCKET, k) for k in keys)), LocalContext())
     # the batch's insert, one per message tried alone (rolled back), then the healthy ones together
     assert killer.killed == 1 and killer.seen == 1 + 3 + 1
     assert answer == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[k]: "quarantined" for k in keys}
     with world.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM annotation_quarantine")).scalar_one() == 3
+        assert conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar_one() == 3
     runtime.engine.dispose()
 
 
@@ -234,9 +234,9 @@ def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(w
     world.reconciler().apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(world.engine)
-    # the batch's files and shapes are deleted, its authors and links not yet
+    # the function deleted the batch and wrote its audit; the connection dies before the ledger rows and the COMMIT
     with (
-        ConnectionKiller(world.engine, "DELETE FROM annotation_shape") as killer,
+        ConnectionKiller(world.engine, "annotation_reconciler_audit.delete_annotations(") as killer,
         pytest.raises(Exception, match=r"(?i)terminat|connection|network"),
     ):
         world.reconciler().purge()
@@ -257,7 +257,7 @@ def test_connection_lost_in_a_later_batch_keeps_the_committed_batches_whole(worl
     before = table_counts(world.engine)
     reconciler = world.reconciler(purge_batch_size=2)
     with (
-        ConnectionKiller(world.engine, "DELETE FROM annotation_author", occurrence=2) as killer,
+        ConnectionKiller(world.engine, "annotation_reconciler_audit.delete_annotations(", occurrence=2) as killer,
         pytest.raises(Exception, match=r"(?i)terminat|connection|network"),
     ):
         reconciler.purge()

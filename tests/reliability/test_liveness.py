@@ -109,7 +109,11 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
     assert metrics["PrefixesBlind"] == 1  # and the one part the scan cannot see is reported
     assert metrics["InventoryStale"] == 1 and "inventory" not in answer  # the old report refused: LISTs instead
     with engine.connect() as conn:
-        blind = conn.execute(text("SELECT prefix FROM blind_prefix WHERE resolved_at IS NULL")).scalars().all()
+        blind = (
+            conn.execute(text("SELECT prefix FROM annotation_reconciler.blind_prefix WHERE resolved_at IS NULL"))
+            .scalars()
+            .all()
+        )
     assert blind == [blind_folder]
     assert throttle.injected == THROTTLED
     assert elapsed < 60

@@ -96,6 +96,7 @@ def seed_sql() -> str:
     ledger = ("missing_annotation_file", "annotation_quarantine")
     copies = [f"CREATE TABLE model_seed.{t} AS TABLE public.{t};" for t in PORTAL_TABLES]
     body = [f"DELETE FROM {LEDGER_SCHEMA}.{t};" for t in ledger]  # noqa: S608
+    body += ["DELETE FROM annotation_reconciler_audit.deleted_annotation;"]
     body += [f"DELETE FROM public.{t};" for t in reversed(PORTAL_TABLES)]  # noqa: S608
     body += [f"INSERT INTO public.{t} SELECT * FROM model_seed.{t};" for t in PORTAL_TABLES]  # noqa: S608
     body += [
@@ -406,7 +407,10 @@ class ReconcilerModel(RuleBasedStateMachine):
             with H.engine.connect() as conn:
                 found = set(
                     conn.execute(
-                        text("SELECT annotation_id FROM annotation_resurrection WHERE annotation_id = ANY(:ids)"),
+                        text(
+                            "SELECT annotation_id FROM annotation_reconciler.annotation_resurrection "
+                            "WHERE annotation_id = ANY(:ids)"
+                        ),
                         {"ids": sorted(lost)},
                     ).scalars()
                 )
@@ -486,7 +490,7 @@ class ReconcilerModel(RuleBasedStateMachine):
                        min(jsonb_array_length(snapshot -> 'annotation_file')),
                        min(jsonb_array_length(snapshot -> 'annotation_author')),
                        min(jsonb_array_length(snapshot -> 'annotation_method_link'))
-                FROM annotation_quarantine WHERE status = 'purged' GROUP BY 1""")
+                FROM annotation_reconciler_audit.deleted_annotation GROUP BY 1""")
             ).all()
         present = {r[0] for r in rows}
         assert present.isdisjoint(self.deleted) and present | self.deleted == set(self.key_of), (

@@ -25,11 +25,10 @@ from sqlalchemy.engine import make_url
 import annotation_reconciler
 from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.ledger import LEDGER_SCHEMA
+from annotation_reconciler.ledger import AUDIT_SCHEMA, LEDGER_SCHEMA
 from annotation_reconciler.local import synthetic
-from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
+from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
@@ -42,6 +41,7 @@ from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
 from support.logs import handler_logs
+from support.rds import ORDERS, RdsPortal
 from support.world import (
     BUCKET,
     Clock,
@@ -258,12 +258,20 @@ SQL_FORMATTING = {
     ("local/synthetic_rows.py", "cols"): "the fixed column names of the synthetic portal's COPY",
     ("local/databases.py", "name"): "the name of a throwaway test database the local factory creates",
     ("local/databases.py", "suffix"): "the factory's TEMPLATE clause, naming its own template database",
-    ("ledger/migrations/env.py", "LEDGER_SCHEMA"): "the ledger schema's name, a constant of ledger/__init__.py",
-    ("ledger/grants.py", "schema"): "the ledger schema's name (LEDGER_SCHEMA)",
+    ("ledger/migrations/env.py", "schema"): "a schema name of the constant tuple SCHEMAS (ledger/__init__.py)",
+    (
+        "ledger/migrations/env.py",
+        "old",
+    ): "the version table's old place, quoted from the constants LEDGER_SCHEMA and VERSION_TABLE",
+    (
+        "ledger/migrations/env.py",
+        "new",
+    ): "the version table's new place, quoted from the constants AUDIT_SCHEMA and VERSION_TABLE",
+    ("ledger/grants.py", "ledger"): "the working ledger schema's name (LEDGER_SCHEMA)",
+    ("ledger/grants.py", "audit"): "the audit schema's name (AUDIT_SCHEMA)",
     ("ledger/grants.py", "role"): "a role name that check_role allowed: [a-z_][a-z0-9_$]*, nothing else",
     ("ledger/grants.py", "events"): "a role name that check_role allowed: [a-z_][a-z0-9_$]*, nothing else",
     ("ledger/grants.py", "reads"): "the fixed tuple READ_TABLES, joined",
-    ("ledger/grants.py", "deletes"): "the fixed tuple DELETE_TABLES, joined",
     ("ledger/migrations/versions/0004_operator_decisions_and_restore.py", "LEDGER_SCHEMA"): "the ledger schema's name",
     ("restore.py", "table"): "a table name from the fixed tuple TABLES",
     ("ledger/event_order.py", "_CHANGES"): "a module constant: the unnest of the bound id, time and sequencer arrays",
@@ -273,7 +281,6 @@ SQL_FORMATTING = {
     ("ledger/exemptions.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("ledger/event_order.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("portal/deletion.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
-    ("portal/deletion.py", "table"): "a child table name from the fixed tuple _CHILDREN_WITH_ANNOTATION_ID",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
 
@@ -332,65 +339,30 @@ RECONCILER_TABLES = {
     "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
-    "annotation_reconciler_alembic_version",
 }
-ORDERS = ("grants-then-role-migrates", "owner-migrated-then-grants")
-
-
-def run_grants(owner: Engine, role: str, **options: str) -> None:
-    """What the owner does: run the SQL `annotation-reconciler grants` prints."""
-    args = ["grants", "--role", role, *(a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", v))]
-    printed = CliRunner().invoke(cli, args)
-    assert printed.exit_code == 0, printed.output
-    with owner.begin() as conn:
-        conn.exec_driver_sql(printed.output)
-
-
-def login_role(owner: Engine, role: str) -> None:
-    with owner.begin() as conn:
-        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
-        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"))
+AUDIT_TABLES = {"deleted_annotation", "annotation_reconciler_alembic_version"}
 
 
 @pytest.fixture(params=ORDERS)
 def least_privilege(
     request: pytest.FixtureRequest, db_factory: DatabaseFactory, s3: Any, worker_id: str
 ) -> Iterator[tuple[World, str, Engine]]:
-    """A portal database owned by the test's superuser, and a login role holding exactly the rights
-    `annotation-reconciler grants` prints, which then runs `annotation-reconciler migrate` itself. Both orders:
-    the grants before any migrate (the role's migrate creates the ledger), or after the owner migrated (the
-    grants cover the ledger's tables). Yields a world on the role's engine, the role's name and the owner's
-    engine."""
-    name = f"grants_{worker_id}"
-    owner_url = db_factory.empty(name)
-    owner = make_engine(owner_url)
-    create_portal_schema(owner)
-    role = f"reconciler_{worker_id}"
-    login_role(owner, role)
-    if request.param == "owner-migrated-then-grants":
-        owned = CliRunner().invoke(cli, ["migrate", "--db-url", owner_url])
-        assert owned.exit_code == 0 and "upgraded from nothing" in owned.output, owned.output
-    run_grants(owner, role)
-    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
-    write_bucket(s3, portal, create=False)
-    ids = write_rows(owner, portal)
-    role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
-    migrate = CliRunner().invoke(cli, ["migrate", "--db-url", role_url])
-    assert migrate.exit_code == 0, migrate.output
-    if request.param == "owner-migrated-then-grants":
-        assert "already at" in migrate.output and "ask its owner" not in migrate.output
-    else:
-        assert "upgraded from nothing" in migrate.output
-        assert "ask its owner to run: CREATE INDEX CONCURRENTLY" in migrate.output  # what the owner must run
-    restricted = make_engine(role_url)
-    yield World(restricted, s3, portal, ids, Clock(), role_url), role, owner
-    restricted.dispose()
-    with owner.begin() as conn:
-        conn.execute(text(f"DROP OWNED BY {role}"))
-    owner.dispose()
-    db_factory.drop(name)
-    with make_engine(db_factory.url_for("postgres")).begin() as conn:
-        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+    """A portal database as RDS holds it (its owner a login role with CREATEROLE, not a superuser), a login role
+    holding exactly the rights `annotation-reconciler grants` prints, applied by the owner with psql, and the
+    owner's `annotation-reconciler migrate`, in both orders. Yields a world on the role's engine, the role's name
+    and the owner's engine."""
+    rds = RdsPortal(db_factory, worker_id.replace("-", "_"))
+    rds.create()
+    try:
+        rds.set_up(request.param)
+        portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
+        write_bucket(s3, portal, create=False)
+        owner = rds.engine(rds.owner)
+        ids = write_rows(owner, portal)
+        restricted = rds.engine(rds.role)
+        yield World(restricted, s3, portal, ids, Clock(), rds.url(rds.role)), rds.role, owner
+    finally:
+        rds.drop()
 
 
 def role_reconciler(world: World) -> Reconciler:
@@ -420,7 +392,7 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
         tables = {
             (r.schemaname, r.tablename): r.tableowner
             for r in conn.execute(text("SELECT schemaname, tablename, tableowner FROM pg_tables"))
-            if r.schemaname in ("public", LEDGER_SCHEMA)
+            if r.schemaname in ("public", LEDGER_SCHEMA, AUDIT_SCHEMA)
         }
         on_public = conn.execute(
             text(
@@ -436,12 +408,13 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
         "annotation_author",
         "annotation_method_link",
     }
-    expected = {(t, "SELECT") for t in reads | annotation_tables} | {(t, "DELETE") for t in annotation_tables}
-    assert granted == expected  # on the portal's tables: SELECT where it reads, DELETE on the annotation tables
+    expected = {(t, "SELECT") for t in reads | annotation_tables}
+    assert granted == expected  # on the portal's tables: SELECT only (it deletes through the audited function)
     assert tuple(on_public) == (False, True)  # it may use public, never create in it
     ledger = {table for schema, table in tables if schema == LEDGER_SCHEMA}
     assert ledger == RECONCILER_TABLES and not RECONCILER_TABLES & {t for s, t in tables if s == "public"}
-    assert all(owner_name != role for (schema, _), owner_name in tables.items() if schema == "public")
+    assert {table for schema, table in tables if schema == AUDIT_SCHEMA} == AUDIT_TABLES
+    assert all(owner_name != role for owner_name in tables.values())  # the role owns nothing
 
     reconciler = role_reconciler(world)
     metadata, data_file = world.portal.metadata_keys[0], world.portal.annotations[1].files[0].key
@@ -477,6 +450,11 @@ def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[Wo
         "INSERT INTO annotation_author (annotation_id, name) VALUES (1, 'x')",
         "DELETE FROM run",
         "DELETE FROM dataset",
+        "DELETE FROM annotation_method_link",  # deleting goes through the function that writes the audit
+        "DELETE FROM annotation",
+        "UPDATE annotation_reconciler_audit.deleted_annotation SET reason = 'x'",
+        "TRUNCATE annotation_reconciler.annotation_quarantine",
+        "CREATE TABLE annotation_reconciler.planted (id integer)",
         "SELECT id FROM dataset",
         "SELECT id FROM tomogram_voxel_spacing",
         "TRUNCATE annotation_author",
@@ -530,25 +508,18 @@ def test_the_role_runs_the_three_handlers_and_the_cli(
 def test_a_narrower_role_for_the_events_lambda(
     db_factory: DatabaseFactory, s3: Any, worker_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`grants --events-role`: the events handler quarantines and releases as that role; it may delete nothing."""
-    name = f"events_{worker_id}"
-    owner_url = db_factory.empty(name)
-    owner = make_engine(owner_url)
-    create_portal_schema(owner)
-    role, events_role = f"rec_{worker_id}", f"rec_events_{worker_id}"
+    """`grants --events-role`, applied by an owner that is not a superuser (RDS): the events handler quarantines and
+    releases as that role; it may delete nothing, not even through the deleting function."""
+    rds = RdsPortal(db_factory, worker_id.replace("-", "_"))
+    rds.create()
     try:
-        login_role(owner, role)
-        login_role(owner, events_role)
-        run_grants(owner, role, events_role=events_role)  # before the first migrate: default privileges cover it
-        role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
-        assert CliRunner().invoke(cli, ["migrate", "--db-url", role_url]).exit_code == 0
+        rds.set_up("grants-then-migrate")
         portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
         write_bucket(s3, portal, create=False)
+        owner = rds.engine(rds.owner)
         ids = write_rows(owner, portal)
-        events_url = make_url(owner_url).set(username=events_role, password=PASSWORD)
         monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-        env = {"RECONCILER_DB_URL": events_url.render_as_string(hide_password=False), "RECONCILER_BUCKET": BUCKET}
-        runtime = build_runtime(env)
+        runtime = build_runtime({"RECONCILER_DB_URL": rds.url(rds.events), "RECONCILER_BUCKET": BUCKET})
         use_runtime(monkeypatch, runtime)
         key, data_file = portal.metadata_keys[0], portal.annotations[1].files[0].key
         s3.delete_object(Bucket=BUCKET, Key=key)
@@ -559,44 +530,43 @@ def test_a_narrower_role_for_the_events_lambda(
         created = s3_notification(BUCKET, key, "ObjectCreated:Put", when="2026-01-01T00:00:01.000Z")
         assert handlers.handle_events(sqs_event(created), LocalContext()) == {"batchItemFailures": []}
         with owner.connect() as conn:
-            rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine")).all()
-            missing = conn.execute(text("SELECT count(*) FROM missing_annotation_file")).scalar_one()
+            rows = conn.execute(
+                text("SELECT annotation_id, status FROM annotation_reconciler.annotation_quarantine")
+            ).all()
+            missing = conn.execute(text("SELECT count(*) FROM annotation_reconciler.missing_annotation_file")).scalar()
         assert [tuple(r) for r in rows] == [(ids[key], "released")] and missing == 1
-        for statement in ("DELETE FROM annotation", "DELETE FROM annotation_file", "CREATE TABLE planted (i int)"):
+        for statement in (
+            "DELETE FROM annotation",
+            "DELETE FROM annotation_file",
+            "CREATE TABLE planted (i int)",
+            "DELETE FROM annotation_reconciler.annotation_quarantine",
+            "SELECT * FROM annotation_reconciler_audit.delete_annotations('{1}', '{p}', 'cli', 'r', now())",
+        ):
             with pytest.raises(Exception, match="permission denied"), runtime.engine.begin() as conn:
                 conn.execute(text(statement))
         runtime.engine.dispose()
     finally:
-        with owner.begin() as conn:
-            for r in (events_role, role):
-                conn.execute(text(f"DROP OWNED BY {r}"))
-        owner.dispose()
-        db_factory.drop(name)
-        with make_engine(db_factory.url_for("postgres")).begin() as conn:
-            for r in (events_role, role):
-                conn.execute(text(f"DROP ROLE IF EXISTS {r}"))
+        rds.drop()
 
 
-def test_migrate_as_a_role_without_the_grants_says_what_the_owner_must_run(
-    db_factory: DatabaseFactory, worker_id: str
-) -> None:
-    name = f"nogrants_{worker_id}"
-    owner_url = db_factory.empty(name)
-    owner = make_engine(owner_url)
-    create_portal_schema(owner)
-    role = f"rec_bare_{worker_id}"
+def test_migrate_as_a_reconciler_role_says_who_migrates(db_factory: DatabaseFactory, worker_id: str) -> None:
+    """The runtime role runs `migrate` (the earlier runbook's step): refused, naming the owner as who migrates, and
+    nothing is created."""
+    rds = RdsPortal(db_factory, worker_id.replace("-", "_"))
+    rds.create()
     try:
-        login_role(owner, role)
-        role_url = make_url(owner_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
-        result = CliRunner().invoke(cli, ["migrate", "--db-url", role_url])
+        rds.grants()
+        result = CliRunner().invoke(cli, ["migrate", "--db-url", rds.url(rds.role)])
         assert result.exit_code == 2, result.output
-        assert f"the schema {LEDGER_SCHEMA} does not exist and this role may not create it" in result.output
-        assert "annotation-reconciler grants --role" in result.output
+        assert "runs as the owner of the portal's tables" in result.output and "may create nothing" in result.output
+        with rds.engine(rds.owner).connect() as conn:
+            tables = conn.execute(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname IN (:a, :b)"),
+                {"a": LEDGER_SCHEMA, "b": AUDIT_SCHEMA},
+            ).scalar()
+        assert tables == 0
     finally:
-        owner.dispose()
-        db_factory.drop(name)
-        with make_engine(db_factory.url_for("postgres")).begin() as conn:
-            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        rds.drop()
 
 
 @pytest.mark.parametrize("bad", ["Reconciler", "rec; DROP TABLE annotation", "1rec", 'rec"x', ""])
@@ -608,18 +578,19 @@ def test_grants_refuses_a_role_name_it_cannot_print_safely(bad: str) -> None:
     assert "GRANT" not in result.output
 
 
-def test_grants_prints_no_create_on_public_and_no_write_on_portal_tables() -> None:
+def test_grants_prints_no_create_and_no_write_on_portal_tables() -> None:
     printed = CliRunner().invoke(cli, ["grants", "--role", "rec", "--events-role", "rec_events"]).output
     statements = [line for line in printed.splitlines() if line and not line.startswith("--")]
-    assert statements and all(s.endswith(";") for s in statements)
-    assert not [s for s in statements if "public" in s and "CREATE" in s]
-    assert not [s for s in statements if re.search(r"\b(INSERT|UPDATE)\b", s) and LEDGER_SCHEMA not in s]
-    deletes = [s for s in statements if "DELETE" in s and LEDGER_SCHEMA not in s]
-    assert deletes == [
-        "GRANT DELETE ON annotation, annotation_file, annotation_shape, annotation_author, annotation_method_link "
-        "TO rec;"
-    ]
-    assert "rec_events" not in " ".join(deletes)
+    granting = [s for s in statements if s.startswith(("GRANT", "ALTER DEFAULT PRIVILEGES"))]
+    assert statements and granting
+    assert not [s for s in granting if re.search(r"CREATE|TRUNCATE|TRIGGER|GRANT ALL\b", s)]
+    portal = [s for s in granting if "public." in s]
+    assert portal and all(re.match(r"GRANT SELECT ON public\.", s) for s in portal)  # reads only
+    assert not [s for s in granting if "DELETE" in s and f"SCHEMA {LEDGER_SCHEMA} " not in s]
+    audit = [s for s in granting if AUDIT_SCHEMA in s and "USAGE ON SCHEMA" not in s]
+    assert audit and all(re.search(r"GRANT (SELECT|EXECUTE) ON ", s) for s in audit)
+    assert not [s for s in audit if "rec_events" in s]  # the events role: not even the audit
+    assert "BEGIN;" in statements and statements[-1] == "COMMIT;"
 
 
 def test_the_one_select_right_on_the_portal_is_needed(least_privilege: tuple[World, str, Engine]) -> None:
@@ -649,25 +620,24 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
     assert PASSWORD not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "table", ["annotation_file", "annotation_shape", "annotation_author", "annotation_method_link", "annotation"]
-)
-def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[World, str, Engine], table: str) -> None:
-    """Each DELETE right is needed, and a permission error in the middle of a purge batch deletes nothing."""
+def test_a_missing_execute_right_fails_the_purge_whole(least_privilege: tuple[World, str, Engine]) -> None:
+    """The deleting function is the role's only way to delete: without EXECUTE the purge fails whole, deleting
+    nothing; with it back, the same rows go."""
     world, role, owner = least_privilege
+    function = "annotation_reconciler_audit.delete_annotations(integer[], text[], text, text, timestamptz)"
     with owner.begin() as conn:
-        conn.execute(text(f"REVOKE DELETE ON {table} FROM {role}"))
-    INJECTED["DELETE rights revoked before a purge"] += 1
+        conn.execute(text(f"REVOKE EXECUTE ON FUNCTION {function} FROM {role}"))
+    INJECTED["EXECUTE on the deleting function revoked before a purge"] += 1
     reconciler = role_reconciler(world)
     keys = world.portal.metadata_keys[:2]
     world.delete(*keys)
     reconciler.apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(owner)
-    with pytest.raises(Exception, match="permission denied"):
+    with pytest.raises(Exception, match="permission denied for function delete_annotations"):
         reconciler.purge()
-    assert table_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
+    assert table_counts(owner) == before and world.orphans() == 0
     assert set(world.ledger().values()) == {"quarantined"}
     with owner.begin() as conn:
-        conn.execute(text(f"GRANT DELETE ON {table} TO {role}"))
+        conn.execute(text(f"GRANT EXECUTE ON FUNCTION {function} TO {role}"))
     assert sorted(reconciler.purge().deleted) == sorted(world.ids[k] for k in keys)

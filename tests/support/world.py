@@ -96,7 +96,9 @@ class World:
     def ledger(self) -> dict[int, str]:
         """annotation id -> status of its newest ledger row."""
         with self.engine.connect() as conn:
-            rows = conn.execute(text("SELECT annotation_id, status FROM annotation_quarantine ORDER BY id")).all()
+            rows = conn.execute(
+                text("SELECT annotation_id, status FROM annotation_reconciler.annotation_quarantine ORDER BY id")
+            ).all()
         return {r[0]: r[1] for r in rows}
 
     def children_of(self, annotation_ids: set[int]) -> int:
@@ -112,6 +114,14 @@ class World:
 
     def orphans(self) -> int:
         return count_orphans(self.engine)
+
+
+#: In a SELECT over ``annotation_reconciler.annotation_quarantine q``: the newest deletion snapshot of the row's
+#: annotation, from the audit (the only place a snapshot is kept since migration 0006).
+SNAPSHOT = (
+    "(SELECT d.snapshot FROM annotation_reconciler_audit.deleted_annotation d "
+    "WHERE d.annotation_id = q.annotation_id ORDER BY d.id DESC LIMIT 1) AS snapshot"
+)
 
 
 def count_orphans(engine: Engine) -> int:

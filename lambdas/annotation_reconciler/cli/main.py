@@ -22,10 +22,12 @@ def cli() -> None:
 @cli.command()
 @db_options
 def migrate(db_url: str | None, db_secret_arn: str | None) -> None:
-    """Create or upgrade the reconciler's own tables in their schema (never public, never the portal's
-    alembic_version)."""
+    """Create or upgrade the reconciler's own tables in their two schemas (never public, never the portal's
+    alembic_version). Run it as the owner of the portal's tables: the reconciler's roles may create nothing."""
     engine = engine_from(db_url, db_secret_arn)
     try:
+        with engine.connect() as conn:
+            ledger_migrate.require_migrator(conn)
         before = ledger_migrate.current_revision(engine)
         after = ledger_migrate.upgrade(engine)
         indexed = ledger_migrate.metadata_path_index_ready(engine)
@@ -37,10 +39,14 @@ def migrate(db_url: str | None, db_secret_arn: str | None) -> None:
         click.echo(f"reconciler schema already at {after}")
     else:
         click.echo(f"reconciler schema upgraded from {before or 'nothing'} to {after}")
+        click.echo(
+            "if the reconciler's roles were granted before this upgrade by an older version, apply the SQL of "
+            "`annotation-reconciler grants --role ROLE` again (idempotent)"
+        )
     if not indexed:
         click.echo(
-            "warning: annotation(s3_metadata_path) has no index and this role does not own the table; "
-            f"ask its owner to run: {ledger_migrate.INDEX_SQL}",
+            f"warning: public.annotation(s3_metadata_path) has no valid index; as the table's owner run: "
+            f"{ledger_migrate.INDEX_SQL}",
             err=True,
         )
 

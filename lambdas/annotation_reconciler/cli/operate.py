@@ -12,7 +12,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli.common import db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -149,8 +150,12 @@ def purge(
 def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
     """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
     engine = engine_from(db_url, db_secret_arn)
-    found = operators.status(engine)
-    engine.dispose()
+    try:
+        found = operators.status(engine)
+    except LedgerSchemaError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
     oldest = found.oldest_quarantined
     report: dict[str, Any] = {
         "by_status": found.by_status,

@@ -8,6 +8,7 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name
+from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.restore import RestoreError, RestoreScope
 from annotation_reconciler.restore import restore as restore_purged
 
@@ -39,9 +40,10 @@ def restore(
     dry_run: bool,
     by: str,
 ) -> None:
-    """Put purged annotations back, with every child row and their original ids, from the ledger's
-    snapshots, in one transaction. Refuses when a row with one of those ids, or an annotation with the
-    same natural key, exists now. Needs a role that may INSERT into the portal's annotation tables."""
+    """Put purged annotations back, with every child row and their original ids, from the deletion audit
+    (which the reconciler's roles cannot write), in one transaction. Refuses when a row with one of those ids,
+    or an annotation with the same natural key, exists now, or when two snapshots in scope share a natural
+    key. Run it as the portal's owner (it INSERTs into the portal's annotation tables)."""
     if (annotation_id is None) == (dataset_id is None):
         raise UsageError("give --annotation-id N, or --dataset-id N (optionally with --since TIME)")
     if since is not None and dataset_id is None:
@@ -51,7 +53,7 @@ def restore(
     try:
         with engine.begin() as conn:
             result = restore_purged(conn, scope, by=by, now=datetime.datetime.now(datetime.UTC), dry_run=dry_run)
-    except RestoreError as exc:
+    except (RestoreError, LedgerSchemaError) as exc:
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:
         raise click.ClickException(

@@ -137,7 +137,9 @@ def ingest(
     result = IngestResult(dataset_id, dry_run)
     paths = StoredPaths.of(layout, https_prefix)
     with engine.connect() as conn:
-        if not conn.execute(text("SELECT to_regclass('annotation_quarantine') IS NOT NULL")).scalar_one():
+        if not conn.execute(
+            text("SELECT to_regclass('annotation_reconciler.annotation_quarantine') IS NOT NULL")
+        ).scalar_one():
             raise LedgerMissingError("the database has no annotation_quarantine: run `annotation-reconciler migrate`")
         # The portal's tables have no unique natural keys: two ingestions of one dataset at once could
         # both insert a row. A session lock keeps them apart; the second one reports and stops.

@@ -1,8 +1,8 @@
 """Lambda entry points: parse, call one service operation, turn the result into metrics and logs.
 
 - ``handle_events`` (:mod:`.events`): S3 object events (through SQS, or direct S3 / EventBridge invocations).
-- ``handle_schedule`` (:mod:`.schedule`): the EventBridge schedule: purge, and fan out the full reconciliation;
-  ``{"action": "migrate"}`` (invoked by an operator) creates or upgrades the ledger.
+- ``handle_schedule`` (:mod:`.schedule`): the EventBridge schedule: purge, and fan out the full reconciliation
+  (``migrate`` is the portal owner's, from the CLI: the Lambdas' role may create nothing).
 - ``handle_work`` (:mod:`.work`): the work queue: one full-reconciliation shard per message (a LIST shard, or a
   slice of S3 Inventory candidates to confirm).
 

@@ -1,5 +1,7 @@
-"""``handle_schedule``: the EventBridge schedule (purge, the fan-out of the full reconciliation) and the
-operator's ``migrate``."""
+"""``handle_schedule``: the EventBridge schedule (purge, the fan-out of the full reconciliation).
+
+``migrate`` is not an action of the Lambdas: their role may create nothing (issue 24); the portal's owner runs
+``annotation-reconciler migrate`` itself (README, Deploy, step 3)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,18 @@ from annotation_reconciler.handlers.common import count, logger, metrics, remain
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.runtime import Runtime
 
+#: Why ``{"action": "migrate"}`` is refused, and what to run instead.
+MIGRATE_MOVED = (
+    "the Lambdas no longer migrate: their database role may create nothing. The portal's owner runs "
+    "`annotation-reconciler migrate --db-url postgresql+pg8000://OWNER@HOST:5432/DB` and applies the SQL of "
+    "`annotation-reconciler grants --role ROLE` with psql -v ON_ERROR_STOP=1 (README, Deploy, step 3)"
+)
+
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The schedule: ``{"action": "purge" | "reconcile" | "all" | "migrate"}`` (top level or in ``detail``)."""
+    """The schedule: ``{"action": "purge" | "reconcile" | "all"}`` (top level or in ``detail``)."""
     logger.set_correlation_id(correlation_id(event, context))
     with package_logs(logger):
         return _handle_schedule(event, context)
@@ -27,11 +36,11 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     action = (detail or {}).get("action") or event.get("action") or "all"
-    if action not in ("purge", "reconcile", "all", "migrate"):
-        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all' or 'migrate'")
-    rt = runtime()
     if action == "migrate":
-        return _migrate(rt)
+        raise ValueError(MIGRATE_MOVED)
+    if action not in ("purge", "reconcile", "all"):
+        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile' or 'all'")
+    rt = runtime()
     if action in ("reconcile", "all") and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
@@ -97,19 +106,3 @@ def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan
         count("InventoryStale", 1)
         logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})
         return None
-
-
-def _migrate(rt: Runtime) -> dict[str, Any]:
-    """Create or upgrade the ledger, as `annotation-reconciler migrate` does, from inside the VPC."""
-    from annotation_reconciler.ledger import migrate as ledger_migrate  # alembic: only for this action
-
-    before = ledger_migrate.current_revision(rt.engine)
-    after = ledger_migrate.upgrade(rt.engine)
-    indexed = ledger_migrate.metadata_path_index_ready(rt.engine)
-    logger.info("ledger migrated", extra={"before": before, "after": after, "index_ready": indexed})
-    if not indexed:
-        logger.warning(
-            "annotation(s3_metadata_path) has no index and this role does not own the table; ask its owner to run it",
-            extra={"sql": ledger_migrate.INDEX_SQL},
-        )
-    return {"action": "migrate", "before": before, "after": after, "index_ready": indexed}

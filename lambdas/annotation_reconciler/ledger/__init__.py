@@ -1,11 +1,20 @@
-"""The reconciler's own tables (the quarantine ledger) and their Alembic migrations.
+"""The reconciler's own tables (the quarantine ledger, the deletion audit) and their Alembic migrations.
 
-They live in their own schema, :data:`LEDGER_SCHEMA`, never in ``public``: the reconciler's role
-needs CREATE only there (CREATE on ``public`` would let it plant functions the portal owner's
-queries resolve to, the CVE-2018-1058 pattern). Every engine made by
-:func:`annotation_reconciler.db.make_engine` puts this schema first on its ``search_path``, so the
-SQL of the ledger and of the portal (in ``public``) stays unqualified.
+Two schemas, never ``public``, both owned by the role that runs ``migrate`` (the portal's owner):
+
+- :data:`LEDGER_SCHEMA` holds the working ledger (quarantine rows, reports, blind prefixes): the reconciler's
+  roles read and write its rows, and may create nothing there.
+- :data:`AUDIT_SCHEMA` holds what the reconciler's roles may only read: the deletion audit (a snapshot of every
+  row deleted, the only thing ``restore`` trusts), the migrations' version table, and the one function that
+  deletes portal rows (``SECURITY DEFINER``: it checks the judged paths, writes the snapshot itself, then deletes).
+
+No schema of the reconciler is on any session's ``search_path`` (:data:`annotation_reconciler.db.SEARCH_PATH_SQL`):
+every ledger name in the package's SQL is schema-qualified.
 """
 
-#: The one place the ledger schema's name is set.
+#: The one place the working ledger schema's name is set.
 LEDGER_SCHEMA = "annotation_reconciler"
+#: The schema of what the reconciler's roles may read but never write: the deletion audit, the version table.
+AUDIT_SCHEMA = "annotation_reconciler_audit"
+#: Both, in the order ``migrate`` creates them.
+SCHEMAS = (LEDGER_SCHEMA, AUDIT_SCHEMA)

@@ -25,7 +25,7 @@ def record(conn: Connection, errors: Mapping[str, str], *, dataset_id: int | Non
     if not errors:
         return
     conn.execute(
-        text("""INSERT INTO blind_prefix AS b
+        text("""INSERT INTO annotation_reconciler.blind_prefix AS b
                   (prefix, dataset_id, first_failed_at, last_failed_at, failures, last_error)
                 SELECT p, :dataset_id, :now, :now, 1, e
                 FROM unnest(CAST(:prefixes AS text[]), CAST(:errors AS text[])) AS f(p, e)
@@ -48,7 +48,7 @@ def resolve(conn: Connection, listed: Sequence[str], *, now: datetime.datetime) 
     if not listed:
         return
     conn.execute(
-        text("""UPDATE blind_prefix SET resolved_at = :now
+        text("""UPDATE annotation_reconciler.blind_prefix SET resolved_at = :now
                 WHERE resolved_at IS NULL AND prefix = ANY(CAST(:prefixes AS text[]))"""),
         {"prefixes": list(listed), "now": now},
     )
@@ -57,6 +57,6 @@ def resolve(conn: Connection, listed: Sequence[str], *, now: datetime.datetime) 
 def open_rows(conn: Connection) -> list[BlindPrefix]:
     rows = conn.execute(
         text("""SELECT prefix, dataset_id, first_failed_at, last_failed_at, failures, last_error
-                FROM blind_prefix WHERE resolved_at IS NULL ORDER BY prefix""")
+                FROM annotation_reconciler.blind_prefix WHERE resolved_at IS NULL ORDER BY prefix""")
     ).all()
     return [BlindPrefix(*r) for r in rows]

@@ -45,7 +45,7 @@ def newest_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, Ro
         return {}
     rows = conn.execute(
         text("""SELECT DISTINCT ON (annotation_id) annotation_id, status, event_time, event_sequencer
-                FROM annotation_quarantine WHERE annotation_id = ANY(CAST(:ids AS integer[]))
+                FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = ANY(CAST(:ids AS integer[]))
                 ORDER BY annotation_id, id DESC"""),
         {"ids": sorted(set(annotation_ids))},
     ).all()
@@ -60,7 +60,7 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> Non
     if not items:
         return
     conn.execute(
-        text(f"""UPDATE annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
                  FROM {_CHANGES}
                  WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
                    AND (q.event_time IS NULL
@@ -81,7 +81,7 @@ def release_older(
     if not items:
         return []
     rows = conn.execute(
-        text(f"""UPDATE annotation_quarantine q
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
                  SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
                      event_time = c.t, event_sequencer = c.s
                  FROM {_CHANGES}
@@ -103,7 +103,7 @@ def lapse_exemptions(
     if not items:
         return []
     rows = conn.execute(
-        text(f"""UPDATE annotation_quarantine q
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
                  SET exempt = false,
                      resolution = q.resolution || '; exemption lapsed at ' || CAST(:now AS text) || ': ' || :why
                  FROM {_CHANGES}

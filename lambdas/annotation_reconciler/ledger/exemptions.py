@@ -23,7 +23,8 @@ def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
     if not annotation_ids:
         return {}
     rows = conn.execute(
-        text("""SELECT DISTINCT ON (annotation_id) annotation_id, s3_metadata_path FROM annotation_quarantine
+        text("""SELECT DISTINCT ON (annotation_id) annotation_id, s3_metadata_path FROM
+                annotation_reconciler.annotation_quarantine
                 WHERE exempt AND annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY annotation_id, id DESC"""),
         {"ids": list(annotation_ids)},
     ).all()
@@ -33,11 +34,13 @@ def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
 def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> bool:
     """Close the annotation's open row as released by ``by`` and make it exempt; False if it has none."""
     conn.execute(
-        text("UPDATE annotation_quarantine SET exempt = false WHERE exempt AND annotation_id = :id"),
+        text(
+            "UPDATE annotation_reconciler.annotation_quarantine SET exempt = false WHERE exempt AND annotation_id = :id"
+        ),
         {"id": annotation_id},
     )
     row = conn.execute(
-        text(f"""UPDATE annotation_quarantine
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine
                  SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
                      resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
                  WHERE annotation_id = :id AND status IN {OPEN_STATUS_LIST}
@@ -50,7 +53,7 @@ def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.d
 def clear(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> int:
     """End the exemption of an annotation by hand (the next scan or event judges it as usual)."""
     return conn.execute(
-        text("""UPDATE annotation_quarantine
+        text("""UPDATE annotation_reconciler.annotation_quarantine
                 SET exempt = false,
                     resolution = resolution || '; exemption cleared by ' || :by || ' at ' || CAST(:now AS text)
                 WHERE exempt AND annotation_id = :id"""),
@@ -71,6 +74,6 @@ def listed(conn: Connection) -> list[Exemption]:
     """Every annotation an operator released and that stays exempt, oldest first (for ``status``)."""
     rows = conn.execute(
         text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, resolved_at
-                FROM annotation_quarantine WHERE exempt ORDER BY resolved_at, annotation_id""")
+                FROM annotation_reconciler.annotation_quarantine WHERE exempt ORDER BY resolved_at, annotation_id""")
     ).all()
     return [Exemption(*r) for r in rows]

@@ -19,7 +19,7 @@ def record_missing_files(
     if not files:
         return 0
     rows = conn.execute(
-        text("""INSERT INTO missing_annotation_file
+        text("""INSERT INTO annotation_reconciler.missing_annotation_file
                   (annotation_file_id, annotation_id, s3_path, removed_key, removed_keys, detected_at)
                 SELECT fid, aid, path, min(key), array_agg(DISTINCT key ORDER BY key), :now
                 FROM unnest(CAST(:fids AS integer[]), CAST(:aids AS integer[]),
@@ -46,7 +46,7 @@ def reported_files(conn: Connection, file_ids: Sequence[int]) -> set[int]:
     if not file_ids:
         return set()
     rows = conn.execute(
-        text("""SELECT annotation_file_id FROM missing_annotation_file
+        text("""SELECT annotation_file_id FROM annotation_reconciler.missing_annotation_file
                 WHERE resolved_at IS NULL AND annotation_file_id = ANY(CAST(:ids AS integer[]))"""),
         {"ids": list(file_ids)},
     ).scalars()
@@ -59,7 +59,7 @@ def resolve_missing_keys(conn: Connection, keys: Sequence[str], *, now: datetime
     if not keys:
         return 0
     rows = conn.execute(
-        text("""UPDATE missing_annotation_file m
+        text("""UPDATE annotation_reconciler.missing_annotation_file m
                 SET removed_keys = ARRAY(SELECT k FROM unnest(m.removed_keys) AS k
                                          WHERE k <> ALL(CAST(:keys AS text[])) ORDER BY k),
                     resolved_at = CASE WHEN m.removed_keys <@ CAST(:keys AS text[]) THEN CAST(:now AS timestamptz) END

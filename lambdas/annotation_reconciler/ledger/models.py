@@ -6,9 +6,11 @@ import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, false, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, false, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from annotation_reconciler.ledger import AUDIT_SCHEMA, LEDGER_SCHEMA
 
 
 class Status(StrEnum):
@@ -16,7 +18,7 @@ class Status(StrEnum):
 
     QUARANTINED = "quarantined"  # metadata gone; waiting for the grace period to pass
     RELEASED = "released"  # metadata seen again; nothing will be deleted
-    PURGED = "purged"  # deleted from the portal tables; snapshot kept
+    PURGED = "purged"  # deleted from the portal tables; its snapshot is in the audit (DeletedAnnotation)
     HELD = "held"  # the mass-deletion guard stopped it; an operator must approve
     RESTORED = "restored"  # purged, then put back from its snapshot by an operator (`restore`)
 
@@ -38,7 +40,15 @@ OPEN_STATUS_LIST = "('quarantined', 'held')"
 
 
 class LedgerBase(DeclarativeBase):
-    """Declarative base for the reconciler's own tables."""
+    """Declarative base for the reconciler's working tables (in :data:`LEDGER_SCHEMA`)."""
+
+    metadata = MetaData(schema=LEDGER_SCHEMA)
+
+
+class AuditBase(DeclarativeBase):
+    """Declarative base for what the reconciler's roles may only read (in :data:`AUDIT_SCHEMA`)."""
+
+    metadata = MetaData(schema=AUDIT_SCHEMA)
 
 
 class AnnotationQuarantine(LedgerBase):
@@ -73,7 +83,6 @@ class AnnotationQuarantine(LedgerBase):
     resolution: Mapped[str | None] = mapped_column(String)
     approved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     approved_by: Mapped[str | None] = mapped_column(String)
-    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_key_folded: Mapped[str | None] = mapped_column(String)  # lifecycle.canonical(metadata_key)
     # An operator's release: no new quarantine while the stored path is this one and the metadata
@@ -142,3 +151,31 @@ class BlindPrefix(LedgerBase):
     failures: Mapped[int] = mapped_column(Integer, nullable=False)
     last_error: Mapped[str] = mapped_column(String, nullable=False)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeletedAnnotation(AuditBase):
+    """One deleted annotation: exactly the rows the deletion removed (the annotation, its shapes, files, authors and
+    method links), written by the deleting function itself. The reconciler's roles may read it, never write it:
+    it is the only thing ``restore`` puts back."""
+
+    __tablename__ = "deleted_annotation"
+    __table_args__ = (
+        Index("ix_deleted_annotation_annotation_id", "annotation_id"),
+        Index("ix_deleted_annotation_dataset", "dataset_id", "deleted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    annotation_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    s3_metadata_path: Mapped[str] = mapped_column(String, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # event, scan, importer, cli
+    reason: Mapped[str] = mapped_column(String, nullable=False)
+    deleted_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # caller's clock
+    recorded_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )  # the server's
+    deleted_by: Mapped[str] = mapped_column(String, nullable=False)  # the database login that called
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    restored_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    restored_by: Mapped[str | None] = mapped_column(String)

@@ -36,8 +36,8 @@ def claim_due(
     lock or by an unexpired lease, are skipped). The caller commits at once: no lock is held while
     S3 is asked. ``exclude`` lists ledger ids this run has already looked at."""
     rows = conn.execute(
-        text("""UPDATE annotation_quarantine q SET claimed_until = :until
-                FROM (SELECT id FROM annotation_quarantine
+        text("""UPDATE annotation_reconciler.annotation_quarantine q SET claimed_until = :until
+                FROM (SELECT id FROM annotation_reconciler.annotation_quarantine
                       WHERE status = 'quarantined' AND purge_after <= :now
                         AND (claimed_until IS NULL OR claimed_until <= :now)
                         AND id <> ALL(CAST(:exclude AS bigint[]))
@@ -61,7 +61,7 @@ def lock_claims(conn: Connection, claims: Sequence[Claim]) -> list[Claim]:
     rows = conn.execute(
         text("""SELECT id, annotation_id, dataset_id, s3_metadata_path, metadata_key,
                        approved_at IS NOT NULL AS approved
-                FROM annotation_quarantine
+                FROM annotation_reconciler.annotation_quarantine
                 WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'
                 ORDER BY id FOR UPDATE"""),
         {"ids": [c.quarantine_id for c in claims]},
@@ -73,6 +73,9 @@ def end_claims(conn: Connection, quarantine_ids: Sequence[int]) -> None:
     """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them."""
     if quarantine_ids:
         conn.execute(
-            text("UPDATE annotation_quarantine SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))"),
+            text(
+                "UPDATE annotation_reconciler.annotation_quarantine SET claimed_until = NULL WHERE id = "
+                "ANY(CAST(:ids AS bigint[]))"
+            ),
             {"ids": list(quarantine_ids)},
         )

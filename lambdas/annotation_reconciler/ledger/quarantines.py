@@ -37,14 +37,15 @@ def quarantine(
         return []
     rows = conn.execute(
         text("""
-        INSERT INTO annotation_quarantine
+        INSERT INTO annotation_reconciler.annotation_quarantine
           (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
            status, detected_at, purge_after)
         SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :source, :reason, :status, :now, :purge_after
         FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
                     CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
              AS d(id, dataset_id, run_id, path, key, folded)
-        WHERE NOT EXISTS (SELECT 1 FROM annotation_quarantine x  -- an operator's release sticks (ledger/exemptions.py)
+        -- an operator's release sticks (ledger/exemptions.py)
+        WHERE NOT EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine x
                           WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
         ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
           SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
@@ -77,7 +78,8 @@ def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.da
     if not annotation_ids:
         return []
     rows = conn.execute(
-        text(f"""UPDATE annotation_quarantine SET status = 'released', resolved_at = :now, resolution = :resolution
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine SET status = 'released', resolved_at
+                = :now, resolution = :resolution
                  WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status IN {OPEN_STATUS_LIST}
                  RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"ids": list(annotation_ids), "now": now, "resolution": resolution},
@@ -91,7 +93,7 @@ def release_rows(conn: Connection, rows: Sequence[tuple[int, str]], *, now: date
     if not rows:
         return []
     released = conn.execute(
-        text(f"""UPDATE annotation_quarantine q
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
                  SET status = 'released', resolved_at = :now, resolution = r.resolution, claimed_until = NULL
                  FROM unnest(CAST(:ids AS bigint[]), CAST(:resolutions AS text[])) AS r(id, resolution)
                  WHERE q.id = r.id AND q.status IN {OPEN_STATUS_LIST}
@@ -106,7 +108,8 @@ def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
     if not rows:
         return
     conn.execute(
-        text("""UPDATE annotation_quarantine q SET status = 'held', resolution = h.reason, claimed_until = NULL
+        text("""UPDATE annotation_reconciler.annotation_quarantine q SET status = 'held', resolution =
+                h.reason, claimed_until = NULL
                 FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS h(id, reason)
                 WHERE q.id = h.id AND q.status = 'quarantined'"""),
         {"ids": [r[0] for r in rows], "reasons": [r[1] for r in rows]},
@@ -116,7 +119,7 @@ def hold(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
 def approve_dataset(conn: Connection, dataset_id: int, *, now: datetime.datetime, by: str) -> int:
     """Let the held rows of a dataset be purged (due now, guard bypassed); returns how many."""
     return conn.execute(
-        text("""UPDATE annotation_quarantine
+        text("""UPDATE annotation_reconciler.annotation_quarantine
                 SET status = 'quarantined', approved_at = :now, approved_by = :by, purge_after = :now,
                     resolution = NULL
                 WHERE dataset_id = :dataset_id AND status = 'held'"""),
@@ -129,7 +132,7 @@ def record_approval(conn: Connection, annotation_ids: Sequence[int], *, now: dat
     (``cleanup-stale-annotations --approve-held``, or its prompt)."""
     if annotation_ids:
         conn.execute(
-            text("""UPDATE annotation_quarantine SET approved_at = :now, approved_by = :by
+            text("""UPDATE annotation_reconciler.annotation_quarantine SET approved_at = :now, approved_by = :by
                     WHERE annotation_id = ANY(CAST(:ids AS integer[])) AND status = 'purged' AND resolved_at = :now"""),
             {"ids": list(annotation_ids), "now": now, "by": by},
         )
@@ -144,7 +147,7 @@ def guard_counts(
     rows = conn.execute(
         text(f"""WITH ds AS (SELECT unnest(CAST(:ids AS integer[])) AS id)
                  SELECT ds.id,
-                        (SELECT count(*) FROM annotation_quarantine q
+                        (SELECT count(*) FROM annotation_reconciler.annotation_quarantine q
                          WHERE q.dataset_id = ds.id AND q.status IN {OPEN_STATUS_LIST}
                            AND q.annotation_id <> ALL(CAST(:skip AS integer[]))) AS open_rows,
                         (SELECT count(*) FROM annotation a JOIN run r ON r.id = a.run_id

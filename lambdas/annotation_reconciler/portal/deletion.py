@@ -1,10 +1,12 @@
 """The one routine that deletes annotations, used by every path (purge, importer, CLI).
 
-Children first (the portal's foreign keys have no ``ON DELETE CASCADE``), set-based, inside
-the caller's transaction, with a JSON snapshot of every deleted row written to the ledger.
-The number of statements is fixed (twelve) whatever the number of annotations, and the snapshots
-never leave the server. Each annotation is deleted only while its stored path is still the one it
-was judged on::
+The portal rows go through one database function, ``annotation_reconciler_audit.delete_annotations``
+(migration 0006): it runs with its owner's rights (the reconciler's roles hold no DELETE on the portal's
+tables), deletes children first (the portal's foreign keys have no ``ON DELETE CASCADE``), set-based, only the
+annotations whose stored path is still the one they were judged on, and writes a snapshot of exactly the rows
+its DELETEs returned into the audit, a table the reconciler's roles may read but never write: ``restore`` trusts
+nothing else. This module then closes the ledger's rows, in the caller's transaction. Three statements,
+whatever the number of annotations; the snapshots never leave the server::
 
     with engine.begin() as conn:
         result = delete_annotations(conn, {12: "s3://b/…/a-1.0.json"}, source=Source.CLI, reason="metadata missing")
@@ -16,100 +18,38 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import canonical
 
-_DROP = text("DROP TABLE IF EXISTS pg_temp.reconciler_deleted, pg_temp.reconciler_deletion_snapshot")
-_CREATE_DELETED = text(
-    "CREATE TEMPORARY TABLE reconciler_deleted (annotation_id integer, tbl text, row jsonb) ON COMMIT DROP"
-)
-# The rows to delete: only those whose stored path is still the one that was judged.
-_TARGETS = text("""
-SELECT a.id FROM annotation a
-JOIN unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
-  ON a.id = e.id AND a.s3_metadata_path = e.path
-ORDER BY a.id
-""")
-
-#: The child tables that hold an ``annotation_id`` column: the only names _delete_children is given.
-_CHILDREN_WITH_ANNOTATION_ID = ("annotation_shape", "annotation_author", "annotation_method_link")
-
-
-def _delete_children(table: str) -> TextClause:
-    """DELETE the rows of ``table`` (a child with an ``annotation_id``) of the given annotations, writing each
-    removed row, from the DELETE's own RETURNING, into the snapshot table."""
-    return text(f"""
-        WITH d AS (DELETE FROM {table} c WHERE c.annotation_id = ANY(CAST(:ids AS integer[]))
-                   RETURNING c.annotation_id AS aid, to_jsonb(c) AS row)
-        INSERT INTO reconciler_deleted SELECT aid, '{table}', row FROM d""")  # noqa: S608 (constant table names)
-
-
-# Children first (the portal's foreign keys have no ON DELETE CASCADE). Each DELETE writes what it
-# removed, from its own RETURNING, into the snapshot table: the audit is what went, not what a
-# separate read saw before (a child committed after that read would be deleted unrecorded).
-_DELETES = (
-    (
-        "annotation_file",  # files hang off shapes: found through their shape's annotation
-        text("""
-        WITH d AS (DELETE FROM annotation_file f USING annotation_shape s
-                   WHERE f.annotation_shape_id = s.id AND s.annotation_id = ANY(CAST(:ids AS integer[]))
-                   RETURNING s.annotation_id AS aid, to_jsonb(f) AS row)
-        INSERT INTO reconciler_deleted SELECT aid, 'annotation_file', row FROM d"""),
-    ),
-    *((table, _delete_children(table)) for table in _CHILDREN_WITH_ANNOTATION_ID),
-)
-# The annotation itself, again only where the stored path is still the judged one: a concurrent
-# rewrite of the path (the portal's importer) makes the row not match, and the caller rolls back.
-_DELETE_ANNOTATIONS = text("""
-WITH d AS (DELETE FROM annotation a
-           USING unnest(CAST(:ids AS integer[]), CAST(:paths AS text[])) AS e(id, path)
-           WHERE a.id = e.id AND a.s3_metadata_path = e.path
-           RETURNING a.id AS aid, to_jsonb(a) AS row)
-INSERT INTO reconciler_deleted SELECT aid, 'annotation', row FROM d RETURNING annotation_id
-""")
-_SNAPSHOT = text("""
-CREATE TEMPORARY TABLE reconciler_deletion_snapshot ON COMMIT DROP AS
-WITH grouped AS (
-  SELECT c.annotation_id AS id,
-         (array_agg(c.row) FILTER (WHERE c.tbl = 'annotation'))[1] AS annotation,
-         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_shape') AS shapes,
-         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_file') AS files,
-         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_author') AS authors,
-         jsonb_agg(c.row ORDER BY CAST(c.row ->> 'id' AS bigint)) FILTER (WHERE c.tbl = 'annotation_method_link')
-           AS links
-  FROM reconciler_deleted c GROUP BY c.annotation_id
-)
-SELECT g.id, r.dataset_id, CAST(g.annotation ->> 'run_id' AS integer) AS run_id,
-       g.annotation ->> 's3_metadata_path' AS s3_metadata_path,
-       jsonb_build_object(
-         'annotation', g.annotation,
-         'annotation_shape', COALESCE(g.shapes, '[]'::jsonb),
-         'annotation_file', COALESCE(g.files, '[]'::jsonb),
-         'annotation_author', COALESCE(g.authors, '[]'::jsonb),
-         'annotation_method_link', COALESCE(g.links, '[]'::jsonb)
-       ) AS snapshot
-FROM grouped g LEFT JOIN run r ON r.id = CAST(g.annotation ->> 'run_id' AS integer)
-WHERE g.annotation IS NOT NULL
+#: SQLSTATE of the function's "a judged path changed while deleting" (the batch rolls back).
+CHANGED_SQLSTATE = "RC409"
+# The function deletes and audits; it returns one row per deleted annotation with its child counts.
+_DELETE = text("""
+SELECT r_annotation_id, r_dataset_id, r_run_id, r_path, r_shapes, r_files, r_authors, r_links
+FROM annotation_reconciler_audit.delete_annotations(
+  CAST(:ids AS integer[]), CAST(:paths AS text[]), CAST(:source AS text), CAST(:reason AS text),
+  CAST(:now AS timestamptz))
 """)
 
 _MARK_PURGED = text(f"""
-UPDATE annotation_quarantine q
-SET status = 'purged', resolved_at = :now, resolution = :reason, snapshot = d.snapshot, claimed_until = NULL
-FROM reconciler_deletion_snapshot d
-WHERE q.annotation_id = d.id AND q.status IN {OPEN_STATUS_LIST}
+UPDATE annotation_reconciler.annotation_quarantine q
+SET status = 'purged', resolved_at = :now, resolution = :reason, claimed_until = NULL
+WHERE q.annotation_id = ANY(CAST(:ids AS integer[])) AND q.status IN {OPEN_STATUS_LIST}
 RETURNING q.annotation_id
 """)  # noqa: S608 (a constant of ledger/models.py)
 
 _INSERT_PURGED = text("""
-INSERT INTO annotation_quarantine
+INSERT INTO annotation_reconciler.annotation_quarantine
   (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason, status,
-   detected_at, purge_after, resolved_at, resolution, snapshot)
-SELECT d.id, d.dataset_id, d.run_id, d.s3_metadata_path, k.key, k.folded, :source, :reason, 'purged',
-       :now, :now, :now, :reason, d.snapshot
-FROM reconciler_deletion_snapshot d
+   detected_at, purge_after, resolved_at, resolution)
+SELECT d.id, d.dataset_id, d.run_id, d.path, k.key, k.folded, :source, :reason, 'purged',
+       :now, :now, :now, :reason
+FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]), CAST(:paths AS text[]))
+  AS d(id, dataset_id, run_id, path)
 LEFT JOIN unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[]), CAST(:folded AS text[])) AS k(id, key, folded)
   ON k.id = d.id
 WHERE NOT (d.id = ANY(CAST(:updated AS integer[])))
@@ -154,40 +94,41 @@ def delete_annotations(
 
     A row whose stored path is no longer the judged one is not deleted (and is not in the result);
     one that changes *during* the call raises :class:`ConcurrentChangeError` (roll back). An open
-    ledger row (quarantined or held) of a deleted annotation becomes ``purged`` with the snapshot;
-    an annotation without one gets a new ``purged`` row with ``source``. Ids that no longer exist
-    are ignored (another run already deleted them).
+    ledger row (quarantined or held) of a deleted annotation becomes ``purged``; an annotation without
+    one gets a new ``purged`` row with ``source``. The snapshot is in the audit, written by the function.
+    Ids that no longer exist are ignored (another run already deleted them).
     """
     result = DeletionResult()
     if not expected_paths:
         return result
-    pairs = sorted(expected_paths.items())
-    params = {"ids": [i for i, _ in pairs], "paths": [p for _, p in pairs]}
-    ids = list(conn.execute(_TARGETS, params).scalars())
-    if not ids:
-        return result
     now = now or datetime.datetime.now(datetime.UTC)
-    conn.execute(_DROP)  # a second call in the same transaction starts afresh
-    conn.execute(_CREATE_DELETED)
-    for table, statement in _DELETES:
-        result.rows_deleted[table] = conn.execute(statement, {"ids": ids}).rowcount
-    targets = {i: expected_paths[i] for i in ids}
-    deleted = sorted(
-        conn.execute(_DELETE_ANNOTATIONS, {"ids": list(targets), "paths": list(targets.values())}).scalars()
-    )
-    if deleted != ids:
-        changed = sorted(set(ids) - set(deleted))
-        raise ConcurrentChangeError(
-            f"annotations {changed[:10]} changed while being deleted (stored path rewritten); nothing of this batch "
-            "is deleted"
-        )
-    result.rows_deleted["annotation"] = len(deleted)
-    conn.execute(_SNAPSHOT)
-    updated = conn.execute(_MARK_PURGED, {"now": now, "reason": reason}).scalars().all()
+    pairs = sorted(expected_paths.items())
+    params = {"ids": [i for i, _ in pairs], "paths": [p for _, p in pairs], "source": source.value, "reason": reason}
+    try:
+        rows = conn.execute(_DELETE, {**params, "now": now}).all()
+    except DBAPIError as exc:
+        if sqlstate(exc) == CHANGED_SQLSTATE:
+            raise ConcurrentChangeError(message_of(exc)) from None
+        raise
+    if not rows:
+        return result
+    deleted = [r.r_annotation_id for r in rows]
+    result.rows_deleted = {
+        "annotation_file": sum(r.r_files for r in rows),
+        "annotation_shape": sum(r.r_shapes for r in rows),
+        "annotation_author": sum(r.r_authors for r in rows),
+        "annotation_method_link": sum(r.r_links for r in rows),
+        "annotation": len(rows),
+    }
+    updated = conn.execute(_MARK_PURGED, {"ids": deleted, "now": now, "reason": reason}).scalars().all()
     keys = {k: v for k, v in (metadata_keys or {}).items() if v is not None}
     conn.execute(
         _INSERT_PURGED,
         {
+            "ids": deleted,
+            "datasets": [r.r_dataset_id for r in rows],
+            "runs": [r.r_run_id for r in rows],
+            "paths": [r.r_path for r in rows],
             "updated": list(updated),
             "key_ids": list(keys),
             "keys": list(keys.values()),
@@ -197,9 +138,20 @@ def delete_annotations(
             "now": now,
         },
     )
-    conn.execute(_DROP)
     result.deleted = deleted
     return result
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of a pg8000 error (its first argument is the server's error fields)."""
+    args = getattr(exc.orig, "args", ())
+    return args[0].get("C") if args and isinstance(args[0], dict) else None
+
+
+def message_of(exc: DBAPIError) -> str:
+    """The server's own message of a pg8000 error."""
+    args = getattr(exc.orig, "args", ())
+    return str(args[0].get("M")) if args and isinstance(args[0], dict) else str(exc.orig)
 
 
 __all__ = ["ConcurrentChangeError", "DeletionResult", "Status", "count_orphans", "delete_annotations"]

@@ -33,7 +33,13 @@ def upgrade() -> None:
         sa.CheckConstraint("found_by IN ('event', 'scan')", name="ck_annotation_resurrection_found_by"),
         schema=LEDGER_SCHEMA,
     )
-    op.create_index("uq_annotation_resurrection_quarantine", "annotation_resurrection", ["quarantine_id"], unique=True)
+    op.create_index(
+        "uq_annotation_resurrection_quarantine",
+        "annotation_resurrection",
+        ["quarantine_id"],
+        unique=True,
+        schema=LEDGER_SCHEMA,
+    )
     # The key's spelling-blind form (lifecycle.canonical): a purged key that comes back spelled differently
     # (another Unicode normal form, another case) is a resurrection too.
     op.add_column("annotation_quarantine", sa.Column("metadata_key_folded", sa.String), schema=LEDGER_SCHEMA)

@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("removed_keys", postgresql.ARRAY(sa.Text), nullable=False, server_default="{}"),
         schema=LEDGER_SCHEMA,
     )
-    op.execute("UPDATE missing_annotation_file SET removed_keys = ARRAY[removed_key]")
+    op.execute("UPDATE annotation_reconciler.missing_annotation_file SET removed_keys = ARRAY[removed_key]")
     op.create_table(
         "blind_prefix",
         sa.Column("prefix", sa.String, primary_key=True),
