@@ -16,7 +16,7 @@ CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite"
-	@echo "make synth [ENV=staging]   # cdk synth offline into cdk.out/ (infra/env/ENV.json, default staging; ENV=none: -c only)"
+	@echo "make synth ENV=myportal    # cdk synth offline into cdk.out/ (infra/env/ENV.json; ENV=none: -c only)"
 	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
 	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
@@ -48,14 +48,14 @@ test: lint
 $(CDK):
 	npm install --prefix .cdk-cli --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI_VERSION)
 
-# ENV=name reads infra/env/name.json (committed); CDK_ARGS adds more cdk options. synth reads
-# staging.json unless told otherwise (ENV=none: no file, every setting from CDK_ARGS' -c options).
+# ENV=name reads infra/env/name.json (committed; copied from infra/env/examples/ and edited); CDK_ARGS adds more
+# cdk options. ENV=none: no file, every setting from CDK_ARGS' -c options.
 ENV ?=
 ENV_ARGS := $(if $(ENV),-c env=$(ENV))
-SYNTH_ENV := $(or $(ENV),staging)
 
 synth: $(STAMP) $(CDK)
-	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(SYNTH_ENV)),,-c env=$(SYNTH_ENV)) $(CDK_ARGS)
+	@test -n "$(ENV)" || { echo "make synth needs ENV=<name> (infra/env/<name>.json, copied from infra/env/examples/) or ENV=none"; exit 2; }
+	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(ENV)),,-c env=$(ENV)) $(CDK_ARGS)
 
 # These talk to AWS (the credentials of the account that holds the bucket, in its region).
 bootstrap diff deploy: $(STAMP) $(CDK)

@@ -309,7 +309,7 @@ def placeholders() -> dict[str, dict[str, str]]:
             for item in value if isinstance(value, list) else [value] if value is not None else []:
                 if key.endswith("db_secret") and not str(item).startswith("arn:"):
                     continue  # a secret's name (the runbook's own) is no placeholder; its example ARN is
-                found.setdefault(key, {})[str(item)] = f"{EXAMPLES_DIR.relative_to(ENV_DIR.parent.parent)}/{path.name}"
+                found.setdefault(key, {})[str(item)] = f"infra/env/examples/{path.name}"
     return found
 
 
