@@ -11,7 +11,7 @@ CDK := .cdk-cli/node_modules/.bin/cdk
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck synth bootstrap diff deploy lock bench mutate clean
+.PHONY: help install demo test lint unit typecheck need-env synth bootstrap diff deploy lock bench mutate clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
@@ -53,13 +53,15 @@ $(CDK):
 ENV ?=
 ENV_ARGS := $(if $(ENV),-c env=$(ENV))
 
-synth: $(STAMP) $(CDK)
-	@test -n "$(ENV)" || { echo "make synth needs ENV=<name> (infra/env/<name>.json, copied from infra/env/examples/) or ENV=none"; exit 2; }
+# first of each target's prerequisites, so a missing ENV is said before anything is installed
+need-env:
+	@test -n "$(ENV)" || { echo "make $(MAKECMDGOALS) needs ENV=<name> (infra/env/<name>.json, copied from infra/env/examples/ and edited)$(if $(filter synth,$(MAKECMDGOALS)), or ENV=none (every setting from CDK_ARGS' -c options))"; exit 2; }
+
+synth: need-env $(STAMP) $(CDK)
 	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(ENV)),,-c env=$(ENV)) $(CDK_ARGS)
 
 # These talk to AWS (the credentials of the account that holds the bucket, in its region).
-bootstrap diff deploy: $(STAMP) $(CDK)
-	@test -n "$(ENV)" || { echo "make $@ needs ENV=<name> (infra/env/<name>.json): every setting comes from the file"; exit 2; }
+bootstrap diff deploy: need-env $(STAMP) $(CDK)
 	CDK_DISABLE_CLI_TELEMETRY=true $(CDK) $@ --no-notices $(if $(filter bootstrap,$@),,--no-lookups) $(ENV_ARGS) $(if $(filter deploy,$@),--require-approval broadening) $(CDK_ARGS)
 
 # The Lambda's locked dependency tree for python3.12 on arm64, with hashes, from PyPI.

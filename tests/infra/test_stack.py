@@ -529,6 +529,31 @@ def test_every_output_the_runbook_reads_exists(template: Any) -> None:
     used = set(re.findall(r"\$\(out (\w+)\)", readme)) | {
         f"{f}FunctionName" for f in re.findall(r"for f in ([\w ]+); do", readme)[0].split()
     }
+    used |= set(re.findall(r"for id in ([\w ]+); do", readme)[0].split())
     outputs = set(template.to_json()["Outputs"])
     assert used and used <= outputs, used - outputs
     assert {"ScheduleFunctionName", "EventsDlqArn", "ObjectRuleDlqArn", "EventsQueueArn", "DashboardUrl"} <= used
+    assert {"EventsSourceMappingId", "WorkSourceMappingId"} <= used  # the pause switch
+
+
+def test_the_runbook_has_none_of_the_known_traps() -> None:
+    """README's Deploy section: TLS verified (never sslmode=require), psql stops at the first error, what it
+    creates is added to git, the pause switch is the mapping (not reserved concurrency 0), the schedule Lambda is
+    not asked to migrate, the examples are copied from infra/env/examples/."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy") :]
+    assert "sslmode=require" not in deploy and "sslmode=verify-full sslrootcert=$CA" in deploy
+    # every SQL goes through owner_psql, which stops at the first error
+    definition = deploy[deploy.index("owner_psql() {") :]
+    assert "-v ON_ERROR_STOP=1" in definition[: definition.index("}")]
+    commands = "".join(re.findall(r"```bash\n(.*?)```", deploy, re.DOTALL))
+    bare = [line for line in commands.splitlines() if re.search(r"(?<![_\w])psql ", line)]
+    assert bare == [line for line in commands.splitlines() if "owner_psql() {" in line], bare
+    assert len(re.findall(r"^owner_psql ", commands, re.MULTILINE)) >= 3
+    assert "CREATE ROLE annotation_reconciler LOGIN" in deploy
+    assert "git add infra/env/$ENV.json infra/certs/*.pem" in deploy
+    assert "cp infra/env/examples/staging.json infra/env/$ENV.json" in deploy
+    assert "--no-enabled" in deploy and "--reserved-concurrent-executions 0" not in deploy
+    assert '"action": "migrate"' not in deploy
+    assert "AWS-StartPortForwardingSessionToRemoteHost" in deploy and "RECONCILER_DB_TLS_SERVER_NAME=$DBHOST" in deploy
+    assert "annotation-reconciler status --db-url" in deploy and "Node.js 22 or 24" in deploy

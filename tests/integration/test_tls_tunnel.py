@@ -7,9 +7,11 @@ address); a :class:`PortForward` on 127.0.0.1 plays `aws ssm start-session` (por
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -30,6 +32,7 @@ class Tunnel:
     forward: PortForward
     ca: Path
     other_ca: Path
+    psql: Path
 
     def url(self, query: str = "") -> str:
         return f"postgresql+pg8000://postgres@localhost:{self.forward.port}/postgres{query}"
@@ -45,7 +48,7 @@ def tunnel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
         forward = PortForward(("127.0.0.2", server.port))
         with forward as f:
             other = make_authority("other").write(directory / "other.pem")
-            yield Tunnel(f, authority.write(directory / "ca.pem"), other)
+            yield Tunnel(f, authority.write(directory / "ca.pem"), other, server.bindir / "psql")
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +155,32 @@ def test_a_url_bundle_that_contradicts_the_variable_is_refused(tunnel: Tunnel, m
 def test_a_server_name_that_is_no_host_name_is_refused(name: str) -> None:
     code, output = run("status", "--db-url", "postgresql://u@localhost:1/portal", "--db-tls-server-name", name)
     assert code == 2 and "is not a host name" in output and "--db-tls-server-name" in output, output
+
+
+def runbook_psql(tunnel: Tunnel, sql: str, *, name: str = REAL_NAME, stop: bool = True, **variables: str) -> Any:
+    """README's owner_psql: connect to 127.0.0.1 (hostaddr), verify the certificate against ``name`` (host)."""
+    conninfo = (
+        f"host={name} hostaddr=127.0.0.1 port={tunnel.forward.port} dbname=postgres user=postgres "
+        f"sslmode=verify-full sslrootcert={tunnel.ca}"
+    )
+    args = [str(tunnel.psql), conninfo, "-X", "-q", *(["-v", "ON_ERROR_STOP=1"] if stop else [])]
+    args += [a for k, v in variables.items() for a in ("-v", f"{k}={v}")]
+    env = {"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10"}
+    return subprocess.run(args, input=sql, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_the_runbooks_psql_creates_the_role_through_the_tunnel_with_verify_full(tunnel: Tunnel) -> None:
+    done = runbook_psql(tunnel, "CREATE ROLE runbook_reconciler LOGIN PASSWORD :'pw';\n", pw="s3cret'; DROP")
+    assert done.returncode == 0, done.stderr
+    check = runbook_psql(tunnel, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'runbook_reconciler';\n")
+    assert check.returncode == 0 and check.stdout.split() == ["rolcanlogin", "-------------", "t", "(1", "row)"]
+    wrong = runbook_psql(tunnel, "SELECT 1;\n", name="portal-db.example.org")
+    assert wrong.returncode != 0 and "does not match host name" in wrong.stderr, wrong.stderr
+
+
+def test_without_on_error_stop_a_failed_grant_exits_zero_and_with_it_does_not(tunnel: Tunnel) -> None:
+    """Why the runbook says psql -v ON_ERROR_STOP=1: a GRANT to a role that does not exist is no failure to psql."""
+    grant = "GRANT SELECT ON pg_class TO no_such_role;\n"
+    assert runbook_psql(tunnel, grant, stop=False).returncode == 0
+    stopped = runbook_psql(tunnel, grant)
+    assert stopped.returncode == 3 and 'role "no_such_role" does not exist' in stopped.stderr
