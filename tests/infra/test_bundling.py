@@ -91,8 +91,11 @@ def test_cdk_cli_synthesizes_offline(tmp_path: Path) -> None:
         "db_ca_bundle": "system",
     }
     args = f"-o {tmp_path} " + " ".join(f"-c {k}={v}" for k, v in context.items())
+    # whatever Node this machine has (test_toolchain.py checks that make refuses the ones jsii does not support)
+    node = subprocess.run(["node", "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True)
+    nodes = f"NODE_VERSIONS={node.stdout.strip()}"
     done = subprocess.run(
-        ["make", "-s", "synth", "ENV=none", f"CDK_ARGS={args}"],
+        ["make", "-s", "synth", "ENV=none", nodes, f"CDK_ARGS={args}"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -110,7 +113,7 @@ def test_cdk_cli_synthesizes_offline(tmp_path: Path) -> None:
     assert unnamed.returncode != 0 and "make synth needs ENV=" in unnamed.stdout + unnamed.stderr
     # ENV=none: no file, and without a VPC the synth is refused with a message that names it
     refused = subprocess.run(
-        ["make", "-s", "synth", "ENV=none", f"CDK_ARGS=-o {tmp_path}"],
+        ["make", "-s", "synth", "ENV=none", nodes, f"CDK_ARGS=-o {tmp_path}"],
         cwd=root,
         capture_output=True,
         text=True,
