@@ -1,6 +1,7 @@
 """Every deployment setting, read from CDK context with safe defaults (dry run on, 72 hours' grace).
 
-Context comes from an environment file (``-c env=staging`` reads ``infra/env/staging.json``), from
+Context comes from an environment file (``-c env=myportal`` reads ``infra/env/myportal.json``, made from one of
+``infra/env/examples/``, whose placeholder ids are refused), from
 ``-c key=value`` on the command line, or from ``build_app(context)`` in tests. A key given both in
 the environment file and on the command line must agree: the file is what the next deploy reads,
 so a command-line value that differs would be lost then (and is refused now).

@@ -33,7 +33,7 @@ DEFAULT_S3_CONCURRENCY = 32
 MAX_S3_CONCURRENCY = 128
 #: An S3 Inventory report older than this many hours is refused (AWS writes one a day).
 DEFAULT_INVENTORY_MAX_AGE_HOURS = 48.0
-#: the mass-deletion guard shipped in settings and in infra/env/*.json
+#: the mass-deletion guard shipped in settings and in infra/env/examples/*.json
 DEFAULT_MAX_PURGE_FRACTION = 0.1
 #: The most accepted: a week-old report would leave a week of lost events unseen.
 MAX_INVENTORY_AGE_HOURS = 168
