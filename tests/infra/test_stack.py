@@ -536,6 +536,32 @@ def test_every_output_the_runbook_reads_exists(template: Any) -> None:
     assert {"EventsSourceMappingId", "WorkSourceMappingId"} <= used  # the pause switch
 
 
+#: Variables a shell has without the runbook setting them.
+SHELL_VARIABLES = {"PWD", "HOME", "USER", "PATH"}
+
+
+def test_every_runbook_command_parses_and_uses_only_variables_set_before_it(tmp_path: Path) -> None:
+    """README's Deploy commands, in order: each block is valid bash, and each $VARIABLE was set by an earlier
+    command of the runbook (an assignment, a for loop, a read): nothing needs knowledge the runbook does not give."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme[readme.index("## Deploy") :], re.DOTALL)
+    defined = set(SHELL_VARIABLES)
+    for number, block in enumerate(blocks):
+        script = tmp_path / f"block{number}.sh"
+        script.write_text(block)
+        parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+        assert parsed.returncode == 0, (block, parsed.stderr)
+        for line in block.splitlines():
+            line = re.sub(r"(^|\s)#.*$", "", line)  # comments
+            unquoted = re.sub(r"'[^']*'", "''", line)  # single quotes expand nothing (jq's $vars, SQL)
+            local = set(re.findall(r"\bfor (\w+) in\b", line))
+            local |= set(re.findall(r"\bread -\w+ (?:'[^']*' )?(\w+)", line))
+            used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", unquoted)) - local
+            assert used <= defined, (line, used - defined)
+            defined |= local | set(re.findall(r"(?:^|[\s;(]|export )([A-Z_][A-Z0-9_]*)=", line))
+    assert {"REGION", "DBHOST", "CA", "BASTION", "TUNNEL", "RECONCILER_PASSWORD", "STACK"} <= defined
+
+
 def test_the_runbook_has_none_of_the_known_traps() -> None:
     """README's Deploy section: TLS verified (never sslmode=require), psql stops at the first error, what it
     creates is added to git, the pause switch is the mapping (not reserved concurrency 0), the schedule Lambda is
