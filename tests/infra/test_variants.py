@@ -254,7 +254,15 @@ def test_each_example_is_refused_until_its_placeholders_are_replaced(
     values = own_environment(tmp_path, monkeypatch, example)
     with pytest.raises(ValueError) as refused:
         synth(tmp_path / "o1", {"env": "unchanged"})
-    for key in ("account", "vpc_id", "subnet_ids", "route_table_ids", "db_security_group_id", "alarm_email"):
+    for key in (
+        "account",
+        "db_secret",
+        "vpc_id",
+        "subnet_ids",
+        "route_table_ids",
+        "db_security_group_id",
+        "alarm_email",
+    ):
         assert f"{key} holds " in str(refused.value) and f"examples/{example}.json" in str(refused.value), key
     template, stack = synth(tmp_path / "o2", {"env": "mine"}, nag=True)
     assert stack.stack_name == values["stack_name"]
