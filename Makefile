@@ -6,28 +6,34 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-CDK_CLI_VERSION := 2.1148.1
+# The CDK CLI: infra/cdk-cli/package.json pins it, its package-lock.json holds the integrity hashes; `npm ci`
+# installs exactly that into .cdk-cli/, again whenever either file changes (a new version reinstalls).
+CDK_CLI_DIR := infra/cdk-cli
 CDK := .cdk-cli/node_modules/.bin/cdk
+# The Node.js majors jsii supports (jsii warns on any other, and stops supporting it); NODE_VERSIONS="..." overrides.
+NODE_VERSIONS ?= 22 24
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck synth bootstrap diff deploy lock bench mutate clean
+.PHONY: help install demo test lint unit typecheck need-env node-check synth bootstrap diff deploy lock bench mutate clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite"
-	@echo "make synth [ENV=staging]   # cdk synth offline into cdk.out/ (infra/env/ENV.json, default staging; ENV=none: -c only)"
+	@echo "make synth ENV=myportal    # cdk synth offline into cdk.out/ (infra/env/ENV.json; ENV=none: -c only)"
 	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
 	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
-	@echo "make lock   # regenerate infra/lambda-requirements.txt (hashes) from lambda-requirements.in"
+	@echo "make lock   # regenerate the locks: infra/lambda-requirements.txt, infra/cdk-requirements.txt, infra/cdk-cli/package-lock.json"
 	@echo "make bench  # the benchmarks of BENCHMARKS.md"
 	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation score of the decision and deletion code"
 
-$(STAMP): pyproject.toml
+# The CDK app's packages come from their lock (hashes checked) before the dev extras, which they then satisfy.
+$(STAMP): pyproject.toml infra/cdk-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r infra/cdk-requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
@@ -44,22 +50,32 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
-# The npm CLI that reads aws-cdk-lib's cloud assemblies, pinned and kept inside the project.
-$(CDK):
-	npm install --prefix .cdk-cli --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI_VERSION)
+node-check:
+	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || { echo "Node.js is not installed: install one of $(NODE_VERSIONS) (the majors jsii supports)"; exit 2; }; \
+	case " $(NODE_VERSIONS) " in *" $$major "*) ;; \
+	*) echo "Node.js $$major is not one jsii supports ($(NODE_VERSIONS)): install one of those, or run with NODE_VERSIONS=$$major at your own risk"; exit 2;; esac
 
-# ENV=name reads infra/env/name.json (committed); CDK_ARGS adds more cdk options. synth reads
-# staging.json unless told otherwise (ENV=none: no file, every setting from CDK_ARGS' -c options).
+# The npm CLI that reads aws-cdk-lib's cloud assemblies, locked and kept inside the project.
+$(CDK): $(CDK_CLI_DIR)/package.json $(CDK_CLI_DIR)/package-lock.json
+	rm -rf .cdk-cli && mkdir -p .cdk-cli
+	cp $(CDK_CLI_DIR)/package.json $(CDK_CLI_DIR)/package-lock.json .cdk-cli/
+	cd .cdk-cli && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ENV=name reads infra/env/name.json (committed; copied from infra/env/examples/ and edited); CDK_ARGS adds more
+# cdk options. ENV=none: no file, every setting from CDK_ARGS' -c options.
 ENV ?=
 ENV_ARGS := $(if $(ENV),-c env=$(ENV))
-SYNTH_ENV := $(or $(ENV),staging)
 
-synth: $(STAMP) $(CDK)
-	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(SYNTH_ENV)),,-c env=$(SYNTH_ENV)) $(CDK_ARGS)
+# first of each target's prerequisites, so a missing ENV is said before anything is installed
+need-env:
+	@test -n "$(ENV)" || { echo "make $(MAKECMDGOALS) needs ENV=<name> (infra/env/<name>.json, copied from infra/env/examples/ and edited)$(if $(filter synth,$(MAKECMDGOALS)), or ENV=none (every setting from CDK_ARGS' -c options))"; exit 2; }
+
+synth: need-env node-check $(STAMP) $(CDK)
+	$(CDK_OFFLINE) $(CDK) synth --no-notices --no-lookups --quiet $(if $(filter none,$(ENV)),,-c env=$(ENV)) $(CDK_ARGS)
 
 # These talk to AWS (the credentials of the account that holds the bucket, in its region).
-bootstrap diff deploy: $(STAMP) $(CDK)
-	@test -n "$(ENV)" || { echo "make $@ needs ENV=<name> (infra/env/<name>.json): every setting comes from the file"; exit 2; }
+bootstrap diff deploy: need-env node-check $(STAMP) $(CDK)
 	CDK_DISABLE_CLI_TELEMETRY=true $(CDK) $@ --no-notices $(if $(filter bootstrap,$@),,--no-lookups) $(ENV_ARGS) $(if $(filter deploy,$@),--require-approval broadening) $(CDK_ARGS)
 
 # The Lambda's locked dependency tree for python3.12 on arm64, with hashes, from PyPI.
@@ -73,6 +89,9 @@ lock: $(UV)
 	$(UV) pip compile --quiet --generate-hashes --python-platform aarch64-manylinux2014 --python-version 3.12 \
 		--custom-compile-command "make lock" \
 		infra/lambda-requirements.in -o infra/lambda-requirements.txt
+	$(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" \
+		infra/cdk-requirements.in -o infra/cdk-requirements.txt
+	cd $(CDK_CLI_DIR) && npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
 # The benchmarks of BENCHMARKS.md (10-15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
 bench: $(STAMP)

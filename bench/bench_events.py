@@ -177,8 +177,12 @@ def run(ctx: BenchContext) -> list[Section]:
                         db_times.append(d1 - d0)
                         failures += len(answer.get("batchItemFailures", []))
                 with engine.connect() as conn:
-                    quarantined = conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar_one()
-                    missing = conn.execute(text("SELECT count(*) FROM annotation_reconciler.missing_annotation_file")).scalar_one()
+                    quarantined = conn.execute(
+                        text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")
+                    ).scalar_one()
+                    missing = conn.execute(
+                        text("SELECT count(*) FROM annotation_reconciler.missing_annotation_file")
+                    ).scalar_one()
                 engine.dispose()
                 ctx.factory.drop(name)
                 if failures or quarantined != expected or double.counts:

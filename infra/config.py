@@ -1,6 +1,7 @@
 """Every deployment setting, read from CDK context with safe defaults (dry run on, 72 hours' grace).
 
-Context comes from an environment file (``-c env=staging`` reads ``infra/env/staging.json``), from
+Context comes from an environment file (``-c env=myportal`` reads ``infra/env/myportal.json``, made from one of
+``infra/env/examples/``, whose placeholder ids are refused), from
 ``-c key=value`` on the command line, or from ``build_app(context)`` in tests. A key given both in
 the environment file and on the command line must agree: the file is what the next deploy reads,
 so a command-line value that differs would be lost then (and is refused now).
@@ -8,6 +9,7 @@ so a command-line value that differs would be lost then (and is refused now).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -17,6 +19,29 @@ from typing import Any
 import aws_cdk as cdk
 
 ENV_DIR = Path(__file__).resolve().parent / "env"
+#: The example environment files, to copy into ENV_DIR and edit: their ids are placeholders, refused at synth.
+EXAMPLES_DIR = ENV_DIR / "examples"
+#: Context keys whose example values are placeholders (ids, ARNs, addresses of no real deployment).
+PLACEHOLDER_KEYS = (
+    "account",
+    "db_secret",
+    "events_db_secret",
+    "vpc_id",
+    "subnet_ids",
+    "route_table_ids",
+    "security_group_id",
+    "db_security_group_id",
+    "kms_key_arns",
+    "inventory_manifest",
+    "alarm_email",
+)
+#: ``db_ca_bundle`` value that means "the Lambda runtime's own CAs" (a database certificate from a public CA).
+SYSTEM_CAS = "system"
+#: Connections one Lambda container may hold: annotation_reconciler.db.make_engine's pool_size + max_overflow
+#: (tests/infra check the two agree).
+CONNECTIONS_PER_CONTAINER = 4
+#: The schedule function's reserved concurrency (an hourly purge and the daily fan-out may overlap).
+SCHEDULE_CONCURRENCY = 2
 #: Services the Lambdas call from inside the VPC; each needs an endpoint there unless a NAT is routed.
 ENDPOINT_SERVICES = ("s3", "sqs", "secretsmanager")
 #: Context keys that are not StackConfig fields.
@@ -28,6 +53,9 @@ _ID_PATTERNS = {
     "route_table_ids": re.compile(r"^rtb-[0-9a-f]{8,17}$"),
     "security_group_id": re.compile(r"^sg-[0-9a-f]{8,17}$"),
     "db_security_group_id": re.compile(r"^sg-[0-9a-f]{8,17}$"),
+    "kms_key_arns": re.compile(
+        r"^arn:aws[a-z-]*:kms:[a-z]{2}(-gov)?-[a-z]+-\d:\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$"
+    ),
 }
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -46,9 +74,16 @@ class StackConfig:
     db_secret: str = "annotation-reconciler/portal-db"  # a Secrets Manager secret name or ARN (RDS secret JSON)
     events_db_secret: str | None = None  # the events Lambda's own secret (a role without DELETE), else db_secret
     # A PEM file (path from the repository's top) of the CAs that sign the database's certificate, bundled into
-    # the Lambda asset as RECONCILER_DB_CA_BUNDLE: for RDS, the global bundle (the runbook downloads it).
+    # the Lambda asset as RECONCILER_DB_CA_BUNDLE: for RDS, the global bundle (the runbook downloads it);
+    # "system": the runtime's own CAs (a certificate from a public CA). Required with a vpc_id.
     db_ca_bundle: str | None = None
+    # The database's max_connections left for the reconciler: the synth refuses a concurrency that could exceed it.
+    db_max_connections: int | None = None
+    # Customer managed KMS keys (full key ARNs) that encrypt the secrets or the inventory: kms:Decrypt on exactly
+    # these, through Secrets Manager and S3 only.
+    kms_key_arns: tuple[str, ...] = ()
     vpc_id: str | None = None
+    vpc_cidr: str | None = None  # the VPC's CIDR: the interface endpoints (private DNS for the whole VPC) admit it
     subnet_ids: tuple[str, ...] = ()
     availability_zones: tuple[str, ...] = ()
     route_table_ids: tuple[str, ...] = ()  # the subnets' route tables, for the S3 gateway endpoint
@@ -116,7 +151,12 @@ class StackConfig:
             db_secret=str(get("db_secret", cls.db_secret)),
             events_db_secret=as_text("events_db_secret"),
             db_ca_bundle=as_text("db_ca_bundle"),
+            db_max_connections=(
+                None if get("db_max_connections", None) is None else as_number("db_max_connections", 0, int)
+            ),
+            kms_key_arns=as_list("kms_key_arns"),
             vpc_id=as_text("vpc_id"),
+            vpc_cidr=as_text("vpc_cidr"),
             subnet_ids=as_list("subnet_ids"),
             availability_zones=as_list("availability_zones"),
             route_table_ids=as_list("route_table_ids"),
@@ -145,10 +185,21 @@ class StackConfig:
         return config
 
     @property
+    def bundles_ca(self) -> bool:
+        """Whether a CA bundle file goes into the asset (``db_ca_bundle`` set, and not ``"system"``)."""
+        return bool(self.db_ca_bundle) and self.db_ca_bundle != SYSTEM_CAS
+
+    @property
     def ca_bundle_path(self) -> Path:
         """The CA bundle file (``db_ca_bundle`` relative to the repository's top, or absolute)."""
         path = Path(self.db_ca_bundle or "")
         return path if path.is_absolute() else Path(__file__).resolve().parent.parent / path
+
+    @property
+    def peak_connections(self) -> int:
+        """The most connections the three functions can open at once (each container's pool, full)."""
+        total = self.events_max_concurrency + self.work_max_concurrency + SCHEDULE_CONCURRENCY
+        return total * CONNECTIONS_PER_CONTAINER
 
     @property
     def endpoints_to_create(self) -> tuple[str, ...]:
@@ -171,7 +222,21 @@ class StackConfig:
             )
         if self.vpc_id:
             self._validate_network(problems)
-        if self.db_ca_bundle and not self.ca_bundle_path.is_file():
+        pattern = _ID_PATTERNS["kms_key_arns"]
+        for arn in self.kms_key_arns:
+            if not pattern.match(arn):
+                problems.append(
+                    f"kms_key_arns holds {arn!r}, which is not a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID; an alias "
+                    "grants nothing)"
+                )
+        if self.vpc_id and not self.db_ca_bundle:
+            problems.append(
+                "db_ca_bundle is not set: the Lambdas verify the database's certificate, and RDS signs it with its "
+                "own CA; download the RDS global bundle (curl -o infra/certs/rds-global-bundle.pem "
+                "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) and set db_ca_bundle to "
+                'infra/certs/rds-global-bundle.pem, or "system" for a certificate from a public CA'
+            )
+        if self.bundles_ca and not self.ca_bundle_path.is_file():
             problems.append(
                 f"db_ca_bundle={self.db_ca_bundle!r} is not a file: download the RDS global bundle first, e.g. "
                 "curl -o infra/certs/rds-global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
@@ -183,6 +248,16 @@ class StackConfig:
         for name in ("events_max_concurrency", "work_max_concurrency"):
             if not 2 <= getattr(self, name) <= 1000:
                 problems.append(f"{name} must be within 2..1000 (the SQS event source's limits)")
+        if self.db_max_connections is not None and self.peak_connections > self.db_max_connections:
+            problems.append(
+                f"events_max_concurrency + work_max_concurrency + {SCHEDULE_CONCURRENCY} (schedule) = "
+                f"{self.peak_connections // CONNECTIONS_PER_CONTAINER} containers x {CONNECTIONS_PER_CONTAINER} "
+                f"connections each = {self.peak_connections}, above db_max_connections={self.db_max_connections}: "
+                "lower events_max_concurrency or work_max_concurrency, or raise db_max_connections if the database "
+                "has room (SHOW max_connections, less what the portal itself uses)"
+            )
+        if self.db_max_connections is not None and self.db_max_connections < 1:
+            problems.append("db_max_connections must be a positive number of connections")
         if self.inventory_manifest and not self.inventory_manifest.startswith("s3://"):
             problems.append("inventory_manifest must be an s3:// URL")
         if self.alarm_email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", self.alarm_email):
@@ -192,6 +267,8 @@ class StackConfig:
 
     def _validate_network(self, problems: list[str]) -> None:
         for name, pattern in _ID_PATTERNS.items():
+            if name == "kms_key_arns":
+                continue  # checked with or without a VPC
             value = getattr(self, name)
             for item in value if isinstance(value, tuple) else [value] if value else []:
                 if not pattern.match(item):
@@ -208,6 +285,48 @@ class StackConfig:
             )
         if not 1 <= self.db_port <= 65535:
             problems.append("db_port must be a TCP port")
+        if self.vpc_cidr is not None:
+            try:
+                ipaddress.IPv4Network(self.vpc_cidr)
+            except ValueError:
+                problems.append(f"vpc_cidr={self.vpc_cidr!r} is not an IPv4 CIDR block such as 10.0.0.0/16")
+        interface = [e for e in self.endpoints_to_create if e != "s3"]
+        if interface and not self.vpc_cidr:
+            problems.append(
+                f"vpc_cidr is not set: the {' and '.join(interface)} interface endpoints this stack creates take over "
+                "those services' names for the whole VPC (private DNS), so their security group must admit the "
+                "VPC's CIDR (aws ec2 describe-vpcs --vpc-ids VPC --query Vpcs[0].CidrBlock); or list them in "
+                "existing_endpoints, or set vpc_has_nat=true"
+            )
+
+
+def placeholders() -> dict[str, dict[str, str]]:
+    """Each placeholder value of the example files, by key: {key: {value: the example file's name}}."""
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted(EXAMPLES_DIR.glob("*.json")):
+        values = json.loads(path.read_text())
+        for key in PLACEHOLDER_KEYS:
+            value = values.get(key)
+            for item in value if isinstance(value, list) else [value] if value is not None else []:
+                if key.endswith("db_secret") and not str(item).startswith("arn:"):
+                    continue  # a secret's name (the runbook's own) is no placeholder; its example ARN is
+                found.setdefault(key, {})[str(item)] = f"infra/env/examples/{path.name}"
+    return found
+
+
+def refuse_placeholders(app: cdk.App) -> None:
+    """Refuse a context that still holds an example file's placeholder id, naming each key."""
+    known = placeholders()
+    problems = []
+    for key in PLACEHOLDER_KEYS:
+        value = app.node.try_get_context(key)
+        items = value if isinstance(value, list) else str(value).split(",") if value is not None else []
+        for item in items:
+            source = known.get(key, {}).get(str(item).strip())
+            if source:
+                problems.append(f"{key} holds {str(item).strip()!r}, the placeholder of {source}: give your own")
+    if problems:
+        raise ContextError("invalid CDK context: " + "; ".join(problems) + " (README, Deploy, step 1)")
 
 
 def known_keys() -> set[str]:

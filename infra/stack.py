@@ -14,7 +14,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -25,7 +24,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.bundling import CA_BUNDLE_NAME, lambda_code
-from infra.config import StackConfig
+from infra.config import SCHEDULE_CONCURRENCY, StackConfig
 
 NAMESPACE = "AnnotationReconciler"
 SERVICE = "annotation-reconciler"
@@ -35,7 +34,19 @@ WORK_TIMEOUT = Duration.minutes(5)
 SCHEDULE_TIMEOUT = Duration.minutes(15)
 #: AWS asks for a source queue's visibility timeout of at least six times the function's timeout.
 VISIBILITY_FACTOR = 6
-SCHEDULE_RESERVED_CONCURRENCY = 2  # an hourly purge and the daily fan-out may overlap; nothing more
+SCHEDULE_RESERVED_CONCURRENCY = SCHEDULE_CONCURRENCY  # an hourly purge and the daily fan-out may overlap
+#: What Lambda's SQS event source calls with the function's role (AWSLambdaSQSQueueExecutionRole's actions).
+SQS_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+#: What Lambda calls with the function's role to attach it to the VPC (AWSLambdaENIManagementAccess's actions);
+#: EC2 takes no narrower resource for the Describe calls, and Lambda checks them all on "*".
+VPC_ENI = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]
 #: Alarm when a function's longest run passes this share of its timeout.
 DURATION_ALARM_SHARE = 0.8
 EVENTS_QUEUE_AGE_ALARM = Duration.hours(1)
@@ -93,14 +104,49 @@ class ReconcilerStack(cdk.Stack):
         )
 
         self.network = self._network()
-        code = lambda_code(self.config.ca_bundle_path if self.config.db_ca_bundle else None)
+        code = lambda_code(self.config.ca_bundle_path if self.config.bundles_ca else None)
         env = self._environment()
-        self.events_fn = self._function(
-            "EventsFunction", "handle_events", code, env, EVENTS_TIMEOUT, secret=self.events_secret
+        portal_list = self._list_statements(config.bucket_name, prefix, "ListPortalBucket")
+        send_work = iam.PolicyStatement(
+            sid="SendWorkShards", actions=["sqs:SendMessage"], resources=[self.work_queue.queue_arn]
         )
-        self.work_fn = self._function("WorkFunction", "handle_work", code, env, WORK_TIMEOUT)
+        self.events_fn = self._function(
+            "EventsFunction",
+            "handle_events",
+            code,
+            env,
+            EVENTS_TIMEOUT,
+            secret=self.events_secret,
+            statements=[self._consume(self.events_queue)],
+        )
+        self.work_fn = self._function(
+            "WorkFunction",
+            "handle_work",
+            code,
+            env,
+            WORK_TIMEOUT,
+            statements=[self._consume(self.work_queue), send_work, *portal_list],
+        )
+        inventory: list[iam.PolicyStatement] = []
+        if config.inventory_manifest:
+            bucket, _, key = config.inventory_manifest[len("s3://") :].partition("/")
+            inventory = [
+                *self._list_statements(bucket, key, "ListInventory"),
+                iam.PolicyStatement(
+                    sid="ReadInventory",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}*"],
+                ),
+            ]
         self.schedule_fn = self._function(
-            "ScheduleFunction", "handle_schedule", code, env, SCHEDULE_TIMEOUT, memory=1024
+            "ScheduleFunction",
+            "handle_schedule",
+            code,
+            env,
+            SCHEDULE_TIMEOUT,
+            memory=1024,
+            statements=[send_work, *portal_list, *inventory],
+            kms_via=("secretsmanager", "s3") if config.inventory_manifest else ("secretsmanager",),
         )
         self.functions = {"Events": self.events_fn, "Work": self.work_fn, "Schedule": self.schedule_fn}
         if config.reserve_concurrency:
@@ -113,22 +159,22 @@ class ReconcilerStack(cdk.Stack):
                 assert isinstance(fn_resource, lambda_.CfnFunction)
                 fn_resource.reserved_concurrent_executions = reserved
 
-        self.events_fn.add_event_source(
-            sources.SqsEventSource(
-                self.events_queue,
-                batch_size=config.events_batch_size,
-                max_batching_window=window,
-                report_batch_item_failures=True,
-                max_concurrency=config.events_max_concurrency,
-            )
+        # The mappings, not SqsEventSource: its grant adds rights the mapping never uses (GetQueueUrl,
+        # ChangeMessageVisibility); the role's own statement (above) holds exactly what it calls.
+        self.events_mapping = self.events_fn.add_event_source_mapping(
+            "SqsSource",
+            event_source_arn=self.events_queue.queue_arn,
+            batch_size=config.events_batch_size,
+            max_batching_window=window,
+            report_batch_item_failures=True,
+            max_concurrency=config.events_max_concurrency,
         )
-        self.work_fn.add_event_source(
-            sources.SqsEventSource(
-                self.work_queue,
-                batch_size=1,
-                report_batch_item_failures=True,
-                max_concurrency=config.work_max_concurrency,
-            )
+        self.work_mapping = self.work_fn.add_event_source_mapping(
+            "SqsSource",
+            event_source_arn=self.work_queue.queue_arn,
+            batch_size=1,
+            report_batch_item_failures=True,
+            max_concurrency=config.work_max_concurrency,
         )
         self.schedule_rules = {}
         for name, rate, action in (
@@ -149,15 +195,6 @@ class ReconcilerStack(cdk.Stack):
                 ],
             )
 
-        self.secret.grant_read(self.work_fn)
-        self.secret.grant_read(self.schedule_fn)
-        self.events_secret.grant_read(self.events_fn)
-        for fn in (self.work_fn, self.schedule_fn):
-            self._grant_bucket_read(fn, config.bucket_name, prefix)
-            self.work_queue.grant_send_messages(fn)
-        if config.inventory_manifest:
-            bucket, _, key = config.inventory_manifest[len("s3://") :].partition("/")
-            self._grant_bucket_read(self.schedule_fn, bucket, key)
         self.alarm_topic, self.alarms = self._alarms()
         self.dashboard = self._dashboard()
         self._suppressions()
@@ -266,10 +303,16 @@ class ReconcilerStack(cdk.Stack):
                 self,
                 "EndpointSecurityGroup",
                 vpc=vpc,
-                description="annotation-reconciler interface endpoints: HTTPS from the Lambdas only",
+                description="annotation-reconciler interface endpoints: HTTPS from the whole VPC (their private DNS "
+                "answers for every workload in it)",
                 allow_all_outbound=False,
             )
-            endpoint_group.add_ingress_rule(group, ec2.Port.tcp(443), "HTTPS from the annotation-reconciler Lambdas")
+            # Private DNS makes these endpoints the answer to sqs./secretsmanager.REGION.amazonaws.com for the
+            # whole VPC: admitting only the Lambdas would cut every other workload in it off those services.
+            assert c.vpc_cidr is not None  # StackConfig.validate requires it when interface endpoints are made
+            endpoint_group.add_ingress_rule(
+                ec2.Peer.ipv4(c.vpc_cidr), ec2.Port.tcp(443), "HTTPS from the VPC (private DNS serves all of it)"
+            )
             for name, service in interface:
                 self.endpoints[name] = ec2.InterfaceVpcEndpoint(
                     self,
@@ -299,7 +342,7 @@ class ReconcilerStack(cdk.Stack):
         }
         if c.inventory_manifest:
             env["RECONCILER_INVENTORY_MANIFEST"] = c.inventory_manifest
-        if c.db_ca_bundle:  # the database's certificate is verified against it (a private CA such as RDS's)
+        if c.bundles_ca:  # the database's certificate is verified against it (a private CA such as RDS's)
             env["RECONCILER_DB_CA_BUNDLE"] = f"/var/task/{CA_BUNDLE_NAME}"
         return {k: v for k, v in env.items() if v != ""}
 
@@ -313,6 +356,8 @@ class ReconcilerStack(cdk.Stack):
         *,
         memory: int = 512,
         secret: secretsmanager.ISecret | None = None,
+        statements: list[iam.PolicyStatement],
+        kms_via: tuple[str, ...] = ("secretsmanager",),
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -320,8 +365,20 @@ class ReconcilerStack(cdk.Stack):
             retention=_retention(self.config.log_retention_days),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        if secret is not None:
+        secret = secret or self.secret
+        if secret is not self.secret:
             env = {**env, "RECONCILER_DB_SECRET_ARN": secret.secret_arn}
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"annotation-reconciler {name}: exactly the calls its code (and Lambda on its behalf) makes",
+            inline_policies={
+                "Execution": iam.PolicyDocument(
+                    statements=self._execution_statements(log_group, secret, kms_via) + statements
+                )
+            },
+        )
         fn = lambda_.Function(
             self,
             name,
@@ -332,6 +389,7 @@ class ReconcilerStack(cdk.Stack):
             timeout=timeout,
             memory_size=memory,
             environment=env,
+            role=role,
             # Lambda records each invocation's segment itself; the bundle has no X-Ray SDK, so the
             # functions send nothing to X-Ray from the VPC and need no X-Ray endpoint.
             tracing=lambda_.Tracing.ACTIVE,
@@ -342,14 +400,66 @@ class ReconcilerStack(cdk.Stack):
             fn.node.add_dependency(endpoint)  # no cold start before the endpoints exist
         return fn
 
-    def _grant_bucket_read(self, fn: lambda_.Function, bucket: str, prefix: str) -> None:
-        """ListBucket on the bucket (only under the prefix) and GetObject under the prefix; nothing else on S3."""
-        arn = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"
-        list_statement = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[arn])
+    def _execution_statements(
+        self, log_group: logs.LogGroup, secret: secretsmanager.ISecret, kms_via: tuple[str, ...]
+    ) -> list[iam.PolicyStatement]:
+        """What every function needs: its own log group (no logs:* on *), its secret's value (no DescribeSecret),
+        the VPC's network interfaces, and kms:Decrypt on exactly the keys named, through the services named."""
+        statements = [
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadDatabaseSecret",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[self._secret_resource(secret)],
+            ),
+        ]
+        if self.config.vpc_id:
+            statements.append(iam.PolicyStatement(sid="AttachToVpc", actions=VPC_ENI, resources=["*"]))
+        if self.config.kms_key_arns:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="DecryptWithCustomerKeys",
+                    actions=["kms:Decrypt"],
+                    resources=list(self.config.kms_key_arns),
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": [f"{service}.{cdk.Aws.REGION}.amazonaws.com" for service in kms_via]
+                        }
+                    },
+                )
+            )
+        return statements
+
+    def _secret_resource(self, secret: secretsmanager.ISecret) -> str:
+        """The secret's ARN; for a secret named without its ARN, the ``-??????`` pattern of its random suffix."""
+        name = self._secret_name(secret)
+        if name.startswith("arn:"):
+            return name
+        return f"arn:{cdk.Aws.PARTITION}:secretsmanager:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:secret:{name}-??????"
+
+    def _secret_name(self, secret: secretsmanager.ISecret) -> str:
+        if secret is self.events_secret and secret is not self.secret and self.config.events_db_secret:
+            return self.config.events_db_secret
+        return self.config.db_secret
+
+    @staticmethod
+    def _consume(queue: sqs.Queue) -> iam.PolicyStatement:
+        return iam.PolicyStatement(sid="ConsumeOwnQueue", actions=SQS_CONSUME, resources=[queue.queue_arn])
+
+    @staticmethod
+    def _list_statements(bucket: str, prefix: str, sid: str) -> list[iam.PolicyStatement]:
+        """ListBucket on ``bucket``, only under ``prefix`` when one is given. The portal bucket gets nothing else:
+        the code only lists it (a LIST proves a key absent; no object is ever read)."""
+        statement = iam.PolicyStatement(
+            sid=sid, actions=["s3:ListBucket"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"]
+        )
         if prefix:
-            list_statement.add_condition("StringLike", {"s3:prefix": [f"{prefix}*"]})
-        fn.add_to_role_policy(list_statement)
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{arn}/{prefix}*"]))
+            statement.add_condition("StringLike", {"s3:prefix": [f"{prefix}*"]})
+        return [statement]
 
     # --- alarms and the dashboard -------------------------------------------------------------
 
@@ -554,7 +664,15 @@ class ReconcilerStack(cdk.Stack):
         values: dict[str, tuple[str, str]] = {
             "EventsFunctionName": (self.events_fn.function_name, "the events Lambda"),
             "WorkFunctionName": (self.work_fn.function_name, "the work Lambda"),
-            "ScheduleFunctionName": (self.schedule_fn.function_name, "the schedule Lambda: purge and reconcile"),
+            "ScheduleFunctionName": (self.schedule_fn.function_name, "the schedule Lambda (purge, reconcile)"),
+            "EventsSourceMappingId": (
+                self.events_mapping.event_source_mapping_id,
+                "aws lambda update-event-source-mapping --uuid ... --no-enabled pauses the events Lambda",
+            ),
+            "WorkSourceMappingId": (
+                self.work_mapping.event_source_mapping_id,
+                "aws lambda update-event-source-mapping --uuid ... --no-enabled pauses the work Lambda",
+            ),
             "EventsQueueUrl": (self.events_queue.queue_url, "the events queue"),
             "EventsQueueArn": (self.events_queue.queue_arn, "redrive target of ObjectRuleDlq"),
             "WorkQueueUrl": (self.work_queue.queue_url, "the work queue"),
@@ -584,71 +702,79 @@ class ReconcilerStack(cdk.Stack):
     # --- cdk-nag ------------------------------------------------------------------------------
 
     def _suppressions(self) -> None:
-        """Each finding is suppressed on the resource it concerns, and wildcard findings only for the
-        exact wildcard (``applies_to``): a new wildcard anywhere fails the synth."""
+        """Each finding is suppressed on the resource it concerns, for the exact wildcard (``applies_to``) and with a
+        reason that names the resource: a new wildcard anywhere fails the synth."""
         partition = "<AWS::Partition>"
-        managed = [
-            f"Policy::arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-            f"Policy::arn:{partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-        ]
-        prefix = self.config.key_prefix
-        bucket_objects = f"Resource::arn:{partition}:s3:::{self.config.bucket_name}/{prefix}*"
-        wildcards: dict[lambda_.Function, list[str]] = {
-            self.events_fn: ["Resource::*"],
-            self.work_fn: ["Resource::*", bucket_objects],
-            self.schedule_fn: ["Resource::*", bucket_objects],
-        }
-        if self.config.inventory_manifest:
-            bucket, _, key = self.config.inventory_manifest[len("s3://") :].partition("/")
-            wildcards[self.schedule_fn].append(f"Resource::arn:{partition}:s3:::{bucket}/{key}*")
-        for fn, resources in wildcards.items():
-            secret_wildcards = [
-                f"Resource::{s}"
-                for s in self._secret_wildcards(self.events_secret if fn is self.events_fn else self.secret)
-            ]
+        for name, fn in (
+            ("EventsFunction", self.events_fn),
+            ("WorkFunction", self.work_fn),
+            ("ScheduleFunction", self.schedule_fn),
+        ):
+            secret = self._secret_name(self.events_secret if fn is self.events_fn else self.secret)
+            star = "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) take no resource"
+            if self.config.vpc_id:
+                star += (
+                    ", nor do the network-interface actions Lambda calls to attach it to the VPC ("
+                    + ", ".join(VPC_ENI)
+                    + ")"
+                )
+            wildcards = [("Resource::*", f"{name}'s role: {star}; tests/infra compare every statement with a table.")]
+            if not secret.startswith("arn:"):
+                wildcards.append(
+                    (
+                        f"Resource::arn:{partition}:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{secret}-??????",
+                        f"{name}'s role: the secret {secret} is named without its ARN, so GetSecretValue matches its "
+                        "random six-character suffix (-??????); give the full ARN in db_secret to drop this.",
+                    )
+                )
+            if fn is self.schedule_fn and self.config.inventory_manifest:
+                bucket, _, key = self.config.inventory_manifest[len("s3://") :].partition("/")
+                wildcards.append(
+                    (
+                        f"Resource::arn:{partition}:s3:::{bucket}/{key}*",
+                        f"{name}'s role: s3:GetObject under s3://{bucket}/{key}, where S3 Inventory writes its "
+                        "dated manifests and data files (inventory_manifest); nothing else is read.",
+                    )
+                )
             role = fn.role
             assert role is not None
             NagSuppressions.add_resource_suppressions(
                 role,
-                [
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM4",
-                        reason="AWSLambdaBasicExecutionRole / AWSLambdaVPCAccessExecutionRole are the scoped AWS "
-                        "policies for writing logs and attaching ENIs; nothing else is managed.",
-                        applies_to=managed,
-                    ),
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM5",
-                        reason="X-Ray's PutTraceSegments/PutTelemetryRecords take no resource (Resource::*, and "
-                        "tests/infra check that only X-Ray actions use it), s3:GetObject covers object keys under "
-                        "the configured prefix, and a secret named without its ARN is matched with its random "
-                        "suffix (-??????).",
-                        applies_to=resources + secret_wildcards,
-                    ),
-                ],
-                apply_to_children=True,  # the role's default policy holds the statements
+                [NagPackSuppression(id="AwsSolutions-IAM5", reason=why, applies_to=[w]) for w, why in wildcards],
+                apply_to_children=True,  # the X-Ray statements are in the role's default policy
             )
             NagSuppressions.add_resource_suppressions(
                 fn,
                 [
                     NagPackSuppression(
                         id="AwsSolutions-L1",
-                        reason="Pinned to python3.12, the runtime the package and its bundled wheels are built and "
-                        "tested for; upgraded deliberately, not by default.",
+                        reason=f"{name}: pinned to python3.12, the runtime the package and its bundled wheels are "
+                        "built and tested for; upgraded deliberately, not by default.",
                     )
                 ],
             )
-        for queue in (self.events_dlq, self.work_dlq, self.object_rule_dlq, self.schedule_dlq):
+        for name, queue, of in (
+            ("EventsDlq", self.events_dlq, "the events queue's"),
+            ("WorkDlq", self.work_dlq, "the work queue's"),
+            ("ObjectRuleDlq", self.object_rule_dlq, "the ObjectChanges rule's"),
+            ("ScheduleDlq", self.schedule_dlq, "the schedule rules'"),
+        ):
             NagSuppressions.add_resource_suppressions(
-                queue, [NagPackSuppression(id="AwsSolutions-SQS3", reason="A dead-letter queue has no DLQ itself.")]
+                queue,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-SQS3",
+                        reason=f"{name} is {of} dead-letter queue: a dead-letter queue has none itself.",
+                    )
+                ],
             )
         NagSuppressions.add_resource_suppressions(
             self.alarm_topic,
             [
                 NagPackSuppression(
                     id="AwsSolutions-SNS2",
-                    reason="Alarm notifications carry no data; SSE would need a customer managed key whose policy "
-                    "admits CloudWatch, which alarm state changes do not warrant.",
+                    reason="AlarmTopic: alarm notifications carry no data; SSE would need a customer managed key "
+                    "whose policy admits CloudWatch, which alarm state changes do not warrant.",
                 )
             ],
         )
@@ -658,19 +784,11 @@ class ReconcilerStack(cdk.Stack):
                 [
                     NagPackSuppression(
                         id="AwsSolutions-S1",
-                        reason="owned_bucket is for sandboxes and tests; the portal's bucket is imported, "
-                        "never created, and keeps its own logging.",
+                        reason=f"Bucket {self.config.bucket_name}: owned_bucket is for sandboxes and tests; the "
+                        "portal's bucket is imported, never created, and keeps its own logging.",
                     )
                 ],
             )
-
-    def _secret_wildcards(self, secret: secretsmanager.ISecret) -> list[str]:
-        """The ``-??????`` ARN pattern IAM uses for a secret imported by name."""
-        if secret.secret_full_arn is not None:
-            return []
-        name = self.config.events_db_secret if secret is self.events_secret and secret is not self.secret else None
-        name = name or self.config.db_secret
-        return [f"arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"]
 
 
 RETENTION = {

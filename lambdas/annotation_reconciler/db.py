@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import ssl
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +26,8 @@ READ_TIMEOUT = 300
 #: How long a secret read from Secrets Manager is reused before it is read again (seconds).
 SECRET_MAX_AGE = 300
 CA_BUNDLE_ENV = "RECONCILER_DB_CA_BUNDLE"
+#: The name the database's certificate must carry when the URL's host is not it (``localhost`` through a tunnel).
+TLS_SERVER_NAME_ENV = "RECONCILER_DB_TLS_SERVER_NAME"
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Every session's name lookup: no schema a less-trusted role may write (the ledger's are never on it).
@@ -106,6 +110,83 @@ def normalize_url(raw: str) -> URL:
     return url
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+#: libpq's TLS and addressing parameters, which pg8000 does not take (it would fail with a TypeError).
+_LIBPQ_REFUSED = frozenset(
+    {
+        "hostaddr",
+        "requiressl",
+        "sslcert",
+        "sslcertmode",
+        "sslcompression",
+        "sslcrl",
+        "sslcrldir",
+        "sslkey",
+        "sslnegotiation",
+        "sslpassword",
+        "sslsni",
+        "ssl_max_protocol_version",
+        "ssl_min_protocol_version",
+    }
+)
+_TLS_HELP = (
+    f"annotation-reconciler always verifies the server's certificate chain and name (libpq's verify-full) for a "
+    f"host other than localhost: give the CA bundle with {CA_BUNDLE_ENV} (or sslrootcert=PATH), and when "
+    f"connecting through a tunnel to localhost, the database's real host name with {TLS_SERVER_NAME_ENV} "
+    "(--db-tls-server-name)"
+)
+
+
+@dataclass(frozen=True)
+class UrlTls:
+    """What libpq's ``sslmode``/``sslrootcert`` in a URL ask for: verified TLS whatever the host, against a bundle
+    (``None``: the system's CAs)."""
+
+    required: bool = False
+    root_cert: str | None = None
+
+
+def split_tls_parameters(url: URL) -> tuple[URL, UrlTls]:
+    """``url`` without libpq's TLS parameters, and what they asked for.
+
+    ``sslmode=verify-full`` and ``sslrootcert=PATH`` (or ``system``) are understood; any other ``sslmode`` (which
+    would verify less, or nothing) and libpq's other TLS parameters are refused, naming what to use instead::
+
+        >>> split_tls_parameters(normalize_url("postgresql://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem"))[1]
+        UrlTls(required=True, root_cert='/ca.pem')
+    """
+    query = dict(url.query)
+    mode = query.pop("sslmode", None)
+    root = query.pop("sslrootcert", None)
+    for name, value in (("sslmode", mode), ("sslrootcert", root)):
+        if isinstance(value, tuple):
+            raise DatabaseUrlError(f"the database URL gives {name} more than once: give it once")
+    refused = sorted(set(query) & _LIBPQ_REFUSED)
+    if refused:
+        raise DatabaseUrlError(
+            f"the database URL sets {', '.join(refused)}, which annotation-reconciler does not take: {_TLS_HELP}"
+        )
+    if mode is not None and mode != "verify-full":
+        raise DatabaseUrlError(
+            f"the database URL sets sslmode={mode}, which would verify less than the reconciler requires: remove it "
+            f"or write sslmode=verify-full; {_TLS_HELP}"
+        )
+    root_cert = None if root in (None, "", "system") else str(root)
+    tls = UrlTls(required=mode is not None or root is not None, root_cert=root_cert)
+    return url.set(query=query), tls
+
+
+def check_server_name(name: str, source: str = TLS_SERVER_NAME_ENV) -> str:
+    """``name`` if it is a DNS host name (what the certificate must name); else a :class:`DatabaseUrlError`."""
+    if not _HOST_NAME.match(name):
+        raise DatabaseUrlError(
+            f"{source}={name!r} is not a host name: give the database's own DNS name, as its certificate names it "
+            "(e.g. the RDS endpoint portal.cluster-abc.us-west-2.rds.amazonaws.com), without scheme or port"
+        )
+    return name
+
+
 def url_from_secret(secret: dict[str, Any]) -> URL:
     """Build a URL from an RDS-style Secrets Manager secret (username, password, host, port, dbname)."""
     missing = [k for k in ("username", "password", "host") if not secret.get(k)]
@@ -173,20 +254,43 @@ def is_local_host(host: str | None) -> bool:
     return host is None or host.startswith("/") or host in LOCAL_HOSTS
 
 
-def tls_context(host: str | None, ca_bundle: str | None) -> ssl.SSLContext | bool:
-    """The ``ssl_context`` pg8000 gets: verified TLS (certificate and host name) for every host but a local one
-    without a CA bundle, which is plain text (``False``: pg8000 neither tries TLS nor falls back)."""
-    if ca_bundle:
-        try:
-            return ssl.create_default_context(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise DatabaseUrlError(
-                f"{CA_BUNDLE_ENV}={ca_bundle!r} is not a readable PEM CA bundle ({exc}): "
-                f"download it, e.g. {RDS_CA_BUNDLE_URL}"
-            ) from None
-    if is_local_host(host):
+class _NamedServerContext(ssl.SSLContext):
+    """An ``SSLContext`` that checks the certificate against :attr:`server_name` (and sends it as SNI), whatever
+    host the socket reached: pg8000 passes the URL's host, which is ``localhost`` through a tunnel."""
+
+    server_name: str = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["server_hostname"] = self.server_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def tls_context(
+    host: str | None, ca_bundle: str | None, *, server_name: str | None = None, required: bool = False
+) -> ssl.SSLContext | bool:
+    """The ``ssl_context`` pg8000 gets: verified TLS (certificate and host name) for every host but a local one,
+    which is plain text (``False``: pg8000 neither tries TLS nor falls back) unless a CA bundle or a server name is
+    given or TLS is ``required``. ``server_name`` is the name the certificate must carry instead of ``host``."""
+    if not (ca_bundle or server_name or required) and is_local_host(host):
         return False
-    return ssl.create_default_context()  # the system's CAs; CERT_REQUIRED and check_hostname are its defaults
+    context: ssl.SSLContext
+    try:
+        if server_name:
+            context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
+            context.server_name = check_server_name(server_name)
+            context.verify_flags = ssl.create_default_context().verify_flags
+            if ca_bundle:
+                context.load_verify_locations(cafile=ca_bundle)
+            else:
+                context.load_default_certs()
+        else:  # only the bundle's CAs when one is given (no public CA signs a private database), else the system's
+            context = ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise DatabaseUrlError(
+            f"{CA_BUNDLE_ENV}={ca_bundle!r} is not a readable PEM CA bundle ({exc}): "
+            f"download it, e.g. {RDS_CA_BUNDLE_URL}"
+        ) from None
+    return context
 
 
 def connection_failure(exc: BaseException, url: URL) -> str:
@@ -203,7 +307,8 @@ def connection_failure(exc: BaseException, url: URL) -> str:
         return (
             f"the database server at {where} failed TLS verification ({detail[:200]}): set {CA_BUNDLE_ENV} to the "
             f"CA bundle that signed its certificate (for RDS: {RDS_CA_BUNDLE_URL}) and connect by the host name "
-            "the certificate names"
+            f"the certificate names; through a tunnel to localhost, set {TLS_SERVER_NAME_ENV} "
+            "(--db-tls-server-name) to the database's real host name"
         )
     if "Server refuses SSL" in text_:
         return (
@@ -231,6 +336,7 @@ def make_engine(
     echo: bool = False,
     pre_ping: bool = True,
     ca_bundle: str | None = None,
+    server_name: str | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> Engine:
     """Create an engine for ``url`` (validated); small pool, pre-ping (connections idle between Lambda
@@ -242,11 +348,22 @@ def make_engine(
 
     TLS: a host other than localhost gets verified TLS (certificate chain and host name) against
     ``ca_bundle`` (default ``$RECONCILER_DB_CA_BUNDLE``, else the system's CAs) and is refused in plain
-    text; a local host is plain text unless a CA bundle is given. Connecting gives up after
+    text; a local host is plain text unless a CA bundle or a server name is given. ``server_name`` (default
+    ``$RECONCILER_DB_TLS_SERVER_NAME``) is the name the certificate is checked against instead of the URL's host
+    (``localhost`` through a tunnel). libpq's ``sslmode=verify-full`` and ``sslrootcert`` in the URL are
+    understood, weaker modes refused (:func:`split_tls_parameters`). Connecting gives up after
     ``connect_timeout`` seconds, a statement's read after :data:`READ_TIMEOUT`.
     """
-    parsed = normalize_url(url) if isinstance(url, str) else url
+    parsed, url_tls = split_tls_parameters(normalize_url(url) if isinstance(url, str) else url)
     bundle = ca_bundle or os.environ.get(CA_BUNDLE_ENV, "").strip() or None
+    if url_tls.root_cert and bundle and os.path.abspath(url_tls.root_cert) != os.path.abspath(bundle):
+        raise DatabaseUrlError(
+            f"the database URL's sslrootcert={url_tls.root_cert!r} contradicts {CA_BUNDLE_ENV}={bundle!r}: "
+            "give the CA bundle in one place"
+        )
+    bundle = url_tls.root_cert or bundle
+    name = server_name or os.environ.get(TLS_SERVER_NAME_ENV, "").strip() or None
+    ssl_context = tls_context(parsed.host, bundle, server_name=name, required=url_tls.required)
     engine = create_engine(
         parsed,
         pool_size=pool_size,
@@ -254,7 +371,7 @@ def make_engine(
         pool_pre_ping=pre_ping,
         pool_recycle=300,
         echo=echo,
-        connect_args={"ssl_context": tls_context(parsed.host, bundle), "timeout": connect_timeout},
+        connect_args={"ssl_context": ssl_context, "timeout": connect_timeout},
     )
 
     @event.listens_for(engine, "connect")

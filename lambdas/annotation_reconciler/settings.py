@@ -33,7 +33,7 @@ DEFAULT_S3_CONCURRENCY = 32
 MAX_S3_CONCURRENCY = 128
 #: An S3 Inventory report older than this many hours is refused (AWS writes one a day).
 DEFAULT_INVENTORY_MAX_AGE_HOURS = 48.0
-#: the mass-deletion guard shipped in settings and in infra/env/*.json
+#: the mass-deletion guard shipped in settings and in infra/env/examples/*.json
 DEFAULT_MAX_PURGE_FRACTION = 0.1
 #: The most accepted: a week-old report would leave a week of lost events unseen.
 MAX_INVENTORY_AGE_HOURS = 168
@@ -77,6 +77,7 @@ class Settings:
     resurrection_days: float = 30.0
     importer_cleanup: bool = True
     db_ca_bundle: str | None = None
+    db_tls_server_name: str | None = None
     s3_concurrency: int = DEFAULT_S3_CONCURRENCY
     inventory_max_age_hours: float = DEFAULT_INVENTORY_MAX_AGE_HOURS
 
@@ -111,6 +112,7 @@ class Settings:
             "work_queue_url": self.work_queue_url,
             "inventory_manifest": self.inventory_manifest,
             "db_ca_bundle": self.db_ca_bundle,
+            "db_tls_server_name": self.db_tls_server_name,
             "s3_concurrency": self.s3_concurrency,
             "inventory_max_age_hours": self.inventory_max_age_hours,
         }
@@ -217,6 +219,14 @@ class Settings:
                 "that sign the database's certificate (for RDS: "
                 "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"
             )
+        server_name = env.get("RECONCILER_DB_TLS_SERVER_NAME", "").strip() or None
+        if server_name:
+            from annotation_reconciler.db import check_server_name
+
+            try:
+                check_server_name(server_name)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise SettingsError(problems)
         return cls(
@@ -234,6 +244,7 @@ class Settings:
             resurrection_days=resurrection_days,
             importer_cleanup=importer_cleanup,
             db_ca_bundle=ca_bundle,
+            db_tls_server_name=server_name,
             s3_concurrency=s3_concurrency,
             inventory_max_age_hours=max_age,
         )

@@ -15,6 +15,8 @@ for _name in ("DEPRECATED_NODE_VERSION", "END_OF_LIFE_NODE_VERSION", "UNTESTED_N
 CONTEXT = {
     "aws:cdk:bundling-stacks": [],  # skip bundling here; test_bundling.py bundles for real
     "vpc_id": "vpc-0123456789abcdef0",
+    "vpc_cidr": "10.0.0.0/16",
+    "db_ca_bundle": "system",
     "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
     "availability_zones": ["us-west-2a", "us-west-2b"],
     "route_table_ids": ["rtb-0aaaaaaaaaaaaaaaa", "rtb-0bbbbbbbbbbbbbbbb"],

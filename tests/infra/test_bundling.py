@@ -80,20 +80,44 @@ def test_cdk_cli_synthesizes_offline(tmp_path: Path) -> None:
     env = {**os.environ, "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead}
     env.pop("NO_PROXY", None)
     env.pop("no_proxy", None)
-    args = f"-o {tmp_path}"
+    # ENV=none: every setting from -c (the example files' placeholder ids would be refused)
+    context = {
+        "stack_name": "AnnotationReconciler-ci",
+        "vpc_id": "vpc-0123456789abcdef0",
+        "vpc_cidr": "10.0.0.0/16",
+        "subnet_ids": "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb",
+        "availability_zones": "us-west-2a,us-west-2b",
+        "route_table_ids": "rtb-0aaaaaaaaaaaaaaaa,rtb-0bbbbbbbbbbbbbbbb",
+        "db_ca_bundle": "system",
+    }
+    args = f"-o {tmp_path} " + " ".join(f"-c {k}={v}" for k, v in context.items())
+    # whatever Node this machine has (test_toolchain.py checks that make refuses the ones jsii does not support)
+    node = subprocess.run(["node", "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True)
+    nodes = f"NODE_VERSIONS={node.stdout.strip()}"
     done = subprocess.run(
-        ["make", "-s", "synth", f"CDK_ARGS={args}"], cwd=root, capture_output=True, text=True, env=env, timeout=300
+        ["make", "-s", "synth", "ENV=none", nodes, f"CDK_ARGS={args}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    # without ENV, make synth reads infra/env/staging.json
-    template = json.loads((tmp_path / "AnnotationReconciler-staging.template.json").read_text())
+    template = json.loads((tmp_path / "AnnotationReconciler-ci.template.json").read_text())
     handlers = sorted(
         r["Properties"]["Handler"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
     )
     assert handlers == [f"annotation_reconciler.handlers.handle_{n}" for n in ("events", "schedule", "work")]
+    # without ENV, make synth names what it needs instead of guessing
+    unnamed = subprocess.run(["make", "-s", "synth"], cwd=root, capture_output=True, text=True, env=env)
+    assert unnamed.returncode != 0 and "make synth needs ENV=" in unnamed.stdout + unnamed.stderr
     # ENV=none: no file, and without a VPC the synth is refused with a message that names it
     refused = subprocess.run(
-        ["make", "-s", "synth", "ENV=none", f"CDK_ARGS={args}"], cwd=root, capture_output=True, text=True, env=env
+        ["make", "-s", "synth", "ENV=none", nodes, f"CDK_ARGS=-o {tmp_path}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert refused.returncode != 0 and "vpc_id is not set" in refused.stderr
 

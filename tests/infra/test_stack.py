@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,32 +103,142 @@ def test_endpoints_for_s3_sqs_and_secrets_manager(template: Any) -> None:
         assert props["VpcEndpointType"] == "Interface" and props["PrivateDnsEnabled"] is True
         assert props["SubnetIds"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
         assert props["SecurityGroupIds"] == [{"Fn::GetAtt": [endpoint_group, "GroupId"]}]
-    # the endpoints admit HTTPS from the Lambdas' group, nothing else
-    ingress = [
-        r["Properties"]
+    # private DNS answers for the whole VPC: the endpoints admit HTTPS from its CIDR, so no other workload is cut off
+    ingress = groups[endpoint_group]["Properties"]["SecurityGroupIngress"]
+    assert [(i["IpProtocol"], i["FromPort"], i["ToPort"], i["CidrIp"]) for i in ingress] == [
+        ("tcp", 443, 443, "10.0.0.0/16")
+    ]
+    assert not [
+        r
         for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [endpoint_group, "GroupId"]}
     ]
-    assert [(i["FromPort"], i["SourceSecurityGroupId"]["Fn::GetAtt"][0][:19]) for i in ingress] == [
-        (443, "LambdaSecurityGroup")
-    ]
-    assert "SecurityGroupIngress" not in groups[endpoint_group]["Properties"]
 
 
-def test_iam_grants_no_s3_write_or_delete_and_scopes_reads(template: Any) -> None:
-    actions: list[str] = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            actions += listed
-            if any(a.startswith("s3:") for a in listed):
-                assert statement["Effect"] == "Allow" and set(listed) <= {"s3:ListBucket", "s3:GetObject"}
-            if statement["Resource"] == "*":  # the one wildcard cdk-nag's Resource::* suppression covers
-                assert set(listed) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    s3_actions = {a for a in actions if a.startswith("s3:")}
-    assert s3_actions == {"s3:ListBucket", "s3:GetObject"}
-    assert not [a for a in actions if a.startswith(("s3:Delete", "s3:Put")) or a in ("s3:*", "*")]
-    assert "sqs:SendMessage" in actions and "secretsmanager:GetSecretValue" in actions
+def render(value: Any) -> Any:
+    """A template value as text: ``${Logical.Attr}`` for GetAtt, ``${Logical}`` for Ref (logical ids without their
+    hash), Fn::Join joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [render(v) for v in value]
+    if "Ref" in value:
+        return "${" + re.sub(r"[0-9A-F]{8}$", "", value["Ref"]) + "}"
+    if "Fn::GetAtt" in value:
+        logical, attribute = value["Fn::GetAtt"]
+        return "${" + re.sub(r"[0-9A-F]{8}$", "", logical) + "." + attribute + "}"
+    if "Fn::Join" in value:
+        return "".join(render(v) for v in value["Fn::Join"][1])
+    raise AssertionError(f"unexpected template value {value}")
+
+
+Statement = tuple[tuple[str, ...], tuple[str, ...], str]
+
+
+def statements_by_function(template: Any) -> dict[str, set[Statement]]:
+    """Every Allow statement each function's role holds (inline and attached policies), normalized."""
+    roles = resources(template, "AWS::IAM::Role")
+    attached = resources(template, "AWS::IAM::Policy")
+    found: dict[str, set[Statement]] = {}
+    for name, fn in by_handler(template).items():
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert "ManagedPolicyArns" not in roles[role]["Properties"], name  # no managed policy (logs:* on *)
+        documents = [p["PolicyDocument"] for p in roles[role]["Properties"].get("Policies", [])]
+        documents += [
+            p["Properties"]["PolicyDocument"] for p in attached.values() if {"Ref": role} in p["Properties"]["Roles"]
+        ]
+        found[name] = set()
+        for document in documents:
+            for st in document["Statement"]:
+                assert st["Effect"] == "Allow"
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                listed = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                condition = json.dumps(render_condition(st.get("Condition", {})), sort_keys=True)
+                found[name].add((tuple(sorted(actions)), tuple(sorted(render(r) for r in listed)), condition))
+    return found
+
+
+def render_condition(condition: dict[str, Any]) -> dict[str, Any]:
+    return {op: {k: render(v) for k, v in tests.items()} for op, tests in condition.items()}
+
+
+LOGS = ("logs:CreateLogStream", "logs:PutLogEvents")
+ENI = tuple(
+    sorted(
+        [
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ]
+    )
+)
+XRAY = ("xray:PutTelemetryRecords", "xray:PutTraceSegments")
+CONSUME = ("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage")
+SECRET = "arn:aws:secretsmanager:us-west-2:123456789012:secret:portal-db-AbCdEf"
+PORTAL = "arn:${AWS::Partition}:s3:::cryoet-data-portal-public"
+INVENTORY = "arn:${AWS::Partition}:s3:::portal-inventory"
+
+
+def expected(*rows: tuple[tuple[str, ...], str, dict[str, Any] | None]) -> set[Statement]:
+    return {(tuple(sorted(a)), (r,), json.dumps(c or {}, sort_keys=True)) for a, r, c in rows}
+
+
+#: Every statement of every function: what its code calls (and Lambda with its role), on its own resources.
+EXPECTED_STATEMENTS = {
+    "events": expected(
+        (LOGS, "${EventsFunctionLogs.Arn}", None),
+        (("secretsmanager:GetSecretValue",), SECRET, None),
+        (CONSUME, "${EventsQueue.Arn}", None),
+        (ENI, "*", None),
+        (XRAY, "*", None),
+    ),
+    "work": expected(
+        (LOGS, "${WorkFunctionLogs.Arn}", None),
+        (("secretsmanager:GetSecretValue",), SECRET, None),
+        (CONSUME, "${WorkQueue.Arn}", None),
+        (("sqs:SendMessage",), "${WorkQueue.Arn}", None),
+        (("s3:ListBucket",), PORTAL, None),
+        (ENI, "*", None),
+        (XRAY, "*", None),
+    ),
+    "schedule": expected(
+        (LOGS, "${ScheduleFunctionLogs.Arn}", None),
+        (("secretsmanager:GetSecretValue",), SECRET, None),
+        (("sqs:SendMessage",), "${WorkQueue.Arn}", None),
+        (("s3:ListBucket",), PORTAL, None),
+        (("s3:ListBucket",), INVENTORY, {"StringLike": {"s3:prefix": ["cryoet-data-portal-public/daily/*"]}}),
+        (("s3:GetObject",), f"{INVENTORY}/cryoet-data-portal-public/daily/*", None),
+        (ENI, "*", None),
+        (XRAY, "*", None),
+    ),
+}
+
+
+def test_each_function_holds_exactly_the_statements_of_the_table(template: Any) -> None:
+    """No s3:GetObject on the portal bucket (the code only lists it), no DescribeSecret, no logs on *, no KMS
+    without kms_key_arns, no ChangeMessageVisibility or GetQueueUrl: the policies are the table, nothing more."""
+    found = statements_by_function(template)
+    for name, rows in EXPECTED_STATEMENTS.items():
+        assert found[name] == rows, (name, found[name] - rows, rows - found[name])
+
+
+def test_the_portal_bucket_is_only_listed_by_the_code(template: Any) -> None:
+    """The table above gives the portal bucket ListBucket only: that holds only while the Lambdas' code reads no
+    object of it. Every GetObject call in the package is in the inventory reader (the inventory's bucket)."""
+    package = Path(__file__).resolve().parents[2] / "lambdas" / "annotation_reconciler"
+    readers = set()
+    for path in package.rglob("*.py"):
+        if "local" in path.parts or "db_import" in path.parts or path.parts[-2] == "cli":
+            continue  # operators' and test tools, never in a Lambda's path
+        text = path.read_text()
+        if re.search(r"\.get_object\(|get_json\(|get_bytes\(|head_object\(", text):
+            readers.add(path.relative_to(package).as_posix())
+    assert readers == {"storage/inventory.py", "storage/s3.py"}, readers
+    inventory = (package / "storage" / "inventory.py").read_text()
+    assert "S3Storage(client, location.bucket)" in inventory and "manifest.destination_bucket" in inventory
 
 
 def test_event_rule_only_matches_annotation_keys(template: Any) -> None:
@@ -306,16 +417,19 @@ def test_cdk_nag_aws_solutions_passes_with_narrow_suppressions(
         for s in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
     ]
     assert {s["id"] for s in suppressions} == {
-        "AwsSolutions-IAM4",
         "AwsSolutions-IAM5",
         "AwsSolutions-L1",
         "AwsSolutions-SQS3",
         "AwsSolutions-SNS2",
     }
     assert all(len(s["reason"]) > 30 for s in suppressions)
-    for s in suppressions:
-        if s["id"] in ("AwsSolutions-IAM4", "AwsSolutions-IAM5"):
-            assert s["applies_to"], s  # only the listed findings, never the whole rule
+    named = ("EventsFunction", "WorkFunction", "ScheduleFunction", "Dlq", "AlarmTopic", "Bucket")
+    for logical, r in template.to_json()["Resources"].items():
+        for s in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+            # each reason names the resource it is on
+            assert any(n in s["reason"] and n in logical for n in named), (logical, s["reason"])
+            if s["id"] == "AwsSolutions-IAM5":
+                assert len(s["applies_to"]) == 1, s  # one finding, one reason; never the whole rule
     errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
     warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
     assert [e.entry.data for e in errors] == [] and [w.entry.data for w in warnings] == []
@@ -366,6 +480,24 @@ def test_cfn_lint_passes(synthesized: tuple[Any, Any, Path]) -> None:
         ({"work_max_concurrency": 1}, "within 2..1000"),
         ({"alarm_email": "ops"}, "not an email address"),
         ({"events_batch_size": "many"}, "must be a whole number"),
+        # synth refuses what cannot work, by name
+        ({"db_ca_bundle": None}, "db_ca_bundle is not set"),
+        ({"db_max_connections": 30}, "9 containers x 4 connections each = 36, above db_max_connections=30"),
+        ({"events_max_concurrency": 100, "db_max_connections": 200}, "= 416, above db_max_connections=200"),
+        ({"db_max_connections": "lots"}, "db_max_connections='lots' must be a whole number"),
+        ({"vpc_cidr": None}, "vpc_cidr is not set: the sqs and secretsmanager interface endpoints"),
+        ({"vpc_cidr": "10.0.0.0/33"}, "not an IPv4 CIDR"),
+        ({"kms_key_arns": ["arn:aws:kms:us-west-2:123456789012:alias/db"]}, "not a key ARN"),
+        (
+            {"vpc_id": "vpc-0a1b2c3d4e5f60001"},
+            "vpc_id holds 'vpc-0a1b2c3d4e5f60001', the placeholder of infra/env/examples/staging.json",
+        ),
+        ({"account": "123456789012"}, "account holds '123456789012', the placeholder of infra/env/examples/"),
+        (
+            {"subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0f1e2d3c4b5a60012"]},
+            "subnet_ids holds 'subnet-0f1e2d3c4b5a60012', the placeholder of infra/env/examples/production.json",
+        ),
+        ({"alarm_email": "cryoet-reconciler-oncall@example.org"}, "alarm_email holds"),
     ],
 )
 def test_bad_context_is_refused(
@@ -378,6 +510,17 @@ def test_bad_context_is_refused(
     assert message in str(info.value)
 
 
+def test_the_connection_budget_counts_the_pool_make_engine_builds() -> None:
+    """db_max_connections is checked against CONNECTIONS_PER_CONTAINER: it must be what an engine may open."""
+    from annotation_reconciler.db import make_engine
+    from infra.config import CONNECTIONS_PER_CONTAINER
+
+    engine = make_engine("postgresql+pg8000://u@localhost:1/db")
+    pool: Any = engine.pool
+    assert pool.size() + pool._max_overflow == CONNECTIONS_PER_CONTAINER
+    engine.dispose()
+
+
 def test_every_output_the_runbook_reads_exists(template: Any) -> None:
     """README's Deploy runbook reads the stack's outputs by name (`out NAME`): each one must exist."""
     import re
@@ -386,6 +529,57 @@ def test_every_output_the_runbook_reads_exists(template: Any) -> None:
     used = set(re.findall(r"\$\(out (\w+)\)", readme)) | {
         f"{f}FunctionName" for f in re.findall(r"for f in ([\w ]+); do", readme)[0].split()
     }
+    used |= set(re.findall(r"for id in ([\w ]+); do", readme)[0].split())
     outputs = set(template.to_json()["Outputs"])
     assert used and used <= outputs, used - outputs
     assert {"ScheduleFunctionName", "EventsDlqArn", "ObjectRuleDlqArn", "EventsQueueArn", "DashboardUrl"} <= used
+    assert {"EventsSourceMappingId", "WorkSourceMappingId"} <= used  # the pause switch
+
+
+#: Variables a shell has without the runbook setting them.
+SHELL_VARIABLES = {"PWD", "HOME", "USER", "PATH"}
+
+
+def test_every_runbook_command_parses_and_uses_only_variables_set_before_it(tmp_path: Path) -> None:
+    """README's Deploy commands, in order: each block is valid bash, and each $VARIABLE was set by an earlier
+    command of the runbook (an assignment, a for loop, a read): nothing needs knowledge the runbook does not give."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme[readme.index("## Deploy") :], re.DOTALL)
+    defined = set(SHELL_VARIABLES)
+    for number, block in enumerate(blocks):
+        script = tmp_path / f"block{number}.sh"
+        script.write_text(block)
+        parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+        assert parsed.returncode == 0, (block, parsed.stderr)
+        for line in block.splitlines():
+            line = re.sub(r"(^|\s)#.*$", "", line)  # comments
+            unquoted = re.sub(r"'[^']*'", "''", line)  # single quotes expand nothing (jq's $vars, SQL)
+            local = set(re.findall(r"\bfor (\w+) in\b", line))
+            local |= set(re.findall(r"\bread -\w+ (?:'[^']*' )?(\w+)", line))
+            used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", unquoted)) - local
+            assert used <= defined, (line, used - defined)
+            defined |= local | set(re.findall(r"(?:^|[\s;(]|export )([A-Z_][A-Z0-9_]*)=", line))
+    assert {"REGION", "DBHOST", "CA", "BASTION", "TUNNEL", "RECONCILER_PASSWORD", "STACK"} <= defined
+
+
+def test_the_runbook_has_none_of_the_known_traps() -> None:
+    """README's Deploy section: TLS verified (never sslmode=require), psql stops at the first error, what it
+    creates is added to git, the pause switch is the mapping (not reserved concurrency 0), the schedule Lambda is
+    not asked to migrate, the examples are copied from infra/env/examples/."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy") :]
+    assert "sslmode=require" not in deploy and "sslmode=verify-full sslrootcert=$CA" in deploy
+    # every SQL goes through owner_psql, which stops at the first error
+    definition = deploy[deploy.index("owner_psql() {") :]
+    assert "-v ON_ERROR_STOP=1" in definition[: definition.index("}")]
+    commands = "".join(re.findall(r"```bash\n(.*?)```", deploy, re.DOTALL))
+    bare = [line for line in commands.splitlines() if re.search(r"(?<![_\w])psql ", line)]
+    assert bare == [line for line in commands.splitlines() if "owner_psql() {" in line], bare
+    assert len(re.findall(r"^owner_psql ", commands, re.MULTILINE)) >= 3
+    assert "CREATE ROLE annotation_reconciler LOGIN" in deploy
+    assert "git add infra/env/$ENV.json infra/certs/*.pem" in deploy
+    assert "cp infra/env/examples/staging.json infra/env/$ENV.json" in deploy
+    assert "--no-enabled" in deploy and "--reserved-concurrent-executions 0" not in deploy
+    assert '"action": "migrate"' not in deploy
+    assert "AWS-StartPortForwardingSessionToRemoteHost" in deploy and "RECONCILER_DB_TLS_SERVER_NAME=$DBHOST" in deploy
+    assert "annotation-reconciler status --db-url" in deploy and "Node.js 22 or 24" in deploy

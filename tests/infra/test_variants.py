@@ -52,6 +52,25 @@ def fn_props(template: Template) -> dict[str, dict[str, Any]]:
     }
 
 
+def role_statements(template: Template) -> dict[str, list[dict[str, Any]]]:
+    """Each function's role statements (inline and attached), by handler name."""
+    roles = template.find_resources("AWS::IAM::Role")
+    attached = template.find_resources("AWS::IAM::Policy").values()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for v in template.find_resources("AWS::Lambda::Function").values():
+        if "annotation_reconciler" not in v["Properties"].get("Handler", ""):
+            continue
+        role = v["Properties"]["Role"]["Fn::GetAtt"][0]
+        documents = [p["PolicyDocument"] for p in roles[role]["Properties"].get("Policies", [])]
+        documents += [p["Properties"]["PolicyDocument"] for p in attached if {"Ref": role} in p["Properties"]["Roles"]]
+        found[v["Properties"]["Handler"].rsplit("_", 1)[1]] = [st for d in documents for st in d["Statement"]]
+    return found
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
 def without_network(context: dict[str, object]) -> dict[str, object]:
     network = ("vpc_id", "subnet_ids", "availability_zones", "route_table_ids", "db_security_group_id")
     return {k: v for k, v in context.items() if k not in network}
@@ -64,6 +83,11 @@ def test_a_sandbox_without_a_vpc_needs_allow_no_vpc(tmp_path: Path, synth_contex
     assert all("VpcConfig" not in p for p in fn_props(template).values())
     assert not {"AWS::EC2::SecurityGroup", "AWS::EC2::VPCEndpoint"} & set(kinds(template))
     assert nag_findings(stack) == []
+    # outside a VPC no network-interface rights; and a sandbox needs no CA bundle (nothing private to verify)
+    statements = [st for sts in role_statements(template).values() for st in sts]
+    assert statements and not [a for st in statements for a in actions_of(st) if a.startswith("ec2:")]
+    context = {k: v for k, v in without_network(synth_context).items() if k != "db_ca_bundle"}
+    synth(tmp_path / "no-bundle", {**context, "allow_no_vpc": "true"})
 
 
 def test_behind_a_nat_no_endpoints_are_created(tmp_path: Path, synth_context: dict[str, object]) -> None:
@@ -101,23 +125,49 @@ def test_the_events_lambda_can_have_its_own_secret(tmp_path: Path, synth_context
     props = fn_props(template)
     assert props["events"]["Environment"]["Variables"]["RECONCILER_DB_SECRET_ARN"] == events_arn
     assert props["work"]["Environment"]["Variables"]["RECONCILER_DB_SECRET_ARN"] == synth_context["db_secret"]
-    reads: dict[str, set[str]] = {}
-    for key, policy in template.find_resources("AWS::IAM::Policy").items():
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if "secretsmanager:GetSecretValue" in statement["Action"]:
-                reads.setdefault(key[:6], set()).add(statement["Resource"])
+    reads = {
+        name: {st["Resource"] for st in statements if "secretsmanager:GetSecretValue" in actions_of(st)}
+        for name, statements in role_statements(template).items()
+    }
     assert reads == {
-        "Events": {events_arn},
-        "WorkFu": {synth_context["db_secret"]},
-        "Schedu": {synth_context["db_secret"]},
+        "events": {events_arn},
+        "work": {synth_context["db_secret"]},
+        "schedule": {synth_context["db_secret"]},
     }
     assert nag_findings(stack) == []
 
 
 def test_secrets_named_without_an_arn_pass_cdk_nag(tmp_path: Path, synth_context: dict[str, object]) -> None:
     context = {**synth_context, "db_secret": "annotation-reconciler/portal-db", "events_db_secret": "rec/events-db"}
-    _, stack = synth(tmp_path, context, nag=True)
+    template, stack = synth(tmp_path, context, nag=True)
     assert nag_findings(stack) == []
+    reads = {
+        name: [json.dumps(st["Resource"]) for st in statements if "secretsmanager:GetSecretValue" in actions_of(st)]
+        for name, statements in role_statements(template).items()
+    }
+    assert len(reads["events"]) == 1 and ":secret:rec/events-db-??????" in reads["events"][0]
+    assert len(reads["work"]) == 1 and ":secret:annotation-reconciler/portal-db-??????" in reads["work"][0]
+
+
+def test_kms_decrypt_only_on_the_keys_given_and_only_through_the_services_used(
+    tmp_path: Path, synth_context: dict[str, object]
+) -> None:
+    keys = [
+        "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-west-2:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+    ]
+    template, stack = synth(tmp_path / "keys", {**synth_context, "kms_key_arns": keys}, nag=True)
+    assert nag_findings(stack) == []
+    for name, statements in role_statements(template).items():
+        kms = [st for st in statements if any(a.startswith("kms:") for a in actions_of(st))]
+        assert [actions_of(st) for st in kms] == [["kms:Decrypt"]], name
+        assert kms[0]["Resource"] == keys
+        services = [json.dumps(s) for s in kms[0]["Condition"]["StringEquals"]["kms:ViaService"]]
+        wanted = ["secretsmanager", "s3"] if name == "schedule" else ["secretsmanager"]  # only it reads the inventory
+        assert [next(w for w in wanted if f'"{w}.' in s) for s in services] == wanted, (name, services)
+    template, _ = synth(tmp_path / "none", synth_context)
+    statements = [st for sts in role_statements(template).values() for st in sts]
+    assert not [a for st in statements for a in actions_of(st) if a.startswith("kms:")]
 
 
 def test_reserved_concurrency_can_be_left_to_the_account(tmp_path: Path, synth_context: dict[str, object]) -> None:
@@ -167,25 +217,73 @@ def test_owned_bucket_sends_its_events_through_the_filtered_rule(
     assert nag_findings(stack) == []
 
 
-@pytest.mark.parametrize("name", ["staging", "production"])
-def test_each_committed_environment_synthesizes_clean(tmp_path: Path, name: str) -> None:
-    values = json.loads((Path(__file__).resolve().parents[2] / "infra" / "env" / f"{name}.json").read_text())
-    template, stack = synth(tmp_path, {"env": name}, nag=True)
+def own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str) -> dict[str, Any]:
+    """An example file as the runbook makes it: copied to infra/env/NAME.json with every placeholder replaced."""
+    from infra import config
+
+    values = json.loads((config.EXAMPLES_DIR / f"{example}.json").read_text())
+    replace = {
+        "account": "210987654321",
+        "vpc_id": "vpc-0ddddddddddddddd1",
+        "subnet_ids": ["subnet-0ddddddddddddddd1", "subnet-0ddddddddddddddd2"],
+        "route_table_ids": ["rtb-0ddddddddddddddd1", "rtb-0ddddddddddddddd2"],
+        "db_security_group_id": "sg-0ddddddddddddddd1",
+        "alarm_email": "oncall@cryoet.invalid",
+        "inventory_manifest": "s3://my-inventory/cryoet-data-portal-public/daily/",
+        "kms_key_arns": ["arn:aws:kms:us-west-2:210987654321:key/00000000-1111-2222-3333-444444444444"],
+    }
+    for key in ("db_secret", "events_db_secret"):
+        if str(values.get(key, "")).startswith("arn:"):
+            replace[key] = values[key].replace("123456789012", "210987654321")
+    pem = tmp_path / "rds-global-bundle.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    replace["db_ca_bundle"] = str(pem)
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    monkeypatch.setattr(config, "ENV_DIR", env_dir)
+    (env_dir / "unchanged.json").write_text(json.dumps(values))
+    own = {k: replace.get(k, v) if k in values else v for k, v in values.items()}
+    (env_dir / "mine.json").write_text(json.dumps(own))
+    return own
+
+
+@pytest.mark.parametrize("example", ["staging", "production"])
+def test_each_example_is_refused_until_its_placeholders_are_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str
+) -> None:
+    values = own_environment(tmp_path, monkeypatch, example)
+    with pytest.raises(ValueError) as refused:
+        synth(tmp_path / "o1", {"env": "unchanged"})
+    for key in (
+        "account",
+        "db_secret",
+        "vpc_id",
+        "subnet_ids",
+        "route_table_ids",
+        "db_security_group_id",
+        "alarm_email",
+    ):
+        assert f"{key} holds " in str(refused.value) and f"examples/{example}.json" in str(refused.value), key
+    template, stack = synth(tmp_path / "o2", {"env": "mine"}, nag=True)
     assert stack.stack_name == values["stack_name"]
     assert (stack.account, stack.region) == (values["account"], values["region"])
     props = fn_props(template)
     assert all(p["VpcConfig"]["SubnetIds"] == values["subnet_ids"] for p in props.values())
     assert all(p["Environment"]["Variables"]["RECONCILER_DRY_RUN"] == "true" for p in props.values())
+    assert all("RECONCILER_DB_CA_BUNDLE" in p["Environment"]["Variables"] for p in props.values())
     expected = 3 - len(values["existing_endpoints"])
     template.resource_count_is("AWS::EC2::VPCEndpoint", expected)
     assert nag_findings(stack) == []
-    cfn_lint(tmp_path / f"{values['stack_name']}.template.json")
+    cfn_lint(tmp_path / "o2" / f"{values['stack_name']}.template.json")
 
 
-def test_a_command_line_value_that_contradicts_the_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"dry_run is 'true' in production.json but 'false' on the command line"):
-        synth(tmp_path / "a", {"env": "production", "dry_run": "false"})
-    template, _ = synth(tmp_path / "b", {"env": "production", "dry_run": "true", "work_max_concurrency": 3})
+def test_a_command_line_value_that_contradicts_the_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own_environment(tmp_path, monkeypatch, "production")
+    with pytest.raises(ValueError, match=r"dry_run is 'true' in mine.json but 'false' on the command line"):
+        synth(tmp_path / "a", {"env": "mine", "dry_run": "false"})
+    template, _ = synth(tmp_path / "b", {"env": "mine", "dry_run": "true", "work_max_concurrency": 3})
     template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 3}})
 
 

@@ -26,7 +26,7 @@ from annotation_reconciler.storage import S3Storage
 from support.logs import handler_logs
 from support.world import BUCKET, World, created, make_world, removed
 
-#: The shipped default of the mass-deletion guard (settings.py, infra/env/*.json).
+#: The shipped default of the mass-deletion guard (settings.py, infra/env/examples/*.json).
 DEFAULTS = {"RECONCILER_MAX_PURGE_FRACTION": "0.1"}
 PORTAL_TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 

@@ -1,8 +1,8 @@
 """Security: secrets never logged, bound parameters only (checked at run time and in the source), and the
 documented least-privilege database role is enough, is exactly what it says, and fails safe.
 
-The IAM side (no S3 write or delete in any synthesized policy) is tests/infra/test_stack.py::
-test_iam_grants_no_s3_write_or_delete_and_scopes_reads.
+The IAM side (each function's statements, no S3 write or delete) is tests/infra/test_stack.py::
+test_each_function_holds_exactly_the_statements_of_the_table.
 """
 
 from __future__ import annotations

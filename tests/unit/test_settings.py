@@ -83,3 +83,11 @@ def test_every_problem_reported_at_once() -> None:
 
 def test_a_year_of_grace_is_the_longest_accepted() -> None:
     assert Settings.from_env({**BASE, "RECONCILER_GRACE_PERIOD_HOURS": "8760"}).grace_period.days == 365
+
+
+def test_the_tls_server_name_must_be_a_host_name() -> None:
+    base = {"RECONCILER_DB_URL": "postgresql+pg8000://u@localhost:5432/db", "RECONCILER_BUCKET": "b-1"}
+    name = "portal.cluster-abc.us-west-2.rds.amazonaws.com"
+    assert Settings.from_env({**base, "RECONCILER_DB_TLS_SERVER_NAME": name}).db_tls_server_name == name
+    with pytest.raises(SettingsError, match="RECONCILER_DB_TLS_SERVER_NAME='db:5432' is not a host name"):
+        Settings.from_env({**base, "RECONCILER_DB_TLS_SERVER_NAME": "db:5432"})

@@ -10,7 +10,9 @@ import click
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import (
+    TLS_SERVER_NAME_ENV,
     DatabaseSecret,
+    check_server_name,
     connection_failure,
     make_engine,
     normalize_url,
@@ -34,8 +36,30 @@ class UsageError(click.ClickException):
     exit_code = 2
 
 
+_SERVER_NAME_KEY = "db_tls_server_name"
+
+
+def _remember_server_name(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Keep ``--db-tls-server-name`` for :func:`engine_from` (checked here, so a bad name is a usage error)."""
+    if value is None or not value.strip():
+        return
+    try:
+        ctx.meta[_SERVER_NAME_KEY] = check_server_name(value.strip(), f"--db-tls-server-name ({TLS_SERVER_NAME_ENV})")
+    except DatabaseUrlError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def db_options(fn: F) -> F:
-    """``--db-url`` and ``--db-secret-arn`` (each with its environment variable), as every command takes them."""
+    """``--db-url``, ``--db-secret-arn`` and ``--db-tls-server-name`` (each with its environment variable), as every
+    command takes them. The server name reaches :func:`engine_from` through the click context, not an argument."""
+    fn = click.option(
+        "--db-tls-server-name",
+        envvar=TLS_SERVER_NAME_ENV,
+        expose_value=False,
+        callback=_remember_server_name,
+        help="The database's real host name, which its certificate names, when the URL's host is not it: "
+        "localhost through an SSM or SSH port forward (default: $RECONCILER_DB_TLS_SERVER_NAME).",
+    )(fn)
     fn = click.option(
         "--db-secret-arn",
         envvar="RECONCILER_DB_SECRET_ARN",
@@ -63,8 +87,14 @@ def engine_from(db_url: str | None, db_secret_arn: str | None = None, *, option:
             f"no database given: pass {option} or --db-secret-arn, or set RECONCILER_DB_URL="
             "postgresql+pg8000://USER@HOST/DB or RECONCILER_DB_SECRET_ARN"
         )
+    context = click.get_current_context(silent=True)
+    server_name = context.meta.get(_SERVER_NAME_KEY) if context is not None else None
     try:
-        engine = make_engine(normalize_url(raw)) if raw else secret_engine(DatabaseSecret(str(arn)))
+        engine = (
+            make_engine(normalize_url(raw), server_name=server_name)
+            if raw
+            else secret_engine(DatabaseSecret(str(arn)), server_name=server_name)
+        )
     except DatabaseUrlError as exc:
         raise UsageError(str(exc)) from None
     try:
