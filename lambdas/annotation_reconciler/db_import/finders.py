@@ -11,7 +11,7 @@ scope, so the importer knows the scope was not read completely::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,34 @@ def list_folders(storage: S3Storage, prefix: str) -> list[str]:
     except (ClientError, BotoCoreError) as exc:
         raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
     return names
+
+
+def prefix_size(storage: S3Storage, prefix: str) -> int:
+    """The total size in bytes of the objects whose keys start with ``prefix`` (0 when there are none), as the
+    portal stores ``annotation_file.file_size``: a file, or every chunk of a zarr. StorageError on any failure."""
+    total = 0
+    try:
+        for page in storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket, Prefix=prefix):
+            total += sum(int(obj.get("Size", 0)) for obj in page.get("Contents", []))
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
+    return total
+
+
+def prefix_sizes(storage: S3Storage, prefixes: Iterable[str], *, workers: int) -> dict[str, int | StorageError]:
+    """:func:`prefix_size` of each prefix, ``workers`` at a time: prefix -> its size, or the error."""
+
+    def one(prefix: str) -> int | StorageError:
+        try:
+            return prefix_size(storage, prefix)
+        except StorageError as exc:
+            return exc
+
+    wanted = sorted(set(prefixes))
+    if not wanted:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wanted)))) as pool:
+        return dict(zip(wanted, pool.map(one, wanted), strict=True))
 
 
 def read_document(storage: S3Storage, key: str) -> dict[str, Any]:
@@ -133,13 +161,8 @@ class VoxelSpacingFinder:
             if self.voxel_spacing is not None and spacing != round(self.voxel_spacing, 3):
                 continue
             prefix = f"{self.prefix}{named[0]}/"
-            result.items.append(
-                FoundItem(
-                    {"voxel_spacing": spacing},
-                    {"run_id": self.run_id, "prefix": prefix, "aliased": run_aliased},
-                    prefix,
-                )
-            )
+            context = {"run_id": self.run_id, "prefix": prefix, "aliased": run_aliased, "twin": len(named) > 1}
+            result.items.append(FoundItem({"voxel_spacing": spacing}, context, prefix))
         return result
 
 
@@ -149,8 +172,8 @@ ALIASED = "aliased folders"
 def aliased(names: list[str], what: str) -> str:
     folders = " and ".join(f"{n}/" for n in sorted(names))
     return (
-        f"{ALIASED}: {folders} both map to {what}; sibling cleanup of this run is skipped "
-        "(remove or rename the stray folder, then ingest again)"
+        f"{ALIASED}: {folders} both map to {what}; nothing is imported from them and sibling cleanup of this run "
+        "is skipped (remove or rename the stray folder, then ingest again)"
     )
 
 
