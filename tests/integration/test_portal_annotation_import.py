@@ -303,3 +303,224 @@ def test_import_annotation_method_links_removes_stale(engine: Engine, bucket: An
     verify_dataset(engine)
     verify_method_links(engine, by_id=True)
     assert children(engine, STALE_ANNOTATION_ID) == stale_before  # STALE_PATH_IS_NOT_A_KEY
+
+
+# --- one test per field the transcription fixed (each failed before) ---------------------------------------
+
+
+def only_file(engine: Engine, shape: str) -> dict[str, Any]:
+    [annotation] = run1_annotations(engine)
+    [found] = [
+        f
+        for s in rows(engine, "annotation_shape", annotation_id=annotation["id"])
+        if s["shape_type"] == shape
+        for f in rows(engine, "annotation_file", annotation_shape_id=s["id"])
+    ]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("deposition_id", "portal_standard", "source"),
+    [(300, False, "dataset_author"), (301, True, "portal_standard"), (301, False, "community")],
+)
+def test_file_source_is_derived_from_the_depositions(
+    engine: Engine, bucket: Any, deposition_id: int, portal_standard: bool, source: str
+) -> None:
+    """``dataset_author`` only when the annotation's deposition is the dataset's (300); else ``portal_standard``
+    for a file its metadata marks so; else ``community`` (it was ``dataset_author`` for every file)."""
+    populate(engine, "annotations")
+    annotation = tables(engine)["annotation"]
+    with engine.begin() as conn:  # the existing row keeps its natural key
+        conn.execute(annotation.update().where(annotation.c.id == ANNOTATION_ID).values(deposition_id=deposition_id))
+    document = metadata() | {"deposition_id": deposition_id}
+    document["files"] = [f | {"is_portal_standard": portal_standard} for f in document["files"]]
+    put_metadata(bucket, document)
+
+    assert run_ingest(engine, bucket).ok
+
+    assert only_file(engine, "Point")["source"] == source
+
+
+def test_file_size_is_the_total_size_under_the_file_path(engine: Engine, bucket: Any) -> None:
+    """The sum of the objects under the path (a zarr's chunks all count), 0 when there are none (it was NULL)."""
+    populate(engine, "annotations")
+    bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_point.ndjson", Body=b"x" * 123)
+    for name, size in ((".zattrs", 10), ("0/.zarray", 20), ("0/0/0/0", 300)):
+        bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_segmask.zarr/{name}", Body=b"z" * size)
+
+    assert run_ingest(engine, bucket).ok
+
+    sizes = {f["s3_path"].rsplit("/", 1)[-1]: f["file_size"] for f in files_of(engine, ANNOTATION_ID)}
+    assert sizes["100-foo-1.0_point.ndjson"] == 123
+    assert sizes["100-foo-1.0_segmask.zarr"] == 330
+    assert sizes["100-foo-1.0_segmask.mrc"] == 0
+
+
+def fail_listing(s3: Any, prefix: str) -> list[str]:
+    """Make every ListObjectsV2 of exactly ``prefix`` answer SlowDown; returns the calls failed."""
+    failed: list[str] = []
+
+    def mark(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fail"] = params.get("Prefix") == prefix
+
+    def answer(context: dict[str, Any], **_: Any) -> Any:
+        if not context.get("fail"):
+            return None
+        failed.append(prefix)
+
+        class Http:
+            status_code, content = 503, b""
+            headers: dict[str, str] = {}
+
+        error = {"Error": {"Code": "SlowDown", "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        return Http(), error
+
+    s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", mark)
+    s3.meta.events.register("before-call.s3.ListObjectsV2", answer)
+    return failed
+
+
+def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(engine: Engine, bucket: Any) -> None:
+    """An S3 error is never "0 bytes": the stored size stays, the scope reports it and removes nothing."""
+    populate(engine, "annotations")
+    bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_point.ndjson", Body=b"x" * 123)
+    assert run_ingest(engine, bucket).ok
+    bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_point.ndjson", Body=b"x" * 7)
+    failed = fail_listing(bucket, f"{FILES}100-foo-1.0_point.ndjson")
+
+    result = run_ingest(engine, bucket)
+
+    assert failed and not result.ok
+    assert any("file size unknown" in p.message for p in result.problems)
+    assert only_file(engine, "Point")["file_size"] == 123
+    assert result.skipped_scopes != []
+
+
+def test_authors_count_from_one_and_their_statuses_default_to_false(engine: Engine, bucket: Any) -> None:
+    """``author_list_order`` 1, 2, 3 (it was 0, 1, 2); a status the metadata leaves out is false (it was NULL)."""
+    populate(engine, "annotations")
+    document = metadata()
+    document["authors"] = [{"name": "No Status"}, *document["authors"][1:]]
+    put_metadata(bucket, document)
+
+    assert run_ingest(engine, bucket).ok
+
+    authors = sorted(rows(engine, "annotation_author", annotation_id=ANNOTATION_ID), key=order)
+    assert [(a["name"], a["author_list_order"]) for a in authors] == [
+        ("No Status", 1),
+        ("J Carpenter", 2),
+        ("John Doe", 3),
+    ]
+    assert (authors[0]["primary_author_status"], authors[0]["corresponding_author_status"]) == (False, False)
+
+
+def test_alignment_id_is_the_alignment_the_metadata_names(engine: Engine, bucket: Any) -> None:
+    """``alignment_metadata_path`` (``test-public-bucket/30001/RUN1/Alignments/100/…``) names the run's
+    alignment stored at ``s3://test-public-bucket/30001/RUN1/Alignments/100/…`` (it was always NULL)."""
+    populate(engine, "annotations")
+    named = write(
+        engine,
+        [
+            {
+                "table": "alignment",
+                "as": "other_run",
+                "values": {"run_id": 402, "s3_alignment_metadata": ALIGNMENT_PATH},
+            },
+            {
+                "table": "alignment",
+                "as": "this_run",
+                "values": {"run_id": RUN1_ID, "s3_alignment_metadata": ALIGNMENT_PATH},
+            },
+        ],
+    )
+
+    assert run_ingest(engine, bucket).ok
+
+    assert {f["alignment_id"] for f in files_of(engine, ANNOTATION_ID)} == {named["this_run"]}
+
+
+def test_an_alignment_the_run_lacks_is_null(engine: Engine, bucket: Any) -> None:
+    populate(engine, "annotations")
+    write(engine, [{"table": "alignment", "values": {"run_id": RUN1_ID, "s3_alignment_metadata": "s3://x/other.json"}}])
+
+    assert run_ingest(engine, bucket).ok
+
+    assert {f["alignment_id"] for f in files_of(engine, ANNOTATION_ID)} == {None}
+
+
+def test_a_legacy_row_without_voxel_spacing_or_files_is_updated_not_duplicated(engine: Engine, bucket: Any) -> None:
+    """Natural key (401, 301, '100-foo-1.0'), no voxel spacing, no files: found across the run and updated in
+    place, bound to its voxel spacing (a second row was inserted beside it)."""
+    populate(engine, "annotations")
+
+    result = run_ingest(engine, bucket)
+
+    assert result.ok and result.inserted["annotation"] == 0 and result.updated["annotation"] == 1
+    [annotation] = run1_annotations(engine)
+    assert (annotation["id"], annotation["tomogram_voxel_spacing_id"]) == (ANNOTATION_ID, VOXEL_SPACING_ID)
+    verify_row(annotation, EXPECTED["annotations"][0])
+
+
+# --- re-ingesting what the portal's importer wrote -----------------------------------------------------------
+
+
+def portal_written_rows() -> list[dict[str, Any]]:
+    """Every row the portal's importer (``--import-everything`` for these tables) leaves for this fixture: the
+    expected values of its tests, and the datasets, runs and voxel spacings its other importers write."""
+    https, s3 = PORTAL["https_prefix"], f"s3://{BUCKET}"
+    dataset = dict(EXPECTED["dataset"])
+    result: list[dict[str, Any]] = [r for r in PORTAL["populate"]["annotations"] if r["table"] == "deposition"]
+    result.append({"table": "dataset", "values": dataset})
+    runs = {"RUN1": RUN1_ID, "RUN2": 403, "RUN3": 404, "RUN4": 402}
+    for name, run_id in runs.items():
+        prefix = f"30001/{name}/"
+        values = {"id": run_id, "dataset_id": 30001, "name": name}
+        result.append(
+            {"table": "run", "values": values | {"s3_prefix": s3 + "/" + prefix, "https_prefix": https + "/" + prefix}}
+        )
+    for run_id, folder, spacing, vs_id in (
+        (RUN1_ID, "RUN1/Reconstructions/VoxelSpacing12.300/", 12.3, VOXEL_SPACING_ID),
+        (RUN1_ID, "RUN1/Reconstructions/VoxelSpacing9.876/", 9.876, 503),
+        (403, "RUN2/Reconstructions/VoxelSpacing3.456/", 3.456, 504),
+    ):
+        prefix = f"30001/{folder}"
+        values = {"id": vs_id, "run_id": run_id, "voxel_spacing": spacing}
+        result.append(
+            {
+                "table": "tomogram_voxel_spacing",
+                "values": values | {"s3_prefix": s3 + "/" + prefix, "https_prefix": https + "/" + prefix},
+            }
+        )
+    alignment = {"id": 801, "run_id": RUN1_ID, "s3_alignment_metadata": ALIGNMENT_PATH}
+    result.append({"table": "alignment", "values": alignment})
+    annotation = EXPECTED["annotations"][0] | {"tomogram_voxel_spacing_id": VOXEL_SPACING_ID}
+    result.append({"table": "annotation", "values": annotation})
+    shapes = {f["shape"]: f["format"] for f in metadata()["files"]}
+    for shape in sorted(shapes):
+        result.append(
+            {"table": "annotation_shape", "as": shape, "values": {"annotation_id": ANNOTATION_ID, "shape_type": shape}}
+        )
+    by_path = {f"{s3}/{f['path']}": f["shape"] for f in metadata()["files"]}
+    for file in EXPECTED["annotation_files"]:
+        values = file | {"annotation_shape_id": {"$ref": by_path[file["s3_path"]]}, "alignment_id": 801}
+        result.append({"table": "annotation_file", "values": values})
+    result += [{"table": "annotation_author", "values": a} for a in EXPECTED["annotation_authors"]]
+    result += [{"table": "annotation_method_link", "values": link} for link in EXPECTED["annotation_method_links"]]
+    return result
+
+
+def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    return {name: rows(engine, name) for name in (*PORTAL_TABLES, "alignment")}
+
+
+def test_reingesting_what_the_portal_wrote_changes_no_row(engine: Engine, bucket: Any) -> None:
+    """No duplicate, no rewritten value, nothing removed: every row as the portal's importer left it."""
+    write(engine, portal_written_rows())
+    before = snapshot(engine)
+    assert len(before["annotation_file"]) == 7 and len(before["annotation_author"]) == 3
+
+    result = run_ingest(engine, bucket)
+
+    assert result.ok, result.problems
+    assert sum(result.inserted.values()) == sum(result.updated.values()) == sum(result.removed.values()) == 0
+    assert snapshot(engine) == before
