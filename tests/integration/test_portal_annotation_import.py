@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -356,17 +356,17 @@ def test_file_size_is_the_total_size_under_the_file_path(engine: Engine, bucket:
     assert sizes["100-foo-1.0_segmask.mrc"] == 0
 
 
-def fail_listing(s3: Any, prefix: str) -> list[str]:
-    """Make every ListObjectsV2 of exactly ``prefix`` answer SlowDown; returns the calls failed."""
+def fail_listing(s3: Any, matches: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """Make every ListObjectsV2 whose parameters ``matches`` answer SlowDown; returns the prefixes failed."""
     failed: list[str] = []
 
     def mark(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["fail"] = params.get("Prefix") == prefix
+        context["fail"] = params.get("Prefix") if matches(params) else None
 
     def answer(context: dict[str, Any], **_: Any) -> Any:
         if not context.get("fail"):
             return None
-        failed.append(prefix)
+        failed.append(context["fail"])
 
         class Http:
             status_code, content = 503, b""
@@ -380,20 +380,34 @@ def fail_listing(s3: Any, prefix: str) -> list[str]:
     return failed
 
 
-def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(engine: Engine, bucket: Any) -> None:
-    """An S3 error is never "0 bytes": the stored size stays, the scope reports it and removes nothing."""
+ELSEWHERE = "30001/RUN1/Reconstructions/VoxelSpacing12.300/Elsewhere/100-foo-1.0_point.ndjson"
+
+
+@pytest.mark.parametrize("where", ["under Annotations/", "elsewhere"])
+def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(engine: Engine, bucket: Any, where: str) -> None:
+    """An S3 error is never "0 bytes": the stored size stays, the scope reports it and removes nothing. Files
+    under the voxel spacing's Annotations/ are sized by one listing of it (not the metadata listing, which skips
+    zarr chunks and sends MaxKeys), a file elsewhere by a LIST of its own path."""
     populate(engine, "annotations")
-    bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_point.ndjson", Body=b"x" * 123)
+    key = f"{FILES}100-foo-1.0_point.ndjson" if where == "under Annotations/" else ELSEWHERE
+    document = metadata()
+    document["files"] = [f | {"path": key} if f["shape"] == "Point" else f for f in document["files"]]
+    put_metadata(bucket, document)
+    bucket.put_object(Bucket=BUCKET, Key=key, Body=b"x" * 123)
     assert run_ingest(engine, bucket).ok
-    bucket.put_object(Bucket=BUCKET, Key=f"{FILES}100-foo-1.0_point.ndjson", Body=b"x" * 7)
-    failed = fail_listing(bucket, f"{FILES}100-foo-1.0_point.ndjson")
+    assert only_file(engine, "Point")["file_size"] == 123
+    bucket.put_object(Bucket=BUCKET, Key=key, Body=b"x" * 7)
+    if where == "elsewhere":
+        failed = fail_listing(bucket, lambda params: params.get("Prefix") == key)
+    else:
+        failed = fail_listing(bucket, lambda params: params.get("Prefix") == FILES and "MaxKeys" not in params)
 
     result = run_ingest(engine, bucket)
 
     assert failed and not result.ok
     assert any("file size unknown" in p.message for p in result.problems)
     assert only_file(engine, "Point")["file_size"] == 123
-    assert result.skipped_scopes != []
+    assert result.skipped_scopes != [] and result.deleted == []
 
 
 def test_authors_count_from_one_and_their_statuses_default_to_false(engine: Engine, bucket: Any) -> None:

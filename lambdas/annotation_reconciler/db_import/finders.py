@@ -10,6 +10,7 @@ scope, so the importer knows the scope was not read completely::
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,32 +41,57 @@ def list_folders(storage: S3Storage, prefix: str) -> list[str]:
     return names
 
 
-def prefix_size(storage: S3Storage, prefix: str) -> int:
-    """The total size in bytes of the objects whose keys start with ``prefix`` (0 when there are none), as the
-    portal stores ``annotation_file.file_size``: a file, or every chunk of a zarr. StorageError on any failure."""
-    total = 0
+def sized_listing(storage: S3Storage, prefix: str) -> list[tuple[str, int]]:
+    """Every object under ``prefix`` (zarr chunks included) with its size, in key order; StorageError on any
+    failure."""
+    objects: list[tuple[str, int]] = []
     try:
         for page in storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket, Prefix=prefix):
-            total += sum(int(obj.get("Size", 0)) for obj in page.get("Contents", []))
+            objects += [(obj["Key"], int(obj.get("Size", 0))) for obj in page.get("Contents", [])]
     except (ClientError, BotoCoreError) as exc:
         raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
-    return total
+    return sorted(objects)
 
 
-def prefix_sizes(storage: S3Storage, prefixes: Iterable[str], *, workers: int) -> dict[str, int | StorageError]:
-    """:func:`prefix_size` of each prefix, ``workers`` at a time: prefix -> its size, or the error."""
+def total_under(objects: list[tuple[str, int]], prefix: str) -> int:
+    """The total size of the objects of a sorted :func:`sized_listing` whose keys start with ``prefix`` (0 when
+    none do): ``annotation_file.file_size`` as the portal stores it, a file or every chunk of a zarr."""
+    keys = [key for key, _ in objects]
+    first = bisect.bisect_left(keys, prefix)
+    last = bisect.bisect_left(keys, prefix + "\U0010ffff", lo=first)
+    return sum(size for _, size in objects[first:last])
+
+
+def file_sizes(
+    storage: S3Storage, file_keys: Iterable[str], listed: str, *, workers: int
+) -> dict[str, int | StorageError]:
+    """The portal's ``file_size`` of each file key, or the error that kept S3 from telling it.
+
+    The portal LISTs each file's path; here the files under ``listed`` (a voxel spacing's ``Annotations/``,
+    where the portal puts them) cost one paginated LIST of that prefix together, and only files elsewhere
+    cost a LIST each, ``workers`` at a time.
+    """
+    wanted = sorted(set(file_keys))
+    inside = [key for key in wanted if key.startswith(listed)]
+    outside = [key for key in wanted if not key.startswith(listed)]
+    sizes: dict[str, int | StorageError] = {}
+    if inside:
+        try:
+            objects = sized_listing(storage, listed)
+            sizes.update({key: total_under(objects, key) for key in inside})
+        except StorageError as exc:
+            sizes.update(dict.fromkeys(inside, exc))
 
     def one(prefix: str) -> int | StorageError:
         try:
-            return prefix_size(storage, prefix)
+            return total_under(sized_listing(storage, prefix), prefix)
         except StorageError as exc:
             return exc
 
-    wanted = sorted(set(prefixes))
-    if not wanted:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wanted)))) as pool:
-        return dict(zip(wanted, pool.map(one, wanted), strict=True))
+    if outside:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(outside)))) as pool:
+            sizes.update(zip(outside, pool.map(one, outside), strict=True))
+    return sizes
 
 
 def read_document(storage: S3Storage, key: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from annotation_reconciler.db_import.base import (
     StoredPaths,
     table_of,
 )
-from annotation_reconciler.db_import.finders import MetadataFileFinder, prefix_sizes
+from annotation_reconciler.db_import.finders import MetadataFileFinder, file_sizes
 from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
 from annotation_reconciler.errors import MetadataError, StorageError
 from annotation_reconciler.evidence import dataset_neighbours
@@ -118,7 +118,8 @@ class AnnotationImporter(IntegratedDBImporter):
         return [ANNOTATION.c.tomogram_voxel_spacing_id.is_(None), ANNOTATION.c.id]
 
     def find(self) -> FindResult:
-        """The metadata (a LIST and a GET each) and the size of every file it names (a LIST each, as the portal)."""
+        """The metadata (a LIST and a GET each) and the size of every file it names (one more paginated LIST of
+        ``Annotations/`` for the files under it, one LIST per file elsewhere)."""
         found = super().find()
         file_keys = {
             key
@@ -126,7 +127,8 @@ class AnnotationImporter(IntegratedDBImporter):
             for entry in _entries(item.data.get("files"))
             if isinstance(entry.get("path"), str) and (key := self.paths.layout.to_key(entry["path"])) is not None
         }
-        self.facts.sizes = prefix_sizes(self.storage, file_keys, workers=self.workers)
+        listed = annotations_prefix(self.voxel_spacing_prefix)
+        self.facts.sizes = file_sizes(self.storage, file_keys, listed, workers=self.workers)
         for key, size in sorted(self.facts.sizes.items()):
             if isinstance(size, StorageError):
                 found.problems.append(ImportProblem(self.scope, f"file size unknown, the stored one kept: {size}", key))
