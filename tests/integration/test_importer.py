@@ -1007,3 +1007,42 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     assert old_key in problem.message and problem.key == moved.metadata_key
     assert ("still in S3" if old_key_state == "present" else "could not be listed") in problem.message
     assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
+
+
+@pytest.mark.parametrize("spelling", ["digits", "case"])
+def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_not_duplicated(
+    engine: Engine, s3: Any, spelling: str
+) -> None:
+    """A legacy row (no voxel spacing, no files) stores its key under ``VoxelSpacing13.48/`` (or ``ts_000/``) while
+    S3 holds it under ``VoxelSpacing13.480/`` (``TS_000/``) only: the same folder, so the row is the file's row;
+    its stored key is proven gone (its folder lists empty), so it is re-pointed, keeping its id."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    legacy = portal.annotations[0]
+    folder = legacy.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]
+    if spelling == "digits":
+        old_key = legacy.metadata_key.replace(f"/{folder}/", f"/{folder.rstrip('0')}/")
+    else:
+        old_key = legacy.metadata_key.replace(f"/{legacy.run_name}/", f"/{legacy.run_name.lower()}/")
+    assert old_key != legacy.metadata_key
+    row = ids[legacy.metadata_key]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
+                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
+            ),
+            {"id": row},
+        )
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
+            {"p": LAYOUT.s3_path(old_key), "id": row},
+        )
+    before = counts(engine)["annotation"]
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.ok, result.problems
+    assert counts(engine)["annotation"] == before and result.inserted["annotation"] == 0
+    assert stored_paths(engine)[row] == LAYOUT.s3_path(legacy.metadata_key)

@@ -16,6 +16,7 @@ left alone are reported (:func:`legacy_annotations`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,9 +192,9 @@ class AnnotationImporter(IntegratedDBImporter):
             return True
         key = self.paths.layout.to_key(row["s3_metadata_path"])
         folder = voxel_spacing_prefix(key) if key else None
-        if folder is not None and folder != self.voxel_spacing_prefix:
-            return False
-        return row["tomogram_voxel_spacing_id"] is None or folder == self.voxel_spacing_prefix
+        if folder is None:
+            return row["tomogram_voxel_spacing_id"] is None
+        return same_folder(folder, self.voxel_spacing_prefix)
 
     def pick(
         self, conn: Connection, key: Key, item: FoundItem, row: Row, candidates: list[Row]
@@ -283,6 +284,19 @@ class AnnotationImporter(IntegratedDBImporter):
         self.deletion = done
         outcome.removed.update(done.rows_deleted)
         outcome.deleted_ids += done.deleted
+
+
+_SPACING_RE = re.compile(r"^(?P<run>.*/)VoxelSpacing(?P<spacing>[0-9]+(?:\.[0-9]+)?)/$")
+
+
+def same_folder(one: str, other: str) -> bool:
+    """Do two voxel spacing folders name one voxel spacing: equal but for spelling (case, Unicode form) or for
+    the digits of the spacing (``VoxelSpacing13.48/`` and ``VoxelSpacing13.480/``)?"""
+    a, b = _SPACING_RE.match(one), _SPACING_RE.match(other)
+    if a is None or b is None:
+        return canonical(one) == canonical(other)
+    same_run = canonical(a["run"]) == canonical(b["run"])
+    return same_run and round(float(a["spacing"]), 3) == round(float(b["spacing"]), 3)
 
 
 def _entries(value: Any) -> list[Mapping[str, Any]]:
