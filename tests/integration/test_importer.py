@@ -291,7 +291,7 @@ def test_children_follow_their_metadata(engine: Engine, s3: Any) -> None:
             SELECT w.name, w.author_list_order FROM annotation_author w JOIN annotation a ON a.id = w.annotation_id
             WHERE a.annotation_ingest_id = :ingest ORDER BY w.author_list_order""")
         authors = conn.execute(query, {"ingest": changed.ingest_id}).all()
-    assert [tuple(r) for r in authors] == [("Cy Curator", 0), ("Ada Author", 1)]
+    assert [tuple(r) for r in authors] == [("Cy Curator", 1), ("Ada Author", 2)]  # the portal counts from 1
     assert orphans(engine) == 0
 
 
@@ -607,7 +607,8 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
         assert result.deleted == [] and annotation_ids(engine) == before
     dry = run_ingest(engine, s3, max_purge_fraction=1.0, dry_run=True)
     assert dry.deleted == [] and set(ids.values()) == before
-    assert all(r.cleanup_off == "aliased folders in the run" for r in dry.voxel_spacings)
+    assert all(r.cleanup_off == "aliased folders: nothing imported from this voxel spacing" for r in dry.voxel_spacings)
+    assert sum(dry.inserted.values()) == sum(dry.updated.values()) == 0  # no row re-pointed into the stray folder
 
 
 def two_runs_of_two_voxel_spacings(engine: Engine, s3: Any) -> tuple[SyntheticPortal, dict[str, int]]:
@@ -878,3 +879,176 @@ def test_rows_of_another_voxel_spacing_or_run_are_not_even_candidates(engine: En
 
     [report] = result.voxel_spacings
     assert report.left_in_place == [] and result.deleted == []
+
+
+# --- an import with problems writes no stored path into the ambiguity (issue 25, point 1) ------------------
+
+
+def stored_paths(engine: Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return {i: p for i, p in conn.execute(text("SELECT id, s3_metadata_path FROM annotation"))}
+
+
+def copy_key(key: str, where: str) -> str:
+    """Where a stray copy of the metadata file ``key`` lands; each sorts before the original."""
+    prefix, number, name = key.rsplit("/", 2)
+    if where == "beside":
+        return f"{prefix}/{number}/a-copy-{name}"
+    return f"{prefix}/099/{name}"
+
+
+@pytest.mark.parametrize("where", ["beside", "in another folder"])
+def test_a_copy_of_a_metadata_file_re_points_no_row(engine: Engine, s3: Any, where: str) -> None:
+    """A copy of a metadata file carries its natural key. The import must not rewrite the row's stored path to the
+    copy (which sorts first): once the copy is deleted, the row would look gone while its file is in S3. Neither
+    file is imported; the report names both; after the copy goes the next import is clean."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    original = portal.annotations[1]
+    stray = copy_key(original.metadata_key, where)
+    s3.copy_object(Bucket=BUCKET, Key=stray, CopySource={"Bucket": BUCKET, "Key": original.metadata_key})
+    before = stored_paths(engine)
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert not result.ok and result.deleted == []
+    [twice] = [p for p in result.problems if "found twice" in p.message]
+    assert stray in twice.message and original.metadata_key in twice.message
+    assert stored_paths(engine) == before  # no row re-pointed, none inserted for the copy
+    assert result.inserted["annotation"] == 0
+
+    s3.delete_object(Bucket=BUCKET, Key=stray)  # the curator removes the copy: nothing is lost
+    again = run_ingest(engine, s3, max_purge_fraction=1.0)
+    assert again.ok and again.deleted == [] and stored_paths(engine) == before
+    assert stored_paths(engine)[ids[original.metadata_key]] == LAYOUT.s3_path(original.metadata_key)
+
+
+def test_a_copy_in_another_voxel_spacing_re_points_no_row(engine: Engine, s3: Any) -> None:
+    """The natural-key lookup spans the run (as the portal's), but a row bound to another voxel spacing whose
+    metadata lies in that voxel spacing's folder is that voxel spacing's annotation: a copy of its file in
+    another folder never takes it over."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
+    write_bucket(s3, portal, create=False)
+    first, second = portal.runs[0].voxel_spacings
+    original = in_run(portal, "TS_000", first)[0]
+    document = metadata_document(portal, original) | {"annotation_ingest_id": "100-unique-1.0"}
+    s3.put_object(Bucket=BUCKET, Key=original.metadata_key, Body=json.dumps(document).encode())
+    assert run_ingest(engine, s3).ok
+    row = {p: i for i, p in stored_paths(engine).items()}[LAYOUT.s3_path(original.metadata_key)]
+    stray = in_run(portal, "TS_000", second)[0].voxel_spacing_prefix + "Annotations/150/unique-1.0.json"
+    s3.copy_object(Bucket=BUCKET, Key=stray, CopySource={"Bucket": BUCKET, "Key": original.metadata_key})
+
+    run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert stored_paths(engine)[row] == LAYOUT.s3_path(original.metadata_key)
+    with engine.connect() as conn:
+        bound = conn.execute(
+            text(
+                "SELECT v.voxel_spacing FROM annotation a JOIN tomogram_voxel_spacing v"
+                " ON v.id = a.tomogram_voxel_spacing_id WHERE a.id = :id"
+            ),
+            {"id": row},
+        ).scalar_one()
+    assert bound == first
+
+
+def test_an_aliased_folder_holding_a_copy_re_points_no_row(engine: Engine, s3: Any) -> None:
+    """``VoxelSpacing13.48/`` beside ``VoxelSpacing13.480/``, holding a copy of a metadata file: the stray folder
+    lists first. Nothing is imported from either folder; the rows keep their paths; the report names both."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    write_rows(engine, portal)
+    original = portal.annotations[0]
+    folder = original.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]  # VoxelSpacing13.480
+    twin = folder.rstrip("0")
+    stray = original.metadata_key.replace(f"/{folder}/", f"/{twin}/")
+    s3.copy_object(Bucket=BUCKET, Key=stray, CopySource={"Bucket": BUCKET, "Key": original.metadata_key})
+    before = stored_paths(engine)
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert not result.ok and result.deleted == []
+    assert any(f"{folder}/" in p.message and f"{twin}/" in p.message for p in result.problems)
+    assert stored_paths(engine) == before
+    assert sum(result.inserted.values()) == result.updated["annotation"] == 0
+
+
+OLD_LAYOUT = "10001/TS_000/Annotations/"  # annotation metadata before voxel spacings had folders of their own
+
+
+@pytest.mark.parametrize("old_key_state", ["gone", "present", "unlisted"])
+def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
+    engine: Engine, s3: Any, old_key_state: str
+) -> None:
+    """A legacy row stores its metadata under the old layout (``{run}/Annotations/…``); the same annotation is now
+    in a voxel spacing folder. The row is re-pointed (same id, no duplicate) only when a complete listing shows the
+    old key gone; while it is in S3, or its folder cannot be listed, the row keeps its path and is reported."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    moved = portal.annotations[0]
+    row = ids[moved.metadata_key]
+    old_key = OLD_LAYOUT + moved.metadata_key.rsplit("/", 2)[1] + "/" + moved.metadata_key.rsplit("/", 1)[1]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
+            {"p": LAYOUT.s3_path(old_key), "id": row},
+        )
+    failed: list[str] = []
+    if old_key_state == "present":
+        s3.copy_object(Bucket=BUCKET, Key=old_key, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    elif old_key_state == "unlisted":
+        failed = inject_client_error(s3, "ListObjectsV2", "SlowDown", 503, lambda p: p.get("Prefix") == OLD_LAYOUT)
+    before = counts(engine)["annotation"]
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert counts(engine)["annotation"] == before and result.deleted == []
+    if old_key_state == "gone":
+        assert result.ok and stored_paths(engine)[row] == LAYOUT.s3_path(moved.metadata_key)
+        return
+    assert not result.ok and stored_paths(engine)[row] == LAYOUT.s3_path(old_key)
+    [problem] = [p for p in result.problems if f"annotation {row} stores" in p.message]
+    assert old_key in problem.message and problem.key == moved.metadata_key
+    assert ("still in S3" if old_key_state == "present" else "could not be listed") in problem.message
+    assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
+
+
+@pytest.mark.parametrize("spelling", ["digits", "case"])
+def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_not_duplicated(
+    engine: Engine, s3: Any, spelling: str
+) -> None:
+    """A legacy row (no voxel spacing, no files) stores its key under ``VoxelSpacing13.48/`` (or ``ts_000/``) while
+    S3 holds it under ``VoxelSpacing13.480/`` (``TS_000/``) only: the same folder, so the row is the file's row;
+    its stored key is proven gone (its folder lists empty), so it is re-pointed, keeping its id."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    legacy = portal.annotations[0]
+    folder = legacy.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]
+    if spelling == "digits":
+        old_key = legacy.metadata_key.replace(f"/{folder}/", f"/{folder.rstrip('0')}/")
+    else:
+        old_key = legacy.metadata_key.replace(f"/{legacy.run_name}/", f"/{legacy.run_name.lower()}/")
+    assert old_key != legacy.metadata_key
+    row = ids[legacy.metadata_key]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
+                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
+            ),
+            {"id": row},
+        )
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
+            {"p": LAYOUT.s3_path(old_key), "id": row},
+        )
+    before = counts(engine)["annotation"]
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.ok, result.problems
+    assert counts(engine)["annotation"] == before and result.inserted["annotation"] == 0
+    assert stored_paths(engine)[row] == LAYOUT.s3_path(legacy.metadata_key)

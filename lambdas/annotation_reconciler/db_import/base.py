@@ -33,6 +33,18 @@ from annotation_reconciler.portal.models import PortalBase
 Row = dict[str, Any]
 Key = tuple[Any, ...]
 Converter = Callable[[Any], Any]
+Matches = dict[Key, list[Row]]
+
+
+class _Keep:
+    """A column value that says "keep what the row holds" (an insert writes NULL)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: Put in a row for a column whose value could not be learned (an S3 error): an update keeps the stored value.
+KEEP: Any = _Keep()
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,8 @@ class IntegratedDBImporter(ABC):
     row_importer: ClassVar[type[ItemImporter]]
     clean_up_siblings: ClassVar[bool] = False
     paths: StoredPaths
+    #: Natural keys :meth:`map_items` held back: no row of them is written or is a cleanup candidate.
+    held_keys: frozenset[Key] = frozenset()
 
     @property
     @abstractmethod
@@ -252,30 +266,50 @@ class IntegratedDBImporter(ABC):
         query = select(self.table).where(*self.get_filters()).order_by(*self.existing_order())
         return [dict(r) for r in conn.execute(query).mappings()]
 
+    def load_matches(
+        self, conn: Connection, wanted: Mapping[Key, tuple[FoundItem, Row]], in_scope: list[Row]
+    ) -> Matches:
+        """The existing rows each wanted natural key may update, best first (default: the scope's own rows)."""
+        matches: Matches = {}
+        for loaded in in_scope:
+            matches.setdefault(self.row_importer.key_of(loaded), []).append(loaded)
+        return matches
+
+    def pick(
+        self, conn: Connection, key: Key, item: FoundItem, row: Row, candidates: list[Row]
+    ) -> Row | ImportProblem | None:
+        """The row to update for ``key`` (None: insert one), or a problem that holds the key back: nothing of it
+        is written and no row with that key is a cleanup candidate."""
+        return candidates[0] if candidates else None
+
     def import_items(self, conn: Connection, found: FindResult) -> ImportOutcome:
         """Upsert the found rows: one SELECT, at most one INSERT … RETURNING and one UPDATE executemany."""
         table = self.table
         outcome = ImportOutcome(table.name)
         wanted, outcome.problems = self.map_items(found)
-        existing: dict[Key, Row] = {}
-        for loaded in self.load_existing(conn):
-            key = self.row_importer.key_of(loaded)
-            if key in existing:
-                outcome.unused.append(loaded)
-            else:
-                existing[key] = loaded
+        in_scope = self.load_existing(conn)
+        matches = self.load_matches(conn, wanted, in_scope)
+        taken: set[int] = set()
+        held: set[Key] = set(self.held_keys)
         inserts: list[Row] = []
         updates: list[Row] = []
         for key, (item, row) in wanted.items():
-            old = existing.pop(key) if key in existing else None
+            old = self.pick(conn, key, item, row, [r for r in matches.get(key, []) if int(r["id"]) not in taken])
+            if isinstance(old, ImportProblem):
+                outcome.problems.append(old)
+                held.add(key)
+                continue
             if old is None:
-                inserts.append(row)
-            else:
-                if any(old.get(column) != value for column, value in row.items()):
-                    updates.append(row)
-                row["id"] = old["id"]
+                inserts.append({c: None if v is KEEP else v for c, v in row.items()})
+                outcome.imported.append((item, inserts[-1]))
+                continue
+            row = {c: old.get(c) if v is KEEP else v for c, v in row.items()}
+            if any(old.get(column) != value for column, value in row.items()):
+                updates.append(row)
+            row["id"] = old["id"]
+            taken.add(int(old["id"]))
             outcome.imported.append((item, row))
-        outcome.unused.extend(existing.values())
+        outcome.unused = [r for r in in_scope if int(r["id"]) not in taken and self.row_importer.key_of(r) not in held]
         outcome.unused.sort(key=lambda r: int(r["id"]))
         if inserts:
             inserting = insert(table).returning(table.c.id, sort_by_parameter_order=True)

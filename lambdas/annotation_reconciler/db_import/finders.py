@@ -10,8 +10,9 @@ scope, so the importer knows the scope was not read completely::
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,59 @@ def list_folders(storage: S3Storage, prefix: str) -> list[str]:
     except (ClientError, BotoCoreError) as exc:
         raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
     return names
+
+
+def sized_listing(storage: S3Storage, prefix: str) -> list[tuple[str, int]]:
+    """Every object under ``prefix`` (zarr chunks included) with its size, in key order; StorageError on any
+    failure."""
+    objects: list[tuple[str, int]] = []
+    try:
+        for page in storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket, Prefix=prefix):
+            objects += [(obj["Key"], int(obj.get("Size", 0))) for obj in page.get("Contents", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError("ListObjectsV2", storage.bucket, prefix, exc) from exc
+    return sorted(objects)
+
+
+def total_under(objects: list[tuple[str, int]], prefix: str) -> int:
+    """The total size of the objects of a sorted :func:`sized_listing` whose keys start with ``prefix`` (0 when
+    none do): ``annotation_file.file_size`` as the portal stores it, a file or every chunk of a zarr."""
+    keys = [key for key, _ in objects]
+    first = bisect.bisect_left(keys, prefix)
+    last = bisect.bisect_left(keys, prefix + "\U0010ffff", lo=first)
+    return sum(size for _, size in objects[first:last])
+
+
+def file_sizes(
+    storage: S3Storage, file_keys: Iterable[str], listed: str, *, workers: int
+) -> dict[str, int | StorageError]:
+    """The portal's ``file_size`` of each file key, or the error that kept S3 from telling it.
+
+    The portal LISTs each file's path; here the files under ``listed`` (a voxel spacing's ``Annotations/``,
+    where the portal puts them) cost one paginated LIST of that prefix together, and only files elsewhere
+    cost a LIST each, ``workers`` at a time.
+    """
+    wanted = sorted(set(file_keys))
+    inside = [key for key in wanted if key.startswith(listed)]
+    outside = [key for key in wanted if not key.startswith(listed)]
+    sizes: dict[str, int | StorageError] = {}
+    if inside:
+        try:
+            objects = sized_listing(storage, listed)
+            sizes.update({key: total_under(objects, key) for key in inside})
+        except StorageError as exc:
+            sizes.update(dict.fromkeys(inside, exc))
+
+    def one(prefix: str) -> int | StorageError:
+        try:
+            return total_under(sized_listing(storage, prefix), prefix)
+        except StorageError as exc:
+            return exc
+
+    if outside:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(outside)))) as pool:
+            sizes.update(zip(outside, pool.map(one, outside), strict=True))
+    return sizes
 
 
 def read_document(storage: S3Storage, key: str) -> dict[str, Any]:
@@ -133,13 +187,8 @@ class VoxelSpacingFinder:
             if self.voxel_spacing is not None and spacing != round(self.voxel_spacing, 3):
                 continue
             prefix = f"{self.prefix}{named[0]}/"
-            result.items.append(
-                FoundItem(
-                    {"voxel_spacing": spacing},
-                    {"run_id": self.run_id, "prefix": prefix, "aliased": run_aliased},
-                    prefix,
-                )
-            )
+            context = {"run_id": self.run_id, "prefix": prefix, "aliased": run_aliased, "twin": len(named) > 1}
+            result.items.append(FoundItem({"voxel_spacing": spacing}, context, prefix))
         return result
 
 
@@ -149,8 +198,8 @@ ALIASED = "aliased folders"
 def aliased(names: list[str], what: str) -> str:
     folders = " and ".join(f"{n}/" for n in sorted(names))
     return (
-        f"{ALIASED}: {folders} both map to {what}; sibling cleanup of this run is skipped "
-        "(remove or rename the stray folder, then ingest again)"
+        f"{ALIASED}: {folders} both map to {what}; nothing is imported from them and sibling cleanup of this run "
+        "is skipped (remove or rename the stray folder, then ingest again)"
     )
 
 

@@ -18,7 +18,14 @@ from annotation_reconciler.errors import MetadataError
 METHOD_TYPES = frozenset({"manual", "automated", "hybrid", "simulated"})
 SHAPE_TYPE_MAX = 24  # annotation_shape.shape_type is VARCHAR(24)
 LINK_TYPE_MAX = 14  # annotation_method_link.link_type is VARCHAR(14)
-FILE_SOURCE = "dataset_author"  # files listed in an annotation's own metadata
+
+
+def file_source(annotation_deposition_id: int, dataset_deposition_id: int | None, portal_standard: bool) -> str:
+    """``annotation_file.source`` as the portal derives it: the dataset authors' work when the annotation's
+    deposition is its dataset's, else ``portal_standard`` for a file its metadata marks so, else ``community``."""
+    if annotation_deposition_id == dataset_deposition_id:
+        return "dataset_author"
+    return "portal_standard" if portal_standard else "community"
 
 
 DATES: Mapping[str, tuple[str, ...]] = {
@@ -212,7 +219,12 @@ class AnnotationShapeItem(ItemImporter):
 
 
 class AnnotationFileItem(ItemImporter):
-    """One ``files[]`` entry -> annotation_file of the voxel spacing being imported."""
+    """One ``files[]`` entry -> annotation_file of the voxel spacing being imported.
+
+    Its context carries what the entry alone does not say: the annotation's and the dataset's depositions
+    (for ``source``), the total size of the objects under the file's path (``file_size``, :data:`KEEP` when
+    S3 could not say) and the alignment its metadata's ``alignment_metadata_path`` names (``alignment_id``).
+    """
 
     table_name = "annotation_file"
     id_fields = ("format", "tomogram_voxel_spacing_id", "annotation_shape_id")
@@ -223,6 +235,8 @@ class AnnotationFileItem(ItemImporter):
     context_mappings: ClassVar[Mapping[str, str]] = {
         "annotation_shape_id": "annotation_shape_id",
         "tomogram_voxel_spacing_id": "tomogram_voxel_spacing_id",
+        "file_size": "file_size",
+        "alignment_id": "alignment_id",
     }
     converters: ClassVar[Mapping[str, Converter]] = {"is_visualization_default": to_bool}
 
@@ -230,11 +244,18 @@ class AnnotationFileItem(ItemImporter):
         key = self.paths.layout.to_key(self.item.data["path"])
         if key is None:  # AnnotationItem.validate refuses such documents first
             raise MetadataError(f"path={self.item.data['path']!r} is not a key of bucket {self.paths.layout.bucket}")
-        return {"s3_path": self.paths.s3_path(key), "https_path": self.paths.https_path(key), "source": FILE_SOURCE}
+        context = self.item.context
+        source = file_source(
+            context["annotation_deposition_id"],
+            context["dataset_deposition_id"],
+            bool(self.item.data.get("is_portal_standard")),
+        )
+        return {"s3_path": self.paths.s3_path(key), "https_path": self.paths.https_path(key), "source": source}
 
 
 class AnnotationAuthorItem(ItemImporter):
-    """One ``authors[]`` entry -> annotation_author (its position is the list order)."""
+    """One ``authors[]`` entry -> annotation_author: its position counts from 1 (the portal's list order), and
+    a missing or false author status is ``false``, as the portal writes them."""
 
     table_name = "annotation_author"
     id_fields = ("annotation_id", "name")
@@ -263,6 +284,13 @@ class AnnotationAuthorItem(ItemImporter):
         "primary_author_status": to_bool,
         "kaggle_id": to_str,
     }
+
+    def extra_fields(self) -> Row:
+        data = self.item.data
+        return {
+            "corresponding_author_status": to_bool(data.get("corresponding_author_status") or False),
+            "primary_author_status": to_bool(data.get("primary_author_status") or False),
+        }
 
 
 class AnnotationMethodLinkItem(ItemImporter):

@@ -177,6 +177,7 @@ class _Ingestion:
         self.progress, self.dry_run, self.workers, self.clock = progress, dry_run, workers, clock
         self.outer = conn.begin() if dry_run else None
         self.policy: Policy | None = Policy(0.1)
+        self.dataset_deposition_id: int | None = None  # the dataset's, for annotation_file.source
 
     def finish(self) -> None:
         if self.outer is not None:
@@ -218,10 +219,14 @@ class _Ingestion:
             return
         self.result.record(run_outcome)
         self.result.problems += run_outcome.problems
+        [(_, dataset_row)] = dataset_outcome.imported
+        self.dataset_deposition_id = dataset_row["deposition_id"]
         for item, row in run_outcome.imported:
             self.run(int(row["id"]), item.context["prefix"], voxel_spacing, bool(item.context.get("aliased")))
 
     def run(self, run_id: int, prefix: str, voxel_spacing: float | None, aliased: bool = False) -> None:
+        """Import a run's voxel spacings. A run folder with a twin (``aliased``) imports no annotation: its rows
+        keep their stored paths until the stray folder is gone."""
         spacings = VoxelSpacingImporter(self.storage, self.paths, run_id, prefix, voxel_spacing)
         found = spacings.find()
         done = self.unit(spacings.scope, lambda conn: spacings.import_items(conn, found))
@@ -232,13 +237,24 @@ class _Ingestion:
         self.progress.add_total(len(done.imported))
         for item, row in done.imported:
             aliased_here = aliased or bool(item.context.get("aliased"))
-            self.voxel_spacing(run_id, int(row["id"]), item.context["prefix"], aliased_here)
+            twin = aliased or bool(item.context.get("twin"))
+            self.voxel_spacing(run_id, int(row["id"]), item.context["prefix"], aliased_here, twin)
             self.progress.advance(item.context["prefix"])
         legacy = self.unit(f"run {prefix}", lambda conn: legacy_annotations(conn, run_id))
         if not isinstance(legacy, ImportProblem):
             self.result.legacy += legacy
 
-    def voxel_spacing(self, run_id: int, voxel_spacing_id: int, prefix: str, aliased: bool = False) -> None:
+    def voxel_spacing(
+        self, run_id: int, voxel_spacing_id: int, prefix: str, aliased: bool = False, twin: bool = False
+    ) -> None:
+        """Import one voxel spacing's annotations. ``aliased``: a folder of the run has a twin, so nothing is
+        cleaned up; ``twin``: this voxel spacing's own folder (or its run's) has one, so nothing is imported
+        either: its metadata may be the stray copy, and a row re-pointed to it would be lost with it."""
+        if twin:
+            skipped = "aliased folders: nothing imported from this voxel spacing"
+            self.result.voxel_spacings.append(VoxelSpacingReport(voxel_spacing_id, prefix, cleanup_off=skipped))
+            log.info("%s: %s", prefix, skipped)
+            return
         off = "switched off" if self.policy is None else "aliased folders in the run" if aliased else None
         annotations = AnnotationImporter(
             self.storage,
@@ -249,6 +265,7 @@ class _Ingestion:
             workers=self.workers,
             policy=None if off else self.policy,
             clock=self.clock,
+            dataset_deposition_id=self.dataset_deposition_id,
         )
         found = annotations.find()
         report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items), cleanup_off=off)
@@ -259,7 +276,9 @@ class _Ingestion:
             outcome = annotations.import_items(conn, found)
             # What the importer has just read from S3 is not stale, whatever the ledger says.
             quarantines.release(conn, outcome.ids, now=self.clock(), resolution="metadata read from S3 by the importer")
-            children = import_annotation_children(conn, self.paths, outcome, annotations.scope, voxel_spacing_id)
+            children = import_annotation_children(
+                conn, self.paths, outcome, annotations.scope, voxel_spacing_id, annotations.facts
+            )
             annotations.cleanup_unused_items(conn, outcome)
             return [outcome, *children]
 

@@ -4,7 +4,8 @@
 -- default, enums stored as VARCHAR of the migrations' length (no CHECK), SERIAL keys, foreign keys
 -- WITHOUT "ON DELETE CASCADE", and the portal's index names. tests/data/portal_schema_facts.json
 -- holds the same facts and tests/integration/test_portal_schema.py compares the two column by column.
--- The portal's alignment table is reduced to its key (annotation_file.alignment_id points at it).
+-- The portal's alignment table is reduced to its key (annotation_file.alignment_id points at it) and the
+-- two columns the annotation importer looks an alignment up by (run_id, s3_alignment_metadata).
 -- Used by the tests, the demo and the benchmarks to stand in for a portal database.
 
 CREATE TABLE IF NOT EXISTS alembic_version (
@@ -13,6 +14,8 @@ CREATE TABLE IF NOT EXISTS alembic_version (
 );
 
 CREATE TABLE IF NOT EXISTS alignment (
+    run_id INTEGER,
+    s3_alignment_metadata VARCHAR,
     id SERIAL NOT NULL,
     CONSTRAINT pk_alignment PRIMARY KEY (id)
 );

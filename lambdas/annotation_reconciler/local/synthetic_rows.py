@@ -166,8 +166,8 @@ def write_rows(engine: Engine, portal: SyntheticPortal) -> dict[str, int]:
                         "dataset_author",
                     )
                 )
-            author_rows.append((ann_id, 0, "Ada Author", "0000-0002-1825-0097", True, False))
-            author_rows.append((ann_id, 1, "Bo Builder", None, False, True))
+            author_rows.append((ann_id, 1, "Ada Author", "0000-0002-1825-0097", True, False))
+            author_rows.append((ann_id, 2, "Bo Builder", None, False, True))
             link_rows.append((ann_id, "source_code", "picker", "https://github.com/example/picker"))
             ann_id += 1
         _copy(

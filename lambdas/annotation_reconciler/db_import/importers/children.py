@@ -6,14 +6,15 @@ of one not read); :func:`import_annotation_children` runs them in order, shapes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, any_, exists, or_, select
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam, exists, or_, select, text
 from sqlalchemy.sql import ColumnElement
 
 from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import (
+    KEEP,
     FoundItem,
     ImportOutcome,
     IntegratedDBImporter,
@@ -21,7 +22,16 @@ from annotation_reconciler.db_import.base import (
     StoredPaths,
     id_array,
 )
-from annotation_reconciler.db_import.importers.annotation import FILE, SHAPE
+from annotation_reconciler.db_import.importers.annotation import FILE, SHAPE, FileFacts
+from annotation_reconciler.errors import StorageError
+
+# The portal's alignment rows of a run by the stored path of their metadata (the portal looks one up per file;
+# one query per voxel spacing here, the oldest row of a path when there are several).
+_ALIGNMENTS = text("""
+SELECT s3_alignment_metadata, min(id) FROM alignment
+WHERE run_id = :run_id AND s3_alignment_metadata = ANY(:paths)
+GROUP BY s3_alignment_metadata
+""").bindparams(bindparam("paths", type_=ARRAY(String)))
 
 
 class _ChildImporter(IntegratedDBImporter):
@@ -66,22 +76,43 @@ class AnnotationShapeImporter(_ChildImporter):
 
 
 class AnnotationFileImporter(_ChildImporter):
-    """Files of this voxel spacing (or of none) under the imported annotations' shapes."""
+    """Files of this voxel spacing (or of none) under the imported annotations' shapes.
+
+    ``source``, ``file_size`` and ``alignment_id`` are derived as the portal's importer derives them (see
+    :class:`~annotation_reconciler.db_import.items.AnnotationFileItem`); ``alignments`` maps the stored path of an
+    alignment's metadata to its row in the run.
+    """
 
     row_importer = items.AnnotationFileItem
 
     def __init__(
-        self, paths: StoredPaths, annotations: ImportOutcome, shapes: ImportOutcome, scope: str, voxel_spacing_id: int
+        self,
+        paths: StoredPaths,
+        annotations: ImportOutcome,
+        shapes: ImportOutcome,
+        scope: str,
+        voxel_spacing_id: int,
+        facts: FileFacts | None = None,
+        alignments: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(paths, annotations, scope)
         self.voxel_spacing_id = voxel_spacing_id
+        self.facts = facts or FileFacts()
+        self.alignments = dict(alignments or {})
         self.shape_ids = {(row["annotation_id"], row["shape_type"]): int(row["id"]) for _, row in shapes.imported}
+        self.depositions = {int(row["id"]): row["deposition_id"] for _, row in annotations.imported}
 
     def children_of(self, item: FoundItem, annotation_id: int) -> Iterable[FoundItem]:
+        alignment = alignment_path(self.paths, item.data.get("alignment_metadata_path"))
         for entry in item.data["files"]:
+            size = self.facts.sizes.get(self.paths.layout.to_key(entry["path"]) or "", KEEP)
             context = {
                 "annotation_shape_id": self.shape_ids[(annotation_id, entry["shape"])],
                 "tomogram_voxel_spacing_id": self.voxel_spacing_id,
+                "annotation_deposition_id": self.depositions[annotation_id],
+                "dataset_deposition_id": self.facts.dataset_deposition_id,
+                "file_size": KEEP if isinstance(size, StorageError) else size,
+                "alignment_id": self.alignments.get(alignment) if alignment else None,
             }
             yield FoundItem(entry, context, item.key)
 
@@ -101,7 +132,7 @@ class AnnotationAuthorImporter(_ChildImporter):
     def children_of(self, item: FoundItem, annotation_id: int) -> Iterable[FoundItem]:
         return [
             FoundItem(entry, {"annotation_id": annotation_id, "author_list_order": order}, item.key)
-            for order, entry in enumerate(item.data.get("authors") or [])
+            for order, entry in enumerate(item.data.get("authors") or [], start=1)
         ]
 
 
@@ -115,8 +146,31 @@ class AnnotationMethodLinkImporter(_ChildImporter):
         ]
 
 
+def alignment_path(paths: StoredPaths, named: Any) -> str | None:
+    """The stored form of the alignment metadata an annotation names (``alignment_metadata_path``, with or without
+    the bucket), as the portal's alignment rows store it; None when it names none in this bucket."""
+    key = paths.layout.to_key(named) if isinstance(named, str) else None
+    return paths.s3_path(key) if key else None
+
+
+def alignments_of(conn: Connection, paths: StoredPaths, annotations: ImportOutcome) -> dict[str, int]:
+    """The alignment of the run each imported annotation's metadata names: stored path -> alignment id."""
+    named = {alignment_path(paths, item.data.get("alignment_metadata_path")) for item, _ in annotations.imported}
+    run_ids = {row["run_id"] for _, row in annotations.imported}
+    wanted = sorted(p for p in named if p)
+    if not wanted or len(run_ids) != 1:
+        return {}
+    found = conn.execute(_ALIGNMENTS, {"run_id": run_ids.pop(), "paths": wanted})
+    return {str(path): int(alignment_id) for path, alignment_id in found}
+
+
 def import_annotation_children(
-    conn: Connection, paths: StoredPaths, annotations: ImportOutcome, scope: str, voxel_spacing_id: int
+    conn: Connection,
+    paths: StoredPaths,
+    annotations: ImportOutcome,
+    scope: str,
+    voxel_spacing_id: int,
+    facts: FileFacts | None = None,
 ) -> list[ImportOutcome]:
     """Upsert shapes, files, authors and method links of the imported annotations; delete the unused ones."""
     if not annotations.imported:
@@ -124,8 +178,9 @@ def import_annotation_children(
     shapes = AnnotationShapeImporter(paths, annotations, scope)
     shape_outcome = shapes.import_items(conn, shapes.find())
     outcomes = [shape_outcome]
+    alignments = alignments_of(conn, paths, annotations)
     others: list[IntegratedDBImporter] = [
-        AnnotationFileImporter(paths, annotations, shape_outcome, scope, voxel_spacing_id),
+        AnnotationFileImporter(paths, annotations, shape_outcome, scope, voxel_spacing_id, facts, alignments),
         AnnotationAuthorImporter(paths, annotations, scope),
         AnnotationMethodLinkImporter(paths, annotations, scope),
     ]
