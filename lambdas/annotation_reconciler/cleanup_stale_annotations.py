@@ -22,7 +22,15 @@ import click
 from annotation_reconciler.cleanup.render import render_text
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
-from annotation_reconciler.cli.common import engine_from, layout_from, operator_name, settings_from
+from annotation_reconciler.cli.common import (
+    Command,
+    check_environment,
+    engine_from,
+    layout_from,
+    nothing_found_line,
+    operator_name,
+    settings_from,
+)
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -36,7 +44,8 @@ def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="annotation-reconciler", prog_name="cleanup-stale-annotations")
 @click.option("--dataset-id", type=int, help="Cleanup annotations for specific dataset")
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
@@ -94,6 +103,7 @@ def cleanup_stale_annotations(
     """Identify and delete stale annotations whose metadata files no longer exist in S3."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)  # every deletion is logged; botocore's chatter is not
+    check_environment()
     layout_from("--s3-bucket", s3_bucket, s3_prefix)
     settings = settings_from(
         {
@@ -118,6 +128,20 @@ def cleanup_stale_annotations(
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
+        if report.annotations and not report.present and (dry_run or not approve_held):
+            if output == "json":
+                click.echo(json.dumps(report.to_json(), indent=2))
+            raise CleanupError(
+                nothing_found_line(
+                    s3_bucket,
+                    settings.s3_prefix,
+                    report.annotations,
+                    report.first_reason(),
+                    "--s3-bucket and --s3-prefix (a wrong bucket or prefix is far likelier than a whole scope "
+                    "deleted); nothing deleted"
+                    + ("" if dry_run else ", unless --approve-held says the whole scope is meant to go"),
+                )
+            )
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
             delete_stale_annotations(

@@ -207,7 +207,8 @@ def test_each_scope_touches_only_its_own_annotations(world: World, name: str) ->
 def test_every_stored_path_form_maps_and_unmappable_paths_survive(
     engine: Any, s3: Any, db_url: str, s3_prefix: str
 ) -> None:
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, path_style="mixed"))
+    # three runs: one annotation stays present (a scope where none is would be refused as a wrong prefix)
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=3, path_style="mixed"))
     paths = stored_paths(world)
     assert {p.split("/")[0] for p in paths.values()} == {"s3:", BUCKET, str(world.portal.dataset_ids[0])}
     stale = make_stale(world, world.portal.annotations[::2])  # every other: all three forms among them

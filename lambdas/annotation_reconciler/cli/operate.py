@@ -12,8 +12,16 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.cli.common import (
+    UsageError,
+    db_options,
+    engine_from,
+    nothing_found_line,
+    operator_name,
+    settings_from,
+)
 from annotation_reconciler.errors import LedgerSchemaError
+from annotation_reconciler.ledger import history
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -85,10 +93,16 @@ def scan(
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
-    errors = 0
+    errors = annotations = present = 0
+    reasons: list[str] = []
     for shard in shards:
         r = reconciler.scan_shard(shard)
         errors += len(r.errors)
+        annotations += r.annotations
+        present += r.present
+        reasons += [f"annotation {u.ref.id}: {u.why}" for u in r.unknown[:1]]
+        if r.missing and not r.unknown:
+            reasons.append(f"{r.missing} metadata keys absent from the listing of {r.prefixes_listed} prefixes")
         label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
         table.add_row(
             label,
@@ -113,6 +127,19 @@ def scan(
             console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
     console.print(table)
     engine.dispose()
+    if annotations and not present:
+        click.echo(
+            "Error: "
+            + nothing_found_line(
+                reconciler.settings.bucket,
+                reconciler.settings.s3_prefix,
+                annotations,
+                reasons[0] if reasons else "no metadata listed",
+                "--bucket and --s3-prefix (a wrong bucket or prefix is far likelier than a whole scope deleted)",
+            ),
+            err=True,
+        )
+        raise SystemExit(1)
     if errors:
         raise SystemExit(1)
 
@@ -260,8 +287,23 @@ def reingest_command(metadata_key: str) -> str:
 def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     engine = engine_from(db_url, db_secret_arn)
-    count = operators.approve(engine, dataset_id, by=by)
-    engine.dispose()
+    try:
+        count = operators.approve(engine, dataset_id, by=by)
+        if not count:
+            with engine.connect() as conn:
+                known = history.dataset_known(conn, dataset_id)
+    finally:
+        engine.dispose()
+    if not count:
+        if not known:
+            raise UsageError(
+                f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
+                "(`annotation-reconciler status` lists the held datasets)"
+            )
+        raise click.ClickException(
+            f"dataset {dataset_id} has no held annotations: nothing approved "
+            "(`annotation-reconciler status` lists the held datasets)"
+        )
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 
 
@@ -274,11 +316,19 @@ def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, b
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
     engine = engine_from(db_url, db_secret_arn)
-    if clear:
-        done = operators.clear_release(engine, annotation_id, by=by)
-    else:
-        done = int(operators.release(engine, annotation_id, by=by))
-    engine.dispose()
+    try:
+        if clear:
+            done = operators.clear_release(engine, annotation_id, by=by)
+        else:
+            done = int(operators.release(engine, annotation_id, by=by))
+        if not done:
+            with engine.connect() as conn:
+                if not history.annotation_known(conn, annotation_id):
+                    raise UsageError(
+                        f"no annotation {annotation_id} in the portal or the reconciler's ledger: check the id"
+                    )
+    finally:
+        engine.dispose()
     if clear:
         if not done:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")

@@ -1,0 +1,219 @@
+"""The operator's commands as a new user meets them (issue 28), through the CLI on the real PostgreSQL and moto:
+refusals that say what to do, the history of deletions, one vocabulary of options, the cleanup's guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import text
+
+from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+from annotation_reconciler.cli.main import cli
+from annotation_reconciler.db import make_engine
+from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
+from annotation_reconciler.scope import Scope
+from support.world import BUCKET, World, removed
+
+
+@pytest.fixture(autouse=True)
+def in_process_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name in ("RECONCILER_DB_URL", "RECONCILER_BUCKET", "RECONCILER_DRY_RUN", "RECONCILER_MAX_PURGE_FRACTION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin)
+
+
+def cleanup(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cleanup_stale_annotations, list(args), input=stdin)
+
+
+def refused(result: Result, code: int = 2) -> str:
+    """The one-line refusal of ``result``: exit ``code``, nothing on stdout, no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    return lines[-1]
+
+
+# --- 1. refusals that say what to do --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unmigrated(db_factory: DatabaseFactory, worker_id: str) -> Iterator[str]:
+    """A database with the portal's tables and none of the reconciler's."""
+    name = f"unmigrated_{worker_id}"
+    url = db_factory.empty(name)
+    engine = make_engine(url)
+    create_portal_schema(engine)
+    engine.dispose()
+    yield url
+    db_factory.drop(name)
+
+
+def test_every_command_on_an_unmigrated_database_names_migrate(unmigrated: str, s3: Any) -> None:
+    commands = {
+        "status": run("status", "--db-url", unmigrated),
+        "purge": run("purge", "--db-url", unmigrated, "--bucket", BUCKET),
+        "scan": run("scan", "--db-url", unmigrated, "--bucket", BUCKET, "--dataset-id", "1"),
+        "approve": run("approve", "--db-url", unmigrated, "--dataset-id", "1"),
+        "release": run("release", "--db-url", unmigrated, "--annotation-id", "1"),
+        "restore": run("restore", "--db-url", unmigrated, "--annotation-id", "1"),
+        "history": run("history", "--db-url", unmigrated),
+        "cleanup-stale-annotations": cleanup("--db-uri", unmigrated, "--s3-bucket", BUCKET, "--run-id", "1"),
+    }
+    for name, result in commands.items():
+        line = refused(result)
+        assert "has no reconciler tables" in line and "`annotation-reconciler migrate`" in line, (name, line)
+        assert "password" not in line.lower() or "***" in line
+
+
+def test_a_driver_error_is_one_line_that_says_what_to_do(world: World) -> None:
+    with world.engine.begin() as conn:
+        conn.execute(text("DROP ROLE IF EXISTS newcomer"))
+        conn.execute(text("CREATE ROLE newcomer LOGIN PASSWORD 'pw'"))
+    url = world.db_url.replace("://", "://newcomer:pw@", 1).split("@", 1)
+    url_as_newcomer = url[0] + "@" + url[1].split("@", 1)[-1]
+    try:
+        line = refused(run("status", "--db-url", url_as_newcomer))
+        assert "permission denied" in line and "SQLSTATE 42501" in line and "annotation-reconciler grants" in line
+    finally:
+        with world.engine.begin() as conn:
+            conn.execute(text("DROP OWNED BY newcomer"))
+            conn.execute(text("DROP ROLE newcomer"))
+
+
+def test_an_unknown_reconciler_variable_is_named_with_the_closest_known_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_DRYRUN", "false")
+    monkeypatch.setenv("RECONCILER_GRACE_HOURS", "1")
+    line = refused(run("status", "--db-url", world.db_url))
+    assert "RECONCILER_DRYRUN is not a setting of the reconciler (did you mean RECONCILER_DRY_RUN?)" in line
+    assert (
+        "RECONCILER_GRACE_HOURS is not a setting of the reconciler (did you mean RECONCILER_GRACE_PERIOD_HOURS?)"
+        in line
+    )
+    line = refused(cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--run-id", "1"))
+    assert "did you mean RECONCILER_DRY_RUN?" in line
+    monkeypatch.delenv("RECONCILER_DRYRUN")
+    monkeypatch.delenv("RECONCILER_GRACE_HOURS")
+    assert run("status", "--db-url", world.db_url).exit_code == 0
+
+
+def test_ids_that_match_nothing_are_an_error(world: World) -> None:
+    line = refused(run("approve", "--db-url", world.db_url, "--dataset-id", "99999"))
+    assert "no dataset 99999" in line
+    line = refused(run("release", "--db-url", world.db_url, "--annotation-id", "99999"))
+    assert "no annotation 99999" in line
+    line = refused(run("release", "--db-url", world.db_url, "--annotation-id", "99999", "--clear"))
+    assert "no annotation 99999" in line
+    # a real dataset with nothing held: nothing approved is not a success either
+    line = refused(run("approve", "--db-url", world.db_url, "--dataset-id", str(world.portal.dataset_ids[0])), 1)
+    assert "has no held annotations: nothing approved" in line
+
+
+def test_a_scope_whose_prefix_holds_none_of_its_metadata_exits_1_naming_bucket_prefix_and_reason(
+    world: World,
+) -> None:
+    wrong = f"s3://{BUCKET}/staging/"
+    dataset = str(world.portal.dataset_ids[0])
+    result = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--s3-prefix", wrong, "--dataset-id", dataset)
+    assert result.exit_code == 1, result.output
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("Error: ")]
+    assert f"bucket {BUCKET} under prefix {wrong}" in line and "first reason: annotation " in line
+    assert "Traceback" not in result.output
+    result = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--s3-prefix", wrong, "--dataset-id", dataset)
+    assert result.exit_code == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("Error: ")]
+    assert f"bucket {BUCKET} under prefix {wrong}" in line and "first reason: annotation " in line
+    # the right prefix: exit 0, no diagnosis
+    ok = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset)
+    assert ok.exit_code == 0 and "Error" not in ok.stderr
+
+
+def test_a_scope_where_every_row_is_unknown_exits_1(world: World) -> None:
+    first = world.ids[world.portal.annotations[0].metadata_key]
+    with world.engine.begin() as conn:
+        run_id = conn.execute(text("SELECT run_id FROM annotation WHERE id = :i"), {"i": first}).scalar_one()
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = 's3://elsewhere/' || id WHERE run_id = :r"), {"r": run_id}
+        )
+    result = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--run-id", str(run_id))
+    assert result.exit_code == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("Error: ")]
+    assert "does not map to a key in bucket" in line and f"bucket {BUCKET} under prefix s3://{BUCKET}/" in line
+
+
+# --- 2. history -----------------------------------------------------------------------------------------------
+
+
+def purge_two(world: World) -> tuple[int, int]:
+    """Two annotations of the first dataset purged: one quarantined by an event, one by a scan (its ledger row
+    then names an approver, as a held row's does)."""
+    by_event, by_scan = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
+    world.delete(by_event, by_scan)
+    r = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.5")
+    r.apply_changes(removed(by_event))
+    r.scan_shard(Scope(dataset_id=world.portal.dataset_ids[0]))
+    world.clock.advance(hours=2)
+    assert sorted(r.purge().deleted) == sorted([world.ids[by_event], world.ids[by_scan]])
+    with world.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE annotation_reconciler.annotation_quarantine SET approved_by = 'frank' WHERE annotation_id = :i"
+            ),
+            {"i": world.ids[by_scan]},
+        )
+    return world.ids[by_event], world.ids[by_scan]
+
+
+def test_history_lists_every_deletion_and_restore_with_the_command_that_undoes_it(world: World) -> None:
+    assert run("history", "--db-url", world.db_url).stdout == "no deletions recorded\n"
+    by_event, by_scan = purge_two(world)
+    restored = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_event), "--no-dry-run", "--by", "ann")
+    assert restored.exit_code == 0, restored.output
+    result = run("history", "--db-url", world.db_url, "--output", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+    entries = {e["annotation_id"]: e for e in json.loads(result.stdout)["deletions"]}
+    assert set(entries) == {by_event, by_scan}
+    assert (entries[by_event]["source"], entries[by_scan]["source"]) == ("event", "scan")
+    assert entries[by_scan]["approved_by"] == "frank" and entries[by_scan]["deleted_by"]
+    assert entries[by_scan]["undo"] == f"annotation-reconciler restore --annotation-id {by_scan} --no-dry-run"
+    assert entries[by_event]["undo"] is None and entries[by_event]["restored_by"] == "ann"
+    assert entries[by_scan]["metadata_key"] == world.portal.metadata_keys[1]
+    text_out = run("history", "--db-url", world.db_url).stdout
+    assert text_out.startswith("2 deletions, 1 of them restored (newest first):\n")
+    assert f"deleted annotation {by_scan} (dataset {world.portal.dataset_ids[0]}" in text_out
+    assert "by scan, approved by frank" in text_out and "by event" in text_out
+    assert f"    key: {world.portal.metadata_keys[1]}\n" in text_out
+    assert f"    undo: annotation-reconciler restore --annotation-id {by_scan} --no-dry-run\n" in text_out
+    assert "    restored " in text_out and " by ann\n" in text_out
+    # undo as printed: the annotation is back, and the history says so
+    undo = entries[by_scan]["undo"].split()[1:]
+    assert run(*undo, "--db-url", world.db_url).exit_code == 0
+    assert {by_event, by_scan} <= world.annotation_ids()
+
+
+def test_history_filters_by_dataset_and_time_and_caps_text(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    purge_two(world)
+    other = str(world.portal.dataset_ids[1])
+    assert run("history", "--db-url", world.db_url, "--dataset-id", other).stdout == (
+        f"no deletions recorded for dataset {other}\n"
+    )
+    future = run("history", "--db-url", world.db_url, "--since", "2100-01-01", "--output", "json")
+    assert json.loads(future.stdout) == {"deletions": []}
+    past = run("history", "--db-url", world.db_url, "--since", "2000-01-01T00:00:00Z", "--output", "json")
+    assert len(json.loads(past.stdout)["deletions"]) == 2
+    assert "not an ISO 8601 time" in refused(run("history", "--db-url", world.db_url, "--since", "yesterday"))
+    monkeypatch.setattr("annotation_reconciler.cli.history.TEXT_LIMIT", 1)
+    capped = run("history", "--db-url", world.db_url).stdout
+    assert capped.count("deleted annotation") == 1 and "and 1 more (all of them: --output json)" in capped
