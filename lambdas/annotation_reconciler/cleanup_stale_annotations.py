@@ -50,7 +50,13 @@ def _confirm(question: str) -> bool:
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
 @click.option("--dry-run/--no-dry-run", default=True, help="Show what would be deleted without deleting")
-@click.option("--db-uri", type=str, help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL)")
+@click.option(
+    "--db-uri",
+    "--db-url",
+    "db_uri",
+    type=str,
+    help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL; --db-url is the same)",
+)
 @click.option(
     "--db-secret-arn",
     envvar="RECONCILER_DB_SECRET_ARN",

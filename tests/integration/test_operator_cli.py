@@ -217,3 +217,48 @@ def test_history_filters_by_dataset_and_time_and_caps_text(world: World, monkeyp
     monkeypatch.setattr("annotation_reconciler.cli.history.TEXT_LIMIT", 1)
     capped = run("history", "--db-url", world.db_url).stdout
     assert capped.count("deleted annotation") == 1 and "and 1 more (all of them: --output json)" in capped
+
+
+# --- 3. one vocabulary of options ---------------------------------------------------------------------------------
+
+
+def test_version_on_both_entry_points() -> None:
+    from importlib.metadata import version
+
+    out = run("--version")
+    assert out.exit_code == 0 and out.stdout == f"annotation-reconciler, version {version('annotation-reconciler')}\n"
+    out = cleanup("--version")
+    assert out.exit_code == 0 and out.stdout.startswith("cleanup-stale-annotations, version ")
+
+
+def test_db_url_and_db_uri_are_one_option_everywhere(world: World) -> None:
+    assert run("status", "--db-uri", world.db_url, "--output", "json").exit_code == 0
+    assert run("history", "--db-uri", world.db_url).exit_code == 0
+    run_id = "1"
+    for option in ("--db-url", "--db-uri"):
+        out = cleanup(option, world.db_url, "--s3-bucket", BUCKET, "--run-id", run_id)
+        assert out.exit_code == 0, out.output
+        assert "Found 0 stale annotations." in out.stdout
+
+
+def test_anonymous_reads_the_bucket_without_credentials_on_scan_and_purge(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bool] = []
+    from annotation_reconciler.cli import operate
+
+    real = operate.make_s3_client
+
+    def recording(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("anonymous", False))
+        return real(**kwargs)
+
+    monkeypatch.setattr(operate, "make_s3_client", recording)
+    dataset = str(world.portal.dataset_ids[0])
+    scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset, "--anonymous")
+    assert scan.exit_code == 0, scan.output
+    purge = run("purge", "--db-url", world.db_url, "--bucket", BUCKET, "--anonymous")
+    assert purge.exit_code == 0, purge.output
+    assert calls == [True, True]
+    assert run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset).exit_code == 0
+    assert calls == [True, True, False]

@@ -136,8 +136,10 @@ def db_options(fn: F) -> F:
     )(fn)
     return click.option(
         "--db-url",
+        "--db-uri",
+        "db_url",
         envvar="RECONCILER_DB_URL",
-        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL).",
+        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL; --db-uri is the same).",
     )(fn)
 
 

@@ -37,6 +37,7 @@ def reconciler_from(
     s3_prefix: str | None,
     dry_run: bool | None,
     endpoint_url: str | None,
+    anonymous: bool = False,
 ) -> tuple[Reconciler, Engine]:
     settings = settings_from(
         {
@@ -50,7 +51,8 @@ def reconciler_from(
     )
     engine = engine_from(settings.db_url, settings.db_secret_arn)
     storage = S3Storage(
-        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency), settings.bucket
+        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency, anonymous=anonymous),
+        settings.bucket,
     )
     return Reconciler(engine, storage, settings), engine
 
@@ -61,6 +63,9 @@ def common_options(fn: Any) -> Any:
             click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
             click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
             click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
+            click.option(
+                "--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it)."
+            ),
         ]
     ):
         fn = option(fn)
@@ -77,11 +82,12 @@ def scan(
     bucket: str | None,
     s3_prefix: str | None,
     endpoint_url: str | None,
+    anonymous: bool,
     dataset_id: int | None,
     inventory: str | None,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
@@ -153,10 +159,11 @@ def purge(
     bucket: str | None,
     s3_prefix: str | None,
     endpoint_url: str | None,
+    anonymous: bool,
     dry_run: bool | None,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url, anonymous)
     r = reconciler.purge()
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
