@@ -19,7 +19,7 @@ import sys
 
 import click
 
-from annotation_reconciler.cleanup.render import render_text
+from annotation_reconciler.cleanup.render import annotations, render_text, what_would_go
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
 from annotation_reconciler.cli.common import (
@@ -84,9 +84,8 @@ def _confirm(question: str) -> bool:
 @click.option(
     "--max-purge-fraction",
     type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Hold a dataset's deletions when they exceed this fraction of its annotations (the purge uses 0.1)",
+    help="Hold a dataset's deletions when they exceed this fraction of its annotations, as every other path "
+    "does (default: $RECONCILER_MAX_PURGE_FRACTION, else 0.1); 1 lifts the guard",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
 def cleanup_stale_annotations(
@@ -103,7 +102,7 @@ def cleanup_stale_annotations(
     yes: bool,
     approve_held: bool,
     by: str,
-    max_purge_fraction: float,
+    max_purge_fraction: float | None,
     output: str,
 ) -> None:
     """Identify and delete stale annotations whose metadata files no longer exist in S3."""
@@ -117,8 +116,10 @@ def cleanup_stale_annotations(
             "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
             "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
             "RECONCILER_S3_CONCURRENCY": ("--s3-concurrency", s3_concurrency),
+            "RECONCILER_MAX_PURGE_FRACTION": ("--max-purge-fraction", max_purge_fraction),
         }
     )
+    max_fraction = settings.max_purge_fraction
     scope = Scope.of(dataset_id=dataset_id, run_id=run_id, voxel_spacing_id=voxel_spacing_id)
     if scope.is_everything:
         click.echo("Warning: no --dataset-id, --run-id or --voxel-spacing-id: every annotation is checked.", err=True)
@@ -130,7 +131,7 @@ def cleanup_stale_annotations(
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
     report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
     try:
-        survey_scope(reconciler, report, max_purge_fraction)
+        survey_scope(reconciler, report, max_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
@@ -151,7 +152,7 @@ def cleanup_stale_annotations(
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
             delete_stale_annotations(
-                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_purge_fraction
+                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_fraction
             )
             report.s3_requests = dict(counter.counts)
     finally:
@@ -163,7 +164,7 @@ def cleanup_stale_annotations(
     elif not dry_run and report.stale:
         kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
         rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
-        click.echo(f"\nDeleted {len(report.deleted)} stale annotations{kept}: {rows or 'no rows'}.")
+        click.echo(f"\nDeleted {annotations(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
         if report.held_back:
             click.echo(
                 f"{len(report.held_back)} held annotations were not deleted; they are recorded as held: "
@@ -180,7 +181,9 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     )
     held = report.held
     ordinary = len(report.stale) - len(held)
-    if ordinary and not yes and not _confirm(f"Delete {ordinary} stale annotations and all their children?"):
+    for line in what_would_go(report):
+        click.echo(line, err=True)
+    if ordinary and not yes and not _confirm(f"Delete {annotations(ordinary, 'stale ')} and all their children?"):
         raise click.Abort()
     if not held:
         return False

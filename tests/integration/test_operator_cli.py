@@ -116,9 +116,9 @@ def test_ids_that_match_nothing_are_an_error(world: World) -> None:
     assert "no annotation 99999" in line
     line = refused(run("release", "--db-url", world.db_url, "--annotation-id", "99999", "--clear"))
     assert "no annotation 99999" in line
-    # a real dataset with nothing held: nothing approved is not a success either
-    line = refused(run("approve", "--db-url", world.db_url, "--dataset-id", str(world.portal.dataset_ids[0])), 1)
-    assert "has no held annotations: nothing approved" in line
+    # a real dataset with nothing held: said so, not "approved 0"
+    out = run("approve", "--db-url", world.db_url, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert out.exit_code == 0 and "has no held annotations: nothing to approve" in out.stdout
 
 
 def test_a_scope_whose_prefix_holds_none_of_its_metadata_exits_1_naming_bucket_prefix_and_reason(
@@ -262,3 +262,57 @@ def test_anonymous_reads_the_bucket_without_credentials_on_scan_and_purge(
     assert calls == [True, True]
     assert run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset).exit_code == 0
     assert calls == [True, True, False]
+
+
+# --- 4. one guard everywhere ----------------------------------------------------------------------------------------
+
+
+def stale_in_first_dataset(world: World, count: int) -> list[int]:
+    keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == world.portal.dataset_ids[0]][:count]
+    world.delete(*keys)
+    return sorted(world.ids[k] for k in keys)
+
+
+def test_cleanup_holds_at_the_shipped_fraction_and_max_purge_fraction_1_lifts_it(world: World) -> None:
+    stale = stale_in_first_dataset(world, 4)  # 4 of the dataset's annotations: beyond 0.1 of it
+    base = ("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--dataset-id", str(world.portal.dataset_ids[0]))
+    held = cleanup(*base, "--no-dry-run", "--yes")
+    assert held.exit_code == 1 and "all 4 stale annotations are held" in held.stderr
+    assert set(stale) <= world.annotation_ids()
+    lifted = cleanup(*base, "--no-dry-run", "--yes", "--max-purge-fraction", "1")
+    assert lifted.exit_code == 0, lifted.output
+    assert "Deleted 4 stale annotations" in lifted.stdout
+    assert not set(stale) & world.annotation_ids()
+
+
+def test_the_environment_sets_the_cleanups_guard_as_it_does_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = stale_in_first_dataset(world, 4)
+    monkeypatch.setenv("RECONCILER_MAX_PURGE_FRACTION", "1")
+    base = ("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert cleanup(*base, "--no-dry-run", "--yes").exit_code == 0
+    assert not set(stale) & world.annotation_ids()
+    monkeypatch.setenv("RECONCILER_MAX_PURGE_FRACTION", "2")
+    assert "--max-purge-fraction (RECONCILER_MAX_PURGE_FRACTION)" not in refused(cleanup(*base))
+    assert "RECONCILER_MAX_PURGE_FRACTION=2 is out of range" in refused(cleanup(*base))
+
+
+def test_the_prompt_lists_what_would_go_per_dataset_and_one_is_singular(world: World) -> None:
+    [one] = stale_in_first_dataset(world, 1)
+    second = [a.metadata_key for a in world.portal.annotations if a.dataset_id == world.portal.dataset_ids[1]][:1]
+    world.delete(*second)
+    other = world.ids[second[0]]
+    out = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--no-dry-run", "--yes", stdin="")
+    assert out.exit_code == 0, out.output
+    assert "Found 2 stale annotations:" in out.stdout and ": 1 annotation\n" in out.stdout
+    assert "What would go:\n" in out.stderr
+    assert f"  dataset {world.portal.dataset_ids[0]}: 1 annotation [{one}]\n" in out.stderr
+    assert f"  dataset {world.portal.dataset_ids[1]}: 1 annotation [{other}]\n" in out.stderr
+    dry = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert "Found 0 stale annotations." in dry.stdout
+    world.delete(
+        *[a.metadata_key for a in world.portal.annotations if a.dataset_id == world.portal.dataset_ids[0]][1:2]
+    )
+    single = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert "Found 1 stale annotation:\n" in single.stdout

@@ -307,10 +307,11 @@ def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: 
                 f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
                 "(`annotation-reconciler status` lists the held datasets)"
             )
-        raise click.ClickException(
-            f"dataset {dataset_id} has no held annotations: nothing approved "
+        click.echo(
+            f"dataset {dataset_id} has no held annotations: nothing to approve "
             "(`annotation-reconciler status` lists the held datasets)"
         )
+        return
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 
 

@@ -68,7 +68,7 @@ def deletions(
 
 
 _DATASET_KNOWN = """
-SELECT EXISTS (SELECT 1 FROM public.dataset WHERE id = :id)
+SELECT EXISTS (SELECT 1 FROM public.run WHERE dataset_id = :id)
     OR EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine WHERE dataset_id = :id)
     OR EXISTS (SELECT 1 FROM annotation_reconciler_audit.deleted_annotation WHERE dataset_id = :id)
 """
@@ -81,7 +81,8 @@ SELECT EXISTS (SELECT 1 FROM public.annotation WHERE id = :id)
 
 
 def dataset_known(conn: Connection, dataset_id: int) -> bool:
-    """Whether the portal, the ledger or the audit has ever seen ``dataset_id``."""
+    """Whether the portal (a run of it: the reconciler's roles read ``run``, not ``dataset``), the ledger or the
+    audit has ever seen ``dataset_id``."""
     return bool(conn.execute(text(_DATASET_KNOWN), {"id": dataset_id}).scalar_one())
 
 
