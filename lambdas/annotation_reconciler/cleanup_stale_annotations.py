@@ -19,7 +19,7 @@ import sys
 
 import click
 
-from annotation_reconciler.cleanup.render import annotations, render_text, what_would_go
+from annotation_reconciler.cleanup.render import count_of, render_text, what_would_go
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
 from annotation_reconciler.cli.common import (
@@ -164,7 +164,7 @@ def cleanup_stale_annotations(
     elif not dry_run and report.stale:
         kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
         rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
-        click.echo(f"\nDeleted {annotations(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
+        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
         if report.held_back:
             click.echo(
                 f"{len(report.held_back)} held annotations were not deleted; they are recorded as held: "
@@ -183,7 +183,7 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     ordinary = len(report.stale) - len(held)
     for line in what_would_go(report):
         click.echo(line, err=True)
-    if ordinary and not yes and not _confirm(f"Delete {annotations(ordinary, 'stale ')} and all their children?"):
+    if ordinary and not yes and not _confirm(f"Delete {count_of(ordinary, 'stale ')} and all their children?"):
         raise click.Abort()
     if not held:
         return False

@@ -7,7 +7,7 @@ from collections import defaultdict
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
 
 
-def annotations(count: int, kind: str = "") -> str:
+def count_of(count: int, kind: str = "") -> str:
     """``1 stale annotation``, ``2 stale annotations``."""
     return f"{count} {kind}annotation{'' if count == 1 else 's'}"
 
@@ -29,7 +29,7 @@ def what_would_go(report: CleanupReport) -> list[str]:
         parts = []
         if ordinary:
             more = f" and {len(ordinary) - IDS_SHOWN} more" if len(ordinary) > IDS_SHOWN else ""
-            parts.append(f"{annotations(len(ordinary))} {ordinary[:IDS_SHOWN]}{more}")
+            parts.append(f"{count_of(len(ordinary))} {ordinary[:IDS_SHOWN]}{more}")
         if held:
             more = f" and {len(held) - IDS_SHOWN} more" if len(held) > IDS_SHOWN else ""
             parts.append(f"{len(held)} held (only if approved) {held[:IDS_SHOWN]}{more}")
@@ -39,25 +39,25 @@ def what_would_go(report: CleanupReport) -> list[str]:
 
 def render_text(report: CleanupReport) -> str:
     """The spec's report: the total, then per run each annotation id and its stored path."""
-    lines = [f"Found {annotations(len(report.stale), 'stale ')}:" if report.stale else "Found 0 stale annotations."]
+    lines = [f"Found {count_of(len(report.stale), 'stale ')}:" if report.stale else "Found 0 stale annotations."]
     by_run: dict[int | None, list[Stale]] = defaultdict(list)
     for item in report.stale:
         by_run[item.ref.run_id].append(item)
     for run_id in sorted(by_run, key=lambda r: (r is None, r or 0)):
         items = by_run[run_id]
-        lines.append(f"  Run ID {run_id}: {annotations(len(items))}")
+        lines.append(f"  Run ID {run_id}: {count_of(len(items))}")
         lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" + (" (held)" if s.held else "") for s in items]
     if report.held:
         lines.append("")
         lines.append(f"{len(report.held)} of them are held (suspicious): {report.held[0].reason}")
     if report.unknown:
         lines.append("")
-        lines.append(f"{annotations(len(report.unknown))} could not be verified and are never deleted:")
+        lines.append(f"{count_of(len(report.unknown))} could not be verified and are never deleted:")
         lines += [f"    - Annotation ID {u.ref.id}: {u.why}" for u in report.unknown]
     requests = ", ".join(f"{n} {op}" for op, n in sorted(report.s3_requests.items())) or "none"
     lines.append("")
     lines.append(
-        f"Checked {annotations(report.annotations)} under {report.prefixes_listed} Annotations/ prefixes "
+        f"Checked {count_of(report.annotations)} under {report.prefixes_listed} Annotations/ prefixes "
         f"of s3://{report.bucket} (S3 requests: {requests})."
     )
     return "\n".join(lines)
