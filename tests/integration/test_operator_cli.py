@@ -4,17 +4,23 @@ refusals that say what to do, the history of deletions, one vocabulary of option
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
+from annotation_reconciler.local.synthetic import PortalSpec, build_portal
+from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.scope import Scope
 from support.world import BUCKET, World, removed
 
@@ -316,3 +322,41 @@ def test_the_prompt_lists_what_would_go_per_dataset_and_one_is_singular(world: W
     )
     single = cleanup("--db-uri", world.db_url, "--s3-bucket", BUCKET, "--dataset-id", str(world.portal.dataset_ids[0]))
     assert "Found 1 stale annotation:\n" in single.stdout
+
+
+# --- 5. ingest keeps what is stored -------------------------------------------------------------------------------
+
+
+def ingest_table(output: str) -> dict[str, list[int]]:
+    """The summary table's rows: table name -> its numbers."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+        if len(cells) == 4 and cells[1].isdigit():
+            rows[cells[0]] = [int(c) for c in cells[1:]]
+    return rows
+
+
+def test_reingesting_unchanged_data_writes_nothing_without_an_https_prefix(
+    engine: Any, db_url: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=1, annotations_per_voxel_spacing=2)
+    portal = build_portal(spec)
+    write_bucket(boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-west-2"), portal)
+    write_rows(engine, portal)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT id, https_metadata_path FROM annotation ORDER BY id")).all()
+    assert all(p.startswith(spec.https_prefix) for _, p in before)  # not the bucket's public URL
+    args = ["--bucket", BUCKET, "--dataset-id", str(spec.first_dataset_id), "--db-url", db_url]
+    out = CliRunner().invoke(ingest, args, env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    # the synthetic rows lack a few fields the metadata has (the importer fills them); no path is rewritten
+    assert not {"dataset", "run", "tomogram_voxel_spacing"} & set(ingest_table(out.stdout))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, https_metadata_path FROM annotation ORDER BY id")).all() == before
+    again = CliRunner().invoke(ingest, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and ingest_table(again.stdout) == {}  # nothing inserted, updated or removed
+    # an explicit prefix still wins
+    moved = CliRunner().invoke(ingest, [*args, "--https-prefix", "https://mirror.example.org/"], env={"COLUMNS": "200"})
+    assert moved.exit_code == 0 and ingest_table(moved.stdout)["annotation"][1] == len(before)

@@ -8,17 +8,20 @@ skipped), 2 on bad usage or configuration.
 
 from __future__ import annotations
 
+from collections import Counter
 from types import TracebackType
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
@@ -60,7 +63,11 @@ class _ProgressBar:
 @click.option("--run-name", help="Import this run only.")
 @click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
 @click.option("--s3-prefix", default="", help="Where the portal's keys start: s3://BUCKET/ROOT/ (default: the bucket).")
-@click.option("--https-prefix", help="HTTPS prefix of stored paths (default: https://BUCKET.s3.amazonaws.com/).")
+@click.option(
+    "--https-prefix",
+    help="HTTPS prefix of stored paths (default: the one the dataset's rows already use, else "
+    "https://BUCKET.s3.amazonaws.com/).",
+)
 @click.option("--dry-run", is_flag=True, help="Compute every change, write nothing.")
 @db_options
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
@@ -111,6 +118,12 @@ def ingest(
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
         raise UsageError(f"--https-prefix={https_prefix!r} is not a URL: use e.g. {public_https_prefix(bucket)}")
     engine = engine_from(db_url, db_secret_arn)
+    if https_prefix is None:
+        try:
+            https_prefix = stored_https_prefix(engine, layout, dataset_id)
+        except BaseException:
+            engine.dispose()
+            raise
     storage = S3Storage(make_s3_client(anonymous=anonymous, endpoint_url=endpoint_url), bucket)
     console = Console(stderr=True)
     try:
@@ -135,6 +148,23 @@ def ingest(
     print_result(Console(), result)
     if not result.ok:
         raise SystemExit(1)
+
+
+_RUN_PREFIXES = text("SELECT s3_prefix, https_prefix FROM run WHERE dataset_id = :d ORDER BY id")
+
+
+def stored_https_prefix(engine: Engine, layout: BucketLayout, dataset_id: int) -> str | None:
+    """The HTTPS prefix the dataset's rows already use (the most common among its runs: each run's
+    ``https_prefix`` is it followed by the run's key), so re-ingesting unchanged data rewrites no path; ``None``
+    for a dataset with no runs yet (the bucket's public URL is then used)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_RUN_PREFIXES, {"d": dataset_id}).all()
+    found: Counter[str] = Counter()
+    for s3_prefix, https in rows:
+        key = layout.to_key(s3_prefix)
+        if key and https and https.endswith(key) and len(https) > len(key):
+            found[https[: -len(key)]] += 1
+    return found.most_common(1)[0][0] if found else None
 
 
 def print_result(console: Console, result: IngestResult) -> None:
