@@ -20,7 +20,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
-from annotation_reconciler.local.synthetic_rows import write_rows
+from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
 from annotation_reconciler.scope import Scope
 from support.world import BUCKET, World, removed
 
@@ -360,3 +360,67 @@ def test_reingesting_unchanged_data_writes_nothing_without_an_https_prefix(
     # an explicit prefix still wins
     moved = CliRunner().invoke(ingest, [*args, "--https-prefix", "https://mirror.example.org/"], env={"COLUMNS": "200"})
     assert moved.exit_code == 0 and ingest_table(moved.stdout)["annotation"][1] == len(before)
+
+
+# --- 6. one JSON document on stdout; 7. readable when piped or narrow -------------------------------------------
+
+
+def test_scan_and_purge_print_one_json_document_on_stdout(world: World) -> None:
+    [gone] = stale_in_first_dataset(world, 1)
+    dataset = str(world.portal.dataset_ids[0])
+    scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset, "--output", "json")
+    assert scan.exit_code == 0, scan.output
+    [shard] = json.loads(scan.stdout)["shards"]
+    assert (shard["dataset_id"], shard["quarantined"], shard["missing"]) == (int(dataset), [gone], 1)
+    assert shard["present"] == shard["annotations"] - 1
+    purge = run("purge", "--db-url", world.db_url, "--bucket", BUCKET, "--output", "json")
+    assert purge.exit_code == 0, purge.output
+    document = json.loads(purge.stdout)
+    assert document["dry_run"] is True and document["claimed"] == 0 and document["deleted"] == []
+
+
+def test_ingest_prints_one_json_document_on_stdout(
+    engine: Any, db_url: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=1, annotations_per_voxel_spacing=2)
+    portal = build_portal(spec)
+    write_bucket(boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-west-2"), portal)
+    write_deposition(engine, spec)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    args = ["--bucket", BUCKET, "--dataset-id", str(spec.first_dataset_id), "--db-url", db_url, "--dry-run"]
+    out = CliRunner().invoke(ingest, [*args, "--output", "json"])
+    assert out.exit_code == 0, out.output
+    document = json.loads(out.stdout)
+    assert document["dry_run"] is True and document["inserted"]["annotation"] == 2 and document["ok"] is True
+    assert document["voxel_spacings"][0]["metadata_read"] == 2
+
+
+def test_piped_output_is_one_line_per_row_and_never_cuts_a_key(world: World) -> None:
+    dataset = str(world.portal.dataset_ids[0])
+    narrow = {"COLUMNS": "40"}
+    args = ["scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset]
+    out = CliRunner().invoke(cli, args, env=narrow)
+    assert out.exit_code == 0, out.output
+    n = sum(a.dataset_id == world.portal.dataset_ids[0] for a in world.portal.annotations)
+    assert out.stdout == (
+        f"dataset {dataset}: {n} annotations, {n} present, 0 missing, 0 quarantined, 0 released, 0 held, 0 unknown\n"
+    )
+
+
+def test_ingest_prints_each_removed_prefix_whole_on_a_narrow_terminal(
+    engine: Any, db_url: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=1, annotations_per_voxel_spacing=2)
+    portal = build_portal(spec)
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-west-2")
+    write_bucket(client, portal)
+    ids = write_rows(engine, portal)
+    gone = portal.annotations[0]
+    client.delete_object(Bucket=BUCKET, Key=gone.metadata_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    args = ["--bucket", BUCKET, "--dataset-id", str(spec.first_dataset_id), "--db-url", db_url, "--dry-run"]
+    out = CliRunner().invoke(ingest, [*args, "--max-purge-fraction", "1"], env={"COLUMNS": "40"})
+    assert out.exit_code == 0, out.output
+    prefix = gone.metadata_key.split("Annotations/")[0]
+    assert len(prefix) > 40
+    assert f"{prefix}: would remove stale annotations [{ids[gone.metadata_key]}]\n" in out.stdout

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.cli import documents
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
@@ -85,6 +86,7 @@ class _ProgressBar:
     show_default=True,
     help="Hold (not delete) a dataset's stale annotations beyond this fraction of it, as the purge does.",
 )
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def ingest(
     bucket: str,
     dataset_id: int,
@@ -99,6 +101,7 @@ def ingest(
     anonymous: bool,
     cleanup: bool | None,
     max_purge_fraction: float,
+    output: str,
 ) -> None:
     """Import a dataset's runs, voxel spacings and annotations from S3; remove the stale annotations.
 
@@ -145,7 +148,10 @@ def ingest(
         raise UsageError(str(exc)) from None
     finally:
         engine.dispose()
-    print_result(Console(), result)
+    if output == "json":
+        click.echo(documents.dumps(documents.ingest(result)))
+    else:
+        print_result(Console(), result)
     if not result.ok:
         raise SystemExit(1)
 
@@ -177,30 +183,29 @@ def print_result(console: Console, result: IngestResult) -> None:
         if any(counts):
             table.add_row(name, *(str(c) for c in counts))
     console.print(table)
-    console.print(
+    click.echo(
         f"{len(result.voxel_spacings)} voxel spacings, "
         f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
     )
     for report in result.voxel_spacings:
         if report.deleted:
             verb = "would remove" if result.dry_run else "removed"
-            console.print(f"{report.prefix}: {verb} stale annotations {report.deleted}")
+            click.echo(f"{report.prefix}: {verb} stale annotations {report.deleted}")
     for report in result.voxel_spacings:
         if report.held:
-            console.print(
-                f"[yellow]{report.prefix}: held stale annotations {report.held} for an operator "
+            click.echo(
+                f"{report.prefix}: held stale annotations {report.held} for an operator "
                 "(`annotation-reconciler status`, then `approve --dataset-id N`)"
             )
         for annotation_id, why in report.left_in_place[:20]:
-            console.print(f"[yellow]annotation {annotation_id} left in place: {why}", soft_wrap=True)
+            click.echo(f"annotation {annotation_id} left in place: {why}")
         if report.cleanup_off:
-            console.print(f"{report.prefix}: sibling cleanup not run ({report.cleanup_off})")
+            click.echo(f"{report.prefix}: sibling cleanup not run ({report.cleanup_off})")
     for prefix in result.skipped_scopes:
-        console.print(f"[yellow]cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
+        click.echo(f"cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
     for row in result.legacy:
-        console.print(
-            f"[yellow]legacy annotation {row.id} ({row.annotation_ingest_id}) of run {row.run_id} "
-            f"left in place: {row.reason}"
+        click.echo(
+            f"legacy annotation {row.id} ({row.annotation_ingest_id}) of run {row.run_id} left in place: {row.reason}"
         )
     for problem in result.problems:
-        console.print(f"[red]error: {problem}", soft_wrap=True)
+        click.echo(f"error: {problem}")

@@ -12,6 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
+from annotation_reconciler.cli import documents
 from annotation_reconciler.cli.common import (
     UsageError,
     db_options,
@@ -19,10 +20,12 @@ from annotation_reconciler.cli.common import (
     nothing_found_line,
     operator_name,
     settings_from,
+    wide_terminal,
 )
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import history
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -76,6 +79,7 @@ def common_options(fn: Any) -> Any:
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def scan(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -85,55 +89,48 @@ def scan(
     anonymous: bool,
     dataset_id: int | None,
     inventory: str | None,
+    output: str,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
-        console.print(
+        if output == "json":
+            click.echo(
+                documents.dumps(
+                    {
+                        "manifest": found.manifest,
+                        "report_time": found.report_time.isoformat(),
+                        "annotations": found.annotations,
+                        "missing_from_inventory": found.candidates,
+                        "quarantined": list(found.quarantined),
+                        "unknown": len(found.unknown),
+                    }
+                )
+            )
+            return
+        click.echo(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
             f"and quarantined, {len(found.unknown)} unknown"
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
-    table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
-    errors = annotations = present = 0
-    reasons: list[str] = []
+    results = []
     for shard in shards:
-        r = reconciler.scan_shard(shard)
-        errors += len(r.errors)
-        annotations += r.annotations
-        present += r.present
-        reasons += [f"annotation {u.ref.id}: {u.why}" for u in r.unknown[:1]]
-        if r.missing and not r.unknown:
-            reasons.append(f"{r.missing} metadata keys absent from the listing of {r.prefixes_listed} prefixes")
-        label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
-        table.add_row(
-            label,
-            *(
-                str(v)
-                for v in (
-                    r.annotations,
-                    r.present,
-                    r.missing,
-                    len(r.quarantined),
-                    len(r.released),
-                    len(r.held),
-                    len(r.unknown),
-                )
-            ),
-        )
-        for error in r.errors:
-            console.print(f"[red]S3 error: {error}")
-        for prefix in r.over_page_limit:
-            console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
-        if r.missing_files or r.restored_files:
-            console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
-    console.print(table)
+        results.append(reconciler.scan_shard(shard))
     engine.dispose()
-    if annotations and not present:
+    if output == "json":
+        click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
+    else:
+        print_scan(results)
+    annotations = sum(r.annotations for r in results)
+    if annotations and not sum(r.present for r in results):
+        reasons = [f"annotation {u.ref.id}: {u.why}" for r in results for u in r.unknown[:1]]
+        reasons += [
+            f"{r.missing} metadata keys absent from {r.prefixes_listed} listed prefixes" for r in results if r.missing
+        ]
         click.echo(
             "Error: "
             + nothing_found_line(
@@ -146,13 +143,42 @@ def scan(
             err=True,
         )
         raise SystemExit(1)
-    if errors:
+    if any(r.errors for r in results):
         raise SystemExit(1)
+
+
+SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
+
+
+def print_scan(results: list[ScanResult]) -> None:
+    """A table on a wide terminal, else one line per shard; S3 errors and keys on lines of their own, unwrapped."""
+    rows = []
+    for r in results:
+        label = f"dataset {r.scope.dataset_id}" + (f" runs {list(r.scope.run_ids)}" if r.scope.run_ids else "")
+        counts = (r.annotations, r.present, r.missing, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
+        rows.append((label, counts))
+    if wide_terminal():
+        table = Table("shard", *SCAN_COLUMNS)
+        for label, counts in rows:
+            table.add_row(label, *(str(c) for c in counts))
+        console.print(table)
+    else:
+        for label, counts in rows:
+            click.echo(f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True)))
+    for r in results:
+        label = f"dataset {r.scope.dataset_id}"
+        for error in r.errors:
+            click.echo(f"S3 error: {error}")
+        for prefix in r.over_page_limit:
+            click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
+        if r.missing_files or r.restored_files:
+            click.echo(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
 
 
 @click.command()
 @common_options
 @click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def purge(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -161,19 +187,23 @@ def purge(
     endpoint_url: str | None,
     anonymous: bool,
     dry_run: bool | None,
+    output: str,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url, anonymous)
     r = reconciler.purge()
     engine.dispose()
+    if output == "json":
+        click.echo(documents.dumps(documents.purge(r)))
+        return
     verb = "would purge" if r.dry_run else "purged"
-    console.print(
+    click.echo(
         f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
-        console.print(
-            f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+        click.echo(
+            f"held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
             f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`"
         )
 
