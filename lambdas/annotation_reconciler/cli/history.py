@@ -73,7 +73,8 @@ def history(
         click.echo("no deletions recorded" + (f" for dataset {dataset_id}" if dataset_id is not None else ""))
         return
     restored = sum(d.restored_at is not None for d in found)
-    click.echo(f"{len(found)} deletions, {restored} of them restored (newest first):")
+    noun = "deletion" if len(found) == 1 else "deletions"
+    click.echo(f"{len(found)} {noun}, {restored} of them restored (newest first):")
     for d in found[:TEXT_LIMIT]:
         for line in text_lines(d):
             click.echo(line)
