@@ -56,14 +56,45 @@ class PurgeMixin(SurveyMixin):
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
                 self._end_claims(claims)
-            except Exception:
-                self._end_claims(claims)  # best effort: else the lease runs out by itself
-                raise
+            except Exception as exc:
+                # One row the portal will not let go of (a foreign key from a table the reconciler does not
+                # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
+                log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
+                self._settle_each(claims, listings, listed, result, now)
         return result
+
+    def _settle_each(
+        self,
+        claims: Sequence[purge_claims.Claim],
+        listings: Mapping[str, frozenset[str] | BaseException],
+        listed: ordering.Stamp,
+        result: PurgeResult,
+        now: datetime.datetime,
+    ) -> None:
+        """Settle each claim in its own transaction, on the batch's listings; a row that still fails is marked
+        with its error (it waits, shown by ``status``, counted by PurgeRowsFailed) and the purge goes on. When
+        not even the mark can be written (the database is gone), the error is raised."""
+        for claim in claims:
+            try:
+                with self.engine.begin() as conn:
+                    self._settle(conn, [claim], listings, listed, result, now)
+            except ConcurrentChangeError as exc:
+                result.errors.append(str(exc))
+                self._end_claims([claim])
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("purge could not settle annotation %d: %s", claim.annotation_id, error)
+                try:
+                    with self.engine.begin() as conn:
+                        purge_claims.mark_failed(conn, claim.quarantine_id, error=error, now=now)
+                except Exception:
+                    self._end_claims([claim])  # best effort: else the lease runs out by itself
+                    raise
+                result.failed.append(claim.annotation_id)
 
     def _end_claims(self, claims: Sequence[purge_claims.Claim]) -> None:
         with contextlib.suppress(Exception), self.engine.begin() as conn:
-            purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
+            purge_claims.end_claims(conn, [c.quarantine_id for c in claims], settled=False)
 
     def _settle(
         self,

@@ -101,3 +101,4 @@ class PurgeResult:
     held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
     rows_deleted: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # rows that could not be settled even alone: marked, waiting

@@ -47,6 +47,12 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         count("AnnotationsHeld", len(purge.held))
         count("AnnotationsUnknown", len(purge.unknown))
         count("PurgeBatchesRolledBack", len(purge.errors))
+        if purge.failed:
+            logger.error(
+                "the purge could not delete some rows even alone; they wait with their error "
+                "(see `annotation-reconciler status`)",
+                extra={"failed_count": len(purge.failed), "failed": capped(purge.failed)},
+            )
         if purge.held:
             metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(purge.held))
             logger.error(
@@ -64,6 +70,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "released": len(purge.released),
             "held": len(purge.held),
             "unknown": len(purge.unknown),
+            "failed": len(purge.failed),
         }
     if action in ("reconcile", "all"):
         plan = _inventory_plan(rt, context) if rt.settings.inventory_manifest else None

@@ -36,12 +36,12 @@ def claim_due(
     lock or by an unexpired lease, are skipped). The caller commits at once: no lock is held while
     S3 is asked. ``exclude`` lists ledger ids this run has already looked at."""
     rows = conn.execute(
-        text("""UPDATE annotation_quarantine q SET claimed_until = :until
-                FROM (SELECT id FROM annotation_quarantine
+        text("""UPDATE annotation_reconciler.annotation_quarantine q SET claimed_until = :until
+                FROM (SELECT id FROM annotation_reconciler.annotation_quarantine
                       WHERE status = 'quarantined' AND purge_after <= :now
                         AND (claimed_until IS NULL OR claimed_until <= :now)
                         AND id <> ALL(CAST(:exclude AS bigint[]))
-                      ORDER BY purge_after, id
+                      ORDER BY purge_failures > 0, purge_after, id
                       LIMIT :limit
                       FOR UPDATE SKIP LOCKED) AS due
                 WHERE q.id = due.id
@@ -61,7 +61,7 @@ def lock_claims(conn: Connection, claims: Sequence[Claim]) -> list[Claim]:
     rows = conn.execute(
         text("""SELECT id, annotation_id, dataset_id, s3_metadata_path, metadata_key,
                        approved_at IS NOT NULL AS approved
-                FROM annotation_quarantine
+                FROM annotation_reconciler.annotation_quarantine
                 WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'quarantined'
                 ORDER BY id FOR UPDATE"""),
         {"ids": [c.quarantine_id for c in claims]},
@@ -69,10 +69,33 @@ def lock_claims(conn: Connection, claims: Sequence[Claim]) -> list[Claim]:
     return [Claim(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.metadata_key, r.approved) for r in rows]
 
 
-def end_claims(conn: Connection, quarantine_ids: Sequence[int]) -> None:
-    """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them."""
-    if quarantine_ids:
+def end_claims(conn: Connection, quarantine_ids: Sequence[int], *, settled: bool = True) -> None:
+    """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them. A row
+    ``settled`` (the purge decided it without an error) loses the error an earlier purge marked it with."""
+    if not quarantine_ids:
+        return
+    if settled:
         conn.execute(
-            text("UPDATE annotation_quarantine SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))"),
+            text("""UPDATE annotation_reconciler.annotation_quarantine
+                    SET claimed_until = NULL, purge_error = NULL, purge_failures = 0
+                    WHERE id = ANY(CAST(:ids AS bigint[]))"""),
             {"ids": list(quarantine_ids)},
         )
+        return
+    conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_quarantine SET claimed_until = NULL
+                WHERE id = ANY(CAST(:ids AS bigint[]))"""),
+        {"ids": list(quarantine_ids)},
+    )
+
+
+def mark_failed(conn: Connection, quarantine_id: int, *, error: str, now: datetime.datetime) -> None:
+    """A due row the purge could not settle even alone: keep its error (first 2,000 characters) and end the
+    lease. It stays quarantined; the next purge tries it again, after the rows that have not failed."""
+    conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_quarantine
+                SET claimed_until = NULL, purge_error = :error, purge_failed_at = :now,
+                    purge_failures = purge_failures + 1
+                WHERE id = :id"""),
+        {"id": quarantine_id, "error": error[:2000], "now": now},
+    )

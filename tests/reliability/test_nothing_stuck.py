@@ -1,0 +1,89 @@
+"""Nothing stuck, nothing silent (issue 27): one row or one file the reconciler cannot handle never stops a
+period; what waits is counted, alarmed and explained. Real PostgreSQL, moto."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from annotation_reconciler.local.synthetic import PortalSpec
+from support.world import World, removed
+
+
+@pytest.fixture
+def world_spec() -> PortalSpec:
+    return PortalSpec(datasets=3, runs_per_dataset=2, annotations_per_voxel_spacing=3)
+
+
+def _one_key_per_dataset(world: World) -> list[str]:
+    by_dataset: dict[str, str] = {}
+    for key in sorted(world.portal.metadata_keys):
+        by_dataset.setdefault(key.split("/")[0], key)
+    return [by_dataset[d] for d in sorted(by_dataset)]
+
+
+def _quarantine_and_wait(world: World, keys: list[str]) -> None:
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+
+
+def _block_with_a_foreign_key(world: World, annotation_id: int) -> None:
+    """A portal table the reconciler does not know, pointing at the annotation (no cascade)."""
+    with world.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE public.annotation_comment "
+                "(id serial PRIMARY KEY, annotation_id int REFERENCES annotation(id))"
+            )
+        )
+        conn.execute(text("INSERT INTO public.annotation_comment (annotation_id) VALUES (:a)"), {"a": annotation_id})
+
+
+def _block_with_a_trigger(world: World, annotation_id: int) -> None:
+    """A trigger that refuses to delete the annotations listed in a table of its own."""
+    with world.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE public.kept (annotation_id int)"))
+        conn.execute(text("INSERT INTO public.kept VALUES (:a)"), {"a": annotation_id})
+        conn.execute(
+            text(
+                """CREATE FUNCTION public.keep_annotation() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN IF OLD.id IN (SELECT annotation_id FROM public.kept) THEN
+                   RAISE EXCEPTION 'annotation % is kept', OLD.id; END IF; RETURN OLD; END $$"""
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER keep BEFORE DELETE ON annotation FOR EACH ROW EXECUTE FUNCTION public.keep_annotation()"
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"), [(_block_with_a_foreign_key, "annotation_comment"), (_block_with_a_trigger, "is kept")]
+)
+def test_one_row_the_portal_will_not_let_go_never_stops_the_purge(world: World, block, expected: str) -> None:
+    keys = _one_key_per_dataset(world)
+    _quarantine_and_wait(world, keys)
+    stuck = world.ids[keys[0]]
+    block(world, stuck)
+    reconciler = world.reconciler(purge_batch_size=10)
+
+    result = reconciler.purge()
+
+    assert result.failed == [stuck]
+    assert sorted(result.deleted) == sorted(world.ids[k] for k in keys[1:])
+    assert stuck in world.annotation_ids() and world.ledger()[stuck] == "quarantined"
+    with world.engine.connect() as conn:
+        error, failures = conn.execute(
+            text(
+                "SELECT purge_error, purge_failures FROM annotation_reconciler.annotation_quarantine "
+                "WHERE annotation_id = :a"
+            ),
+            {"a": stuck},
+        ).one()
+    assert expected in error and failures == 1
+    # the next period tries it again (after the others), fails again, and says so again
+    world.clock.advance(hours=1)
+    again = reconciler.purge()
+    assert again.failed == [stuck] and again.deleted == []
