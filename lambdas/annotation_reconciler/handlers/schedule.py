@@ -94,7 +94,10 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan | None:
-    """The inventory's candidates, or None when the report is too old: then the LIST fan-out runs instead."""
+    """The inventory's candidates, or None when the report cannot be used: then the LIST fan-out runs instead.
+    Too old: InventoryStale. Anything else (no report, a data file missing or altered, a manifest of another
+    bucket, a report too large for the time budget, an S3 error): InventoryUnreadable. Either way the
+    period still reconciles: a lost deletion is found by the LISTs."""
     assert rt.settings.inventory_manifest is not None
     try:
         return inventory_shards.plan_inventory(
@@ -103,7 +106,13 @@ def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan
     except InventoryStale as exc:
         count("InventoryStale", 1)
         logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})
-        return None
+    except Exception as exc:
+        count("InventoryUnreadable", 1)
+        logger.exception(
+            "inventory could not be read; reconciling with LISTs instead",
+            extra={"reason": f"{type(exc).__name__}: {exc}"},
+        )
+    return None
 
 
 def _migrate(rt: Runtime) -> dict[str, Any]:

@@ -58,10 +58,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
             "candidates changed in the database since the plan; skipped",
             extra={"count": len(result.skipped), "ids": capped(result.skipped)},
         )
-    if result.unknown:
-        # Nothing was decided for them; the confirmed part is written. Retry the slice (then DLQ).
-        raise RuntimeError(f"S3 could not confirm {len(result.unknown)} inventory candidates")
-    if result.remaining:
+    if result.remaining:  # the continuation first: what was done is written, the rest goes on
         if not rt.settings.work_queue_url:
             raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
         send_shards(rt, [inventory_shards.continuation(shard, result.remaining)])
@@ -69,6 +66,22 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
             "time budget ran out; inventory slice continues in a new message",
             extra={"remaining": len(result.remaining)},
         )
+    if result.unknown:
+        # Nothing was decided for them; only they are asked about again, a few times, then they wait for the
+        # next report (counted): an unknown candidate never fails the slice.
+        again = inventory_shards.retry(shard, result.unknown) if rt.settings.work_queue_url else None
+        if again is not None:
+            send_shards(rt, [again], delay_seconds=prefix_retry.RETRY_DELAY_S)
+            logger.warning(
+                "S3 could not confirm some inventory candidates; they are retried alone",
+                extra={"count": len(result.unknown), "attempt": again["attempt"]},
+            )
+        else:
+            count("AnnotationsUnknown", len(result.unknown))
+            logger.error(
+                "S3 could not confirm some inventory candidates after their retries; they wait for the next report",
+                extra={"count": len(result.unknown), "ids": capped([i for i, _ in result.unknown])},
+            )
 
 
 def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
