@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from annotation_reconciler import handlers
+from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from support.world import World, removed
+from support.wired import wire
+from support.world import BUCKET, World, removed, s3_notification, sqs_event
 
 
 @pytest.fixture
@@ -87,3 +90,18 @@ def test_one_row_the_portal_will_not_let_go_never_stops_the_purge(world: World, 
     world.clock.advance(hours=1)
     again = reconciler.purge()
     assert again.failed == [stuck] and again.deleted == []
+
+
+def test_an_event_for_a_key_s3_accepts_but_the_reconciler_will_not_reason_about_is_counted_never_retried(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wired = wire(world, monkeypatch)
+    good = world.portal.metadata_keys[0]
+    world.delete(good)
+    poison = s3_notification(BUCKET, good.replace(".json", "\n.json"))
+    mixed = s3_notification(BUCKET, good)
+    mixed["Records"] = poison["Records"] + mixed["Records"]
+    answer = handlers.handle_events(sqs_event(poison, mixed), LocalContext())
+    assert answer == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[good]: "quarantined"}
+    assert wired.metrics["EventKeysUnsafe"] == 2
