@@ -145,6 +145,9 @@ class PurgeMixin(SurveyMixin):
             now=now,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
+        purge_claims.mark_unknown(
+            conn, [(d.candidate.quarantine_id, d.reason) for d in outcome.unknown if d.candidate.quarantine_id]
+        )
         result.deleted += outcome.deleted
         result.would_delete += outcome.would_delete
         result.released += outcome.released

@@ -3,6 +3,8 @@ period; what waits is counted, alarmed and explained. Real PostgreSQL, moto."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -105,3 +107,63 @@ def test_an_event_for_a_key_s3_accepts_but_the_reconciler_will_not_reason_about_
     assert answer == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[good]: "quarantined"}
     assert wired.metrics["EventKeysUnsafe"] == 2
+
+
+def _gauges(wired: Any) -> dict[str, float]:
+    wired.metrics.clear()
+    handlers.handle_schedule({"action": "purge"}, LocalContext())
+    return {k: wired.metrics[k] for k in GAUGES}
+
+
+GAUGES = ("HeldWaiting", "PurgeRowsFailed", "UnknownWaiting", "QuarantineOverdue", "BlindPrefixes")
+
+
+def test_every_waiting_state_is_a_gauge_each_period_and_status_explains_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed row, an undecidable one (a twin spelling in S3), a held dataset and a prefix over the page limit
+    each wait; every purge emits every gauge (zero too, so an alarm clears only when the rows stop waiting),
+    the overdue one once its grace plus one period has passed, and `status` explains each with its command."""
+    wired = wire(world, monkeypatch, RECONCILER_SCAN_PAGE_LIMIT="1")
+    assert _gauges(wired) == dict.fromkeys(GAUGES, 0)  # emitted though nothing waits
+    failing, twin = _one_key_per_dataset(world)[:2]  # datasets 1 and 2; dataset 3 is held below
+    _quarantine_and_wait(world, [failing, twin])
+    folder, name = twin.rsplit("/", 1)
+    world.s3.put_object(Bucket=BUCKET, Key=f"{folder}/{name.upper()}", Body=b"{}")  # another spelling only
+    _block_with_a_foreign_key(world, world.ids[failing])
+    held_dataset = sorted({a.dataset_id for a in world.portal.annotations})[2]
+    held_keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == held_dataset]
+    _quarantine_and_wait(world, held_keys)
+    assert _gauges(wired) == {
+        "HeldWaiting": len(held_keys),
+        "PurgeRowsFailed": 1,
+        "UnknownWaiting": 1,
+        "QuarantineOverdue": 0,
+        "BlindPrefixes": 0,
+    }
+    # a prefix with more LIST pages than the limit is blind at once (no retries: it would be over it again)
+    crowded = world.portal.annotations[-1].metadata_key.rsplit("/", 2)[0] + "/"
+    for i in range(1001):
+        world.s3.put_object(Bucket=BUCKET, Key=f"{crowded}100/extra-{i:04d}.ndjson", Body=b"")
+    handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": held_dataset}), LocalContext())
+    assert wired.metrics["PrefixesBlind"] == 1 and wired.peek() == []
+    world.clock.advance(days=1, hours=1)  # past grace + one period: the undecided rows are overdue
+    assert _gauges(wired) == {
+        "HeldWaiting": len(held_keys),
+        "PurgeRowsFailed": 1,
+        "UnknownWaiting": 1,
+        "QuarantineOverdue": 2,
+        "BlindPrefixes": 1,
+    }
+    report = handlers.handle_schedule({"action": "status"}, LocalContext())
+    kinds = {w["annotation_id"]: (w["kind"], w["overdue"]) for w in report["waiting"]}
+    assert kinds[world.ids[failing]] == ("failed", True) and kinds[world.ids[twin]] == ("unknown", True)
+    assert {kinds[world.ids[k]] for k in held_keys} == {("held", False)}
+    explained = {w["annotation_id"]: w for w in report["waiting"]}
+    assert "annotation_comment" in explained[world.ids[failing]]["reason"]
+    assert "spelling" in explained[world.ids[twin]]["reason"]
+    assert all(
+        w["key"] and w["next_command"].startswith(("annotation-reconciler", "remove")) for w in report["waiting"]
+    )
+    (blind,) = report["blind_prefixes"]
+    assert blind["prefix"] == crowded and "RECONCILER_SCAN_PAGE_LIMIT" in blind["next_command"]

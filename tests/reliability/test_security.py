@@ -653,7 +653,8 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
     "table", ["annotation_file", "annotation_shape", "annotation_author", "annotation_method_link", "annotation"]
 )
 def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[World, str, Engine], table: str) -> None:
-    """Each DELETE right is needed, and a permission error in the middle of a purge batch deletes nothing."""
+    """Each DELETE right is needed, and a permission error in the middle of a purge batch deletes nothing: each
+    row, tried alone after the batch failed, fails too and waits with its error (issue 27), until the grant."""
     world, role, owner = least_privilege
     with owner.begin() as conn:
         conn.execute(text(f"REVOKE DELETE ON {table} FROM {role}"))
@@ -664,8 +665,10 @@ def test_a_missing_delete_right_fails_the_purge_whole(least_privilege: tuple[Wor
     reconciler.apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(owner)
-    with pytest.raises(Exception, match="permission denied"):
-        reconciler.purge()
+    assert sorted(reconciler.purge().failed) == sorted(world.ids[k] for k in keys)
+    with owner.connect() as conn:
+        errors = conn.execute(text("SELECT purge_error FROM annotation_reconciler.annotation_quarantine")).scalars()
+        assert all("permission denied" in e for e in errors)
     assert table_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
     assert set(world.ledger().values()) == {"quarantined"}
     with owner.begin() as conn:

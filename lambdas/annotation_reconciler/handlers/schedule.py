@@ -11,6 +11,8 @@ from annotation_reconciler import inventory_shards, shards
 from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import InventoryStale
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
+from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_action
+from annotation_reconciler.ledger import waiting
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.runtime import Runtime
 
@@ -18,7 +20,8 @@ from annotation_reconciler.runtime import Runtime
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The schedule: ``{"action": "purge" | "reconcile" | "all" | "migrate"}`` (top level or in ``detail``)."""
+    """The schedule: ``{"action": "purge" | "reconcile" | "all" | "migrate"}`` (top level or in ``detail``), and
+    the operator's ``status``, ``approve`` and ``release`` (:mod:`.operator`)."""
     logger.set_correlation_id(correlation_id(event, context))
     with package_logs(logger):
         return _handle_schedule(event, context)
@@ -27,11 +30,16 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     action = (detail or {}).get("action") or event.get("action") or "all"
-    if action not in ("purge", "reconcile", "all", "migrate"):
-        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all' or 'migrate'")
+    if action not in ("purge", "reconcile", "all", "migrate", *OPERATOR_ACTIONS):
+        raise ValueError(
+            f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all', 'migrate', 'status', 'approve' "
+            "or 'release'"
+        )
     rt = runtime()
     if action == "migrate":
         return _migrate(rt)
+    if action in OPERATOR_ACTIONS:
+        return operator_action(rt, action, {**event, **(detail or {})})
     if action in ("reconcile", "all") and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
@@ -64,6 +72,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "dry run: would purge",
                 extra={"annotation_count": len(purge.would_delete), "annotation_ids": capped(purge.would_delete)},
             )
+        answer["waiting"] = _emit_gauges(rt)
         answer["purge"] = {
             "deleted": len(purge.deleted),
             "would_delete": len(purge.would_delete),
@@ -91,6 +100,18 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             answer["shards_queued"] = send_shards(rt, [shards.shard_message(s) for s in planned])
             count("ShardsQueued", answer["shards_queued"])
     return answer
+
+
+def _emit_gauges(rt: Runtime) -> dict[str, int]:
+    """Every waiting state as a gauge, emitted each period even when zero (an alarm then clears only when the
+    rows stop waiting, not when a run stops announcing them)."""
+    with rt.engine.connect() as conn:
+        found = waiting.gauges(conn, now=rt.reconciler.clock()).metrics()
+    for name, value in found.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if any(found.values()):
+        logger.warning("rows and prefixes wait; `annotation-reconciler status` explains each", extra={"waiting": found})
+    return found
 
 
 def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan | None:

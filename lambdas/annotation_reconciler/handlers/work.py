@@ -101,7 +101,10 @@ def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
             "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
         )
     now = rt.reconciler.clock()
-    retry, blind = prefix_retry.split_failures(list(result.failed_prefixes), attempt)
+    # a prefix over RECONCILER_SCAN_PAGE_LIMIT would be over it again: blind at once, not retried
+    over_limit = set(result.over_page_limit)
+    retry, blind = prefix_retry.split_failures([p for p in result.failed_prefixes if p not in over_limit], attempt)
+    blind = sorted({*blind, *(p for p in over_limit if p in result.failed_prefixes)})
     if retry:
         retry_body = prefix_retry.retry_message(scope, retry, attempt + 1)
         send_shards(rt, [retry_body], delay_seconds=prefix_retry.RETRY_DELAY_S)

@@ -89,6 +89,7 @@ class AnnotationQuarantine(LedgerBase):
     purge_error: Mapped[str | None] = mapped_column(String)
     purge_failed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     purge_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    unknown_reason: Mapped[str | None] = mapped_column(String)  # why the last purge could not decide the row
 
 
 class MissingAnnotationFile(LedgerBase):

@@ -77,7 +77,7 @@ def end_claims(conn: Connection, quarantine_ids: Sequence[int], *, settled: bool
     if settled:
         conn.execute(
             text("""UPDATE annotation_reconciler.annotation_quarantine
-                    SET claimed_until = NULL, purge_error = NULL, purge_failures = 0
+                    SET claimed_until = NULL, purge_error = NULL, purge_failures = 0, unknown_reason = NULL
                     WHERE id = ANY(CAST(:ids AS bigint[]))"""),
             {"ids": list(quarantine_ids)},
         )
@@ -99,3 +99,14 @@ def mark_failed(conn: Connection, quarantine_id: int, *, error: str, now: dateti
                 WHERE id = :id"""),
         {"id": quarantine_id, "error": error[:2000], "now": now},
     )
+
+
+def mark_unknown(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
+    """Due rows the purge could not decide (S3 could not say): keep why, (ledger id, reason), for ``status``."""
+    if rows:
+        conn.execute(
+            text("""UPDATE annotation_reconciler.annotation_quarantine q SET unknown_reason = u.reason
+                    FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS u(id, reason)
+                    WHERE q.id = u.id AND q.status = 'quarantined'"""),
+            {"ids": [r[0] for r in rows], "reasons": [r[1][:2000] for r in rows]},
+        )

@@ -1,4 +1,4 @@
-"""Purge failures kept on their ledger row, and an index for the events path's missing-file report lookup.
+"""Purge failures and undecided re-checks kept on their ledger rows; an index for the missing-file lookup.
 
 Revision ID: 0007
 Revises: 0005 (re-chained onto 0006 when that lands)
@@ -28,6 +28,9 @@ def upgrade() -> None:
         sa.Column("purge_failures", sa.Integer, nullable=False, server_default="0"),
         schema=LEDGER_SCHEMA,
     )
+    # Why the last purge could not decide a due row (S3 could not say, a twin spelling, the page limit): the
+    # row waits, and `status` says why.
+    op.add_column("annotation_quarantine", sa.Column("unknown_reason", sa.String), schema=LEDGER_SCHEMA)
     # `removed_keys && :keys` on the open reports (every events batch): a GIN index instead of a scan.
     op.create_index(
         "ix_missing_annotation_file_open_keys",
@@ -46,6 +49,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_annotation_quarantine_resolved_at", "annotation_quarantine", schema=LEDGER_SCHEMA)
     op.drop_index("ix_missing_annotation_file_open_keys", "missing_annotation_file", schema=LEDGER_SCHEMA)
+    op.drop_column("annotation_quarantine", "unknown_reason", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "purge_failures", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "purge_failed_at", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "purge_error", schema=LEDGER_SCHEMA)
