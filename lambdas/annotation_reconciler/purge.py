@@ -106,13 +106,14 @@ class PurgeMixin(SurveyMixin):
         now: datetime.datetime,
     ) -> None:
         locked = purge_claims.lock_claims(conn, claims)
-        # A row an event stamped after the listing started (a re-upload removed again) is not judged on that
-        # listing: it stays quarantined, and the next purge lists it afresh.
+        # A row an event stamped not certainly before the listing started (a re-upload removed again, within the
+        # second of an EventBridge time) is not judged on that listing: it stays quarantined, and the next purge
+        # lists it afresh.
         rows = event_order.newest_rows(conn, [c.annotation_id for c in locked])
         later = {
             c.annotation_id
             for c in locked
-            if (state := rows.get(c.annotation_id)) and state.stamp and ordering.newer(state.stamp, listed)
+            if (state := rows.get(c.annotation_id)) and state.stamp and not ordering.newer(listed, state.stamp)
         }
         if later:
             log.info("purge leaves %s to the next purge: stamped after its listing", capped(sorted(later)))

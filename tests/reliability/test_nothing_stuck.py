@@ -3,12 +3,14 @@ period; what waits is counted, alarmed and explained. Real PostgreSQL, moto."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from annotation_reconciler import handlers
+from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from support.wired import wire
@@ -167,3 +169,50 @@ def test_every_waiting_state_is_a_gauge_each_period_and_status_explains_it(
     )
     (blind,) = report["blind_prefixes"]
     assert blind["prefix"] == crowded and "RECONCILER_SCAN_PAGE_LIMIT" in blind["next_command"]
+
+
+@pytest.mark.parametrize("source", ["eventbridge", "s3"])
+def test_a_removal_within_the_second_of_the_purges_listing_is_not_judged_on_it(
+    world: World, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """The key is back when the purge lists (12:00:00.200) and removed again at 12:00:00.700; EventBridge stamps
+    that removal 12:00:00, which is not before the listing began: the row is left for the next purge, not
+    released on a listing that may predate the removal (the S3 shape, 12:00:00.700, is plainly after it)."""
+    (key,) = _one_key_per_dataset(world)[:1]
+    _quarantine_and_wait(world, [key])
+    world.restore(key)  # re-uploaded; its Created event is lost
+    second = world.clock.now.replace(microsecond=0)
+    world.clock.now = second + datetime.timedelta(milliseconds=200)
+    reconciler = world.reconciler()
+    listing = reconciler.list_prefixes
+
+    def list_then_remove(prefixes: Any) -> Any:
+        found = listing(prefixes)
+        world.delete(key)
+        at = second if source == "eventbridge" else second + datetime.timedelta(milliseconds=700)
+        reconciler.apply_changes([ObjectChange(BUCKET, key, ChangeKind.REMOVED, source, at, None)])
+        return found
+
+    monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove)
+    result = reconciler.purge()
+    assert result.released == [] and world.ledger() == {world.ids[key]: "quarantined"}
+    monkeypatch.undo()
+    world.clock.advance(hours=1)  # the next purge lists afresh: the key is gone, the row is purged
+    assert world.reconciler().purge().deleted == [world.ids[key]]
+
+
+def test_both_event_shapes_in_one_second_lose_no_removal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Removed by EventBridge (12:00:00) and a Created by S3 notification (12:00:00.300) in one batch: which
+    came first cannot be told, so the removal stands and the row is quarantined (the purge re-checks S3)."""
+    wire(world, monkeypatch)
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    bridge = {
+        "source": "aws.s3",
+        "detail-type": "Object Deleted",
+        "time": "2026-01-01T00:00:00Z",
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": key}},
+    }
+    note = s3_notification(BUCKET, key, "ObjectCreated:Put", "2026-01-01T00:00:00.300Z")
+    assert handlers.handle_events(sqs_event(note, bridge), LocalContext()) == {"batchItemFailures": []}
+    assert world.ledger() == {world.ids[key]: "quarantined"}

@@ -85,6 +85,7 @@ class AnnotationQuarantine(LedgerBase):
     # The event that opened or last closed the row (for a row a listing opened: when that listing started).
     event_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     event_sequencer: Mapped[str | None] = mapped_column(String)
+    event_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))  # its time's interval end
     # The last purge that could not delete this row alone: its error, when, and how many purges in a row.
     purge_error: Mapped[str | None] = mapped_column(String)
     purge_failed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,9 @@ def upgrade() -> None:
     # Why the last purge could not decide a due row (S3 could not say, a twin spelling, the page limit): the
     # row waits, and `status` says why.
     op.add_column("annotation_quarantine", sa.Column("unknown_reason", sa.String), schema=LEDGER_SCHEMA)
+    # The end of the interval the row's event time means ([event_time, event_until)): an EventBridge time has
+    # whole seconds, an S3 notification's milliseconds; NULL: an instant (a listing's start).
+    op.add_column("annotation_quarantine", sa.Column("event_until", sa.DateTime(timezone=True)), schema=LEDGER_SCHEMA)
     # `removed_keys && :keys` on the open reports (every events batch): a GIN index instead of a scan.
     op.create_index(
         "ix_missing_annotation_file_open_keys",
@@ -49,6 +52,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_annotation_quarantine_resolved_at", "annotation_quarantine", schema=LEDGER_SCHEMA)
     op.drop_index("ix_missing_annotation_file_open_keys", "missing_annotation_file", schema=LEDGER_SCHEMA)
+    op.drop_column("annotation_quarantine", "event_until", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "unknown_reason", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "purge_failures", schema=LEDGER_SCHEMA)
     op.drop_column("annotation_quarantine", "purge_failed_at", schema=LEDGER_SCHEMA)
