@@ -12,9 +12,10 @@ from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.ledger import event_order, purge_claims
+from annotation_reconciler.ledger import event_order, purge_claims, resurrections, retention
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
@@ -61,7 +62,23 @@ class PurgeMixin(SurveyMixin):
                 # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
                 log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
                 self._settle_each(claims, listings, listed, result, now)
+        self._close_residue(result)
         return result
+
+    def _close_residue(self, result: PurgeResult) -> None:
+        """What the period leaves behind: resurrections whose annotation was ingested again are closed, and
+        closed history older than RECONCILER_LEDGER_RETENTION_DAYS is pruned. A failure here is logged and
+        counted, never the end of the purge (the next one tries again)."""
+        try:
+            with self.engine.begin() as conn:
+                now = self.clock()
+                result.resurrections_closed = close_reingested(conn, self.layout, now=now)
+                result.pruned = retention.prune(conn, now=now, retention=self.settings.ledger_retention)
+        except Exception as exc:
+            log.exception("closing the ledger's residue failed; the next purge tries again")
+            result.errors.append(f"residue: {type(exc).__name__}: {exc}")
+        if result.pruned:
+            log.info("pruned closed ledger history: %s", result.pruned)
 
     def _settle_each(
         self,
@@ -162,3 +179,18 @@ class PurgeMixin(SurveyMixin):
                 len(outcome.would_delete),
                 ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
             )
+
+
+def close_reingested(conn: Any, layout: BucketLayout, *, now: datetime.datetime) -> int:
+    """Close the open resurrections whose metadata key is some annotation's stored path again (an ``ingest``
+    brought it back, as ``status`` told the operator to); returns how many closed."""
+    found = resurrections.open_keys(conn)
+    if not found:
+        return 0
+    forms = {form: rid for rid, key in found for form in layout.stored_forms(key)}
+    back = {
+        forms[ref.stored_path]
+        for ref in annotation_rows.annotations_by_paths(conn, sorted(forms))
+        if ref.stored_path in forms
+    }
+    return resurrections.close(conn, sorted(back), now=now)

@@ -4,6 +4,8 @@ period; what waits is counted, alarmed and explained. Real PostgreSQL, moto."""
 from __future__ import annotations
 
 import datetime
+import json
+import shlex
 from typing import Any
 
 import pytest
@@ -11,10 +13,11 @@ from sqlalchemy import text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from support.wired import wire
-from support.world import BUCKET, World, removed, s3_notification, sqs_event
+from support.world import BUCKET, World, created, removed, s3_notification, sqs_event
 
 
 @pytest.fixture
@@ -216,3 +219,120 @@ def test_both_event_shapes_in_one_second_lose_no_removal(world: World, monkeypat
     note = s3_notification(BUCKET, key, "ObjectCreated:Put", "2026-01-01T00:00:00.300Z")
     assert handlers.handle_events(sqs_event(note, bridge), LocalContext()) == {"batchItemFailures": []}
     assert world.ledger() == {world.ids[key]: "quarantined"}
+
+
+# --- residue --------------------------------------------------------------------------------------------
+
+
+def _open(world: World, table: str) -> int:
+    with world.engine.connect() as conn:
+        return conn.execute(
+            text(f"SELECT count(*) FROM annotation_reconciler.{table} WHERE resolved_at IS NULL")  # noqa: S608
+        ).scalar_one()
+
+
+def test_purging_an_annotation_closes_its_missing_file_reports(world: World) -> None:
+    ann = world.portal.annotations[0]
+    data = next(
+        k
+        for k in world.portal.all_keys()
+        if k.startswith(ann.metadata_key.rsplit("/", 1)[0] + "/") and k != ann.metadata_key
+    )
+    world.delete(data, ann.metadata_key)
+    reconciler = world.reconciler()
+    assert reconciler.apply_changes(removed(data)).missing_files == 1
+    assert _open(world, "missing_annotation_file") == 1
+    reconciler.apply_changes(removed(ann.metadata_key))
+    world.clock.advance(hours=2)
+    assert reconciler.purge().deleted == [world.ids[ann.metadata_key]]
+    assert _open(world, "missing_annotation_file") == 0
+
+
+def test_the_ingest_status_recommends_closes_the_resurrection(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from annotation_reconciler.cli.main import cli
+
+    (key,) = _one_key_per_dataset(world)[:1]
+    body = world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    _quarantine_and_wait(world, [key])
+    reconciler = world.reconciler()
+    listed = reconciler.list_prefixes
+
+    def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
+        answer = listed(*args, **kwargs)
+        # back before the DELETE: the purge deletes it anyway (S3 and SQL share no transaction)
+        world.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        return answer
+
+    monkeypatch.setattr(reconciler, "list_prefixes", list_then_reupload)
+    assert reconciler.purge().deleted == [world.ids[key]]
+    reconciler.apply_changes(created(key, at=world.clock.now))
+    assert _open(world, "annotation_resurrection") == 1
+    runner = CliRunner()
+    report = json.loads(runner.invoke(cli, ["status", "--db-url", world.db_url, "--output", "json"]).output)
+    command = report["resurrected"][0]["reingest"].replace("$RECONCILER_BUCKET", BUCKET)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    done = runner.invoke(cli, [*shlex.split(command)[1:], "--db-url", world.db_url], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert _open(world, "annotation_resurrection") == 0
+    report = json.loads(runner.invoke(cli, ["status", "--db-url", world.db_url, "--output", "json"]).output)
+    assert report["resurrected"] == []
+
+
+def test_the_purge_prunes_closed_history_past_the_retention_and_keeps_what_still_matters(world: World) -> None:
+    """Released, purged and closed report rows older than RECONCILER_LEDGER_RETENTION_DAYS go; an open row, an
+    operator's release in force, a purged row an open resurrection names and recent history stay."""
+    keys = sorted(world.portal.metadata_keys)
+    released, exempt, resurrected, recent, still_open = keys[0], keys[3], keys[6], keys[9], keys[12]
+    reconciler = world.reconciler(RECONCILER_LEDGER_RETENTION_DAYS="30", RECONCILER_RESURRECTION_DAYS="30")
+    world.delete(released, exempt, resurrected)
+    reconciler.apply_changes(removed(released, exempt, resurrected))
+    reconciler.apply_changes(created(released))
+    assert reconciler.release(world.ids[exempt], by="alice")
+    world.clock.advance(hours=2)
+    assert reconciler.purge().deleted == [world.ids[resurrected]]
+    world.restore(resurrected)
+    reconciler.apply_changes(created(resurrected, at=world.clock.now))
+    world.clock.advance(days=31)
+    world.delete(recent, still_open)
+    reconciler.apply_changes(removed(recent, still_open, at=world.clock.now))
+    reconciler.apply_changes(created(recent, at=world.clock.now + datetime.timedelta(seconds=1)))
+    result = reconciler.purge()
+    assert result.pruned == {"annotation_quarantine": 1}
+    assert world.ledger() == {
+        world.ids[exempt]: "released",
+        world.ids[resurrected]: "purged",
+        world.ids[recent]: "released",
+        world.ids[still_open]: "quarantined",
+    }
+
+
+def test_the_events_path_finds_open_reports_through_an_index(world: World) -> None:
+    """The open reports holding a key that is back (every events batch) are found through the GIN index, key by
+    key, not by a scan of every open report (seconds a batch at 500k reports before it)."""
+    with world.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO annotation_reconciler.missing_annotation_file "
+                "(annotation_file_id, annotation_id, s3_path, removed_key, removed_keys, detected_at) "
+                "SELECT n, n, 'p' || n, 'k' || n, ARRAY['k' || n, 'z' || n], now() FROM generate_series(1, 50000) n"
+            )
+        )
+        conn.execute(text("ANALYZE annotation_reconciler.missing_annotation_file"))
+    with world.engine.connect() as conn:
+        plan = "\n".join(
+            conn.execute(
+                text(
+                    "EXPLAIN SELECT DISTINCT r.id FROM unnest(CAST(:keys AS text[])) AS back(key) "
+                    "CROSS JOIN LATERAL (SELECT x.id FROM annotation_reconciler.missing_annotation_file x "
+                    "WHERE x.resolved_at IS NULL AND x.removed_keys @> ARRAY[back.key]) AS r"
+                ),
+                {"keys": [f"k{n}" for n in range(1, 501)]},
+            ).scalars()
+        )
+    assert "Bitmap Index Scan on ix_missing_annotation_file_open_keys" in plan, plan
+    # the reports of k1..k150 lose both their keys and close; those of k151..k300 lose one
+    back = [f"k{n}" for n in range(1, 301)] + [f"z{n}" for n in range(1, 151)]
+    with world.engine.begin() as conn:
+        assert missing_files.resolve_missing_keys(conn, back, now=world.clock.now) == 150
