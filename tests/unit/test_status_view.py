@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 from rich.console import Console
 
@@ -53,3 +54,18 @@ def test_blind_prefixes_name_their_command() -> None:
     text = _render({"by_status": {}, "blind_prefixes": [blind]})
     assert "blind prefix: 10001/r/Reconstructions/VoxelSpacing1/Annotations/ (dataset 10001)" in text
     assert "next: raise RECONCILER_SCAN_PAGE_LIMIT, then: annotation-reconciler scan --dataset-id 10001" in text
+
+
+def test_a_status_answer_too_large_for_lambda_keeps_the_first_rows_and_says_so() -> None:
+    from annotation_reconciler.handlers.operator import fit_answer
+
+    report = {
+        "by_status": {"held": 3000},
+        "gauges": {"HeldWaiting": 3000},
+        "waiting": [_row(1, n) for n in range(3000)],
+    }
+    fitted = fit_answer(report, limit=100_000)
+    assert 0 < len(fitted["waiting"]) < 3000 and fitted["waiting_total"] == 3000
+    assert fitted["waiting"] == report["waiting"][: len(fitted["waiting"])] and fitted["gauges"] == report["gauges"]
+    assert len(json.dumps(fitted).encode()) <= 100_000 and "more waiting rows" in fitted["note"]
+    assert fit_answer(report) is report  # under Lambda's limit: whole

@@ -28,6 +28,8 @@ def render(report: dict[str, Any], console: Console, *, datasets: int = DATASETS
             f"(purge after {o['purge_after']})"
         )
     _waiting(report.get("waiting", []), console, datasets, rows)
+    if report.get("note"):
+        console.print(f"[yellow]{escape(report['note'])}")
     for b in report.get("blind_prefixes", []):
         console.print(
             f"[red]blind prefix:[/red] {escape(b['prefix'])} (dataset {b['dataset_id']}) could not be listed since "

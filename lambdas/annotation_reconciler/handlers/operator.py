@@ -9,6 +9,7 @@ caller, the ledger records ``by``)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,25 @@ from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.runtime import Runtime
 
 OPERATOR_ACTIONS = ("status", "approve", "release")
+#: Lambda returns at most 6 MB: a status answer larger than this keeps the first waiting rows and says so.
+MAX_ANSWER_BYTES = 5_000_000
+
+
+def fit_answer(report: dict[str, Any], limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
+    """The status report, its waiting rows cut (with ``waiting_total`` and a note) if it would not fit in a
+    Lambda response; the gauges and every count stay whole."""
+    size = len(json.dumps(report, default=str).encode())
+    rows = report.get("waiting", [])
+    if size <= limit or not rows:
+        return report
+    keep = max(0, int(len(rows) * limit / size * 0.9))
+    return {
+        **report,
+        "waiting": rows[:keep],
+        "waiting_total": len(rows),
+        "note": f"{len(rows) - keep} more waiting rows than a Lambda answer holds: run `status --output json` "
+        "where the database is reachable, or approve/release the first ones and ask again",
+    }
 
 
 def _whole(event: Mapping[str, Any], name: str) -> int:
@@ -38,7 +58,7 @@ def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[
     """Carry out one operator command on the reconciler's clock; its answer is the function's result."""
     now = rt.reconciler.clock()
     if action == "status":
-        return {"action": "status", **ledger_status.as_json(operators.status(rt.engine, now=now))}
+        return fit_answer({"action": "status", **ledger_status.as_json(operators.status(rt.engine, now=now))})
     if action == "approve":
         dataset_id, by = _whole(event, "dataset_id"), _by(event)
         approved = operators.approve(rt.engine, dataset_id, by=by, now=now)
