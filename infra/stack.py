@@ -546,6 +546,14 @@ class ReconcilerStack(cdk.Stack):
                 width=24,
             ),
             cloudwatch.GraphWidget(
+                title="What waits now (hourly gauges): held, failed, unknown, overdue rows; blind prefixes",
+                left=[
+                    self._gauge(n).with_(label=n)
+                    for n in ("HeldWaiting", "PurgeRowsFailed", "UnknownWaiting", "QuarantineOverdue", "BlindPrefixes")
+                ],
+                width=24,
+            ),
+            cloudwatch.GraphWidget(
                 title="Queue depth (visible messages)",
                 left=[
                     q.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum", label=label)

@@ -337,6 +337,11 @@ def test_dashboard_shows_the_lifecycle_queues_and_errors(template: Any) -> None:
         "Errors",
         "Throttles",
         "FailedInvocations",
+        "HeldWaiting",
+        "PurgeRowsFailed",
+        "UnknownWaiting",
+        "QuarantineOverdue",
+        "BlindPrefixes",
     ):
         assert metric in body, metric
 
