@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from annotation_reconciler import lifecycle
-from annotation_reconciler.ledger import exemptions, quarantines
+from annotation_reconciler.ledger import exemptions, missing_files, quarantines
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.paths import BucketLayout
@@ -164,6 +164,8 @@ def delete_stale(
     )
     outcome.deleted = deleted.deleted
     outcome.rows_deleted.update(deleted.rows_deleted)
+    # the annotations are gone: their missing-file reports have nothing left to report
+    missing_files.close_for_annotations(conn, deleted.deleted, now=now)
     gone = set(deleted.deleted)
     for d in doomed:
         if d.candidate.annotation_id in gone:

@@ -35,10 +35,10 @@ def clear_release(engine: Engine, annotation_id: int, *, by: str, now: datetime.
         return exemptions.clear(conn, annotation_id, now=now or utcnow(), by=by)
 
 
-def status(engine: Engine) -> StatusReport:
+def status(engine: Engine, *, now: datetime.datetime | None = None) -> StatusReport:
     """The ledger's state, for ``annotation-reconciler status``."""
     with engine.connect() as conn:
-        return read_status(conn)
+        return read_status(conn, now=now)
 
 
 class OperatorsMixin(ReconcilerCore):

@@ -101,3 +101,6 @@ class PurgeResult:
     held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
     rows_deleted: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # rows that could not be settled even alone: marked, waiting
+    resurrections_closed: int = 0  # open resurrections whose annotation was ingested again
+    pruned: dict[str, int] = field(default_factory=dict)  # closed history past the retention, per table

@@ -16,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
+from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.portal.models import PORTAL_TABLES
+from annotation_reconciler.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
@@ -128,6 +130,9 @@ def ingest(
                 cleanup=settings.importer_cleanup,
                 max_purge_fraction=settings.max_purge_fraction,
             )
+        if not dry_run:  # a resurrection this ingest brought back is closed (issue 27)
+            with engine.begin() as conn:
+                close_reingested(conn, layout, now=utcnow())
     except LedgerMissingError as exc:
         raise UsageError(str(exc)) from None
     finally:

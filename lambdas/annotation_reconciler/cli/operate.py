@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 import click
@@ -12,8 +11,10 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
+from annotation_reconciler.cli import status_view, via_lambda
 from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name, settings_from
 from annotation_reconciler.errors import LedgerSchemaError
+from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -147,121 +148,48 @@ def purge(
 @click.command()
 @db_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
-def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
-    """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
-    engine = engine_from(db_url, db_secret_arn)
-    try:
-        found = operators.status(engine)
-    except LedgerSchemaError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
-    oldest = found.oldest_quarantined
-    report: dict[str, Any] = {
-        "by_status": found.by_status,
-        "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in found.by_dataset],
-        "oldest_quarantined": None
-        if oldest is None
-        else {
-            "annotation_id": oldest.annotation_id,
-            "s3_metadata_path": oldest.s3_metadata_path,
-            "detected_at": oldest.detected_at.isoformat(),
-            "purge_after": oldest.purge_after.isoformat(),
-        },
-        "held_datasets": {str(d): c for d, c in found.held_datasets},
-        "annotations_with_missing_files": {str(a): c for a, c in found.missing_files},
-        "released_by_operator": [
-            {
-                "annotation_id": e.annotation_id,
-                "dataset_id": e.dataset_id,
-                "s3_metadata_path": e.s3_metadata_path,
-                "by": e.released_by,
-                "at": e.released_at.isoformat() if e.released_at else None,
-            }
-            for e in found.released
-        ],
-        "resurrected": [
-            {
-                "annotation_id": r.annotation_id,
-                "metadata_key": r.metadata_key,
-                "purged_at": r.purged_at.isoformat(),
-                "found_at": r.found_at.isoformat(),
-                "found_by": r.found_by,
-                "reingest": reingest_command(r.metadata_key),
-            }
-            for r in found.resurrected
-        ],
-        "blind_prefixes": [
-            {
-                "prefix": b.prefix,
-                "dataset_id": b.dataset_id,
-                "since": b.first_failed_at.isoformat(),
-                "last_failed_at": b.last_failed_at.isoformat(),
-                "days": b.failures,
-                "last_error": b.last_error,
-            }
-            for b in found.blind
-        ],
-    }
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=status_view.ROWS_SHOWN,
+    show_default=True,
+    help="Waiting rows shown per dataset in text (json has them all).",
+)
+@click.pass_context
+def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, output: str, limit: int) -> None:
+    """What waits and why: counts by status, each held, failed, unknown or overdue row with its reason and next
+    command (by dataset), blind prefixes, missing files, operators' releases, resurrections."""
+    function = via_lambda.function_of(ctx)
+    if function:
+        report = via_lambda.invoke(function, {"action": "status"})
+    else:
+        engine = engine_from(db_url, db_secret_arn)
+        try:
+            report = ledger_status.as_json(operators.status(engine))
+        except LedgerSchemaError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            engine.dispose()
     if output == "json":
         click.echo(json.dumps(report, indent=2))
         return
-    table = Table("status", "annotations")
-    for name in ("quarantined", "held", "released", "purged", "restored"):
-        table.add_row(name, str(found.by_status.get(name, 0)))
-    console.print(table)
-    if report["oldest_quarantined"]:
-        o = report["oldest_quarantined"]
-        console.print(
-            f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
-            f"(purge after {o['purge_after']})"
-        )
-    for dataset_id, count in found.held_datasets:
-        console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
-    for annotation_id, count in found.missing_files:
-        console.print(f"annotation {annotation_id}: {count} data files missing from S3")
-    for e in found.released:
-        console.print(
-            f"released by {e.released_by}: annotation {e.annotation_id} (dataset {e.dataset_id}), exempt while "
-            f"its stored path is {e.s3_metadata_path}; end it: release --clear --annotation-id {e.annotation_id}",
-            soft_wrap=True,
-        )
-    for b in found.blind:
-        console.print(
-            f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
-            f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
-            soft_wrap=True,
-        )
-    for item in report["resurrected"]:
-        console.print(
-            f"[red]purged annotation {item['annotation_id']} has its metadata back in S3 "
-            f"({item['metadata_key']}, found by {item['found_by']} at {item['found_at']}); re-ingest it: "
-            f"{item['reingest']}",
-            soft_wrap=True,
-        )
-
-
-def reingest_command(metadata_key: str) -> str:
-    """The ``annotation-reconciler ingest`` command that brings back the annotation of a metadata key."""
-    parts = metadata_key.split("/")
-    if len(parts) < 5 or parts[2] != "Reconstructions" or not parts[3].startswith("VoxelSpacing"):
-        return f"annotation-reconciler ingest --bucket BUCKET  # for {metadata_key}"
-    dataset, run, spacing = parts[0], parts[1], parts[3][len("VoxelSpacing") :]
-    return (
-        f"annotation-reconciler ingest --bucket $RECONCILER_BUCKET --dataset-id {dataset} "
-        f"--run-name {shlex.quote(run)} --voxel-spacing {spacing}"
-    )
+    status_view.render(report, console, rows=limit)
 
 
 @click.command()
 @db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
 @click.option("--by", default=operator_name, help="Who approves (for the audit; default $USER).")
-def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
+@click.pass_context
+def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
-    engine = engine_from(db_url, db_secret_arn)
-    count = operators.approve(engine, dataset_id, by=by)
-    engine.dispose()
+    function = via_lambda.function_of(ctx)
+    if function:
+        count = int(via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"])
+    else:
+        engine = engine_from(db_url, db_secret_arn)
+        count = operators.approve(engine, dataset_id, by=by)
+        engine.dispose()
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 
 
@@ -270,15 +198,25 @@ def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: 
 @click.option("--annotation-id", type=int, required=True)
 @click.option("--by", default=operator_name, help="Who releases (for the audit; default $USER).")
 @click.option("--clear", is_flag=True, help="End an earlier release: scans and events judge the annotation again.")
-def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool) -> None:
+@click.pass_context
+def release(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool
+) -> None:
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
-    engine = engine_from(db_url, db_secret_arn)
-    if clear:
-        done = operators.clear_release(engine, annotation_id, by=by)
+    function = via_lambda.function_of(ctx)
+    if function and clear:
+        raise click.UsageError("release --clear needs the database; the schedule function does not take it")
+    if function:
+        payload = {"action": "release", "annotation_id": annotation_id, "by": by}
+        done = int(bool(via_lambda.invoke(function, payload)["released"]))
     else:
-        done = int(operators.release(engine, annotation_id, by=by))
-    engine.dispose()
+        engine = engine_from(db_url, db_secret_arn)
+        if clear:
+            done = operators.clear_release(engine, annotation_id, by=by)
+        else:
+            done = int(operators.release(engine, annotation_id, by=by))
+        engine.dispose()
     if clear:
         if not done:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
