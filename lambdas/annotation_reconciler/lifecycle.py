@@ -12,7 +12,7 @@ cleanup CLI) and the scan that quarantines read their candidate rows, LIST the p
 from __future__ import annotations
 
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -178,20 +178,26 @@ def decide(
        run removed: the guard below still counts them), held when the dataset folder holds nothing else
        (a dataset gone, or a prefix setting that matches nothing) or was not checked, unknown when S3
        could not say. When ``max_fraction`` is given, every unapproved
-       deletion of a dataset that :func:`guard_allows` refuses is held.
+       deletion of a dataset that :func:`guard_allows` refuses is held. *The guard counts the dataset, not
+       the verdicts*: every candidate that is not released counts as going, whatever its verdict in this
+       run (a row S3 could not judge may be gone too: a vanished dataset whose listings half fail is a
+       vanished dataset), on top of the dataset's other open rows (``Evidence.open_counts``).
     """
     result = Decisions()
     deletions: dict[int | None, list[Decision]] = defaultdict(list)
+    going: Counter[int | None] = Counter()
     for candidate in candidates:
         verdict, key, reason = _judge(candidate, evidence, layout)
         decision = Decision(candidate, verdict, key, reason)
+        if verdict is not Verdict.RELEASE:
+            going[candidate.dataset_id] += 1
         if verdict is Verdict.DELETE:
             deletions[candidate.dataset_id].append(decision)
         else:
             result.items.append(decision)
     for dataset_id, items in deletions.items():
         total = evidence.totals.get(dataset_id, 0)
-        opened = evidence.open_counts.get(dataset_id, 0) + len(items)
+        opened = evidence.open_counts.get(dataset_id, 0) + going[dataset_id]
         over = max_fraction is not None and not guard_allows(opened, total, max_fraction, floor)
         for decision in items:
             if over and not decision.candidate.approved:
