@@ -3,12 +3,32 @@ and moto: the guard counts the dataset, not the verdicts; a failed operator comm
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, text
 
+from annotation_reconciler.cli.main import cli
 from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.scope import Scope
 from support.faults import inject_at, record_backoff
 from support.world import World, removed
+
+
+def ledger_dump(engine: Engine) -> list[tuple[Any, ...]]:
+    """Every ledger row, every column, in id order: compare before and after to prove a command wrote nothing."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(text("SELECT * FROM annotation_reconciler.annotation_quarantine ORDER BY id"))
+        ]
+
+
+def operator(world: World, *args: str) -> Any:
+    return CliRunner().invoke(cli, [*args, "--db-url", world.db_url])
+
 
 # --- the guard counts the dataset, not the verdicts -------------------------------------------------------------
 
@@ -44,3 +64,70 @@ def test_rows_s3_could_not_judge_still_count_for_the_guard(
     assert len(result.unknown) == 4 * len(throttled_runs)
     assert len(result.held) == 4 * (len(gone_runs) - len(throttled_runs))
     assert result.held_datasets == {10001: (len(ids), 12)}
+
+
+# --- a failed operator command changes nothing; a repeated release keeps the release -------------------------------
+
+
+def test_a_second_release_keeps_the_first(world: World) -> None:
+    """Issue 25 (5): `release` twice. The second finds no open row; it must not cancel the first one's exemption:
+    the next scan leaves the annotation alone and no purge deletes it."""
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    world.delete(key)
+    r = world.reconciler()
+    assert r.apply_changes(removed(key)).quarantined == [aid]
+    first = operator(world, "release", "--annotation-id", str(aid), "--by", "alice")
+    assert first.exit_code == 0, first.output
+    before = ledger_dump(world.engine)
+    again = operator(world, "release", "--annotation-id", str(aid), "--by", "bob")
+    assert again.exit_code == 0, again.output
+    assert "already released by alice" in again.output
+    assert ledger_dump(world.engine) == before
+    world.clock.advance(minutes=5)
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [] and aid in world.annotation_ids()
+
+
+def test_a_release_through_the_api_twice_keeps_the_release(world: World) -> None:
+    key = world.portal.metadata_keys[3]
+    aid = world.ids[key]
+    world.delete(key)
+    r = world.reconciler()
+    r.apply_changes(removed(key))
+    assert r.release(aid, by="alice")
+    assert r.release(aid, by="alice")  # the release is kept: asking again is not a failure
+    world.clock.advance(minutes=5)
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
+    world.clock.advance(hours=2)
+    assert r.purge().claimed == 0 and aid in world.annotation_ids()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(("release", "--annotation-id", "{other}"), id="release-never-quarantined"),
+        pytest.param(("release", "--annotation-id", "999999"), id="release-no-such-annotation"),
+        pytest.param(("release", "--annotation-id", "{settled}"), id="release-a-row-the-scan-released"),
+        pytest.param(("release", "--clear", "--annotation-id", "{other}"), id="clear-without-release"),
+        pytest.param(("release", "--clear", "--annotation-id", "{settled}"), id="clear-a-row-the-scan-released"),
+    ],
+)
+def test_a_failed_operator_command_changes_nothing(world: World, command: tuple[str, ...]) -> None:
+    """Issue 25 (5): a command that fails (exit code 1) leaves every ledger row as it was, the exemption of an
+    earlier release included."""
+    released_key, settled_key = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
+    world.delete(released_key, settled_key)
+    r = world.reconciler()
+    r.apply_changes(removed(released_key, settled_key))
+    assert r.release(world.ids[released_key], by="alice")
+    world.restore(settled_key)
+    world.clock.advance(minutes=5)
+    r.scan_shard(Scope(dataset_id=10001))  # the settled row's metadata is back: released by the scan
+    assert world.ledger()[world.ids[settled_key]] == "released"
+    ids = {"other": str(world.ids[world.portal.metadata_keys[2]]), "settled": str(world.ids[settled_key])}
+    before = ledger_dump(world.engine)
+    out = operator(world, *(part.format(**ids) for part in command))
+    assert out.exit_code == 1, out.output
+    assert ledger_dump(world.engine) == before

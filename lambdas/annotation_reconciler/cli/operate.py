@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
 from annotation_reconciler.cli.common import db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -270,17 +271,23 @@ def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, b
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
     engine = engine_from(db_url, db_secret_arn)
     if clear:
-        done = operators.clear_release(engine, annotation_id, by=by)
-    else:
-        done = int(operators.release(engine, annotation_id, by=by))
-    engine.dispose()
-    if clear:
-        if not done:
+        cleared = operators.clear_release(engine, annotation_id, by=by)
+        engine.dispose()
+        if not cleared:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
         click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
         return
+    done = operators.release(engine, annotation_id, by=by)
+    kept = operators.exemption(engine, annotation_id) if done is Released.ALREADY else None
+    engine.dispose()
     if not done:
-        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row")
+        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+    if kept is not None:
+        click.echo(
+            f"annotation {annotation_id} is already released by {kept.released_by} (at {kept.released_at}), exempt "
+            f"while its stored path is {kept.s3_metadata_path}: the release is kept, nothing changed"
+        )
+        return
     click.echo(
         f"released annotation {annotation_id} (by {by}); exempt until its metadata or stored path changes, "
         f"or `annotation-reconciler release --clear --annotation-id {annotation_id}`"
