@@ -3,6 +3,7 @@ and moto: the guard counts the dataset, not the verdicts; a failed operator comm
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import boto3
@@ -10,11 +11,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.scope import Scope
 from support.faults import inject_at, record_backoff
-from support.world import World, removed
+from support.world import BUCKET, World, removed
 
 
 def ledger_dump(engine: Engine) -> list[tuple[Any, ...]]:
@@ -131,3 +133,122 @@ def test_a_failed_operator_command_changes_nothing(world: World, command: tuple[
     out = operator(world, *(part.format(**ids) for part in command))
     assert out.exit_code == 1, out.output
     assert ledger_dump(world.engine) == before
+
+
+# --- every command takes the same settings: RECONCILER_DRY_RUN, overridden by a flag that says so ---------------
+
+
+def stale_in_ts_000(world: World) -> int:
+    """An annotation of 10001/TS_000 whose metadata is gone from S3 (the importer's sibling cleanup would delete it)."""
+    gone = world.portal.annotations[0]
+    assert (gone.dataset_id, gone.run_name) == (10001, "TS_000")
+    world.delete(gone.metadata_key)
+    return world.ids[gone.metadata_key]
+
+
+def run_cli(world: World, command: Any, args: list[str], **env: str) -> Any:
+    base = {"RECONCILER_DB_URL": world.db_url, "RECONCILER_MAX_PURGE_FRACTION": "0.5", "COLUMNS": "200"}
+    return CliRunner().invoke(command, args, env={**base, **env})
+
+
+INGEST = ["ingest", "--bucket", BUCKET, "--dataset-id", "10001", "--run-name", "TS_000"]
+CLEANUP = ["--s3-bucket", BUCKET, "--run-id", "{run}", "--yes"]
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "deletes", "decided_by"),
+    [
+        pytest.param("true", [], False, "RECONCILER_DRY_RUN=true", id="env-true"),
+        pytest.param("1", [], False, "RECONCILER_DRY_RUN=1", id="env-1"),
+        pytest.param("on", [], False, "RECONCILER_DRY_RUN=on", id="env-on"),
+        pytest.param("true", ["--no-dry-run"], True, "--no-dry-run", id="env-true-flag-no-dry-run"),
+        pytest.param("false", ["--dry-run"], False, "--dry-run", id="env-false-flag-dry-run"),
+        pytest.param("false", [], True, "RECONCILER_DRY_RUN=false", id="env-false"),
+    ],
+)
+def test_ingest_honours_reconciler_dry_run_and_a_flag_overrides_it(
+    world: World, env: str, flags: list[str], deletes: bool, decided_by: str
+) -> None:
+    """Issue 25 (4): with RECONCILER_DRY_RUN=true exported, `ingest` deletes (and writes) nothing; a flag on the
+    command line overrides the variable, and the output names the one that decided."""
+    aid = stale_in_ts_000(world)
+    out = run_cli(world, cli, [*INGEST, *flags], RECONCILER_DRY_RUN=env)
+    assert out.exit_code == 0, out.output
+    assert (aid not in world.annotation_ids()) is deletes
+    assert f"decided by {decided_by}" in out.output
+    assert ("dry run: nothing" in out.output) is not deletes
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "deletes", "decided_by"),
+    [
+        pytest.param("yes", [], False, "RECONCILER_DRY_RUN=yes", id="env-yes"),
+        pytest.param("false", [], True, "RECONCILER_DRY_RUN=false", id="env-false"),
+        pytest.param("false", ["--dry-run"], False, "--dry-run", id="env-false-flag-dry-run"),
+        pytest.param("true", ["--no-dry-run"], True, "--no-dry-run", id="env-true-flag-no-dry-run"),
+    ],
+)
+def test_the_cleanup_command_honours_reconciler_dry_run(
+    world: World, env: str, flags: list[str], deletes: bool, decided_by: str
+) -> None:
+    aid = stale_in_ts_000(world)
+    with world.engine.connect() as conn:
+        run = conn.execute(text("SELECT run_id FROM annotation WHERE id = :id"), {"id": aid}).scalar_one()
+    args = [a.format(run=run) for a in CLEANUP] + ["--db-uri", world.db_url, *flags]
+    out = run_cli(world, cleanup_stale_annotations, args, RECONCILER_DRY_RUN=env)
+    assert out.exit_code == 0, out.output
+    assert (aid not in world.annotation_ids()) is deletes
+    assert f"decided by {decided_by}" in out.output
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "deletes", "decided_by"),
+    [
+        pytest.param({"RECONCILER_DRY_RUN": "true"}, [], False, "RECONCILER_DRY_RUN=true", id="env-true"),
+        pytest.param({"RECONCILER_DRY_RUN": "false"}, ["--dry-run"], False, "--dry-run", id="flag-dry-run"),
+        pytest.param({"RECONCILER_DRY_RUN": "false"}, [], True, "RECONCILER_DRY_RUN=false", id="env-false"),
+        pytest.param({}, [], False, "the default", id="unset"),
+    ],
+)
+def test_the_purge_command_says_what_decided_its_dry_run(
+    world: World, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: list[str], deletes: bool, decided_by: str
+) -> None:
+    key = world.portal.metadata_keys[0]
+    world.delete(key)
+    world.reconciler().apply_changes(removed(key))
+    monkeypatch.delenv("RECONCILER_DRY_RUN", raising=False)
+    purge_env = {"RECONCILER_GRACE_PERIOD_HOURS": "1", **env}
+    with world.engine.begin() as conn:  # due now by the wall clock the CLI uses
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET purge_after = :t"),
+            {"t": datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)},
+        )
+    out = run_cli(world, cli, ["purge", "--bucket", BUCKET, *flags], **purge_env)
+    assert out.exit_code == 0, out.output
+    assert (world.ids[key] not in world.annotation_ids()) is deletes
+    assert f"decided by {decided_by}" in out.output
+
+
+def test_a_dry_run_value_that_is_not_a_boolean_is_refused_by_every_command(world: World) -> None:
+    aid = stale_in_ts_000(world)
+    for command, args in ((cli, INGEST), (cli, ["purge", "--bucket", BUCKET])):
+        out = run_cli(world, command, args, RECONCILER_DRY_RUN="maybe")
+        assert out.exit_code == 2 and "RECONCILER_DRY_RUN" in out.output, out.output
+    assert aid in world.annotation_ids()
+
+
+@pytest.mark.parametrize(("env", "restores"), [("true", False), ("false", True)])
+def test_restore_honours_reconciler_dry_run(world: World, env: str, restores: bool) -> None:
+    key = world.portal.metadata_keys[0]
+    aid = world.ids[key]
+    world.delete(key)
+    r = world.reconciler()
+    r.apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [aid]
+    out = run_cli(
+        world, cli, ["restore", "--db-url", world.db_url, "--annotation-id", str(aid)], RECONCILER_DRY_RUN=env
+    )
+    assert out.exit_code == 0, out.output
+    assert (aid in world.annotation_ids()) is restores
+    assert f"decided by RECONCILER_DRY_RUN={env}" in out.output

@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli.common import db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.cli.common import db_options, dry_run_from, engine_from, operator_name, settings_from
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
@@ -129,7 +129,8 @@ def purge(
     dry_run: bool | None,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url)
+    dry = dry_run_from(dry_run, default=True)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url)
     r = reconciler.purge()
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
@@ -137,6 +138,7 @@ def purge(
         f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
+    console.print(str(dry), soft_wrap=True)
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         console.print(
             f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
