@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.spelling import spelling_form
 
 #: The mass-deletion guard's absolute floor: a dataset may always lose this many annotations at once,
 #: whatever the fraction (unless they are all it has). The portal's voxel spacings mostly hold one or
@@ -36,9 +37,15 @@ def dataset_folder(annotations_prefix: str) -> str:
 
     >>> dataset_folder("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")
     'root/10001/'
+    >>> dataset_folder("root/10001/TS/reconstructions/voxelspacing1.000/Annotations/")
+    'root/10001/'
     """
     parts = annotations_prefix.rstrip("/").split("/")
-    if len(parts) >= 5 and parts[-3] == "Reconstructions" and parts[-2].startswith("VoxelSpacing"):
+    if (
+        len(parts) >= 5
+        and spelling_form(parts[-3]) == "reconstructions"
+        and spelling_form(parts[-2]).startswith("voxelspacing")
+    ):  # the portal's layout, in any spelling (a folder spelled apart still lies in its dataset folder)
         return "/".join(parts[:-4]) + "/"
     return "/".join(parts[:-1]) + "/"
 

@@ -20,6 +20,7 @@ from typing import Literal
 
 from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, guard_allows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.spelling import folder_levels, spelling_form, twin_folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,40 @@ def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unknown:
 def prefixes_to_list(keys: Iterable[str]) -> list[str]:
     """Every prefix whose listing :func:`decide` needs to judge these keys, sorted."""
     return sorted({prefix for key in keys for prefix in listing_prefixes(key)})
+
+
+def suspicious_prefixes(
+    keys: Iterable[str | None], listings: Mapping[str, frozenset[str] | BaseException]
+) -> list[str]:
+    """The completely listed ``Annotations/`` prefixes that lack one of these keys, sorted: the prefixes whose
+    folders, from the dataset folder down, :func:`decide` must see without a spelling twin before it may call a
+    row missing (``Evidence.siblings``; one LIST with a delimiter per level, only for these)."""
+    found = set()
+    for key in keys:
+        if key is None:
+            continue
+        listing = listings.get(metadata_folder(key))
+        if isinstance(listing, frozenset) and key not in listing:
+            found.add(metadata_folder(key))
+    return sorted(found)
+
+
+def untracked_metadata(
+    listings: Mapping[str, frozenset[str] | BaseException], tracked: Iterable[str]
+) -> dict[str, list[str]]:
+    """Each completely listed ``Annotations/`` prefix -> the metadata keys in it that no row points to (not in
+    ``tracked``), sorted; a prefix with none maps to [] (its earlier untracked keys are tracked or gone now).
+
+    >>> untracked_metadata({"a/Annotations/": frozenset({"a/Annotations/1/x-1.0.json", "a/Annotations/1/y-1.0.json",
+    ...     "a/Annotations/1/1-x-1.0_point.ndjson"})}, ["a/Annotations/1/x-1.0.json"])
+    {'a/Annotations/': ['a/Annotations/1/y-1.0.json']}
+    """
+    known = set(tracked)
+    return {
+        prefix: sorted(k for k in listing if classify_key(k) is KeyKind.METADATA and k not in known)
+        for prefix, listing in sorted(listings.items())
+        if isinstance(listing, frozenset)
+    }
 
 
 # --- the one decision ---------------------------------------------------------------------
@@ -130,6 +165,11 @@ class Evidence:
     neighbours: Mapping[str, bool | BaseException] = field(default_factory=dict)
     #: Annotations an operator released, with the stored path they were released under (sticky release).
     exempt: Mapping[int, str] = field(default_factory=dict)
+    #: For each parent folder between a dataset folder and a suspicious row's ``Annotations/`` prefix: the folders
+    #: a LIST with a delimiter found in it (full prefixes), or the error. See :func:`suspicious_prefixes` and
+    #: ``spelling.folder_levels``. None: the caller did not look (pure callers only; every path that deletes looks),
+    #: and a row's folders are then judged by the listings alone.
+    siblings: Mapping[str, frozenset[str] | BaseException] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +209,9 @@ def decide(
        key than the one it was quarantined under is unknown (the reason names both).
     3. *Key under the listed prefix*: only a complete listing of the prefix holding the row's own key
        (and of the prefixes of its other Unicode spellings) can prove it absent; anything else is unknown.
-    4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization
-       or case makes it unknown, never missing.
+    4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization,
+       case or percent/plus-encoding makes it unknown, never missing; so does such a twin of any of its folders
+       from the dataset folder down (``Evidence.siblings``), or a level of them that could not be listed.
     5. *Operator's release sticks*: a row newly found stale that an operator released under its
        current stored path is released again (``Evidence.exempt``), never quarantined.
     6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
@@ -255,14 +296,34 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
     assert isinstance(own_listing, frozenset)
     if key in own_listing:
         return Verdict.RELEASE, key, "metadata present in S3"
-    spelling = canonical(key)
+    form = spelling_form(key)
     for listing in listed:
         for other in listing:
-            if canonical(other) == spelling:
+            if spelling_form(other) == form:
                 return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
+    twin = twin_folder_reason(own, evidence.siblings)
+    if twin is not None:
+        return Verdict.UNKNOWN, key, twin
     if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
+
+
+def twin_folder_reason(own: str, siblings: Mapping[str, frozenset[str] | BaseException] | None) -> str | None:
+    """Why a folder of ``own``, from the dataset folder down, may be spelled apart from one in S3 (a twin beside
+    it, or a level not listed); None when every level was listed without one."""
+    if siblings is None:
+        return None
+    for parent, name in folder_levels(own):
+        folders = siblings.get(parent)
+        if folders is None:
+            return f"the folders of {parent!r} were not listed: {name!r} may have a twin spelled differently"
+        if isinstance(folders, BaseException):
+            return f"listing the folders of {parent!r} failed: {folders}"
+        twin = twin_folder(parent, name, folders)
+        if twin is not None:
+            return f"{parent + name!r} differs only in spelling from the folder {twin!r} in S3"
+    return None
 
 
 def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) -> tuple[Verdict, str | None, str]:

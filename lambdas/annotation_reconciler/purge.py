@@ -12,6 +12,7 @@ from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
+from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import event_order, purge_claims
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
@@ -49,9 +50,13 @@ class PurgeMixin(SurveyMixin):
             keys = [c.metadata_key for c in claims if c.metadata_key]
             listed = ordering.Stamp(self.clock())  # the listing is evidence only for what happened before it
             listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(keys))
+            suspicious = lifecycle.suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
+            around = Surroundings(
+                siblings=folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency)
+            )
             try:
                 with self.engine.begin() as conn:
-                    self._settle(conn, claims, listings, listed, result, now)
+                    self._settle(conn, claims, listings, listed, result, now, around)
             except ConcurrentChangeError as exc:
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
@@ -73,6 +78,7 @@ class PurgeMixin(SurveyMixin):
         listed: ordering.Stamp,
         result: PurgeResult,
         now: datetime.datetime,
+        around: Surroundings,
     ) -> None:
         locked = purge_claims.lock_claims(conn, claims)
         # A row an event stamped after the listing started (a re-upload removed again) is not judged on that
@@ -112,6 +118,7 @@ class PurgeMixin(SurveyMixin):
             source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
             reason="metadata absent after the grace period",
             now=now,
+            neighbours=around,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
         result.deleted += outcome.deleted

@@ -14,9 +14,10 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
 from support.faults import inject_at, record_backoff
-from support.world import BUCKET, World, removed
+from support.world import BUCKET, World, make_world, removed
 
 
 def ledger_dump(engine: Engine) -> list[tuple[Any, ...]]:
@@ -252,3 +253,135 @@ def test_restore_honours_reconciler_dry_run(world: World, env: str, restores: bo
     assert out.exit_code == 0, out.output
     assert (aid in world.annotation_ids()) is restores
     assert f"decided by RECONCILER_DRY_RUN={env}" in out.output
+
+
+# --- spelling twins at any level, from the dataset folder down, are unknown ---------------------------------------
+
+
+def respell_rows(world: World, old: str, new: str, keys: list[str]) -> None:
+    """Rewrite the stored paths of these annotations: ``old`` becomes ``new`` in them (S3 is not touched)."""
+    with world.engine.begin() as conn:
+        for key in keys:
+            conn.execute(
+                text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+                {"p": f"s3://{BUCKET}/{key.replace(old, new, 1)}", "id": world.ids[key]},
+            )
+
+
+def respell_bucket(world: World, old: str, new: str) -> list[str]:
+    """Move every object under ``old`` to ``new`` (a copy, then a delete: how S3 renames a folder); returns the keys
+    that were under ``old``."""
+    moved = [k for k in world.portal.all_keys() if k.startswith(old)]
+    for key in moved:
+        world.s3.copy_object(Bucket=BUCKET, Key=new + key[len(old) :], CopySource={"Bucket": BUCKET, "Key": key})
+        world.s3.delete_object(Bucket=BUCKET, Key=key)
+    return moved
+
+
+def twin_world(engine: Engine, s3: Any, db_url: str) -> World:
+
+    return make_world(
+        engine,
+        s3,
+        db_url,
+        PortalSpec(datasets=1, runs_per_dataset=3, annotations_per_voxel_spacing=2, odd_run_names=True),
+    )
+
+
+#: (where the row says, where S3 has it): the run, the Reconstructions folder, the voxel spacing folder, the
+#: Annotations folder and the annotation's own folder spelled apart by letter case, Unicode form or percent/plus
+#: encoding.
+TWINS = [
+    pytest.param("10001/TS_002/", "10001/ts_002/", id="run-case"),
+    pytest.param("10001/TS 1+2 é/", "10001/TS+1%2B2+%C3%A9/", id="run-plus-percent-encoded"),
+    pytest.param("10001/TS 1+2 é/", "10001/TS%201%2B2%20%C3%A9/", id="run-percent-encoded"),
+    pytest.param("10001/TS_ü+plus/", "10001/TS_U\u0308+PLUS/", id="run-nfd-and-case"),
+    pytest.param("10001/TS_002/Reconstructions/", "10001/TS_002/reconstructions/", id="reconstructions-case"),
+    pytest.param(
+        "10001/TS_002/Reconstructions/VoxelSpacing13.480/",
+        "10001/TS_002/Reconstructions/voxelspacing13.480/",
+        id="voxel-spacing-case",
+    ),
+    pytest.param(
+        "10001/TS_002/Reconstructions/VoxelSpacing13.480/Annotations/100/",
+        "10001/TS_002/Reconstructions/VoxelSpacing13.480/Annotations/%31%30%30/",
+        id="annotation-folder-percent-encoded",
+    ),
+]
+
+
+@pytest.mark.parametrize(("s3_has", "row_says"), TWINS)
+@pytest.mark.parametrize("side", ["row-spelled-apart", "bucket-renamed"])
+def test_a_twin_folder_at_any_level_makes_the_row_unknown_never_missing(
+    engine: Engine, s3: Any, db_url: str, s3_has: str, row_says: str, side: str
+) -> None:
+    """Issue 25 (2): a row's key differs from a folder in S3 only by spelling, at some level below the dataset
+    folder (the row spelled apart, or S3's folder renamed by a copy and a delete). The row's own prefix lists
+    nothing, its dataset folder holds other objects: the old rules called it ordinary, quarantined and purged it.
+    The scan must report it unknown, and the purge of a row quarantined by its Removed event must keep it."""
+    world = twin_world(engine, s3, db_url)
+    keys = [a.metadata_key for a in world.portal.annotations if a.metadata_key.startswith(s3_has)]
+    assert keys
+    if side == "row-spelled-apart":
+        respell_rows(world, s3_has, row_says, keys)
+    else:
+        respell_bucket(world, s3_has, row_says)  # the rows keep their spelling; the bucket's folder moved
+    ids = sorted(world.ids[k] for k in keys)
+    r = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
+    scan = r.scan_shard(Scope(dataset_id=10001))
+    assert scan.quarantined == [] and scan.held == []
+    assert sorted(u.ref.id for u in scan.unknown) == ids
+    assert any("spelling" in u.why for u in scan.unknown), [u.why for u in scan.unknown]
+    # the Removed events of the rename (or stray ones naming the rows' keys) quarantine the rows: the purge must
+    # still keep them
+    stored = keys if side == "bucket-renamed" else [k.replace(s3_has, row_says, 1) for k in keys]
+    assert sorted(r.apply_changes(removed(*stored)).quarantined) == ids
+    world.clock.advance(hours=2)
+    purge = r.purge()
+    assert purge.deleted == [] and set(ids) <= world.annotation_ids()
+
+
+class DelimiterLists:
+    """Counts the LISTs with a delimiter a client sends."""
+
+    def __init__(self, client: Any) -> None:
+        self.prefixes: list[str] = []
+        client.meta.events.register("before-send.s3.ListObjectsV2", self)
+
+    def __call__(self, request: Any, **kwargs: Any) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(request.url).query)
+        if "delimiter" in query:
+            self.prefixes.append(query.get("prefix", [""])[0])
+
+
+def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicious_rows(world: World) -> None:
+    """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (4: run,
+    Reconstructions, voxel spacing, Annotations) at the scan and at the purge."""
+    client = boto3.client("s3", region_name="us-west-2")
+    counted = DelimiterLists(client)
+    r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
+    assert counted.prefixes == []
+    gone = world.portal.annotations[0]
+    world.delete(gone.metadata_key)
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [world.ids[gone.metadata_key]]
+    assert len(counted.prefixes) == 4 and "10001/" in counted.prefixes
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [world.ids[gone.metadata_key]]
+    assert len(counted.prefixes) == 8
+
+
+def test_the_cleanup_command_leaves_a_row_with_a_twin_folder_in_place(engine: Engine, s3: Any, db_url: str) -> None:
+    world = twin_world(engine, s3, db_url)
+    keys = [a.metadata_key for a in world.portal.annotations if a.run_name == "TS_002"]
+    respell_bucket(world, "10001/TS_002/", "10001/Ts_002/")
+    out = CliRunner().invoke(
+        cleanup_stale_annotations,
+        ["--s3-bucket", BUCKET, "--db-uri", world.db_url, "--dataset-id", "10001", "--no-dry-run", "--yes"],
+        env={"COLUMNS": "200"},
+    )
+    assert out.exit_code == 0, out.output
+    assert {world.ids[k] for k in keys} <= world.annotation_ids()
+    assert "Ts_002" in out.output  # reported as unknown, naming the twin
