@@ -63,6 +63,11 @@ class DeletionOutcome:
         return self.decisions.of(Verdict.UNKNOWN)
 
     @property
+    def moved(self) -> list[tuple[int, str]]:
+        """(annotation id, the key that carries its natural key) of the rows found moved."""
+        return [(d.candidate.annotation_id, d.moved_to or "") for d in self.decisions.of(Verdict.MOVED)]
+
+    @property
     def held_datasets(self) -> dict[int | None, tuple[int, int]]:
         return self.decisions.held_datasets
 
@@ -89,6 +94,7 @@ def gather_evidence(
     listings: Mapping[str, frozenset[str] | BaseException],
     policy: Policy,
     neighbours: Surroundings | Mapping[str, bool | BaseException] | None = None,
+    moved: Mapping[int, str | BaseException] | None = None,
 ) -> lifecycle.Evidence:
     """The listings (and what surrounds the suspicious ``Annotations/`` prefixes, when the caller looked: see
     ``evidence.dataset_neighbours``), the operator exemptions of the rows without a ledger row, and the dataset
@@ -97,7 +103,9 @@ def gather_evidence(
     around = neighbours if isinstance(neighbours, Surroundings) else Surroundings(neighbours or {}, {})
     exempt = exemptions.exempted(conn, [c.annotation_id for c in candidates if c.quarantine_id is None])
     if policy.max_fraction is None:
-        return lifecycle.Evidence(listings, neighbours=around.neighbours, exempt=exempt, siblings=around.siblings)
+        return lifecycle.Evidence(
+            listings, neighbours=around.neighbours, exempt=exempt, siblings=around.siblings, moved=moved
+        )
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = quarantines.guard_counts(conn, datasets, except_annotations=ids)
@@ -105,7 +113,13 @@ def gather_evidence(
         open_counts[dataset] = open_counts.get(dataset, 0) + count
         totals[dataset] = totals.get(dataset, 0) + count
     return lifecycle.Evidence(
-        listings, open_counts, totals, neighbours=around.neighbours, exempt=exempt, siblings=around.siblings
+        listings,
+        open_counts,
+        totals,
+        neighbours=around.neighbours,
+        exempt=exempt,
+        siblings=around.siblings,
+        moved=moved,
     )
 
 
@@ -130,6 +144,7 @@ def delete_stale(
     reason: str,
     now: datetime.datetime,
     neighbours: Surroundings | Mapping[str, bool | BaseException] | None = None,
+    moved: Mapping[int, str | BaseException] | None = None,
 ) -> DeletionOutcome:
     """Decide every candidate and carry out the decisions, in the caller's transaction.
 
@@ -142,11 +157,13 @@ def delete_stale(
     ordinary (without it such a fresh candidate is held), and rules out spelling twins of the folders of a
     suspicious prefix (without it a row absent from its listing is unknown).
     """
-    evidence = gather_evidence(conn, candidates, listings, policy, neighbours)
+    evidence = gather_evidence(conn, candidates, listings, policy, neighbours, moved)
     decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
     outcome = DeletionOutcome(decisions)
     _release(conn, decisions.of(Verdict.RELEASE), outcome, now)
     _hold(conn, decisions.of(Verdict.HELD), outcome, source, now, policy)
+    for decision in decisions.of(Verdict.MOVED)[:LOG_IDS]:
+        log.warning("annotation %d left in place: %s", decision.candidate.annotation_id, decision.reason)
     unknown = decisions.of(Verdict.UNKNOWN)
     if unknown:
         log.warning(

@@ -129,6 +129,7 @@ class Verdict(StrEnum):
     RELEASE = "release"  # its key is present, or the row changed since it was quarantined: nothing goes
     UNKNOWN = "unknown"  # S3 or the configuration could not say: never acted on
     HELD = "held"  # stale but suspicious: waits for an operator's approval
+    MOVED = "moved"  # its key is gone, another listed metadata file of its voxel spacing carries its natural key
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,10 @@ class Evidence:
     #: ``spelling.folder_levels``. None: the caller did not look (pure callers only; every path that deletes looks),
     #: and a row's folders are then judged by the listings alone.
     siblings: Mapping[str, frozenset[str] | BaseException] | None = None
+    #: Rows whose key is gone while an untracked metadata file of their voxel spacing carries their natural key:
+    #: annotation id -> that file's key, or the error that kept a candidate move unread (``moves.find_moves``).
+    #: None: the caller did not look (a pure caller, or the importer, which upserts on the natural key itself).
+    moved: Mapping[int, str | BaseException] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,7 @@ class Decision:
     verdict: Verdict
     key: str | None
     reason: str
+    moved_to: str | None = None  # MOVED: the key that carries the row's natural key now
 
 
 @dataclass
@@ -212,6 +218,9 @@ def decide(
     4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization,
        case or percent/plus-encoding makes it unknown, never missing; so does such a twin of any of its folders
        from the dataset folder down (``Evidence.siblings``), or a level of them that could not be listed.
+    4b. *A move is no deletion*: a row whose key is gone while an untracked metadata file of its voxel spacing
+       carries its natural key is moved (``Evidence.moved``), never deleted; one such file that could not be
+       read makes it unknown.
     5. *Operator's release sticks*: a row newly found stale that an operator released under its
        current stored path is released again (``Evidence.exempt``), never quarantined.
     6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
@@ -229,7 +238,8 @@ def decide(
     going: Counter[int | None] = Counter()
     for candidate in candidates:
         verdict, key, reason = _judge(candidate, evidence, layout)
-        decision = Decision(candidate, verdict, key, reason)
+        moved_to = evidence.moved.get(candidate.annotation_id) if verdict is Verdict.MOVED and evidence.moved else None
+        decision = Decision(candidate, verdict, key, reason, moved_to if isinstance(moved_to, str) else None)
         if verdict is not Verdict.RELEASE:
             going[candidate.dataset_id] += 1
         if verdict is Verdict.DELETE:
@@ -304,6 +314,11 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
     twin = twin_folder_reason(own, evidence.siblings)
     if twin is not None:
         return Verdict.UNKNOWN, key, twin
+    move = evidence.moved.get(candidate.annotation_id) if evidence.moved is not None else None
+    if isinstance(move, BaseException):
+        return Verdict.UNKNOWN, key, f"could not read the untracked metadata of {own!r}, one may be its move: {move}"
+    if move is not None:
+        return Verdict.MOVED, key, f"moved: {move!r} carries its natural key (its own {key!r} is gone)"
     if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"

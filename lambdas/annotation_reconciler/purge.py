@@ -16,6 +16,7 @@ from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import event_order, purge_claims
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.moves import find_moves
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
@@ -54,9 +55,13 @@ class PurgeMixin(SurveyMixin):
             around = Surroundings(
                 siblings=folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency)
             )
+            with self.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files
+                suspects = [(c.annotation_id, c.metadata_key) for c in claims if c.metadata_key]
+                concurrency = self.settings.s3_concurrency
+                moved = find_moves(conn, self.storage, self.layout, suspects, listings, concurrency=concurrency)
             try:
                 with self.engine.begin() as conn:
-                    self._settle(conn, claims, listings, listed, result, now, around)
+                    self._settle(conn, claims, listings, listed, result, now, around, moved)
             except ConcurrentChangeError as exc:
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
@@ -79,6 +84,7 @@ class PurgeMixin(SurveyMixin):
         result: PurgeResult,
         now: datetime.datetime,
         around: Surroundings,
+        moved: Mapping[int, str | BaseException],
     ) -> None:
         locked = purge_claims.lock_claims(conn, claims)
         # A row an event stamped after the listing started (a re-upload removed again) is not judged on that
@@ -119,6 +125,7 @@ class PurgeMixin(SurveyMixin):
             reason="metadata absent after the grace period",
             now=now,
             neighbours=around,
+            moved=moved,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
         result.deleted += outcome.deleted
@@ -127,6 +134,7 @@ class PurgeMixin(SurveyMixin):
         result.held += outcome.held
         result.held_datasets.update(outcome.held_datasets)
         result.unknown += [d.candidate.annotation_id for d in outcome.unknown]
+        result.moved += outcome.moved
         result.rows_deleted.update(outcome.rows_deleted)
         if outcome.would_delete:
             log.warning(

@@ -85,6 +85,7 @@ class ScanResult:
     listed_prefixes: list[str] = field(default_factory=list)  # listed completely
     resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
     untracked: list[str] = field(default_factory=list)  # metadata keys listed that no annotation row points to
+    moved: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, the key carrying its natural key)
 
     @property
     def complete(self) -> bool:
@@ -102,6 +103,7 @@ class PurgeResult:
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
+    moved: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, the key carrying its natural key)
     held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
     rows_deleted: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)

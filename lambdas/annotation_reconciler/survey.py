@@ -17,6 +17,7 @@ from annotation_reconciler.errors import PageLimitError, StorageError
 from annotation_reconciler.evidence import Surroundings, dataset_neighbours, folder_siblings
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.moves import find_moves
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import SurveyResult
 from annotation_reconciler.scope import Scope
@@ -112,7 +113,11 @@ class SurveyMixin(ReconcilerCore):
         result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
         result.purged_keys = [k for k in purged if in_window(k)]
         with self.engine.connect() as conn:
-            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours)
+            suspects = [(c.annotation_id, k) for c in result.candidates if (k := keys[c.annotation_id])]
+            moved = find_moves(
+                conn, self.storage, self.layout, suspects, result.listings, concurrency=self.settings.s3_concurrency
+            )
+            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours, moved)
             result.untracked = self._untracked(conn, result.listings, [k for k in keys.values() if k])
         result.decisions = lifecycle.decide(result.candidates, evidence, self.layout, max_fraction=max_fraction)
         return result
@@ -124,10 +129,11 @@ class SurveyMixin(ReconcilerCore):
         listings: Mapping[str, frozenset[str] | BaseException],
         max_fraction: float | None,
         neighbours: Surroundings | None = None,
+        moved: Mapping[int, str | BaseException] | None = None,
     ) -> lifecycle.Evidence:
         from annotation_reconciler.deletions import gather_evidence
 
-        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours)
+        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours, moved)
 
     def _untracked(
         self, conn: Any, listings: Mapping[str, frozenset[str] | BaseException], tracked: Sequence[str]

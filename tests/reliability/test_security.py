@@ -332,6 +332,7 @@ RECONCILER_TABLES = {
     "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
+    "untracked_metadata",
     "annotation_reconciler_alembic_version",
 }
 ORDERS = ("grants-then-role-migrates", "owner-migrated-then-grants")

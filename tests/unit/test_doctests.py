@@ -19,6 +19,7 @@ MODULES = (
     "annotation_reconciler.scope",
     "annotation_reconciler.settings",
     "annotation_reconciler.spelling",
+    "annotation_reconciler.moves",
     "annotation_reconciler.cli.common",
 )
 

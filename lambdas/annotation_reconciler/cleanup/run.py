@@ -56,7 +56,7 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
             c = d.candidate
             ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
             stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
-        elif d.verdict is Verdict.UNKNOWN:
+        elif d.verdict in (Verdict.UNKNOWN, Verdict.MOVED):  # a move is no deletion: left in place, reported
             c = d.candidate
             report.unknown.append(
                 Unknown(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)

@@ -63,6 +63,7 @@ def common_options(fn: Any) -> Any:
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def scan(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -71,12 +72,31 @@ def scan(
     endpoint_url: str | None,
     dataset_id: int | None,
     inventory: str | None,
+    output: str,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
+        if output == "json":
+            click.echo(
+                json.dumps(
+                    {
+                        "manifest": found.manifest,
+                        "report_time": found.report_time.isoformat(),
+                        "annotations": found.annotations,
+                        "candidates": found.candidates,
+                        "quarantined": found.quarantined,
+                        "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in found.unknown],
+                        "untracked": found.untracked,
+                    },
+                    indent=2,
+                )
+            )
+            return
+        for key in found.untracked:
+            console.print(f"[yellow]untracked metadata: {key} (no annotation row points to it)", soft_wrap=True)
         console.print(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
@@ -86,9 +106,28 @@ def scan(
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
     errors = 0
+    shard_reports: list[dict[str, Any]] = []
     for shard in shards:
         r = reconciler.scan_shard(shard)
         errors += len(r.errors)
+        shard_reports.append(
+            {
+                "dataset_id": shard.dataset_id,
+                "run_ids": list(shard.run_ids) if shard.run_ids else None,
+                "annotations": r.annotations,
+                "present": r.present,
+                "missing": r.missing,
+                "quarantined": r.quarantined,
+                "released": r.released,
+                "held": r.held,
+                "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in r.unknown],
+                "untracked": r.untracked,
+                "moved": [{"annotation_id": i, "metadata_key": k, "ingest": reingest_command(k)} for i, k in r.moved],
+                "errors": r.errors,
+            }
+        )
+        if output == "json":
+            continue
         label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
         table.add_row(
             label,
@@ -111,8 +150,22 @@ def scan(
             console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
         if r.missing_files or r.restored_files:
             console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
-    console.print(table)
+        for annotation_id, key in r.moved:
+            console.print(
+                f"[yellow]annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}",
+                soft_wrap=True,
+            )
+        for key in r.untracked:
+            console.print(
+                f"[yellow]untracked metadata: {key} (no annotation row points to it); ingest it: "
+                f"{reingest_command(key)}",
+                soft_wrap=True,
+            )
     engine.dispose()
+    if output == "json":
+        click.echo(json.dumps({"shards": shard_reports}, indent=2))
+    else:
+        console.print(table)
     if errors:
         raise SystemExit(1)
 
@@ -139,6 +192,12 @@ def purge(
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
     console.print(str(dry), soft_wrap=True)
+    for annotation_id, new_key in r.moved:
+        console.print(
+            f"[yellow]annotation {annotation_id} moved to {new_key} (it carries the annotation's natural key); "
+            f"not deleted. Re-point it: {reingest_command(new_key)}",
+            soft_wrap=True,
+        )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         console.print(
             f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
@@ -200,6 +259,17 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
             }
             for b in found.blind
         ],
+        "untracked_metadata": [
+            {
+                "metadata_key": u.metadata_key,
+                "dataset_id": u.dataset_id,
+                "first_seen_at": u.first_seen_at.isoformat(),
+                "last_seen_at": u.last_seen_at.isoformat(),
+                "moved_annotation_id": u.moved_annotation_id,
+                "ingest": reingest_command(u.metadata_key),
+            }
+            for u in found.untracked
+        ],
     }
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -228,6 +298,19 @@ def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
         console.print(
             f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
             f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
+            soft_wrap=True,
+        )
+    for u in found.untracked:
+        if u.moved_annotation_id is not None:
+            console.print(
+                f"[yellow]annotation {u.moved_annotation_id} moved to {u.metadata_key} (it carries the annotation's "
+                f"natural key; its own key is gone); re-point it: {reingest_command(u.metadata_key)}",
+                soft_wrap=True,
+            )
+            continue
+        console.print(
+            f"[yellow]untracked metadata: {u.metadata_key} (no annotation row points to it; seen since "
+            f"{u.first_seen_at.isoformat()}); ingest it: {reingest_command(u.metadata_key)}",
             soft_wrap=True,
         )
     for item in report["resurrected"]:

@@ -1,18 +1,19 @@
 """What ``annotation-reconciler status`` reports, read from the ledger in one transaction: counts by status and
 dataset, the oldest quarantined row, held datasets, missing data files, operators' releases, resurrections and
-blind prefixes. Read only; the CLI renders it.
+blind prefixes, untracked metadata. Read only; the CLI renders it.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger import blind_prefixes, exemptions
+from annotation_reconciler.ledger import blind_prefixes, exemptions, untracked
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
+from annotation_reconciler.ledger.untracked import Untracked
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class StatusReport:
     released: list[Exemption]
     resurrected: list[Resurrected]
     blind: list[BlindPrefix]
+    untracked: list[Untracked] = field(default_factory=list)  # metadata in S3 that no row points to
 
 
 def read_status(conn: Connection) -> StatusReport:
@@ -83,4 +85,5 @@ def read_status(conn: Connection) -> StatusReport:
         released=released,
         resurrected=[Resurrected(*r) for r in resurrected],
         blind=blind_prefixes.open_rows(conn),
+        untracked=untracked.open_rows(conn),
     )

@@ -200,6 +200,12 @@ class S3Storage:
             margin_s=margin_s,
         )
 
+    def get_json_many(self, keys: Iterable[str], *, concurrency: int) -> dict[str, Any]:
+        """:meth:`get_json` of every key, ``concurrency`` at a time: key -> the document, or the StorageError."""
+        return self._run_many(
+            sorted(set(keys)), self.get_json, concurrency=concurrency, remaining_seconds=None, margin_s=0.0
+        )
+
     def holds_other_many(self, folders: dict[str, str], *, concurrency: int) -> dict[str, bool | StorageError]:
         """For each ``inner`` prefix -> its ``folder``: :meth:`holds_other_than`, or the :class:`StorageError`."""
         return self._run_many(
