@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from annotation_reconciler import guards
-from annotation_reconciler.spelling import folder_levels
 from annotation_reconciler.storage import S3Storage
 
 
@@ -56,5 +55,5 @@ def folder_siblings(
 ) -> dict[str, frozenset[str] | BaseException]:
     """The folders in each parent folder of these ``Annotations/`` prefixes, from the dataset folder down (one LIST
     with a delimiter per parent, shared by the prefixes under it)."""
-    parents = {parent for prefix in prefixes for parent, _ in folder_levels(prefix)}
+    parents = {parent for prefix in prefixes for parent, _ in guards.folder_levels(prefix)}
     return dict(storage.folders_many(parents, concurrency=concurrency))

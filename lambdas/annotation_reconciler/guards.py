@@ -50,6 +50,23 @@ def dataset_folder(annotations_prefix: str) -> str:
     return "/".join(parts[:-1]) + "/"
 
 
+def folder_levels(annotations_prefix: str) -> list[tuple[str, str]]:
+    """Each folder between the dataset folder and an ``Annotations/`` prefix, as (its parent, its own name with the
+    slash): the folders a LIST with a delimiter of each parent must show without a spelling twin beside them.
+
+    >>> folder_levels("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")[0]
+    ('root/10001/', 'TS/')
+    >>> [name for _, name in folder_levels("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")]
+    ['TS/', 'Reconstructions/', 'VoxelSpacing1.000/', 'Annotations/']
+    """
+    parent = dataset_folder(annotations_prefix)
+    levels = []
+    for name in annotations_prefix[len(parent) :].split("/")[:-1]:
+        levels.append((parent, name + "/"))
+        parent += name + "/"
+    return levels
+
+
 def empty_prefixes(listings: Mapping[str, frozenset[str] | BaseException]) -> list[str]:
     """The completely listed ``Annotations/`` prefixes that hold no annotation metadata, sorted: the
     ones whose dataset folder :func:`decide` needs to know about (``Evidence.neighbours``)."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, guard_allows
+from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
-from annotation_reconciler.spelling import folder_levels, spelling_form, twin_folder
+from annotation_reconciler.spelling import spelling_form, twin_folder
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ down, is unknown, never missing (``lifecycle.decide``)::
 
     >>> is_twin("10001/TS 1+2 é/", "10001/TS+1%2B2+%C3%A9/"), is_twin("TS_002/", "ts_002/"), is_twin("a/", "a/")
     (True, True, False)
-    >>> folder_levels("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")[0]
-    ('root/10001/', 'TS/')
+
+The folders to compare, from the dataset folder down, are ``guards.folder_levels``.
 """
 
 from __future__ import annotations
@@ -36,23 +36,6 @@ def spelling_form(name: str) -> str:
 def is_twin(a: str, b: str) -> bool:
     """Do ``a`` and ``b`` differ, yet only in spelling?"""
     return a != b and spelling_form(a) == spelling_form(b)
-
-
-def folder_levels(annotations_prefix: str) -> list[tuple[str, str]]:
-    """Each folder between the dataset folder and an ``Annotations/`` prefix, as (its parent, its own name with the
-    slash): the folders a LIST with a delimiter of each parent must show without a twin beside them.
-
-    >>> [name for _, name in folder_levels("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")]
-    ['TS/', 'Reconstructions/', 'VoxelSpacing1.000/', 'Annotations/']
-    """
-    from annotation_reconciler.guards import dataset_folder  # guards reads folder names through spelling_form
-
-    parent = dataset_folder(annotations_prefix)
-    levels = []
-    for name in annotations_prefix[len(parent) :].split("/")[:-1]:
-        levels.append((parent, name + "/"))
-        parent += name + "/"
-    return levels
 
 
 def twin_folder(parent: str, name: str, folders: frozenset[str]) -> str | None:
