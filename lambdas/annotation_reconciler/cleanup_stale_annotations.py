@@ -22,7 +22,7 @@ import click
 from annotation_reconciler.cleanup.render import render_text
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
-from annotation_reconciler.cli.common import engine_from, layout_from, operator_name, settings_from
+from annotation_reconciler.cli.common import dry_run_from, engine_from, layout_from, operator_name, settings_from
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -40,7 +40,11 @@ def _confirm(question: str) -> bool:
 @click.option("--dataset-id", type=int, help="Cleanup annotations for specific dataset")
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
-@click.option("--dry-run/--no-dry-run", default=True, help="Show what would be deleted without deleting")
+@click.option(
+    "--dry-run/--no-dry-run",
+    default=None,
+    help="Show what would be deleted without deleting (default: $RECONCILER_DRY_RUN; unset: dry run)",
+)
 @click.option("--db-uri", type=str, help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL)")
 @click.option(
     "--db-secret-arn",
@@ -78,7 +82,7 @@ def cleanup_stale_annotations(
     dataset_id: int | None,
     run_id: int | None,
     voxel_spacing_id: int | None,
-    dry_run: bool,
+    dry_run: bool | None,
     db_uri: str | None,
     db_secret_arn: str | None,
     s3_bucket: str,
@@ -95,6 +99,8 @@ def cleanup_stale_annotations(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)  # every deletion is logged; botocore's chatter is not
     layout_from("--s3-bucket", s3_bucket, s3_prefix)
+    dry = dry_run_from(dry_run, default=True)
+    dry_run = dry.on
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--s3-bucket", s3_bucket),
@@ -112,12 +118,15 @@ def cleanup_stale_annotations(
     client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
-    report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
+    report = CleanupReport(
+        bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
+    )
     try:
         survey_scope(reconciler, report, max_purge_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
+            click.echo(str(dry))
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
             delete_stale_annotations(

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
-from annotation_reconciler.ledger import event_order, quarantines
+from annotation_reconciler.ledger import event_order, quarantines, untracked
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
@@ -57,6 +57,7 @@ class InventoryPlan:
     inventory_metadata_keys: int = 0
     candidates: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, metadata key)
     unknown: list[lifecycle.Unknown] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,13 @@ def plan_inventory(
             plan.candidates.append((ref.id, resolved))
     # keys of one Annotations/ folder side by side: one LIST confirms them together
     plan.candidates.sort(key=lambda c: (c[1], c[0]))
+    tracked = {r for ref in refs if isinstance(r := lifecycle.resolve(ref, reconciler.layout), str)}
+    plan.untracked = sorted(present - tracked)
+    listed: dict[str, list[str]] = {}
+    for key in plan.untracked:
+        listed.setdefault(lifecycle.metadata_folder(key), []).append(key)
+    with reconciler.engine.begin() as conn:  # the report covers the bucket: every other open row is tracked or gone
+        untracked.record(conn, listed, dataset_id=None, now=reconciler.clock(), whole_bucket=True)
     return plan
 
 
@@ -287,6 +295,7 @@ class InventoryScanResult:
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     unknown: list[lifecycle.Unknown] = field(default_factory=list)  # unmappable, or S3 could not say
+    untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
 def _refs(reconciler: Reconciler, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
@@ -309,6 +318,7 @@ def reconcile_inventory(
         candidates=len(plan.candidates),
         quarantined=done.quarantined,
         released=done.released,
+        untracked=plan.untracked,
         unknown=plan.unknown
         + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(reconciler, done.unknown)],
     )

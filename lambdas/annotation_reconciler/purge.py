@@ -12,9 +12,11 @@ from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
+from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import event_order, purge_claims, resurrections, retention
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
@@ -50,9 +52,17 @@ class PurgeMixin(SurveyMixin):
             keys = [c.metadata_key for c in claims if c.metadata_key]
             listed = ordering.Stamp(self.clock())  # the listing is evidence only for what happened before it
             listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(keys))
+            suspicious = lifecycle.suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
+            around = Surroundings(
+                siblings=folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency)
+            )
+            with self.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files
+                suspects = [(c.annotation_id, c.metadata_key) for c in claims if c.metadata_key]
+                concurrency = self.settings.s3_concurrency
+                moved = find_moves(conn, self.storage, self.layout, suspects, listings, concurrency=concurrency)
             try:
                 with self.engine.begin() as conn:
-                    self._settle(conn, claims, listings, listed, result, now)
+                    self._settle(conn, claims, listings, listed, result, now, around, moved)
             except ConcurrentChangeError as exc:
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
@@ -61,7 +71,7 @@ class PurgeMixin(SurveyMixin):
                 # One row the portal will not let go of (a foreign key from a table the reconciler does not
                 # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
                 log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
-                self._settle_each(claims, listings, listed, result, now)
+                self._settle_each(claims, listings, listed, result, now, around, moved)
         self._close_residue(result)
         return result
 
@@ -87,6 +97,8 @@ class PurgeMixin(SurveyMixin):
         listed: ordering.Stamp,
         result: PurgeResult,
         now: datetime.datetime,
+        around: Surroundings,
+        moved: Mapping[int, str | BaseException],
     ) -> None:
         """Settle each claim in its own transaction, on the batch's listings; a row that still fails is marked
         with its error (it waits, shown by ``status``, counted by PurgeRowsFailed) and the purge goes on. When
@@ -94,7 +106,7 @@ class PurgeMixin(SurveyMixin):
         for claim in claims:
             try:
                 with self.engine.begin() as conn:
-                    self._settle(conn, [claim], listings, listed, result, now)
+                    self._settle(conn, [claim], listings, listed, result, now, around, moved)
             except ConcurrentChangeError as exc:
                 result.errors.append(str(exc))
                 self._end_claims([claim])
@@ -121,6 +133,8 @@ class PurgeMixin(SurveyMixin):
         listed: ordering.Stamp,
         result: PurgeResult,
         now: datetime.datetime,
+        around: Surroundings,
+        moved: Mapping[int, str | BaseException],
     ) -> None:
         locked = purge_claims.lock_claims(conn, claims)
         # A row an event stamped not certainly before the listing started (a re-upload removed again, within the
@@ -161,6 +175,8 @@ class PurgeMixin(SurveyMixin):
             source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
             reason="metadata absent after the grace period",
             now=now,
+            neighbours=around,
+            moved=moved,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
         purge_claims.mark_unknown(
@@ -172,6 +188,7 @@ class PurgeMixin(SurveyMixin):
         result.held += outcome.held
         result.held_datasets.update(outcome.held_datasets)
         result.unknown += [d.candidate.annotation_id for d in outcome.unknown]
+        result.moved += outcome.moved
         result.rows_deleted.update(outcome.rows_deleted)
         if outcome.would_delete:
             log.warning(

@@ -546,7 +546,9 @@ def test_a_purge_that_cannot_even_mark_a_failed_row_raises_and_ends_its_claims(
     with pytest.raises(RuntimeError, match="boom"):
         reconciler.purge()
     with world.engine.connect() as conn:
-        leases = conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
+        leases = (
+            conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
+        )
     assert leases == [None] and victim in world.annotation_ids()
 
 

@@ -140,7 +140,9 @@ def test_transient_s3_faults_during_a_scan_are_retried_with_backoff(
     result = world.reconciler(s3=client, RECONCILER_S3_CONCURRENCY="1").scan_shard(Scope(dataset_id=10001))
     assert faults.injected == 3 and result.errors == []
     assert result.quarantined == [world.ids[world.portal.metadata_keys[0]]]
-    assert counter.counts["ListObjectsV2"] == 3 + 3  # three prefixes, three retried faults
+    # three prefixes, three retried faults, and the twin check of the prefix that lacks a key: one LIST with a
+    # delimiter per folder level (4)
+    assert counter.counts["ListObjectsV2"] == 3 + 3 + 4
     assert_exponential(backoff, requests=1, retries=3)
 
 
@@ -291,7 +293,9 @@ def test_time_budget_running_out_in_the_worker_queues_the_rest(
     counter = RequestCounter.attach(runtime.reconciler.storage.client)
     handlers.handle_work(sqs_event(body), LocalContext())
     assert world.ledger() == {world.ids[last]: "quarantined"}
-    assert counter.counts["ListObjectsV2"] == 2  # resumed: the prefix already listed is not listed again
+    # resumed: the prefix already listed is not listed again (2 listings; 4 LISTs with a delimiter, one per folder
+    # level, rule out a spelling twin of the prefix that lacks a key)
+    assert counter.counts["ListObjectsV2"] == 2 + 4
     runtime.engine.dispose()
 
 

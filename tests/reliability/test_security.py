@@ -339,6 +339,7 @@ RECONCILER_TABLES = {
     "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
+    "untracked_metadata",
 }
 AUDIT_TABLES = {"deleted_annotation", "annotation_reconciler_alembic_version"}
 

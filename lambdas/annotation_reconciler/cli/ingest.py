@@ -15,7 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
+from annotation_reconciler.cli.common import (
+    UsageError,
+    db_options,
+    dry_run_from,
+    engine_from,
+    layout_from,
+    settings_from,
+)
 from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
@@ -63,7 +70,11 @@ class _ProgressBar:
 @click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
 @click.option("--s3-prefix", default="", help="Where the portal's keys start: s3://BUCKET/ROOT/ (default: the bucket).")
 @click.option("--https-prefix", help="HTTPS prefix of stored paths (default: https://BUCKET.s3.amazonaws.com/).")
-@click.option("--dry-run", is_flag=True, help="Compute every change, write nothing.")
+@click.option(
+    "--dry-run/--no-dry-run",
+    default=None,
+    help="Compute every change, write nothing (default: $RECONCILER_DRY_RUN; unset: write).",
+)
 @db_options
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
 @click.option("--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it).")
@@ -87,7 +98,7 @@ def ingest(
     voxel_spacing: float | None,
     s3_prefix: str,
     https_prefix: str | None,
-    dry_run: bool,
+    dry_run: bool | None,
     db_url: str | None,
     db_secret_arn: str | None,
     endpoint_url: str | None,
@@ -102,6 +113,7 @@ def ingest(
     failed is imported as far as it was read, and none of its rows is removed.
     """
     layout = layout_from("--bucket", bucket, s3_prefix)
+    dry = dry_run_from(dry_run, default=False)
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--bucket", bucket),
@@ -124,7 +136,7 @@ def ingest(
                 dataset_id,
                 run_name,
                 https_prefix,
-                dry_run,
+                dry.on,
                 bar,
                 voxel_spacing=voxel_spacing,
                 cleanup=settings.importer_cleanup,
@@ -138,6 +150,7 @@ def ingest(
     finally:
         engine.dispose()
     print_result(Console(), result)
+    Console().print(str(dry), soft_wrap=True)
     if not result.ok:
         raise SystemExit(1)
 

@@ -12,9 +12,18 @@ from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
 from annotation_reconciler.cli import status_view, via_lambda
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name, settings_from
+from annotation_reconciler.cli.common import (
+    UsageError,
+    db_options,
+    dry_run_from,
+    engine_from,
+    operator_name,
+    settings_from,
+)
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import status as ledger_status
+from annotation_reconciler.ledger.exemptions import Released
+from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
@@ -64,6 +73,7 @@ def common_options(fn: Any) -> Any:
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def scan(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -72,12 +82,31 @@ def scan(
     endpoint_url: str | None,
     dataset_id: int | None,
     inventory: str | None,
+    output: str,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
+        if output == "json":
+            click.echo(
+                json.dumps(
+                    {
+                        "manifest": found.manifest,
+                        "report_time": found.report_time.isoformat(),
+                        "annotations": found.annotations,
+                        "candidates": found.candidates,
+                        "quarantined": found.quarantined,
+                        "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in found.unknown],
+                        "untracked": found.untracked,
+                    },
+                    indent=2,
+                )
+            )
+            return
+        for key in found.untracked:
+            console.print(f"[yellow]untracked metadata: {key} (no annotation row points to it)", soft_wrap=True)
         console.print(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
@@ -87,9 +116,28 @@ def scan(
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
     errors = 0
+    shard_reports: list[dict[str, Any]] = []
     for shard in shards:
         r = reconciler.scan_shard(shard)
         errors += len(r.errors)
+        shard_reports.append(
+            {
+                "dataset_id": shard.dataset_id,
+                "run_ids": list(shard.run_ids) if shard.run_ids else None,
+                "annotations": r.annotations,
+                "present": r.present,
+                "missing": r.missing,
+                "quarantined": r.quarantined,
+                "released": r.released,
+                "held": r.held,
+                "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in r.unknown],
+                "untracked": r.untracked,
+                "moved": [{"annotation_id": i, "metadata_key": k, "ingest": reingest_command(k)} for i, k in r.moved],
+                "errors": r.errors,
+            }
+        )
+        if output == "json":
+            continue
         label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
         table.add_row(
             label,
@@ -112,8 +160,22 @@ def scan(
             console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
         if r.missing_files or r.restored_files:
             console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
-    console.print(table)
+        for annotation_id, key in r.moved:
+            console.print(
+                f"[yellow]annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}",
+                soft_wrap=True,
+            )
+        for key in r.untracked:
+            console.print(
+                f"[yellow]untracked metadata: {key} (no annotation row points to it); ingest it: "
+                f"{reingest_command(key)}",
+                soft_wrap=True,
+            )
     engine.dispose()
+    if output == "json":
+        click.echo(json.dumps({"shards": shard_reports}, indent=2))
+    else:
+        console.print(table)
     if errors:
         raise SystemExit(1)
 
@@ -130,7 +192,8 @@ def purge(
     dry_run: bool | None,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url)
+    dry = dry_run_from(dry_run, default=True)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url)
     r = reconciler.purge()
     engine.dispose()
     verb = "would purge" if r.dry_run else "purged"
@@ -138,6 +201,13 @@ def purge(
         f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
+    console.print(str(dry), soft_wrap=True)
+    for annotation_id, new_key in r.moved:
+        console.print(
+            f"[yellow]annotation {annotation_id} moved to {new_key} (it carries the annotation's natural key); "
+            f"not deleted. Re-point it: {reingest_command(new_key)}",
+            soft_wrap=True,
+        )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         console.print(
             f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
@@ -208,22 +278,30 @@ def release(
     if function and clear:
         raise click.UsageError("release --clear needs the database; the schedule function does not take it")
     if function:
-        payload = {"action": "release", "annotation_id": annotation_id, "by": by}
-        done = int(bool(via_lambda.invoke(function, payload)["released"]))
-    else:
-        engine = engine_from(db_url, db_secret_arn)
-        if clear:
-            done = operators.clear_release(engine, annotation_id, by=by)
-        else:
-            done = int(operators.release(engine, annotation_id, by=by))
-        engine.dispose()
+        answer = via_lambda.invoke(function, {"action": "release", "annotation_id": annotation_id, "by": by})
+        if not answer["released"]:
+            raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+        click.echo(f"annotation {annotation_id}: {answer.get('outcome', 'released')} (by {by}, through {function})")
+        return
+    engine = engine_from(db_url, db_secret_arn)
     if clear:
-        if not done:
+        cleared = operators.clear_release(engine, annotation_id, by=by)
+        engine.dispose()
+        if not cleared:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
         click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
         return
+    done = operators.release(engine, annotation_id, by=by)
+    kept = operators.exemption(engine, annotation_id) if done is Released.ALREADY else None
+    engine.dispose()
     if not done:
-        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row")
+        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+    if kept is not None:
+        click.echo(
+            f"annotation {annotation_id} is already released by {kept.released_by} (at {kept.released_at}), exempt "
+            f"while its stored path is {kept.s3_metadata_path}: the release is kept, nothing changed"
+        )
+        return
     click.echo(
         f"released annotation {annotation_id} (by {by}); exempt until its metadata or stored path changes, "
         f"or `annotation-reconciler release --clear --annotation-id {annotation_id}`"

@@ -49,6 +49,19 @@ def render(report: dict[str, Any], console: Console, *, datasets: int = DATASETS
             f"--annotation-id {e['annotation_id']}",
             soft_wrap=True,
         )
+    for u in report.get("untracked_metadata", []):
+        if u["moved_annotation_id"] is not None:
+            console.print(
+                f"[yellow]annotation {u['moved_annotation_id']} moved to {escape(u['metadata_key'])}[/yellow] (it "
+                f"carries the annotation's natural key; its own key is gone); re-point it: {escape(u['ingest'])}",
+                soft_wrap=True,
+            )
+            continue
+        console.print(
+            f"[yellow]untracked metadata: {escape(u['metadata_key'])}[/yellow] (no annotation row points to it; "
+            f"seen since {u['first_seen_at']}); ingest it: {escape(u['ingest'])}",
+            soft_wrap=True,
+        )
     for item in report.get("resurrected", []):
         console.print(
             f"[red]purged annotation {item['annotation_id']} has its metadata back in S3[/red] "

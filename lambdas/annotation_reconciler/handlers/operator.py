@@ -67,6 +67,13 @@ def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[
     annotation_id, by = _whole(event, "annotation_id"), _by(event)
     released = operators.release(rt.engine, annotation_id, by=by, now=now)
     logger.info(
-        "annotation released by an operator", extra={"annotation_id": annotation_id, "by": by, "done": released}
+        "annotation released by an operator",
+        extra={"annotation_id": annotation_id, "by": by, "done": released.value},
     )
-    return {"action": "release", "annotation_id": annotation_id, "by": by, "released": released}
+    return {
+        "action": "release",
+        "annotation_id": annotation_id,
+        "by": by,
+        "released": bool(released),
+        "outcome": released.value,  # released, already released, nothing to release
+    }

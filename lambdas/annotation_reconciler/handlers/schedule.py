@@ -95,12 +95,14 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             queued = send_shards(rt, inventory_shards.shard_messages(plan))
             count("InventoryCandidates", len(plan.candidates))
             count("AnnotationsUnknown", len(plan.unknown))
+            count("MetadataUntracked", len(plan.untracked))
             count("ShardsQueued", queued)
             answer["inventory"] = {
                 "manifest": plan.manifest,
                 "report_time": plan.report_time.isoformat(),
                 "candidates": len(plan.candidates),
                 "unknown": len(plan.unknown),
+                "untracked": len(plan.untracked),
                 "shards_queued": queued,
             }
         else:

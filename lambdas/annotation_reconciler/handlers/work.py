@@ -30,6 +30,12 @@ def _scan(
     count("AnnotationsUnknown", len(result.unknown))
     count("AnnotationsResurrected", len(result.resurrected))
     count("AnnotationFilesMissing", result.missing_files)
+    count("MetadataUntracked", len(result.untracked))
+    if result.untracked:
+        logger.warning(
+            "metadata in S3 that no annotation row points to (see `annotation-reconciler status`)",
+            extra={"untracked_count": len(result.untracked), "untracked": result.untracked[:20]},
+        )
     if result.held:
         metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
         logger.error(

@@ -192,3 +192,20 @@ class DeletedAnnotation(AuditBase):
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     restored_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     restored_by: Mapped[str | None] = mapped_column(String)
+
+
+class UntrackedMetadata(LedgerBase):
+    """A metadata key in S3 that no annotation row points to (found by a scan or an S3 Inventory): reported by
+    ``status`` and the MetadataUntracked metric until a listing of its prefix shows it tracked or gone. When it
+    carries the natural key of an annotation whose own key is gone, that annotation was *moved* here."""
+
+    __tablename__ = "untracked_metadata"
+    __table_args__ = (Index("ix_untracked_metadata_prefix", "prefix", "resolved_at"),)
+
+    metadata_key: Mapped[str] = mapped_column(String, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String, nullable=False)  # its Annotations/ prefix
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_seen_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    moved_annotation_id: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,21 +1,22 @@
 """What ``annotation-reconciler status`` reports, read from the ledger in one transaction: counts by status and
 dataset, the oldest quarantined row, held datasets, missing data files, operators' releases, resurrections and
-blind prefixes. Read only; the CLI renders it.
+blind prefixes, untracked metadata. Read only; the CLI renders it.
 """
 
 from __future__ import annotations
 
 import datetime
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.core import utcnow
-from annotation_reconciler.ledger import blind_prefixes, exemptions, integrity, waiting
+from annotation_reconciler.ledger import blind_prefixes, exemptions, integrity, untracked, waiting
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
+from annotation_reconciler.ledger.untracked import Untracked
 from annotation_reconciler.ledger.waiting import Gauges, Waiting
 
 
@@ -51,6 +52,7 @@ class StatusReport:
     waiting: list[Waiting]
     gauges: Gauges
     now: datetime.datetime
+    untracked: list[Untracked] = field(default_factory=list)  # metadata in S3 that no row points to
 
 
 def read_status(conn: Connection, *, now: datetime.datetime | None = None) -> StatusReport:
@@ -97,6 +99,7 @@ def read_status(conn: Connection, *, now: datetime.datetime | None = None) -> St
         released=released,
         resurrected=[Resurrected(*r) for r in resurrected],
         blind=blind_prefixes.open_rows(conn),
+        untracked=untracked.open_rows(conn),
         waiting=waiting.waiting_rows(conn, now=now),
         gauges=waiting.gauges(conn, now=now),
         now=now,
@@ -157,6 +160,17 @@ def as_json(found: StatusReport) -> dict[str, Any]:
                 "next_command": waiting.blind_command(b),
             }
             for b in found.blind
+        ],
+        "untracked_metadata": [
+            {
+                "metadata_key": u.metadata_key,
+                "dataset_id": u.dataset_id,
+                "first_seen_at": u.first_seen_at.isoformat(),
+                "last_seen_at": u.last_seen_at.isoformat(),
+                "moved_annotation_id": u.moved_annotation_id,
+                "ingest": reingest_command(u.metadata_key),
+            }
+            for u in found.untracked
         ],
         "waiting": [
             {

@@ -1,7 +1,7 @@
 """Purge failures and undecided re-checks kept on their ledger rows; an index for the missing-file lookup.
 
 Revision ID: 0007
-Revises: 0006 (re-chained onto 0006 when that lands)
+Revises: 0006
 """
 
 import sqlalchemy as sa
