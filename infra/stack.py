@@ -491,6 +491,16 @@ class ReconcilerStack(cdk.Stack):
             period=period or Duration.hours(1),
         )
 
+    def _gauge(self, name: str) -> cloudwatch.Metric:
+        """A waiting-state gauge: its largest value in the hour."""
+        return cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": SERVICE},
+            statistic="Maximum",
+            period=Duration.hours(1),
+        )
+
     def _rule_failures(self, rule: events.Rule) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace="AWS/Events",
@@ -505,15 +515,35 @@ class ReconcilerStack(cdk.Stack):
         if self.config.alarm_email:
             topic.add_subscription(subscriptions.EmailSubscription(self.config.alarm_email))
         five = Duration.minutes(5)
+        # A DLQ alarms on each new arrival, not on its depth: one old message left there for its 14 days would
+        # keep a depth alarm in ALARM and hide every later failure. SQS's redrive does not count in the DLQ's
+        # NumberOfMessagesSent (only SendMessage does), so a redrive DLQ alarms when its depth grows (missing
+        # points, an idle queue, count as empty); EventBridge's DLQs receive by SendMessage and alarm on that.
         alarms = [
             self._alarm(
-                f"{name}Depth",
-                q.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"),
-                f"messages in {name}: {what}; see the README's runbook to inspect and redrive them",
+                f"{name}Arrivals",
+                cloudwatch.MathExpression(
+                    expression="DIFF(FILL(depth, 0))",
+                    using_metrics={
+                        "depth": q.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum")
+                    },
+                    label=f"messages newly in {name}",
+                    period=five,
+                ),
+                f"new messages in {name}: {what}; see the README's runbook to inspect and redrive them",
             )
             for name, q, what in (
                 ("EventsDlq", self.events_dlq, "S3 events failed 5 times"),
                 ("WorkDlq", self.work_dlq, "reconciliation shards failed 5 times"),
+            )
+        ]
+        alarms += [
+            self._alarm(
+                f"{name}Arrivals",
+                q.metric_number_of_messages_sent(period=five, statistic="Sum"),
+                f"new messages in {name}: {what}; see the README's runbook to inspect and redrive them",
+            )
+            for name, q, what in (
                 ("ObjectRuleDlq", self.object_rule_dlq, "EventBridge could not deliver S3 events to the events queue"),
                 ("ScheduleDlq", self.schedule_dlq, "EventBridge could not invoke the schedule Lambda"),
             )
@@ -576,6 +606,22 @@ class ReconcilerStack(cdk.Stack):
                 "prefixes S3 would not list after their retries: the scan is blind there; "
                 "see `annotation-reconciler status`",
             ),
+            self._alarm(
+                "InventoryUnreadable",
+                self._custom_metric("InventoryUnreadable", Duration.days(1)),
+                "the S3 Inventory report could not be read (missing or altered file, another bucket, too large): "
+                "the scan LISTs instead; see the schedule's log for the reason",
+            ),
+        ]
+        # The waiting states: gauges the purge emits every hour, in ALARM for as long as anything waits.
+        alarms += [
+            self._alarm(name, self._gauge(name), f"{what}; `annotation-reconciler status` explains each")
+            for name, what in (
+                ("HeldWaiting", "annotations held for an operator's approval"),
+                ("PurgeRowsFailed", "annotations the purge could not delete even alone (their error is kept)"),
+                ("QuarantineOverdue", "annotations quarantined longer than the grace period plus one day"),
+                ("BlindPrefixes", "prefixes the scan cannot list (S3 errors after retries, or the page limit)"),
+            )
         ]
         for alarm in alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
@@ -606,6 +652,14 @@ class ReconcilerStack(cdk.Stack):
                         "AnnotationsHeld",
                         "PurgeHeld",
                     )
+                ],
+                width=24,
+            ),
+            cloudwatch.GraphWidget(
+                title="What waits now (hourly gauges): held, failed, unknown, overdue rows; blind prefixes",
+                left=[
+                    self._gauge(n).with_(label=n)
+                    for n in ("HeldWaiting", "PurgeRowsFailed", "UnknownWaiting", "QuarantineOverdue", "BlindPrefixes")
                 ],
                 width=24,
             ),

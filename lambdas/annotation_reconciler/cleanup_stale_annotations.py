@@ -25,6 +25,7 @@ from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotat
 from annotation_reconciler.cli.common import (
     Command,
     check_environment,
+    dry_run_from,
     engine_from,
     layout_from,
     nothing_found_line,
@@ -49,7 +50,11 @@ def _confirm(question: str) -> bool:
 @click.option("--dataset-id", type=int, help="Cleanup annotations for specific dataset")
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
-@click.option("--dry-run/--no-dry-run", default=True, help="Show what would be deleted without deleting")
+@click.option(
+    "--dry-run/--no-dry-run",
+    default=None,
+    help="Show what would be deleted without deleting (default: $RECONCILER_DRY_RUN; unset: dry run)",
+)
 @click.option(
     "--db-uri",
     "--db-url",
@@ -92,7 +97,7 @@ def cleanup_stale_annotations(
     dataset_id: int | None,
     run_id: int | None,
     voxel_spacing_id: int | None,
-    dry_run: bool,
+    dry_run: bool | None,
     db_uri: str | None,
     db_secret_arn: str | None,
     s3_bucket: str,
@@ -110,6 +115,8 @@ def cleanup_stale_annotations(
     log.setLevel(logging.INFO)  # every deletion is logged; botocore's chatter is not
     check_environment()
     layout_from("--s3-bucket", s3_bucket, s3_prefix)
+    dry = dry_run_from(dry_run, default=True)
+    dry_run = dry.on
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--s3-bucket", s3_bucket),
@@ -129,12 +136,15 @@ def cleanup_stale_annotations(
     client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
     reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
-    report = CleanupReport(bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run)
+    report = CleanupReport(
+        bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
+    )
     try:
         survey_scope(reconciler, report, max_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
+            click.echo(str(dry))
         if report.annotations and not report.present and (dry_run or not approve_held):
             if output == "json":
                 click.echo(json.dumps(report.to_json(), indent=2))

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from annotation_reconciler import lifecycle
-from annotation_reconciler.ledger import exemptions, quarantines
+from annotation_reconciler.evidence import Surroundings
+from annotation_reconciler.ledger import exemptions, missing_files, quarantines
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.paths import BucketLayout
@@ -62,6 +63,11 @@ class DeletionOutcome:
         return self.decisions.of(Verdict.UNKNOWN)
 
     @property
+    def moved(self) -> list[tuple[int, str]]:
+        """(annotation id, the key that carries its natural key) of the rows found moved."""
+        return [(d.candidate.annotation_id, d.moved_to or "") for d in self.decisions.of(Verdict.MOVED)]
+
+    @property
     def held_datasets(self) -> dict[int | None, tuple[int, int]]:
         return self.decisions.held_datasets
 
@@ -87,21 +93,34 @@ def gather_evidence(
     candidates: Sequence[Candidate],
     listings: Mapping[str, frozenset[str] | BaseException],
     policy: Policy,
-    neighbours: Mapping[str, bool | BaseException] | None = None,
+    neighbours: Surroundings | Mapping[str, bool | BaseException] | None = None,
+    moved: Mapping[int, str | BaseException] | None = None,
 ) -> lifecycle.Evidence:
-    """The listings (and what the dataset folders of empty ``Annotations/`` prefixes hold, when the caller
-    looked), the operator exemptions of the rows without a ledger row, and the dataset counts the
-    guard needs (read in the caller's transaction)."""
+    """The listings (and what surrounds the suspicious ``Annotations/`` prefixes, when the caller looked: see
+    ``evidence.dataset_neighbours``), the operator exemptions of the rows without a ledger row, and the dataset
+    counts the guard needs (read in the caller's transaction). A caller that did not list the folders around a
+    suspicious prefix gets its rows judged unknown: no twin was ruled out."""
+    around = neighbours if isinstance(neighbours, Surroundings) else Surroundings(neighbours or {}, {})
     exempt = exemptions.exempted(conn, [c.annotation_id for c in candidates if c.quarantine_id is None])
     if policy.max_fraction is None:
-        return lifecycle.Evidence(listings, neighbours=neighbours or {}, exempt=exempt)
+        return lifecycle.Evidence(
+            listings, neighbours=around.neighbours, exempt=exempt, siblings=around.siblings, moved=moved
+        )
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = quarantines.guard_counts(conn, datasets, except_annotations=ids)
     for dataset, count in policy.deleted.items():  # gone from both counts since: count them as this run's
         open_counts[dataset] = open_counts.get(dataset, 0) + count
         totals[dataset] = totals.get(dataset, 0) + count
-    return lifecycle.Evidence(listings, open_counts, totals, neighbours=neighbours or {}, exempt=exempt)
+    return lifecycle.Evidence(
+        listings,
+        open_counts,
+        totals,
+        neighbours=around.neighbours,
+        exempt=exempt,
+        siblings=around.siblings,
+        moved=moved,
+    )
 
 
 def hold(
@@ -124,7 +143,8 @@ def delete_stale(
     source: Source,
     reason: str,
     now: datetime.datetime,
-    neighbours: Mapping[str, bool | BaseException] | None = None,
+    neighbours: Surroundings | Mapping[str, bool | BaseException] | None = None,
+    moved: Mapping[int, str | BaseException] | None = None,
 ) -> DeletionOutcome:
     """Decide every candidate and carry out the decisions, in the caller's transaction.
 
@@ -134,13 +154,16 @@ def delete_stale(
     - unknown: nothing, logged with its reason.
 
     ``neighbours`` (see ``evidence.dataset_neighbours``) lets an empty prefix of a healthy dataset count as
-    ordinary; without it such a fresh candidate is held.
+    ordinary (without it such a fresh candidate is held), and rules out spelling twins of the folders of a
+    suspicious prefix (without it a row absent from its listing is unknown).
     """
-    evidence = gather_evidence(conn, candidates, listings, policy, neighbours)
+    evidence = gather_evidence(conn, candidates, listings, policy, neighbours, moved)
     decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
     outcome = DeletionOutcome(decisions)
     _release(conn, decisions.of(Verdict.RELEASE), outcome, now)
     _hold(conn, decisions.of(Verdict.HELD), outcome, source, now, policy)
+    for decision in decisions.of(Verdict.MOVED)[:LOG_IDS]:
+        log.warning("annotation %d left in place: %s", decision.candidate.annotation_id, decision.reason)
     unknown = decisions.of(Verdict.UNKNOWN)
     if unknown:
         log.warning(
@@ -164,6 +187,8 @@ def delete_stale(
     )
     outcome.deleted = deleted.deleted
     outcome.rows_deleted.update(deleted.rows_deleted)
+    # the annotations are gone: their missing-file reports have nothing left to report
+    missing_files.close_for_annotations(conn, deleted.deleted, now=now)
     gone = set(deleted.deleted)
     for d in doomed:
         if d.candidate.annotation_id in gone:

@@ -89,6 +89,15 @@ class _Malformed(ValueError):
     pass
 
 
+class _Unreasonable(ValueError):
+    """A key S3 accepts but the reconciler will not reason about (control characters, '.'/'..' segments, a
+    leading '/'): its event is counted and skipped, never retried (it could never succeed)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 def _time(raw: Any) -> datetime | None:
     if not isinstance(raw, str):
         return None
@@ -104,8 +113,12 @@ def _key(raw: Any, *, encoded: bool) -> str:
         raise _Malformed(f"object key must be a non-empty string, got {raw!r}")
     key = unquote_plus(raw) if encoded else raw
     if not is_safe_key(key):
-        raise _Malformed(f"object key {key!r} has control characters, '.'/'..' segments or a leading '/'")
+        raise _Unreasonable(key)
     return key
+
+
+def _unreasonable(exc: _Unreasonable) -> Skip:
+    return Skip("unsafe_key", f"{exc.key[:300]!r} has control characters, '.'/'..' segments or a leading '/'")
 
 
 def _s3_records(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]]:
@@ -130,7 +143,10 @@ def _s3_records(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip]
         else:
             skips.append(Skip("unsupported_event", name))
             continue
-        changes.append(_object_change(record.get("s3"), kind, "s3", record.get("eventTime")))
+        try:
+            changes.append(_object_change(record.get("s3"), kind, "s3", record.get("eventTime")))
+        except _Unreasonable as exc:
+            skips.append(_unreasonable(exc))
     return changes, skips
 
 
@@ -168,7 +184,10 @@ def _eventbridge(body: Mapping[str, Any]) -> tuple[list[ObjectChange], list[Skip
         kind = ChangeKind.CREATED
     else:
         return [], [Skip("unsupported_event", str(detail_type))]
-    change = _object_change(body.get("detail"), kind, "eventbridge", body.get("time"))
+    try:
+        change = _object_change(body.get("detail"), kind, "eventbridge", body.get("time"))
+    except _Unreasonable as exc:
+        return [], [_unreasonable(exc)]
     return [change], []
 
 

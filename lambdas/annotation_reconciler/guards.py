@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.spelling import spelling_form
 
 #: The mass-deletion guard's absolute floor: a dataset may always lose this many annotations at once,
 #: whatever the fraction (unless they are all it has). The portal's voxel spacings mostly hold one or
@@ -36,11 +37,34 @@ def dataset_folder(annotations_prefix: str) -> str:
 
     >>> dataset_folder("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")
     'root/10001/'
+    >>> dataset_folder("root/10001/TS/reconstructions/voxelspacing1.000/Annotations/")
+    'root/10001/'
     """
     parts = annotations_prefix.rstrip("/").split("/")
-    if len(parts) >= 5 and parts[-3] == "Reconstructions" and parts[-2].startswith("VoxelSpacing"):
+    if (
+        len(parts) >= 5
+        and spelling_form(parts[-3]) == "reconstructions"
+        and spelling_form(parts[-2]).startswith("voxelspacing")
+    ):  # the portal's layout, in any spelling (a folder spelled apart still lies in its dataset folder)
         return "/".join(parts[:-4]) + "/"
     return "/".join(parts[:-1]) + "/"
+
+
+def folder_levels(annotations_prefix: str) -> list[tuple[str, str]]:
+    """Each folder between the dataset folder and an ``Annotations/`` prefix, as (its parent, its own name with the
+    slash): the folders a LIST with a delimiter of each parent must show without a spelling twin beside them.
+
+    >>> folder_levels("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")[0]
+    ('root/10001/', 'TS/')
+    >>> [name for _, name in folder_levels("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")]
+    ['TS/', 'Reconstructions/', 'VoxelSpacing1.000/', 'Annotations/']
+    """
+    parent = dataset_folder(annotations_prefix)
+    levels = []
+    for name in annotations_prefix[len(parent) :].split("/")[:-1]:
+        levels.append((parent, name + "/"))
+        parent += name + "/"
+    return levels
 
 
 def empty_prefixes(listings: Mapping[str, frozenset[str] | BaseException]) -> list[str]:

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
-from annotation_reconciler.ledger import event_order, quarantines
+from annotation_reconciler.ledger import event_order, quarantines, untracked
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
@@ -43,6 +43,8 @@ MESSAGE_TYPE = "inventory_shard"
 #: At most this many candidates per message, and at most this many bytes of keys (SQS takes 256 KiB).
 SLICE_SIZE = 500
 SLICE_BYTES = 150_000
+#: How many times the candidates S3 could not confirm are asked about again, each in a message of their own.
+MAX_RETRIES = 3
 
 
 @dataclass
@@ -55,6 +57,7 @@ class InventoryPlan:
     inventory_metadata_keys: int = 0
     candidates: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, metadata key)
     unknown: list[lifecycle.Unknown] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class InventoryShard:
     manifest: str
     report_time: datetime.datetime
     candidates: tuple[tuple[int, str], ...]
+    attempt: int = 0  # 0: the plan's slice or its continuation; n: the n-th retry of candidates S3 could not confirm
 
 
 @dataclass
@@ -122,16 +126,28 @@ def plan_inventory(
             plan.candidates.append((ref.id, resolved))
     # keys of one Annotations/ folder side by side: one LIST confirms them together
     plan.candidates.sort(key=lambda c: (c[1], c[0]))
+    tracked = {r for ref in refs if isinstance(r := lifecycle.resolve(ref, reconciler.layout), str)}
+    plan.untracked = sorted(present - tracked)
+    listed: dict[str, list[str]] = {}
+    for key in plan.untracked:
+        listed.setdefault(lifecycle.metadata_folder(key), []).append(key)
+    with reconciler.engine.begin() as conn:  # the report covers the bucket: every other open row is tracked or gone
+        untracked.record(conn, listed, dataset_id=None, now=reconciler.clock(), whole_bucket=True)
     return plan
 
 
-def _message(manifest: str, report_time: datetime.datetime, candidates: Sequence[tuple[int, str]]) -> dict[str, Any]:
-    return {
+def _message(
+    manifest: str, report_time: datetime.datetime, candidates: Sequence[tuple[int, str]], attempt: int = 0
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "type": MESSAGE_TYPE,
         "manifest": manifest,
         "report_time": report_time.isoformat(),
         "candidates": [[annotation_id, key] for annotation_id, key in candidates],
     }
+    if attempt:
+        body["attempt"] = attempt
+    return body
 
 
 def shard_messages(
@@ -155,7 +171,15 @@ def shard_messages(
 
 def continuation(shard: InventoryShard, remaining: Sequence[tuple[int, str]]) -> dict[str, Any]:
     """The message that carries on where a shard's time budget ran out."""
-    return _message(shard.manifest, shard.report_time, remaining)
+    return _message(shard.manifest, shard.report_time, remaining, shard.attempt)
+
+
+def retry(shard: InventoryShard, unknown: Sequence[tuple[int, str]]) -> dict[str, Any] | None:
+    """The message that asks S3 again about the candidates it could not confirm, or None when they have had
+    their retries (then they wait, counted as unknown, for the next report: nothing was decided for them)."""
+    if shard.attempt >= MAX_RETRIES or not unknown:
+        return None
+    return _message(shard.manifest, shard.report_time, unknown, shard.attempt + 1)
 
 
 def read_shard(body: Mapping[str, Any]) -> InventoryShard:
@@ -172,6 +196,9 @@ def read_shard(body: Mapping[str, Any]) -> InventoryShard:
         raise ValueError(f"inventory shard report_time must be an ISO 8601 time, got {raw_time!r}") from None
     if report_time.tzinfo is None:
         raise ValueError(f"inventory shard report_time must carry a time zone, got {raw_time!r}")
+    attempt = body.get("attempt", 0)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise ValueError(f"inventory shard attempt must be a whole number >= 0, got {attempt!r}")
     raw = body.get("candidates")
     if not isinstance(raw, list) or not raw:
         raise ValueError("inventory shard needs a non-empty list of [annotation_id, key] candidates")
@@ -187,7 +214,7 @@ def read_shard(body: Mapping[str, Any]) -> InventoryShard:
         ):
             raise ValueError(f"inventory shard candidate {item!r} is not [annotation_id, metadata key]")
         candidates.append((item[0], item[1]))
-    return InventoryShard(manifest, report_time, tuple(candidates))
+    return InventoryShard(manifest, report_time, tuple(candidates), attempt)
 
 
 def _current_refs(reconciler: Reconciler, ids: Sequence[int]) -> dict[int, AnnotationRef]:
@@ -268,6 +295,7 @@ class InventoryScanResult:
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     unknown: list[lifecycle.Unknown] = field(default_factory=list)  # unmappable, or S3 could not say
+    untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
 def _refs(reconciler: Reconciler, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
@@ -290,6 +318,7 @@ def reconcile_inventory(
         candidates=len(plan.candidates),
         quarantined=done.quarantined,
         released=done.released,
+        untracked=plan.untracked,
         unknown=plan.unknown
         + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(reconciler, done.unknown)],
     )

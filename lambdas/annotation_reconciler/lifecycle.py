@@ -12,14 +12,15 @@ cleanup CLI) and the scan that quarantines read their candidate rows, LIST the p
 from __future__ import annotations
 
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, guard_allows
+from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.spelling import spelling_form, twin_folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,40 @@ def prefixes_to_list(keys: Iterable[str]) -> list[str]:
     return sorted({prefix for key in keys for prefix in listing_prefixes(key)})
 
 
+def suspicious_prefixes(
+    keys: Iterable[str | None], listings: Mapping[str, frozenset[str] | BaseException]
+) -> list[str]:
+    """The completely listed ``Annotations/`` prefixes that lack one of these keys, sorted: the prefixes whose
+    folders, from the dataset folder down, :func:`decide` must see without a spelling twin before it may call a
+    row missing (``Evidence.siblings``; one LIST with a delimiter per level, only for these)."""
+    found = set()
+    for key in keys:
+        if key is None:
+            continue
+        listing = listings.get(metadata_folder(key))
+        if isinstance(listing, frozenset) and key not in listing:
+            found.add(metadata_folder(key))
+    return sorted(found)
+
+
+def untracked_metadata(
+    listings: Mapping[str, frozenset[str] | BaseException], tracked: Iterable[str]
+) -> dict[str, list[str]]:
+    """Each completely listed ``Annotations/`` prefix -> the metadata keys in it that no row points to (not in
+    ``tracked``), sorted; a prefix with none maps to [] (its earlier untracked keys are tracked or gone now).
+
+    >>> untracked_metadata({"a/Annotations/": frozenset({"a/Annotations/1/x-1.0.json", "a/Annotations/1/y-1.0.json",
+    ...     "a/Annotations/1/1-x-1.0_point.ndjson"})}, ["a/Annotations/1/x-1.0.json"])
+    {'a/Annotations/': ['a/Annotations/1/y-1.0.json']}
+    """
+    known = set(tracked)
+    return {
+        prefix: sorted(k for k in listing if classify_key(k) is KeyKind.METADATA and k not in known)
+        for prefix, listing in sorted(listings.items())
+        if isinstance(listing, frozenset)
+    }
+
+
 # --- the one decision ---------------------------------------------------------------------
 
 
@@ -94,6 +129,7 @@ class Verdict(StrEnum):
     RELEASE = "release"  # its key is present, or the row changed since it was quarantined: nothing goes
     UNKNOWN = "unknown"  # S3 or the configuration could not say: never acted on
     HELD = "held"  # stale but suspicious: waits for an operator's approval
+    MOVED = "moved"  # its key is gone, another listed metadata file of its voxel spacing carries its natural key
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +166,15 @@ class Evidence:
     neighbours: Mapping[str, bool | BaseException] = field(default_factory=dict)
     #: Annotations an operator released, with the stored path they were released under (sticky release).
     exempt: Mapping[int, str] = field(default_factory=dict)
+    #: For each parent folder between a dataset folder and a suspicious row's ``Annotations/`` prefix: the folders
+    #: a LIST with a delimiter found in it (full prefixes), or the error. See :func:`suspicious_prefixes` and
+    #: ``spelling.folder_levels``. None: the caller did not look (pure callers only; every path that deletes looks),
+    #: and a row's folders are then judged by the listings alone.
+    siblings: Mapping[str, frozenset[str] | BaseException] | None = None
+    #: Rows whose key is gone while an untracked metadata file of their voxel spacing carries their natural key:
+    #: annotation id -> that file's key, or the error that kept a candidate move unread (``moves.find_moves``).
+    #: None: the caller did not look (a pure caller, or the importer, which upserts on the natural key itself).
+    moved: Mapping[int, str | BaseException] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +183,7 @@ class Decision:
     verdict: Verdict
     key: str | None
     reason: str
+    moved_to: str | None = None  # MOVED: the key that carries the row's natural key now
 
 
 @dataclass
@@ -169,8 +215,12 @@ def decide(
        key than the one it was quarantined under is unknown (the reason names both).
     3. *Key under the listed prefix*: only a complete listing of the prefix holding the row's own key
        (and of the prefixes of its other Unicode spellings) can prove it absent; anything else is unknown.
-    4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization
-       or case makes it unknown, never missing.
+    4. *Ambiguity is unknown*: a listed key that differs from the row's only in Unicode normalization,
+       case or percent/plus-encoding makes it unknown, never missing; so does such a twin of any of its folders
+       from the dataset folder down (``Evidence.siblings``), or a level of them that could not be listed.
+    4b. *A move is no deletion*: a row whose key is gone while an untracked metadata file of its voxel spacing
+       carries its natural key is moved (``Evidence.moved``), never deleted; one such file that could not be
+       read makes it unknown.
     5. *Operator's release sticks*: a row newly found stale that an operator released under its
        current stored path is released again (``Evidence.exempt``), never quarantined.
     6. *Suspicious evidence is held, ordinary evidence flows*: a row newly found stale whose prefix lists
@@ -178,20 +228,27 @@ def decide(
        run removed: the guard below still counts them), held when the dataset folder holds nothing else
        (a dataset gone, or a prefix setting that matches nothing) or was not checked, unknown when S3
        could not say. When ``max_fraction`` is given, every unapproved
-       deletion of a dataset that :func:`guard_allows` refuses is held.
+       deletion of a dataset that :func:`guard_allows` refuses is held. *The guard counts the dataset, not
+       the verdicts*: every candidate that is not released counts as going, whatever its verdict in this
+       run (a row S3 could not judge may be gone too: a vanished dataset whose listings half fail is a
+       vanished dataset), on top of the dataset's other open rows (``Evidence.open_counts``).
     """
     result = Decisions()
     deletions: dict[int | None, list[Decision]] = defaultdict(list)
+    going: Counter[int | None] = Counter()
     for candidate in candidates:
         verdict, key, reason = _judge(candidate, evidence, layout)
-        decision = Decision(candidate, verdict, key, reason)
+        moved_to = evidence.moved.get(candidate.annotation_id) if verdict is Verdict.MOVED and evidence.moved else None
+        decision = Decision(candidate, verdict, key, reason, moved_to if isinstance(moved_to, str) else None)
+        if verdict is not Verdict.RELEASE:
+            going[candidate.dataset_id] += 1
         if verdict is Verdict.DELETE:
             deletions[candidate.dataset_id].append(decision)
         else:
             result.items.append(decision)
     for dataset_id, items in deletions.items():
         total = evidence.totals.get(dataset_id, 0)
-        opened = evidence.open_counts.get(dataset_id, 0) + len(items)
+        opened = evidence.open_counts.get(dataset_id, 0) + going[dataset_id]
         over = max_fraction is not None and not guard_allows(opened, total, max_fraction, floor)
         for decision in items:
             if over and not decision.candidate.approved:
@@ -249,14 +306,39 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
     assert isinstance(own_listing, frozenset)
     if key in own_listing:
         return Verdict.RELEASE, key, "metadata present in S3"
-    spelling = canonical(key)
+    form = spelling_form(key)
     for listing in listed:
         for other in listing:
-            if canonical(other) == spelling:
+            if spelling_form(other) == form:
                 return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
+    twin = twin_folder_reason(own, evidence.siblings)
+    if twin is not None:
+        return Verdict.UNKNOWN, key, twin
+    move = evidence.moved.get(candidate.annotation_id) if evidence.moved is not None else None
+    if isinstance(move, BaseException):
+        return Verdict.UNKNOWN, key, f"could not read the untracked metadata of {own!r}, one may be its move: {move}"
+    if move is not None:
+        return Verdict.MOVED, key, f"moved: {move!r} carries its natural key (its own {key!r} is gone)"
     if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
+
+
+def twin_folder_reason(own: str, siblings: Mapping[str, frozenset[str] | BaseException] | None) -> str | None:
+    """Why a folder of ``own``, from the dataset folder down, may be spelled apart from one in S3 (a twin beside
+    it, or a level not listed); None when every level was listed without one."""
+    if siblings is None:
+        return None
+    for parent, name in folder_levels(own):
+        folders = siblings.get(parent)
+        if folders is None:
+            return f"the folders of {parent!r} were not listed: {name!r} may have a twin spelled differently"
+        if isinstance(folders, BaseException):
+            return f"listing the folders of {parent!r} failed: {folders}"
+        twin = twin_folder(parent, name, folders)
+        if twin is not None:
+            return f"{parent + name!r} differs only in spelling from the folder {twin!r} in S3"
+    return None
 
 
 def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) -> tuple[Verdict, str | None, str]:

@@ -22,11 +22,20 @@ def approve(engine: Engine, dataset_id: int, *, by: str, now: datetime.datetime 
         return quarantines.approve_dataset(conn, dataset_id, now=now or utcnow(), by=by)
 
 
-def release(engine: Engine, annotation_id: int, *, by: str, now: datetime.datetime | None = None) -> bool:
+def release(
+    engine: Engine, annotation_id: int, *, by: str, now: datetime.datetime | None = None
+) -> exemptions.Released:
     """Close the annotation's open row as released by ``by`` and make it exempt from a new quarantine until its
-    metadata or stored path changes; False if it has no open row."""
+    metadata or stored path changes. A repeated release keeps the first (``Released.ALREADY``); without an open
+    row or a release, ``Released.NOTHING`` (falsy) and nothing is written."""
     with engine.begin() as conn:
         return exemptions.release_by_operator(conn, annotation_id, now=now or utcnow(), by=by)
+
+
+def exemption(engine: Engine, annotation_id: int) -> exemptions.Exemption | None:
+    """The operator's release that keeps an annotation exempt, if any."""
+    with engine.connect() as conn:
+        return exemptions.exemption_of(conn, annotation_id)
 
 
 def clear_release(engine: Engine, annotation_id: int, *, by: str, now: datetime.datetime | None = None) -> int:
@@ -35,10 +44,10 @@ def clear_release(engine: Engine, annotation_id: int, *, by: str, now: datetime.
         return exemptions.clear(conn, annotation_id, now=now or utcnow(), by=by)
 
 
-def status(engine: Engine) -> StatusReport:
+def status(engine: Engine, *, now: datetime.datetime | None = None) -> StatusReport:
     """The ledger's state, for ``annotation-reconciler status``."""
     with engine.connect() as conn:
-        return read_status(conn)
+        return read_status(conn, now=now)
 
 
 class OperatorsMixin(ReconcilerCore):
@@ -47,7 +56,7 @@ class OperatorsMixin(ReconcilerCore):
     def approve(self, dataset_id: int, *, by: str = "operator") -> int:
         return approve(self.engine, dataset_id, by=by, now=self.clock())
 
-    def release(self, annotation_id: int, *, by: str = "operator") -> bool:
+    def release(self, annotation_id: int, *, by: str = "operator") -> exemptions.Released:
         return release(self.engine, annotation_id, by=by, now=self.clock())
 
     def clear_release(self, annotation_id: int, *, by: str = "operator") -> int:

@@ -1,16 +1,23 @@
 """The order of what the reconciler learns about one key: S3 events and listings. Pure: no I/O.
 
-An event carries (eventTime, sequencer). S3 defines the sequencer only among the events of one key:
-hexadecimal strings compared after left-padding the shorter with zeros. A listing has a time (when it
-started) and no sequencer, so at an equal time it ties with an event. Whatever is not newer than what a
-ledger row has already seen changes nothing::
+An event carries (eventTime, sequencer). Its time is a moment of a given precision: an S3 notification's has
+milliseconds, so it means the interval [t, t + 1 ms); an EventBridge event's has whole seconds, [t, t + 1 s). A
+listing starts at an instant and is evidence only for what ended before it began. S3 defines the sequencer
+only among the events of one key: hexadecimal strings compared after left-padding the shorter with zeros; it
+orders two events whose intervals overlap. Without it, overlapping stamps tie, and a tie between a removal and
+anything else favours the removal (the purge re-checks S3 before deleting anything)::
 
-    >>> from datetime import datetime, UTC
+    >>> from datetime import datetime, timedelta, UTC
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
     >>> newer(Stamp(t, "0A"), Stamp(t, "9"))
     True
     >>> newer(Stamp(t, None), Stamp(t, "01")), newer(Stamp(t, "01"), Stamp(t, None))   # a tie either way
     (False, False)
+    >>> removed = Stamp(t, None, t + timedelta(seconds=1))          # EventBridge: some time in that second
+    >>> newer(Stamp(t + timedelta(milliseconds=500)), removed)      # a listing begun within it: not after it
+    False
+    >>> newer(Stamp(t + timedelta(seconds=1)), removed)
+    True
 """
 
 from __future__ import annotations
@@ -25,28 +32,49 @@ from annotation_reconciler.events import ChangeKind, ObjectChange
 SEQUENCER_WIDTH = 64
 
 
+#: How long the moment an event's time names lasts, by where the event came from (its time's precision).
+EVENT_SPANS = {"s3": datetime.timedelta(milliseconds=1), "eventbridge": datetime.timedelta(seconds=1)}
+
+
 @dataclass(frozen=True, slots=True)
 class Stamp:
-    """When something was learnt about a key: an event's (eventTime, sequencer) or a listing's start."""
+    """When something was learnt about a key: an event's (eventTime, sequencer) and the end of the interval its
+    time means (None: an instant, as a listing's start), or a listing's start."""
 
     time: datetime.datetime
     sequencer: str | None = None
+    until: datetime.datetime | None = None
+
+    @property
+    def end(self) -> datetime.datetime:
+        return self.until or self.time
 
     def sort_key(self) -> tuple[datetime.datetime, str]:
         return self.time, (self.sequencer or "").upper().rjust(SEQUENCER_WIDTH, "0")
 
 
+def _after(a: Stamp, b: Stamp) -> bool:
+    """``a`` began once ``b`` was over (and strictly after ``b`` began): certainly later, whatever the sequencers."""
+    return a.time >= b.end and a.time > b.time
+
+
 def newer(a: Stamp, b: Stamp) -> bool:
-    """Is ``a`` strictly later than ``b``? Time first, then the sequencer when both have one (same key only);
-    at an equal time without two sequencers to compare, neither is newer."""
-    if a.time != b.time or a.sequencer is None or b.sequencer is None:
-        return a.time > b.time
-    return a.sort_key() > b.sort_key()
+    """Is ``a`` strictly later than ``b``? Certainly so when ``a`` began once ``b`` was over; when their
+    intervals overlap, only the sequencers can tell (same key only); without two of them, neither is newer."""
+    if _after(a, b):
+        return True
+    if _after(b, a) or a.sequencer is None or b.sequencer is None:
+        return False
+    return a.sort_key()[1] > b.sort_key()[1]
 
 
 def stamp_of(change: ObjectChange, received: datetime.datetime) -> Stamp:
-    """An event's stamp; one without an eventTime counts as received now (real S3 events always carry one)."""
-    return Stamp(change.event_time or received, change.sequencer)
+    """An event's stamp: its time, sequencer and the end of the interval its time means; one without an eventTime
+    counts as received now, an instant (real S3 events always carry one)."""
+    if change.event_time is None:
+        return Stamp(received, change.sequencer)
+    span = EVENT_SPANS.get(change.source, EVENT_SPANS["eventbridge"])
+    return Stamp(change.event_time, change.sequencer, change.event_time + span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +87,21 @@ class RowState:
 
 
 def latest_per_key(changes: Iterable[ObjectChange], received: datetime.datetime) -> dict[str, tuple[ChangeKind, Stamp]]:
-    """Each key's last change in event order (a duplicate or an older event of a key changes nothing)."""
+    """Each key's last change in event order (a duplicate or an older event of a key changes nothing). When the
+    order cannot be told (overlapping times, no two sequencers), a removal wins over a creation, and of two
+    changes of one kind the one whose interval ends last is kept."""
     latest: dict[str, tuple[ChangeKind, Stamp]] = {}
     for change in changes:
         stamp = stamp_of(change, received)
         seen = latest.get(change.key)
-        if seen is None or not newer(seen[1], stamp):
+        if seen is None or newer(stamp, seen[1]):
+            latest[change.key] = (change.kind, stamp)
+        elif newer(seen[1], stamp):
+            continue
+        elif change.kind is not seen[0]:
+            if change.kind is ChangeKind.REMOVED:
+                latest[change.key] = (change.kind, stamp)
+        elif stamp.end >= seen[1].end:
             latest[change.key] = (change.kind, stamp)
     return latest
 

@@ -12,9 +12,12 @@ from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.ledger import event_order, purge_claims
+from annotation_reconciler.evidence import Surroundings, folder_siblings
+from annotation_reconciler.ledger import event_order, purge_claims, resurrections, retention
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.moves import find_moves
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
@@ -49,21 +52,78 @@ class PurgeMixin(SurveyMixin):
             keys = [c.metadata_key for c in claims if c.metadata_key]
             listed = ordering.Stamp(self.clock())  # the listing is evidence only for what happened before it
             listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(keys))
+            suspicious = lifecycle.suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
+            around = Surroundings(
+                siblings=folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency)
+            )
+            with self.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files
+                suspects = [(c.annotation_id, c.metadata_key) for c in claims if c.metadata_key]
+                concurrency = self.settings.s3_concurrency
+                moved = find_moves(conn, self.storage, self.layout, suspects, listings, concurrency=concurrency)
             try:
                 with self.engine.begin() as conn:
-                    self._settle(conn, claims, listings, listed, result, now)
+                    self._settle(conn, claims, listings, listed, result, now, around, moved)
             except ConcurrentChangeError as exc:
                 log.warning("purge batch rolled back: %s", exc)
                 result.errors.append(str(exc))
                 self._end_claims(claims)
-            except Exception:
-                self._end_claims(claims)  # best effort: else the lease runs out by itself
-                raise
+            except Exception as exc:
+                # One row the portal will not let go of (a foreign key from a table the reconciler does not
+                # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
+                log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
+                self._settle_each(claims, listings, listed, result, now, around, moved)
+        self._close_residue(result)
         return result
+
+    def _close_residue(self, result: PurgeResult) -> None:
+        """What the period leaves behind: resurrections whose annotation was ingested again are closed, and
+        closed history older than RECONCILER_LEDGER_RETENTION_DAYS is pruned. A failure here is logged and
+        counted, never the end of the purge (the next one tries again)."""
+        try:
+            with self.engine.begin() as conn:
+                now = self.clock()
+                result.resurrections_closed = close_reingested(conn, self.layout, now=now)
+                result.pruned = retention.prune(conn, now=now, retention=self.settings.ledger_retention)
+        except Exception as exc:
+            log.exception("closing the ledger's residue failed; the next purge tries again")
+            result.errors.append(f"residue: {type(exc).__name__}: {exc}")
+        if result.pruned:
+            log.info("pruned closed ledger history: %s", result.pruned)
+
+    def _settle_each(
+        self,
+        claims: Sequence[purge_claims.Claim],
+        listings: Mapping[str, frozenset[str] | BaseException],
+        listed: ordering.Stamp,
+        result: PurgeResult,
+        now: datetime.datetime,
+        around: Surroundings,
+        moved: Mapping[int, str | BaseException],
+    ) -> None:
+        """Settle each claim in its own transaction, on the batch's listings; a row that still fails is marked
+        with its error (it waits, shown by ``status``, counted by PurgeRowsFailed) and the purge goes on. When
+        not even the mark can be written (the database is gone), the error is raised."""
+        for claim in claims:
+            try:
+                with self.engine.begin() as conn:
+                    self._settle(conn, [claim], listings, listed, result, now, around, moved)
+            except ConcurrentChangeError as exc:
+                result.errors.append(str(exc))
+                self._end_claims([claim])
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("purge could not settle annotation %d: %s", claim.annotation_id, error)
+                try:
+                    with self.engine.begin() as conn:
+                        purge_claims.mark_failed(conn, claim.quarantine_id, error=error, now=now)
+                except Exception:
+                    self._end_claims([claim])  # best effort: else the lease runs out by itself
+                    raise
+                result.failed.append(claim.annotation_id)
 
     def _end_claims(self, claims: Sequence[purge_claims.Claim]) -> None:
         with contextlib.suppress(Exception), self.engine.begin() as conn:
-            purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
+            purge_claims.end_claims(conn, [c.quarantine_id for c in claims], settled=False)
 
     def _settle(
         self,
@@ -73,15 +133,18 @@ class PurgeMixin(SurveyMixin):
         listed: ordering.Stamp,
         result: PurgeResult,
         now: datetime.datetime,
+        around: Surroundings,
+        moved: Mapping[int, str | BaseException],
     ) -> None:
         locked = purge_claims.lock_claims(conn, claims)
-        # A row an event stamped after the listing started (a re-upload removed again) is not judged on that
-        # listing: it stays quarantined, and the next purge lists it afresh.
+        # A row an event stamped not certainly before the listing started (a re-upload removed again, within the
+        # second of an EventBridge time) is not judged on that listing: it stays quarantined, and the next purge
+        # lists it afresh.
         rows = event_order.newest_rows(conn, [c.annotation_id for c in locked])
         later = {
             c.annotation_id
             for c in locked
-            if (state := rows.get(c.annotation_id)) and state.stamp and ordering.newer(state.stamp, listed)
+            if (state := rows.get(c.annotation_id)) and state.stamp and not ordering.newer(listed, state.stamp)
         }
         if later:
             log.info("purge leaves %s to the next purge: stamped after its listing", capped(sorted(later)))
@@ -112,14 +175,20 @@ class PurgeMixin(SurveyMixin):
             source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
             reason="metadata absent after the grace period",
             now=now,
+            neighbours=around,
+            moved=moved,
         )
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
+        purge_claims.mark_unknown(
+            conn, [(d.candidate.quarantine_id, d.reason) for d in outcome.unknown if d.candidate.quarantine_id]
+        )
         result.deleted += outcome.deleted
         result.would_delete += outcome.would_delete
         result.released += outcome.released
         result.held += outcome.held
         result.held_datasets.update(outcome.held_datasets)
         result.unknown += [d.candidate.annotation_id for d in outcome.unknown]
+        result.moved += outcome.moved
         result.rows_deleted.update(outcome.rows_deleted)
         if outcome.would_delete:
             log.warning(
@@ -127,3 +196,18 @@ class PurgeMixin(SurveyMixin):
                 len(outcome.would_delete),
                 ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
             )
+
+
+def close_reingested(conn: Any, layout: BucketLayout, *, now: datetime.datetime) -> int:
+    """Close the open resurrections whose metadata key is some annotation's stored path again (an ``ingest``
+    brought it back, as ``status`` told the operator to); returns how many closed."""
+    found = resurrections.open_keys(conn)
+    if not found:
+        return 0
+    forms = {form: rid for rid, key in found for form in layout.stored_forms(key)}
+    back = {
+        forms[ref.stored_path]
+        for ref in annotation_rows.annotations_by_paths(conn, sorted(forms))
+        if ref.stored_path in forms
+    }
+    return resurrections.close(conn, sorted(back), now=now)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from annotation_reconciler import lifecycle
 from annotation_reconciler.errors import StorageError
+from annotation_reconciler.evidence import Surroundings
 from annotation_reconciler.lifecycle import Candidate
 from annotation_reconciler.scope import Scope
 
@@ -41,9 +42,11 @@ class SurveyResult:
     purged_keys: list[str] = field(default_factory=list)  # keys of recently purged annotations, looked for too
     errors: list[StorageError] = field(default_factory=list)
     over_page_limit: list[str] = field(default_factory=list)  # prefixes beyond RECONCILER_SCAN_PAGE_LIMIT
-    neighbours: dict[str, bool | BaseException] = field(default_factory=dict)
+    neighbours: Surroundings = field(default_factory=Surroundings)
     resume_after: str | None = None
     listed_at: dict[str, datetime.datetime] = field(default_factory=dict)  # no listing of the prefix started before
+    #: complete listing's prefix -> the metadata keys in it that no annotation row points to
+    untracked: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def found_again(self) -> list[str]:
@@ -81,6 +84,8 @@ class ScanResult:
     failed_prefixes: dict[str, str] = field(default_factory=dict)  # prefix -> the S3 error that kept it unlisted
     listed_prefixes: list[str] = field(default_factory=list)  # listed completely
     resume_after: str | None = None  # set when the time budget ran out: the next run starts after it
+    untracked: list[str] = field(default_factory=list)  # metadata keys listed that no annotation row points to
+    moved: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, the key carrying its natural key)
 
     @property
     def complete(self) -> bool:
@@ -98,6 +103,10 @@ class PurgeResult:
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
+    moved: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, the key carrying its natural key)
     held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
     rows_deleted: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # rows that could not be settled even alone: marked, waiting
+    resurrections_closed: int = 0  # open resurrections whose annotation was ingested again
+    pruned: dict[str, int] = field(default_factory=dict)  # closed history past the retention, per table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from annotation_reconciler import datafiles, lifecycle, ordering
-from annotation_reconciler.ledger import event_order, quarantines, resurrections
+from annotation_reconciler.ledger import event_order, quarantines, resurrections, untracked
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.results import ScanResult
@@ -35,6 +35,7 @@ class ScanMixin(SurveyMixin):
         decisions = found.decisions
         missing = decisions.of(Verdict.DELETE)
         present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
+        moved = decisions.of(Verdict.MOVED)
         unknown = decisions.of(Verdict.UNKNOWN)
         result = ScanResult(
             scope=scope,
@@ -90,6 +91,10 @@ class ScanMixin(SurveyMixin):
             result.missing_files, result.restored_files = datafiles.record_files(
                 conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
             )
+            moves = {d.moved_to: d.candidate.annotation_id for d in moved if d.moved_to}
+            untracked.record(conn, found.untracked, dataset_id=scope.dataset_id, now=now, moved=moves)
+            result.untracked = sorted(k for keys in found.untracked.values() for k in keys)
+            result.moved = sorted((d.candidate.annotation_id, d.moved_to) for d in moved if d.moved_to)
             result.resurrected = resurrections.record_resurrections(
                 conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
             )

@@ -58,6 +58,7 @@ KNOWN_VARIABLES = frozenset(
         "RECONCILER_DB_TLS_SERVER_NAME",
         "RECONCILER_S3_CONCURRENCY",
         "RECONCILER_INVENTORY_MAX_AGE_HOURS",
+        "RECONCILER_LEDGER_RETENTION_DAYS",
         "RECONCILER_PG_BINDIR",
         "RECONCILER_PG_USER",
         "RECONCILER_LOCAL_DIR",
@@ -69,6 +70,9 @@ KNOWN_VARIABLES = frozenset(
         "RECONCILER_PASSWORD",
     }
 )
+#: Closed ledger history (released, purged, restored rows and closed reports) is kept this many days, then pruned.
+DEFAULT_LEDGER_RETENTION_DAYS = 400.0
+MAX_LEDGER_RETENTION_DAYS = 36_600
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -123,6 +127,7 @@ class Settings:
     db_tls_server_name: str | None = None
     s3_concurrency: int = DEFAULT_S3_CONCURRENCY
     inventory_max_age_hours: float = DEFAULT_INVENTORY_MAX_AGE_HOURS
+    ledger_retention_days: float = DEFAULT_LEDGER_RETENTION_DAYS
 
     @property
     def grace_period(self) -> timedelta:
@@ -132,6 +137,11 @@ class Settings:
     def inventory_max_age(self) -> timedelta:
         """An inventory report older than this is refused; the schedule LISTs instead."""
         return timedelta(hours=self.inventory_max_age_hours)
+
+    @property
+    def ledger_retention(self) -> timedelta:
+        """How long closed ledger history (released, purged, restored rows; closed reports) is kept."""
+        return timedelta(days=self.ledger_retention_days)
 
     @property
     def resurrection_window(self) -> timedelta:
@@ -158,6 +168,7 @@ class Settings:
             "db_tls_server_name": self.db_tls_server_name,
             "s3_concurrency": self.s3_concurrency,
             "inventory_max_age_hours": self.inventory_max_age_hours,
+            "ledger_retention_days": self.ledger_retention_days,
         }
 
     @classmethod
@@ -255,6 +266,18 @@ class Settings:
                 f"{MAX_INVENTORY_AGE_HOURS} (an older S3 Inventory report is refused and the scan LISTs instead; "
                 f"default {DEFAULT_INVENTORY_MAX_AGE_HOURS:g})"
             )
+        retention = get("RECONCILER_LEDGER_RETENTION_DAYS", _parse_number, DEFAULT_LEDGER_RETENTION_DAYS)
+        if not 1 <= retention <= MAX_LEDGER_RETENTION_DAYS:
+            problems.append(
+                f"RECONCILER_LEDGER_RETENTION_DAYS={retention:g} is out of range: use a number of days from 1 to "
+                f"{MAX_LEDGER_RETENTION_DAYS} (closed ledger history older than this is pruned by the purge; "
+                f"default {DEFAULT_LEDGER_RETENTION_DAYS:g})"
+            )
+        elif retention < resurrection_days:
+            problems.append(
+                f"RECONCILER_LEDGER_RETENTION_DAYS={retention:g} is shorter than RECONCILER_RESURRECTION_DAYS="
+                f"{resurrection_days:g}: a purged row must be kept at least as long as its key is watched"
+            )
         ca_bundle = env.get("RECONCILER_DB_CA_BUNDLE", "").strip() or None
         if ca_bundle and not os.path.isfile(ca_bundle):
             problems.append(
@@ -290,6 +313,7 @@ class Settings:
             db_tls_server_name=server_name,
             s3_concurrency=s3_concurrency,
             inventory_max_age_hours=max_age,
+            ledger_retention_days=retention,
         )
 
 

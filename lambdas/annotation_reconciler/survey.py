@@ -14,12 +14,14 @@ from annotation_reconciler import lifecycle
 from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
 from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
 from annotation_reconciler.errors import PageLimitError, StorageError
-from annotation_reconciler.evidence import dataset_neighbours
+from annotation_reconciler.evidence import Surroundings, dataset_neighbours, folder_siblings
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.moves import find_moves
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import SurveyResult
 from annotation_reconciler.scope import Scope
+from annotation_reconciler.spelling import spelling_form
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,8 @@ class SurveyMixin(ReconcilerCore):
                 self.settings.scan_page_limit,
                 ", ".join(result.over_page_limit[:LOG_IDS]),
             )
-        result.neighbours = self.neighbours(result.listings)
+        suspicious = lifecycle.suspicious_prefixes(keys.values(), result.listings)
+        result.neighbours = self.neighbours(result.listings, suspicious)
 
         def in_window(key: str | None) -> bool:
             if key is None:  # unmappable: judged once, in the first window
@@ -110,7 +113,12 @@ class SurveyMixin(ReconcilerCore):
         result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
         result.purged_keys = [k for k in purged if in_window(k)]
         with self.engine.connect() as conn:
-            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours)
+            suspects = [(c.annotation_id, k) for c in result.candidates if (k := keys[c.annotation_id])]
+            moved = find_moves(
+                conn, self.storage, self.layout, suspects, result.listings, concurrency=self.settings.s3_concurrency
+            )
+            evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours, moved)
+            result.untracked = self._untracked(conn, result.listings, [k for k in keys.values() if k])
         result.decisions = lifecycle.decide(result.candidates, evidence, self.layout, max_fraction=max_fraction)
         return result
 
@@ -120,23 +128,43 @@ class SurveyMixin(ReconcilerCore):
         candidates: Sequence[Candidate],
         listings: Mapping[str, frozenset[str] | BaseException],
         max_fraction: float | None,
-        neighbours: Mapping[str, bool | BaseException] | None = None,
+        neighbours: Surroundings | None = None,
+        moved: Mapping[int, str | BaseException] | None = None,
     ) -> lifecycle.Evidence:
         from annotation_reconciler.deletions import gather_evidence
 
-        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours)
+        return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours, moved)
 
-    def neighbours(self, listings: Mapping[str, frozenset[str] | BaseException]) -> dict[str, bool | BaseException]:
+    def _untracked(
+        self, conn: Any, listings: Mapping[str, frozenset[str] | BaseException], tracked: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The metadata keys of the complete listings that no row points to: not a key of the scope's rows, nor of
+        any other row (one query over every stored form of the rest)."""
+        found = lifecycle.untracked_metadata(listings, tracked)
+        rest = sorted({k for keys in found.values() for k in keys})
+        forms = [form for k in rest for form in self.layout.stored_forms(k)]
+        elsewhere = {self.layout.to_key(r.stored_path) for r in annotation_rows.annotations_by_paths(conn, forms)}
+        return {prefix: [k for k in keys if k not in elsewhere] for prefix, keys in found.items()}
+
+    def neighbours(
+        self, listings: Mapping[str, frozenset[str] | BaseException], suspicious: Iterable[str] | None = None
+    ) -> Surroundings:
         """For each listed ``Annotations/`` prefix without metadata: does its dataset folder hold other objects?
-        (One or two LISTs of one key each, only for those prefixes.)"""
-        return dataset_neighbours(self.storage, listings, concurrency=self.settings.s3_concurrency)
+        (One or two LISTs of one key each, only for those prefixes.) And the folders beside each folder of the
+        ``suspicious`` prefixes (default: every one listed), from the dataset folder down (one LIST with a
+        delimiter per level)."""
+        return dataset_neighbours(
+            self.storage, listings, concurrency=self.settings.s3_concurrency, suspicious=suspicious
+        )
 
     def check_presence(self, keys: Iterable[str]) -> dict[str, bool | None]:
         """Is each key in S3 now? True/False, or None when S3 could not say.
 
         Answered from complete listings of the keys' ``Annotations/`` prefixes (one LIST answers every
         key under a prefix, and only a listing shows a key spelled differently): a key that differs
-        from a listed one only in Unicode normalization or case is None, never False.
+        from a listed one only in Unicode normalization, case or percent/plus-encoding is None, never False;
+        so is a key one of whose folders, from the dataset folder down, has such a twin in S3 (one LIST with a
+        delimiter per level, only for the absent keys).
         """
         wanted = set(keys)
         listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(wanted))
@@ -148,9 +176,17 @@ class SurveyMixin(ReconcilerCore):
             elif _listed(listings, key):
                 presence[key] = True
             else:
-                spelling = lifecycle.canonical(key)
-                twins = any(lifecycle.canonical(k) == spelling for a in answers if isinstance(a, frozenset) for k in a)
+                form = spelling_form(key)
+                twins = any(spelling_form(k) == form for a in answers if isinstance(a, frozenset) for k in a)
                 presence[key] = None if twins else False
+        absent = [k for k, present in presence.items() if present is False]
+        if absent:
+            siblings = folder_siblings(
+                self.storage, {lifecycle.metadata_folder(k) for k in absent}, concurrency=self.settings.s3_concurrency
+            )
+            for key in absent:
+                if lifecycle.twin_folder_reason(lifecycle.metadata_folder(key), siblings) is not None:
+                    presence[key] = None
         return presence
 
 

@@ -38,7 +38,7 @@ def test_resource_counts(template: Any) -> None:
     template.resource_count_is("AWS::SQS::Queue", 6)  # events, work and four dead-letter queues
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 2)
     template.resource_count_is("AWS::Events::Rule", 3)
-    template.resource_count_is("AWS::CloudWatch::Alarm", 21)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 26)
     template.resource_count_is("AWS::SNS::Topic", 1)
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     template.resource_count_is("AWS::EC2::VPCEndpoint", 3)
@@ -349,21 +349,23 @@ def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:
     alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
     topic = next(iter(resources(template, "AWS::SNS::Topic")))
     assert all(a["AlarmActions"] == [{"Ref": topic}] for a in alarms)
-    names = sorted(a["MetricName"] for a in alarms)
+    names = sorted(a.get("MetricName", "(math)") for a in alarms)
     assert names == sorted(
-        ["ApproximateNumberOfMessagesVisible"] * 4  # the four DLQs
+        ["(math)"] * 2  # the two redrive DLQs: new arrivals
+        + ["NumberOfMessagesSent"] * 2  # the two EventBridge DLQs: new arrivals
         + ["ApproximateAgeOfOldestMessage"] * 2  # the events and work queues
         + ["Errors", "Throttles", "Duration"] * 3  # each function
         + ["FailedInvocations"] * 3  # each EventBridge rule
-        + ["PurgeHeld", "InventoryStale", "PrefixesBlind"]
+        + ["PurgeHeld", "InventoryStale", "PrefixesBlind", "InventoryUnreadable"]
+        + ["HeldWaiting", "PurgeRowsFailed", "QuarantineOverdue", "BlindPrefixes"]  # the waiting gauges
     )
     durations = {
-        a["Dimensions"][0]["Value"]["Ref"][:8]: a["Threshold"] for a in alarms if a["MetricName"] == "Duration"
+        a["Dimensions"][0]["Value"]["Ref"][:8]: a["Threshold"] for a in alarms if a.get("MetricName") == "Duration"
     }
     assert durations == {"EventsFu": 0.8 * 120_000, "WorkFunc": 0.8 * 300_000, "Schedule": 0.8 * 900_000}
-    ages = sorted(a["Threshold"] for a in alarms if a["MetricName"] == "ApproximateAgeOfOldestMessage")
+    ages = sorted(a["Threshold"] for a in alarms if a.get("MetricName") == "ApproximateAgeOfOldestMessage")
     assert ages == [3600, 6 * 3600]
-    rules = {a["Dimensions"][0]["Value"]["Ref"][:12] for a in alarms if a["MetricName"] == "FailedInvocations"}
+    rules = {a["Dimensions"][0]["Value"]["Ref"][:12] for a in alarms if a.get("MetricName") == "FailedInvocations"}
     assert rules == {"ObjectChange", "PurgeSchedul", "ReconcileSch"}
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
@@ -389,6 +391,50 @@ def test_blind_parts_of_the_detection_alarm_within_a_day(template: Any) -> None:
         )
 
 
+def test_dlq_alarms_fire_on_new_arrivals_not_on_depth(template: Any) -> None:
+    """Issue 27: one old message kept for the DLQ's 14 days must not hold its alarm in ALARM and hide the next
+    failure. A redrive DLQ (SQS moves messages there; its NumberOfMessagesSent does not count them) alarms when
+    its depth grows, an idle queue's missing points counting as empty; EventBridge's DLQs on messages sent."""
+    alarms = {k: v["Properties"] for k, v in resources(template, "AWS::CloudWatch::Alarm").items()}
+    assert not any(a.get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms.values())
+    math = {k[:8]: a for k, a in alarms.items() if "Metrics" in a}
+    assert sorted(math) == ["EventsDl", "WorkDlqA"]
+    for alarm in math.values():
+        (expression, depth) = sorted(alarm["Metrics"], key=lambda m: "MetricStat" in m)
+        assert expression["Expression"] == "DIFF(FILL(depth, 0))" and expression["ReturnData"] is True
+        stat = depth["MetricStat"]
+        assert depth["Id"] == "depth" and depth["ReturnData"] is False
+        assert stat["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible" and stat["Stat"] == "Maximum"
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    queues = {k[:12] for k in resources(template, "AWS::SQS::Queue")}
+    sent = [a for a in alarms.values() if a.get("MetricName") == "NumberOfMessagesSent"]
+    assert sorted(a["Dimensions"][0]["Value"]["Fn::GetAtt"][0][:12] for a in sent) == sorted(
+        q for q in queues if q.startswith(("ObjectRuleDl", "ScheduleDlq"))
+    )
+    assert all(a["Statistic"] == "Sum" and a["Threshold"] == 0 for a in sent)
+
+
+def test_every_waiting_state_alarms_while_it_waits(template: Any) -> None:
+    """The gauges the purge emits every hour alarm as long as anything waits (Maximum over the hour); an
+    unreadable inventory alarms within the day."""
+    for metric in ("HeldWaiting", "PurgeRowsFailed", "QuarantineOverdue", "BlindPrefixes"):
+        template.has_resource_properties(
+            "AWS::CloudWatch::Alarm",
+            {
+                "MetricName": metric,
+                "Namespace": "AnnotationReconciler",
+                "Statistic": "Maximum",
+                "Period": 3600,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+            },
+        )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "InventoryUnreadable", "Statistic": "Sum", "Period": 86400, "Threshold": 0},
+    )
+
+
 def test_dashboard_shows_the_lifecycle_queues_and_errors(template: Any) -> None:
     dashboard = next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
@@ -402,6 +448,11 @@ def test_dashboard_shows_the_lifecycle_queues_and_errors(template: Any) -> None:
         "Errors",
         "Throttles",
         "FailedInvocations",
+        "HeldWaiting",
+        "PurgeRowsFailed",
+        "UnknownWaiting",
+        "QuarantineOverdue",
+        "BlindPrefixes",
     ):
         assert metric in body, metric
 

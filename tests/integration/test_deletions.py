@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, ids_of
+from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Decision, Verdict, canonical, metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
@@ -88,7 +89,16 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
     caplog.set_level(logging.INFO, logger="annotation_reconciler.deletions")
     with world.engine.begin() as conn:
         outcome = delete_stale(
-            conn, candidates, listings, LAYOUT, Policy(None), source=Source.IMPORTER, reason="gone", now=WHEN
+            conn,
+            candidates,
+            listings,
+            LAYOUT,
+            Policy(None),
+            source=Source.IMPORTER,
+            reason="gone",
+            now=WHEN,
+            # no twin beside their folders (the dataset folder's neighbours not asked: the empty prefix is held)
+            neighbours=Surroundings(siblings=folder_siblings(storage, listings, concurrency=1)),
         )
 
     ledger = rows(world)

@@ -51,8 +51,9 @@ def test_candidates_are_confirmed_before_quarantine(world: World) -> None:
     assert result.quarantined == sorted(world.ids[k] for k in gone)
     assert world.ids[late] not in world.ledger()
     # 1 LIST finds the newest report, 1 GET reads the manifest, 4 GETs its CSV files (171 rows, 50 a file),
-    # and the three candidates share one Annotations/ prefix: one LIST confirms them all
-    assert counter.counts == {"ListObjectsV2": 2, "GetObject": 5}
+    # and the three candidates share one Annotations/ prefix: one LIST confirms them all; the two absent keys share
+    # it too, so one LIST with a delimiter per folder level (4) rules out a spelling twin of their folders
+    assert counter.counts == {"ListObjectsV2": 2 + 4, "GetObject": 5}
 
 
 def test_newest_report_is_used(world: World) -> None:

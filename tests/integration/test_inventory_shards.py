@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 from sqlalchemy import inspect, text
 
-from annotation_reconciler import handlers, inventory_shards
+from annotation_reconciler import handlers, inventory_shards, prefix_retry
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
 from annotation_reconciler.lifecycle import metadata_folder
@@ -151,7 +152,7 @@ def test_a_key_found_again_is_released(wired: Wired) -> None:
     assert world.ledger() == {world.ids[key]: "released"}
 
 
-def test_s3_errors_leave_candidates_alone_and_fail_the_message(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_errors_leave_candidates_alone_and_retry_only_them(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
     world = wired.world
     (key,) = keys_in_distinct_folders(world, 1)
     world.delete(key)
@@ -165,14 +166,46 @@ def test_s3_errors_leave_candidates_alone_and_fail_the_message(wired: Wired, mon
     with stub:
         result = inventory_shards.confirm_shard(world.reconciler(s3=failing), shard)
     assert result.unknown == [(world.ids[key], key)] and result.quarantined == []
-    # through the handler: the message fails (SQS retries it, then the DLQ), nothing is decided
+    # through the handler (issue 27): the slice never fails for it; only the unknown candidate is asked about
+    # again, in a message of its own, MAX_RETRIES times; then it is counted and waits for the next report
     reconciler = wired.runtime.reconciler
     monkeypatch.setattr(reconciler, "check_presence", lambda keys: dict.fromkeys(keys))
+    monkeypatch.setattr(prefix_retry, "RETRY_DELAY_S", 0)
     from support.world import sqs_event
 
     answer = handlers.handle_work(sqs_event(inventory_shards.shard_messages(plan)[0]), LocalContext())
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert answer == {"batchItemFailures": []}
+    (again,) = wired.peek()
+    assert again["candidates"] == [[world.ids[key], key]] and again["attempt"] == 1
+    assert wired.metrics["AnnotationsUnknown"] == 0
+    outcomes = wired.work().drain()
+    assert [o.failed for o in outcomes] == [0] * inventory_shards.MAX_RETRIES
+    assert wired.metrics["AnnotationsUnknown"] == 1 and wired.peek() == []
     assert world.ledger() == {}
+
+
+def test_a_slice_with_an_unknown_candidate_still_confirms_the_others_and_continues_first(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A twin spelling (S3 holds another spelling of the key) is unknown: the other candidates of the slice are
+    quarantined, the continuation is queued before the retry of the unknown one."""
+    world = wired.world
+    twin, gone, later = keys_in_distinct_folders(world, 3)
+    world.delete(twin, gone, later)
+    world.s3.put_object(Bucket=BUCKET, Key=twin.replace(".json", ".JSON"), Body=b"{}")
+    wired.report([k for k in world.portal.all_keys() if k not in (twin, gone, later)])
+    monkeypatch.setattr(prefix_retry, "RETRY_DELAY_S", 0)
+    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    body = inventory_shards.shard_messages(plan)[0]
+    from support.world import sqs_event
+
+    assert handlers.handle_work(sqs_event(body), Countdown(calls=2)) == {"batchItemFailures": []}
+    queued = wired.peek()
+    assert [[k for _, k in m["candidates"]] for m in queued] == [[later], [twin]]
+    assert world.ledger() == {world.ids[gone]: "quarantined"}
+    wired.work().drain()
+    assert world.ledger() == {world.ids[gone]: "quarantined", world.ids[later]: "quarantined"}
+    assert wired.metrics["AnnotationsUnknown"] == 1
 
 
 @pytest.mark.parametrize(
@@ -246,9 +279,61 @@ def test_an_inventory_reconciliation_also_needs_the_work_queue(wired: Wired, mon
         handlers.handle_schedule({"action": "reconcile"}, LocalContext())
 
 
-def test_a_report_too_large_for_the_budget_stops_with_a_clear_error(wired: Wired) -> None:
-    wired.world.delete(wired.world.portal.metadata_keys[0])
+def test_a_report_too_large_for_the_budget_falls_back_to_listing(wired: Wired) -> None:
+    """Issue 27: an inventory the schedule cannot read within its budget queues the LIST shards instead."""
+    gone = wired.world.portal.metadata_keys[0]
+    wired.world.delete(gone)
     wired.report(sorted(wired.world.portal.all_keys())[1:])
-    with pytest.raises(inventory_shards.InventoryTooLarge, match="before the time budget ran out; nothing was queued"):
-        handlers.handle_schedule({"action": "reconcile"}, Countdown(calls=0))
-    assert wired.peek() == [] and wired.world.ledger() == {}
+    answer = handlers.handle_schedule({"action": "reconcile"}, Countdown(calls=0))
+    assert "inventory" not in answer and answer["shards_queued"] > 0
+    assert wired.metrics["InventoryUnreadable"] == 1
+    assert all(m["type"] == "scan_shard" for m in wired.peek())
+    wired.work().drain()
+    assert wired.world.ledger() == {wired.world.ids[gone]: "quarantined"}
+
+
+def _drop_a_data_file(wired: Wired) -> None:
+    location = inventory_manifest(wired)
+    wired.world.s3.delete_object(Bucket=location[0], Key=location[1]["files"][0]["key"])
+
+
+def _tamper_a_data_file(wired: Wired) -> None:
+    import gzip
+
+    location = inventory_manifest(wired)
+    wired.world.s3.put_object(Bucket=location[0], Key=location[1]["files"][0]["key"], Body=gzip.compress(b"x"))
+
+
+def _inventory_of_another_bucket(wired: Wired) -> None:
+    bucket, manifest, key = inventory_manifest(wired, with_key=True)
+    manifest["sourceBucket"] = "another-bucket"
+    wired.world.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+
+
+def _no_report(wired: Wired) -> None:
+    bucket, _, key = inventory_manifest(wired, with_key=True)
+    wired.world.s3.delete_object(Bucket=bucket, Key=key)
+
+
+def inventory_manifest(wired: Wired, *, with_key: bool = False) -> Any:
+    from annotation_reconciler.storage.inventory import find_manifest
+
+    location = find_manifest(wired.world.s3, MANIFEST)
+    manifest = json.loads(wired.world.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
+    return (location.bucket, manifest, location.key) if with_key else (location.bucket, manifest)
+
+
+@pytest.mark.parametrize("spoil", [_drop_a_data_file, _tamper_a_data_file, _inventory_of_another_bucket, _no_report])
+def test_any_unreadable_inventory_falls_back_to_listing(wired: Wired, spoil: Any) -> None:
+    """Issue 27: a missing data file, an MD5 mismatch, a manifest for another bucket, no report at all: the
+    schedule counts InventoryUnreadable and queues the LIST fan-out; the lost deletion is still found."""
+    world = wired.world
+    (gone,) = keys_in_distinct_folders(world, 1)
+    world.delete(gone)
+    wired.report([k for k in world.portal.all_keys() if k != gone])
+    spoil(wired)
+    answer = handlers.handle_schedule({"action": "reconcile"}, LocalContext())
+    assert "inventory" not in answer and answer["shards_queued"] > 0
+    assert wired.metrics["InventoryUnreadable"] == 1 and wired.metrics["InventoryStale"] == 0
+    wired.work().drain()
+    assert world.ledger() == {world.ids[gone]: "quarantined"}

@@ -518,9 +518,8 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
         caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
         assert reconciler.purge().errors == [str(failure)]
         assert caplog.messages == [f"purge batch rolled back: {failure}"]
-    else:
-        with pytest.raises(RuntimeError, match="boom"):
-            reconciler.purge()
+    else:  # issue 27: the row fails alone too, so it is marked with its error and the purge goes on
+        assert reconciler.purge().failed == [victim]
     with world.engine.connect() as conn:
         leases = (
             conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
@@ -528,6 +527,29 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
     assert leases == [None] and victim in world.annotation_ids()
     monkeypatch.undo()
     assert world.reconciler().purge().deleted == [victim]  # same clock: no lease to wait out
+
+
+def test_a_purge_that_cannot_even_mark_a_failed_row_raises_and_ends_its_claims(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database gone mid-purge: the row cannot be settled nor marked; the error is raised (ScheduleErrors)
+    and the lease is dropped as far as it can be."""
+    from annotation_reconciler.ledger import purge_claims
+
+    reconciler, _key, victim = quarantined_past_grace(world)
+
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(reconciler, "_settle", fails)
+    monkeypatch.setattr(purge_claims, "mark_failed", fails)
+    with pytest.raises(RuntimeError, match="boom"):
+        reconciler.purge()
+    with world.engine.connect() as conn:
+        leases = (
+            conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
+        )
+    assert leases == [None] and victim in world.annotation_ids()
 
 
 def test_a_purged_key_back_in_another_spelling_is_a_resurrection(world: World) -> None:

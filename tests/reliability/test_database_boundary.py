@@ -36,7 +36,13 @@ from support.rds import ORDERS, SERVERS, RdsPortal
 from support.world import BUCKET, Clock, removed
 
 PORTAL_TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
-LEDGER_TABLES = ("annotation_quarantine", "missing_annotation_file", "annotation_resurrection", "blind_prefix")
+LEDGER_TABLES = (
+    "annotation_quarantine",
+    "missing_annotation_file",
+    "annotation_resurrection",
+    "blind_prefix",
+    "untracked_metadata",
+)
 PACKAGE = Path(annotation_reconciler.__file__).parent
 migration_0006 = importlib.import_module(
     "annotation_reconciler.ledger.migrations.versions.0006_deletion_audit_and_definer"

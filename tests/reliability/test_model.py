@@ -7,7 +7,11 @@ After every step:
 - no annotation was deleted while its metadata was in S3, and every annotation still in the database has
   all its children (a deletion never takes a child of a valid annotation);
 - no child row is orphaned, and no metadata key has two annotation rows;
-- every deleted annotation has exactly one ``purged`` ledger row, whose snapshot holds the row and every child.
+- every deleted annotation has exactly one ``purged`` ledger row, whose snapshot holds the row and every child;
+- (issue 25) no annotation is deleted while a curator's rename of its metadata is in S3 (``rename_by_curator``),
+  nor while its run folder has a twin spelled apart (``respell_run_folder``, checked through ``_present``); a purge
+  that takes a dataset's last annotations, listings failing or not (``purge_with_throttled_prefixes``), took only
+  approved rows; a repeated ``release`` keeps the first (``release_twice``).
 
 At the end, a scan and purges past the grace period (with the guard approved) leave no annotation without
 metadata. ``RECONCILER_MODEL_EXAMPLES`` / ``RECONCILER_MODEL_STEPS`` raise the effort (200 x 50 by default);
@@ -48,6 +52,7 @@ from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
+from support.faults import TargetedFaults, inject_at
 from support.world import BUCKET, Clock, s3_notification, sqs_event
 
 EXAMPLES = int(os.environ.get("RECONCILER_MODEL_EXAMPLES", "200"))
@@ -60,6 +65,7 @@ KEYS = PORTAL.metadata_keys
 DOCUMENTS = {a.metadata_key: json.dumps(metadata_document(PORTAL, a)).encode() for a in PORTAL.annotations}
 RUNS = sorted({(a.dataset_id, a.run_name) for a in PORTAL.annotations})
 RUN_KEYS = {run: [a.metadata_key for a in PORTAL.annotations if (a.dataset_id, a.run_name) == run] for run in RUNS}
+PREFIXES = sorted({k.rsplit("/", 2)[0] + "/" for k in KEYS})  # the Annotations/ prefixes
 LAYOUT = BucketLayout(BUCKET)
 REGION = "us-west-2"
 HTTPS_PREFIX = SPEC.https_prefix + "/"
@@ -69,6 +75,8 @@ CHILDREN = {"annotation_shape": 2, "annotation_file": 3, "annotation_author": 2,
 WRONG_PREFIX = f"s3://{BUCKET}/staging/"
 RULES = (
     "move_key",
+    "rename_by_curator",
+    "respell_run_folder",
     "respell_key",
     "alias_folder",
     "purge_with_wrong_prefix",
@@ -83,6 +91,8 @@ RULES = (
     "purge",
     "ingest",
     "approve",
+    "release_twice",
+    "purge_with_throttled_prefixes",
     "advance",
     "toggle_dry_run",
 )
@@ -114,6 +124,8 @@ class Harness:
     s3: Any
     db_url: str
     seed_ids: dict[str, int]
+    faulty: Any  # a client whose LISTs of ``faults.targets`` answer 403
+    faults: TargetedFaults
     in_s3: set[str]
     extra: set[str]
     stats: Counter[str]
@@ -138,6 +150,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         self.retired: set[str] = set()  # original keys of moved or respelled metadata: never uploaded again
         self.key_of = {i: k for k, i in H.seed_ids.items()}  # every annotation id seen -> its metadata key
         self.deleted: set[int] = set()
+        self.moved: dict[int, str] = {}  # annotation -> the key a curator renamed its metadata to (row not rewritten)
         self.clock = Clock()
         self.dry_run = False
         self.pending: list[dict[str, Any]] = []  # S3 notifications not yet delivered
@@ -199,8 +212,43 @@ class ReconcilerModel(RuleBasedStateMachine):
             key = self.key_of[annotation_id]
             came_back = canonical(key) in {canonical(r) for r in raced}
             assert came_back or not self._present(key), f"{by} deleted {annotation_id} with metadata in S3"
+            assert not self._moved_here(annotation_id), f"{by} deleted {annotation_id}, moved to a key in S3"
         self.deleted |= gone
         H.stats[f"deleted by {by}"] += len(gone)
+
+    def _guarded(self, before: set[int], gone: set[int], by: str) -> None:
+        """A purge that takes a dataset's last annotations took only rows an operator approved: the guard counts the
+        dataset, not the verdicts, so rows S3 could not judge (a partial listing failure) cannot hide it."""
+        if not gone:
+            return
+        datasets = {i: int(self.key_of[i].split("/", 1)[0]) for i in before}
+        emptied = {datasets[i] for i in gone} - {datasets[i] for i in before - gone}
+        last = sorted(i for i in gone if datasets[i] in emptied)
+        if not last:
+            return
+        with H.engine.connect() as conn:
+            unapproved = conn.execute(
+                text("""SELECT annotation_id FROM annotation_reconciler.annotation_quarantine
+                        WHERE status = 'purged' AND approved_at IS NULL AND annotation_id = ANY(:ids)"""),
+                {"ids": last},
+            ).all()
+        assert not unapproved, f"{by} took the last annotations of datasets {emptied} without approval: {unapproved}"
+        H.stats["datasets emptied with approval"] += len(emptied)
+
+    def _beside_a_twin_folder(self, key: str) -> bool:
+        """S3 holds a run folder spelled apart from the key's only by letter case (``respell_run_folder``): the row is
+        unknown, never missing, until an operator settles the twin."""
+        dataset, run = key.split("/")[:2]
+        return any(
+            k.split("/")[0] == dataset and k.split("/")[1] != run and k.split("/")[1].casefold() == run.casefold()
+            for k in self.in_s3
+        )
+
+    def _moved_here(self, annotation_id: int) -> bool:
+        """A curator renamed the annotation's metadata within its voxel spacing, and the new key is in S3 (as its row
+        was not rewritten, the row's own key is gone: it is *moved*, never missing)."""
+        new = self.moved.get(annotation_id)
+        return new is not None and new in self.in_s3 and self.key_of[annotation_id] != new
 
     def _refresh_keys(self) -> None:
         """An importer run may rewrite stored paths (it adopts a moved or respelled key): follow the rows."""
@@ -261,6 +309,36 @@ class ReconcilerModel(RuleBasedStateMachine):
         if new in self.in_s3 or new in self.documents:
             return
         self._replace(annotation_id, old, new, prompt, rewrite_row=True)
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(data=st.data(), prompt=st.booleans())
+    def rename_by_curator(self, data: st.DataObject, prompt: bool) -> None:
+        """A curator renames the metadata within its folder (a copy, then a delete); no importer follows: the row
+        keeps its old key, which is gone. Such a row is moved, never deleted (issue 25)."""
+        self._step("rename_by_curator")
+        annotation_id, old = data.draw(st.sampled_from(self._live()), label="annotation")
+        new = old.replace("-1.0.json", "-renamed-1.0.json")
+        if new == old or new in self.in_s3 or new in self.documents:
+            return
+        self._replace(annotation_id, old, new, prompt, rewrite_row=False)
+        self.moved[annotation_id] = new
+
+    @precondition(lambda self: any(set(RUN_KEYS[run]) & self.in_s3 for run in RUNS))
+    @rule(data=st.data(), prompt=st.booleans())
+    def respell_run_folder(self, data: st.DataObject, prompt: bool) -> None:
+        """The metadata of a run moves to a folder spelled apart only by letter case (``TS_000/`` -> ``ts_000/``);
+        the rows keep their spelling. A twin folder at any level makes a row unknown, never missing (issue 25)."""
+        self._step("respell_run_folder")
+        run = data.draw(st.sampled_from([r for r in RUNS if set(RUN_KEYS[r]) & self.in_s3]), label="run")
+        folder = f"{run[0]}/{run[1]}/"
+        for old in sorted(set(RUN_KEYS[run]) & self.in_s3):
+            new = f"{run[0]}/{run[1].lower()}/{old[len(folder) :]}"
+            H.s3.copy_object(Bucket=BUCKET, Key=new, CopySource={"Bucket": BUCKET, "Key": old})
+            H.extra.add(new)
+            self.documents[new] = self.documents[old]
+            self.in_s3.add(new)
+            self.retired.add(old)
+            self._remove([old], prompt)
 
     @precondition(lambda self: bool(self._live()))
     @rule(data=st.data(), prompt=st.booleans(), upper=st.booleans())
@@ -364,6 +442,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         gone = before - set(self._rows())
         assert gone == set(result.deleted) and (not self.dry_run or not gone)
         self._deleted(gone, "purge")
+        self._guarded(before, gone, "purge")
 
     @rule()
     def purge_with_wrong_prefix(self) -> None:
@@ -450,6 +529,56 @@ class ReconcilerModel(RuleBasedStateMachine):
         self._deleted(set(before) - set(after), "ingest")
         self._refresh_keys()
 
+    @rule(data=st.data())
+    def release_twice(self, data: st.DataObject) -> None:
+        """An operator releases a quarantined annotation, then runs the same command again: the second changes
+        nothing and the release stays (issue 25)."""
+        self._step("release_twice")
+        with H.engine.connect() as conn:
+            open_ids = sorted(
+                conn.execute(
+                    text(
+                        "SELECT annotation_id FROM annotation_reconciler.annotation_quarantine "
+                        "WHERE status = 'quarantined'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if not open_ids:
+            return
+        annotation_id = data.draw(st.sampled_from(open_ids), label="released")
+        reconciler = self.reconciler()
+        assert reconciler.release(annotation_id, by="model") and reconciler.release(annotation_id, by="model")
+        with H.engine.connect() as conn:
+            exempt = conn.execute(
+                text(
+                    "SELECT count(*) FROM annotation_reconciler.annotation_quarantine "
+                    "WHERE exempt AND annotation_id = :id"
+                ),
+                {"id": annotation_id},
+            ).scalar_one()
+        assert exempt == 1, f"a repeated release of {annotation_id} cancelled the first"
+        H.stats["annotations released twice"] += 1
+
+    @precondition(lambda self: len(self.in_s3 & set(KEYS)) < len(KEYS))  # some metadata is gone
+    @rule(data=st.data())
+    def purge_with_throttled_prefixes(self, data: st.DataObject) -> None:
+        """A purge while some Annotations/ prefixes answer 403 (a partial listing failure, perhaps while a dataset
+        vanishes): the rows S3 could not judge still count for the guard (issue 25)."""
+        self._step("purge_with_throttled_prefixes")
+        self.clock.advance(hours=1.5)
+        failing = data.draw(st.lists(st.sampled_from(PREFIXES), min_size=1, max_size=3, unique=True), label="failing")
+        H.faults.targets = frozenset(failing)
+        reconciler = self.reconciler()
+        reconciler.storage = S3Storage(H.faulty, BUCKET)
+        before = set(self._rows())
+        result = reconciler.purge()
+        gone = before - set(self._rows())
+        assert gone == set(result.deleted)
+        self._deleted(gone, "purge with throttled prefixes")
+        self._guarded(before, gone, "purge with throttled prefixes")
+
     @rule(dataset_id=st.sampled_from(PORTAL.dataset_ids))
     def approve(self, dataset_id: int) -> None:
         self._step("approve")
@@ -501,6 +630,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         assert max(keys.values(), default=1) == 1, f"duplicate rows for one metadata key: {keys.most_common(1)}"
         assert orphans == 0
         assert {r[0] for r in purged} == self.deleted
+
         for annotation_id, count, same_id, *children in purged:
             assert count == 1, f"annotation {annotation_id} has {count} purged ledger rows"
             assert same_id and tuple(children) == tuple(CHILDREN.values()), f"incomplete snapshot of {annotation_id}"
@@ -523,7 +653,18 @@ class ReconcilerModel(RuleBasedStateMachine):
                 break
             self._deleted(before - set(self._rows()), "final purge")
         self.nothing_valid_deleted_and_every_deletion_audited()
-        left = {self.key_of[i] for i in self._rows()}
+        with H.engine.connect() as conn:  # an operator's release sticks: such a row stays, by design
+            exempt = set(
+                conn.execute(
+                    text("SELECT annotation_id FROM annotation_reconciler.annotation_quarantine WHERE exempt")
+                ).scalars()
+            )
+        # a moved row waits for ingest to re-point it; a row under a run folder with a twin in S3 waits for an operator
+        left = {
+            self.key_of[i]
+            for i in self._rows()
+            if not self._moved_here(i) and i not in exempt and not self._beside_a_twin_folder(self.key_of[i])
+        }
         gone = {k for k in left if not self._present(k)}
         assert not gone, f"annotations without metadata remain: {gone}"
 
@@ -550,6 +691,8 @@ def harness(db_url: str, s3: Any) -> Iterator[Harness]:
     write_bucket(s3, PORTAL, create=False)
     H.engine, H.s3, H.db_url, H.in_s3, H.extra, H.stats = engine, s3, db_url, set(KEYS), set(), Counter()
     H.seed_ids = write_rows(engine, PORTAL)
+    H.faulty = fast_s3_client()
+    H.faults = inject_at(H.faulty, "ListObjectsV2")
     with engine.begin() as conn:
         conn.exec_driver_sql(seed_sql())
     yield H

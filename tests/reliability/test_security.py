@@ -339,6 +339,7 @@ RECONCILER_TABLES = {
     "blind_prefix",
     "missing_annotation_file",
     "annotation_resurrection",
+    "untracked_metadata",
 }
 AUDIT_TABLES = {"deleted_annotation", "annotation_reconciler_alembic_version"}
 
@@ -621,8 +622,8 @@ def test_an_unparseable_database_url_does_not_echo_its_password(broken: str, mon
 
 
 def test_a_missing_execute_right_fails_the_purge_whole(least_privilege: tuple[World, str, Engine]) -> None:
-    """The deleting function is the role's only way to delete: without EXECUTE the purge fails whole, deleting
-    nothing; with it back, the same rows go."""
+    """The deleting function is the role's only way to delete: without EXECUTE a purge batch deletes nothing, and
+    each row, tried alone after the batch failed, fails too and waits with its error (issue 27), until the grant."""
     world, role, owner = least_privilege
     function = "annotation_reconciler_audit.delete_annotations(integer[], text[], text, text, timestamptz)"
     with owner.begin() as conn:
@@ -634,9 +635,11 @@ def test_a_missing_execute_right_fails_the_purge_whole(least_privilege: tuple[Wo
     reconciler.apply_changes(removed(*keys, at=world.clock()))
     world.clock.advance(hours=2)
     before = table_counts(owner)
-    with pytest.raises(Exception, match="permission denied for function delete_annotations"):
-        reconciler.purge()
-    assert table_counts(owner) == before and world.orphans() == 0
+    assert sorted(reconciler.purge().failed) == sorted(world.ids[k] for k in keys)
+    with owner.connect() as conn:
+        errors = conn.execute(text("SELECT purge_error FROM annotation_reconciler.annotation_quarantine")).scalars()
+        assert all("permission denied" in e for e in errors)
+    assert table_counts(owner) == before and world.orphans() == 0  # the tables deleted from first, rolled back too
     assert set(world.ledger().values()) == {"quarantined"}
     with owner.begin() as conn:
         conn.execute(text(f"GRANT EXECUTE ON FUNCTION {function} TO {role}"))

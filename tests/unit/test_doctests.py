@@ -18,6 +18,9 @@ MODULES = (
     "annotation_reconciler.prefix_retry",
     "annotation_reconciler.scope",
     "annotation_reconciler.settings",
+    "annotation_reconciler.spelling",
+    "annotation_reconciler.moves",
+    "annotation_reconciler.cli.common",
 )
 
 

@@ -214,3 +214,34 @@ def test_resolve_says_which_row_cannot_be_verified() -> None:
     not_metadata = resolve(AnnotationRef(8, f"s3://{B}/{VS}100/x_globalcaption.json"), LAYOUT)
     assert isinstance(unmappable, Unknown) and unmappable.ref == ref
     assert isinstance(not_metadata, Unknown) and not_metadata.ref.id == 8
+
+
+@pytest.mark.parametrize(
+    "unknown_evidence",
+    [
+        pytest.param({VS2: RuntimeError("503 SlowDown")}, id="listing-failed"),
+        pytest.param({}, id="prefix-not-listed"),
+        pytest.param({VS2: frozenset(key(i, VS2).replace("obj", "OBJ") for i in range(6))}, id="twins-in-listing"),
+    ],
+)
+def test_guard_counts_the_dataset_not_the_verdicts(unknown_evidence: dict[str, frozenset[str] | BaseException]) -> None:
+    """Issue 25 (3): every candidate of a dataset that is not released counts as going, whatever its verdict in this
+    run. 2 rows provably absent and 6 rows S3 could not judge: 8 of 8 would go, so the 2 are held, not deleted."""
+    rows = [quarantined(i, key(i)) for i in range(2)] + [quarantined(10 + i, key(i, VS2)) for i in range(6)]
+    listings: dict[str, frozenset[str] | BaseException] = {VS: frozenset({DATA}), **unknown_evidence}
+    decisions = decide(rows, Evidence(listings, {}, {1: 8}), LAYOUT, max_fraction=0.5)
+    assert decisions.of(Verdict.DELETE) == []
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [0, 1]
+    assert len(decisions.of(Verdict.UNKNOWN)) == 6 and decisions.held_datasets == {1: (8, 8)}
+
+
+def test_guard_does_not_count_the_candidates_found_present() -> None:
+    """The count excludes only what this run releases: 2 absent of 8, 6 present again, is 2 of 8 (ordinary)."""
+    rows = [quarantined(i, key(i)) for i in range(2)] + [quarantined(10 + i, key(i, VS2)) for i in range(6)]
+    listings: dict[str, frozenset[str] | BaseException] = {
+        VS: frozenset({DATA}),
+        VS2: frozenset(key(i, VS2) for i in range(6)),
+    }
+    decisions = decide(rows, Evidence(listings, {}, {1: 8}), LAYOUT, max_fraction=0.5)
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [0, 1]
+    assert len(decisions.of(Verdict.RELEASE)) == 6 and decisions.held_datasets == {}

@@ -47,10 +47,10 @@ def test_latest_per_key_keeps_each_keys_newest_event_whatever_the_arrival_order(
         _change(ChangeKind.REMOVED, T, "0C"),  # duplicate
     ]
     assert latest_per_key(changes, LATER) == {
-        "k": (ChangeKind.REMOVED, Stamp(T, "0C")),
-        "other": (ChangeKind.CREATED, Stamp(T, "0A")),
+        "k": (ChangeKind.REMOVED, Stamp(T, "0C", LATER)),  # an S3 notification's time: [T, T + 1 ms)
+        "other": (ChangeKind.CREATED, Stamp(T, "0A", LATER)),
     }
-    assert latest_per_key(list(reversed(changes)), LATER)["k"] == (ChangeKind.REMOVED, Stamp(T, "0C"))
+    assert latest_per_key(list(reversed(changes)), LATER)["k"] == (ChangeKind.REMOVED, Stamp(T, "0C", LATER))
 
 
 def test_an_event_without_an_event_time_counts_as_received_now() -> None:
@@ -61,7 +61,7 @@ def test_an_event_without_an_event_time_counts_as_received_now() -> None:
 
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.integers(0, 5)), max_size=30))
 def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]) -> None:
-    """Data-file changes are collapsed in the same event order as metadata changes (a tie: the later delivered)."""
+    """Data-file changes are collapsed in the same event order as metadata changes (a tie: the removal, issue 27)."""
     changes = [
         _change(ChangeKind.REMOVED if r else ChangeKind.CREATED, T + datetime.timedelta(seconds=t), None, key=k)
         for k, r, t in events
@@ -70,7 +70,7 @@ def test_last_states_follow_the_latest_event(events: list[tuple[str, bool, int]]
     assert not states.removed & states.created
     for k in {k for k, _, _ in events}:
         latest = max(t for kk, _, t in events if kk == k)
-        last = [r for kk, r, t in events if kk == k and t == latest][-1]
+        last = any(r for kk, r, t in events if kk == k and t == latest)
         assert (k in states.removed) is last and (k in states.created) is not last
 
 
@@ -182,3 +182,47 @@ def test_sequencers_equal_but_for_leading_zeros_tie() -> None:
     """S3 pads the shorter sequencer with zeros: "A" and "0A" are the same position, so neither is newer."""
     assert not newer(Stamp(T, "A"), Stamp(T, "0A")) and not newer(Stamp(T, "0A"), Stamp(T, "A"))
     assert newer(Stamp(T, "0b"), Stamp(T, "A")) and not newer(Stamp(T, "a"), Stamp(T, "0B"))
+
+
+# --- whole seconds (issue 27) ------------------------------------------------------------------------------
+
+
+def _bridge(kind: ChangeKind, when: datetime.datetime, key: str = "k") -> ObjectChange:
+    return ObjectChange("b", key, kind, "eventbridge", when, None)
+
+
+@pytest.mark.parametrize(
+    ("listing_after", "evidence"),
+    [(0, False), (0.5, False), (0.999, False), (1, True), (1.5, True)],
+)
+def test_a_listing_is_evidence_only_for_what_ended_before_it_began(listing_after: float, evidence: bool) -> None:
+    """An EventBridge removal stamped T happened somewhere in [T, T + 1 s): a listing begun within that second
+    may have come before it, and proves nothing about it."""
+    removal = ordering.stamp_of(_bridge(ChangeKind.REMOVED, T), LATER)
+    listing = Stamp(T + datetime.timedelta(seconds=listing_after))
+    assert newer(listing, removal) is evidence
+    assert not newer(removal, listing) or not evidence
+    # the S3-notification shape has milliseconds: a listing 0.5 s later comes after it
+    assert newer(Stamp(T + datetime.timedelta(seconds=0.5)), ordering.stamp_of(_change(ChangeKind.REMOVED, T, None), T))
+
+
+@pytest.mark.parametrize("created_after", [0, 0.001, 0.3, 0.999])
+def test_both_shapes_in_one_second_keep_the_removal(created_after: float) -> None:
+    """A removal known to the second (EventBridge) and a creation with milliseconds (S3) in that second: which
+    came first cannot be told, and the removal wins, whatever the delivery order."""
+    removed = _bridge(ChangeKind.REMOVED, T)
+    created = _change(ChangeKind.CREATED, T + datetime.timedelta(seconds=created_after), None)
+    for changes in ([removed, created], [created, removed]):
+        assert ordering.last_states(changes, LATER) == ordering.KeyStates(removed={"k"})
+    # and the other way round: an S3 removal within an EventBridge creation's second
+    s3_removed = _change(ChangeKind.REMOVED, T + datetime.timedelta(seconds=created_after), None)
+    assert ordering.last_states([s3_removed, _bridge(ChangeKind.CREATED, T)], LATER).removed == {"k"}
+    # a creation in the next second comes after the removal
+    later = _change(ChangeKind.CREATED, T + datetime.timedelta(seconds=1), None)
+    assert ordering.last_states([later, removed], LATER) == ordering.KeyStates(created={"k"})
+
+
+@pytest.mark.parametrize("tie", [0, 0.2])
+def test_a_release_seen_within_a_removals_second_does_not_block_the_removal(tie: float) -> None:
+    row = RowState("released", Stamp(T + datetime.timedelta(seconds=tie)))  # a listing saw the key then
+    assert may_quarantine(row, ordering.stamp_of(_bridge(ChangeKind.REMOVED, T), LATER))

@@ -27,6 +27,7 @@ class CleanupReport:
     s3_prefix: str
     scope: Scope
     dry_run: bool
+    dry_run_decided_by: str = "--dry-run"  # the flag, RECONCILER_DRY_RUN=…, or the default
     annotations: int = 0
     prefixes_listed: int = 0
     stale: list[Stale] = field(default_factory=list)
@@ -60,6 +61,7 @@ class CleanupReport:
             "s3_prefix": self.s3_prefix,
             "scope": self.scope.describe(),
             "dry_run": self.dry_run,
+            "dry_run_decided_by": self.dry_run_decided_by,
             "annotations_checked": self.annotations,
             "prefixes_listed": self.prefixes_listed,
             "s3_requests": self.s3_requests,

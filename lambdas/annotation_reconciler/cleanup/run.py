@@ -14,7 +14,15 @@ from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale, hold
 from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict, prefixes_to_list
+from annotation_reconciler.lifecycle import (
+    AnnotationRef,
+    Candidate,
+    Decision,
+    Unknown,
+    Verdict,
+    prefixes_to_list,
+    suspicious_prefixes,
+)
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler
 
@@ -48,7 +56,7 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
             c = d.candidate
             ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
             stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
-        elif d.verdict is Verdict.UNKNOWN:
+        elif d.verdict in (Verdict.UNKNOWN, Verdict.MOVED):  # a move is no deletion: left in place, reported
             c = d.candidate
             report.unknown.append(
                 Unknown(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
@@ -78,7 +86,8 @@ def delete_stale_annotations(
             f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
             f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
         )
-    neighbours = reconciler.neighbours(listings)  # an empty prefix in a healthy dataset is ordinary
+    # an empty prefix in a healthy dataset is ordinary; a twin of a stale key's folders makes it unknown
+    neighbours = reconciler.neighbours(listings, suspicious_prefixes([s.key for s in targets], listings))
     totals: dict[str, int] = defaultdict(int)
     policy = Policy(max_fraction)
     # The survey judged the whole scope at once: a row it held stays held unless the operator approved it

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -23,7 +24,7 @@ from annotation_reconciler.db import (
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
 from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.settings import Settings, unknown_variables, validate_bucket
+from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -243,3 +244,36 @@ TABLE_COLUMNS = 120
 def wide_terminal() -> bool:
     """Whether stdout is a terminal wide enough for a table (else rows are lines, keys never cut or wrapped)."""
     return sys.stdout.isatty() and shutil.get_terminal_size().columns >= TABLE_COLUMNS
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Whether a command runs dry, and what decided it: its flag, ``RECONCILER_DRY_RUN`` (as the Lambdas read it),
+    or the command's own default when the variable is not set."""
+
+    on: bool
+    decided_by: str
+
+    def __str__(self) -> str:
+        what = "dry run: nothing is deleted or written" if self.on else "not a dry run: changes are written"
+        return f"{what} (decided by {self.decided_by})"
+
+
+def dry_run_from(flag: bool | None, *, default: bool, env: Mapping[str, str] | None = None) -> DryRun:
+    """Every command's dry run, decided one way: ``--dry-run``/``--no-dry-run`` when given, else
+    ``RECONCILER_DRY_RUN`` when set (a value that is not a boolean is a usage error), else ``default``.
+
+    >>> str(dry_run_from(None, default=False, env={"RECONCILER_DRY_RUN": "true"}))
+    'dry run: nothing is deleted or written (decided by RECONCILER_DRY_RUN=true)'
+    >>> dry_run_from(False, default=True, env={"RECONCILER_DRY_RUN": "true"}).decided_by
+    '--no-dry-run'
+    """
+    if flag is not None:
+        return DryRun(flag, "--dry-run" if flag else "--no-dry-run")
+    raw = (os.environ if env is None else env).get("RECONCILER_DRY_RUN", "").strip()
+    if not raw:
+        return DryRun(default, "the default (RECONCILER_DRY_RUN is not set)")
+    try:
+        return DryRun(parse_bool("RECONCILER_DRY_RUN", raw), f"RECONCILER_DRY_RUN={raw}")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

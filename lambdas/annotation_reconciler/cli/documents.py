@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from annotation_reconciler.db_import import IngestResult
+from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.results import PurgeResult, ScanResult
 
 
@@ -29,6 +30,8 @@ def scan_shard(r: ScanResult) -> dict[str, Any]:
             {"annotation_id": u.ref.id, "s3_metadata_path": u.ref.stored_path, "why": u.why} for u in r.unknown
         ],
         "resurrected": [{"annotation_id": a, "metadata_key": k} for a, k in r.resurrected],
+        "untracked": r.untracked,
+        "moved": [{"annotation_id": i, "metadata_key": k, "ingest": reingest_command(k)} for i, k in r.moved],
         "errors": r.errors,
         "over_page_limit": r.over_page_limit,
         "missing_files": r.missing_files,
@@ -50,6 +53,7 @@ def purge(r: PurgeResult) -> dict[str, Any]:
             str(d): {"open": open_rows, "total": total, "approve": f"annotation-reconciler approve --dataset-id {d}"}
             for d, (open_rows, total) in r.held_datasets.items()
         },
+        "moved": [{"annotation_id": i, "metadata_key": k, "ingest": reingest_command(k)} for i, k in r.moved],
         "rows_deleted": dict(r.rows_deleted),
         "errors": r.errors,
     }

@@ -18,12 +18,21 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.cli import documents
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, layout_from, settings_from
+from annotation_reconciler.cli.common import (
+    UsageError,
+    db_options,
+    dry_run_from,
+    engine_from,
+    layout_from,
+    settings_from,
+)
+from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
+from annotation_reconciler.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
@@ -69,7 +78,11 @@ class _ProgressBar:
     help="HTTPS prefix of stored paths (default: the one the dataset's rows already use, else "
     "https://BUCKET.s3.amazonaws.com/).",
 )
-@click.option("--dry-run", is_flag=True, help="Compute every change, write nothing.")
+@click.option(
+    "--dry-run/--no-dry-run",
+    default=None,
+    help="Compute every change, write nothing (default: $RECONCILER_DRY_RUN; unset: write).",
+)
 @db_options
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
 @click.option("--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it).")
@@ -94,7 +107,7 @@ def ingest(
     voxel_spacing: float | None,
     s3_prefix: str,
     https_prefix: str | None,
-    dry_run: bool,
+    dry_run: bool | None,
     db_url: str | None,
     db_secret_arn: str | None,
     endpoint_url: str | None,
@@ -110,6 +123,7 @@ def ingest(
     failed is imported as far as it was read, and none of its rows is removed.
     """
     layout = layout_from("--bucket", bucket, s3_prefix)
+    dry = dry_run_from(dry_run, default=False)
     settings = settings_from(
         {
             "RECONCILER_BUCKET": ("--bucket", bucket),
@@ -138,20 +152,25 @@ def ingest(
                 dataset_id,
                 run_name,
                 https_prefix,
-                dry_run,
+                dry.on,
                 bar,
                 voxel_spacing=voxel_spacing,
                 cleanup=settings.importer_cleanup,
                 max_purge_fraction=settings.max_purge_fraction,
             )
+        if not dry.on:  # a resurrection this ingest brought back is closed (issue 27)
+            with engine.begin() as conn:
+                close_reingested(conn, layout, now=utcnow())
     except LedgerMissingError as exc:
         raise UsageError(str(exc)) from None
     finally:
         engine.dispose()
     if output == "json":
         click.echo(documents.dumps(documents.ingest(result)))
+        click.echo(str(dry), err=True)
     else:
         print_result(Console(), result)
+        click.echo(str(dry))
     if not result.ok:
         raise SystemExit(1)
 

@@ -7,7 +7,7 @@ import time
 import click
 
 from annotation_reconciler.cli import sandbox
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from
 from annotation_reconciler.local.lambda_runtime import Timer
 from annotation_reconciler.local.stack import LocalStack
 
@@ -16,7 +16,7 @@ from annotation_reconciler.local.stack import LocalStack
 @db_options
 @click.option("--endpoint-url", help="S3/SQS-compatible endpoint, e.g. a moto server.")
 @click.option("--bucket", help="The bucket whose notifications drive the reconciler.")
-@click.option("--dry-run/--no-dry-run", default=True, show_default=True)
+@click.option("--dry-run/--no-dry-run", default=None, help="Default: $RECONCILER_DRY_RUN; unset: dry run.")
 @click.option("--grace-period-hours", type=float, default=72.0, show_default=True)
 @click.option("--purge-every", type=float, default=60.0, show_default=True, help="Seconds between purges.")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
@@ -25,7 +25,7 @@ def local(
     db_secret_arn: str | None,
     endpoint_url: str | None,
     bucket: str | None,
-    dry_run: bool,
+    dry_run: bool | None,
     grace_period_hours: float,
     purge_every: float,
     duration: float,
@@ -36,6 +36,7 @@ def local(
         return
     if not endpoint_url or not bucket:
         raise UsageError("local needs --endpoint-url and --bucket (or `local up` for a sandbox to try commands on)")
+    dry = dry_run_from(dry_run, default=True)
     engine_from(db_url, db_secret_arn).dispose()  # fail early, with one clear line, on a bad URL or secret
     database = {} if db_url else {"RECONCILER_DB_SECRET_ARN": db_secret_arn or ""}
     stack = LocalStack.create(
@@ -43,14 +44,14 @@ def local(
         endpoint_url=endpoint_url,
         bucket=bucket,
         settings={
-            "RECONCILER_DRY_RUN": str(dry_run).lower(),
+            "RECONCILER_DRY_RUN": str(dry.on).lower(),
             "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
             "RECONCILER_ALLOW_SHORT_GRACE": "true",
             **database,
         },
     )
     purge = Timer(purge_every, lambda: stack.schedule("purge"))
-    click.echo(f"listening to s3://{bucket} events via {stack.events.queue_url} (dry run: {dry_run}); Ctrl-C stops")
+    click.echo(f"listening to s3://{bucket} events via {stack.events.queue_url} ({dry}); Ctrl-C stops")
     stop_at = time.monotonic() + duration if duration else None
     try:
         while stop_at is None or time.monotonic() < stop_at:

@@ -11,6 +11,7 @@ from annotation_reconciler.cli.history import history
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
 from annotation_reconciler.cli.restore import restore
+from annotation_reconciler.cli.via_lambda import COMMANDS
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.ledger.grants import grants_sql
@@ -18,9 +19,19 @@ from annotation_reconciler.ledger.grants import grants_sql
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="annotation-reconciler", prog_name="annotation-reconciler")
-def cli() -> None:
+@click.option(
+    "--via-lambda",
+    metavar="FUNCTION",
+    help="Send status, approve or release to the deployed schedule function (name or ARN) instead of "
+    "connecting to the database: aws lambda invoke, with your IAM rights.",
+)
+@click.pass_context
+def cli(ctx: click.Context, via_lambda: str | None) -> None:
     """Keep the portal's annotation rows true to its S3 bucket."""
     check_environment()
+    if via_lambda and ctx.invoked_subcommand not in COMMANDS:
+        raise UsageError(f"--via-lambda works with {', '.join(COMMANDS)}, not {ctx.invoked_subcommand}")
+    ctx.obj = {"via_lambda": via_lambda}
 
 
 @cli.command()

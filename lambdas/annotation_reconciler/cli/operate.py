@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 import click
@@ -12,10 +11,11 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli import documents
+from annotation_reconciler.cli import documents, status_view, via_lambda
 from annotation_reconciler.cli.common import (
     UsageError,
     db_options,
+    dry_run_from,
     engine_from,
     nothing_found_line,
     operator_name,
@@ -24,6 +24,9 @@ from annotation_reconciler.cli.common import (
 )
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import history
+from annotation_reconciler.ledger import status as ledger_status
+from annotation_reconciler.ledger.exemptions import Released
+from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
@@ -79,7 +82,7 @@ def common_options(fn: Any) -> Any:
 @common_options
 @click.option("--dataset-id", type=int, help="Reconcile one dataset (default: every dataset, shard by shard).")
 @click.option("--inventory", help="Use this S3 Inventory (s3://…/manifest.json or its prefix) instead of LISTs.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def scan(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -103,13 +106,16 @@ def scan(
                         "manifest": found.manifest,
                         "report_time": found.report_time.isoformat(),
                         "annotations": found.annotations,
-                        "missing_from_inventory": found.candidates,
-                        "quarantined": list(found.quarantined),
-                        "unknown": len(found.unknown),
+                        "candidates": found.candidates,
+                        "quarantined": found.quarantined,
+                        "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in found.unknown],
+                        "untracked": found.untracked,
                     }
                 )
             )
             return
+        for key in found.untracked:
+            click.echo(f"untracked metadata: {key} (no annotation row points to it)")
         click.echo(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
@@ -117,9 +123,7 @@ def scan(
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
-    results = []
-    for shard in shards:
-        results.append(reconciler.scan_shard(shard))
+    results = [reconciler.scan_shard(shard) for shard in shards]
     engine.dispose()
     if output == "json":
         click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
@@ -173,6 +177,12 @@ def print_scan(results: list[ScanResult]) -> None:
             click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
         if r.missing_files or r.restored_files:
             click.echo(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
+        for annotation_id, key in r.moved:
+            click.echo(f"annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}")
+        for key in r.untracked:
+            click.echo(
+                f"untracked metadata: {key} (no annotation row points to it); ingest it: {reingest_command(key)}"
+            )
 
 
 @click.command()
@@ -190,17 +200,25 @@ def purge(
     output: str,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry_run, endpoint_url, anonymous)
+    dry = dry_run_from(dry_run, default=True)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url, anonymous)
     r = reconciler.purge()
     engine.dispose()
     if output == "json":
         click.echo(documents.dumps(documents.purge(r)))
+        click.echo(str(dry), err=True)
         return
     verb = "would purge" if r.dry_run else "purged"
     click.echo(
         f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
+    click.echo(str(dry))
+    for annotation_id, new_key in r.moved:
+        click.echo(
+            f"annotation {annotation_id} moved to {new_key} (it carries the annotation's natural key); "
+            f"not deleted. Re-point it: {reingest_command(new_key)}"
+        )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         click.echo(
             f"held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
@@ -211,132 +229,58 @@ def purge(
 @click.command()
 @db_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
-def status(db_url: str | None, db_secret_arn: str | None, output: str) -> None:
-    """Quarantine counts by status and dataset, oldest quarantined, held datasets, missing files."""
-    engine = engine_from(db_url, db_secret_arn)
-    try:
-        found = operators.status(engine)
-    except LedgerSchemaError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
-    oldest = found.oldest_quarantined
-    report: dict[str, Any] = {
-        "by_status": found.by_status,
-        "by_dataset": [{"dataset_id": d, "status": s, "count": c} for d, s, c in found.by_dataset],
-        "oldest_quarantined": None
-        if oldest is None
-        else {
-            "annotation_id": oldest.annotation_id,
-            "s3_metadata_path": oldest.s3_metadata_path,
-            "detected_at": oldest.detected_at.isoformat(),
-            "purge_after": oldest.purge_after.isoformat(),
-        },
-        "held_datasets": {str(d): c for d, c in found.held_datasets},
-        "annotations_with_missing_files": {str(a): c for a, c in found.missing_files},
-        "released_by_operator": [
-            {
-                "annotation_id": e.annotation_id,
-                "dataset_id": e.dataset_id,
-                "s3_metadata_path": e.s3_metadata_path,
-                "by": e.released_by,
-                "at": e.released_at.isoformat() if e.released_at else None,
-            }
-            for e in found.released
-        ],
-        "resurrected": [
-            {
-                "annotation_id": r.annotation_id,
-                "metadata_key": r.metadata_key,
-                "purged_at": r.purged_at.isoformat(),
-                "found_at": r.found_at.isoformat(),
-                "found_by": r.found_by,
-                "reingest": reingest_command(r.metadata_key),
-            }
-            for r in found.resurrected
-        ],
-        "blind_prefixes": [
-            {
-                "prefix": b.prefix,
-                "dataset_id": b.dataset_id,
-                "since": b.first_failed_at.isoformat(),
-                "last_failed_at": b.last_failed_at.isoformat(),
-                "days": b.failures,
-                "last_error": b.last_error,
-            }
-            for b in found.blind
-        ],
-    }
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=status_view.ROWS_SHOWN,
+    show_default=True,
+    help="Waiting rows shown per dataset in text (json has them all).",
+)
+@click.pass_context
+def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, output: str, limit: int) -> None:
+    """What waits and why: counts by status, each held, failed, unknown or overdue row with its reason and next
+    command (by dataset), blind prefixes, missing files, operators' releases, resurrections."""
+    function = via_lambda.function_of(ctx)
+    if function:
+        report = via_lambda.invoke(function, {"action": "status"})
+    else:
+        engine = engine_from(db_url, db_secret_arn)
+        try:
+            report = ledger_status.as_json(operators.status(engine))
+        except LedgerSchemaError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            engine.dispose()
     if output == "json":
         click.echo(json.dumps(report, indent=2))
         return
-    table = Table("status", "annotations")
-    for name in ("quarantined", "held", "released", "purged", "restored"):
-        table.add_row(name, str(found.by_status.get(name, 0)))
-    console.print(table)
-    if report["oldest_quarantined"]:
-        o = report["oldest_quarantined"]
-        console.print(
-            f"oldest quarantined: annotation {o['annotation_id']} since {o['detected_at']} "
-            f"(purge after {o['purge_after']})"
-        )
-    for dataset_id, count in found.held_datasets:
-        console.print(f"[yellow]held: dataset {dataset_id}: {count} annotations await `approve --dataset-id`")
-    for annotation_id, count in found.missing_files:
-        console.print(f"annotation {annotation_id}: {count} data files missing from S3")
-    for e in found.released:
-        console.print(
-            f"released by {e.released_by}: annotation {e.annotation_id} (dataset {e.dataset_id}), exempt while "
-            f"its stored path is {e.s3_metadata_path}; end it: release --clear --annotation-id {e.annotation_id}",
-            soft_wrap=True,
-        )
-    for b in found.blind:
-        console.print(
-            f"[red]blind prefix: {b.prefix} (dataset {b.dataset_id}) could not be listed since "
-            f"{b.first_failed_at.isoformat()} ({b.failures} day(s)); last error: {b.last_error}",
-            soft_wrap=True,
-        )
-    for item in report["resurrected"]:
-        console.print(
-            f"[red]purged annotation {item['annotation_id']} has its metadata back in S3 "
-            f"({item['metadata_key']}, found by {item['found_by']} at {item['found_at']}); re-ingest it: "
-            f"{item['reingest']}",
-            soft_wrap=True,
-        )
-
-
-def reingest_command(metadata_key: str) -> str:
-    """The ``annotation-reconciler ingest`` command that brings back the annotation of a metadata key."""
-    parts = metadata_key.split("/")
-    if len(parts) < 5 or parts[2] != "Reconstructions" or not parts[3].startswith("VoxelSpacing"):
-        return f"annotation-reconciler ingest --bucket BUCKET  # for {metadata_key}"
-    dataset, run, spacing = parts[0], parts[1], parts[3][len("VoxelSpacing") :]
-    return (
-        f"annotation-reconciler ingest --bucket $RECONCILER_BUCKET --dataset-id {dataset} "
-        f"--run-name {shlex.quote(run)} --voxel-spacing {spacing}"
-    )
+    status_view.render(report, console, rows=limit)
 
 
 @click.command()
 @db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
 @click.option("--by", default=operator_name, help="Who approves (for the audit; default $USER).")
-def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
+@click.pass_context
+def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
-    engine = engine_from(db_url, db_secret_arn)
-    try:
-        count = operators.approve(engine, dataset_id, by=by)
-        if not count:
+    function = via_lambda.function_of(ctx)
+    if function:
+        count = int(via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"])
+    else:
+        engine = engine_from(db_url, db_secret_arn)
+        try:
+            count = operators.approve(engine, dataset_id, by=by)
             with engine.connect() as conn:
-                known = history.dataset_known(conn, dataset_id)
-    finally:
-        engine.dispose()
-    if not count:
+                known = bool(count) or history.dataset_known(conn, dataset_id)
+        finally:
+            engine.dispose()
         if not known:
             raise UsageError(
                 f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
                 "(`annotation-reconciler status` lists the held datasets)"
             )
+    if not count:
         click.echo(
             f"dataset {dataset_id} has no held annotations: nothing to approve "
             "(`annotation-reconciler status` lists the held datasets)"
@@ -350,30 +294,49 @@ def approve(db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: 
 @click.option("--annotation-id", type=int, required=True)
 @click.option("--by", default=operator_name, help="Who releases (for the audit; default $USER).")
 @click.option("--clear", is_flag=True, help="End an earlier release: scans and events judge the annotation again.")
-def release(db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool) -> None:
+@click.pass_context
+def release(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool
+) -> None:
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
+    function = via_lambda.function_of(ctx)
+    if function and clear:
+        raise click.UsageError("release --clear needs the database; the schedule function does not take it")
+    if function:
+        answer = via_lambda.invoke(function, {"action": "release", "annotation_id": annotation_id, "by": by})
+        if not answer["released"]:
+            raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+        click.echo(f"annotation {annotation_id}: {answer.get('outcome', 'released')} (by {by}, through {function})")
+        return
     engine = engine_from(db_url, db_secret_arn)
     try:
-        if clear:
-            done = operators.clear_release(engine, annotation_id, by=by)
-        else:
-            done = int(operators.release(engine, annotation_id, by=by))
-        if not done:
-            with engine.connect() as conn:
-                if not history.annotation_known(conn, annotation_id):
-                    raise UsageError(
-                        f"no annotation {annotation_id} in the portal or the reconciler's ledger: check the id"
-                    )
-    finally:
+        with engine.connect() as conn:
+            if not history.annotation_known(conn, annotation_id):
+                raise UsageError(
+                    f"no annotation {annotation_id} in the portal or the reconciler's ledger: check the id"
+                )
+    except BaseException:
         engine.dispose()
+        raise
     if clear:
-        if not done:
+        cleared = operators.clear_release(engine, annotation_id, by=by)
+        engine.dispose()
+        if not cleared:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
         click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
         return
+    done = operators.release(engine, annotation_id, by=by)
+    kept = operators.exemption(engine, annotation_id) if done is Released.ALREADY else None
+    engine.dispose()
     if not done:
-        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row")
+        raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+    if kept is not None:
+        click.echo(
+            f"annotation {annotation_id} is already released by {kept.released_by} (at {kept.released_at}), exempt "
+            f"while its stored path is {kept.s3_metadata_path}: the release is kept, nothing changed"
+        )
+        return
     click.echo(
         f"released annotation {annotation_id} (by {by}); exempt until its metadata or stored path changes, "
         f"or `annotation-reconciler release --clear --annotation-id {annotation_id}`"

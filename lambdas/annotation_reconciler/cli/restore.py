@@ -7,7 +7,7 @@ import datetime
 import click
 from sqlalchemy.exc import DBAPIError
 
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from, operator_name
+from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from, operator_name
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.restore import RestoreError, RestoreScope
 from annotation_reconciler.restore import restore as restore_purged
@@ -29,7 +29,11 @@ def parse_since(value: str | None) -> datetime.datetime | None:
 @click.option("--annotation-id", type=int, help="Restore this purged annotation.")
 @click.option("--dataset-id", type=int, help="Restore the purged annotations of this dataset.")
 @click.option("--since", help="With --dataset-id: only those purged at or after this ISO 8601 time.")
-@click.option("--dry-run/--no-dry-run", default=True, help="Only show (default); --no-dry-run writes.")
+@click.option(
+    "--dry-run/--no-dry-run",
+    default=None,
+    help="Only show; --no-dry-run writes (default: $RECONCILER_DRY_RUN; unset: dry run).",
+)
 @click.option("--by", default=operator_name, help="Who restores (for the audit; default $USER).")
 def restore(
     db_url: str | None,
@@ -37,7 +41,7 @@ def restore(
     annotation_id: int | None,
     dataset_id: int | None,
     since: str | None,
-    dry_run: bool,
+    dry_run: bool | None,
     by: str,
 ) -> None:
     """Put purged annotations back, with every child row and their original ids, from the deletion audit
@@ -48,6 +52,8 @@ def restore(
         raise UsageError("give --annotation-id N, or --dataset-id N (optionally with --since TIME)")
     if since is not None and dataset_id is None:
         raise UsageError("--since goes with --dataset-id")
+    dry = dry_run_from(dry_run, default=True)
+    dry_run = dry.on
     scope = RestoreScope(annotation_id=annotation_id, dataset_id=dataset_id, since=parse_since(since))
     engine = engine_from(db_url, db_secret_arn)
     try:
@@ -66,5 +72,6 @@ def restore(
     verb = "would restore" if dry_run else "restored"
     rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
     click.echo(f"{verb} {len(result.annotations)} annotations ({rows}): {result.annotations[:20]}")
+    click.echo(str(dry))
     if dry_run:
         click.echo("dry run: nothing written; run again with --no-dry-run to restore")

@@ -2,7 +2,8 @@
 
 - ``handle_events`` (:mod:`.events`): S3 object events (through SQS, or direct S3 / EventBridge invocations).
 - ``handle_schedule`` (:mod:`.schedule`): the EventBridge schedule: purge, and fan out the full reconciliation
-  (``migrate`` is the portal owner's, from the CLI: the Lambdas' role may create nothing).
+  (``migrate`` is the portal owner's, from the CLI: the Lambdas' role may create nothing); ``status``, ``approve``
+  and ``release`` (:mod:`.operator`) let an operator act without a database client.
 - ``handle_work`` (:mod:`.work`): the work queue: one full-reconciliation shard per message (a LIST shard, or a
   slice of S3 Inventory candidates to confirm).
 

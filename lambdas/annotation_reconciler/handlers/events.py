@@ -67,6 +67,10 @@ def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
     count("EventsSeen", len(changes))
     count("EventsRejected", len(failures))
     count("EventsSkipped", sum(len(m.skips) for m in parsed.messages))
+    unsafe = [s.detail for m in parsed.messages for s in m.skips if s.reason == "unsafe_key"]
+    if unsafe:  # a key S3 accepts: retrying could never help, so it is counted and skipped, never failed
+        count("EventKeysUnsafe", len(unsafe))
+        logger.warning("skipped events for keys the reconciler will not reason about", extra={"keys": unsafe[:20]})
     quarantined = released = 0
     try:
         result = _apply(rt, changes)

@@ -13,6 +13,8 @@ from annotation_reconciler import inventory_shards, shards
 from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import InventoryStale
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
+from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_action
+from annotation_reconciler.ledger import waiting
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.runtime import Runtime
 
@@ -27,7 +29,8 @@ MIGRATE_MOVED = (
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The schedule: ``{"action": "purge" | "reconcile" | "all"}`` (top level or in ``detail``)."""
+    """The schedule: ``{"action": "purge" | "reconcile" | "all"}`` (top level or in ``detail``), and the operator's
+    ``status``, ``approve`` and ``release`` (:mod:`.operator`)."""
     logger.set_correlation_id(correlation_id(event, context))
     with package_logs(logger):
         return _handle_schedule(event, context)
@@ -38,9 +41,13 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     action = (detail or {}).get("action") or event.get("action") or "all"
     if action == "migrate":
         raise ValueError(MIGRATE_MOVED)
-    if action not in ("purge", "reconcile", "all"):
-        raise ValueError(f"unknown schedule action {action!r}: use 'purge', 'reconcile' or 'all'")
+    if action not in ("purge", "reconcile", "all", *OPERATOR_ACTIONS):
+        raise ValueError(
+            f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all', 'status', 'approve' or 'release'"
+        )
     rt = runtime()
+    if action in OPERATOR_ACTIONS:
+        return operator_action(rt, action, {**event, **(detail or {})})
     if action in ("reconcile", "all") and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
@@ -56,6 +63,12 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         count("AnnotationsHeld", len(purge.held))
         count("AnnotationsUnknown", len(purge.unknown))
         count("PurgeBatchesRolledBack", len(purge.errors))
+        if purge.failed:
+            logger.error(
+                "the purge could not delete some rows even alone; they wait with their error "
+                "(see `annotation-reconciler status`)",
+                extra={"failed_count": len(purge.failed), "failed": capped(purge.failed)},
+            )
         if purge.held:
             metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(purge.held))
             logger.error(
@@ -67,12 +80,14 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "dry run: would purge",
                 extra={"annotation_count": len(purge.would_delete), "annotation_ids": capped(purge.would_delete)},
             )
+        answer["waiting"] = _emit_gauges(rt)
         answer["purge"] = {
             "deleted": len(purge.deleted),
             "would_delete": len(purge.would_delete),
             "released": len(purge.released),
             "held": len(purge.held),
             "unknown": len(purge.unknown),
+            "failed": len(purge.failed),
         }
     if action in ("reconcile", "all"):
         plan = _inventory_plan(rt, context) if rt.settings.inventory_manifest else None
@@ -80,12 +95,14 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             queued = send_shards(rt, inventory_shards.shard_messages(plan))
             count("InventoryCandidates", len(plan.candidates))
             count("AnnotationsUnknown", len(plan.unknown))
+            count("MetadataUntracked", len(plan.untracked))
             count("ShardsQueued", queued)
             answer["inventory"] = {
                 "manifest": plan.manifest,
                 "report_time": plan.report_time.isoformat(),
                 "candidates": len(plan.candidates),
                 "unknown": len(plan.unknown),
+                "untracked": len(plan.untracked),
                 "shards_queued": queued,
             }
         else:
@@ -95,8 +112,23 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return answer
 
 
+def _emit_gauges(rt: Runtime) -> dict[str, int]:
+    """Every waiting state as a gauge, emitted each period even when zero (an alarm then clears only when the
+    rows stop waiting, not when a run stops announcing them)."""
+    with rt.engine.connect() as conn:
+        found = waiting.gauges(conn, now=rt.reconciler.clock()).metrics()
+    for name, value in found.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if any(found.values()):
+        logger.warning("rows and prefixes wait; `annotation-reconciler status` explains each", extra={"waiting": found})
+    return found
+
+
 def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan | None:
-    """The inventory's candidates, or None when the report is too old: then the LIST fan-out runs instead."""
+    """The inventory's candidates, or None when the report cannot be used: then the LIST fan-out runs instead.
+    Too old: InventoryStale. Anything else (no report, a data file missing or altered, a manifest of another
+    bucket, a report too large for the time budget, an S3 error): InventoryUnreadable. Either way the
+    period still reconciles: a lost deletion is found by the LISTs."""
     assert rt.settings.inventory_manifest is not None
     try:
         return inventory_shards.plan_inventory(
@@ -105,4 +137,10 @@ def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan
     except InventoryStale as exc:
         count("InventoryStale", 1)
         logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})
-        return None
+    except Exception as exc:
+        count("InventoryUnreadable", 1)
+        logger.exception(
+            "inventory could not be read; reconciling with LISTs instead",
+            extra={"reason": f"{type(exc).__name__}: {exc}"},
+        )
+    return None

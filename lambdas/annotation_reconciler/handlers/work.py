@@ -30,6 +30,12 @@ def _scan(
     count("AnnotationsUnknown", len(result.unknown))
     count("AnnotationsResurrected", len(result.resurrected))
     count("AnnotationFilesMissing", result.missing_files)
+    count("MetadataUntracked", len(result.untracked))
+    if result.untracked:
+        logger.warning(
+            "metadata in S3 that no annotation row points to (see `annotation-reconciler status`)",
+            extra={"untracked_count": len(result.untracked), "untracked": result.untracked[:20]},
+        )
     if result.held:
         metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
         logger.error(
@@ -58,10 +64,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
             "candidates changed in the database since the plan; skipped",
             extra={"count": len(result.skipped), "ids": capped(result.skipped)},
         )
-    if result.unknown:
-        # Nothing was decided for them; the confirmed part is written. Retry the slice (then DLQ).
-        raise RuntimeError(f"S3 could not confirm {len(result.unknown)} inventory candidates")
-    if result.remaining:
+    if result.remaining:  # the continuation first: what was done is written, the rest goes on
         if not rt.settings.work_queue_url:
             raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
         send_shards(rt, [inventory_shards.continuation(shard, result.remaining)])
@@ -69,6 +72,22 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
             "time budget ran out; inventory slice continues in a new message",
             extra={"remaining": len(result.remaining)},
         )
+    if result.unknown:
+        # Nothing was decided for them; only they are asked about again, a few times, then they wait for the
+        # next report (counted): an unknown candidate never fails the slice.
+        again = inventory_shards.retry(shard, result.unknown) if rt.settings.work_queue_url else None
+        if again is not None:
+            send_shards(rt, [again], delay_seconds=prefix_retry.RETRY_DELAY_S)
+            logger.warning(
+                "S3 could not confirm some inventory candidates; they are retried alone",
+                extra={"count": len(result.unknown), "attempt": again["attempt"]},
+            )
+        else:
+            count("AnnotationsUnknown", len(result.unknown))
+            logger.error(
+                "S3 could not confirm some inventory candidates after their retries; they wait for the next report",
+                extra={"count": len(result.unknown), "ids": capped([i for i, _ in result.unknown])},
+            )
 
 
 def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
@@ -88,7 +107,10 @@ def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
             "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
         )
     now = rt.reconciler.clock()
-    retry, blind = prefix_retry.split_failures(list(result.failed_prefixes), attempt)
+    # a prefix over RECONCILER_SCAN_PAGE_LIMIT would be over it again: blind at once, not retried
+    over_limit = set(result.over_page_limit)
+    retry, blind = prefix_retry.split_failures([p for p in result.failed_prefixes if p not in over_limit], attempt)
+    blind = sorted({*blind, *(p for p in over_limit if p in result.failed_prefixes)})
     if retry:
         retry_body = prefix_retry.retry_message(scope, retry, attempt + 1)
         send_shards(rt, [retry_body], delay_seconds=prefix_retry.RETRY_DELAY_S)

@@ -12,18 +12,25 @@ from sqlalchemy import Connection, text
 from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
-# In the statements below, the change ``c`` is strictly newer than the row ``q`` when its time is later, or
-# equal with both sequencers known and c's greater: upper-cased, left-padded with zeros to
-# ordering.SEQUENCER_WIDTH (64), compared byte by byte (COLLATE "C"). A row written without a stamp counts
-# as stamped at its detection, without a sequencer.
+# In the statements below, the change ``c`` (time t, end of its interval u, sequencer s) is strictly newer than
+# the row ``q`` when c began once q's interval was over (t >= q's end and t > q's time), or, their intervals
+# overlapping, when both sequencers are known and c's is greater: upper-cased, left-padded with zeros to
+# ordering.SEQUENCER_WIDTH (64), compared byte by byte (COLLATE "C"). A row written without a stamp counts as
+# stamped at its detection, an instant, without a sequencer. See ordering.newer.
 
 
-# the change c is strictly newer than the row q (see the comment above)
-_C_IS_NEWER = """(COALESCE(q.event_time, q.detected_at) < c.t
-       OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+# the change c is strictly newer than the row q (see the comment above); q's time is
+# COALESCE(q.event_time, q.detected_at) and its end COALESCE(q.event_until, q.event_time, q.detected_at)
+_C_IS_NEWER = """((c.t >= COALESCE(q.event_until, q.event_time, q.detected_at)
+        AND c.t > COALESCE(q.event_time, q.detected_at))
+       OR (q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
+           AND NOT (COALESCE(q.event_time, q.detected_at) >= c.u AND COALESCE(q.event_time, q.detected_at) > c.t)
            AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
                < lpad(upper(c.s), 64, '0') COLLATE "C"))"""
-_CHANGES = "unnest(CAST(:ids AS integer[]), CAST(:times AS timestamptz[]), CAST(:seqs AS text[])) AS c(id, t, s)"
+_CHANGES = (
+    "unnest(CAST(:ids AS integer[]), CAST(:times AS timestamptz[]), CAST(:seqs AS text[]), "
+    "CAST(:untils AS timestamptz[])) AS c(id, t, s, u)"
+)
 
 
 def _params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
@@ -36,6 +43,7 @@ def _params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
         "ids": ids,
         "times": [newest[i].time for i in ids],
         "seqs": [newest[i].sequencer for i in ids],
+        "untils": [newest[i].end for i in ids],
     }
 
 
@@ -44,13 +52,15 @@ def newest_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, Ro
     if not annotation_ids:
         return {}
     rows = conn.execute(
-        text("""SELECT DISTINCT ON (annotation_id) annotation_id, status, event_time, event_sequencer
+        text("""SELECT DISTINCT ON (annotation_id) annotation_id, status, event_time, event_sequencer, event_until
                 FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = ANY(CAST(:ids AS integer[]))
                 ORDER BY annotation_id, id DESC"""),
         {"ids": sorted(set(annotation_ids))},
     ).all()
     return {
-        r.annotation_id: RowState(r.status, Stamp(r.event_time, r.event_sequencer) if r.event_time else None)
+        r.annotation_id: RowState(
+            r.status, Stamp(r.event_time, r.event_sequencer, r.event_until) if r.event_time else None
+        )
         for r in rows
     }
 
@@ -60,14 +70,11 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> Non
     if not items:
         return
     conn.execute(
-        text(f"""UPDATE annotation_reconciler.annotation_quarantine q SET event_time = c.t, event_sequencer = c.s
+        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
+                 SET event_time = c.t, event_sequencer = c.s, event_until = c.u
                  FROM {_CHANGES}
                  WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
-                   AND (q.event_time IS NULL
-                        OR q.event_time < c.t
-                        OR (q.event_time = c.t AND q.event_sequencer IS NOT NULL AND c.s IS NOT NULL
-                            AND lpad(upper(q.event_sequencer), 64, '0') COLLATE "C"
-                                < lpad(upper(c.s), 64, '0') COLLATE "C"))"""),  # noqa: S608
+                   AND (q.event_time IS NULL OR {_C_IS_NEWER})"""),  # noqa: S608 (constants of this module)
         _params(items),
     )
 
@@ -83,7 +90,7 @@ def release_older(
     rows = conn.execute(
         text(f"""UPDATE annotation_reconciler.annotation_quarantine q
                  SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
-                     event_time = c.t, event_sequencer = c.s
+                     event_time = c.t, event_sequencer = c.s, event_until = c.u
                  FROM {_CHANGES}
                  WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
                    AND {_C_IS_NEWER}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from sqlalchemy import Connection, text
 
@@ -31,23 +32,38 @@ def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> bool:
-    """Close the annotation's open row as released by ``by`` and make it exempt; False if it has none."""
-    conn.execute(
-        text(
-            "UPDATE annotation_reconciler.annotation_quarantine SET exempt = false WHERE exempt AND annotation_id = :id"
-        ),
-        {"id": annotation_id},
-    )
-    row = conn.execute(
+class Released(Enum):
+    """What ``release`` found: it released an open row now, the annotation was exempt already (a repeated
+    release keeps the first), or there was nothing to release (then nothing was written)."""
+
+    NOW = "released"
+    ALREADY = "already released"
+    NOTHING = "nothing to release"
+
+    def __bool__(self) -> bool:
+        return self is not Released.NOTHING
+
+
+def release_by_operator(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> Released:
+    """Close the annotation's open row as released by ``by`` and make it exempt (an earlier exemption of it ends:
+    the newest release is the one that counts). Without an open row nothing is written: an annotation an operator
+    released already stays released (``ALREADY``), any other is ``NOTHING``."""
+    released = conn.execute(
         text(f"""UPDATE annotation_reconciler.annotation_quarantine
                  SET status = 'released', resolved_at = :now, resolved_by = :by, exempt = true, claimed_until = NULL,
                      resolution = 'released by ' || :by || ': exempt until its metadata or stored path changes'
                  WHERE annotation_id = :id AND status IN {OPEN_STATUS_LIST}
-                 RETURNING annotation_id"""),  # noqa: S608 (a constant of ledger/models.py)
+                 RETURNING id"""),  # noqa: S608 (a constant of ledger/models.py)
         {"id": annotation_id, "now": now, "by": by},
-    ).first()
-    return row is not None
+    ).scalar()
+    if released is None:
+        return Released.ALREADY if exempted(conn, [annotation_id]) else Released.NOTHING
+    conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_quarantine SET exempt = false
+                WHERE exempt AND annotation_id = :id AND id <> :kept"""),
+        {"id": annotation_id, "kept": released},
+    )
+    return Released.NOW
 
 
 def clear(conn: Connection, annotation_id: int, *, now: datetime.datetime, by: str) -> int:
@@ -77,3 +93,14 @@ def listed(conn: Connection) -> list[Exemption]:
                 FROM annotation_reconciler.annotation_quarantine WHERE exempt ORDER BY resolved_at, annotation_id""")
     ).all()
     return [Exemption(*r) for r in rows]
+
+
+def exemption_of(conn: Connection, annotation_id: int) -> Exemption | None:
+    """The operator's release that keeps this annotation exempt, if any (for a repeated ``release``)."""
+    row = conn.execute(
+        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, resolved_at
+                FROM annotation_reconciler.annotation_quarantine WHERE exempt AND annotation_id = :id
+                ORDER BY id DESC LIMIT 1"""),
+        {"id": annotation_id},
+    ).first()
+    return None if row is None else Exemption(*row)

@@ -19,7 +19,13 @@ from annotation_reconciler.ledger import AUDIT_SCHEMA, LEDGER_SCHEMA, SCHEMAS
 
 #: The tables the migrations make, by schema (their sequences, indexes and row types come with them).
 TABLES = {
-    LEDGER_SCHEMA: ("annotation_quarantine", "missing_annotation_file", "annotation_resurrection", "blind_prefix"),
+    LEDGER_SCHEMA: (
+        "annotation_quarantine",
+        "missing_annotation_file",
+        "annotation_resurrection",
+        "blind_prefix",
+        "untracked_metadata",
+    ),
     AUDIT_SCHEMA: ("deleted_annotation", "annotation_reconciler_alembic_version"),
 }
 #: The legacy place of the version table (before 0006 it lived in the working schema).

@@ -66,6 +66,7 @@ class AnnotationQuarantine(LedgerBase):
         Index("ix_annotation_quarantine_dataset", "dataset_id", "status"),
         Index("ix_annotation_quarantine_metadata_key_folded", "metadata_key_folded"),
         Index("ix_annotation_quarantine_exempt", "annotation_id", postgresql_where=text("exempt")),
+        Index("ix_annotation_quarantine_resolved_at", "resolved_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -93,6 +94,12 @@ class AnnotationQuarantine(LedgerBase):
     # The event that opened or last closed the row (for a row a listing opened: when that listing started).
     event_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     event_sequencer: Mapped[str | None] = mapped_column(String)
+    event_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))  # its time's interval end
+    # The last purge that could not delete this row alone: its error, when, and how many purges in a row.
+    purge_error: Mapped[str | None] = mapped_column(String)
+    purge_failed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    purge_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    unknown_reason: Mapped[str | None] = mapped_column(String)  # why the last purge could not decide the row
 
 
 class MissingAnnotationFile(LedgerBase):
@@ -104,6 +111,12 @@ class MissingAnnotationFile(LedgerBase):
             "uq_missing_annotation_file_open",
             "annotation_file_id",
             unique=True,
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index(
+            "ix_missing_annotation_file_open_keys",
+            "removed_keys",
+            postgresql_using="gin",
             postgresql_where=text("resolved_at IS NULL"),
         ),
     )
@@ -179,3 +192,20 @@ class DeletedAnnotation(AuditBase):
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     restored_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     restored_by: Mapped[str | None] = mapped_column(String)
+
+
+class UntrackedMetadata(LedgerBase):
+    """A metadata key in S3 that no annotation row points to (found by a scan or an S3 Inventory): reported by
+    ``status`` and the MetadataUntracked metric until a listing of its prefix shows it tracked or gone. When it
+    carries the natural key of an annotation whose own key is gone, that annotation was *moved* here."""
+
+    __tablename__ = "untracked_metadata"
+    __table_args__ = (Index("ix_untracked_metadata_prefix", "prefix", "resolved_at"),)
+
+    metadata_key: Mapped[str] = mapped_column(String, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String, nullable=False)  # its Annotations/ prefix
+    dataset_id: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_seen_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    moved_annotation_id: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -41,7 +41,7 @@ def claim_due(
                       WHERE status = 'quarantined' AND purge_after <= :now
                         AND (claimed_until IS NULL OR claimed_until <= :now)
                         AND id <> ALL(CAST(:exclude AS bigint[]))
-                      ORDER BY purge_after, id
+                      ORDER BY purge_failures > 0, purge_after, id
                       LIMIT :limit
                       FOR UPDATE SKIP LOCKED) AS due
                 WHERE q.id = due.id
@@ -69,13 +69,44 @@ def lock_claims(conn: Connection, claims: Sequence[Claim]) -> list[Claim]:
     return [Claim(r.id, r.annotation_id, r.dataset_id, r.s3_metadata_path, r.metadata_key, r.approved) for r in rows]
 
 
-def end_claims(conn: Connection, quarantine_ids: Sequence[int]) -> None:
-    """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them."""
-    if quarantine_ids:
+def end_claims(conn: Connection, quarantine_ids: Sequence[int], *, settled: bool = True) -> None:
+    """Drop the lease of rows the purge left quarantined (unknown, dry run): the next purge takes them. A row
+    ``settled`` (the purge decided it without an error) loses the error an earlier purge marked it with."""
+    if not quarantine_ids:
+        return
+    if settled:
         conn.execute(
-            text(
-                "UPDATE annotation_reconciler.annotation_quarantine SET claimed_until = NULL WHERE id = "
-                "ANY(CAST(:ids AS bigint[]))"
-            ),
+            text("""UPDATE annotation_reconciler.annotation_quarantine
+                    SET claimed_until = NULL, purge_error = NULL, purge_failures = 0, unknown_reason = NULL
+                    WHERE id = ANY(CAST(:ids AS bigint[]))"""),
             {"ids": list(quarantine_ids)},
+        )
+        return
+    conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_quarantine SET claimed_until = NULL
+                WHERE id = ANY(CAST(:ids AS bigint[]))"""),
+        {"ids": list(quarantine_ids)},
+    )
+
+
+def mark_failed(conn: Connection, quarantine_id: int, *, error: str, now: datetime.datetime) -> None:
+    """A due row the purge could not settle even alone: keep its error (first 2,000 characters) and end the
+    lease. It stays quarantined; the next purge tries it again, after the rows that have not failed."""
+    conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_quarantine
+                SET claimed_until = NULL, purge_error = :error, purge_failed_at = :now,
+                    purge_failures = purge_failures + 1
+                WHERE id = :id"""),
+        {"id": quarantine_id, "error": error[:2000], "now": now},
+    )
+
+
+def mark_unknown(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
+    """Due rows the purge could not decide (S3 could not say): keep why, (ledger id, reason), for ``status``."""
+    if rows:
+        conn.execute(
+            text("""UPDATE annotation_reconciler.annotation_quarantine q SET unknown_reason = u.reason
+                    FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS u(id, reason)
+                    WHERE q.id = u.id AND q.status = 'quarantined'"""),
+            {"ids": [r[0] for r in rows], "reasons": [r[1][:2000] for r in rows]},
         )

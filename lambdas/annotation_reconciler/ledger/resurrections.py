@@ -51,3 +51,23 @@ def purged_keys_in_scope(conn: Connection, scope: Scope, *, since: datetime.date
         },
     ).scalars()
     return list(rows)
+
+
+def open_keys(conn: Connection) -> list[tuple[int, str]]:
+    """(resurrection id, metadata key) of every open resurrection."""
+    rows = conn.execute(
+        text("""SELECT id, metadata_key FROM annotation_reconciler.annotation_resurrection
+                WHERE resolved_at IS NULL ORDER BY id""")
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def close(conn: Connection, resurrection_ids: Sequence[int], *, now: datetime.datetime) -> int:
+    """Close these resurrections (their annotation is back in the portal); returns how many."""
+    if not resurrection_ids:
+        return 0
+    return conn.execute(
+        text("""UPDATE annotation_reconciler.annotation_resurrection SET resolved_at = :now
+                WHERE resolved_at IS NULL AND id = ANY(CAST(:ids AS bigint[]))"""),
+        {"ids": list(resurrection_ids), "now": now},
+    ).rowcount

@@ -80,3 +80,15 @@ def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[
         {"paths": list(stored_paths)},
     ).all()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+def natural_keys(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, tuple[int, str] | None]:
+    """annotation id -> its natural key without the run, (deposition_id, annotation_ingest_id), as the importer
+    upserts on it (None when the row lacks a deposition)."""
+    if not annotation_ids:
+        return {}
+    rows = conn.execute(
+        text("SELECT id, deposition_id, annotation_ingest_id FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"),
+        {"ids": list(annotation_ids)},
+    ).all()
+    return {r[0]: (r[1], r[2]) if r[1] is not None and r[2] else None for r in rows}

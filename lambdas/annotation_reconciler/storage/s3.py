@@ -99,6 +99,39 @@ class S3Storage:
             elif not token:
                 raise StorageError("ListObjectsV2", self.bucket, prefix, RuntimeError("truncated page without a token"))
 
+    def list_folders(self, prefix: str, *, max_pages: int | None = None) -> frozenset[str]:
+        """The folders directly in ``prefix`` (full prefixes ending in ``/``): a LIST with a delimiter, paginated,
+        raising :class:`StorageError` on any failure and :class:`PageLimitError` beyond ``max_pages`` pages."""
+        folders: set[str] = set()
+        token: str | None = None
+        pages = 0
+        while True:
+            if max_pages is not None and pages >= max_pages:
+                raise PageLimitError(self.bucket, prefix, max_pages)
+            pages += 1
+            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
+            if token:
+                params["ContinuationToken"] = token
+            page = self._list_page(prefix, params)
+            folders.update(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            if not page.get("IsTruncated"):
+                return frozenset(folders)
+            token = page.get("NextContinuationToken")
+            if not token:
+                raise StorageError("ListObjectsV2", self.bucket, prefix, RuntimeError("truncated page without a token"))
+
+    def folders_many(
+        self, prefixes: Iterable[str], *, concurrency: int, max_pages: int | None = None
+    ) -> dict[str, frozenset[str] | StorageError]:
+        """:meth:`list_folders` of every prefix, ``concurrency`` at a time: prefix -> its folders, or the error."""
+        return self._run_many(
+            sorted(set(prefixes)),
+            lambda prefix: self.list_folders(prefix, max_pages=max_pages),
+            concurrency=concurrency,
+            remaining_seconds=None,
+            margin_s=0.0,
+        )
+
     def first_key(self, prefix: str, *, start_after: str | None = None) -> str | None:
         """The first key under ``prefix`` (after ``start_after``), or None: one LIST of one key."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1}
@@ -165,6 +198,12 @@ class S3Storage:
             concurrency=concurrency,
             remaining_seconds=remaining_seconds,
             margin_s=margin_s,
+        )
+
+    def get_json_many(self, keys: Iterable[str], *, concurrency: int) -> dict[str, Any]:
+        """:meth:`get_json` of every key, ``concurrency`` at a time: key -> the document, or the StorageError."""
+        return self._run_many(
+            sorted(set(keys)), self.get_json, concurrency=concurrency, remaining_seconds=None, margin_s=0.0
         )
 
     def holds_other_many(self, folders: dict[str, str], *, concurrency: int) -> dict[str, bool | StorageError]:

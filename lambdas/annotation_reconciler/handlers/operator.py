@@ -1,0 +1,79 @@
+"""The operator's commands through the schedule function, for a machine with IAM rights and no route into the
+private VPC (``aws lambda invoke`` or ``annotation-reconciler --via-lambda FUNCTION …``; CloudTrail records the
+caller, the ledger records ``by``)::
+
+    {"action": "status"}
+    {"action": "approve", "dataset_id": 10001, "by": "alice"}
+    {"action": "release", "annotation_id": 42, "by": "alice"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from annotation_reconciler import operators
+from annotation_reconciler.handlers.common import logger
+from annotation_reconciler.ledger import status as ledger_status
+from annotation_reconciler.runtime import Runtime
+
+OPERATOR_ACTIONS = ("status", "approve", "release")
+#: Lambda returns at most 6 MB: a status answer larger than this keeps the first waiting rows and says so.
+MAX_ANSWER_BYTES = 5_000_000
+
+
+def fit_answer(report: dict[str, Any], limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
+    """The status report, its waiting rows cut (with ``waiting_total`` and a note) if it would not fit in a
+    Lambda response; the gauges and every count stay whole."""
+    size = len(json.dumps(report, default=str).encode())
+    rows = report.get("waiting", [])
+    if size <= limit or not rows:
+        return report
+    keep = max(0, int(len(rows) * limit / size * 0.9))
+    return {
+        **report,
+        "waiting": rows[:keep],
+        "waiting_total": len(rows),
+        "note": f"{len(rows) - keep} more waiting rows than a Lambda answer holds: run `status --output json` "
+        "where the database is reachable, or approve/release the first ones and ask again",
+    }
+
+
+def _whole(event: Mapping[str, Any], name: str) -> int:
+    value = event.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"the {event.get('action')!r} action needs {name!r}, a whole number, got {value!r}")
+    return value
+
+
+def _by(event: Mapping[str, Any]) -> str:
+    by = event.get("by")
+    if not isinstance(by, str) or not by.strip() or len(by) > 200:
+        raise ValueError(f"the {event.get('action')!r} action needs 'by', the operator's name, got {by!r}")
+    return by.strip()
+
+
+def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Carry out one operator command on the reconciler's clock; its answer is the function's result."""
+    now = rt.reconciler.clock()
+    if action == "status":
+        return fit_answer({"action": "status", **ledger_status.as_json(operators.status(rt.engine, now=now))})
+    if action == "approve":
+        dataset_id, by = _whole(event, "dataset_id"), _by(event)
+        approved = operators.approve(rt.engine, dataset_id, by=by, now=now)
+        logger.info("held rows approved by an operator", extra={"dataset_id": dataset_id, "by": by, "count": approved})
+        return {"action": "approve", "dataset_id": dataset_id, "by": by, "approved": approved}
+    annotation_id, by = _whole(event, "annotation_id"), _by(event)
+    released = operators.release(rt.engine, annotation_id, by=by, now=now)
+    logger.info(
+        "annotation released by an operator",
+        extra={"annotation_id": annotation_id, "by": by, "done": released.value},
+    )
+    return {
+        "action": "release",
+        "annotation_id": annotation_id,
+        "by": by,
+        "released": bool(released),
+        "outcome": released.value,  # released, already released, nothing to release
+    }
