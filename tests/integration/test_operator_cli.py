@@ -424,3 +424,25 @@ def test_ingest_prints_each_removed_prefix_whole_on_a_narrow_terminal(
     prefix = gone.metadata_key.split("Annotations/")[0]
     assert len(prefix) > 40
     assert f"{prefix}: would remove stale annotations [{ids[gone.metadata_key]}]\n" in out.stdout
+
+
+def test_scan_draws_its_progress_on_a_terminals_stderr_only(world: World) -> None:
+    import io
+
+    from rich.console import Console
+
+    from annotation_reconciler.cli.operate import shard_progress
+
+    terminal = io.StringIO()
+    with shard_progress(2, Console(file=terminal, force_terminal=True, width=80)) as advance:
+        advance("dataset 10001")
+        advance("dataset 10002")
+    assert "2/2" in terminal.getvalue()
+    piped = io.StringIO()
+    with shard_progress(2, Console(file=piped, force_terminal=False)) as advance:
+        advance("dataset 10001")
+    assert piped.getvalue() == ""
+    # through the command, piped: stderr has no progress, stdout only the rows
+    out = run("scan", "--db-url", world.db_url, "--bucket", BUCKET)
+    assert out.exit_code == 0 and out.stderr == ""
+    assert len(out.stdout.splitlines()) == len(world.portal.dataset_ids)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
@@ -123,7 +126,11 @@ def scan(
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
-    results = [reconciler.scan_shard(shard) for shard in shards]
+    results = []
+    with shard_progress(len(shards)) as advance:
+        for shard in shards:
+            results.append(reconciler.scan_shard(shard))
+            advance(f"dataset {shard.dataset_id}")
     engine.dispose()
     if output == "json":
         click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
@@ -149,6 +156,19 @@ def scan(
         raise SystemExit(1)
     if any(r.errors for r in results):
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def shard_progress(total: int, console: Console | None = None) -> Iterator[Callable[[str], None]]:
+    """A progress bar of shards scanned, on stderr, drawn only when stderr is a terminal (never in piped output)."""
+    err = console or Console(stderr=True)
+    if not err.is_terminal:
+        yield lambda _description: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("scanning", total=total)
+        yield lambda description: progress.update(task, advance=1, description=description)
 
 
 SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
