@@ -446,3 +446,29 @@ def test_scan_draws_its_progress_on_a_terminals_stderr_only(world: World) -> Non
     out = run("scan", "--db-url", world.db_url, "--bucket", BUCKET)
     assert out.exit_code == 0 and out.stderr == ""
     assert len(out.stdout.splitlines()) == len(world.portal.dataset_ids)
+
+
+def test_approve_release_and_restore_print_one_json_document(world: World) -> None:
+    _, by_scan = purge_two(world)
+    dataset = str(world.portal.dataset_ids[0])
+    approve = run("approve", "--db-url", world.db_url, "--dataset-id", dataset, "--by", "eve", "--output", "json")
+    assert approve.exit_code == 0 and json.loads(approve.stdout) == {
+        "dataset_id": int(dataset),
+        "approved": 0,
+        "by": "eve",
+    }
+    dry = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_scan), "--output", "json")
+    assert dry.exit_code == 0, dry.output
+    document = json.loads(dry.stdout)
+    assert document["dry_run"] is True and document["annotations"] == [by_scan] and document["rows"]["annotation"] == 1
+    assert "dry run" in dry.stderr and by_scan not in world.annotation_ids()
+    key = world.portal.metadata_keys[2]
+    world.delete(key)
+    world.reconciler().apply_changes(removed(key))
+    released = run("release", "--db-url", world.db_url, "--annotation-id", str(world.ids[key]), "--by", "bob",
+                   "--output", "json")  # fmt: skip
+    assert released.exit_code == 0, released.output
+    assert json.loads(released.stdout) == {"annotation_id": world.ids[key], "outcome": "released", "by": "bob"}
+    cleared = run("release", "--db-url", world.db_url, "--annotation-id", str(world.ids[key]), "--clear", "--output",
+                  "json")  # fmt: skip
+    assert json.loads(cleared.stdout)["outcome"] == "cleared"

@@ -281,8 +281,11 @@ def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, ou
 @db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
 @click.option("--by", default=operator_name, help="Who approves (for the audit; default $USER).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
+def approve(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str, output: str
+) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     function = via_lambda.function_of(ctx)
     if function:
@@ -300,6 +303,9 @@ def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, d
                 f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
                 "(`annotation-reconciler status` lists the held datasets)"
             )
+    if output == "json":
+        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": count, "by": by}))
+        return
     if not count:
         click.echo(
             f"dataset {dataset_id} has no held annotations: nothing to approve "
@@ -314,9 +320,16 @@ def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, d
 @click.option("--annotation-id", type=int, required=True)
 @click.option("--by", default=operator_name, help="Who releases (for the audit; default $USER).")
 @click.option("--clear", is_flag=True, help="End an earlier release: scans and events judge the annotation again.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def release(
-    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool
+    ctx: click.Context,
+    db_url: str | None,
+    db_secret_arn: str | None,
+    annotation_id: int,
+    by: str,
+    clear: bool,
+    output: str,
 ) -> None:
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
@@ -327,6 +340,9 @@ def release(
         answer = via_lambda.invoke(function, {"action": "release", "annotation_id": annotation_id, "by": by})
         if not answer["released"]:
             raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+        if output == "json":
+            click.echo(documents.dumps({"annotation_id": annotation_id, "by": by, **answer}))
+            return
         click.echo(f"annotation {annotation_id}: {answer.get('outcome', 'released')} (by {by}, through {function})")
         return
     engine = engine_from(db_url, db_secret_arn)
@@ -344,6 +360,9 @@ def release(
         engine.dispose()
         if not cleared:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
+        if output == "json":
+            click.echo(documents.dumps({"annotation_id": annotation_id, "outcome": "cleared", "by": by}))
+            return
         click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
         return
     done = operators.release(engine, annotation_id, by=by)
@@ -351,6 +370,18 @@ def release(
     engine.dispose()
     if not done:
         raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+    if output == "json":
+        document: dict[str, Any] = {"annotation_id": annotation_id, "outcome": "released", "by": by}
+        if kept is not None:
+            document = {
+                "annotation_id": annotation_id,
+                "outcome": "already released",
+                "by": kept.released_by,
+                "at": kept.released_at,
+                "s3_metadata_path": kept.s3_metadata_path,
+            }
+        click.echo(documents.dumps(document))
+        return
     if kept is not None:
         click.echo(
             f"annotation {annotation_id} is already released by {kept.released_by} (at {kept.released_at}), exempt "
