@@ -281,7 +281,10 @@ def release(
         answer = via_lambda.invoke(function, {"action": "release", "annotation_id": annotation_id, "by": by})
         if not answer["released"]:
             raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
-        click.echo(f"annotation {annotation_id}: {answer.get('outcome', 'released')} (by {by}, through {function})")
+        if answer.get("outcome") == Released.ALREADY.value:
+            click.echo(f"annotation {annotation_id} is already released: the release is kept, nothing changed")
+        else:
+            click.echo(f"released annotation {annotation_id} (by {by}) through {function}")
         return
     engine = engine_from(db_url, db_secret_arn)
     if clear:
