@@ -92,7 +92,16 @@ def test_the_schedule_function_explains_approves_and_releases(wired: wired_world
     released = handlers.handle_schedule(
         {"detail": {"action": "release", "annotation_id": held[0], "by": "alice"}}, LocalContext()
     )
-    assert released == {"action": "release", "annotation_id": held[0], "by": "alice", "released": True}
+    assert released == {
+        "action": "release",
+        "annotation_id": held[0],
+        "by": "alice",
+        "released": True,
+        "outcome": "released",
+    }
+    again = handlers.handle_schedule({"action": "release", "annotation_id": held[0], "by": "carol"}, LocalContext())
+    assert (again["released"], again["outcome"]) == (True, "already released")  # the first release is kept
+    json.dumps(again)  # a Lambda answer: JSON whole
     approved = handlers.handle_schedule({"action": "approve", "dataset_id": dataset, "by": "bob"}, LocalContext())
     assert approved["approved"] == len(held) - 1
     assert world.ledger() == {held[0]: "released", **{a: "quarantined" for a in held[1:]}}

@@ -343,7 +343,10 @@ def release(
         if output == "json":
             click.echo(documents.dumps({"annotation_id": annotation_id, "by": by, **answer}))
             return
-        click.echo(f"annotation {annotation_id}: {answer.get('outcome', 'released')} (by {by}, through {function})")
+        if answer.get("outcome") == Released.ALREADY.value:
+            click.echo(f"annotation {annotation_id} is already released: the release is kept, nothing changed")
+        else:
+            click.echo(f"released annotation {annotation_id} (by {by}) through {function}")
         return
     engine = engine_from(db_url, db_secret_arn)
     try:
