@@ -19,10 +19,19 @@ import sys
 
 import click
 
-from annotation_reconciler.cleanup.render import render_text
+from annotation_reconciler.cleanup.render import count_of, render_text, what_would_go
 from annotation_reconciler.cleanup.report import CleanupReport
 from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
-from annotation_reconciler.cli.common import dry_run_from, engine_from, layout_from, operator_name, settings_from
+from annotation_reconciler.cli.common import (
+    Command,
+    check_environment,
+    dry_run_from,
+    engine_from,
+    layout_from,
+    nothing_found_line,
+    operator_name,
+    settings_from,
+)
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -36,7 +45,8 @@ def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="annotation-reconciler", prog_name="cleanup-stale-annotations")
 @click.option("--dataset-id", type=int, help="Cleanup annotations for specific dataset")
 @click.option("--run-id", type=int, help="Cleanup annotations for specific run")
 @click.option("--voxel-spacing-id", type=int, help="Cleanup annotations for specific voxel spacing")
@@ -45,7 +55,13 @@ def _confirm(question: str) -> bool:
     default=None,
     help="Show what would be deleted without deleting (default: $RECONCILER_DRY_RUN; unset: dry run)",
 )
-@click.option("--db-uri", type=str, help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL)")
+@click.option(
+    "--db-uri",
+    "--db-url",
+    "db_uri",
+    type=str,
+    help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL; --db-url is the same)",
+)
 @click.option(
     "--db-secret-arn",
     envvar="RECONCILER_DB_SECRET_ARN",
@@ -73,9 +89,8 @@ def _confirm(question: str) -> bool:
 @click.option(
     "--max-purge-fraction",
     type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Hold a dataset's deletions when they exceed this fraction of its annotations (the purge uses 0.1)",
+    help="Hold a dataset's deletions when they exceed this fraction of its annotations, as every other path "
+    "does (default: $RECONCILER_MAX_PURGE_FRACTION, else 0.1); 1 lifts the guard",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
 def cleanup_stale_annotations(
@@ -92,12 +107,13 @@ def cleanup_stale_annotations(
     yes: bool,
     approve_held: bool,
     by: str,
-    max_purge_fraction: float,
+    max_purge_fraction: float | None,
     output: str,
 ) -> None:
     """Identify and delete stale annotations whose metadata files no longer exist in S3."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)  # every deletion is logged; botocore's chatter is not
+    check_environment()
     layout_from("--s3-bucket", s3_bucket, s3_prefix)
     dry = dry_run_from(dry_run, default=True)
     dry_run = dry.on
@@ -107,8 +123,10 @@ def cleanup_stale_annotations(
             "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
             "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
             "RECONCILER_S3_CONCURRENCY": ("--s3-concurrency", s3_concurrency),
+            "RECONCILER_MAX_PURGE_FRACTION": ("--max-purge-fraction", max_purge_fraction),
         }
     )
+    max_fraction = settings.max_purge_fraction
     scope = Scope.of(dataset_id=dataset_id, run_id=run_id, voxel_spacing_id=voxel_spacing_id)
     if scope.is_everything:
         click.echo("Warning: no --dataset-id, --run-id or --voxel-spacing-id: every annotation is checked.", err=True)
@@ -122,15 +140,29 @@ def cleanup_stale_annotations(
         bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
     )
     try:
-        survey_scope(reconciler, report, max_purge_fraction)
+        survey_scope(reconciler, report, max_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
             click.echo(str(dry))
+        if report.annotations and not report.present and (dry_run or not approve_held):
+            if output == "json":
+                click.echo(json.dumps(report.to_json(), indent=2))
+            raise CleanupError(
+                nothing_found_line(
+                    s3_bucket,
+                    settings.s3_prefix,
+                    report.annotations,
+                    report.first_reason(),
+                    "--s3-bucket and --s3-prefix (a wrong bucket or prefix is far likelier than a whole scope "
+                    "deleted); nothing deleted"
+                    + ("" if dry_run else ", unless --approve-held says the whole scope is meant to go"),
+                )
+            )
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
             delete_stale_annotations(
-                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_purge_fraction
+                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_fraction
             )
             report.s3_requests = dict(counter.counts)
     finally:
@@ -142,7 +174,7 @@ def cleanup_stale_annotations(
     elif not dry_run and report.stale:
         kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
         rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
-        click.echo(f"\nDeleted {len(report.deleted)} stale annotations{kept}: {rows or 'no rows'}.")
+        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
         if report.held_back:
             click.echo(
                 f"{len(report.held_back)} held annotations were not deleted; they are recorded as held: "
@@ -159,7 +191,9 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     )
     held = report.held
     ordinary = len(report.stale) - len(held)
-    if ordinary and not yes and not _confirm(f"Delete {ordinary} stale annotations and all their children?"):
+    for line in what_would_go(report):
+        click.echo(line, err=True)
+    if ordinary and not yes and not _confirm(f"Delete {count_of(ordinary, 'stale ')} and all their children?"):
         raise click.Abort()
     if not held:
         return False

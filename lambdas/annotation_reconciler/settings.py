@@ -10,6 +10,7 @@ Every problem is collected and reported at once, each naming the variable and wh
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -37,6 +38,38 @@ DEFAULT_INVENTORY_MAX_AGE_HOURS = 48.0
 DEFAULT_MAX_PURGE_FRACTION = 0.1
 #: The most accepted: a week-old report would leave a week of lost events unseen.
 MAX_INVENTORY_AGE_HOURS = 168
+#: Every ``RECONCILER_*`` variable the project reads: the settings below, then the local and test tools' own.
+KNOWN_VARIABLES = frozenset(
+    {
+        "RECONCILER_BUCKET",
+        "RECONCILER_DB_URL",
+        "RECONCILER_DB_SECRET_ARN",
+        "RECONCILER_S3_PREFIX",
+        "RECONCILER_DRY_RUN",
+        "RECONCILER_GRACE_PERIOD_HOURS",
+        "RECONCILER_ALLOW_SHORT_GRACE",
+        "RECONCILER_MAX_PURGE_FRACTION",
+        "RECONCILER_WORK_QUEUE_URL",
+        "RECONCILER_INVENTORY_MANIFEST",
+        "RECONCILER_SCAN_PAGE_LIMIT",
+        "RECONCILER_RESURRECTION_DAYS",
+        "RECONCILER_IMPORTER_CLEANUP",
+        "RECONCILER_DB_CA_BUNDLE",
+        "RECONCILER_DB_TLS_SERVER_NAME",
+        "RECONCILER_S3_CONCURRENCY",
+        "RECONCILER_INVENTORY_MAX_AGE_HOURS",
+        "RECONCILER_LEDGER_RETENTION_DAYS",
+        "RECONCILER_PG_BINDIR",
+        "RECONCILER_PG_USER",
+        "RECONCILER_LOCAL_DIR",
+        "RECONCILER_TEST_DATABASE_URL",
+        "RECONCILER_TEST_WORKER_SLOTS",
+        "RECONCILER_BENCH_DATABASE_URL",
+        "RECONCILER_MODEL_EXAMPLES",
+        "RECONCILER_MODEL_STEPS",
+        "RECONCILER_PASSWORD",
+    }
+)
 #: Closed ledger history (released, purged, restored rows and closed reports) is kept this many days, then pruned.
 DEFAULT_LEDGER_RETENTION_DAYS = 400.0
 MAX_LEDGER_RETENTION_DAYS = 36_600
@@ -51,6 +84,17 @@ def parse_bool(name: str, raw: str) -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"{name}={raw!r} is not a boolean: set it to 'true' or 'false'")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One problem per ``RECONCILER_*`` variable of ``env`` the project does not read, naming the closest known
+    one (a misspelled ``RECONCILER_DRYRUN=false`` would otherwise be ignored and the run stay a dry run)."""
+    problems = []
+    for name in sorted(n for n in env if n.startswith("RECONCILER_") and n not in KNOWN_VARIABLES):
+        close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "no such setting"
+        problems.append(f"{name} is not a setting of the reconciler ({hint}): rename or unset it")
+    return problems
 
 
 def validate_bucket(name: str, raw: str) -> str:

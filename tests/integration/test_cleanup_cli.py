@@ -58,9 +58,11 @@ def make_stale(world: World, annotations: list[SyntheticAnnotation]) -> set[int]
 
 
 def invoke(world: World, *args: str, stdin: str | None = None) -> Result:
+    """The command on ``world`` with the mass-deletion guard lifted (``--max-purge-fraction 1``: these tests are
+    about other rules; a later ``--max-purge-fraction`` in ``args`` wins; the guard's own tests give one)."""
     return CliRunner().invoke(
         module.cleanup_stale_annotations,
-        ["--s3-bucket", BUCKET, "--db-uri", world.db_url, *args],
+        ["--s3-bucket", BUCKET, "--db-uri", world.db_url, "--max-purge-fraction", "1", *args],
         input=stdin,
         catch_exceptions=False,
     )
@@ -81,9 +83,9 @@ def expected_report(world: World, stale: set[int]) -> str:
         for aid, rid in conn.execute(text("SELECT id, run_id FROM annotation ORDER BY run_id, id")).all():
             if aid in stale:
                 by_run.setdefault(rid, []).append(aid)
-    lines = [f"Found {len(stale)} stale annotations:"]
+    lines = [f"Found {len(stale)} stale annotation{'s' if len(stale) != 1 else ''}:"]
     for rid, aids in by_run.items():
-        lines.append(f"  Run ID {rid}: {len(aids)} annotations")
+        lines.append(f"  Run ID {rid}: {len(aids)} annotation{'s' if len(aids) != 1 else ''}")
         lines += [f"    - Annotation ID {aid}: {paths[aid]}" for aid in aids]
     return "\n".join(lines)
 
@@ -207,7 +209,8 @@ def test_each_scope_touches_only_its_own_annotations(world: World, name: str) ->
 def test_every_stored_path_form_maps_and_unmappable_paths_survive(
     engine: Any, s3: Any, db_url: str, s3_prefix: str
 ) -> None:
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=2, path_style="mixed"))
+    # three runs: one annotation stays present (a scope where none is would be refused as a wrong prefix)
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=3, path_style="mixed"))
     paths = stored_paths(world)
     assert {p.split("/")[0] for p in paths.values()} == {"s3:", BUCKET, str(world.portal.dataset_ids[0])}
     stale = make_stale(world, world.portal.annotations[::2])  # every other: all three forms among them

@@ -256,7 +256,7 @@ def test_release_clear_and_status_through_the_cli(world: World) -> None:
     assert out.exit_code == 0 and "cleared" in out.output
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [aid]
     again = runner.invoke(cli, ["release", "--db-url", world.db_url, "--annotation-id", "999999", "--clear"])
-    assert again.exit_code == 1 and "no release to clear" in again.output
+    assert again.exit_code == 2 and "no annotation 999999" in again.output  # an id that matches nothing
 
 
 # --- 3. the audit says who decided ------------------------------------------------------------------

@@ -42,6 +42,19 @@ class CleanupReport:
     def held(self) -> list[Stale]:
         return [s for s in self.stale if s.held]
 
+    @property
+    def present(self) -> int:
+        """Annotations whose metadata the survey found."""
+        return self.annotations - len(self.stale) - len(self.unknown)
+
+    def first_reason(self) -> str:
+        """Why the first row that is not present is not: an unknown one's reason first, else a stale one's."""
+        if self.unknown:
+            return f"annotation {self.unknown[0].ref.id}: {self.unknown[0].why}"
+        if self.stale:
+            return f"annotation {self.stale[0].ref.id}: {self.stale[0].reason}"
+        return "no metadata listed"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "bucket": self.bucket,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.db import (
     TLS_SERVER_NAME_ENV,
@@ -21,7 +24,7 @@ from annotation_reconciler.db import (
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
 from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.settings import Settings, parse_bool, validate_bucket
+from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +38,73 @@ class UsageError(click.ClickException):
     """Bad usage or configuration: one clear ``Error: ...`` line and exit code 2."""
 
     exit_code = 2
+
+
+def check_environment(env: Mapping[str, str] | None = None) -> None:
+    """Refuse (exit 2) any ``RECONCILER_*`` variable the tool does not read, naming the closest known one."""
+    problems = unknown_variables(os.environ if env is None else env)
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def driver_error_line(exc: DBAPIError) -> str:
+    """A database error as one line: the server's message and SQLSTATE (pg8000 gives them as a dict)."""
+    orig = exc.orig
+    detail = orig.args[0] if orig is not None and orig.args else None
+    if isinstance(detail, dict):
+        message, code = str(detail.get("M", "")), str(detail.get("C", ""))
+    else:
+        message, code = str(detail or orig or exc).splitlines()[0], ""
+    hint = ""
+    if code == "42501":
+        hint = ": the role lacks a right; apply `annotation-reconciler grants --role ROLE` as the portal's owner"
+    elif code in ("42P01", "3F000", "42883"):
+        hint = ": the reconciler's tables are missing or old; the portal's owner runs `annotation-reconciler migrate`"
+    return (
+        f"the database refused the command, nothing more was done: {message[:300]}"
+        + (f" (SQLSTATE {code})" if code else "")
+        + hint
+    )
+
+
+def _translated(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
+    try:
+        return invoke(ctx)
+    except DBAPIError as exc:
+        raise UsageError(driver_error_line(exc)) from None
+
+
+class Group(click.Group):
+    """The ``annotation-reconciler`` group: a database error in any command is one line and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _translated(super().invoke, ctx)
+
+
+class Command(click.Command):
+    """A stand-alone command (``cleanup-stale-annotations``) with the group's error translation."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _translated(super().invoke, ctx)
+
+
+#: present in every database the reconciler's migrations reached (the ledger, then issue 24's audit)
+_LEDGER_CHECK = (
+    "SELECT pg_catalog.to_regclass('annotation_reconciler.annotation_quarantine') IS NOT NULL "
+    "AND pg_catalog.to_regclass('annotation_reconciler_audit.deleted_annotation') IS NOT NULL"
+)
+
+
+def require_ledger(engine: Engine) -> None:
+    """Refuse (exit 2) a database the reconciler's migrations never reached, naming the command that fixes it."""
+    with engine.connect() as conn:
+        ready = conn.execute(text(_LEDGER_CHECK)).scalar_one()
+    if not ready:
+        raise UsageError(
+            f"the database at {engine.url.render_as_string(hide_password=True)} has no reconciler tables "
+            "(annotation_reconciler.annotation_quarantine, annotation_reconciler_audit.deleted_annotation): "
+            "the portal's owner runs `annotation-reconciler migrate` on it first (is this the portal's database?)"
+        )
 
 
 _SERVER_NAME_KEY = "db_tls_server_name"
@@ -69,17 +139,22 @@ def db_options(fn: F) -> F:
     )(fn)
     return click.option(
         "--db-url",
+        "--db-uri",
+        "db_url",
         envvar="RECONCILER_DB_URL",
-        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL).",
+        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL; --db-uri is the same).",
     )(fn)
 
 
-def engine_from(db_url: str | None, db_secret_arn: str | None = None, *, option: str = "--db-url") -> Engine:
+def engine_from(
+    db_url: str | None, db_secret_arn: str | None = None, *, option: str = "--db-url", ledger: bool = True
+) -> Engine:
     """An engine for ``db_url`` (or ``RECONCILER_DB_URL``), else for the secret ``db_secret_arn`` (or
     ``RECONCILER_DB_SECRET_ARN``), checked by connecting once.
 
     Every problem (nothing given, an unescaped password, another driver, an unreadable secret, an
-    unreachable server, a failed TLS verification) becomes one line and exit 2; no password is shown.
+    unreachable server, a failed TLS verification, a database never migrated when ``ledger``) becomes one
+    line and exit 2; no password is shown.
     """
     raw = db_url or os.environ.get("RECONCILER_DB_URL")
     arn = db_secret_arn or os.environ.get("RECONCILER_DB_SECRET_ARN")
@@ -105,6 +180,12 @@ def engine_from(db_url: str | None, db_secret_arn: str | None = None, *, option:
         engine.dispose()
         source = "RECONCILER_DB_URL" if raw else "the secret"
         raise UsageError(connection_failure(exc, engine.url) + f" ({source})") from None
+    if ledger:
+        try:
+            require_ledger(engine)
+        except BaseException:
+            engine.dispose()
+            raise
     return engine
 
 
@@ -143,6 +224,26 @@ def layout_from(bucket_option: str, bucket: str, s3_prefix: str) -> BucketLayout
         return BucketLayout.from_prefix(bucket, s3_prefix)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def nothing_found_line(bucket: str, s3_prefix: str, annotations: int, first_reason: str, options: str) -> str:
+    """The one-line diagnosis of a scope in which no annotation's metadata was found (every row absent, unknown
+    or held): a wrong bucket or prefix is far likelier than a whole scope deleted."""
+    prefix = s3_prefix or f"s3://{bucket}/"
+    noun = "annotation" if annotations == 1 else "annotations"
+    return (
+        f"none of the {annotations} {noun} in scope has its metadata in bucket {bucket} under prefix {prefix} "
+        f"(first reason: {first_reason}): check {options}"
+    )
+
+
+#: the narrowest terminal on which tables are drawn; narrower, or piped, output is one line per row
+TABLE_COLUMNS = 120
+
+
+def wide_terminal() -> bool:
+    """Whether stdout is a terminal wide enough for a table (else rows are lines, keys never cut or wrapped)."""
+    return sys.stdout.isatty() and shutil.get_terminal_size().columns >= TABLE_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,16 @@ skipped), 2 on bad usage or configuration.
 
 from __future__ import annotations
 
+from collections import Counter
 from types import TracebackType
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine, text
 
+from annotation_reconciler.cli import documents
 from annotation_reconciler.cli.common import (
     UsageError,
     db_options,
@@ -27,6 +30,7 @@ from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
+from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -69,7 +73,11 @@ class _ProgressBar:
 @click.option("--run-name", help="Import this run only.")
 @click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
 @click.option("--s3-prefix", default="", help="Where the portal's keys start: s3://BUCKET/ROOT/ (default: the bucket).")
-@click.option("--https-prefix", help="HTTPS prefix of stored paths (default: https://BUCKET.s3.amazonaws.com/).")
+@click.option(
+    "--https-prefix",
+    help="HTTPS prefix of stored paths (default: the one the dataset's rows already use, else "
+    "https://BUCKET.s3.amazonaws.com/).",
+)
 @click.option(
     "--dry-run/--no-dry-run",
     default=None,
@@ -91,6 +99,7 @@ class _ProgressBar:
     show_default=True,
     help="Hold (not delete) a dataset's stale annotations beyond this fraction of it, as the purge does.",
 )
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def ingest(
     bucket: str,
     dataset_id: int,
@@ -105,6 +114,7 @@ def ingest(
     anonymous: bool,
     cleanup: bool | None,
     max_purge_fraction: float,
+    output: str,
 ) -> None:
     """Import a dataset's runs, voxel spacings and annotations from S3; remove the stale annotations.
 
@@ -125,6 +135,12 @@ def ingest(
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):
         raise UsageError(f"--https-prefix={https_prefix!r} is not a URL: use e.g. {public_https_prefix(bucket)}")
     engine = engine_from(db_url, db_secret_arn)
+    if https_prefix is None:
+        try:
+            https_prefix = stored_https_prefix(engine, layout, dataset_id)
+        except BaseException:
+            engine.dispose()
+            raise
     storage = S3Storage(make_s3_client(anonymous=anonymous, endpoint_url=endpoint_url), bucket)
     console = Console(stderr=True)
     try:
@@ -142,17 +158,38 @@ def ingest(
                 cleanup=settings.importer_cleanup,
                 max_purge_fraction=settings.max_purge_fraction,
             )
-        if not dry_run:  # a resurrection this ingest brought back is closed (issue 27)
+        if not dry.on:  # a resurrection this ingest brought back is closed (issue 27)
             with engine.begin() as conn:
                 close_reingested(conn, layout, now=utcnow())
     except LedgerMissingError as exc:
         raise UsageError(str(exc)) from None
     finally:
         engine.dispose()
-    print_result(Console(), result)
-    Console().print(str(dry), soft_wrap=True)
+    if output == "json":
+        click.echo(documents.dumps(documents.ingest(result)))
+        click.echo(str(dry), err=True)
+    else:
+        print_result(Console(), result)
+        click.echo(str(dry))
     if not result.ok:
         raise SystemExit(1)
+
+
+_RUN_PREFIXES = text("SELECT s3_prefix, https_prefix FROM run WHERE dataset_id = :d ORDER BY id")
+
+
+def stored_https_prefix(engine: Engine, layout: BucketLayout, dataset_id: int) -> str | None:
+    """The HTTPS prefix the dataset's rows already use (the most common among its runs: each run's
+    ``https_prefix`` is it followed by the run's key), so re-ingesting unchanged data rewrites no path; ``None``
+    for a dataset with no runs yet (the bucket's public URL is then used)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_RUN_PREFIXES, {"d": dataset_id}).all()
+    found: Counter[str] = Counter()
+    for s3_prefix, https in rows:
+        key = layout.to_key(s3_prefix)
+        if key and https and https.endswith(key) and len(https) > len(key):
+            found[https[: -len(key)]] += 1
+    return found.most_common(1)[0][0] if found else None
 
 
 def print_result(console: Console, result: IngestResult) -> None:
@@ -165,30 +202,29 @@ def print_result(console: Console, result: IngestResult) -> None:
         if any(counts):
             table.add_row(name, *(str(c) for c in counts))
     console.print(table)
-    console.print(
+    click.echo(
         f"{len(result.voxel_spacings)} voxel spacings, "
         f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
     )
     for report in result.voxel_spacings:
         if report.deleted:
             verb = "would remove" if result.dry_run else "removed"
-            console.print(f"{report.prefix}: {verb} stale annotations {report.deleted}")
+            click.echo(f"{report.prefix}: {verb} stale annotations {report.deleted}")
     for report in result.voxel_spacings:
         if report.held:
-            console.print(
-                f"[yellow]{report.prefix}: held stale annotations {report.held} for an operator "
+            click.echo(
+                f"{report.prefix}: held stale annotations {report.held} for an operator "
                 "(`annotation-reconciler status`, then `approve --dataset-id N`)"
             )
         for annotation_id, why in report.left_in_place[:20]:
-            console.print(f"[yellow]annotation {annotation_id} left in place: {why}", soft_wrap=True)
+            click.echo(f"annotation {annotation_id} left in place: {why}")
         if report.cleanup_off:
-            console.print(f"{report.prefix}: sibling cleanup not run ({report.cleanup_off})")
+            click.echo(f"{report.prefix}: sibling cleanup not run ({report.cleanup_off})")
     for prefix in result.skipped_scopes:
-        console.print(f"[yellow]cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
+        click.echo(f"cleanup skipped for {prefix}: S3 was not read completely, nothing removed there")
     for row in result.legacy:
-        console.print(
-            f"[yellow]legacy annotation {row.id} ({row.annotation_ingest_id}) of run {row.run_id} "
-            f"left in place: {row.reason}"
+        click.echo(
+            f"legacy annotation {row.id} ({row.annotation_ingest_id}) of run {row.run_id} left in place: {row.reason}"
         )
     for problem in result.problems:
-        console.print(f"[red]error: {problem}", soft_wrap=True)
+        click.echo(f"error: {problem}")

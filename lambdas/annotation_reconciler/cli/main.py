@@ -1,11 +1,13 @@
-"""``annotation-reconciler``: grants, migrate, ingest, scan, purge, status, approve, release, restore, local."""
+"""``annotation-reconciler``: grants, migrate, ingest, scan, purge, status, approve, release, restore, history,
+local."""
 
 from __future__ import annotations
 
 import click
 
 from annotation_reconciler.cli import operate
-from annotation_reconciler.cli.common import UsageError, db_options, engine_from
+from annotation_reconciler.cli.common import Group, UsageError, check_environment, db_options, engine_from
+from annotation_reconciler.cli.history import history
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.local import local as local_command
 from annotation_reconciler.cli.restore import restore
@@ -15,7 +17,8 @@ from annotation_reconciler.ledger import migrate as ledger_migrate
 from annotation_reconciler.ledger.grants import grants_sql
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="annotation-reconciler", prog_name="annotation-reconciler")
 @click.option(
     "--via-lambda",
     metavar="FUNCTION",
@@ -25,6 +28,7 @@ from annotation_reconciler.ledger.grants import grants_sql
 @click.pass_context
 def cli(ctx: click.Context, via_lambda: str | None) -> None:
     """Keep the portal's annotation rows true to its S3 bucket."""
+    check_environment()
     if via_lambda and ctx.invoked_subcommand not in COMMANDS:
         raise UsageError(f"--via-lambda works with {', '.join(COMMANDS)}, not {ctx.invoked_subcommand}")
     ctx.obj = {"via_lambda": via_lambda}
@@ -35,7 +39,7 @@ def cli(ctx: click.Context, via_lambda: str | None) -> None:
 def migrate(db_url: str | None, db_secret_arn: str | None) -> None:
     """Create or upgrade the reconciler's own tables in their two schemas (never public, never the portal's
     alembic_version). Run it as the owner of the portal's tables: the reconciler's roles may create nothing."""
-    engine = engine_from(db_url, db_secret_arn)
+    engine = engine_from(db_url, db_secret_arn, ledger=False)
     try:
         with engine.connect() as conn:
             ledger_migrate.require_migrator(conn)
@@ -79,5 +83,6 @@ cli.add_command(operate.status)
 cli.add_command(operate.approve)
 cli.add_command(operate.release)
 cli.add_command(restore)
+cli.add_command(history)
 cli.add_command(local_command)
 cli.add_command(ingest)

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
 from annotation_reconciler import inventory_shards, operators
-from annotation_reconciler.cli import status_view, via_lambda
+from annotation_reconciler.cli import documents, status_view, via_lambda
 from annotation_reconciler.cli.common import (
     UsageError,
     db_options,
     dry_run_from,
     engine_from,
+    nothing_found_line,
     operator_name,
     settings_from,
+    wide_terminal,
 )
 from annotation_reconciler.errors import LedgerSchemaError
+from annotation_reconciler.ledger import history
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -39,6 +46,7 @@ def reconciler_from(
     s3_prefix: str | None,
     dry_run: bool | None,
     endpoint_url: str | None,
+    anonymous: bool = False,
 ) -> tuple[Reconciler, Engine]:
     settings = settings_from(
         {
@@ -52,7 +60,8 @@ def reconciler_from(
     )
     engine = engine_from(settings.db_url, settings.db_secret_arn)
     storage = S3Storage(
-        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency), settings.bucket
+        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency, anonymous=anonymous),
+        settings.bucket,
     )
     return Reconciler(engine, storage, settings), engine
 
@@ -63,6 +72,9 @@ def common_options(fn: Any) -> Any:
             click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
             click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
             click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
+            click.option(
+                "--anonymous", is_flag=True, help="Read the bucket without credentials (the public bucket allows it)."
+            ),
         ]
     ):
         fn = option(fn)
@@ -80,18 +92,19 @@ def scan(
     bucket: str | None,
     s3_prefix: str | None,
     endpoint_url: str | None,
+    anonymous: bool,
     dataset_id: int | None,
     inventory: str | None,
     output: str,
 ) -> None:
     """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
         engine.dispose()
         if output == "json":
             click.echo(
-                json.dumps(
+                documents.dumps(
                     {
                         "manifest": found.manifest,
                         "report_time": found.report_time.isoformat(),
@@ -100,117 +113,135 @@ def scan(
                         "quarantined": found.quarantined,
                         "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in found.unknown],
                         "untracked": found.untracked,
-                    },
-                    indent=2,
+                    }
                 )
             )
             return
         for key in found.untracked:
-            console.print(f"[yellow]untracked metadata: {key} (no annotation row points to it)", soft_wrap=True)
-        console.print(
+            click.echo(f"untracked metadata: {key} (no annotation row points to it)")
+        click.echo(
             f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
             f"and quarantined, {len(found.unknown)} unknown"
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
-    table = Table("shard", "annotations", "present", "missing", "quarantined", "released", "held", "unknown")
-    errors = 0
-    shard_reports: list[dict[str, Any]] = []
-    for shard in shards:
-        r = reconciler.scan_shard(shard)
-        errors += len(r.errors)
-        shard_reports.append(
-            {
-                "dataset_id": shard.dataset_id,
-                "run_ids": list(shard.run_ids) if shard.run_ids else None,
-                "annotations": r.annotations,
-                "present": r.present,
-                "missing": r.missing,
-                "quarantined": r.quarantined,
-                "released": r.released,
-                "held": r.held,
-                "unknown": [{"annotation_id": u.ref.id, "why": u.why} for u in r.unknown],
-                "untracked": r.untracked,
-                "moved": [{"annotation_id": i, "metadata_key": k, "ingest": reingest_command(k)} for i, k in r.moved],
-                "errors": r.errors,
-            }
-        )
-        if output == "json":
-            continue
-        label = f"dataset {shard.dataset_id}" + (f" runs {list(shard.run_ids)}" if shard.run_ids else "")
-        table.add_row(
-            label,
-            *(
-                str(v)
-                for v in (
-                    r.annotations,
-                    r.present,
-                    r.missing,
-                    len(r.quarantined),
-                    len(r.released),
-                    len(r.held),
-                    len(r.unknown),
-                )
-            ),
-        )
-        for error in r.errors:
-            console.print(f"[red]S3 error: {error}")
-        for prefix in r.over_page_limit:
-            console.print(f"[yellow]unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
-        if r.missing_files or r.restored_files:
-            console.print(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
-        for annotation_id, key in r.moved:
-            console.print(
-                f"[yellow]annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}",
-                soft_wrap=True,
-            )
-        for key in r.untracked:
-            console.print(
-                f"[yellow]untracked metadata: {key} (no annotation row points to it); ingest it: "
-                f"{reingest_command(key)}",
-                soft_wrap=True,
-            )
+    results = []
+    with shard_progress(len(shards)) as advance:
+        for shard in shards:
+            results.append(reconciler.scan_shard(shard))
+            advance(f"dataset {shard.dataset_id}")
     engine.dispose()
     if output == "json":
-        click.echo(json.dumps({"shards": shard_reports}, indent=2))
+        click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
     else:
-        console.print(table)
-    if errors:
+        print_scan(results)
+    annotations = sum(r.annotations for r in results)
+    if annotations and not sum(r.present for r in results):
+        reasons = [f"annotation {u.ref.id}: {u.why}" for r in results for u in r.unknown[:1]]
+        reasons += [
+            f"{r.missing} metadata keys absent from {r.prefixes_listed} listed prefixes" for r in results if r.missing
+        ]
+        click.echo(
+            "Error: "
+            + nothing_found_line(
+                reconciler.settings.bucket,
+                reconciler.settings.s3_prefix,
+                annotations,
+                reasons[0] if reasons else "no metadata listed",
+                "--bucket and --s3-prefix (a wrong bucket or prefix is far likelier than a whole scope deleted)",
+            ),
+            err=True,
+        )
         raise SystemExit(1)
+    if any(r.errors for r in results):
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def shard_progress(total: int, console: Console | None = None) -> Iterator[Callable[[str], None]]:
+    """A progress bar of shards scanned, on stderr, drawn only when stderr is a terminal (never in piped output)."""
+    err = console or Console(stderr=True)
+    if not err.is_terminal:
+        yield lambda _description: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("scanning", total=total)
+        yield lambda description: progress.update(task, advance=1, description=description)
+
+
+SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
+
+
+def print_scan(results: list[ScanResult]) -> None:
+    """A table on a wide terminal, else one line per shard; S3 errors and keys on lines of their own, unwrapped."""
+    rows = []
+    for r in results:
+        label = f"dataset {r.scope.dataset_id}" + (f" runs {list(r.scope.run_ids)}" if r.scope.run_ids else "")
+        counts = (r.annotations, r.present, r.missing, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
+        rows.append((label, counts))
+    if wide_terminal():
+        table = Table("shard", *SCAN_COLUMNS)
+        for label, counts in rows:
+            table.add_row(label, *(str(c) for c in counts))
+        console.print(table)
+    else:
+        for label, counts in rows:
+            click.echo(f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True)))
+    for r in results:
+        label = f"dataset {r.scope.dataset_id}"
+        for error in r.errors:
+            click.echo(f"S3 error: {error}")
+        for prefix in r.over_page_limit:
+            click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
+        if r.missing_files or r.restored_files:
+            click.echo(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
+        for annotation_id, key in r.moved:
+            click.echo(f"annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}")
+        for key in r.untracked:
+            click.echo(
+                f"untracked metadata: {key} (no annotation row points to it); ingest it: {reingest_command(key)}"
+            )
 
 
 @click.command()
 @common_options
 @click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def purge(
     db_url: str | None,
     db_secret_arn: str | None,
     bucket: str | None,
     s3_prefix: str | None,
     endpoint_url: str | None,
+    anonymous: bool,
     dry_run: bool | None,
+    output: str,
 ) -> None:
     """Delete quarantined annotations past their grace period, after re-checking S3."""
     dry = dry_run_from(dry_run, default=True)
-    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url)
+    reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url, anonymous)
     r = reconciler.purge()
     engine.dispose()
+    if output == "json":
+        click.echo(documents.dumps(documents.purge(r)))
+        click.echo(str(dry), err=True)
+        return
     verb = "would purge" if r.dry_run else "purged"
-    console.print(
+    click.echo(
         f"claimed {r.claimed}: {verb} {len(r.would_delete if r.dry_run else r.deleted)}, "
         f"released {len(r.released)}, held {len(r.held)}, unknown {len(r.unknown)}"
     )
-    console.print(str(dry), soft_wrap=True)
+    click.echo(str(dry))
     for annotation_id, new_key in r.moved:
-        console.print(
-            f"[yellow]annotation {annotation_id} moved to {new_key} (it carries the annotation's natural key); "
-            f"not deleted. Re-point it: {reingest_command(new_key)}",
-            soft_wrap=True,
+        click.echo(
+            f"annotation {annotation_id} moved to {new_key} (it carries the annotation's natural key); "
+            f"not deleted. Re-point it: {reingest_command(new_key)}"
         )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
-        console.print(
-            f"[yellow]held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+        click.echo(
+            f"held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
             f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`"
         )
 
@@ -250,16 +281,37 @@ def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, ou
 @db_options
 @click.option("--dataset-id", type=int, required=True, help="The dataset whose held deletions may proceed.")
 @click.option("--by", default=operator_name, help="Who approves (for the audit; default $USER).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str) -> None:
+def approve(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int, by: str, output: str
+) -> None:
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     function = via_lambda.function_of(ctx)
     if function:
         count = int(via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"])
     else:
         engine = engine_from(db_url, db_secret_arn)
-        count = operators.approve(engine, dataset_id, by=by)
-        engine.dispose()
+        try:
+            count = operators.approve(engine, dataset_id, by=by)
+            with engine.connect() as conn:
+                known = bool(count) or history.dataset_known(conn, dataset_id)
+        finally:
+            engine.dispose()
+        if not known:
+            raise UsageError(
+                f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
+                "(`annotation-reconciler status` lists the held datasets)"
+            )
+    if output == "json":
+        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": count, "by": by}))
+        return
+    if not count:
+        click.echo(
+            f"dataset {dataset_id} has no held annotations: nothing to approve "
+            "(`annotation-reconciler status` lists the held datasets)"
+        )
+        return
     click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
 
 
@@ -268,9 +320,16 @@ def approve(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, d
 @click.option("--annotation-id", type=int, required=True)
 @click.option("--by", default=operator_name, help="Who releases (for the audit; default $USER).")
 @click.option("--clear", is_flag=True, help="End an earlier release: scans and events judge the annotation again.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def release(
-    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, annotation_id: int, by: str, clear: bool
+    ctx: click.Context,
+    db_url: str | None,
+    db_secret_arn: str | None,
+    annotation_id: int,
+    by: str,
+    clear: bool,
+    output: str,
 ) -> None:
     """Release one annotation from quarantine: it is not purged, and no scan or event quarantines it again
     until its metadata is seen in S3 again or its stored path changes (or `release --clear`)."""
@@ -281,17 +340,32 @@ def release(
         answer = via_lambda.invoke(function, {"action": "release", "annotation_id": annotation_id, "by": by})
         if not answer["released"]:
             raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+        if output == "json":
+            click.echo(documents.dumps({"annotation_id": annotation_id, "by": by, **answer}))
+            return
         if answer.get("outcome") == Released.ALREADY.value:
             click.echo(f"annotation {annotation_id} is already released: the release is kept, nothing changed")
         else:
             click.echo(f"released annotation {annotation_id} (by {by}) through {function}")
         return
     engine = engine_from(db_url, db_secret_arn)
+    try:
+        with engine.connect() as conn:
+            if not history.annotation_known(conn, annotation_id):
+                raise UsageError(
+                    f"no annotation {annotation_id} in the portal or the reconciler's ledger: check the id"
+                )
+    except BaseException:
+        engine.dispose()
+        raise
     if clear:
         cleared = operators.clear_release(engine, annotation_id, by=by)
         engine.dispose()
         if not cleared:
             raise click.ClickException(f"annotation {annotation_id} has no release to clear")
+        if output == "json":
+            click.echo(documents.dumps({"annotation_id": annotation_id, "outcome": "cleared", "by": by}))
+            return
         click.echo(f"cleared the release of annotation {annotation_id}: the next scan or event judges it again")
         return
     done = operators.release(engine, annotation_id, by=by)
@@ -299,6 +373,18 @@ def release(
     engine.dispose()
     if not done:
         raise click.ClickException(f"annotation {annotation_id} has no open quarantine row (nothing changed)")
+    if output == "json":
+        document: dict[str, Any] = {"annotation_id": annotation_id, "outcome": "released", "by": by}
+        if kept is not None:
+            document = {
+                "annotation_id": annotation_id,
+                "outcome": "already released",
+                "by": kept.released_by,
+                "at": kept.released_at,
+                "s3_metadata_path": kept.s3_metadata_path,
+            }
+        click.echo(documents.dumps(document))
+        return
     if kept is not None:
         click.echo(
             f"annotation {annotation_id} is already released by {kept.released_by} (at {kept.released_at}), exempt "

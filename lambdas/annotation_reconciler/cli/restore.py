@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -35,6 +36,7 @@ def parse_since(value: str | None) -> datetime.datetime | None:
     help="Only show; --no-dry-run writes (default: $RECONCILER_DRY_RUN; unset: dry run).",
 )
 @click.option("--by", default=operator_name, help="Who restores (for the audit; default $USER).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def restore(
     db_url: str | None,
     db_secret_arn: str | None,
@@ -43,6 +45,7 @@ def restore(
     since: str | None,
     dry_run: bool | None,
     by: str,
+    output: str,
 ) -> None:
     """Put purged annotations back, with every child row and their original ids, from the deletion audit
     (which the reconciler's roles cannot write), in one transaction. Refuses when a row with one of those ids,
@@ -69,6 +72,11 @@ def restore(
         ) from None
     finally:
         engine.dispose()
+    if output == "json":
+        document = {"dry_run": dry_run, "annotations": result.annotations, "rows": dict(result.rows), "by": by}
+        click.echo(json.dumps(document, indent=2))
+        click.echo(str(dry), err=True)
+        return
     verb = "would restore" if dry_run else "restored"
     rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
     click.echo(f"{verb} {len(result.annotations)} annotations ({rows}): {result.annotations[:20]}")
