@@ -31,10 +31,17 @@ CLAIM_LEASE = datetime.timedelta(minutes=20)
 class PurgeMixin(SurveyMixin):
     """Purge the quarantined rows whose grace period is over."""
 
-    def purge(self, *, remaining_seconds: Callable[[], float] | None = None, max_batches: int = 1000) -> PurgeResult:
+    def purge(
+        self,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        max_batches: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
         """Purge quarantined annotations past their grace period, one batch at a time: claim the due rows
         with a lease and commit; LIST their prefixes holding no lock; then, in one transaction, re-lock
-        the rows still due, read each annotation's current row and let the one decision carry them out."""
+        the rows still due, read each annotation's current row and let the one decision carry them out.
+        ``progress`` is told each batch's rows once they are settled (the CLI's progress bar)."""
         result = PurgeResult(dry_run=self.settings.dry_run)
         seen: list[int] = []
         for _ in range(max_batches):
@@ -72,6 +79,8 @@ class PurgeMixin(SurveyMixin):
                 # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
                 log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
                 self._settle_each(claims, listings, listed, result, now, around, moved)
+            if progress is not None:
+                progress(len(claims))
         self._close_residue(result)
         return result
 

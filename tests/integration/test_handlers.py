@@ -191,7 +191,9 @@ def test_a_misspelled_variable_stops_every_lambda_before_it_decides_anything(
     env = {"RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_GRACE_PERIOD": "1"}
     monkeypatch.setattr(handlers.common, "runtime_factory", lambda: build_runtime(env))
     calls = {
-        "events": lambda: handlers.handle_events(s3_notification(BUCKET, world.portal.metadata_keys[0]), LocalContext()),
+        "events": lambda: handlers.handle_events(
+            s3_notification(BUCKET, world.portal.metadata_keys[0]), LocalContext()
+        ),
         "schedule": lambda: handlers.handle_schedule({"action": "purge"}, LocalContext()),
         "work": lambda: handlers.handle_work({"Records": []}, LocalContext()),
     }

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -235,15 +233,6 @@ def nothing_found_line(bucket: str, s3_prefix: str, annotations: int, first_reas
         f"none of the {annotations} {noun} in scope has its metadata in bucket {bucket} under prefix {prefix} "
         f"(first reason: {first_reason}): check {options}"
     )
-
-
-#: the narrowest terminal on which tables are drawn; narrower, or piped, output is one line per row
-TABLE_COLUMNS = 120
-
-
-def wide_terminal() -> bool:
-    """Whether stdout is a terminal wide enough for a table (else rows are lines, keys never cut or wrapped)."""
-    return sys.stdout.isatty() and shutil.get_terminal_size().columns >= TABLE_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
@@ -23,10 +20,10 @@ from annotation_reconciler.cli.common import (
     nothing_found_line,
     operator_name,
     settings_from,
-    wide_terminal,
 )
+from annotation_reconciler.cli.terminal import print_rows, progress_bar
 from annotation_reconciler.errors import LedgerSchemaError
-from annotation_reconciler.ledger import history
+from annotation_reconciler.ledger import history, waiting
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.ledger.status import reingest_command
@@ -127,10 +124,10 @@ def scan(
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     results = []
-    with shard_progress(len(shards)) as advance:
+    with progress_bar("scanning", len(shards)) as bar:
         for shard in shards:
             results.append(reconciler.scan_shard(shard))
-            advance(f"dataset {shard.dataset_id}")
+            bar.advance(f"dataset {shard.dataset_id}")
     engine.dispose()
     if output == "json":
         click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
@@ -158,19 +155,6 @@ def scan(
         raise SystemExit(1)
 
 
-@contextlib.contextmanager
-def shard_progress(total: int, console: Console | None = None) -> Iterator[Callable[[str], None]]:
-    """A progress bar of shards scanned, on stderr, drawn only when stderr is a terminal (never in piped output)."""
-    err = console or Console(stderr=True)
-    if not err.is_terminal:
-        yield lambda _description: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("scanning", total=total)
-        yield lambda description: progress.update(task, advance=1, description=description)
-
-
 SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
 
 
@@ -181,14 +165,14 @@ def print_scan(results: list[ScanResult]) -> None:
         label = f"dataset {r.scope.dataset_id}" + (f" runs {list(r.scope.run_ids)}" if r.scope.run_ids else "")
         counts = (r.annotations, r.present, r.missing, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
         rows.append((label, counts))
-    if wide_terminal():
-        table = Table("shard", *SCAN_COLUMNS)
-        for label, counts in rows:
-            table.add_row(label, *(str(c) for c in counts))
-        console.print(table)
-    else:
-        for label, counts in rows:
-            click.echo(f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True)))
+    table = Table("shard", *SCAN_COLUMNS)
+    for label, counts in rows:
+        table.add_row(label, *(str(c) for c in counts))
+    lines = [
+        f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True))
+        for label, counts in rows
+    ]
+    print_rows(console, table, lines)
     for r in results:
         label = f"dataset {r.scope.dataset_id}"
         for error in r.errors:
@@ -222,8 +206,13 @@ def purge(
     """Delete quarantined annotations past their grace period, after re-checking S3."""
     dry = dry_run_from(dry_run, default=True)
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url, anonymous)
-    r = reconciler.purge()
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            total = waiting.due(conn, now=reconciler.clock())
+        with progress_bar("purging", total) as bar:
+            r = reconciler.purge(progress=lambda rows: bar.advance("purging", rows))
+    finally:
+        engine.dispose()
     if output == "json":
         click.echo(documents.dumps(documents.purge(r)))
         click.echo(str(dry), err=True)
@@ -248,6 +237,7 @@ def purge(
 
 @click.command()
 @db_options
+@click.option("--dataset-id", type=int, help="Report this dataset only (default: the whole ledger).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @click.option(
     "--limit",
@@ -257,16 +247,22 @@ def purge(
     help="Waiting rows shown per dataset in text (json has them all).",
 )
 @click.pass_context
-def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, output: str, limit: int) -> None:
-    """What waits and why: counts by status, each held, failed, unknown or overdue row with its reason and next
-    command (by dataset), blind prefixes, missing files, operators' releases, resurrections."""
+def status(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int | None, output: str, limit: int
+) -> None:
+    """What waits and why: counts by status; the quarantined, unknown, held and exempt annotations, each with its
+    id, key, since and reason; each held, failed, unknown or overdue row with its next command (by dataset); blind
+    prefixes, missing files, resurrections. All of the ledger, or one dataset (--dataset-id)."""
     function = via_lambda.function_of(ctx)
     if function:
-        report = via_lambda.invoke(function, {"action": "status"})
+        asked: dict[str, Any] = {"action": "status"}
+        if dataset_id is not None:
+            asked["dataset_id"] = dataset_id
+        report = via_lambda.invoke(function, asked)
     else:
         engine = engine_from(db_url, db_secret_arn)
         try:
-            report = ledger_status.as_json(operators.status(engine))
+            report = ledger_status.as_json(operators.status(engine, dataset_id=dataset_id))
         except LedgerSchemaError as exc:
             raise UsageError(str(exc)) from None
         finally:

@@ -167,6 +167,18 @@ def waiting_rows(conn: Connection, *, now: datetime.datetime, period: datetime.t
     return [explain(**r._asdict(), now=now, period=period) for r in rows]
 
 
+def due(conn: Connection, *, now: datetime.datetime) -> int:
+    """How many quarantined rows are past their grace period: what a purge now would claim (its progress bar's
+    length; rows another purge holds are counted too)."""
+    return int(
+        conn.execute(
+            text("""SELECT count(*) FROM annotation_reconciler.annotation_quarantine
+                    WHERE status = 'quarantined' AND purge_after <= :now"""),
+            {"now": now},
+        ).scalar_one()
+    )
+
+
 def blind(conn: Connection) -> list[BlindPrefix]:
     return blind_prefixes.open_rows(conn)
 
