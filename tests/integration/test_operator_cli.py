@@ -620,3 +620,33 @@ def test_status_text_lists_ids_keys_since_and_reason_capped_and_never_cuts_a_key
     assert not [x for x in lines if "released by ann" in x]
     # the next-command hints stay
     assert any(f"approve --dataset-id {world.portal.dataset_ids[1]}" in x for x in lines)
+
+
+# --- 9. counts agree with their nouns ------------------------------------------------------------------------------
+
+
+def test_one_is_singular_in_every_message_that_counts(world: World) -> None:
+    by_event, _ = purge_two(world)
+    dry = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_event))
+    assert dry.exit_code == 0 and dry.stdout.startswith("would restore 1 annotation (rows: annotation 1, "), dry.output
+    done = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_event), "--no-dry-run", "--by", "ann")
+    assert done.exit_code == 0 and done.stdout.startswith("restored 1 annotation (rows: annotation 1, "), done.output
+    history = run("history", "--db-url", world.db_url, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert history.stdout.startswith("2 deletions, 1 of them restored")
+    # one held annotation: approved and waiting in the singular
+    key = world.portal.metadata_keys[5]
+    world.delete(key)
+    world.reconciler().apply_changes(removed(key))
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET status = 'held' WHERE annotation_id = :i"),
+            {"i": world.ids[key]},
+        )
+    status = run("status", "--db-url", world.db_url)
+    assert "1 annotation waits (held, failed, unknown or overdue):" in status.stdout, status.stdout
+    assert "\nheld: 1 annotation (" in status.stdout
+    dataset = str(world.portal.dataset_ids[0])
+    approved = run("approve", "--db-url", world.db_url, "--dataset-id", dataset)
+    assert approved.stdout.startswith(f"approved 1 held annotation of dataset {dataset};"), approved.output
+    scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset)
+    assert scan.exit_code == 0 and "annotations, " in scan.stdout and " 1 annotations" not in scan.stdout

@@ -19,6 +19,7 @@ from annotation_reconciler.cli import via_lambda
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.plural import count
 from support import wired as wired_world
 from support.world import World, removed
 
@@ -146,7 +147,7 @@ def test_the_cli_sends_status_approve_and_release_through_the_function(
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "release", "--annotation-id", str(held[0]), "--by", "alice"])
     assert out.exit_code == 0 and f"released annotation {held[0]} (by alice)" in out.output
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "approve", "--dataset-id", str(dataset), "--by", "bob"])
-    assert out.exit_code == 0 and f"approved {len(held) - 1} held annotations" in out.output
+    assert out.exit_code == 0 and f"approved {count(len(held) - 1, 'held annotation')} of dataset" in out.output
     assert calls[2:] == [
         {"action": "release", "annotation_id": held[0], "by": "alice"},
         {"action": "approve", "dataset_id": dataset, "by": "bob"},

@@ -22,6 +22,7 @@ from annotation_reconciler.db import (
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,9 +229,9 @@ def nothing_found_line(bucket: str, s3_prefix: str, annotations: int, first_reas
     """The one-line diagnosis of a scope in which no annotation's metadata was found (every row absent, unknown
     or held): a wrong bucket or prefix is far likelier than a whole scope deleted."""
     prefix = s3_prefix or f"s3://{bucket}/"
-    noun = "annotation" if annotations == 1 else "annotations"
     return (
-        f"none of the {annotations} {noun} in scope has its metadata in bucket {bucket} under prefix {prefix} "
+        f"none of the {count(annotations, 'annotation')} in scope has its metadata in bucket {bucket} under prefix "
+        f"{prefix} "
         f"(first reason: {first_reason}): check {options}"
     )
 

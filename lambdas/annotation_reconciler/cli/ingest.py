@@ -30,6 +30,7 @@ from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -176,8 +177,8 @@ def print_result(console: Console, result: IngestResult) -> None:
         lines.append("  no row to insert, update or remove")
     print_rows(console, table, lines)
     click.echo(
-        f"{len(result.voxel_spacings)} voxel spacings, "
-        f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
+        f"{count(len(result.voxel_spacings), 'voxel spacing')}, "
+        f"{count(sum(r.metadata_read for r in result.voxel_spacings), 'annotation metadata file')} read"
     )
     for report in result.voxel_spacings:
         if report.deleted:

@@ -27,6 +27,7 @@ from annotation_reconciler.ledger import history, waiting
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.ledger.status import reingest_command
+from annotation_reconciler.plural import count
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
@@ -117,7 +118,7 @@ def scan(
         for key in found.untracked:
             click.echo(f"untracked metadata: {key} (no annotation row points to it)")
         click.echo(
-            f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
+            f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {count(found.annotations, 'annotation')}, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
             f"and quarantined, {len(found.unknown)} unknown"
         )
@@ -137,7 +138,10 @@ def scan(
     if annotations and not sum(r.present for r in results):
         reasons = [f"annotation {u.ref.id}: {u.why}" for r in results for u in r.unknown[:1]]
         reasons += [
-            f"{r.missing} metadata keys absent from {r.prefixes_listed} listed prefixes" for r in results if r.missing
+            f"{count(r.missing, 'metadata key')} absent from "
+            f"{count(r.prefixes_listed, 'listed prefix', 'listed prefixes')}"
+            for r in results
+            if r.missing
         ]
         click.echo(
             "Error: "
@@ -169,7 +173,11 @@ def print_scan(results: list[ScanResult]) -> None:
     for label, counts in rows:
         table.add_row(label, *(str(c) for c in counts))
     lines = [
-        f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True))
+        f"{label}: "
+        + ", ".join(
+            count(c, "annotation") if name == "annotations" else f"{c} {name}"
+            for name, c in zip(SCAN_COLUMNS, counts, strict=True)
+        )
         for label, counts in rows
     ]
     print_rows(console, table, lines)
@@ -180,7 +188,9 @@ def print_scan(results: list[ScanResult]) -> None:
         for prefix in r.over_page_limit:
             click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
         if r.missing_files or r.restored_files:
-            click.echo(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
+            click.echo(
+                f"{label}: {count(r.missing_files, 'data file')} newly missing, {r.restored_files} back (see status)"
+            )
         for annotation_id, key in r.moved:
             click.echo(f"annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}")
         for key in r.untracked:
@@ -230,7 +240,7 @@ def purge(
         )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         click.echo(
-            f"held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+            f"held: dataset {dataset_id} would lose {open_rows} of {count(total, 'annotation')}; "
             f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`"
         )
 
@@ -285,13 +295,15 @@ def approve(
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     function = via_lambda.function_of(ctx)
     if function:
-        count = int(via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"])
+        approved = int(
+            via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"]
+        )
     else:
         engine = engine_from(db_url, db_secret_arn)
         try:
-            count = operators.approve(engine, dataset_id, by=by)
+            approved = operators.approve(engine, dataset_id, by=by)
             with engine.connect() as conn:
-                known = bool(count) or history.dataset_known(conn, dataset_id)
+                known = bool(approved) or history.dataset_known(conn, dataset_id)
         finally:
             engine.dispose()
         if not known:
@@ -300,15 +312,18 @@ def approve(
                 "(`annotation-reconciler status` lists the held datasets)"
             )
     if output == "json":
-        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": count, "by": by}))
+        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": approved, "by": by}))
         return
-    if not count:
+    if not approved:
         click.echo(
             f"dataset {dataset_id} has no held annotations: nothing to approve "
             "(`annotation-reconciler status` lists the held datasets)"
         )
         return
-    click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
+    click.echo(
+        f"approved {count(approved, 'held annotation')} of dataset {dataset_id}; the next purge re-checks S3 and "
+        "deletes"
+    )
 
 
 @click.command()

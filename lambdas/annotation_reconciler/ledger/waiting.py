@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
+from annotation_reconciler.plural import count
 
 #: One reconciliation period (the reconcile schedule runs daily): a row quarantined longer than its grace period
 #: plus this has missed at least one purge that should have settled it.
@@ -118,7 +119,7 @@ def explain(
             annotation_id,
             dataset_id,
             key,
-            f"the purge could not delete it ({purge_failures} time(s)): {purge_error}",
+            f"the purge could not delete it ({count(purge_failures, 'time')}): {purge_error}",
             f"remove what refuses the deletion, then the next purge deletes it (or: annotation-reconciler {release})",
             detected_at,
             overdue,
