@@ -173,9 +173,9 @@ def cleanup_stale_annotations(
     elif dry_run and report.stale:
         click.echo("\nDry run mode: No deletions performed.\nRun with --no-dry-run to perform deletions.")
     elif not dry_run and report.stale:
-        kept = f" ({len(report.reappeared)} kept: back in S3)" if report.reappeared else ""
-        rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
-        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
+        kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items()))
+        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}; rows: {rows or 'none'}.")
         if report.held_back:
             click.echo(
                 f"{count(len(report.held_back), 'held annotation')} "

@@ -18,6 +18,7 @@ from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
@@ -77,7 +78,7 @@ class PurgeMixin(SurveyMixin):
             except Exception as exc:
                 # One row the portal will not let go of (a foreign key from a table the reconciler does not
                 # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
-                log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
+                log.warning("purge batch failed (%s); settling its %s one by one", exc, count(len(claims), "row"))
                 self._settle_each(claims, listings, listed, result, now, around, moved)
             if progress is not None:
                 progress(len(claims))
@@ -201,8 +202,8 @@ class PurgeMixin(SurveyMixin):
         result.rows_deleted.update(outcome.rows_deleted)
         if outcome.would_delete:
             log.warning(
-                "dry run: would purge %d annotations (%s)",
-                len(outcome.would_delete),
+                "dry run: would purge %s (%s)",
+                count(len(outcome.would_delete), "annotation"),
                 ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
             )
 

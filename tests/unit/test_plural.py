@@ -34,6 +34,10 @@ NOT_COUNTS = {
 }
 
 
+#: a log message's count before a plural noun ("%d annotations"): logs reach the commands' stderr
+LOGGED = re.compile(r"%d(?: [a-z/_-]+){0,3}? (?:" + NOUNS + r")\b")
+
+
 def test_count_agrees_in_number() -> None:
     assert [count(n, "annotation") for n in (0, 1, 2)] == ["0 annotations", "1 annotation", "2 annotations"]
     assert count(1, "prefix", "prefixes") == "1 prefix" and count(3, "prefix", "prefixes") == "3 prefixes"
@@ -55,3 +59,10 @@ def test_no_message_puts_a_count_before_a_plural_noun_by_hand() -> None:
         if "(s)" in x
     ]
     assert hedged == [], "a count says its noun in number, not 'time(s)': " + ", ".join(hedged)
+    logged = [
+        f"{p.relative_to(PACKAGE)}:{n}: {m.group(0)}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for n, x in enumerate(p.read_text().splitlines(), 1)
+        for m in LOGGED.finditer(x)
+    ]
+    assert logged == [], "log messages print on the commands' stderr: use %s and plural.count for " + "; ".join(logged)
