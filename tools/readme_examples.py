@@ -31,6 +31,11 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"(<!-- example: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /example -->)", re.S)
 KEY = "10001/TS_000/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
 BUCKET = "cryoet-data-portal-public"
+#: two annotations of the sandbox's run 2 (10001/TS_001)
+RUN_2 = [
+    "10001/TS_001/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json",
+    "10001/TS_001/Reconstructions/VoxelSpacing13.480/Annotations/101/membrane-1.0.json",
+]
 
 
 @dataclass
@@ -78,13 +83,22 @@ class _Stderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()  # in order with what the command echoes (click flushes each line)
+
+
+#: how the commands' log records look in a shell: ``annotation-reconciler`` configures no logging (Python's last
+#: resort prints a warning's message alone), ``cleanup-stale-annotations`` its own format
+LAST_RESORT = "%(message)s"
+CLEANUP_LOGS = "%(asctime)s %(levelname)s %(message)s"
 
 
 @contextlib.contextmanager
-def shell_logging() -> Iterator[None]:
-    """The package's log records as a shell shows them, whatever logging the caller (pytest) set up."""
+def shell_logging(fmt: str = LAST_RESORT) -> Iterator[None]:
+    """The package's log records as a shell shows them, whatever logging the caller (pytest) set up: each logger's
+    own level decides (warnings, and the cleanup's INFO lines)."""
     package = logging.getLogger("annotation_reconciler")
-    handler = _Stderr(logging.WARNING)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter(fmt))
     saved = package.propagate
     package.addHandler(handler)
     package.propagate = False
@@ -93,6 +107,27 @@ def shell_logging() -> Iterator[None]:
     finally:
         package.removeHandler(handler)
         package.propagate = saved
+
+
+def cleanup(args: str, answer: str | None = None) -> Step:
+    """``python -m annotation_reconciler.cleanup_stale_annotations ARGS`` (``answer`` typed at its prompt)."""
+    shown = "$ python -m annotation_reconciler.cleanup_stale_annotations " + args.replace(
+        " --s3-bucket", " \\\n    --s3-bucket"
+    )
+
+    def run(session: Session) -> str:
+        from click.testing import CliRunner
+
+        from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+
+        given = {**session.env, "RECONCILER_DB_URL": session.db_url}
+        with shell_logging(CLEANUP_LOGS):
+            result = CliRunner().invoke(cleanup_stale_annotations, shlex.split(args), env=given, input=answer)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.output
+
+    return Step(shown, run)
 
 
 def export(**variables: str) -> Step:
@@ -104,14 +139,15 @@ def export(**variables: str) -> Step:
     return Step(f"$ export {line}   # seconds of grace, for trying", run)
 
 
-def delete_metadata(key: str) -> Step:
-    shown = f"$ python -c \"import boto3; boto3.client('s3').delete_object(Bucket='{BUCKET}', \\\n    Key='{key}')\""
+def delete_metadata(key: str, *, shown: bool = True) -> Step:
+    """Delete an annotation's metadata from S3 (shown as the one-liner an operator would type, or hidden)."""
+    line = f"$ python -c \"import boto3; boto3.client('s3').delete_object(Bucket='{BUCKET}', \\\n    Key='{key}')\""
 
     def run(session: Session) -> str:
         session.s3.delete_object(Bucket=BUCKET, Key=key)
         return ""
 
-    return Step(shown, run)
+    return Step(line if shown else "", run)
 
 
 def wait(seconds: float) -> Step:
@@ -147,6 +183,12 @@ EXAMPLES: dict[str, list[Step]] = {
         command(f"scan --dataset-id 10002 --s3-prefix s3://{BUCKET}/staging/"),
     ],
     "history-json": [command("history --output json")],
+    "cleanup": [
+        delete_metadata(RUN_2[0], shown=False),
+        delete_metadata(RUN_2[1], shown=False),
+        cleanup(f"--run-id 2 --s3-bucket {BUCKET}"),
+        cleanup(f"--run-id 2 --s3-bucket {BUCKET} --no-dry-run", answer="y\n"),
+    ],
 }
 
 
@@ -154,6 +196,7 @@ def normalize(text: str, db_user: str) -> str:
     """The transcript with what changes from run to run made fixed: times, ports, database names, the login."""
     text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?\+00:00", "2026-12-07T06:28:40.123456+00:00", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+0000", "2026-12-07 06:28:40+0000", text)
+    text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}", "2026-12-07 06:28:40,123", text)
     text = re.sub(r"postgresql\+pg8000://[^\s/]+/\w+", "postgresql+pg8000://postgres@127.0.0.1:38787/portal", text)
     text = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:42719", text)
     if db_user != "postgres":

@@ -48,6 +48,10 @@ def test_readmes_example_blocks_are_what_the_commands_print_now(
     assert "restored 1 annotation (rows: " in blocks["try-it"] and "released by" not in blocks["try-it"]
     assert "  exempt 1 10001/TS_000/" in blocks["try-it"] and "  quarantined 1 10001/TS_000/" in blocks["try-it"]
     assert "did you mean RECONCILER_DRY_RUN?" in blocks["refusals"]
+    assert (
+        "under 1 Annotations/ prefix of " in blocks["cleanup"]
+        and "INFO deleted annotation 4 (run 2)" in blocks["cleanup"]
+    )
 
 
 def test_a_block_that_differs_is_found() -> None:
