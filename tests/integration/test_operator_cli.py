@@ -597,6 +597,7 @@ def test_status_lists_the_quarantined_held_unknown_and_exempt_annotations_whole_
     other = json.loads(run("status", "--db-url", world.db_url, "--dataset-id", str(d0), "--output", "json").stdout)
     assert not set(rows["held"]) & {a["annotation_id"] for a in other["annotations"]}
     assert "held" not in other["by_status"] and other["by_status"]["quarantined"] == 3
+    assert "no dataset 99999 in the portal" in refused(run("status", "--db-url", world.db_url, "--dataset-id", "99999"))
 
 
 def test_status_text_lists_ids_keys_since_and_reason_capped_and_never_cuts_a_key_at_80_columns(

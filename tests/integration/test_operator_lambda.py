@@ -154,6 +154,13 @@ def test_the_cli_sends_status_approve_and_release_through_the_function(
     ]
     assert world.ledger() == {held[0]: "released", **{a: "quarantined" for a in held[1:]}}
 
+    # one dataset's status through the function: its annotations to act on, by kind
+    for one in world.portal.dataset_ids[:2]:
+        out = runner.invoke(cli, ["--via-lambda", FUNCTION, "status", "--dataset-id", str(one), "--output", "json"])
+        assert out.exit_code == 0 and calls[-1] == {"action": "status", "dataset_id": one}, out.output
+        kinds = {a["annotation_id"]: a["kind"] for a in json.loads(out.output)["annotations"]}
+        assert kinds == ({held[0]: "exempt", **{a: "quarantined" for a in held[1:]}} if one == dataset else {})
+
     # the function's refusal comes back as one line; a command the function does not take is refused locally
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "release", "--annotation-id", "999999", "--by", "alice"])
     assert out.exit_code == 1 and "has no open quarantine row" in out.output

@@ -272,6 +272,13 @@ def status(
     else:
         engine = engine_from(db_url, db_secret_arn)
         try:
+            if dataset_id is not None:
+                with engine.connect() as conn:
+                    if not history.dataset_known(conn, dataset_id):
+                        raise UsageError(
+                            f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
+                            "(`annotation-reconciler status` reports every dataset)"
+                        )
             report = ledger_status.as_json(operators.status(engine, dataset_id=dataset_id))
         except LedgerSchemaError as exc:
             raise UsageError(str(exc)) from None
