@@ -342,6 +342,37 @@ def test_a_twin_folder_at_any_level_makes_the_row_unknown_never_missing(
     assert purge.deleted == [] and set(ids) <= world.annotation_ids()
 
 
+#: The dataset folder itself spelled apart (percent-encoded once or twice, a digit in another Unicode form): the
+#: bucket's root lists the twin.
+DATASET_TWINS = [
+    pytest.param("1000%31/", id="dataset-percent-encoded"),
+    pytest.param("\uff110001/", id="dataset-fullwidth-digit"),
+    pytest.param("1000%2531/", id="dataset-encoded-twice"),
+    pytest.param("\u00b90001/", id="dataset-superscript-digit"),
+]
+
+
+@pytest.mark.parametrize("row_says", DATASET_TWINS)
+def test_a_twin_of_the_dataset_folder_makes_the_row_unknown_never_missing(
+    engine: Engine, s3: Any, db_url: str, row_says: str
+) -> None:
+    """Issue 25 (2), the top level: a run's rows name their dataset folder in another spelling than S3's. Their
+    prefixes list nothing and the folder they name holds nothing: the scan held them as a vanished dataset, but once
+    their Removed events quarantined them the purge deleted them, with every file in S3 under ``10001/``. The
+    root's listing shows the twin: unknown at the scan and at the purge."""
+    world = twin_world(engine, s3, db_url)
+    keys = [a.metadata_key for a in world.portal.annotations if a.metadata_key.startswith("10001/TS_002/")]
+    assert keys
+    respell_rows(world, "10001/", row_says, keys)
+    ids = sorted(world.ids[k] for k in keys)
+    r = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
+    scan = r.scan_shard(Scope(dataset_id=10001))
+    assert scan.quarantined == [] and sorted(u.ref.id for u in scan.unknown) == ids
+    assert sorted(r.apply_changes(removed(*(k.replace("10001/", row_says, 1) for k in keys))).quarantined) == ids
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [] and set(ids) <= world.annotation_ids()
+
+
 class DelimiterLists:
     """Counts the LISTs with a delimiter a client sends."""
 
@@ -358,8 +389,9 @@ class DelimiterLists:
 
 
 def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicious_rows(world: World) -> None:
-    """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (4: run,
-    Reconstructions, voxel spacing, Annotations) at the scan and at the purge."""
+    """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (5: the bucket's
+    root for the dataset folder, the run, Reconstructions, voxel spacing, Annotations) at the scan and at the
+    purge."""
     client = boto3.client("s3", region_name="us-west-2")
     counted = DelimiterLists(client)
     r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5")
@@ -368,10 +400,10 @@ def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicio
     gone = world.portal.annotations[0]
     world.delete(gone.metadata_key)
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [world.ids[gone.metadata_key]]
-    assert len(counted.prefixes) == 4 and "10001/" in counted.prefixes
+    assert len(counted.prefixes) == 5 and {"", "10001/"} <= set(counted.prefixes)
     world.clock.advance(hours=2)
     assert r.purge().deleted == [world.ids[gone.metadata_key]]
-    assert len(counted.prefixes) == 8
+    assert len(counted.prefixes) == 10
 
 
 def test_the_cleanup_command_leaves_a_row_with_a_twin_folder_in_place(engine: Engine, s3: Any, db_url: str) -> None:
