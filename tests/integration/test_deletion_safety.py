@@ -11,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
+from annotation_reconciler import operators
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
@@ -99,8 +101,12 @@ def test_a_release_through_the_api_twice_keeps_the_release(world: World) -> None
     world.delete(key)
     r = world.reconciler()
     r.apply_changes(removed(key))
-    assert r.release(aid, by="alice")
-    assert r.release(aid, by="alice")  # the release is kept: asking again is not a failure
+    assert operators.exemption(world.engine, aid) is None  # quarantined, not released
+    assert r.release(aid, by="alice") is Released.NOW
+    first = operators.exemption(world.engine, aid)
+    assert first is not None and (first.annotation_id, first.released_by) == (aid, "alice")
+    assert r.release(aid, by="bob") is Released.ALREADY  # the release is kept: asking again is not a failure
+    assert operators.exemption(world.engine, aid) == first  # and the first one stands
     world.clock.advance(minutes=5)
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
     world.clock.advance(hours=2)
