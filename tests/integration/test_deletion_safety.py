@@ -379,6 +379,21 @@ def test_a_twin_of_the_dataset_folder_makes_the_row_unknown_never_missing(
     assert r.purge().deleted == [] and set(ids) <= world.annotation_ids()
 
 
+def test_presence_under_a_twin_folder_or_of_a_twin_key_is_unknown(engine: Engine, s3: Any, db_url: str) -> None:
+    """check_presence (the inventory's confirmation): a key whose run folder S3 now spells apart, or whose own name
+    S3 spells apart, is None (S3 could not say), never False; a plainly deleted key is False, a listed one True."""
+    world = twin_world(engine, s3, db_url)
+    under_twin = [k for k in world.portal.metadata_keys if k.startswith("10001/TS_002/")]
+    respell_bucket(world, "10001/TS_002/", "10001/ts_002/")
+    others = [k for k in world.portal.metadata_keys if not k.startswith("10001/TS_002/")]
+    gone, spelled, present = others[0], others[-1], others[1]
+    world.delete(gone, spelled)
+    folder, name = spelled.rsplit("/", 1)
+    world.restore(f"{folder}/{name.upper()}")
+    presence = world.reconciler().check_presence([*under_twin, gone, spelled, present])
+    assert presence == {**dict.fromkeys(under_twin), gone: False, spelled: None, present: True}
+
+
 class DelimiterLists:
     """Counts the LISTs with a delimiter a client sends."""
 

@@ -603,7 +603,12 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
 
     for _ in range(2):  # re-running keeps them too
         result = run_ingest(engine, s3, max_purge_fraction=1.0)
-        assert not result.ok and any("aliased folders" in p.message and stray in p.message for p in result.problems)
+        folders = " and ".join(sorted([f"{stray}/", "VoxelSpacing13.480/"]))
+        told = (
+            f"aliased folders: {folders} both map to voxel spacing 13.48; nothing is imported from them and sibling "
+            "cleanup of this run is skipped (remove or rename the stray folder, then ingest again)"
+        )
+        assert not result.ok and told in [p.message for p in result.problems], [p.message for p in result.problems]
         assert result.deleted == [] and annotation_ids(engine) == before
     dry = run_ingest(engine, s3, max_purge_fraction=1.0, dry_run=True)
     assert dry.deleted == [] and set(ids.values()) == before
@@ -1072,3 +1077,30 @@ def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_
     assert result.ok, result.problems
     assert counts(engine)["annotation"] == before and result.inserted["annotation"] == 0
     assert stored_paths(engine)[row] == LAYOUT.s3_path(legacy.metadata_key)
+
+
+def test_a_file_moved_within_its_voxel_spacing_re_points_its_row_from_the_listing_it_made(
+    engine: Engine, s3: Any
+) -> None:
+    """A curator moves a metadata file to another ``Annotations/NNN/`` folder of its voxel spacing (a copy, then a
+    delete). The ingest re-points the row (same id) on the strength of the voxel spacing's listing it made anyway:
+    it sends no more LISTs than a re-ingest of unchanged data."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    lists: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: lists.append(request.url))
+    assert run_ingest(engine, s3, max_purge_fraction=1.0).ok
+    unchanged = len(lists)
+    moved = portal.annotations[0]
+    folder, name = moved.metadata_key.rsplit("/", 1)
+    new_key = f"{folder.rsplit('/', 1)[0]}/999/{name}"
+    s3.copy_object(Bucket=BUCKET, Key=new_key, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    s3.delete_object(Bucket=BUCKET, Key=moved.metadata_key)
+    lists.clear()
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.ok and result.deleted == [], result.problems
+    assert stored_paths(engine)[ids[moved.metadata_key]] == LAYOUT.s3_path(new_key)
+    assert len(lists) == unchanged
