@@ -32,6 +32,7 @@ from annotation_reconciler.cli.common import (
     operator_name,
     settings_from,
 )
+from annotation_reconciler.plural import count
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -173,11 +174,12 @@ def cleanup_stale_annotations(
         click.echo("\nDry run mode: No deletions performed.\nRun with --no-dry-run to perform deletions.")
     elif not dry_run and report.stale:
         kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
-        rows = ", ".join(f"{n} {t}" for t, n in sorted(report.rows_deleted.items()))
-        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}: {rows or 'no rows'}.")
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items()))
+        click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}; rows: {rows or 'none'}.")
         if report.held_back:
             click.echo(
-                f"{len(report.held_back)} held annotations were not deleted; they are recorded as held: "
+                f"{count(len(report.held_back), 'held annotation')} "
+                f"{'was' if len(report.held_back) == 1 else 'were'} not deleted; they are recorded as held: "
                 "check them, then `annotation-reconciler approve --dataset-id N` (or run again with --approve-held)."
             )
 
@@ -198,7 +200,8 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     if not held:
         return False
     click.echo(
-        f"Warning: {len(held)} annotations are held as suspicious ({held[0].reason}); a wrong --s3-bucket or "
+        f"Warning: {count(len(held), 'annotation')} {'is' if len(held) == 1 else 'are'} held as suspicious "
+        f"({held[0].reason}); a wrong --s3-bucket or "
         "--s3-prefix looks exactly like this: check --s3-bucket and --s3-prefix.",
         err=True,
     )
@@ -207,11 +210,12 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
     if yes:
         if not ordinary:
             raise CleanupError(
-                f"nothing deleted: all {len(held)} stale annotations are held; answer the prompt (without --yes) "
+                f"nothing deleted: {'the' if len(held) == 1 else 'all'} {count_of(len(held), 'stale ')} "
+                f"{'is' if len(held) == 1 else 'are'} held; answer the prompt (without --yes) "
                 "or pass --approve-held"
             )
         return False
-    if _confirm(f"Delete the {len(held)} held annotations too?"):
+    if _confirm(f"Delete the {count_of(len(held), 'held ')} too?"):
         return True
     if not ordinary:
         raise CleanupError("nothing deleted: the held annotations were not approved")

@@ -27,6 +27,7 @@ from annotation_reconciler.ledger import exemptions, missing_files, quarantines
 from annotation_reconciler.ledger.models import Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal.deletion import delete_annotations
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ def gather_evidence(
     datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = quarantines.guard_counts(conn, datasets, except_annotations=ids)
-    for dataset, count in policy.deleted.items():  # gone from both counts since: count them as this run's
-        open_counts[dataset] = open_counts.get(dataset, 0) + count
-        totals[dataset] = totals.get(dataset, 0) + count
+    for dataset, gone in policy.deleted.items():  # gone from both counts since: count them as this run's
+        open_counts[dataset] = open_counts.get(dataset, 0) + gone
+        totals[dataset] = totals.get(dataset, 0) + gone
     return lifecycle.Evidence(
         listings,
         open_counts,
@@ -167,8 +168,8 @@ def delete_stale(
     unknown = decisions.of(Verdict.UNKNOWN)
     if unknown:
         log.warning(
-            "%d annotations left in place, S3 or the configuration could not say (%s); first: %s",
-            len(unknown),
+            "%s left in place, S3 or the configuration could not say (%s); first: %s",
+            count(len(unknown), "annotation"),
             ids_of(unknown),
             unknown[0].reason,
         )
@@ -227,4 +228,4 @@ def _hold(
                 conn, refs, source=source, reason=reason, now=now, grace=policy.grace, status=Status.HELD
             )
     outcome.held = sorted(d.candidate.annotation_id for d in items)
-    log.error("held %d annotations for an operator (%s): %s", len(items), ids_of(items), items[0].reason)
+    log.error("held %s for an operator (%s): %s", count(len(items), "annotation"), ids_of(items), items[0].reason)

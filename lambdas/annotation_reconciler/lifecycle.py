@@ -20,6 +20,7 @@ from typing import Literal
 
 from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.plural import count
 from annotation_reconciler.spelling import spelling_form, twin_folder
 
 
@@ -252,7 +253,7 @@ def decide(
         over = max_fraction is not None and not guard_allows(opened, total, max_fraction, floor)
         for decision in items:
             if over and not decision.candidate.approved:
-                why = f"mass-deletion guard: {opened} of {total} annotations of dataset {dataset_id} would go"
+                why = f"mass-deletion guard: {opened} of {count(total, 'annotation')} of dataset {dataset_id} would go"
                 result.items.append(Decision(decision.candidate, Verdict.HELD, decision.key, why))
                 result.held_datasets[dataset_id] = (opened, total)
             else:

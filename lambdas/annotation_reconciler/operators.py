@@ -44,10 +44,10 @@ def clear_release(engine: Engine, annotation_id: int, *, by: str, now: datetime.
         return exemptions.clear(conn, annotation_id, now=now or utcnow(), by=by)
 
 
-def status(engine: Engine, *, now: datetime.datetime | None = None) -> StatusReport:
-    """The ledger's state, for ``annotation-reconciler status``."""
+def status(engine: Engine, *, now: datetime.datetime | None = None, dataset_id: int | None = None) -> StatusReport:
+    """The ledger's state (of one dataset if ``dataset_id``), for ``annotation-reconciler status``."""
     with engine.connect() as conn:
-        return read_status(conn, now=now)
+        return read_status(conn, now=now, dataset_id=dataset_id)
 
 
 class OperatorsMixin(ReconcilerCore):

@@ -18,6 +18,7 @@ from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import PurgeResult
 from annotation_reconciler.survey import SurveyMixin
@@ -31,10 +32,17 @@ CLAIM_LEASE = datetime.timedelta(minutes=20)
 class PurgeMixin(SurveyMixin):
     """Purge the quarantined rows whose grace period is over."""
 
-    def purge(self, *, remaining_seconds: Callable[[], float] | None = None, max_batches: int = 1000) -> PurgeResult:
+    def purge(
+        self,
+        *,
+        remaining_seconds: Callable[[], float] | None = None,
+        max_batches: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
         """Purge quarantined annotations past their grace period, one batch at a time: claim the due rows
         with a lease and commit; LIST their prefixes holding no lock; then, in one transaction, re-lock
-        the rows still due, read each annotation's current row and let the one decision carry them out."""
+        the rows still due, read each annotation's current row and let the one decision carry them out.
+        ``progress`` is told each batch's rows once they are settled (the CLI's progress bar)."""
         result = PurgeResult(dry_run=self.settings.dry_run)
         seen: list[int] = []
         for _ in range(max_batches):
@@ -70,8 +78,10 @@ class PurgeMixin(SurveyMixin):
             except Exception as exc:
                 # One row the portal will not let go of (a foreign key from a table the reconciler does not
                 # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
-                log.warning("purge batch failed (%s); settling its %d rows one by one", exc, len(claims))
+                log.warning("purge batch failed (%s); settling its %s one by one", exc, count(len(claims), "row"))
                 self._settle_each(claims, listings, listed, result, now, around, moved)
+            if progress is not None:
+                progress(len(claims))
         self._close_residue(result)
         return result
 
@@ -192,8 +202,8 @@ class PurgeMixin(SurveyMixin):
         result.rows_deleted.update(outcome.rows_deleted)
         if outcome.would_delete:
             log.warning(
-                "dry run: would purge %d annotations (%s)",
-                len(outcome.would_delete),
+                "dry run: would purge %s (%s)",
+                count(len(outcome.would_delete), "annotation"),
                 ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
             )
 

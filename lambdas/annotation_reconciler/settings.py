@@ -175,10 +175,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_db: bool = True) -> Settings:
         """Build and validate settings from ``env`` (default: ``os.environ``).
 
-        Raises :class:`SettingsError` listing every problem found.
+        Raises :class:`SettingsError` listing every problem found, each ``RECONCILER_*`` variable the project
+        does not read among them (the Lambdas' only check).
         """
         env = os.environ if env is None else env
-        problems: list[str] = []
+        # a misspelled variable would otherwise leave its setting at the default, unseen (a grace of 72 hours, a
+        # dry run forever): refused like any bad value, naming the closest known variable
+        problems: list[str] = unknown_variables(env)
 
         def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
             raw = env.get(name)

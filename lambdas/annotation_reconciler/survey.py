@@ -18,6 +18,7 @@ from annotation_reconciler.evidence import Surroundings, dataset_neighbours, fol
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
 from annotation_reconciler.moves import find_moves
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import SurveyResult
 from annotation_reconciler.scope import Scope
@@ -93,9 +94,8 @@ class SurveyMixin(ReconcilerCore):
         result.over_page_limit = sorted(p for p, e in result.listings.items() if isinstance(e, PageLimitError))
         if result.over_page_limit:
             log.warning(
-                "%d prefixes need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are "
-                "unknown: %s",
-                len(result.over_page_limit),
+                "%s need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are unknown: %s",
+                count(len(result.over_page_limit), "prefix", "prefixes"),
                 self.settings.scan_page_limit,
                 ", ".join(result.over_page_limit[:LOG_IDS]),
             )

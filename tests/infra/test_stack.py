@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
+from annotation_reconciler.settings import KNOWN_VARIABLES
+
 
 def resources(template: Any, kind: str) -> dict[str, Any]:
     return dict(template.find_resources(kind))
@@ -343,6 +345,8 @@ def test_environment_is_safe_by_default_and_holds_no_credentials(template: Any) 
         assert env["RECONCILER_DB_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
         assert env["RECONCILER_INVENTORY_MANIFEST"].startswith("s3://portal-inventory/")
         assert "RECONCILER_DB_URL" not in env and not any("PASSWORD" in k for k in env)
+        # every variable is one the settings know: an unknown one stops the Lambda at cold start
+        assert {k for k in env if k.startswith("RECONCILER_")} <= KNOWN_VARIABLES
 
 
 def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:

@@ -282,7 +282,7 @@ def test_s3_requests_are_listing_pages_not_one_per_annotation(
     assert 0 < counts["ListObjectsV2"] <= pages + twin_checks < len(world.portal.annotations)
 
 
-@pytest.mark.parametrize(("failing", "suffix"), [(1, ")"), (2, "; and 1 more prefixes"), (4, "; and 3 more prefixes")])
+@pytest.mark.parametrize(("failing", "suffix"), [(1, ")"), (2, "; and 1 more prefix"), (4, "; and 3 more prefixes")])
 def test_s3_error_aborts_before_any_deletion(
     world: World, monkeypatch: pytest.MonkeyPatch, failing: int, suffix: str
 ) -> None:
@@ -303,7 +303,7 @@ def test_s3_error_aborts_before_any_deletion(
     assert result.exit_code == 1
     message = f"S3 error, nothing deleted: ListObjectsV2 s3://{BUCKET}/{folders[0]} failed (AccessDenied: "
     assert message in result.output and result.output.rstrip().endswith(suffix)
-    assert "more prefixes" not in result.output or failing > 1
+    assert "more prefix" not in result.output or failing > 1
     assert world.annotation_ids() == before
 
 
@@ -476,7 +476,7 @@ def test_an_s3_error_at_the_recheck_deletes_nothing_and_names_the_prefix(
     result = invoke(world, "--dataset-id", str(world.portal.dataset_ids[0]), "--no-dry-run")
     assert result.exit_code == 1
     assert (
-        "Error: S3 error at the re-check, nothing deleted: 1 prefixes could not be listed, "
+        "Error: S3 error at the re-check, nothing deleted: 1 prefix could not be listed, "
         f"e.g. s3://{BUCKET}/{prefix}: " in result.output
     )
     assert "AccessDenied" in result.output

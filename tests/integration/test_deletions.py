@@ -114,12 +114,12 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
     assert "stored path changed" in ledger[released].resolution
     messages = [r.getMessage() for r in caplog.records]
     assert any(
-        m.startswith("1 annotations left in place, S3 or the configuration could not say (999999); first: ")
+        m.startswith("1 annotation left in place, S3 or the configuration could not say (999999); first: ")
         and "not under a completely listed prefix" in m
         for m in messages
     )
     assert any(m.startswith(f"annotation {released} released: stored path changed") for m in messages)
-    assert any(m.startswith(f"held 1 annotations for an operator ({kept}): suspicious") for m in messages)
+    assert any(m.startswith(f"held 1 annotation for an operator ({kept}): suspicious") for m in messages)
 
 
 def test_ids_of_names_the_first_ids_and_counts_the_rest() -> None:

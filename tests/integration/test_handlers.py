@@ -174,3 +174,32 @@ def test_metrics_are_emitted(
     runtime.engine.dispose()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine")).scalar() == 1
+
+
+def test_a_misspelled_variable_stops_every_lambda_before_it_decides_anything(
+    engine: Engine, s3: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lambdas read their settings from the environment the stack gives them: a misspelled grace period there
+    must not run on the default grace. Each handler refuses, naming the variable and the closest known one."""
+    from annotation_reconciler.errors import SettingsError
+    from support.world import s3_notification
+
+    for k, v in POWERTOOLS_QUIET.items():
+        monkeypatch.setenv(k, v)
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=1))
+    world.delete(world.portal.metadata_keys[0])
+    env = {"RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_GRACE_PERIOD": "1"}
+    monkeypatch.setattr(handlers.common, "runtime_factory", lambda: build_runtime(env))
+    calls = {
+        "events": lambda: handlers.handle_events(
+            s3_notification(BUCKET, world.portal.metadata_keys[0]), LocalContext()
+        ),
+        "schedule": lambda: handlers.handle_schedule({"action": "purge"}, LocalContext()),
+        "work": lambda: handlers.handle_work({"Records": []}, LocalContext()),
+    }
+    for name, call in calls.items():
+        with pytest.raises(SettingsError) as info:
+            call()
+        assert "RECONCILER_GRACE_PERIOD is not a setting of the reconciler (did you mean " in str(info.value), name
+        assert "RECONCILER_GRACE_PERIOD_HOURS?)" in str(info.value), name
+    assert world.ledger() == {}

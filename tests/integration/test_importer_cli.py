@@ -62,11 +62,10 @@ def invoke(endpoint: str, db_url: str, *args: str, **extra_env: str) -> Result:
 
 
 def table_row(output: str, table: str) -> list[int]:
-    """The numbers in the summary table's row for ``table``."""
+    """The numbers of the summary's line for ``table`` (piped output: one line per table, never a drawn table)."""
     for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        if cells and cells[0] == table:
-            return [int(c) for c in cells[1:]]
+        if line.startswith(f"  {table}: "):
+            return [int(n) for n in re.findall(r" (\d+)(?:,|$)", line)]
     raise AssertionError(f"no row for {table} in:\n{output}")
 
 

@@ -328,12 +328,16 @@ def test_the_prompt_lists_what_would_go_per_dataset_and_one_is_singular(world: W
 
 
 def ingest_table(output: str) -> dict[str, list[int]]:
-    """The summary table's rows: table name -> its numbers."""
+    """The summary's rows (piped: one line per table): table name -> its numbers."""
     rows = {}
     for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        if len(cells) == 4 and cells[1].isdigit():
-            rows[cells[0]] = [int(c) for c in cells[1:]]
+        found = re.fullmatch(
+            r"  (\w+): (?:would )?insert(?:ed)? (\d+), (?:would )?update(?:d)? (\d+), "
+            r"(?:would )?remove(?:d)? (\d+)",
+            line,
+        )
+        if found:
+            rows[found[1]] = [int(n) for n in found.groups()[1:]]
     return rows
 
 
@@ -426,26 +430,58 @@ def test_ingest_prints_each_removed_prefix_whole_on_a_narrow_terminal(
     assert f"{prefix}: would remove stale annotations [{ids[gone.metadata_key]}]\n" in out.stdout
 
 
-def test_scan_draws_its_progress_on_a_terminals_stderr_only(world: World) -> None:
-    import io
-
+def on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress bars draw on a terminal's stderr: here the command's stderr, as a terminal 80 columns wide."""
     from rich.console import Console
 
-    from annotation_reconciler.cli.operate import shard_progress
+    monkeypatch.setattr(
+        "annotation_reconciler.cli.terminal.stderr_console",
+        lambda: Console(stderr=True, force_terminal=True, width=80),
+    )
 
-    terminal = io.StringIO()
-    with shard_progress(2, Console(file=terminal, force_terminal=True, width=80)) as advance:
-        advance("dataset 10001")
-        advance("dataset 10002")
-    assert "2/2" in terminal.getvalue()
-    piped = io.StringIO()
-    with shard_progress(2, Console(file=piped, force_terminal=False)) as advance:
-        advance("dataset 10001")
-    assert piped.getvalue() == ""
-    # through the command, piped: stderr has no progress, stdout only the rows
+
+def test_scan_draws_its_progress_on_a_terminals_stderr_only(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # piped: stderr has no progress, stdout only the rows
     out = run("scan", "--db-url", world.db_url, "--bucket", BUCKET)
     assert out.exit_code == 0 and out.stderr == ""
     assert len(out.stdout.splitlines()) == len(world.portal.dataset_ids)
+    on_a_terminal(monkeypatch)
+    drawn = run("scan", "--db-url", world.db_url, "--bucket", BUCKET)
+    assert drawn.exit_code == 0 and drawn.stdout == out.stdout
+    assert f"{len(world.portal.dataset_ids)}/{len(world.portal.dataset_ids)}" in drawn.stderr
+
+
+def test_purge_draws_its_progress_on_a_terminals_stderr_only(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = world.portal.metadata_keys[:3]
+    world.delete(*keys)
+    world.reconciler().apply_changes(removed(*keys))
+    world.clock.advance(hours=2)  # the command runs on the real clock, later still: the rows are due
+    monkeypatch.setenv("RECONCILER_MAX_PURGE_FRACTION", "1")  # a dry run the guard does not hold: it can run twice
+    piped = run("purge", "--db-url", world.db_url, "--bucket", BUCKET)
+    assert piped.exit_code == 0 and piped.stderr == "", piped.output
+    assert piped.stdout.startswith("claimed 3: would purge 3, ")
+    on_a_terminal(monkeypatch)
+    drawn = run("purge", "--db-url", world.db_url, "--bucket", BUCKET)
+    assert drawn.exit_code == 0 and drawn.stdout == piped.stdout, drawn.output
+    assert "purging" in drawn.stderr and "3/3" in drawn.stderr
+    assert world.annotation_ids() >= {world.ids[k] for k in keys}  # a dry run: nothing deleted
+
+
+def test_ingest_draws_its_progress_on_a_terminals_stderr_only(
+    engine: Any, db_url: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=1, annotations_per_voxel_spacing=2)
+    portal = build_portal(spec)
+    write_bucket(boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-west-2"), portal)
+    write_deposition(engine, spec)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    args = ["--bucket", BUCKET, "--dataset-id", str(spec.first_dataset_id), "--db-url", db_url, "--dry-run"]
+    piped = CliRunner().invoke(ingest, args)
+    assert piped.exit_code == 0 and piped.stderr == "", piped.output
+    on_a_terminal(monkeypatch)
+    drawn = CliRunner().invoke(ingest, args)
+    assert drawn.exit_code == 0 and drawn.stdout == piped.stdout, drawn.output
+    assert "2/2" in drawn.stderr  # two voxel spacings
 
 
 def test_approve_release_and_restore_print_one_json_document(world: World) -> None:
@@ -472,3 +508,149 @@ def test_approve_release_and_restore_print_one_json_document(world: World) -> No
     cleared = run("release", "--db-url", world.db_url, "--annotation-id", str(world.ids[key]), "--clear", "--output",
                   "json")  # fmt: skip
     assert json.loads(cleared.stdout)["outcome"] == "cleared"
+
+
+# --- 8. status lists the ids to act on; keys whole at 80 columns ---------------------------------------------------
+
+
+def long_key_of(world: World, key: str) -> str:
+    """Point the annotation of ``key`` at a longer key (a run with a long name), absent from S3."""
+    parts = key.split("/")
+    long_key = "/".join([parts[0], parts[1] + "_" + "long-run-name-" * 6, *parts[2:]])
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :i"),
+            {"p": f"s3://{BUCKET}/{long_key}", "i": world.ids[key]},
+        )
+    return long_key
+
+
+def acted_on(world: World) -> dict[str, Any]:
+    """Every kind of row ``status`` lists, each through the path that makes it: the first dataset has two plainly
+    quarantined rows (one with a long key), one its purge could not decide, one released and one restored by an
+    operator; every row of the second dataset is held by the guard."""
+    d0, d1 = world.portal.dataset_ids[:2]
+    first = [a.metadata_key for a in world.portal.annotations if a.dataset_id == d0]
+    second = [a.metadata_key for a in world.portal.annotations if a.dataset_id == d1]
+    restored_key = first[4]
+    world.delete(restored_key, *second)
+    world.reconciler().apply_changes(removed(restored_key))
+    world.reconciler().scan_shard(Scope(dataset_id=d1))
+    world.clock.advance(hours=2)
+    purged = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.1").purge()
+    assert purged.deleted == [world.ids[restored_key]] and len(purged.held) == len(second)
+    out = run(
+        "restore",
+        "--db-url",
+        world.db_url,
+        "--annotation-id",
+        str(world.ids[restored_key]),
+        "--no-dry-run",
+        "--by",
+        "ann",
+    )
+    assert out.exit_code == 0, out.output
+    long_key = long_key_of(world, first[0])
+    world.delete(first[0], first[1], first[2], first[3])
+    world.reconciler().apply_changes(removed(long_key, first[1], first[2], first[3]))
+    with world.engine.begin() as conn:  # the purge's re-check could not decide it (S3 throttled, say)
+        conn.execute(
+            text(
+                "UPDATE annotation_reconciler.annotation_quarantine SET unknown_reason = 'S3 said SlowDown' "
+                "WHERE annotation_id = :i AND status = 'quarantined'"
+            ),
+            {"i": world.ids[first[2]]},
+        )
+    out = run("release", "--db-url", world.db_url, "--annotation-id", str(world.ids[first[3]]), "--by", "bob")
+    assert out.exit_code == 0, out.output
+    return {
+        "quarantined": {world.ids[first[0]]: long_key, world.ids[first[1]]: first[1]},
+        "unknown": {world.ids[first[2]]: first[2]},
+        "exempt": {world.ids[first[3]]: first[3], world.ids[restored_key]: restored_key},
+        "held": {world.ids[k]: k for k in second},
+        "restored": world.ids[restored_key],
+        "released": world.ids[first[3]],
+    }
+
+
+def test_status_lists_the_quarantined_held_unknown_and_exempt_annotations_whole_in_json(world: World) -> None:
+    rows = acted_on(world)
+    d0, d1 = world.portal.dataset_ids[:2]
+    out = run("status", "--db-url", world.db_url, "--output", "json")
+    assert out.exit_code == 0 and out.stderr == "", out.output
+    listed = json.loads(out.stdout)["annotations"]
+    for kind in ("quarantined", "unknown", "exempt", "held"):
+        assert {a["annotation_id"]: a["key"] for a in listed if a["kind"] == kind} == rows[kind], kind
+    assert all(a["since"] and a["reason"] for a in listed)
+    by_id = {a["annotation_id"]: a for a in listed}
+    assert "S3 said SlowDown" in by_id[next(iter(rows["unknown"]))]["reason"]
+    assert by_id[rows["restored"]]["reason"].startswith("restored by ann")
+    assert by_id[rows["released"]]["reason"].startswith("released by bob")
+    # the restored annotation is not called "released by operator" anywhere
+    released = json.loads(out.stdout)["released_by_operator"]
+    assert [e["annotation_id"] for e in released] == [rows["released"]]
+    # one dataset: its rows and its counts only
+    one = json.loads(run("status", "--db-url", world.db_url, "--dataset-id", str(d1), "--output", "json").stdout)
+    assert {a["annotation_id"] for a in one["annotations"]} == set(rows["held"])
+    assert one["by_status"] == {"held": len(rows["held"])}
+    assert {w["dataset_id"] for w in one["waiting"]} == {d1}
+    other = json.loads(run("status", "--db-url", world.db_url, "--dataset-id", str(d0), "--output", "json").stdout)
+    assert not set(rows["held"]) & {a["annotation_id"] for a in other["annotations"]}
+    assert "held" not in other["by_status"] and other["by_status"]["quarantined"] == 3
+    assert "no dataset 99999 in the portal" in refused(run("status", "--db-url", world.db_url, "--dataset-id", "99999"))
+
+
+def test_status_text_lists_ids_keys_since_and_reason_capped_and_never_cuts_a_key_at_80_columns(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = acted_on(world)
+    monkeypatch.setattr("annotation_reconciler.cli.status_view.LISTED_SHOWN", 5)
+    out = CliRunner().invoke(cli, ["status", "--db-url", world.db_url], env={"COLUMNS": "80"})
+    assert out.exit_code == 0 and out.stderr == "", out.output
+    lines = out.stdout.splitlines()
+    for kind in ("quarantined", "unknown", "exempt"):
+        for annotation_id, key in rows[kind].items():
+            [line] = [x for x in lines if x.startswith(f"  {kind} {annotation_id} ")]
+            assert f" {key} " in line and " since 20" in line, line
+    long_key = max(rows["quarantined"].values(), key=len)
+    assert len(long_key) > 80
+    # wherever the long key shows (its listing, its waiting row), it is whole on one line
+    assert all(long_key in x for x in lines if "long-run-name" in x) and sum(long_key in x for x in lines) >= 2
+    held = [x for x in lines if x.startswith("  held ")]
+    assert len(held) == 5 and all(any(f" {k} " in x for k in rows["held"].values()) for x in held)
+    assert f"  and {len(rows['held']) - 5} more held (all of them: --output json)" in lines
+    [restored] = [x for x in lines if x.startswith(f"  exempt {rows['restored']} ")]
+    assert "restored by ann" in restored
+    assert not [x for x in lines if "released by ann" in x]
+    # the next-command hints stay
+    assert any(f"approve --dataset-id {world.portal.dataset_ids[1]}" in x for x in lines)
+
+
+# --- 9. counts agree with their nouns ------------------------------------------------------------------------------
+
+
+def test_one_is_singular_in_every_message_that_counts(world: World) -> None:
+    by_event, _ = purge_two(world)
+    dry = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_event))
+    assert dry.exit_code == 0 and dry.stdout.startswith("would restore 1 annotation (rows: annotation 1, "), dry.output
+    done = run("restore", "--db-url", world.db_url, "--annotation-id", str(by_event), "--no-dry-run", "--by", "ann")
+    assert done.exit_code == 0 and done.stdout.startswith("restored 1 annotation (rows: annotation 1, "), done.output
+    history = run("history", "--db-url", world.db_url, "--dataset-id", str(world.portal.dataset_ids[0]))
+    assert history.stdout.startswith("2 deletions, 1 of them restored")
+    # one held annotation: approved and waiting in the singular
+    key = world.portal.metadata_keys[5]
+    world.delete(key)
+    world.reconciler().apply_changes(removed(key))
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET status = 'held' WHERE annotation_id = :i"),
+            {"i": world.ids[key]},
+        )
+    status = run("status", "--db-url", world.db_url)
+    assert "1 annotation waits (held, failed, unknown or overdue):" in status.stdout, status.stdout
+    assert "\nheld: 1 annotation (" in status.stdout
+    dataset = str(world.portal.dataset_ids[0])
+    approved = run("approve", "--db-url", world.db_url, "--dataset-id", dataset)
+    assert approved.stdout.startswith(f"approved 1 held annotation of dataset {dataset};"), approved.output
+    scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset)
+    assert scan.exit_code == 0 and "annotations, " in scan.stdout and " 1 annotations" not in scan.stdout

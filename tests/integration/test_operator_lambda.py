@@ -19,6 +19,7 @@ from annotation_reconciler.cli import via_lambda
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.plural import count
 from support import wired as wired_world
 from support.world import World, removed
 
@@ -146,12 +147,19 @@ def test_the_cli_sends_status_approve_and_release_through_the_function(
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "release", "--annotation-id", str(held[0]), "--by", "alice"])
     assert out.exit_code == 0 and f"released annotation {held[0]} (by alice)" in out.output
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "approve", "--dataset-id", str(dataset), "--by", "bob"])
-    assert out.exit_code == 0 and f"approved {len(held) - 1} held annotations" in out.output
+    assert out.exit_code == 0 and f"approved {count(len(held) - 1, 'held annotation')} of dataset" in out.output
     assert calls[2:] == [
         {"action": "release", "annotation_id": held[0], "by": "alice"},
         {"action": "approve", "dataset_id": dataset, "by": "bob"},
     ]
     assert world.ledger() == {held[0]: "released", **{a: "quarantined" for a in held[1:]}}
+
+    # one dataset's status through the function: its annotations to act on, by kind
+    for one in world.portal.dataset_ids[:2]:
+        out = runner.invoke(cli, ["--via-lambda", FUNCTION, "status", "--dataset-id", str(one), "--output", "json"])
+        assert out.exit_code == 0 and calls[-1] == {"action": "status", "dataset_id": one}, out.output
+        kinds = {a["annotation_id"]: a["kind"] for a in json.loads(out.output)["annotations"]}
+        assert kinds == ({held[0]: "exempt", **{a: "quarantined" for a in held[1:]}} if one == dataset else {})
 
     # the function's refusal comes back as one line; a command the function does not take is refused locally
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "release", "--annotation-id", "999999", "--by", "alice"])

@@ -165,7 +165,7 @@ def test_the_purge_result_sums_every_batch(world: World, caplog: pytest.LogCaptu
     result = reconciler.purge()
     assert sorted(getattr(result, outcome)) == ids and result.claimed == 2 and result.deleted == []
     dry = [m for m in caplog.messages if m.startswith("dry run")]
-    expected = [f"dry run: would purge 1 annotations ({i})" for i in ids] if outcome == "would_delete" else []
+    expected = [f"dry run: would purge 1 annotation ({i})" for i in ids] if outcome == "would_delete" else []
     assert sorted(dry) == expected
 
 

@@ -188,7 +188,7 @@ def test_the_runbook_works_with_an_owner_that_is_not_a_superuser(rds_any: RdsPor
     status = owner_cli(rds, "status", "--output", "json")
     assert status.exit_code == 0, status.output
     restored = owner_cli(rds, "restore", "--annotation-id", str(victim), "--no-dry-run", "--by", "owner")
-    assert restored.exit_code == 0 and "restored 1 annotations" in restored.output, restored.output
+    assert restored.exit_code == 0 and "restored 1 annotation (" in restored.output, restored.output
     assert dump(rds.engine(rds.owner)) == before
     assert escalations(rds) == []
     again = rds.psql(CliRunner().invoke(cli, ["grants", "--role", rds.role, "--events-role", rds.events]).output)
@@ -318,7 +318,7 @@ def test_forged_ledger_rows_make_restore_insert_nothing_invented(
         )
     assert forged > 0
     dry = owner_cli(rds, "restore", "--dataset-id", "10001")
-    assert dry.exit_code == 0 and "would restore 1 annotations" in dry.output and str(victim) in dry.output, dry.output
+    assert dry.exit_code == 0 and "would restore 1 annotation (" in dry.output and str(victim) in dry.output, dry.output
     for invented in ("424242", "777"):
         refused = owner_cli(rds, "restore", "--annotation-id", invented, "--no-dry-run")
         assert refused.exit_code == 1 and "no purged annotation matches" in refused.output, refused.output

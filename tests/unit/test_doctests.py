@@ -21,6 +21,9 @@ MODULES = (
     "annotation_reconciler.spelling",
     "annotation_reconciler.moves",
     "annotation_reconciler.cli.common",
+    "annotation_reconciler.plural",
+    "annotation_reconciler.ledger.status",
+    "annotation_reconciler.ledger.waiting",
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from annotation_reconciler.errors import SettingsError
@@ -91,3 +93,33 @@ def test_the_tls_server_name_must_be_a_host_name() -> None:
     assert Settings.from_env({**base, "RECONCILER_DB_TLS_SERVER_NAME": name}).db_tls_server_name == name
     with pytest.raises(SettingsError, match="RECONCILER_DB_TLS_SERVER_NAME='db:5432' is not a host name"):
         Settings.from_env({**base, "RECONCILER_DB_TLS_SERVER_NAME": "db:5432"})
+
+
+def test_an_unknown_variable_is_refused_naming_the_closest_known_one() -> None:
+    """The Lambdas build their settings with ``from_env`` alone: a misspelled variable there must stop them, not
+    leave them running on the default (a misspelled grace period would run with 72 hours, a misspelled dry run
+    would stay a dry run forever, and nobody would be told)."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**BASE, "RECONCILER_GRACE_PERIOD": "1", "RECONCILER_DRYRUN": "false"})
+    assert info.value.problems == [
+        "RECONCILER_DRYRUN is not a setting of the reconciler (did you mean RECONCILER_DRY_RUN?): rename or unset it",
+        "RECONCILER_GRACE_PERIOD is not a setting of the reconciler (did you mean RECONCILER_GRACE_PERIOD_HOURS?): "
+        "rename or unset it",
+    ]
+    # other variables (POWERTOOLS_*, AWS_*) are none of the reconciler's business
+    assert Settings.from_env({**BASE, "POWERTOOLS_SERVICE_NAME": "x", "AWS_REGION": "us-west-2"}).bucket
+
+
+def test_every_variable_the_stack_and_the_scripts_set_is_known() -> None:
+    """Every ``RECONCILER_*`` name the CDK stack gives the Lambdas (and the deploy scripts export) is one the
+    settings know, or the Lambdas would refuse to start (read from the sources: no synthesis)."""
+    from pathlib import Path
+
+    from annotation_reconciler.settings import KNOWN_VARIABLES
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [*sorted((root / "infra").glob("*.py")), *sorted((root / "infra" / "env" / "examples").glob("*.json"))]
+    named = {n for path in sources for n in re.findall(r"\bRECONCILER_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())}
+    stack = set(re.findall(r"\bRECONCILER_[A-Z0-9_]*[A-Z0-9]\b", (root / "infra" / "stack.py").read_text()))
+    assert {"RECONCILER_BUCKET", "RECONCILER_DB_SECRET_ARN", "RECONCILER_WORK_QUEUE_URL"} <= stack
+    assert named - KNOWN_VARIABLES == set()

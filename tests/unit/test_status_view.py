@@ -67,5 +67,29 @@ def test_a_status_answer_too_large_for_lambda_keeps_the_first_rows_and_says_so()
     fitted = fit_answer(report, limit=100_000)
     assert 0 < len(fitted["waiting"]) < 3000 and fitted["waiting_total"] == 3000
     assert fitted["waiting"] == report["waiting"][: len(fitted["waiting"])] and fitted["gauges"] == report["gauges"]
-    assert len(json.dumps(fitted).encode()) <= 100_000 and "more waiting rows" in fitted["note"]
+    assert len(json.dumps(fitted).encode()) <= 100_000 and "more rows than a Lambda answer holds" in fitted["note"]
     assert fit_answer(report) is report  # under Lambda's limit: whole
+
+
+def test_a_table_is_drawn_only_on_a_terminal_wide_enough_for_it() -> None:
+    from rich.table import Table
+
+    from annotation_reconciler.cli.terminal import print_rows
+
+    key = "10001/" + "TS_long-run-name" * 8 + "/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
+    table = Table("annotation", "key")
+    table.add_row("7", key)
+    lines = [f"annotation 7: {key}"]
+
+    def shown(console: Console) -> str:
+        print_rows(console, table, lines)
+        assert isinstance(console.file, io.StringIO)
+        return console.file.getvalue()
+
+    wide = shown(Console(file=io.StringIO(), force_terminal=True, width=len(key) + 40))
+    assert "┃" in wide and key in wide  # drawn, the key whole in its cell
+    for console in (
+        Console(file=io.StringIO(), force_terminal=True, width=80),  # a terminal narrower than the table
+        Console(file=io.StringIO(), force_terminal=False, width=len(key) + 40),  # piped
+    ):
+        assert shown(console) == f"annotation 7: {key}\n"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
+from annotation_reconciler.plural import count
 
 
-def count_of(count: int, kind: str = "") -> str:
+def count_of(n: int, kind: str = "") -> str:
     """``1 stale annotation``, ``2 stale annotations``."""
-    return f"{count} {kind}annotation{'' if count == 1 else 's'}"
+    return count(n, f"{kind}annotation")
 
 
 #: annotation ids listed per dataset in the confirmation
@@ -49,7 +50,10 @@ def render_text(report: CleanupReport) -> str:
         lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" + (" (held)" if s.held else "") for s in items]
     if report.held:
         lines.append("")
-        lines.append(f"{len(report.held)} of them are held (suspicious): {report.held[0].reason}")
+        lines.append(
+            f"{len(report.held)} of them {'is' if len(report.held) == 1 else 'are'} held (suspicious): "
+            f"{report.held[0].reason}"
+        )
     if report.unknown:
         lines.append("")
         lines.append(f"{count_of(len(report.unknown))} could not be verified and are never deleted:")
@@ -57,7 +61,8 @@ def render_text(report: CleanupReport) -> str:
     requests = ", ".join(f"{n} {op}" for op, n in sorted(report.s3_requests.items())) or "none"
     lines.append("")
     lines.append(
-        f"Checked {count_of(report.annotations)} under {report.prefixes_listed} Annotations/ prefixes "
+        f"Checked {count_of(report.annotations)} under "
+        f"{count(report.prefixes_listed, 'Annotations/ prefix', 'Annotations/ prefixes')} "
         f"of s3://{report.bucket} (S3 requests: {requests})."
     )
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from annotation_reconciler.lifecycle import (
     prefixes_to_list,
     suspicious_prefixes,
 )
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler
 
@@ -46,7 +47,7 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
         raise CleanupError(
             f"S3 error, nothing deleted: {first.operation} s3://{first.bucket}/{first.key} failed "
             f"({first.code or type(first.cause).__name__}: {first.cause})"
-            + (f"; and {len(found.errors) - 1} more prefixes" if len(found.errors) > 1 else "")
+            + (f"; and {count(len(found.errors) - 1, 'more prefix', 'more prefixes')}" if len(found.errors) > 1 else "")
         )
     report.annotations = found.annotations
     report.prefixes_listed = found.prefixes_listed
@@ -83,7 +84,8 @@ def delete_stale_annotations(
     failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
     if failed:
         raise CleanupError(
-            f"S3 error at the re-check, nothing deleted: {len(failed)} prefixes could not be listed, "
+            f"S3 error at the re-check, nothing deleted: {count(len(failed), 'prefix', 'prefixes')} could not be "
+            "listed, "
             f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
         )
     # an empty prefix in a healthy dataset is ordinary; a twin of a stale key's folders makes it unknown
@@ -134,8 +136,8 @@ def delete_stale_annotations(
             )
             if approved_by is not None:
                 quarantines.record_approval(conn, sorted(approved & set(outcome.deleted)), now=now, by=approved_by)
-        for table, count in outcome.rows_deleted.items():
-            totals[table] += count
+        for table, rows in outcome.rows_deleted.items():
+            totals[table] += rows
         by_id = {s.ref.id: s for s in batch}
         for annotation_id in outcome.deleted:
             item = by_id[annotation_id]

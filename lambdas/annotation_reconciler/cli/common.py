@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +22,7 @@ from annotation_reconciler.db import (
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -230,20 +229,11 @@ def nothing_found_line(bucket: str, s3_prefix: str, annotations: int, first_reas
     """The one-line diagnosis of a scope in which no annotation's metadata was found (every row absent, unknown
     or held): a wrong bucket or prefix is far likelier than a whole scope deleted."""
     prefix = s3_prefix or f"s3://{bucket}/"
-    noun = "annotation" if annotations == 1 else "annotations"
     return (
-        f"none of the {annotations} {noun} in scope has its metadata in bucket {bucket} under prefix {prefix} "
+        f"none of the {count(annotations, 'annotation')} in scope has its metadata in bucket {bucket} under prefix "
+        f"{prefix} "
         f"(first reason: {first_reason}): check {options}"
     )
-
-
-#: the narrowest terminal on which tables are drawn; narrower, or piped, output is one line per row
-TABLE_COLUMNS = 120
-
-
-def wide_terminal() -> bool:
-    """Whether stdout is a terminal wide enough for a table (else rows are lines, keys never cut or wrapped)."""
-    return sys.stdout.isatty() and shutil.get_terminal_size().columns >= TABLE_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import click
 from annotation_reconciler.cli.common import db_options, engine_from
 from annotation_reconciler.cli.restore import parse_since
 from annotation_reconciler.ledger import history as ledger_history
+from annotation_reconciler.plural import count
 
 #: entries shown in text; JSON has them all
 TEXT_LIMIT = 50
@@ -73,8 +74,7 @@ def history(
         click.echo("no deletions recorded" + (f" for dataset {dataset_id}" if dataset_id is not None else ""))
         return
     restored = sum(d.restored_at is not None for d in found)
-    noun = "deletion" if len(found) == 1 else "deletions"
-    click.echo(f"{len(found)} {noun}, {restored} of them restored (newest first):")
+    click.echo(f"{count(len(found), 'deletion')}, {restored} of them restored (newest first):")
     for d in found[:TEXT_LIMIT]:
         for line in text_lines(d):
             click.echo(line)

@@ -9,11 +9,9 @@ skipped), 2 on bad usage or configuration.
 from __future__ import annotations
 
 from collections import Counter
-from types import TracebackType
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, text
 
@@ -26,43 +24,16 @@ from annotation_reconciler.cli.common import (
     layout_from,
     settings_from,
 )
+from annotation_reconciler.cli.terminal import print_rows, progress_bar
 from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.portal.models import PORTAL_TABLES
 from annotation_reconciler.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
-
-
-class _ProgressBar:
-    """Voxel spacings imported, on stderr; silent when stderr is not a terminal."""
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("voxel spacings", total=0)
-
-    def __enter__(self) -> _ProgressBar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.stop()
-
-    def add_total(self, count: int) -> None:
-        total = self.progress.tasks[0].total or 0
-        self.progress.update(self.task, total=total + count)
-
-    def advance(self, description: str) -> None:
-        self.progress.update(self.task, advance=1, description=description[-60:])
 
 
 @click.command("ingest")
@@ -142,9 +113,8 @@ def ingest(
             engine.dispose()
             raise
     storage = S3Storage(make_s3_client(anonymous=anonymous, endpoint_url=endpoint_url), bucket)
-    console = Console(stderr=True)
     try:
-        with _ProgressBar(console) as bar:
+        with progress_bar("voxel spacings") as bar:
             result = service.ingest(
                 engine,
                 storage,
@@ -197,14 +167,18 @@ def print_result(console: Console, result: IngestResult) -> None:
     verbs = ("would insert", "would update", "would remove") if result.dry_run else ("inserted", "updated", "removed")
     title = f"dataset {result.dataset_id}" + (" (dry run: nothing written)" if result.dry_run else "")
     table = Table("table", *verbs, title=title)
+    lines = [f"{title}:"]
     for name in PORTAL_TABLES:
         counts = (result.inserted[name], result.updated[name], result.removed[name])
         if any(counts):
             table.add_row(name, *(str(c) for c in counts))
-    console.print(table)
+            lines.append(f"  {name}: " + ", ".join(f"{verb} {c}" for verb, c in zip(verbs, counts, strict=True)))
+    if len(lines) == 1:
+        lines.append("  no row to insert, update or remove")
+    print_rows(console, table, lines)
     click.echo(
-        f"{len(result.voxel_spacings)} voxel spacings, "
-        f"{sum(r.metadata_read for r in result.voxel_spacings)} annotation metadata files read"
+        f"{count(len(result.voxel_spacings), 'voxel spacing')}, "
+        f"{count(sum(r.metadata_read for r in result.voxel_spacings), 'annotation metadata file')} read"
     )
     for report in result.voxel_spacings:
         if report.deleted:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
@@ -23,13 +20,14 @@ from annotation_reconciler.cli.common import (
     nothing_found_line,
     operator_name,
     settings_from,
-    wide_terminal,
 )
+from annotation_reconciler.cli.terminal import print_rows, progress_bar
 from annotation_reconciler.errors import LedgerSchemaError
-from annotation_reconciler.ledger import history
+from annotation_reconciler.ledger import history, waiting
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.ledger.status import reingest_command
+from annotation_reconciler.plural import count
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
@@ -120,17 +118,17 @@ def scan(
         for key in found.untracked:
             click.echo(f"untracked metadata: {key} (no annotation row points to it)")
         click.echo(
-            f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {found.annotations} annotations, "
+            f"{found.manifest} ({found.report_time:%Y-%m-%d %H:%M}): {count(found.annotations, 'annotation')}, "
             f"{found.candidates} missing from the inventory, {len(found.quarantined)} confirmed absent "
             f"and quarantined, {len(found.unknown)} unknown"
         )
         return
     shards = [Scope(dataset_id=dataset_id)] if dataset_id is not None else plan_shards(engine)
     results = []
-    with shard_progress(len(shards)) as advance:
+    with progress_bar("scanning", len(shards)) as bar:
         for shard in shards:
             results.append(reconciler.scan_shard(shard))
-            advance(f"dataset {shard.dataset_id}")
+            bar.advance(f"dataset {shard.dataset_id}")
     engine.dispose()
     if output == "json":
         click.echo(documents.dumps({"shards": [documents.scan_shard(r) for r in results]}))
@@ -140,7 +138,10 @@ def scan(
     if annotations and not sum(r.present for r in results):
         reasons = [f"annotation {u.ref.id}: {u.why}" for r in results for u in r.unknown[:1]]
         reasons += [
-            f"{r.missing} metadata keys absent from {r.prefixes_listed} listed prefixes" for r in results if r.missing
+            f"{count(r.missing, 'metadata key')} absent from "
+            f"{count(r.prefixes_listed, 'listed prefix', 'listed prefixes')}"
+            for r in results
+            if r.missing
         ]
         click.echo(
             "Error: "
@@ -158,19 +159,6 @@ def scan(
         raise SystemExit(1)
 
 
-@contextlib.contextmanager
-def shard_progress(total: int, console: Console | None = None) -> Iterator[Callable[[str], None]]:
-    """A progress bar of shards scanned, on stderr, drawn only when stderr is a terminal (never in piped output)."""
-    err = console or Console(stderr=True)
-    if not err.is_terminal:
-        yield lambda _description: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("scanning", total=total)
-        yield lambda description: progress.update(task, advance=1, description=description)
-
-
 SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
 
 
@@ -181,14 +169,18 @@ def print_scan(results: list[ScanResult]) -> None:
         label = f"dataset {r.scope.dataset_id}" + (f" runs {list(r.scope.run_ids)}" if r.scope.run_ids else "")
         counts = (r.annotations, r.present, r.missing, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
         rows.append((label, counts))
-    if wide_terminal():
-        table = Table("shard", *SCAN_COLUMNS)
-        for label, counts in rows:
-            table.add_row(label, *(str(c) for c in counts))
-        console.print(table)
-    else:
-        for label, counts in rows:
-            click.echo(f"{label}: " + ", ".join(f"{c} {name}" for name, c in zip(SCAN_COLUMNS, counts, strict=True)))
+    table = Table("shard", *SCAN_COLUMNS)
+    for label, counts in rows:
+        table.add_row(label, *(str(c) for c in counts))
+    lines = [
+        f"{label}: "
+        + ", ".join(
+            count(c, "annotation") if name == "annotations" else f"{c} {name}"
+            for name, c in zip(SCAN_COLUMNS, counts, strict=True)
+        )
+        for label, counts in rows
+    ]
+    print_rows(console, table, lines)
     for r in results:
         label = f"dataset {r.scope.dataset_id}"
         for error in r.errors:
@@ -196,7 +188,9 @@ def print_scan(results: list[ScanResult]) -> None:
         for prefix in r.over_page_limit:
             click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
         if r.missing_files or r.restored_files:
-            click.echo(f"{label}: {r.missing_files} data files newly missing, {r.restored_files} back (see status)")
+            click.echo(
+                f"{label}: {count(r.missing_files, 'data file')} newly missing, {r.restored_files} back (see status)"
+            )
         for annotation_id, key in r.moved:
             click.echo(f"annotation {annotation_id} moved to {key}; re-point it: {reingest_command(key)}")
         for key in r.untracked:
@@ -222,8 +216,13 @@ def purge(
     """Delete quarantined annotations past their grace period, after re-checking S3."""
     dry = dry_run_from(dry_run, default=True)
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, dry.on, endpoint_url, anonymous)
-    r = reconciler.purge()
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            total = waiting.due(conn, now=reconciler.clock())
+        with progress_bar("purging", total) as bar:
+            r = reconciler.purge(progress=lambda rows: bar.advance("purging", rows))
+    finally:
+        engine.dispose()
     if output == "json":
         click.echo(documents.dumps(documents.purge(r)))
         click.echo(str(dry), err=True)
@@ -241,13 +240,14 @@ def purge(
         )
     for dataset_id, (open_rows, total) in r.held_datasets.items():
         click.echo(
-            f"held: dataset {dataset_id} would lose {open_rows} of {total} annotations; "
+            f"held: dataset {dataset_id} would lose {open_rows} of {count(total, 'annotation')}; "
             f"check, then run `annotation-reconciler approve --dataset-id {dataset_id}`"
         )
 
 
 @click.command()
 @db_options
+@click.option("--dataset-id", type=int, help="Report this dataset only (default: the whole ledger).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @click.option(
     "--limit",
@@ -257,16 +257,29 @@ def purge(
     help="Waiting rows shown per dataset in text (json has them all).",
 )
 @click.pass_context
-def status(ctx: click.Context, db_url: str | None, db_secret_arn: str | None, output: str, limit: int) -> None:
-    """What waits and why: counts by status, each held, failed, unknown or overdue row with its reason and next
-    command (by dataset), blind prefixes, missing files, operators' releases, resurrections."""
+def status(
+    ctx: click.Context, db_url: str | None, db_secret_arn: str | None, dataset_id: int | None, output: str, limit: int
+) -> None:
+    """What waits and why: counts by status; the quarantined, unknown, held and exempt annotations, each with its
+    id, key, since and reason; each held, failed, unknown or overdue row with its next command (by dataset); blind
+    prefixes, missing files, resurrections. All of the ledger, or one dataset (--dataset-id)."""
     function = via_lambda.function_of(ctx)
     if function:
-        report = via_lambda.invoke(function, {"action": "status"})
+        asked: dict[str, Any] = {"action": "status"}
+        if dataset_id is not None:
+            asked["dataset_id"] = dataset_id
+        report = via_lambda.invoke(function, asked)
     else:
         engine = engine_from(db_url, db_secret_arn)
         try:
-            report = ledger_status.as_json(operators.status(engine))
+            if dataset_id is not None:
+                with engine.connect() as conn:
+                    if not history.dataset_known(conn, dataset_id):
+                        raise UsageError(
+                            f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
+                            "(`annotation-reconciler status` reports every dataset)"
+                        )
+            report = ledger_status.as_json(operators.status(engine, dataset_id=dataset_id))
         except LedgerSchemaError as exc:
             raise UsageError(str(exc)) from None
         finally:
@@ -289,13 +302,15 @@ def approve(
     """Let the mass-deletion guard's held rows of a dataset be purged (S3 is still checked first)."""
     function = via_lambda.function_of(ctx)
     if function:
-        count = int(via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"])
+        approved = int(
+            via_lambda.invoke(function, {"action": "approve", "dataset_id": dataset_id, "by": by})["approved"]
+        )
     else:
         engine = engine_from(db_url, db_secret_arn)
         try:
-            count = operators.approve(engine, dataset_id, by=by)
+            approved = operators.approve(engine, dataset_id, by=by)
             with engine.connect() as conn:
-                known = bool(count) or history.dataset_known(conn, dataset_id)
+                known = bool(approved) or history.dataset_known(conn, dataset_id)
         finally:
             engine.dispose()
         if not known:
@@ -304,15 +319,18 @@ def approve(
                 "(`annotation-reconciler status` lists the held datasets)"
             )
     if output == "json":
-        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": count, "by": by}))
+        click.echo(documents.dumps({"dataset_id": dataset_id, "approved": approved, "by": by}))
         return
-    if not count:
+    if not approved:
         click.echo(
             f"dataset {dataset_id} has no held annotations: nothing to approve "
             "(`annotation-reconciler status` lists the held datasets)"
         )
         return
-    click.echo(f"approved {count} held annotations of dataset {dataset_id}; the next purge re-checks S3 and deletes")
+    click.echo(
+        f"approved {count(approved, 'held annotation')} of dataset {dataset_id}; the next purge re-checks S3 and "
+        "deletes"
+    )
 
 
 @click.command()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from, operator_name
 from annotation_reconciler.errors import LedgerSchemaError
+from annotation_reconciler.plural import count
 from annotation_reconciler.restore import RestoreError, RestoreScope
 from annotation_reconciler.restore import restore as restore_purged
 
@@ -78,8 +79,9 @@ def restore(
         click.echo(str(dry), err=True)
         return
     verb = "would restore" if dry_run else "restored"
-    rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
-    click.echo(f"{verb} {len(result.annotations)} annotations ({rows}): {result.annotations[:20]}")
+    rows = ", ".join(f"{t} {n}" for t, n in result.rows.items())
+    more = f" and {len(result.annotations) - 20} more" if len(result.annotations) > 20 else ""
+    click.echo(f"{verb} {count(len(result.annotations), 'annotation')} (rows: {rows}): {result.annotations[:20]}{more}")
     click.echo(str(dry))
     if dry_run:
         click.echo("dry run: nothing written; run again with --no-dry-run to restore")

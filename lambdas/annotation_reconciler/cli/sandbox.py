@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from annotation_reconciler.cli.common import UsageError
+from annotation_reconciler.plural import count
 
 STATE = "state.json"
 LOG = "server.log"
@@ -155,7 +156,8 @@ def serve(directory: Path) -> None:
             "db_url": url,
             "endpoint_url": moto.endpoint_url,
             "bucket": spec.bucket,
-            "summary": f"{len(ids)} annotations in datasets {list(portal.dataset_ids)}, {objects} objects in "
+            "summary": f"{count(len(ids), 'annotation')} in datasets {list(portal.dataset_ids)}, "
+            f"{count(objects, 'object')} in "
             f"s3://{spec.bucket} (moto at {moto.endpoint_url}), PostgreSQL at {url}",
         }
         partial = directory / (STATE + ".tmp")

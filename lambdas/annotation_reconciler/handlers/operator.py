@@ -24,20 +24,25 @@ MAX_ANSWER_BYTES = 5_000_000
 
 
 def fit_answer(report: dict[str, Any], limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
-    """The status report, its waiting rows cut (with ``waiting_total`` and a note) if it would not fit in a
-    Lambda response; the gauges and every count stay whole."""
+    """The status report, its row lists (waiting rows, annotations to act on) cut alike (with ``waiting_total``,
+    ``annotations_total`` and a note) if it would not fit in a Lambda response; the gauges and every count stay
+    whole."""
     size = len(json.dumps(report, default=str).encode())
-    rows = report.get("waiting", [])
-    if size <= limit or not rows:
+    lists = [name for name in ("waiting", "annotations") if report.get(name)]
+    if size <= limit or not lists:
         return report
-    keep = max(0, int(len(rows) * limit / size * 0.9))
-    return {
-        **report,
-        "waiting": rows[:keep],
-        "waiting_total": len(rows),
-        "note": f"{len(rows) - keep} more waiting rows than a Lambda answer holds: run `status --output json` "
-        "where the database is reachable, or approve/release the first ones and ask again",
-    }
+    fitted = dict(report)
+    cut = 0
+    for name in lists:
+        rows = report[name]
+        keep = max(0, int(len(rows) * limit / size * 0.9))
+        fitted[name], fitted[f"{name}_total"] = rows[:keep], len(rows)
+        cut += len(rows) - keep
+    fitted["note"] = (
+        f"{cut} more rows than a Lambda answer holds: run `status --output json` where the database is reachable, "
+        "or approve/release the first ones and ask again"
+    )
+    return fitted
 
 
 def _whole(event: Mapping[str, Any], name: str) -> int:
@@ -58,7 +63,9 @@ def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[
     """Carry out one operator command on the reconciler's clock; its answer is the function's result."""
     now = rt.reconciler.clock()
     if action == "status":
-        return fit_answer({"action": "status", **ledger_status.as_json(operators.status(rt.engine, now=now))})
+        one = None if event.get("dataset_id") is None else _whole(event, "dataset_id")
+        report = operators.status(rt.engine, now=now, dataset_id=one)
+        return fit_answer({"action": "status", **ledger_status.as_json(report)})
     if action == "approve":
         dataset_id, by = _whole(event, "dataset_id"), _by(event)
         approved = operators.approve(rt.engine, dataset_id, by=by, now=now)

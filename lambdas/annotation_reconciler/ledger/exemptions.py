@@ -84,13 +84,19 @@ class Exemption:
     s3_metadata_path: str
     released_by: str | None
     released_at: datetime.datetime | None
+    status: str = "released"  # or "restored": an operator put the purged annotation back (`restore`)
 
 
-def listed(conn: Connection) -> list[Exemption]:
-    """Every annotation an operator released and that stays exempt, oldest first (for ``status``)."""
+def listed(conn: Connection, dataset_id: int | None = None) -> list[Exemption]:
+    """Every annotation an operator released or restored and that stays exempt (of ``dataset_id``), oldest first
+    (for ``status``)."""
     rows = conn.execute(
-        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, resolved_at
-                FROM annotation_reconciler.annotation_quarantine WHERE exempt ORDER BY resolved_at, annotation_id""")
+        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, COALESCE(restored_at, resolved_at),
+                       status
+                FROM annotation_reconciler.annotation_quarantine
+                WHERE exempt AND (CAST(:d AS integer) IS NULL OR dataset_id = :d)
+                ORDER BY COALESCE(restored_at, resolved_at), annotation_id"""),
+        {"d": dataset_id},
     ).all()
     return [Exemption(*r) for r in rows]
 
@@ -98,7 +104,8 @@ def listed(conn: Connection) -> list[Exemption]:
 def exemption_of(conn: Connection, annotation_id: int) -> Exemption | None:
     """The operator's release that keeps this annotation exempt, if any (for a repeated ``release``)."""
     row = conn.execute(
-        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, resolved_at
+        text("""SELECT annotation_id, dataset_id, s3_metadata_path, resolved_by, COALESCE(restored_at, resolved_at),
+                       status
                 FROM annotation_reconciler.annotation_quarantine WHERE exempt AND annotation_id = :id
                 ORDER BY id DESC LIMIT 1"""),
         {"id": annotation_id},

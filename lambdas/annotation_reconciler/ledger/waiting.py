@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
+from annotation_reconciler.plural import count
 
 #: One reconciliation period (the reconcile schedule runs daily): a row quarantined longer than its grace period
 #: plus this has missed at least one purge that should have settled it.
@@ -118,7 +119,7 @@ def explain(
             annotation_id,
             dataset_id,
             key,
-            f"the purge could not delete it ({purge_failures} time(s)): {purge_error}",
+            f"the purge could not delete it ({count(purge_failures, 'time')}): {purge_error}",
             f"remove what refuses the deletion, then the next purge deletes it (or: annotation-reconciler {release})",
             detected_at,
             overdue,
@@ -165,6 +166,18 @@ def waiting_rows(conn: Connection, *, now: datetime.datetime, period: datetime.t
         {"cutoff": now - period},
     ).all()
     return [explain(**r._asdict(), now=now, period=period) for r in rows]
+
+
+def due(conn: Connection, *, now: datetime.datetime) -> int:
+    """How many quarantined rows are past their grace period: what a purge now would claim (its progress bar's
+    length; rows another purge holds are counted too)."""
+    return int(
+        conn.execute(
+            text("""SELECT count(*) FROM annotation_reconciler.annotation_quarantine
+                    WHERE status = 'quarantined' AND purge_after <= :now"""),
+            {"now": now},
+        ).scalar_one()
+    )
 
 
 def blind(conn: Connection) -> list[BlindPrefix]:

@@ -27,6 +27,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, b
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition
 from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.plural import count
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 DEMO_SPEC = PortalSpec(
@@ -51,7 +52,7 @@ def run_story(
             with console.status("writing the synthetic portal to S3"):
                 objects = write_bucket(s3, portal)
             ids = ingest(console, engine, moto.endpoint_url, portal)
-            console.print(f"{objects} objects in s3://{spec.bucket}, {len(ids)} annotations ingested")
+            console.print(f"{count(objects, 'object')} in s3://{spec.bucket}, {count(len(ids), 'annotation')} ingested")
             stack = LocalStack.create(
                 db_url=url,
                 endpoint_url=moto.endpoint_url,

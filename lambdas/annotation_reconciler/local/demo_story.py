@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.local.stack import LocalStack
 from annotation_reconciler.local.synthetic import SyntheticPortal
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.plural import count
 from annotation_reconciler.settings import DEFAULT_MAX_PURGE_FRACTION
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
@@ -115,11 +116,12 @@ class Story:
         singles = [annotations[0], annotations[9], annotations[70]]
         self.say(
             "1. Annotation metadata disappears from S3",
-            f"Deleting {len(singles)} metadata files and a whole run ({len(run)} annotations of 10001/TS_002).",
+            f"Deleting {count(len(singles), 'metadata file')} and a whole run ({count(len(run), 'annotation')} of "
+            "10001/TS_002).",
         )
         removed = [a.metadata_key for a in singles + run]
         self.delete(removed)
-        self.console.print(f"S3 sent {self.deliver()} notifications through SQS to handle_events.")
+        self.console.print(f"S3 sent {count(self.deliver(), 'notification')} through SQS to handle_events.")
         self.ledger_table("Quarantine after the events")
 
         back = singles[1]
@@ -141,7 +143,7 @@ class Story:
         dataset = [a.metadata_key for a in annotations if a.dataset_id == 10003]
         self.say(
             "4. A whole dataset vanishes: the mass-deletion guard holds it",
-            f"Deleting all {len(dataset)} metadata files of dataset 10003.",
+            f"Deleting all {count(len(dataset), 'metadata file')} of dataset 10003.",
         )
         self.delete(dataset)
         self.deliver()
@@ -163,7 +165,8 @@ class Story:
         answer = self.stack.schedule("reconcile")
         shards = sum(o.received for o in self.stack.work.drain())
         self.console.print(
-            f"handle_schedule(reconcile) queued {answer['shards_queued']} shards; handle_work scanned {shards}."
+            f"handle_schedule(reconcile) queued {count(answer['shards_queued'], 'shard')}; handle_work scanned "
+            f"{shards}."
         )
         self.console.print(
             f"annotation {self.ids[lost.metadata_key]} is now "
@@ -208,8 +211,8 @@ class Story:
         self.say(
             "6. An ordinary retraction is purged without approval, then undone",
             f"At the shipped guard (RECONCILER_MAX_PURGE_FRACTION={SHIPPED_MAX_PURGE_FRACTION}): deleting "
-            f"{undo.metadata_key} and its annotation's folder ({len(keys)} objects), losing the notifications; "
-            "the rest of the run and of dataset 10002 is still in S3.",
+            f"{undo.metadata_key} and its annotation's folder ({count(len(keys), 'object')}), losing the "
+            "notifications; the rest of the run and of dataset 10002 is still in S3.",
         )
         self.delete(keys)
         self.drop_events()
