@@ -164,5 +164,8 @@ def test_the_cli_sends_status_approve_and_release_through_the_function(
     # the function's refusal comes back as one line; a command the function does not take is refused locally
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "release", "--annotation-id", "999999", "--by", "alice"])
     assert out.exit_code == 1 and "has no open quarantine row" in out.output
+    for command in (["status"], ["approve", "--by", "bob"]):  # an id that matches nothing is an error here too
+        out = runner.invoke(cli, ["--via-lambda", FUNCTION, *command, "--dataset-id", "99999"])
+        assert out.exit_code == 1 and "no dataset 99999 in the portal or the reconciler's ledger" in out.output
     out = runner.invoke(cli, ["--via-lambda", FUNCTION, "scan"])
     assert out.exit_code != 0 and "--via-lambda works with status, approve, release" in out.output

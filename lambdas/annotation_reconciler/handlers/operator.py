@@ -15,6 +15,7 @@ from typing import Any
 
 from annotation_reconciler import operators
 from annotation_reconciler.handlers.common import logger
+from annotation_reconciler.ledger import history
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.runtime import Runtime
 
@@ -59,15 +60,26 @@ def _by(event: Mapping[str, Any]) -> str:
     return by.strip()
 
 
+def _known_dataset(rt: Runtime, dataset_id: int) -> int:
+    """``dataset_id``, if the portal or the ledger knows it; an id that matches nothing is refused (as by the CLI)."""
+    with rt.engine.connect() as conn:
+        if not history.dataset_known(conn, dataset_id):
+            raise ValueError(
+                f"no dataset {dataset_id} in the portal or the reconciler's ledger: check the id "
+                "(the status action without dataset_id reports every dataset)"
+            )
+    return dataset_id
+
+
 def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[str, Any]:
     """Carry out one operator command on the reconciler's clock; its answer is the function's result."""
     now = rt.reconciler.clock()
     if action == "status":
-        one = None if event.get("dataset_id") is None else _whole(event, "dataset_id")
+        one = None if event.get("dataset_id") is None else _known_dataset(rt, _whole(event, "dataset_id"))
         report = operators.status(rt.engine, now=now, dataset_id=one)
         return fit_answer({"action": "status", **ledger_status.as_json(report)})
     if action == "approve":
-        dataset_id, by = _whole(event, "dataset_id"), _by(event)
+        dataset_id, by = _known_dataset(rt, _whole(event, "dataset_id")), _by(event)
         approved = operators.approve(rt.engine, dataset_id, by=by, now=now)
         logger.info("held rows approved by an operator", extra={"dataset_id": dataset_id, "by": by, "count": approved})
         return {"action": "approve", "dataset_id": dataset_id, "by": by, "approved": approved}
