@@ -174,6 +174,16 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
                     f"[dim]  purge {size:,} {method:40} {fmt_s(measured.wall)} "
                     f"({fmt_s(time.perf_counter() - started)} with checks)"
                 )
+            # S3 requests per purged annotation, and how many voxel spacings the purged rows lie in (run_all.targets)
+            spacings = {by_id[v].partition("/Annotations/")[0] for v in victims}
+            for method, m, _ in rows:
+                if method == "Reconciler.purge":
+                    ctx.facts.setdefault("purge_s3", {})[size] = {
+                        "label": f"{size_label(size)} sampled from {size_label(PORTAL_SIZE)}",
+                        "requests": sum(m.s3.values()),
+                        "purged": size,
+                        "voxel_spacings": len(spacings),
+                    }
             orm_wall = next((m.wall for method, m, _ in rows if method == "ORM cascade"), None)
             if orm_wall is not None:
                 speedups = ctx.facts.setdefault("purge_speedup", {})
