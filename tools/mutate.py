@@ -193,7 +193,7 @@ class ScoreRow:
             known["timeout"],
             known["no tests"],
             mutants - sum(known.values()),
-            commit,
+            short(commit),
             date,
         )
 
@@ -251,7 +251,7 @@ def render_table(rows: dict[str, ScoreRow], modules: list[str], changed: Callabl
             since += " (no longer in only_mutate)"
         lines.append(
             f"| `{module}` | {row.mutants} | {row.killed} | {row.survived} | {row.timeout} | {row.no_tests} | "
-            f"{row.other} | {row.score:.1f} % | `{short(row.commit)}` | {row.date} | {since} |"
+            f"{row.other} | {row.score:.1f} % | `{row.commit}` | {row.date} | {since} |"
         )
     measured = [r for r in rows.values() if r.module in modules]
     mutants = sum(r.mutants for r in measured)

@@ -1,7 +1,7 @@
 """`make docs`: the suite's test counts, from ``pytest --collect-only``, written into the documents with their commit.
 
-    .venv/bin/python tools/test_counts.py                                    # print the table
-    .venv/bin/python tools/test_counts.py --markdown RELIABILITY.md README.md   # what `make docs` runs
+    .venv/bin/python tools/count_tests.py                                    # print the table
+    .venv/bin/python tools/count_tests.py --markdown RELIABILITY.md README.md   # what `make docs` runs
 
 ``--markdown`` replaces the part of each file between ``<!-- test-counts:begin -->`` and
 ``<!-- test-counts:end -->`` (appending the markers if missing). It refuses (exit 2) while ``tests/`` or
@@ -46,7 +46,7 @@ def render(parts: Counter[str], commit: str) -> str:
     total = sum(parts.values())
     fast = sum(parts[p] for p in FAST)
     lines = [
-        f"Collected by `tools/test_counts.py` (`make docs`: `pytest --collect-only`) at commit `{short(commit)}`: "
+        f"Collected by `tools/count_tests.py` (`make docs`: `pytest --collect-only`) at commit `{short(commit)}`: "
         f"**{total:,} tests**, {fast:,} of them the fast ones (`tests/unit` and `tests/integration`, what "
         "`make mutate` runs).",
         "",
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         commit = require_clean(MEASURED_PATHS, "test counts")
     except DirtyTree as err:
         if args.markdown:
-            print(f"test_counts: {err}", file=sys.stderr)
+            print(f"count_tests: {err}", file=sys.stderr)
             return 2
         commit = "uncommitted"
     table = render(count_parts(collect()), commit)
