@@ -20,8 +20,8 @@ CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite (the model-based test at its CI size)"
-	@echo "make test-deep  # the model-based test at $(MODEL_DEEP_EXAMPLES) examples (about half an hour)"
-	@echo "make docs   # the test counts of RELIABILITY.md, from pytest --collect-only, with the commit"
+	@echo "make test-deep  # the model-based test at $(MODEL_DEEP_EXAMPLES) examples; its figures into RELIABILITY.md"
+	@echo "make docs   # RELIABILITY.md's test counts, faults injected and corpus, generated with the commit"
 	@echo "make synth ENV=myportal    # cdk synth offline into cdk.out/ (infra/env/ENV.json; ENV=none: -c only)"
 	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
@@ -50,20 +50,27 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The model-based test runs RECONCILER_MODEL_EXAMPLES examples (tests/reliability/test_model.py: a CI size by
-# default); `make test-deep` runs it alone at MODEL_DEEP_EXAMPLES. --dist loadfile keeps a file's tests on one worker
-# (its module fixtures built once); the longest files go first (tests/conftest.py).
+# default); `make test-deep` runs it alone at MODEL_DEEP_EXAMPLES. PYTEST_DIST=loadfile keeps each file on one worker
+# (its module and session fixtures built once) at the cost of coarser balance; `load` (xdist's default) balances test
+# by test, the longest first (tests/conftest.py).
 MODEL_DEEP_EXAMPLES ?= 1000
-PYTEST_DIST ?= loadfile
+PYTEST_DIST ?= load
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) -p no:cacheprovider
 
+# The model's figures go into RELIABILITY.md (its `model-run` block) with the commit; with uncommitted changes
+# in lambdas/ or tests/ the test still runs and nothing is written.
 test-deep: $(STAMP)
-	RECONCILER_MODEL_EXAMPLES=$(MODEL_DEEP_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -p no:cacheprovider -q -s \
-		tests/reliability/test_model.py --hypothesis-show-statistics
+	$(BIN)/python tools/reliability_figures.py model --examples $(MODEL_DEEP_EXAMPLES) --markdown RELIABILITY.md \
+		--run-when-dirty
 
-# The test counts RELIABILITY.md quotes (its `test-counts` block), with the commit.
+# RELIABILITY.md's other generated figures, with the commit (refused while lambdas/ or tests/ hold uncommitted
+# changes): the test counts (pytest --collect-only), the faults the reliability tests inject (they run, a few
+# minutes), the bad-input corpus, the operators' load (tools/operator_load.py).
 docs: $(STAMP)
 	$(BIN)/python tools/count_tests.py --markdown RELIABILITY.md
+	$(BIN)/python tools/reliability_figures.py corpus --markdown RELIABILITY.md
+	$(BIN)/python tools/reliability_figures.py faults --markdown RELIABILITY.md
 
 node-check:
 	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || { echo "Node.js is not installed: install one of $(NODE_VERSIONS) (the majors jsii supports)"; exit 2; }; \

@@ -27,6 +27,7 @@ import os
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -703,6 +704,15 @@ def harness(db_url: str, s3: Any) -> Iterator[Harness]:
     engine.dispose()
 
 
+def record_figures(key: str, value: object) -> None:
+    """Hand the run's counters to tools/reliability_figures.py (``make test-deep``), which writes RELIABILITY.md's
+    figures with their commit; nothing is written unless it asks (RECONCILER_FIGURES_JSON)."""
+    path = os.environ.get("RECONCILER_FIGURES_JSON")
+    if path:
+        figures = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+        Path(path).write_text(json.dumps({**figures, key: value}))
+
+
 class TestReconcilerModel(ReconcilerModel.TestCase):  # type: ignore[name-defined,misc]
     settings = hypothesis_settings(
         max_examples=EXAMPLES,
@@ -726,5 +736,6 @@ class TestReconcilerModel(ReconcilerModel.TestCase):  # type: ignore[name-define
         assert all(stats[f"rule {name}"] for name in RULES), "a rule never ran"
         for outcome in ("deleted by purge", "deleted by ingest", "deleted by final purge"):
             assert stats[outcome] > 0, f"no example reached {outcome!r}: the model is too weak"
+        record_figures("model", {"examples": EXAMPLES, "steps": STEPS, "stats": dict(stats)})
 
     runTest.is_hypothesis_test = True  # type: ignore[attr-defined]  # statistics for --hypothesis-show-statistics
