@@ -71,6 +71,7 @@ docs: $(STAMP)
 	$(BIN)/python tools/count_tests.py --markdown RELIABILITY.md
 	$(BIN)/python tools/reliability_figures.py corpus --markdown RELIABILITY.md
 	$(BIN)/python tools/reliability_figures.py faults --markdown RELIABILITY.md
+	$(BIN)/python tools/operator_load.py --markdown RELIABILITY.md
 
 node-check:
 	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || { echo "Node.js is not installed: install one of $(NODE_VERSIONS) (the majors jsii supports)"; exit 2; }; \
