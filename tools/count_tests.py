@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "test-counts"
 MEASURED_PATHS = ("tests", "lambdas")
 #: The parts of the suite, in the order of the table; "fast" ones are those `make mutate` runs.
-PARTS = ("unit", "integration", "reliability", "infra", "e2e")
+PARTS = ("unit", "integration", "reliability", "infra", "e2e", "figures")
 FAST = ("unit", "integration")
 
 

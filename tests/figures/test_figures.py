@@ -270,3 +270,33 @@ def test_the_full_reconciliation_target_is_judged_at_100k_only() -> None:
     assert "38.0x at the 1k one-after-another time" in next(r[1] for r in both.rows if "at 100k" in r[0])
     fine = targets({"scan": {(1000, "double"): scan(1000, 41.0, 1.0), (100_000, "double"): scan(100_000, 45.0, 100.0)}})
     assert _met(fine, "full reconciliation at 100k") == ["yes"]
+
+
+# --- RELIABILITY.md's run figures ----------------------------------------------------------------------------------
+
+
+def test_the_models_counters_are_written_with_the_commit_and_the_examples_run() -> None:
+    from tools import reliability_figures
+
+    stats = {"examples of 50 steps": 41, "steps": 2050, "rule scan": 7, "rule ingest": 3, "deleted by purge": 2}
+    body = reliability_figures.render_model({"examples": 41, "steps": 50, "stats": stats}, A, "cmd", 120.0)
+    assert f"`{A[:10]}`" in body and "2.0 min of pytest" in body
+    assert "| examples asked for / of exactly 50 steps run | 41 / 41 |" in body
+    assert "| rule calls | scan 7, ingest 3 |" in body  # most called first
+    assert "| deleted by purge | 2 |" in body and "| steps run in all | 2,050 |" in body
+
+
+def test_the_faults_and_the_corpus_are_counted(tmp_path: Path) -> None:
+    from tools import reliability_figures
+
+    body = reliability_figures.render_faults({"S3 503": 3, "killed": 1}, A, "cmd", None)
+    assert "| S3 503 | 3 |" in body and "| **in all** | **4** |" in body
+    events, configs = tmp_path / "tests" / "data" / "bad_events", tmp_path / "tests" / "data" / "bad_config"
+    events.mkdir(parents=True)
+    configs.mkdir(parents=True)
+    for name, expect in (("a", "error"), ("b", "error"), ("c", "skip:test_event")):
+        (events / f"{name}.json").write_text(f'{{"expect": "{expect}", "event": {{}}}}')
+    (configs / "x.json").write_text("{}")
+    counts = reliability_figures.corpus_counts(tmp_path)
+    assert counts == {"event files": 3, "config files": 1, "expect": {"error": 2, "skip:test_event": 1}}
+    assert "| 3 | error 2, skip:test_event 1 |" in reliability_figures.render_corpus(counts, A, "cmd")
