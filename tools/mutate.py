@@ -73,6 +73,11 @@ SURVIVORS_FILE = "MUTATION_SURVIVORS.md"
 #: The code a score is of: --markdown refuses while these differ from HEAD.
 MEASURED_PATHS = ("lambdas", "tests")
 RUN_RECORD = "run.json"
+SURVIVORS_HEADER = (
+    "# Mutants not killed\n\nWritten by `make mutate` (`tools/mutate.py --markdown RELIABILITY.md`), one section per "
+    "file, each from the run that measured it (its commit and date); RELIABILITY.md §5 explains them. Do not edit by "
+    "hand: the next run over a file replaces its section.\n"
+)
 
 
 class UsageError(Exception):
@@ -290,11 +295,7 @@ def write_documents(
     write_block(markdown, SCORES_BLOCK, render_table(rows, modules, lambda c, f: changed_since(c, f, ROOT)))
     survivors = markdown.parent / SURVIVORS_FILE
     if not survivors.exists():
-        survivors.write_text(
-            "# Mutants not killed\n\nWritten by `make mutate` (`tools/mutate.py --markdown RELIABILITY.md`), one "
-            "section per file, each from the run that measured it (its commit and date); RELIABILITY.md §5 "
-            "explains them. Do not edit by hand: the next run over a file replaces its section.\n"
-        )
+        survivors.write_text(SURVIVORS_HEADER)
     for module in sorted(new):
         unkilled = sorted(
             (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s != "killed"
@@ -303,7 +304,11 @@ def write_documents(
 
 
 def report(
-    found: dict[str, str], wall_s: float, fail_under: float | None, diffs_out: dict[str, str] | None = None
+    found: dict[str, str],
+    wall_s: float,
+    fail_under: float | None,
+    diffs_out: dict[str, str] | None = None,
+    write_diffs: bool = True,
 ) -> int:
     counts = Counter(found.values())
     total = len(found)
@@ -335,24 +340,26 @@ def report(
     wall = f" ; wall time {wall_s / 60:.1f} min" if wall_s else ""
     print(f"score: {counts['killed']} killed / {total} mutants = {score:.1f} %{wall}")
 
-    unkilled = sorted(name for name, status in found.items() if status != "killed")
+    # a mutant not checked (a run stopped, or still going) has no verdict to show
+    unkilled = sorted(name for name, status in found.items() if status not in ("killed", "not checked"))
     diffs = []
     for name in unkilled:
         shown = mutmut("show", name, capture=True)
         diffs.append(shown.stdout if shown.returncode == 0 else f"# {name}: mutmut show failed: {shown.stderr}\n")
-    (STAGE / "survivors.diff").write_text("\n".join(diffs))
+    if write_diffs:
+        (STAGE / "survivors.diff").write_text("\n".join(diffs))
     if diffs_out is not None:
         diffs_out.update(zip(unkilled, diffs, strict=True))
     if unkilled:
         print()
-        print(f"not killed ({len(unkilled)}; diffs in {STAGE.relative_to(ROOT)}/survivors.diff):")
+        print(f"not killed ({len(unkilled)}; diffs in {STAGE}/survivors.diff):")
         for name, diff in zip(unkilled, diffs, strict=True):
             changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
             print(f"  {found[name]:10} {name}")
             for line in changed:
                 print(f"               {line.strip()[:150]}")
         print()
-        print(f"one mutant: cd {STAGE.relative_to(ROOT)} && ../../.venv/bin/mutmut show NAME")
+        print(f"one mutant: cd {STAGE} && {sys.executable} {ROOT / 'tools' / 'mutmut_run.py'} show NAME")
     if fail_under is not None and score < fail_under:
         print(f"mutate: score {score:.1f} % is under --fail-under {fail_under}", file=sys.stderr)
         return 1
@@ -370,9 +377,10 @@ def run_record(patterns: list[str], date: str) -> dict[str, object]:
 
 
 def measured_only(found: dict[str, str]) -> dict[str, str]:
-    """The mutants of the files this run tested: a file whose every mutant is "not checked" was not run."""
-    tested = {module_file(n) for n, s in found.items() if s != "not checked"}
-    return {n: s for n, s in found.items() if module_file(n) in tested}
+    """The mutants of the files this run tested to the end: a file with a mutant "not checked" was not run, or not
+    to the end (a run stopped or still going), and gets no row."""
+    unfinished = {module_file(n) for n, s in found.items() if s == "not checked"}
+    return {n: s for n, s in found.items() if module_file(n) not in unfinished}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: report (and with --markdown write) the last run's results kept in build/mutmut/",
     )
     parser.add_argument("--commit", help="with --report-only: the commit the last run measured, if run.json lacks it")
+    parser.add_argument(
+        "--stage",
+        type=Path,
+        help="with --report-only: another checkout's build/mutmut (a run made there); read only, nothing written in it",
+    )
     args = parser.parse_args(argv)
     try:
         modules = modules_of(mutmut_config())
@@ -405,14 +418,17 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--max-children must be at least 1")
         if args.markdown and any(":" in item for item in items):
             raise UsageError("--markdown writes whole files' scores: give files, not FILE:FUNCTION globs")
-        if args.commit and not args.report_only:
-            raise UsageError("--commit goes with --report-only (a run measures HEAD)")
+        if (args.commit or args.stage) and not args.report_only:
+            raise UsageError("--commit and --stage go with --report-only (a run measures HEAD, staged here)")
     except UsageError as err:
         print(f"mutate: {err}", file=sys.stderr)
         return 2
 
     if args.report_only:
-        return report_only(args.markdown, patterns, args.commit, modules, args.fail_under)
+        global STAGE
+        foreign = args.stage is not None and args.stage.resolve() != STAGE.resolve()
+        STAGE = args.stage.resolve() if args.stage else STAGE
+        return report_only(args.markdown, patterns, args.commit, modules, args.fail_under, write_diffs=not foreign)
     commit = ""
     if args.markdown:
         try:
@@ -457,11 +473,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_only(
-    markdown: Path | None, patterns: list[str], commit: str | None, modules: list[str], fail_under: float | None
+    markdown: Path | None,
+    patterns: list[str],
+    commit: str | None,
+    modules: list[str],
+    fail_under: float | None,
+    write_diffs: bool = True,
 ) -> int:
     """The last run's results, from build/mutmut/ (its run.json names the commit and the files run)."""
     if not (STAGE / "mutants").is_dir():
-        print(f"mutate: no run to report: {STAGE.relative_to(ROOT)}/mutants is missing", file=sys.stderr)
+        print(f"mutate: no run to report: {STAGE}/mutants is missing", file=sys.stderr)
         return 2
     record_path = STAGE / RUN_RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
@@ -482,7 +503,7 @@ def report_only(
     ).strftime("%Y-%m-%d")
     found = measured_only(verdicts(patterns))
     diffs: dict[str, str] = {}
-    status = report(found, 0.0, fail_under, diffs)
+    status = report(found, 0.0, fail_under, diffs, write_diffs)
     if markdown and found:
         write_documents(markdown, found, diffs, modules, commit, date)
         print(f"mutate: wrote the scores of {len(counts_by_file(found))} files at {short(commit)} into {markdown}")

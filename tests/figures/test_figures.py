@@ -136,14 +136,16 @@ def test_a_row_of_a_file_no_longer_mutated_is_kept_and_marked() -> None:
     assert "no longer in only_mutate" in table and "(0 of 1)" in table
 
 
-def test_only_the_files_a_run_tested_are_written() -> None:
+def test_only_the_files_a_run_tested_to_the_end_are_written() -> None:
     found = {
         "annotation_reconciler.paths.x_a__mutmut_1": "not checked",
         "annotation_reconciler.paths.x_a__mutmut_2": "not checked",
         "annotation_reconciler.lifecycle.x_b__mutmut_1": "killed",
-        "annotation_reconciler.lifecycle.x_b__mutmut_2": "not checked",
+        "annotation_reconciler.lifecycle.x_b__mutmut_2": "not checked",  # a run stopped (or still going)
+        "annotation_reconciler.guards.x_c__mutmut_1": "killed",
+        "annotation_reconciler.guards.x_c__mutmut_2": "survived",
     }
-    assert set(mutate.counts_by_file(mutate.measured_only(found))) == {"lifecycle.py"}
+    assert set(mutate.counts_by_file(mutate.measured_only(found))) == {"guards.py"}
 
 
 def test_the_documents_are_written_and_a_second_run_keeps_the_first_runs_files(tmp_path: Path) -> None:

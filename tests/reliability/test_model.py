@@ -60,7 +60,7 @@ from support.world import BUCKET, Clock, s3_notification, sqs_event
 
 #: The examples of ``make test`` (a CI size: every rule runs many times, the suite stays within minutes on 2 cores);
 #: ``make test-deep`` runs 1,000 (RECONCILER_MODEL_EXAMPLES), the depth that found the bugs RELIABILITY.md §1 lists.
-CI_EXAMPLES = 40
+CI_EXAMPLES = 25
 EXAMPLES = int(os.environ.get("RECONCILER_MODEL_EXAMPLES", str(CI_EXAMPLES)))
 STEPS = int(os.environ.get("RECONCILER_MODEL_STEPS", "50"))
 SPEC = PortalSpec(
