@@ -27,7 +27,9 @@ and whether the file changed since; a run over some files replaces only their ro
 ``lambdas/`` or ``tests/`` hold uncommitted changes, and a run of single functions (``FILE:GLOB``). The mutants not
 killed go to ``MUTATION_SURVIVORS.md`` (one section per file, replaced the same way), which RELIABILITY.md links.
 ``--report-only`` writes the table and the survivors from the last run's results in ``build/mutmut/`` without
-running anything (its commit from ``build/mutmut/run.json``, or ``--commit`` for a run started before it existed).
+running anything (its commit from ``build/mutmut/run.json``, or ``--commit`` for a run started before it existed;
+``--stage DIR`` reads another checkout's ``build/mutmut/`` and writes nothing there). A file with a mutant not checked
+(a run stopped or still going) gets no row.
 """
 
 from __future__ import annotations
