@@ -83,7 +83,12 @@ def verdict(ok: bool | None, measured: bool = True) -> str:
 
 def targets(facts: dict[str, Any]) -> Section:
     """Issue 30's targets (and the earlier ones still held) against this run's figures; each "met" is computed
-    here from the figures the benchmarks recorded in ``facts``. A target this run did not measure says so."""
+    here from the figures the benchmarks recorded in ``facts``. A target this run did not measure says so.
+
+    The facts the issue-30 targets read: ``cleanup`` (bench_cleanup), ``scan`` (bench_scan), ``events_sql_per_batch``
+    and ``events_per_s`` keyed by (stream, batch) (bench_events), ``purge_s3`` keyed by any label of a purge workload,
+    each ``{"label", "requests", "purged", "voxel_spacings"}`` (bench_purge: S3 requests of Reconciler.purge, the
+    annotations it purged and the voxel spacings they lie in), ``coldstart`` (bench_coldstart)."""
     out = Section("targets", "Targets (2-core machine, ratios within this run)", ["target", "this run", "met"])
 
     def row(target: str, figure: str, ok: bool | None, measured: bool = True) -> None:
