@@ -31,7 +31,7 @@ from tools.docblock import DirtyTree, require_clean, short, write_block
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED_PATHS = ("lambdas", "tests")
 #: The environment variable the tests write their figures to (tests/reliability/conftest.py, test_model.py).
-FIGURES_ENV = "RECONCILER_FIGURES_JSON"
+FIGURES_ENV = "ANNOTATION_RECONCILER_FIGURES_JSON"
 FAULT_TESTS = (
     "tests/reliability/test_faults.py",
     "tests/reliability/test_security.py",

@@ -26,9 +26,10 @@ def newest_db_factory(worker_id: str) -> Iterator[DatabaseFactory]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Hand the faults injected to tools/reliability_figures.py (``make docs``) when it asks (RECONCILER_FIGURES_JSON):
-    it writes them into RELIABILITY.md with their commit."""
-    path = os.environ.get("RECONCILER_FIGURES_JSON")
+    """Hand the faults injected to tools/reliability_figures.py (``make docs``) when it asks
+    (ANNOTATION_RECONCILER_FIGURES_JSON, outside the RECONCILER_ names the settings check): it writes them into
+    RELIABILITY.md with their commit."""
+    path = os.environ.get("ANNOTATION_RECONCILER_FIGURES_JSON")
     if path and INJECTED and exitstatus == 0:
         figures = json.loads(Path(path).read_text()) if Path(path).exists() else {}
         Path(path).write_text(json.dumps({**figures, "faults": dict(INJECTED)}))

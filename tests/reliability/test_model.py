@@ -718,8 +718,8 @@ def model_put_to_work(stats: Counter[str]) -> bool:
 
 def record_figures(key: str, value: object) -> None:
     """Hand the run's counters to tools/reliability_figures.py (``make test-deep``), which writes RELIABILITY.md's
-    figures with their commit; nothing is written unless it asks (RECONCILER_FIGURES_JSON)."""
-    path = os.environ.get("RECONCILER_FIGURES_JSON")
+    figures with their commit; nothing is written unless it asks (ANNOTATION_RECONCILER_FIGURES_JSON)."""
+    path = os.environ.get("ANNOTATION_RECONCILER_FIGURES_JSON")
     if path:
         figures = json.loads(Path(path).read_text()) if Path(path).exists() else {}
         Path(path).write_text(json.dumps({**figures, key: value}))
