@@ -220,7 +220,7 @@ def run(ctx: BenchContext) -> list[Section]:
         "Measured, in one process, handler call by call (parsing, the batch's one mapping query, the ledger writes, "
         "Powertools logging and metrics). events / s = events / the sum of handler times; SQS polling is not in it.",
         "The engine sets TCP_NODELAY (db.make_engine): without it a statement whose parameters pass pg8000's 8 KiB "
-        "write buffer waited ~40 ms for the server's delayed ACK (1,364 events/s at batches of 100 before the fix).",
+        "write buffer waited for the server's delayed ACK (tens of milliseconds).",
         "A whole-folder deletion maps data-file events (zarr chunks to their zarr) to annotation_file rows and "
         "records them as missing files; the caption JSON is no file row and is counted as unmatched.",
     ]
