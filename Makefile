@@ -21,7 +21,7 @@ help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
 	@echo "make test   # lint, types and the whole test suite (the model-based test at its CI size)"
 	@echo "make test-deep  # the model-based test at $(MODEL_DEEP_EXAMPLES) examples; its figures into RELIABILITY.md"
-	@echo "make docs   # RELIABILITY.md's test counts, faults injected and corpus, generated with the commit"
+	@echo "make docs   # RELIABILITY.md's test counts, faults injected, corpus and operators' load, with the commit"
 	@echo "make synth ENV=myportal    # cdk synth offline into cdk.out/ (infra/env/ENV.json; ENV=none: -c only)"
 	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
