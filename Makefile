@@ -15,18 +15,20 @@ NODE_VERSIONS ?= 22 24
 CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION=1
 
-.PHONY: help install demo test lint unit typecheck need-env node-check synth bootstrap diff deploy lock bench mutate clean
+.PHONY: help install demo test test-deep docs lint unit typecheck need-env node-check synth bootstrap diff deploy lock bench mutate clean
 
 help:
 	@echo "make demo   # the reconciler end to end on a throwaway PostgreSQL and a local moto S3"
-	@echo "make test   # lint, types and the whole test suite"
+	@echo "make test   # lint, types and the whole test suite (the model-based test at its CI size)"
+	@echo "make test-deep  # the model-based test at $(MODEL_DEEP_EXAMPLES) examples; its figures into RELIABILITY.md"
+	@echo "make docs   # RELIABILITY.md's test counts, faults injected, corpus and operators' load, with the commit"
 	@echo "make synth ENV=myportal    # cdk synth offline into cdk.out/ (infra/env/ENV.json; ENV=none: -c only)"
 	@echo "make bootstrap ENV=staging # cdk bootstrap the account and region named in infra/env/ENV.json (once)"
 	@echo "make diff ENV=staging      # cdk diff against the deployed stack (AWS credentials)"
 	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
 	@echo "make lock   # regenerate the locks: infra/lambda-requirements.txt, infra/cdk-requirements.txt, infra/cdk-cli/package-lock.json"
-	@echo "make bench  # the benchmarks of BENCHMARKS.md"
-	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation score of the decision and deletion code"
+	@echo "make bench  # the benchmarks of BENCHMARKS.md, written into it with the commit (a clean lambdas/ and bench/)"
+	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation scores, written into RELIABILITY.md with the commit"
 
 # The CDK app's packages come from their lock (hashes checked) before the dev extras, which they then satisfy.
 $(STAMP): pyproject.toml infra/cdk-requirements.txt
@@ -47,8 +49,29 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check lambdas infra tests bench tools
 	$(BIN)/mypy
 
+# The model-based test runs RECONCILER_MODEL_EXAMPLES examples (tests/reliability/test_model.py: a CI size by
+# default); `make test-deep` runs it alone at MODEL_DEEP_EXAMPLES. PYTEST_DIST=loadfile keeps each file on one worker
+# (its module and session fixtures built once) at the cost of coarser balance; `load` (xdist's default) balances test
+# by test, the longest first (tests/conftest.py).
+MODEL_DEEP_EXAMPLES ?= 1000
+PYTEST_DIST ?= load
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) -p no:cacheprovider
+
+# The model's figures go into RELIABILITY.md (its `model-run` block) with the commit; with uncommitted changes
+# in lambdas/ or tests/ the test still runs and nothing is written.
+test-deep: $(STAMP)
+	$(BIN)/python tools/reliability_figures.py model --examples $(MODEL_DEEP_EXAMPLES) --markdown RELIABILITY.md \
+		--run-when-dirty
+
+# RELIABILITY.md's other generated figures, with the commit (refused while lambdas/ or tests/ hold uncommitted
+# changes): the test counts (pytest --collect-only), the faults the reliability tests inject (they run, a few
+# minutes), the bad-input corpus, the operators' load (tools/operator_load.py).
+docs: $(STAMP)
+	$(BIN)/python tools/count_tests.py --markdown RELIABILITY.md
+	$(BIN)/python tools/reliability_figures.py corpus --markdown RELIABILITY.md
+	$(BIN)/python tools/reliability_figures.py faults --markdown RELIABILITY.md
+	$(BIN)/python tools/operator_load.py --markdown RELIABILITY.md
 
 node-check:
 	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || { echo "Node.js is not installed: install one of $(NODE_VERSIONS) (the majors jsii supports)"; exit 2; }; \
@@ -93,7 +116,8 @@ lock: $(UV)
 		infra/cdk-requirements.in -o infra/cdk-requirements.txt
 	cd $(CDK_CLI_DIR) && npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
-# The benchmarks of BENCHMARKS.md (10-15 minutes on 2 cores); the tables are written into BENCHMARKS.md.
+# The benchmarks of BENCHMARKS.md; the tables are written into BENCHMARKS.md with the commit measured (refused while
+# lambdas/ or bench/ hold uncommitted changes).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all --markdown BENCHMARKS.md
 
@@ -101,8 +125,11 @@ bench: $(STAMP)
 # MUTATE="lifecycle.py portal/deletion.py" (or FILE:FUNCTION_GLOB) for a subset. See RELIABILITY.md.
 MUTATE ?=
 MUTATE_JOBS ?= $(PYTEST_WORKERS)
+# The scores go into RELIABILITY.md's table (a subset replaces its files' rows) and the survivors into
+# MUTATION_SURVIVORS.md, with the commit; a run of single functions (FILE:GLOB) only prints.
 mutate: $(STAMP)
-	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(if $(strip $(MUTATE)),--only $(MUTATE))
+	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(if $(strip $(MUTATE)),--only $(MUTATE)) \
+		$(if $(findstring :,$(MUTATE)),,--markdown RELIABILITY.md)
 
 clean:
 	rm -rf $(VENV) build cdk.out .cdk-cli .lock-tools .mypy_cache .ruff_cache .pytest_cache

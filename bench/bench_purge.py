@@ -46,8 +46,8 @@ DETECTED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 GRACE = datetime.timedelta(hours=1)
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 METHODS = ("delete_annotations", "Reconciler.purge", "ORM cascade")
-#: The ORM cascade runs up to this size: at 10k it took 348 s on the shared 2-core machine (a third of the
-#: 20-minute budget of make bench), and its time per annotation does not fall with size.
+#: The ORM cascade runs up to this size: at 10k it took a large part of make bench's time on the shared 2-core machine,
+#: and its time per annotation does not fall with size.
 ORM_MAX_SIZE = 1_000
 
 
@@ -174,6 +174,16 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
                     f"[dim]  purge {size:,} {method:40} {fmt_s(measured.wall)} "
                     f"({fmt_s(time.perf_counter() - started)} with checks)"
                 )
+            # S3 requests per purged annotation, and how many voxel spacings the purged rows lie in (run_all.targets)
+            spacings = {by_id[v].partition("/Annotations/")[0] for v in victims}
+            for method, m, _ in rows:
+                if method == "Reconciler.purge":
+                    ctx.facts.setdefault("purge_s3", {})[size] = {
+                        "label": f"{size_label(size)} sampled from {size_label(PORTAL_SIZE)}",
+                        "requests": sum(m.s3.values()),
+                        "purged": size,
+                        "voxel_spacings": len(spacings),
+                    }
             orm_wall = next((m.wall for method, m, _ in rows if method == "ORM cascade"), None)
             if orm_wall is not None:
                 speedups = ctx.facts.setdefault("purge_speedup", {})
@@ -197,11 +207,11 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
         ctx.factory.drop(base)
     out.notes += [
         "Measured against PostgreSQL (no S3 in delete_annotations and ORM cascade). Reconciler.purge also re-checks "
-        "S3 (one LIST per Annotations/ prefix with several due rows, one HEAD for a lone one, "
-        "RECONCILER_S3_CONCURRENCY of them in flight) on the S3 double answering with S3's latency, so its wall time "
+        "S3 (LISTs of the due rows' prefixes, RECONCILER_S3_CONCURRENCY of them in flight; the S3 requests column "
+        "counts them by operation) on the S3 double answering with S3's latency, so its wall time "
         "includes S3; the modelled S3 time column (requests x latency, one at a time) is the cross-check.",
-        f"The ORM cascade runs up to {ORM_MAX_SIZE:,} annotations only: at 10k it took 348 s on the shared 2-core "
-        "machine, a third of make bench's 20-minute budget.",
+        f"The ORM cascade runs up to {ORM_MAX_SIZE:,} annotations only: its time per annotation does not fall with "
+        "size, and at 10k it would take a large part of make bench's time.",
         "Rows deleted: the annotations and their shapes, files, authors and method links (8 rows per annotation). "
         "delete_annotations also writes a JSON snapshot of every deleted row to the ledger; the ORM cascade writes "
         "nothing. Round trips count an executemany as one per parameter set (pg8000 sends them one by one).",

@@ -3,6 +3,7 @@
 
     .venv/bin/python tools/operator_load.py            # the table, for three portal shapes
     .venv/bin/python tools/operator_load.py --json
+    .venv/bin/python tools/operator_load.py --markdown RELIABILITY.md   # make docs: its table, with the commit
 
 Both rule sets are the real ``lifecycle.decide``: today's is imported, the old one is read from git
 (``git show bd52465:lambdas/annotation_reconciler/lifecycle.py``) and loaded beside it. No S3 and no
@@ -31,6 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.docblock import DirtyTree, require_clean, short, write_block
 
 from annotation_reconciler import guards, lifecycle
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
@@ -166,13 +170,47 @@ def measure() -> dict[str, Any]:
     return report
 
 
+def render_markdown(report: dict[str, Any], commit: str) -> str:
+    """Per portal shape: its deletions, and how many need an operator before (BEFORE) and now, both paths."""
+    lines = [
+        f"Written by `tools/operator_load.py --markdown RELIABILITY.md` (`make docs`) at commit `{short(commit)}`, "
+        f"against the rules of {BEFORE}.",
+        "",
+        "| portal shape | deletions | need an operator, events delivered: before → after | events lost (scan): "
+        "before → after |",
+        "|---|---:|---|---|",
+    ]
+    for shape, rows in report.items():
+        total = {k: sum(r[k] for r in rows.values()) for k in ("deletions", *COLUMNS)}
+        lines.append(
+            f"| {shape} | {total['deletions']} | {total['event_before']} → {total['event_after']} | "
+            f"{total['scan_before']} → {total['scan_after']} |"
+        )
+    return "\n".join(lines)
+
+
+COLUMNS = ("event_before", "event_after", "scan_before", "scan_after")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--markdown", type=Path, help="write the totals into this file's operator-load block")
     args = parser.parse_args(argv)
+    commit = ""
+    if args.markdown:
+        try:
+            commit = require_clean(("lambdas", "tools"), "operator-load figures")
+        except DirtyTree as err:
+            print(f"operator_load: {err}", file=sys.stderr)
+            return 2
     report = measure()
     if args.json:
         print(json.dumps(report, indent=2))
+        return 0
+    if args.markdown:
+        write_block(args.markdown, "operator-load", render_markdown(report, commit))
+        print(f"wrote {args.markdown}")
         return 0
     for shape, rows in report.items():
         print(f"\n{shape}: deletions that need an operator (events delivered | events lost, scan)")

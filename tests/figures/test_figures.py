@@ -1,0 +1,304 @@
+"""The documents' figures are written by the commands that measure them (issue 30): the generated blocks, the
+mutation table's merging, the test counts, the benchmarks' targets computed from a run, and the refusal to stamp
+figures with a commit whose measured code differs from the tree."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from tools import count_tests, docblock, mutate
+from tools.docblock import DirtyTree, read_block, replace_block
+
+A, B = "a" * 40, "b" * 40
+
+
+# --- generated blocks ----------------------------------------------------------------------------------------------
+
+
+def test_a_block_is_replaced_and_the_prose_around_it_kept_byte_for_byte() -> None:
+    text = "# Title\n\nprose 1.5 s\n<!-- x:begin -->\nold\n<!-- x:end -->\ntail  \n"
+    out = replace_block(text, "x", "new\nlines")
+    assert out == "# Title\n\nprose 1.5 s\n<!-- x:begin -->\nnew\nlines\n<!-- x:end -->\ntail  \n"
+    assert read_block(out, "x") == "\nnew\nlines\n"
+    assert replace_block(out, "x", "new\nlines") == out  # idempotent
+
+
+def test_a_missing_block_is_appended_and_other_blocks_are_left_alone() -> None:
+    text = "prose\n<!-- y:begin -->\nkeep\n<!-- y:end -->\n"
+    out = replace_block(text, "x", "body")
+    assert out.startswith(text.rstrip("\n"))
+    assert read_block(out, "y") == "\nkeep\n"
+    assert read_block(out, "x") == "\nbody\n"
+    assert read_block("<!-- x:begin --> no end", "x") is None
+
+
+# --- the commit a figure names ----------------------------------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    _git(tmp_path, "init", "-q")
+    for path in ("lambdas/pkg/a.py", "lambdas/pkg/b.py", "bench/x.py", "README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("1\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "one")
+    return tmp_path
+
+
+def test_a_tree_with_uncommitted_measured_code_is_refused_naming_the_files(repo: Path) -> None:
+    head = _git(repo, "rev-parse", "HEAD")
+    assert docblock.require_clean(("lambdas", "bench"), "figures", repo) == head
+    (repo / "README.md").write_text("2\n")  # prose is not measured code
+    assert docblock.require_clean(("lambdas", "bench"), "figures", repo) == head
+    (repo / "bench" / "x.py").write_text("2\n")
+    (repo / "lambdas" / "pkg" / "new.py").write_text("untracked\n")
+    with pytest.raises(DirtyTree) as refused:
+        docblock.require_clean(("lambdas", "bench"), "figures", repo)
+    assert "bench/x.py" in str(refused.value) and "lambdas/pkg/new.py" in str(refused.value)
+    _git(repo, "add", "bench/x.py")  # staged but not committed is still not the commit
+    (repo / "lambdas" / "pkg" / "new.py").unlink()
+    with pytest.raises(DirtyTree, match=r"bench/x\.py"):
+        docblock.require_clean(("lambdas", "bench"), "figures", repo)
+
+
+def test_whether_a_file_changed_since_the_commit_of_its_figure(repo: Path) -> None:
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "lambdas" / "pkg" / "a.py").write_text("2\n")
+    _git(repo, "commit", "-qam", "two")
+    assert docblock.changed_since(first, "lambdas/pkg/a.py", repo) is True
+    assert docblock.changed_since(first, "lambdas/pkg/b.py", repo) is False
+    assert docblock.changed_since("0" * 40, "lambdas/pkg/b.py", repo) is None
+
+
+# --- make mutate's table -----------------------------------------------------------------------------------------
+
+
+def test_mutants_are_counted_under_their_file() -> None:
+    found = {
+        "annotation_reconciler.lifecycle.x_decide__mutmut_1": "killed",
+        "annotation_reconciler.lifecycle.xǁPlanǁstep__mutmut_2": "survived",
+        "annotation_reconciler.portal.deletion.x_delete__mutmut_1": "timeout",
+        "annotation_reconciler.portal.deletion.x_delete__mutmut_2": "no tests",
+        "annotation_reconciler.portal.deletion.x_delete__mutmut_3": "suspicious",
+    }
+    by_file = mutate.counts_by_file(found)
+    assert by_file == {
+        "lifecycle.py": Counter({"killed": 1, "survived": 1}),
+        "portal/deletion.py": Counter({"timeout": 1, "no tests": 1, "suspicious": 1}),
+    }
+    row = mutate.ScoreRow.of("portal/deletion.py", by_file["portal/deletion.py"], A, "2026-12-07")
+    assert (row.mutants, row.killed, row.survived, row.timeout, row.no_tests, row.other) == (3, 0, 0, 1, 1, 1)
+
+
+def _row(module: str, killed: int, commit: str, date: str = "2026-12-01") -> mutate.ScoreRow:
+    return mutate.ScoreRow(module, killed + 2, killed, 1, 1, 0, 0, commit[:10], date)
+
+
+def test_a_run_over_some_files_replaces_only_their_rows_and_each_row_keeps_its_commit() -> None:
+    modules = ["lifecycle.py", "paths.py", "portal/deletion.py"]
+    changed_files = {(A[:10], "lambdas/annotation_reconciler/paths.py")}
+
+    def changed(commit: str, path: str) -> bool | None:
+        return (commit, path) in changed_files
+
+    first = mutate.render_table(
+        {"lifecycle.py": _row("lifecycle.py", 90, A), "paths.py": _row("paths.py", 50, A)}, modules, changed
+    )
+    parsed = mutate.parse_rows(first)
+    assert parsed == {"lifecycle.py": _row("lifecycle.py", 90, A), "paths.py": _row("paths.py", 50, A)}
+
+    merged = mutate.merge_rows(parsed, {"lifecycle.py": _row("lifecycle.py", 95, B, "2026-12-07")})
+    second = mutate.render_table(merged, modules, changed)
+    lines = {line.split(" | ")[0]: line for line in second.splitlines()}
+    assert "| 95 |" in lines["| `lifecycle.py`"] and f"`{B[:10]}` | 2026-12-07 | no |" in lines["| `lifecycle.py`"]
+    assert f"`{A[:10]}` | 2026-12-01 | **yes**: re-run |" in lines["| `paths.py`"]  # changed since A
+    assert "not measured" in lines["| `portal/deletion.py`"]
+    assert "(2 of 3)" in second and "| 149 | 145 | 2 | 2 |" in second  # totals over the measured files only
+    assert mutate.parse_rows(second) == merged
+
+
+def test_a_row_of_a_file_no_longer_mutated_is_kept_and_marked() -> None:
+    table = mutate.render_table({"old.py": _row("old.py", 3, A)}, ["lifecycle.py"], lambda c, p: False)
+    assert "no longer in only_mutate" in table and "(0 of 1)" in table
+
+
+def test_only_the_files_a_run_tested_to_the_end_are_written() -> None:
+    found = {
+        "annotation_reconciler.paths.x_a__mutmut_1": "not checked",
+        "annotation_reconciler.paths.x_a__mutmut_2": "not checked",
+        "annotation_reconciler.lifecycle.x_b__mutmut_1": "killed",
+        "annotation_reconciler.lifecycle.x_b__mutmut_2": "not checked",  # a run stopped (or still going)
+        "annotation_reconciler.guards.x_c__mutmut_1": "killed",
+        "annotation_reconciler.guards.x_c__mutmut_2": "survived",
+    }
+    assert set(mutate.counts_by_file(mutate.measured_only(found))) == {"guards.py"}
+
+
+def test_the_documents_are_written_and_a_second_run_keeps_the_first_runs_files(tmp_path: Path) -> None:
+    reliability = tmp_path / "RELIABILITY.md"
+    reliability.write_text(
+        "# Reliability\n\n## 5\n\n<!-- mutation-scores:begin -->\n<!-- mutation-scores:end -->\n\nafter\n"
+    )
+    modules = ["lifecycle.py", "paths.py"]
+    first = {
+        "annotation_reconciler.paths.x_a__mutmut_1": "killed",
+        "annotation_reconciler.paths.x_a__mutmut_2": "survived",
+    }
+    name = "annotation_reconciler.paths.x_a__mutmut_2"
+    mutate.write_documents(reliability, first, {name: "--- a\n+++ b\n-x\n+y\n"}, modules, A, "2026-12-01")
+    second = {"annotation_reconciler.lifecycle.x_b__mutmut_1": "killed"}
+    mutate.write_documents(reliability, second, {}, modules, B, "2026-12-07")
+    text = reliability.read_text()
+    assert text.startswith("# Reliability\n\n## 5\n\n") and text.endswith("\n\nafter\n")
+    rows = mutate.parse_rows(read_block(text, mutate.SCORES_BLOCK))
+    assert rows["paths.py"].commit == A[:10] and rows["paths.py"].survived == 1
+    assert rows["lifecycle.py"].commit == B[:10] and rows["lifecycle.py"].killed == 1
+    survivors = (tmp_path / mutate.SURVIVORS_FILE).read_text()
+    paths_section = read_block(survivors, "survivors paths.py") or ""
+    assert name in paths_section and "+y" in paths_section and A[:10] in paths_section
+    assert "0 not killed" in (read_block(survivors, "survivors lifecycle.py") or "")
+
+
+def test_mutate_refuses_to_write_scores_of_single_functions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert mutate.main(["--only", "paths.py:is_within", "--markdown", "RELIABILITY.md"]) == 2
+    assert "whole files" in capsys.readouterr().err
+
+
+# --- test counts -------------------------------------------------------------------------------------------------
+
+
+def test_test_counts_come_from_the_collected_ids() -> None:
+    output = (
+        "tests/unit/test_a.py::test_x\ntests/unit/test_a.py::test_y[1]\ntests/integration/test_b.py::T::test_z\n"
+        "tests/e2e/test_c.py::test_w\n\n4 tests collected in 1.00s\n"
+    )
+    ids = count_tests.collected(output)
+    assert len(ids) == 4
+    parts = count_tests.count_parts(ids)
+    assert parts == Counter({"unit": 2, "integration": 1, "e2e": 1})
+    table = count_tests.render(parts, A)
+    assert "**4 tests**, 3 of them the fast ones" in table and A[:10] in table
+    assert "| `tests/unit` | 2 |" in table and "reliability" not in table
+
+
+# --- make bench's targets ----------------------------------------------------------------------------------------
+
+
+def _met(section: object, starts: str) -> list[str]:
+    rows = [row for row in section.rows if row[0].startswith(starts)]  # type: ignore[attr-defined]
+    assert rows, f"no target row starts with {starts!r}"
+    return [row[2] for row in rows]
+
+
+def _facts(cleanup_x: float, events_sql: int, events_rate: float, purge_requests: int) -> dict[str, object]:
+    from bench import bench_cleanup
+
+    c = bench_cleanup.DEFAULT_S3_CONCURRENCY
+    return {
+        "cleanup": {"ratios": {1: 10.0, c: cleanup_x}, "baseline_s": 20.0, "walls": {c: 20.0 / cleanup_x}},
+        "events_sql_per_batch": {
+            ("metadata files", 10): 2,
+            ("metadata files", 100): events_sql,
+            ("whole annotation folders", 100): 9,
+        },
+        "events_per_s": {("metadata files", 100): events_rate, ("whole annotation folders", 100): 100.0},
+        "purge_s3": {
+            1000: {"label": "1k sampled", "requests": 640, "purged": 1000, "voxel_spacings": 950},
+            "shared": {
+                "label": "1k in 200 voxel spacings",
+                "requests": purge_requests,
+                "purged": 1000,
+                "voxel_spacings": 200,
+            },
+        },
+        "coldstart": {"median": 0.99, "max": 1.2, "cpu": 0.6, "load": 1.0},
+    }
+
+
+def test_each_target_is_met_or_not_from_the_runs_figures() -> None:
+    from bench.run_all import NOT_MEASURED, targets
+
+    met = targets(_facts(cleanup_x=60.0, events_sql=3, events_rate=5000.0, purge_requests=300))
+    assert _met(met, "cleanup-stale-annotations dry run") == ["yes"]
+    assert _met(met, "event path: at most 3 SQL") == ["yes"]
+    assert _met(met, "event path: >= 5,000 events/s") == ["yes"]
+    assert _met(met, "purge: at most 0.3") == ["yes"]  # the sampled purge is a figure, not the target's case
+    assert _met(met, "… purge of 1k sampled") == ["—"]
+    assert _met(met, "Lambda cold start") == ["yes"]
+    assert _met(met, "… whole annotation folders") == ["—"]
+    # a target this run did not measure says so, never "yes"
+    assert _met(met, "full reconciliation at 100k") == [NOT_MEASURED]
+
+    missed = targets(_facts(cleanup_x=59.9, events_sql=4, events_rate=4999.0, purge_requests=301))
+    for target in ("cleanup-stale-annotations", "event path: at most 3", "event path: >= 5,000", "purge: at most"):
+        assert _met(missed, target) == ["**no**"], target
+
+
+def test_the_full_reconciliation_target_is_judged_at_100k_only() -> None:
+    from bench.run_all import targets
+
+    def scan(n: int, x: float, scan_s: float) -> dict[str, object]:
+        return {
+            "measured": x,
+            "baseline_s": x * scan_s,
+            "scan_s": scan_s,
+            "baseline_lanes": 1 if n == 1000 else 40,
+            "concurrency": 32,
+            "modelled": 100.0,
+            "req_per_annotation": 0.2,
+            "shard_statements": [3, 3],
+            "shard_sizes": [250, 250],
+        }
+
+    at_1k = targets({"scan": {(1000, "double"): scan(1000, 80.0, 1.0)}})
+    assert _met(at_1k, "full reconciliation at 100k") == ["not measured"]
+    # 100k measured at 45x but only 38x at the 1k one-after-another time per annotation: the lower one decides
+    both = targets({"scan": {(1000, "double"): scan(1000, 38.0, 1.0), (100_000, "double"): scan(100_000, 45.0, 100.0)}})
+    assert _met(both, "full reconciliation at 100k") == ["**no**"]
+    assert "38.0x at the 1k one-after-another time" in next(r[1] for r in both.rows if "at 100k" in r[0])
+    fine = targets({"scan": {(1000, "double"): scan(1000, 41.0, 1.0), (100_000, "double"): scan(100_000, 45.0, 100.0)}})
+    assert _met(fine, "full reconciliation at 100k") == ["yes"]
+
+
+# --- RELIABILITY.md's run figures ----------------------------------------------------------------------------------
+
+
+def test_the_models_counters_are_written_with_the_commit_and_the_examples_run() -> None:
+    from tools import reliability_figures
+
+    stats = {"examples of 50 steps": 41, "steps": 2050, "rule scan": 7, "rule ingest": 3, "deleted by purge": 2}
+    body = reliability_figures.render_model({"examples": 41, "steps": 50, "stats": stats}, A, "cmd", 120.0)
+    assert f"`{A[:10]}`" in body and "2.0 min of pytest" in body
+    assert "| examples asked for / of exactly 50 steps run | 41 / 41 |" in body
+    assert "| rule calls | scan 7, ingest 3 |" in body  # most called first
+    assert "| deleted by purge | 2 |" in body and "| steps run in all | 2,050 |" in body
+
+
+def test_the_faults_and_the_corpus_are_counted(tmp_path: Path) -> None:
+    from tools import reliability_figures
+
+    body = reliability_figures.render_faults({"S3 503": 3, "killed": 1}, A, "cmd", None)
+    assert "| S3 503 | 3 |" in body and "| **in all** | **4** |" in body
+    events, configs = tmp_path / "tests" / "data" / "bad_events", tmp_path / "tests" / "data" / "bad_config"
+    events.mkdir(parents=True)
+    configs.mkdir(parents=True)
+    for name, expect in (("a", "error"), ("b", "error"), ("c", "skip:test_event")):
+        (events / f"{name}.json").write_text(f'{{"expect": "{expect}", "event": {{}}}}')
+    (configs / "x.json").write_text("{}")
+    counts = reliability_figures.corpus_counts(tmp_path)
+    assert counts == {"event files": 3, "config files": 1, "expect": {"error": 2, "skip:test_event": 1}}
+    assert "| 3 | error 2, skip:test_event 1 |" in reliability_figures.render_corpus(counts, A, "cmd")
