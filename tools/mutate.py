@@ -23,9 +23,10 @@ the wall time.
 
 ``--markdown RELIABILITY.md`` also writes the scores into that file's table (between the markers
 ``mutation-scores``): one row per file of only_mutate, each with the commit and date of the run that measured it
-and whether the file changed since; a run over some files replaces only their rows. It refuses (exit 2) while
-``lambdas/`` or ``tests/`` hold uncommitted changes, and a run of single functions (``FILE:GLOB``). The mutants not
-killed go to ``MUTATION_SURVIVORS.md`` (one section per file, replaced the same way), which RELIABILITY.md links.
+and whether the file changed since; a run over some files replaces only their rows. A run of functions
+(``FILE:GLOB`` items only) writes its rows, one per item, into a second table (``mutation-functions``) instead. It
+refuses (exit 2) while ``lambdas/`` or ``tests/`` hold uncommitted changes. The mutants not killed go to
+``MUTATION_SURVIVORS.md`` (one section per file or item, replaced the same way), which RELIABILITY.md links.
 ``--report-only`` writes the table and the survivors from the last run's results in ``build/mutmut/`` without
 running anything (its commit from ``build/mutmut/run.json``, or ``--commit`` for a run started before it existed;
 ``--stage DIR`` reads another checkout's ``build/mutmut/`` and writes nothing there). A file with a mutant not checked
@@ -71,6 +72,7 @@ ORDER = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", 
 #: The table's columns of counts; every other verdict is counted under "other".
 COUNTED = ("killed", "survived", "timeout", "no tests")
 SCORES_BLOCK = "mutation-scores"
+FUNCTIONS_BLOCK = "mutation-functions"
 SURVIVORS_FILE = "MUTATION_SURVIVORS.md"
 #: The code a score is of: --markdown refuses while these differ from HEAD.
 MEASURED_PATHS = ("lambdas", "tests")
@@ -305,6 +307,61 @@ def write_documents(
         write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date))
 
 
+def counts_by_item(found: dict[str, str], items: list[str], patterns: list[str]) -> dict[str, Counter[str]]:
+    """For a run of ``FILE:GLOB`` items: each item's verdict counts (a mutant counts under the first item whose
+    pattern matches it). An item with a mutant not checked (a run stopped or still going) is left out."""
+    by_item: dict[str, Counter[str]] = {}
+    for name, status in found.items():
+        item = next((i for i, p in zip(items, patterns, strict=True) if fnmatch.fnmatch(name, p)), None)
+        if item is not None:
+            by_item.setdefault(item, Counter())[status] += 1
+    return {item: c for item, c in by_item.items() if not c["not checked"]}
+
+
+def render_function_table(rows: dict[str, ScoreRow], changed: Callable[[str, str], bool | None]) -> str:
+    """The scores of the function runs (``FILE:GLOB``), one row per item, with the commit of the run that measured
+    it; ``changed(commit, file)`` says whether the item's file differs at HEAD."""
+    header = "| functions | " + " | ".join(COLUMNS[1:]) + " |"
+    lines = [header, "|---|" + "---:|" * 7 + "---|---|---|"]
+    for item in sorted(rows):
+        row = rows[item]
+        moved = changed(row.commit, f"lambdas/{PACKAGE}/{item.partition(':')[0]}")
+        since = {True: "**yes**: re-run", False: "no", None: "unknown commit"}[moved]
+        lines.append(
+            f"| `{item}` | {row.mutants} | {row.killed} | {row.survived} | {row.timeout} | {row.no_tests} | "
+            f"{row.other} | {row.score:.1f} % | `{row.commit}` | {row.date} | {since} |"
+        )
+    mutants, killed = sum(r.mutants for r in rows.values()), sum(r.killed for r in rows.values())
+    score = f"{100 * killed / mutants:.1f} %" if mutants else "—"
+    lines.append(f"| **all function runs** ({len(rows)}) | {mutants} | {killed} | | | | | {score} | | | |")
+    return "\n".join(lines)
+
+
+def write_function_documents(
+    markdown: Path,
+    by_item: dict[str, Counter[str]],
+    found: dict[str, str],
+    patterns: dict[str, str],
+    diffs: dict[str, str],
+    commit: str,
+    date: str,
+) -> None:
+    """The function runs' table of ``markdown`` (block ``mutation-functions``; a run replaces the rows of its items
+    only) and each item's survivors in the survivors file."""
+    new = {item: ScoreRow.of(item, c, commit, date) for item, c in by_item.items()}
+    text = markdown.read_text() if markdown.exists() else ""
+    rows = merge_rows(parse_rows(read_block(text, FUNCTIONS_BLOCK)), new)
+    write_block(markdown, FUNCTIONS_BLOCK, render_function_table(rows, lambda c, f: changed_since(c, f, ROOT)))
+    survivors = markdown.parent / SURVIVORS_FILE
+    if not survivors.exists():
+        survivors.write_text(SURVIVORS_HEADER)
+    for item in sorted(new):
+        unkilled = sorted(
+            (n, s, diffs.get(n, "")) for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s != "killed"
+        )
+        write_block(survivors, f"survivors {item}", survivors_section(item, unkilled, commit, date))
+
+
 def report(
     found: dict[str, str],
     wall_s: float,
@@ -368,14 +425,14 @@ def report(
     return 0
 
 
-def run_record(patterns: list[str], date: str) -> dict[str, object]:
+def run_record(items: list[str], patterns: list[str], date: str) -> dict[str, object]:
     """What a later ``--report-only`` needs to know of this run: the commit, whether the measured code differed
     from it, the files run and the date."""
     try:
         commit, dirty = head_commit(ROOT), dirty_paths(MEASURED_PATHS, ROOT)
     except DirtyTree:
         commit, dirty = "", []
-    return {"commit": commit, "dirty": dirty, "patterns": patterns, "date": date}
+    return {"commit": commit, "dirty": dirty, "items": items, "patterns": patterns, "date": date}
 
 
 def measured_only(found: dict[str, str]) -> dict[str, str]:
@@ -418,8 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         patterns = name_patterns(items, modules)
         if args.max_children < 1:
             raise UsageError("--max-children must be at least 1")
-        if args.markdown and any(":" in item for item in items):
-            raise UsageError("--markdown writes whole files' scores: give files, not FILE:FUNCTION globs")
+        if args.markdown and any(":" in item for item in items) and not all(":" in item for item in items):
+            raise UsageError(
+                "--markdown writes whole files' scores (mutation-scores) or functions' (mutation-functions): give "
+                "files, or FILE:FUNCTION globs, not both"
+            )
         if (args.commit or args.stage) and not args.report_only:
             raise UsageError("--commit and --stage go with --report-only (a run measures HEAD, staged here)")
     except UsageError as err:
@@ -430,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         global STAGE
         foreign = args.stage is not None and args.stage.resolve() != STAGE.resolve()
         STAGE = args.stage.resolve() if args.stage else STAGE
-        return report_only(args.markdown, patterns, args.commit, modules, args.fail_under, write_diffs=not foreign)
+        return report_only(
+            args.markdown, items, patterns, args.commit, modules, args.fail_under, write_diffs=not foreign
+        )
     commit = ""
     if args.markdown:
         try:
@@ -445,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stage()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    record = run_record(patterns, date)
+    record = run_record(items, patterns, date)
     (STAGE / RUN_RECORD).write_text(json.dumps(record))
     # the server's files under build/mutmut/, not the system temp dir, where others clean up
     tempfile.tempdir = str(STAGE)
@@ -469,13 +531,34 @@ def main(argv: list[str] | None = None) -> int:
         if require_clean(MEASURED_PATHS, "mutation scores") != commit:
             print(f"mutate: HEAD moved from {commit} during the run; nothing written", file=sys.stderr)
             return 2
-        write_documents(args.markdown, measured_only(found), diffs, modules, commit, date)
-        print(f"mutate: wrote the scores of {len(counts_by_file(measured_only(found)))} files into {args.markdown}")
+        write_scores(args.markdown, found, diffs, modules, items, patterns, commit, date)
     return status
+
+
+def write_scores(
+    markdown: Path,
+    found: dict[str, str],
+    diffs: dict[str, str],
+    modules: list[str],
+    items: list[str],
+    patterns: list[str],
+    commit: str,
+    date: str,
+) -> None:
+    """Whole files' scores into the table of files; a run of ``FILE:GLOB`` items into the table of functions."""
+    if items and all(":" in item for item in items):
+        by_item = counts_by_item(found, items, patterns)
+        write_function_documents(markdown, by_item, found, dict(zip(items, patterns, strict=True)), diffs, commit, date)
+        print(f"mutate: wrote the scores of {len(by_item)} function globs at {short(commit)} into {markdown}")
+        return
+    write_documents(markdown, measured_only(found), diffs, modules, commit, date)
+    files = len(counts_by_file(measured_only(found)))
+    print(f"mutate: wrote the scores of {files} files at {short(commit)} into {markdown}")
 
 
 def report_only(
     markdown: Path | None,
+    items: list[str],
     patterns: list[str],
     commit: str | None,
     modules: list[str],
@@ -499,16 +582,18 @@ def report_only(
     if not commit and markdown:
         print("mutate: the last run recorded no commit (run.json): give it with --commit", file=sys.stderr)
         return 2
+    items = items or list(record.get("items", []))
     patterns = patterns or list(record.get("patterns", []))
     date = record.get("date") or datetime.datetime.fromtimestamp(
         (STAGE / "src").lstat().st_mtime, datetime.UTC
     ).strftime("%Y-%m-%d")
-    found = measured_only(verdicts(patterns))
+    found = verdicts(patterns)
+    if not (items and all(":" in item for item in items)):
+        found = measured_only(found)  # whole files: only those tested to the end
     diffs: dict[str, str] = {}
     status = report(found, 0.0, fail_under, diffs, write_diffs)
     if markdown and found:
-        write_documents(markdown, found, diffs, modules, commit, date)
-        print(f"mutate: wrote the scores of {len(counts_by_file(found))} files at {short(commit)} into {markdown}")
+        write_scores(markdown, found, diffs, modules, items, patterns, commit, date)
     return status
 
 

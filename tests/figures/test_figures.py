@@ -173,9 +173,46 @@ def test_the_documents_are_written_and_a_second_run_keeps_the_first_runs_files(t
     assert "0 not killed" in (read_block(survivors, "survivors lifecycle.py") or "")
 
 
-def test_mutate_refuses_to_write_scores_of_single_functions(capsys: pytest.CaptureFixture[str]) -> None:
-    assert mutate.main(["--only", "paths.py:is_within", "--markdown", "RELIABILITY.md"]) == 2
-    assert "whole files" in capsys.readouterr().err
+def test_mutate_refuses_to_write_files_and_functions_in_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert mutate.main(["--only", "paths.py:is_within", "lifecycle.py", "--markdown", "RELIABILITY.md"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path: Path) -> None:
+    reliability = tmp_path / "RELIABILITY.md"
+    reliability.write_text("# R\n\n<!-- mutation-scores:begin -->\nfiles\n<!-- mutation-scores:end -->\n")
+    items = ["lifecycle.py:decide", "paths.py:is_*"]
+    patterns = mutate.name_patterns(items, ["lifecycle.py", "paths.py"])
+    found = {
+        "annotation_reconciler.lifecycle.x_decide__mutmut_1": "killed",
+        "annotation_reconciler.lifecycle.x_decide__mutmut_2": "survived",
+        "annotation_reconciler.paths.x_is_within__mutmut_1": "killed",
+        "annotation_reconciler.paths.x_is_metadata__mutmut_1": "not checked",  # unfinished: the item gets no row
+    }
+    by_item = mutate.counts_by_item(found, items, patterns)
+    assert by_item == {"lifecycle.py:decide": Counter({"killed": 1, "survived": 1})}
+    name = "annotation_reconciler.lifecycle.x_decide__mutmut_2"
+    mutate.write_function_documents(
+        reliability, by_item, found, dict(zip(items, patterns, strict=True)), {name: "-a\n+b\n"}, A, "2026-12-07"
+    )
+    done = {"annotation_reconciler.paths.x_is_metadata__mutmut_1": "killed"}
+    mutate.write_function_documents(
+        reliability,
+        mutate.counts_by_item(done, items, patterns),
+        done,
+        dict(zip(items, patterns, strict=True)),
+        {},
+        B,
+        "2026-12-08",
+    )
+    text = reliability.read_text()
+    assert "\nfiles\n" in text  # the files' table is not touched
+    rows = mutate.parse_rows(read_block(text, mutate.FUNCTIONS_BLOCK))
+    assert rows["lifecycle.py:decide"] == mutate.ScoreRow("lifecycle.py:decide", 2, 1, 1, 0, 0, 0, A[:10], "2026-12-07")
+    assert rows["paths.py:is_*"].commit == B[:10] and rows["paths.py:is_*"].killed == 1
+    assert "| **all function runs** (2) | 3 | 2 |" in text
+    section = read_block((tmp_path / mutate.SURVIVORS_FILE).read_text(), "survivors lifecycle.py:decide") or ""
+    assert name in section and "+b" in section
 
 
 # --- test counts -------------------------------------------------------------------------------------------------
