@@ -985,7 +985,7 @@ OLD_LAYOUT = "10001/TS_000/Annotations/"  # annotation metadata before voxel spa
 #: why the row keeps its stored path, for each state of its stored key ("{twin}": the listed twin)
 KEPT_BECAUSE = {
     "present": "that key is still in S3",
-    "unlisted": "its folder could not be listed",
+    "unlisted": "its folder could not be listed (",
     "case-twin": "{twin} in S3 differs from it only in spelling",
     "percent-twin": "{twin} in S3 differs from it only in spelling",
     "not-metadata": "its stored path is not an annotation metadata key of this bucket, so it cannot be shown gone",
@@ -1036,7 +1036,7 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     assert not result.ok and stored_paths(engine)[row] == LAYOUT.s3_path(old_key)
     [problem] = [p for p in result.problems if f"annotation {row} stores" in p.message]
     assert old_key in problem.message and problem.key == moved.metadata_key
-    assert KEPT_BECAUSE[old_key_state].format(twin=twin) in problem.message, problem.message
+    assert f"same annotation; {KEPT_BECAUSE[old_key_state].format(twin=twin)}" in problem.message, problem.message
     assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
 
 

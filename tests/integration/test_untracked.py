@@ -121,3 +121,15 @@ def test_the_inventory_reports_untracked_metadata_and_drops_it_when_gone(world: 
     report(world.s3, world.portal.all_keys(), created=world.clock.now)
     assert plan_inventory(r, MANIFEST).untracked == []
     assert status_json(world)["untracked_metadata"] == []
+
+
+def test_a_scan_of_one_dataset_leaves_the_untracked_keys_of_another_open(world: World) -> None:
+    """A shard's scan closes the untracked rows of the prefixes it listed only: another dataset's stay reported
+    (only an S3 Inventory report, which covers the whole bucket, closes every key it lacks)."""
+    first, other = world.portal.dataset_ids[:2]
+    index = next(i for i, a in enumerate(world.portal.annotations) if a.dataset_id == first)
+    copied = copy_of(world, index, "copy-of-it-1.0.json")
+    r = world.reconciler()
+    r.scan_shard(Scope(dataset_id=first))
+    r.scan_shard(Scope(dataset_id=other))
+    assert [u["metadata_key"] for u in status_json(world)["untracked_metadata"]] == [copied]

@@ -61,6 +61,11 @@ def test_total_under_is_the_sum_of_the_objects_whose_keys_start_with_the_path(pa
         ("1/TS/Reconstructions/VoxelSpacing13.481/", "1/TS/Reconstructions/VoxelSpacing13.480/", False),
         ("1/TS2/Reconstructions/VoxelSpacing13.480/", "1/TS/Reconstructions/VoxelSpacing13.480/", False),
         ("2/TS/Reconstructions/VoxelSpacing13.480/", "1/TS/Reconstructions/VoxelSpacing13.480/", False),
+        ("1/TS/Reconstructions/VoxelSpacing13.4801/", "1/TS/Reconstructions/VoxelSpacing13.480/", True),  # 3 places
+        ("1/TS/Reconstructions/VoxelSpacing13.4806/", "1/TS/Reconstructions/VoxelSpacing13.480/", False),
+        ("1/TS/Reconstructions/Other/", "1/TS/Reconstructions/OTHER/", True),  # no spacing: equal but for spelling
+        ("1/TS/Reconstructions/Other/", "1/TS/Reconstructions/Else/", False),
+        ("1/TS/Reconstructions/VoxelSpacing13.480/", "1/TS/Reconstructions/Other/", False),
     ],
 )
 def test_same_folder(one: str, other: str, same: bool) -> None:
