@@ -14,7 +14,7 @@ from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import event_order, purge_claims, resurrections, retention
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source
 from annotation_reconciler.lifecycle import Candidate, Verdict
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout

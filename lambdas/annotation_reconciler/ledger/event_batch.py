@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger import event_order, missing_files, quarantines, resurrections
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source, event_order, missing_files, quarantines, resurrections
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.ordering import RowState, Stamp
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
+from annotation_reconciler.ledger import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
 # In the statements below, the change ``c`` (time t, end of its interval u, sequencer s) is strictly newer than

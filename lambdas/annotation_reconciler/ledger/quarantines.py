@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
+from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
 
 #: Open a ledger row per annotation (see :func:`quarantine`); the events path runs it inside a larger statement
