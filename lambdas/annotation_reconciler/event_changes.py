@@ -9,7 +9,7 @@ which close when none of their keys is missing any more. A batch is at most thre
     latest = ordering.latest_per_key(changes, now)
     applied, writes = map_changes(conn, layout, latest, ordering.last_states(data_changes, now))   # 1 read
     written = event_batch.write_changes(conn, writes, ...)                                         # 1 write
-    restored = event_batch.stamp_and_resolve(conn, applied.stamps, data_keys_back, now=now)        # 1 write
+    restored = event_batch.stamp_and_resolve(conn, rows_to_stamp, data_keys_back, now=now)         # 0 or 1
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def map_changes(
     out.stamps = [(ref.id, stamp) for ref, _, stamp in removed]
     out.open_before = {i for i, row in rows.items() if row.status in ("quarantined", "held")}
     writes = event_batch.BatchWrites(
-        removed=[(ref, key) for ref, key, _ in removed],
+        removed=removed,
         created=[(ref.id, latest[key][1]) for key in created_keys for ref in by_key.get(key, [])],
         created_keys=created_keys,
         missing=removed_files(layout, files),
@@ -152,7 +152,11 @@ class EventsMixin(ReconcilerCore):
                 grace=self.settings.grace_period,
                 resurrection_since=now - self.settings.resurrection_window,
             )
-            restored = event_batch.stamp_and_resolve(conn, applied.stamps, sorted(files.created), now=now)
+            # a row opened by this batch has its removal's stamp; the others (open before, or opened meanwhile by
+            # another batch: not returned) get the newer of theirs and the removal's, as they always did
+            opened = set(written.quarantined)
+            stamps = [(i, stamp) for i, stamp in applied.stamps if i in applied.open_before or i not in opened]
+            restored = event_batch.stamp_and_resolve(conn, stamps, sorted(files.created), now=now)
             result.unmatched_keys = applied.unmatched_keys
             # a Created event that released nothing though the row was open: the row has seen something newer
             result.out_of_order = applied.out_of_order + len(

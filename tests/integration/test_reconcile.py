@@ -702,3 +702,28 @@ def test_a_batch_of_events_is_at_most_three_statements(engine: Engine, s3: Any, 
             {"t": EVENT_TIME},
         ).scalar_one()  # fmt: skip
     assert exempt is False and stamped == len(gone)
+
+
+def test_fresh_removals_are_two_statements_and_a_row_open_before_still_takes_the_newer_stamp(world: World) -> None:
+    """Issue 30: a row the batch opens starts with its removal's stamp (no third statement); a row that was open
+    already is stamped by the third, with the newer of its stamp and the removal's, as before."""
+    reconciler = world.reconciler()
+    first, second = world.portal.metadata_keys[:2]
+    statements: list[str] = []
+    event.listen(reconciler.engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
+    assert reconciler.apply_changes(removed(first)).quarantined == [world.ids[first]]
+    assert len(statements) == 2
+    later = EVENT_TIME + datetime.timedelta(minutes=5)
+    statements.clear()
+    assert reconciler.apply_changes(removed(first, at=later) + removed(second)).quarantined == [world.ids[second]]
+    assert len(statements) == 3
+    with world.engine.connect() as conn:
+        stamps = dict(
+            conn.execute(
+                text("SELECT annotation_id, event_time FROM annotation_reconciler.annotation_quarantine")
+            ).all()
+        )
+    assert stamps == {world.ids[first]: later, world.ids[second]: EVENT_TIME}
+    # a Created between the two removals releases nothing: the row has seen the later removal
+    between = EVENT_TIME + datetime.timedelta(minutes=1)
+    assert reconciler.apply_changes(created(first, at=between)).released == []

@@ -7,9 +7,10 @@ writes, and what must see those writes.
    exemptions of the re-created keys' annotations (``event_order.RELEASE_OLDER_SQL``, ``LAPSE_SQL``), records the
    purged annotations whose key is back (``resurrections.RECORD_SQL``) and the missing data files
    (``missing_files.RECORD_BY_PATHS_SQL``), as data-modifying CTEs of one statement;
-3. :func:`stamp_and_resolve`: stamps the open rows of the removed keys, the ones step 2 opened included
-   (``event_order.STAMP_SQL``), and takes the re-created data files off their reports after step 2 added the
-   removed ones (``missing_files.RESOLVE_SQL``).
+3. :func:`stamp_and_resolve`, only when needed: stamps the open rows of the removed keys that step 2 did not open
+   with their removal's stamp (rows open before, or opened meanwhile by another batch: ``event_order.STAMP_SQL``),
+   and takes the re-created data files off their reports after step 2 added the removed ones
+   (``missing_files.RESOLVE_SQL``). A batch of fresh removals is two statements.
 
 Each CTE is the statement its own module runs alone. The CTEs of one statement touch disjoint rows (PostgreSQL
 cannot order two changes of one row in one statement): the removed and the re-created keys are different
@@ -85,7 +86,7 @@ def map_metadata(
 class BatchWrites:
     """What a batch writes in :func:`write_changes`."""
 
-    removed: Sequence[tuple[AnnotationRef, str]] = ()  # (annotation, its removed metadata key) to quarantine
+    removed: Sequence[tuple[AnnotationRef, str, Stamp]] = ()  # (annotation, its removed key, the removal) to quarantine
     created: Sequence[tuple[int, Stamp]] = ()  # (annotation, the Created event's stamp) to release
     created_keys: Sequence[str] = ()  # the re-created metadata keys (purged annotations found again)
     missing: Sequence[tuple[str, str]] = ()  # (stored form of a data file, a removed key inside it)
@@ -109,11 +110,18 @@ def write_changes(
     grace: datetime.timedelta,
     resurrection_since: datetime.datetime,
 ) -> BatchWritten:
-    """Quarantine, release, lapse exemptions, record resurrections and missing files: one statement."""
+    """Quarantine, release, lapse exemptions, record resurrections and missing files: one statement (a batch of
+    removed metadata keys alone: the quarantine's own statement, cheaper to plan). A newly opened row starts with
+    its removal's stamp."""
     if not (writes.removed or writes.created or writes.created_keys or writes.missing):
         return BatchWritten()
+    items = [(ref, key) for ref, key, _ in writes.removed]
+    stamps = [stamp for _, _, stamp in writes.removed]
+    opening = quarantines.quarantine_params(items, Source.EVENT, writes.reason, now, grace, stamps=stamps)
+    if not (writes.created or writes.created_keys or writes.missing):
+        return BatchWritten(sorted(conn.execute(text(quarantines.QUARANTINE_SQL), opening).scalars()))
     params = {
-        **quarantines.quarantine_params(writes.removed, Source.EVENT, writes.reason, now, grace),
+        **opening,
         **event_order.stamp_params(writes.created),
         **resurrections.record_params(writes.created_keys, now=now, since=resurrection_since, found_by="event"),
         "resolution": writes.resolution,

@@ -13,17 +13,19 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
+from annotation_reconciler.ordering import Stamp
 
 #: Open a ledger row per annotation (see :func:`quarantine`); the events path runs it inside a larger statement
 #: (``ledger/event_batch.py``), so its parameters are named ``q_*`` (``:now`` is shared).
 QUARANTINE_SQL = """INSERT INTO annotation_reconciler.annotation_quarantine
           (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
-           status, detected_at, purge_after)
+           status, detected_at, purge_after, event_time, event_sequencer, event_until)
         SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :q_source, :q_reason, :q_status, :now,
-               :q_purge_after
+               :q_purge_after, d.t, d.s, d.u
         FROM unnest(CAST(:q_ids AS integer[]), CAST(:q_datasets AS integer[]), CAST(:q_runs AS integer[]),
-                    CAST(:q_paths AS text[]), CAST(:q_keys AS text[]), CAST(:q_folded AS text[]))
-             AS d(id, dataset_id, run_id, path, key, folded)
+                    CAST(:q_paths AS text[]), CAST(:q_keys AS text[]), CAST(:q_folded AS text[]),
+                    CAST(:q_times AS timestamptz[]), CAST(:q_seqs AS text[]), CAST(:q_untils AS timestamptz[]))
+             AS d(id, dataset_id, run_id, path, key, folded, t, s, u)
         -- an operator's release sticks (ledger/exemptions.py)
         WHERE NOT EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine x
                           WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
@@ -45,9 +47,15 @@ def quarantine_params(
     now: datetime.datetime,
     grace: datetime.timedelta,
     status: Status = Status.QUARANTINED,
+    stamps: Sequence[Stamp | None] | None = None,
 ) -> dict[str, object]:
-    """The parameters of :data:`QUARANTINE_SQL`."""
+    """The parameters of :data:`QUARANTINE_SQL`; ``stamps`` (one per item): the stamp a newly opened row starts with
+    (what ``event_order.stamp_open_rows`` would give a row without one), else none."""
+    marks = list(stamps) if stamps is not None else [None] * len(items)
     return {
+        "q_times": [m.time if m else None for m in marks],
+        "q_seqs": [m.sequencer if m else None for m in marks],
+        "q_untils": [m.end if m else None for m in marks],
         "q_ids": [r.id for r, _ in items],
         "q_datasets": [r.dataset_id for r, _ in items],
         "q_runs": [r.run_id for r, _ in items],
