@@ -79,8 +79,8 @@ def wide_folder(prefix: str) -> str:
     >>> wide_folder("b/Annotations/")
     'b/Annotations/'
     """
-    parent, name = guards.folder_levels(prefix)[0]
-    return parent + name
+    top = guards.dataset_folder(prefix)
+    return top + prefix[len(top) :].split("/", 1)[0] + "/"
 
 
 def folders_in(parent: str, keys: Iterable[str]) -> frozenset[str]:

@@ -51,15 +51,17 @@ def dataset_folder(annotations_prefix: str) -> str:
 
 
 def folder_levels(annotations_prefix: str) -> list[tuple[str, str]]:
-    """Each folder between the dataset folder and an ``Annotations/`` prefix, as (its parent, its own name with the
-    slash): the folders a LIST with a delimiter of each parent must show without a spelling twin beside them.
+    """Each folder from the dataset folder down to an ``Annotations/`` prefix, as (its parent, its own name with the
+    slash): the folders a LIST with a delimiter of each parent must show without a spelling twin beside them. The
+    dataset folder's parent is the bucket's root (or the folder above it).
 
-    >>> folder_levels("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")[0]
-    ('root/10001/', 'TS/')
+    >>> folder_levels("root/10001/TS/Reconstructions/VoxelSpacing1.000/Annotations/")[:2]
+    [('root/', '10001/'), ('root/10001/', 'TS/')]
     >>> [name for _, name in folder_levels("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/")]
-    ['TS/', 'Reconstructions/', 'VoxelSpacing1.000/', 'Annotations/']
+    ['1/', 'TS/', 'Reconstructions/', 'VoxelSpacing1.000/', 'Annotations/']
     """
-    parent = dataset_folder(annotations_prefix)
+    parent = dataset_folder(annotations_prefix).rstrip("/").rpartition("/")[0]
+    parent = parent + "/" if parent else ""
     levels = []
     for name in annotations_prefix[len(parent) :].split("/")[:-1]:
         levels.append((parent, name + "/"))

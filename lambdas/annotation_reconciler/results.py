@@ -12,6 +12,7 @@ from annotation_reconciler.errors import StorageError
 from annotation_reconciler.evidence import Surroundings
 from annotation_reconciler.lifecycle import Candidate
 from annotation_reconciler.scope import Scope
+from annotation_reconciler.spelling import spelling_form
 
 
 @dataclass
@@ -55,10 +56,10 @@ class SurveyResult:
 
 
 def _listed_in_any_spelling(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
-    spelling = lifecycle.canonical(key)
+    form = spelling_form(key)  # case, Unicode form and percent/plus-encoding undone
     for prefix in lifecycle.listing_prefixes(key):
         listing = listings.get(prefix)
-        if isinstance(listing, frozenset) and any(lifecycle.canonical(k) == spelling for k in listing):
+        if isinstance(listing, frozenset) and any(spelling_form(k) == form for k in listing):
             return True
     return False
 

@@ -11,9 +11,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
+from annotation_reconciler import operators
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.evidence import wide_folder
+from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
@@ -101,8 +103,12 @@ def test_a_release_through_the_api_twice_keeps_the_release(world: World) -> None
     world.delete(key)
     r = world.reconciler()
     r.apply_changes(removed(key))
-    assert r.release(aid, by="alice")
-    assert r.release(aid, by="alice")  # the release is kept: asking again is not a failure
+    assert operators.exemption(world.engine, aid) is None  # quarantined, not released
+    assert r.release(aid, by="alice") is Released.NOW
+    first = operators.exemption(world.engine, aid)
+    assert first is not None and (first.annotation_id, first.released_by) == (aid, "alice")
+    assert r.release(aid, by="bob") is Released.ALREADY  # the release is kept: asking again is not a failure
+    assert operators.exemption(world.engine, aid) == first  # and the first one stands
     world.clock.advance(minutes=5)
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
     world.clock.advance(hours=2)
@@ -344,6 +350,52 @@ def test_a_twin_folder_at_any_level_makes_the_row_unknown_never_missing(
     assert purge.deleted == [] and set(ids) <= world.annotation_ids()
 
 
+#: The dataset folder itself spelled apart (percent-encoded once or twice, a digit in another Unicode form): the
+#: bucket's root lists the twin.
+DATASET_TWINS = [
+    pytest.param("1000%31/", id="dataset-percent-encoded"),
+    pytest.param("\uff110001/", id="dataset-fullwidth-digit"),
+    pytest.param("1000%2531/", id="dataset-encoded-twice"),
+    pytest.param("\u00b90001/", id="dataset-superscript-digit"),
+]
+
+
+@pytest.mark.parametrize("row_says", DATASET_TWINS)
+def test_a_twin_of_the_dataset_folder_makes_the_row_unknown_never_missing(
+    engine: Engine, s3: Any, db_url: str, row_says: str
+) -> None:
+    """Issue 25 (2), the top level: a run's rows name their dataset folder in another spelling than S3's. Their
+    prefixes list nothing and the folder they name holds nothing: the scan held them as a vanished dataset, but once
+    their Removed events quarantined them the purge deleted them, with every file in S3 under ``10001/``. The
+    root's listing shows the twin: unknown at the scan and at the purge."""
+    world = twin_world(engine, s3, db_url)
+    keys = [a.metadata_key for a in world.portal.annotations if a.metadata_key.startswith("10001/TS_002/")]
+    assert keys
+    respell_rows(world, "10001/", row_says, keys)
+    ids = sorted(world.ids[k] for k in keys)
+    r = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
+    scan = r.scan_shard(Scope(dataset_id=10001))
+    assert scan.quarantined == [] and sorted(u.ref.id for u in scan.unknown) == ids
+    assert sorted(r.apply_changes(removed(*(k.replace("10001/", row_says, 1) for k in keys))).quarantined) == ids
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [] and set(ids) <= world.annotation_ids()
+
+
+def test_presence_under_a_twin_folder_or_of_a_twin_key_is_unknown(engine: Engine, s3: Any, db_url: str) -> None:
+    """check_presence (the inventory's confirmation): a key whose run folder S3 now spells apart, or whose own name
+    S3 spells apart, is None (S3 could not say), never False; a plainly deleted key is False, a listed one True."""
+    world = twin_world(engine, s3, db_url)
+    under_twin = [k for k in world.portal.metadata_keys if k.startswith("10001/TS_002/")]
+    respell_bucket(world, "10001/TS_002/", "10001/ts_002/")
+    others = [k for k in world.portal.metadata_keys if not k.startswith("10001/TS_002/")]
+    gone, spelled, present = others[0], others[-1], others[1]
+    world.delete(gone, spelled)
+    folder, name = spelled.rsplit("/", 1)
+    world.restore(f"{folder}/{name.upper()}")
+    presence = world.reconciler().check_presence([*under_twin, gone, spelled, present])
+    assert presence == {**dict.fromkeys(under_twin), gone: False, spelled: None, present: True}
+
+
 class DelimiterLists:
     """Counts the LISTs a client sends: ``prefixes`` those with a delimiter, ``plain`` those without."""
 
@@ -360,9 +412,10 @@ class DelimiterLists:
 
 
 def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicious_rows(world: World) -> None:
-    """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (4: run,
-    Reconstructions, voxel spacing, Annotations) at the scan. The purge lists the run folder without a delimiter
-    (its Annotations/ listing and the levels below the run in one) and the dataset folder with one: 2 LISTs."""
+    """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (5: the bucket's
+    root for the dataset folder, the run, Reconstructions, voxel spacing, Annotations) at the scan. The purge lists
+    the run folder without a delimiter (its Annotations/ listing and the levels below the run in one), the bucket's
+    root and the dataset folder with one: 3 LISTs."""
     client = boto3.client("s3", region_name="us-west-2")
     counted = DelimiterLists(client)
     r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5")
@@ -371,11 +424,11 @@ def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicio
     gone = world.portal.annotations[0]
     world.delete(gone.metadata_key)
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [world.ids[gone.metadata_key]]
-    assert len(counted.prefixes) == 4 and "10001/" in counted.prefixes
+    assert len(counted.prefixes) == 5 and {"", "10001/"} <= set(counted.prefixes)
     world.clock.advance(hours=2)
     plain = len(counted.plain)
     assert r.purge().deleted == [world.ids[gone.metadata_key]]
-    assert counted.prefixes[4:] == ["10001/"]
+    assert sorted(counted.prefixes[5:]) == ["", "10001/"]
     assert counted.plain[plain:] == [gone.metadata_key.split("/Reconstructions/")[0] + "/"]
 
 
@@ -384,18 +437,18 @@ def test_the_purge_of_rows_sharing_voxel_spacings_costs_at_most_0_3_requests_eac
 ) -> None:
     """Issue 30: purging whole voxel spacings (5 annotations each, the portal's density) costs one LIST per run
     folder (no delimiter: the Annotations/ listing and the twin check's levels below the run) and one LIST with a
-    delimiter per dataset folder, nothing per row: 3 requests for 10 annotations."""
-    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=3, annotations_per_voxel_spacing=5))
+    delimiter per dataset folder and for the bucket's root, nothing per row: 6 requests for 20 annotations."""
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=5, annotations_per_voxel_spacing=5))
     client = boto3.client("s3", region_name="us-west-2")
     counted = DelimiterLists(client)
     r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="1")
-    runs = sorted({a.run_name for a in world.portal.annotations if a.dataset_id == 10001})[:2]
+    runs = sorted({a.run_name for a in world.portal.annotations if a.dataset_id == 10001})[:4]
     gone = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10001 and a.run_name in runs]
     world.delete(*gone)
     r.apply_changes(removed(*gone))
     world.clock.advance(hours=2)
     assert sorted(r.purge().deleted) == sorted(world.ids[k] for k in gone)
-    assert counted.prefixes == ["10001/"] and len(counted.plain) == len(runs)
+    assert sorted(counted.prefixes) == ["", "10001/"] and len(counted.plain) == len(runs)
     assert (len(counted.prefixes) + len(counted.plain)) / len(gone) <= 0.3
 
 
@@ -428,4 +481,4 @@ def test_a_run_folder_over_the_page_limit_is_listed_prefix_by_prefix_at_the_purg
     world.clock.advance(hours=2)
     assert r.purge().deleted == [world.ids[gone.metadata_key]]
     assert counted.plain == [run_folder, metadata_folder(gone.metadata_key)]
-    assert len(counted.prefixes) == 4  # the dataset folder, the run, Reconstructions/, the voxel spacing
+    assert len(counted.prefixes) == 5  # the root, the dataset folder, the run, Reconstructions/, the voxel spacing

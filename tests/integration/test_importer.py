@@ -603,7 +603,12 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
 
     for _ in range(2):  # re-running keeps them too
         result = run_ingest(engine, s3, max_purge_fraction=1.0)
-        assert not result.ok and any("aliased folders" in p.message and stray in p.message for p in result.problems)
+        folders = " and ".join(sorted([f"{stray}/", "VoxelSpacing13.480/"]))
+        told = (
+            f"aliased folders: {folders} both map to voxel spacing 13.48; nothing is imported from them and sibling "
+            "cleanup of this run is skipped (remove or rename the stray folder, then ingest again)"
+        )
+        assert not result.ok and told in [p.message for p in result.problems], [p.message for p in result.problems]
         assert result.deleted == [] and annotation_ids(engine) == before
     dry = run_ingest(engine, s3, max_purge_fraction=1.0, dry_run=True)
     assert dry.deleted == [] and set(ids.values()) == before
@@ -977,19 +982,37 @@ def test_an_aliased_folder_holding_a_copy_re_points_no_row(engine: Engine, s3: A
 OLD_LAYOUT = "10001/TS_000/Annotations/"  # annotation metadata before voxel spacings had folders of their own
 
 
-@pytest.mark.parametrize("old_key_state", ["gone", "present", "unlisted"])
+#: why the row keeps its stored path, for each state of its stored key ("{twin}": the listed twin)
+KEPT_BECAUSE = {
+    "present": "that key is still in S3",
+    "unlisted": "its folder could not be listed",
+    "case-twin": "{twin} in S3 differs from it only in spelling",
+    "percent-twin": "{twin} in S3 differs from it only in spelling",
+    "not-metadata": "its stored path is not an annotation metadata key of this bucket, so it cannot be shown gone",
+}
+
+
+@pytest.mark.parametrize("old_key_state", ["gone", *KEPT_BECAUSE])
 def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     engine: Engine, s3: Any, old_key_state: str
 ) -> None:
     """A legacy row stores its metadata under the old layout (``{run}/Annotations/…``); the same annotation is now
     in a voxel spacing folder. The row is re-pointed (same id, no duplicate) only when a complete listing shows the
-    old key gone; while it is in S3, or its folder cannot be listed, the row keeps its path and is reported."""
+    old key gone; while it is in S3 (or a key spelled apart from it only by case or percent-encoding), while its
+    folder cannot be listed, or when the stored path is no metadata key, the row keeps its path and is reported."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
     write_bucket(s3, portal, create=False)
     ids = write_rows(engine, portal)
     moved = portal.annotations[0]
     row = ids[moved.metadata_key]
-    old_key = OLD_LAYOUT + moved.metadata_key.rsplit("/", 2)[1] + "/" + moved.metadata_key.rsplit("/", 1)[1]
+    name = moved.metadata_key.rsplit("/", 1)[1]
+    old_key = OLD_LAYOUT + moved.metadata_key.rsplit("/", 2)[1] + "/" + name
+    twin = {
+        "case-twin": old_key[: -len(name)] + name.upper(),
+        "percent-twin": old_key[: -len(name)] + f"%{ord(name[0]):02X}" + name[1:],
+    }.get(old_key_state)
+    if old_key_state == "not-metadata":
+        old_key = old_key.removesuffix(".json") + ".mrc"
     with engine.begin() as conn:
         conn.execute(
             text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
@@ -998,6 +1021,8 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     failed: list[str] = []
     if old_key_state == "present":
         s3.copy_object(Bucket=BUCKET, Key=old_key, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    elif twin is not None:  # a file that reads as another annotation's, spelled apart from the row's key
+        s3.put_object(Bucket=BUCKET, Key=twin, Body=b"{}")
     elif old_key_state == "unlisted":
         failed = inject_client_error(s3, "ListObjectsV2", "SlowDown", 503, lambda p: p.get("Prefix") == OLD_LAYOUT)
     before = counts(engine)["annotation"]
@@ -1011,7 +1036,7 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     assert not result.ok and stored_paths(engine)[row] == LAYOUT.s3_path(old_key)
     [problem] = [p for p in result.problems if f"annotation {row} stores" in p.message]
     assert old_key in problem.message and problem.key == moved.metadata_key
-    assert ("still in S3" if old_key_state == "present" else "could not be listed") in problem.message
+    assert KEPT_BECAUSE[old_key_state].format(twin=twin) in problem.message, problem.message
     assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
 
 
@@ -1052,3 +1077,30 @@ def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_
     assert result.ok, result.problems
     assert counts(engine)["annotation"] == before and result.inserted["annotation"] == 0
     assert stored_paths(engine)[row] == LAYOUT.s3_path(legacy.metadata_key)
+
+
+def test_a_file_moved_within_its_voxel_spacing_re_points_its_row_from_the_listing_it_made(
+    engine: Engine, s3: Any
+) -> None:
+    """A curator moves a metadata file to another ``Annotations/NNN/`` folder of its voxel spacing (a copy, then a
+    delete). The ingest re-points the row (same id) on the strength of the voxel spacing's listing it made anyway:
+    it sends no more LISTs than a re-ingest of unchanged data."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    write_bucket(s3, portal, create=False)
+    ids = write_rows(engine, portal)
+    lists: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: lists.append(request.url))
+    assert run_ingest(engine, s3, max_purge_fraction=1.0).ok
+    unchanged = len(lists)
+    moved = portal.annotations[0]
+    folder, name = moved.metadata_key.rsplit("/", 1)
+    new_key = f"{folder.rsplit('/', 1)[0]}/999/{name}"
+    s3.copy_object(Bucket=BUCKET, Key=new_key, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    s3.delete_object(Bucket=BUCKET, Key=moved.metadata_key)
+    lists.clear()
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.ok and result.deleted == [], result.problems
+    assert stored_paths(engine)[ids[moved.metadata_key]] == LAYOUT.s3_path(new_key)
+    assert len(lists) == unchanged

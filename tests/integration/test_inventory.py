@@ -52,8 +52,9 @@ def test_candidates_are_confirmed_before_quarantine(world: World) -> None:
     assert world.ids[late] not in world.ledger()
     # 1 LIST finds the newest report, 1 GET reads the manifest, 4 GETs its CSV files (171 rows, 50 a file),
     # and the three candidates share one Annotations/ prefix: one LIST confirms them all; the two absent keys share
-    # it too, so one LIST with a delimiter per folder level (4) rules out a spelling twin of their folders
-    assert counter.counts == {"ListObjectsV2": 2 + 4, "GetObject": 5}
+    # it too, so one LIST with a delimiter per folder level (5, the root for the dataset folder) rules out a spelling
+    # twin of their folders
+    assert counter.counts == {"ListObjectsV2": 2 + 5, "GetObject": 5}
 
 
 def test_newest_report_is_used(world: World) -> None:

@@ -95,9 +95,10 @@ def test_a_retraction_of_the_whole_annotation_folder_is_ordinary_too(small: Worl
     scan = reconciler(small).scan_shard(Scope(dataset_id=lone.dataset_id))
     assert scan.quarantined == [small.ids[lone.metadata_key]] and scan.held == []
     # one LIST per Annotations/ prefix, plus one LIST of one key of the dataset folder (its first key,
-    # 10001/TS_000/…, lies outside the empty prefix), and one LIST with a delimiter per folder level (4) of the
+    # 10001/TS_000/…, lies outside the empty prefix), and one LIST with a delimiter per folder level (5: the root
+    # for the dataset folder, then the run down to Annotations/) of the
     # prefix that lacks a key (the spelling-twin check); never a HEAD
-    assert counter.counts == {"ListObjectsV2": 5 + 1 + 4}
+    assert counter.counts == {"ListObjectsV2": 5 + 1 + 5}
 
 
 def _count_requests(world: World) -> Any:

@@ -481,6 +481,17 @@ def test_a_scan_finds_a_recently_purged_key_back(world: World) -> None:
     assert scan.resurrected == [(victim, key)]
 
 
+@pytest.mark.parametrize("spelling", ["case", "percent-encoded"])
+def test_a_scan_finds_a_recently_purged_key_back_in_another_spelling(world: World, spelling: str) -> None:
+    reconciler, key, victim = quarantined_past_grace(world)
+    assert reconciler.purge().deleted == [victim]
+    folder, name = key.rsplit("/", 1)
+    first = name[0].upper() if spelling == "case" else f"%{ord(name[0]):02X}"
+    world.restore(f"{folder}/{first}{name[1:]}")  # its Created event is lost
+    scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
+    assert scan.resurrected == [(victim, key)]
+
+
 def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the purge lists S3, an ObjectCreated event releases the row at once (no lock wait), and the
     purge then leaves the released row alone."""

@@ -141,8 +141,8 @@ def test_transient_s3_faults_during_a_scan_are_retried_with_backoff(
     assert faults.injected == 3 and result.errors == []
     assert result.quarantined == [world.ids[world.portal.metadata_keys[0]]]
     # three prefixes, three retried faults, and the twin check of the prefix that lacks a key: one LIST with a
-    # delimiter per folder level (4)
-    assert counter.counts["ListObjectsV2"] == 3 + 3 + 4
+    # delimiter per folder level (5: the root for the dataset folder, then the run down to Annotations/)
+    assert counter.counts["ListObjectsV2"] == 3 + 3 + 5
     assert_exponential(backoff, requests=1, retries=3)
 
 
@@ -293,9 +293,9 @@ def test_time_budget_running_out_in_the_worker_queues_the_rest(
     counter = RequestCounter.attach(runtime.reconciler.storage.client)
     handlers.handle_work(sqs_event(body), LocalContext())
     assert world.ledger() == {world.ids[last]: "quarantined"}
-    # resumed: the prefix already listed is not listed again (2 listings; 4 LISTs with a delimiter, one per folder
-    # level, rule out a spelling twin of the prefix that lacks a key)
-    assert counter.counts["ListObjectsV2"] == 2 + 4
+    # resumed: the prefix already listed is not listed again (2 listings; 5 LISTs with a delimiter, one per folder
+    # level from the root down, rule out a spelling twin of the prefix that lacks a key)
+    assert counter.counts["ListObjectsV2"] == 2 + 5
     runtime.engine.dispose()
 
 

@@ -24,6 +24,7 @@ KEY = f"{PREFIX}100/obj-1.0.json"
 OTHER = f"{PREFIX}101/other-1.0.json"
 #: every level of PREFIX, as S3 lists it when nothing is spelled apart
 HEALTHY = {
+    "": frozenset({DS, "10002/"}),
     DS: frozenset({RUN, f"{DS}TS_2/"}),
     RUN: frozenset({f"{RUN}Reconstructions/"}),
     f"{RUN}Reconstructions/": frozenset({VS}),
@@ -39,12 +40,14 @@ def verdict(siblings: dict[str, frozenset[str] | BaseException] | None, listing:
 
 def test_the_levels_run_from_the_dataset_folder_to_the_annotations_prefix() -> None:
     assert folder_levels(PREFIX) == [
+        ("", DS),
         (DS, "TS_1/"),
         (RUN, "Reconstructions/"),
         (f"{RUN}Reconstructions/", "VoxelSpacing10.000/"),
         (VS, "Annotations/"),
     ]
-    assert folder_levels("root/a/Annotations/") == [("root/a/", "Annotations/")]  # not the portal's layout
+    assert folder_levels("root/a/Annotations/") == [("root/", "a/"), ("root/a/", "Annotations/")]  # not the portal's
+    assert folder_levels("top/10001/TS/Reconstructions/VoxelSpacing1.0/Annotations/")[0] == ("top/", "10001/")
 
 
 @pytest.mark.parametrize(
@@ -75,6 +78,8 @@ def test_a_row_is_missing_only_when_no_level_has_a_twin() -> None:
 @pytest.mark.parametrize(
     ("parent", "twin"),
     [
+        ("", "1000%31/"),
+        ("", "\uff110001/"),
         (DS, f"{DS}ts_1/"),
         (DS, f"{DS}TS%5F1/"),
         (RUN, f"{RUN}RECONSTRUCTIONS/"),

@@ -47,6 +47,7 @@ from annotation_reconciler.ledger import Source
 from annotation_reconciler.lifecycle import canonical, listing_prefixes
 from annotation_reconciler.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.portal import annotation_rows
+from annotation_reconciler.spelling import spelling_form
 from annotation_reconciler.storage import S3Storage
 
 ANNOTATION = table_of("annotation")
@@ -241,7 +242,8 @@ class AnnotationImporter(IntegratedDBImporter):
                 return f"its folder could not be listed ({listing})"
             if old_key in listing:
                 return "that key is still in S3"
-            twins = sorted(k for k in listing if k != new_key and canonical(k) == canonical(old_key))
+            form = spelling_form(old_key)  # case, Unicode form and percent/plus-encoding undone
+            twins = sorted(k for k in listing if k != new_key and spelling_form(k) == form)
             if twins:
                 return f"{twins[0]} in S3 differs from it only in spelling"
         return None
