@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
 from annotation_reconciler.ledger import Source, event_order, missing_files, quarantines, resurrections
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.ordering import RowState, Stamp
@@ -69,7 +70,8 @@ def map_metadata(
 ) -> tuple[list[AnnotationRef], dict[int, RowState]]:
     """Set ``lock_timeout`` for the transaction, and find the annotations whose s3_metadata_path is any of
     ``stored_paths``, with each one's newest ledger row (status and stamp; none for an annotation without)."""
-    rows = conn.execute(text(_MAP_SQL), {"lock_timeout": lock_timeout, "paths": sorted(set(stored_paths))}).all()
+    params = {"lock_timeout": lock_timeout, "paths": text_array(sorted(set(stored_paths)))}
+    rows = conn.execute(text(_MAP_SQL), params).all()
     refs: list[AnnotationRef] = []
     states: dict[int, RowState] = {}
     for r in rows:
@@ -126,8 +128,8 @@ def write_changes(
         **resurrections.record_params(writes.created_keys, now=now, since=resurrection_since, found_by="event"),
         "resolution": writes.resolution,
         "why": writes.resolution,
-        "m_forms": [form for form, _ in writes.missing],
-        "m_keys": [key for _, key in writes.missing],
+        "m_forms": text_array(form for form, _ in writes.missing),
+        "m_keys": text_array(key for _, key in writes.missing),
         "now": now,
     }
     quarantined, released, back_ids, back_keys, opened, _ = conn.execute(text(_WRITE_SQL), params).one()

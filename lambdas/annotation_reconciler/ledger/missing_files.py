@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
+
 _INSERT = """INSERT INTO annotation_reconciler.missing_annotation_file
                   (annotation_file_id, annotation_id, s3_path, removed_key, removed_keys, detected_at)"""
 # a file's open report gains the removed keys it lacks; RETURNING says whether the report is new
@@ -55,7 +57,7 @@ RESOLVE_SQL = """UPDATE annotation_reconciler.missing_annotation_file m
 
 def resolve_params(keys: Sequence[str], *, now: datetime.datetime) -> dict[str, object]:
     """The parameters of :data:`RESOLVE_SQL`."""
-    return {"keys": sorted(set(keys)), "now": now}
+    return {"keys": text_array(sorted(set(keys))), "now": now}
 
 
 def record_missing_files(

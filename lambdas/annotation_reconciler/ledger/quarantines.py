@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
 from annotation_reconciler.ordering import Stamp
@@ -59,9 +60,9 @@ def quarantine_params(
         "q_ids": [r.id for r, _ in items],
         "q_datasets": [r.dataset_id for r, _ in items],
         "q_runs": [r.run_id for r, _ in items],
-        "q_paths": [r.stored_path for r, _ in items],
-        "q_keys": [k for _, k in items],
-        "q_folded": [canonical(k) if k is not None else None for _, k in items],
+        "q_paths": text_array(r.stored_path for r, _ in items),
+        "q_keys": text_array(k for _, k in items),
+        "q_folded": text_array(canonical(k) if k is not None else None for _, k in items),
         "q_source": source.value,
         "q_reason": reason,
         "q_status": status.value,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.scope import Scope
 
@@ -30,7 +31,8 @@ def record_params(
     keys: Sequence[str], *, now: datetime.datetime, since: datetime.datetime, found_by: str
 ) -> dict[str, object]:
     """The parameters of :data:`RECORD_SQL`."""
-    return {"r_folded": sorted({canonical(k) for k in keys}), "now": now, "r_since": since, "r_found_by": found_by}
+    folded = text_array(sorted({canonical(k) for k in keys}))
+    return {"r_folded": folded, "now": now, "r_since": since, "r_found_by": found_by}
 
 
 def record_resurrections(
