@@ -27,7 +27,7 @@ QUARANTINE_SQL = """INSERT INTO annotation_reconciler.annotation_quarantine
                     CAST(:q_paths AS text[]), CAST(:q_keys AS text[]), CAST(:q_folded AS text[]),
                     CAST(:q_times AS timestamptz[]), CAST(:q_seqs AS text[]), CAST(:q_untils AS timestamptz[]))
              AS d(id, dataset_id, run_id, path, key, folded, t, s, u)
-        -- an operator's release sticks (ledger/exemptions.py)
+        -- a release by an operator sticks (ledger/exemptions.py)
         WHERE NOT EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine x
                           WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
         ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
