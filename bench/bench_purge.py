@@ -1,7 +1,8 @@
 """Benchmark 3: purging 1k and 10k quarantined annotations with all their children.
 
-A 20k-annotation portal is loaded once; for each purge size a seeded sample of annotations is
-quarantined (grace period over) and their metadata files are left out of the S3 double. Each method
+A 20k-annotation portal is loaded once; for each purge size the annotations of a seeded sample of voxel
+spacings (whole voxel spacings, as a retraction removes them) are quarantined (grace period over) and their
+metadata files are left out of the S3 double. Each method
 then runs on its own copy of that database (``CREATE DATABASE … TEMPLATE``):
 
 - ``delete_annotations``: the shared set-based routine alone, one transaction (snapshots + ledger);
@@ -49,6 +50,22 @@ METHODS = ("delete_annotations", "Reconciler.purge", "ORM cascade")
 #: The ORM cascade runs up to this size: at 10k it took a large part of make bench's time on the shared 2-core machine,
 #: and its time per annotation does not fall with size.
 ORM_MAX_SIZE = 1_000
+
+
+def whole_voxel_spacings(ids: dict[str, int], size: int) -> list[int]:
+    """``size`` annotations to purge, whole voxel spacings at a time (a seeded sample of them), as a retraction
+    removes them: the purge's re-check is priced for rows that share voxel spacings (issue 30's target)."""
+    folders: dict[str, list[int]] = {}
+    for key, annotation_id in sorted(ids.items()):
+        folders.setdefault(key.rsplit("/", 2)[0], []).append(annotation_id)
+    order = sorted(folders)
+    random.Random(SEED).shuffle(order)
+    victims: list[int] = []
+    for folder in order:
+        victims += folders[folder][: size - len(victims)]
+        if len(victims) == size:
+            return sorted(victims)
+    raise ValueError(f"the portal has fewer than {size} annotations")
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -141,7 +158,7 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
     )
     try:
         for size in purge_sizes:
-            victims = sorted(random.Random(SEED).sample(sorted(ids.values()), size))
+            victims = whole_voxel_spacings(ids, size)
             template = f"purge_{size}"
             copy_database(ctx.factory, base, template)
             _quarantine(ctx.factory.url_for(template), set(victims))
@@ -207,9 +224,12 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
         ctx.factory.drop(base)
     out.notes += [
         "Measured against PostgreSQL (no S3 in delete_annotations and ORM cascade). Reconciler.purge also re-checks "
-        "S3 (LISTs of the due rows' prefixes, RECONCILER_S3_CONCURRENCY of them in flight; the S3 requests column "
-        "counts them by operation) on the S3 double answering with S3's latency, so its wall time "
-        "includes S3; the modelled S3 time column (requests x latency, one at a time) is the cross-check.",
+        "S3 (one LIST without a delimiter per run folder of its due rows, which holds their Annotations/ listing and "
+        "the run's folder levels for the twin check, plus one LIST with a delimiter per dataset folder and of the "
+        "bucket's root; RECONCILER_S3_CONCURRENCY of them in flight) on the S3 double answering with S3's latency, so "
+        "its wall time includes S3; the modelled S3 time column (requests x latency, one at a time) is the "
+        "cross-check.",
+        "The purged annotations are whole voxel spacings (20 annotations each), a seeded sample of them.",
         f"The ORM cascade runs up to {ORM_MAX_SIZE:,} annotations only: its time per annotation does not fall with "
         "size, and at 10k it would take a large part of make bench's time.",
         "Rows deleted: the annotations and their shapes, files, authors and method links (8 rows per annotation). "

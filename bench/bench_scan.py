@@ -240,7 +240,9 @@ class MotoServer:
 def _truncate_ledger(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE annotation_quarantine, missing_annotation_file"))
+        conn.execute(
+            text("TRUNCATE annotation_reconciler.annotation_quarantine, annotation_reconciler.missing_annotation_file")
+        )
     engine.dispose()
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,6 +33,21 @@ RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bund
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Every session's name lookup: no schema a less-trusted role may write (the ledger's are never on it).
 SEARCH_PATH_SQL = "SET search_path TO pg_catalog, public"
+
+
+def text_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL ``text[]`` literal of ``values``, to bind as one parameter (``CAST(:p AS text[])``): pg8000 escapes
+    a list character by character in Python (~8 µs a key on this machine, 3 ms for an event batch's 400 stored forms);
+    this is two ``str.replace``. Every element is quoted (``\\`` and ``"`` escaped), None is NULL.
+
+    >>> text_array(['a "b"', "c\\d", None, "", "{x,y}"])
+    '{"a \\\\"b\\\\"","c\\\\\\\\d",NULL,"","{x,y}"}'
+    """
+    return (
+        "{"
+        + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
 
 
 def mask_password(raw: str) -> str:

@@ -23,8 +23,7 @@ from sqlalchemy import Connection
 
 from annotation_reconciler import lifecycle
 from annotation_reconciler.evidence import Surroundings
-from annotation_reconciler.ledger import exemptions, missing_files, quarantines
-from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.ledger import Source, Status, exemptions, missing_files, quarantines
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count

@@ -3,43 +3,40 @@
 Metadata keys: a removal quarantines the key's annotations, a creation releases them, each only when the
 event is newer than what the annotation's ledger row has seen (:mod:`ordering`). Data files: a removal
 opens (or extends) a missing-file report naming the removed key; a creation takes its key off the reports,
-which close when none of their keys is missing any more::
+which close when none of their keys is missing any more. A batch is at most three statements
+(``ledger/event_batch.py``)::
 
     latest = ordering.latest_per_key(changes, now)
-    applied = apply_metadata_changes(conn, layout, settings, latest, now)
-    missing, restored = apply_file_changes(conn, layout, ordering.last_states(data_changes, now), now)
+    applied, writes = map_changes(conn, layout, latest, ordering.last_states(data_changes, now))   # 1 read
+    written = event_batch.write_changes(conn, writes, ...)                                         # 1 write
+    restored = event_batch.stamp_and_resolve(conn, rows_to_stamp, data_keys_back, now=now)         # 0 or 1
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-
 from annotation_reconciler import ordering
 from annotation_reconciler.core import ReconcilerCore
 from annotation_reconciler.events import ChangeKind, ObjectChange
-from annotation_reconciler.ledger import event_order, missing_files, quarantines, resurrections
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import event_batch
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
-from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.results import ChangeResult
-from annotation_reconciler.settings import Settings
 
 
 @dataclass
 class MetadataOutcome:
+    """What the mapping of a batch's metadata keys decided before anything is written."""
+
     unmatched_keys: list[str] = field(default_factory=list)
-    quarantined: list[int] = field(default_factory=list)
-    released: list[int] = field(default_factory=list)
-    resurrected: list[tuple[int, str]] = field(default_factory=list)
     out_of_order: int = 0  # events older than what the annotation's row has seen: nothing done
+    stamps: list[tuple[int, ordering.Stamp]] = field(default_factory=list)  # the removals to stamp open rows with
+    open_before: set[int] = field(default_factory=set)  # annotations whose newest row was open
 
 
 def zarr_ancestors(key: str) -> list[str]:
@@ -52,16 +49,17 @@ def zarr_ancestors(key: str) -> list[str]:
     return found
 
 
-def apply_metadata_changes(
+def map_changes(
     conn: Any,
     layout: BucketLayout,
-    settings: Settings,
     latest: Mapping[str, tuple[ChangeKind, ordering.Stamp]],
-    now: datetime.datetime,
-) -> MetadataOutcome:
-    """Each metadata key's last change: quarantine or release its annotations (one query maps them all)."""
+    files: ordering.KeyStates,
+) -> tuple[MetadataOutcome, event_batch.BatchWrites]:
+    """Each metadata key's last change decided against its annotations' newest ledger rows (one query maps them
+    all, and sets the transaction's lock timeout), and the removed data files' stored forms: what to write."""
     out = MetadataOutcome()
-    refs = annotation_rows.annotations_by_paths(conn, [f for k in latest for f in layout.stored_forms(k)])
+    forms = [f for k in latest for f in layout.stored_forms(k)]
+    refs, rows = event_batch.map_metadata(conn, forms, lock_timeout=EVENTS_LOCK_TIMEOUT)
     by_key: dict[str, list[AnnotationRef]] = defaultdict(list)
     for ref in refs:
         key = layout.to_key(ref.stored_path)
@@ -70,7 +68,6 @@ def apply_metadata_changes(
     removed_keys = sorted(k for k, (kind, _) in latest.items() if kind is ChangeKind.REMOVED)
     created_keys = sorted(k for k, (kind, _) in latest.items() if kind is ChangeKind.CREATED)
     out.unmatched_keys = [k for k in removed_keys if k not in by_key]
-    rows = event_order.newest_rows(conn, [ref.id for ref in refs])
     removed: list[tuple[AnnotationRef, str, ordering.Stamp]] = []
     for key in removed_keys:
         stamp = latest[key][1]
@@ -79,42 +76,24 @@ def apply_metadata_changes(
                 removed.append((ref, key, stamp))
             else:
                 out.out_of_order += 1
-    out.quarantined = quarantines.quarantine(
-        conn,
-        [(ref, key) for ref, key, _ in removed],
-        source=Source.EVENT,
-        reason="metadata object removed (S3 event)",
-        now=now,
-        grace=settings.grace_period,
+    out.stamps = [(ref.id, stamp) for ref, _, stamp in removed]
+    out.open_before = {i for i, row in rows.items() if row.status in ("quarantined", "held")}
+    writes = event_batch.BatchWrites(
+        removed=removed,
+        created=[(ref.id, latest[key][1]) for key in created_keys for ref in by_key.get(key, [])],
+        created_keys=created_keys,
+        missing=removed_files(layout, files),
     )
-    event_order.stamp_open_rows(conn, [(ref.id, stamp) for ref, _, stamp in removed])
-    created = [(ref.id, latest[key][1]) for key in created_keys for ref in by_key.get(key, [])]
-    out.released = event_order.release_older(conn, created, now=now, resolution="metadata object created again")
-    event_order.lapse_exemptions(conn, created, now=now, why="metadata object created again")
-    open_before = {i for i, row in rows.items() if row.status in ("quarantined", "held")}
-    out.out_of_order += len({i for i, _ in created} & open_before - set(out.released))
-    out.resurrected = resurrections.record_resurrections(
-        conn, created_keys, now=now, since=now - settings.resurrection_window, found_by="event"
-    )
-    return out
+    return out, writes
 
 
-def apply_file_changes(
-    conn: Any, layout: BucketLayout, files: ordering.KeyStates, now: datetime.datetime
-) -> tuple[int, int]:
-    """Data-file removals and creations: (reports opened, reports closed)."""
-    if not (files.removed or files.created):
-        return 0, 0
-    removed: dict[str, set[str]] = defaultdict(set)  # stored form of a file -> the removed keys inside it
-    for key in files.removed:
-        for file_key in zarr_ancestors(key):
-            for form in layout.stored_forms(file_key):
-                removed[form].add(key)
-    found = annotation_rows.files_by_paths(conn, list(removed))
-    missing = [(fid, aid, path, key) for fid, aid, path in found for key in sorted(removed[path])]
-    # a report closes only when the keys it names are back: another chunk of the same zarr does not close it
-    restored = missing_files.resolve_missing_keys(conn, sorted(files.created), now=now)
-    return missing_files.record_missing_files(conn, missing, now=now), restored
+def removed_files(layout: BucketLayout, files: ordering.KeyStates) -> list[tuple[str, str]]:
+    """(stored form of a data file, a removed key inside it) for the removed data-file keys (a removed zarr chunk
+    points at its zarr)."""
+    pairs = {
+        (form, key) for key in files.removed for inner in zarr_ancestors(key) for form in layout.stored_forms(inner)
+    }
+    return sorted(pairs)
 
 
 #: The longest the events path waits for a row lock (a purge settling the row): then it fails and is retried.
@@ -165,13 +144,27 @@ class EventsMixin(ReconcilerCore):
         if not (latest or files.removed or files.created):
             return result
         with self.engine.connect() as conn, conn.begin() as tx:
-            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": EVENTS_LOCK_TIMEOUT})
-            applied = apply_metadata_changes(conn, self.layout, self.settings, latest, now)
-            result.unmatched_keys, result.out_of_order = applied.unmatched_keys, applied.out_of_order
-            result.quarantined, result.released = applied.quarantined, applied.released
-            result.resurrected = applied.resurrected
-            missing, restored = apply_file_changes(conn, self.layout, files, now)
-            result.missing_files, result.restored_files = missing, restored
+            applied, writes = map_changes(conn, self.layout, latest, files)
+            written = event_batch.write_changes(
+                conn,
+                writes,
+                now=now,
+                grace=self.settings.grace_period,
+                resurrection_since=now - self.settings.resurrection_window,
+            )
+            # a row opened by this batch has its removal's stamp; the others (open before, or opened meanwhile by
+            # another batch: not returned) get the newer of theirs and the removal's, as they always did
+            opened = set(written.quarantined)
+            stamps = [(i, stamp) for i, stamp in applied.stamps if i in applied.open_before or i not in opened]
+            restored = event_batch.stamp_and_resolve(conn, stamps, sorted(files.created), now=now)
+            result.unmatched_keys = applied.unmatched_keys
+            # a Created event that released nothing though the row was open: the row has seen something newer
+            result.out_of_order = applied.out_of_order + len(
+                {i for i, _ in writes.created} & applied.open_before - set(written.released)
+            )
+            result.quarantined, result.released = written.quarantined, written.released
+            result.resurrected = written.resurrected
+            result.missing_files, result.restored_files = written.missing_files, restored
             if rollback:
                 tx.rollback()
         for annotation_id, key in result.resurrected:

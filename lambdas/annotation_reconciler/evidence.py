@@ -11,6 +11,11 @@ Every path that deletes gathers both through here::
 
     around = dataset_neighbours(storage, listings, concurrency=32)     # -> Surroundings
     delete_stale(conn, candidates, listings, layout, policy, ..., neighbours=around)
+
+Where nearly every prefix will be suspicious (the purge: its rows were quarantined because their key was absent),
+one LIST without a delimiter of each run folder (:func:`wide_folder`) answers both: :func:`split_wide` takes from it
+the ``Annotations/`` prefixes' listings and the folders of every level below the run folder, so only the dataset
+folders are left for a LIST with a delimiter (``folder_siblings(..., known=...)``).
 """
 
 from __future__ import annotations
@@ -51,9 +56,77 @@ def dataset_neighbours(
 
 
 def folder_siblings(
-    storage: S3Storage, prefixes: Iterable[str], *, concurrency: int
+    storage: S3Storage,
+    prefixes: Iterable[str],
+    *,
+    concurrency: int,
+    known: Mapping[str, frozenset[str] | BaseException] | None = None,
 ) -> dict[str, frozenset[str] | BaseException]:
     """The folders in each parent folder of these ``Annotations/`` prefixes, from the dataset folder down (one LIST
-    with a delimiter per parent, shared by the prefixes under it)."""
-    parents = {parent for prefix in prefixes for parent, _ in guards.folder_levels(prefix)}
-    return dict(storage.folders_many(parents, concurrency=concurrency))
+    with a delimiter per parent, shared by the prefixes under it); the parents in ``known`` are not listed again."""
+    known = known or {}
+    parents = {parent for prefix in prefixes for parent, _ in guards.folder_levels(prefix)} - set(known)
+    return {**known, **storage.folders_many(parents, concurrency=concurrency)}
+
+
+def wide_folder(prefix: str) -> str:
+    """The folder one level below the dataset folder on the way to an ``Annotations/`` prefix: its run folder in the
+    portal's layout (the prefix itself in another layout). One LIST of it without a delimiter holds the prefix's
+    listing and every folder level below it.
+
+    >>> wide_folder("10001/TS_1/Reconstructions/VoxelSpacing1.000/Annotations/")
+    '10001/TS_1/'
+    >>> wide_folder("b/Annotations/")
+    'b/Annotations/'
+    """
+    top = guards.dataset_folder(prefix)
+    return top + prefix[len(top) :].split("/", 1)[0] + "/"
+
+
+def folders_in(parent: str, keys: Iterable[str]) -> frozenset[str]:
+    """The folders directly in ``parent`` that ``keys`` (a complete listing of ``parent`` or of a folder above it)
+    show: what a LIST of ``parent`` with the delimiter ``/`` names as its common prefixes.
+
+    >>> sorted(folders_in("a/", ["a/x.json", "a/b/1", "a/b/2", "a/c/d/e", "z/b/1"]))
+    ['a/b/', 'a/c/']
+    """
+    return frozenset(
+        parent + rest.split("/", 1)[0] + "/"
+        for key in keys
+        if key.startswith(parent) and "/" in (rest := key[len(parent) :])
+    )
+
+
+def split_wide(
+    prefixes: Iterable[str], wide: Mapping[str, frozenset[str] | BaseException]
+) -> tuple[dict[str, frozenset[str] | BaseException], dict[str, frozenset[str] | BaseException]]:
+    """From the listings of the prefixes' wide folders (:func:`wide_folder` -> its keys, or the error): each
+    prefix's own listing, and the folders of each parent folder from the wide folder down to the prefix (what
+    ``folder_siblings`` would list with a delimiter). A wide folder not listed leaves its prefixes out; an error is
+    the answer of every prefix and parent under it (unknown, never "nothing there").
+
+    >>> p = "1/T/Reconstructions/VoxelSpacing1.000/Annotations/"
+    >>> keys = frozenset({p + "1/a-1.json", "1/T/reconstructions/x", "1/T/run.json"})
+    >>> listings, folders = split_wide([p], {"1/T/": keys})
+    >>> listings == {p: frozenset({p + "1/a-1.json"})}, sorted(folders)
+    (True, ['1/T/', '1/T/Reconstructions/', '1/T/Reconstructions/VoxelSpacing1.000/'])
+    >>> sorted(folders["1/T/"])
+    ['1/T/Reconstructions/', '1/T/reconstructions/']
+    """
+    listings: dict[str, frozenset[str] | BaseException] = {}
+    folders: dict[str, frozenset[str] | BaseException] = {}
+    for prefix in sorted(set(prefixes)):
+        top = wide_folder(prefix)
+        got = wide.get(top)
+        if got is None:
+            continue
+        parents = [parent for parent, _ in guards.folder_levels(prefix) if parent.startswith(top)]
+        if isinstance(got, BaseException):
+            listings[prefix] = got
+            folders.update(dict.fromkeys(parents, got))
+            continue
+        listings[prefix] = frozenset(k for k in got if k.startswith(prefix))
+        for parent in parents:
+            if parent not in folders:
+                folders[parent] = folders_in(parent, got)
+    return listings, folders

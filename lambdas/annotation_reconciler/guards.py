@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.paths import is_metadata_key
 from annotation_reconciler.spelling import spelling_form
 
 #: The mass-deletion guard's absolute floor: a dataset may always lose this many annotations at once,
@@ -75,5 +75,5 @@ def empty_prefixes(listings: Mapping[str, frozenset[str] | BaseException]) -> li
     return sorted(
         prefix
         for prefix, listing in listings.items()
-        if isinstance(listing, frozenset) and not any(classify_key(k) is KeyKind.METADATA for k in listing)
+        if isinstance(listing, frozenset) and not any(is_metadata_key(k) for k in listing)
     )

@@ -30,8 +30,7 @@ from sqlalchemy import text
 from annotation_reconciler import lifecycle, ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
-from annotation_reconciler.ledger import event_order, quarantines, untracked
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source, event_order, quarantines, untracked
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.paths import KeyKind, classify_key
 from annotation_reconciler.portal import annotation_rows

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Literal
 
 from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
-from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_metadata_key
 from annotation_reconciler.plural import count
 from annotation_reconciler.spelling import spelling_form, twin_folder
 
@@ -93,7 +93,7 @@ def untracked_metadata(
     """
     known = set(tracked)
     return {
-        prefix: sorted(k for k in listing if classify_key(k) is KeyKind.METADATA and k not in known)
+        prefix: sorted(k for k in listing if k not in known and is_metadata_key(k))
         for prefix, listing in sorted(listings.items())
         if isinstance(listing, frozenset)
     }
@@ -320,7 +320,7 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
         return Verdict.UNKNOWN, key, f"could not read the untracked metadata of {own!r}, one may be its move: {move}"
     if move is not None:
         return Verdict.MOVED, key, f"moved: {move!r} carries its natural key (its own {key!r} is gone)"
-    if not quarantined and not candidate.approved and not any(classify_key(k) is KeyKind.METADATA for k in own_listing):
+    if not quarantined and not candidate.approved and not any(is_metadata_key(k) for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
     return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
 

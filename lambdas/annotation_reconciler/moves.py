@@ -12,7 +12,7 @@ prefix (its voxel spacing)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -82,9 +82,12 @@ def find_moves(
     listings: Mapping[str, frozenset[str] | BaseException],
     *,
     concurrency: int,
+    tracked: Iterable[str] = (),
 ) -> dict[int, str | BaseException]:
     """For the rows ``suspects`` (annotation id, its metadata key) whose key their complete listing lacks: the
-    untracked metadata keys of their prefixes, read (one GET each), matched against the rows' natural keys."""
+    untracked metadata keys of their prefixes, read (one GET each), matched against the rows' natural keys.
+    ``tracked``: keys the caller knows a row stores in one of ``layout.stored_forms`` (what the lookup would find),
+    left out of the lookup."""
     absent = [
         (i, k)
         for i, k in suspects
@@ -93,13 +96,13 @@ def find_moves(
     if not absent:
         return {}
     prefixes = {metadata_folder(k) for _, k in absent}
-    found = untracked_metadata({p: listings[p] for p in prefixes}, ())
+    found = untracked_metadata({p: listings[p] for p in prefixes}, tracked)
     keys = sorted({k for ks in found.values() for k in ks})
     if not keys:
         return {}
     forms = [form for k in keys for form in layout.stored_forms(k)]
-    tracked = {layout.to_key(r.stored_path) for r in annotation_rows.annotations_by_paths(conn, forms)}
-    keys = [k for k in keys if k not in tracked]
+    rows = {layout.to_key(r.stored_path) for r in annotation_rows.annotations_by_paths(conn, forms)}
+    keys = [k for k in keys if k not in rows]
     if not keys:
         return {}
     naturals = annotation_rows.natural_keys(conn, [i for i, _ in absent])

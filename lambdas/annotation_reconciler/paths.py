@@ -42,11 +42,16 @@ def classify_key(key: str) -> KeyKind:
     Caption JSON files such as ``100-foo-1.0_globalcaption.json`` end in ``.json`` but not in a
     digit before it, so they are data files, not metadata.
     """
-    if _METADATA_RE.search(key):
+    if key.endswith(".json") and _METADATA_RE.search(key):  # the cheap test first: most keys are data files
         return KeyKind.METADATA
     if _DATA_RE.search(key):
         return KeyKind.DATA_FILE
     return KeyKind.OTHER
+
+
+def is_metadata_key(key: str) -> bool:
+    """``classify_key(key) is KeyKind.METADATA``, for loops over whole listings (one cheap test for most keys)."""
+    return key.endswith(".json") and _METADATA_RE.search(key) is not None
 
 
 def is_safe_key(key: str) -> bool:

@@ -13,8 +13,7 @@ from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.evidence import Surroundings, folder_siblings
-from annotation_reconciler.ledger import event_order, purge_claims, resurrections, retention
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source, event_order, purge_claims, resurrections, retention
 from annotation_reconciler.lifecycle import Candidate, Verdict
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout
@@ -59,11 +58,13 @@ class PurgeMixin(SurveyMixin):
             result.claimed += len(claims)
             keys = [c.metadata_key for c in claims if c.metadata_key]
             listed = ordering.Stamp(self.clock())  # the listing is evidence only for what happened before it
-            listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(keys))
+            # Due rows were quarantined because their key was absent, so nearly every prefix needs the twin check:
+            # one LIST of each run folder (no delimiter) holds the prefixes' listings and the run's folder levels;
+            # only the dataset folders are left for a LIST with a delimiter.
+            listings, below = self.list_wide(lifecycle.prefixes_to_list(keys))
             suspicious = lifecycle.suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
-            around = Surroundings(
-                siblings=folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency)
-            )
+            siblings = folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency, known=below)
+            around = Surroundings(siblings=siblings)
             with self.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files
                 suspects = [(c.annotation_id, c.metadata_key) for c in claims if c.metadata_key]
                 concurrency = self.settings.s3_concurrency

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from annotation_reconciler import datafiles, lifecycle, ordering
-from annotation_reconciler.ledger import event_order, quarantines, resurrections, untracked
-from annotation_reconciler.ledger.models import Source, Status
+from annotation_reconciler.ledger import Source, Status, event_order, quarantines, resurrections, untracked
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope

@@ -25,6 +25,8 @@ def spelling_form(name: str) -> str:
     >>> spelling_form("TS%5F002") == spelling_form("ts_002") == spelling_form("TS\uff3f002")
     True
     """
+    if name.isascii() and "%" not in name and "+" not in name:
+        return name.lower()  # nothing to decode; NFKC leaves ASCII as it is, and casefold is lower() on it
     for _ in range(DECODE_ROUNDS):
         decoded = unquote_plus(name)
         if decoded == name:

@@ -14,7 +14,7 @@ from annotation_reconciler import lifecycle
 from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
 from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
 from annotation_reconciler.errors import PageLimitError, StorageError
-from annotation_reconciler.evidence import Surroundings, dataset_neighbours, folder_siblings
+from annotation_reconciler.evidence import Surroundings, dataset_neighbours, folder_siblings, split_wide, wide_folder
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
 from annotation_reconciler.moves import find_moves
@@ -54,6 +54,23 @@ class SurveyMixin(ReconcilerCore):
         if len(found) < len(todo):
             return listings, max(listings, default="")
         return listings, None
+
+    def list_wide(
+        self, prefixes: Iterable[str]
+    ) -> tuple[dict[str, frozenset[str] | BaseException], dict[str, frozenset[str] | BaseException]]:
+        """The listings of these ``Annotations/`` prefixes and the folders of every level below their run folders,
+        from one LIST without a delimiter per run folder (``evidence.wide_folder``; its zarr chunks skipped): for a
+        caller whose prefixes nearly all need the twin check (the purge). A run folder over
+        RECONCILER_SCAN_PAGE_LIMIT pages has its prefixes listed one by one instead (their levels are then left to
+        ``folder_siblings``)."""
+        wanted = sorted(set(prefixes))
+        wide, _ = self.list_prefixes({wide_folder(p) for p in wanted})
+        too_big = [p for p in wanted if isinstance(wide.get(wide_folder(p)), PageLimitError)]
+        listings, below = split_wide([p for p in wanted if p not in set(too_big)], wide)
+        if too_big:
+            narrow, _ = self.list_prefixes(too_big)
+            listings.update(narrow)
+        return listings, below
 
     def survey(
         self,
@@ -114,8 +131,16 @@ class SurveyMixin(ReconcilerCore):
         result.purged_keys = [k for k in purged if in_window(k)]
         with self.engine.connect() as conn:
             suspects = [(c.annotation_id, k) for c in result.candidates if (k := keys[c.annotation_id])]
+            # the scope's rows whose stored path is a standard form of their key: tracked, no lookup needed
+            stored = [k for r in refs if (k := keys[r.id]) and r.stored_path in self.layout.stored_forms(k)]
             moved = find_moves(
-                conn, self.storage, self.layout, suspects, result.listings, concurrency=self.settings.s3_concurrency
+                conn,
+                self.storage,
+                self.layout,
+                suspects,
+                result.listings,
+                concurrency=self.settings.s3_concurrency,
+                tracked=stored,
             )
             evidence = self._evidence(conn, result.candidates, result.listings, max_fraction, result.neighbours, moved)
             result.untracked = self._untracked(conn, result.listings, [k for k in keys.values() if k])

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import operators
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.evidence import wide_folder
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.lifecycle import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
@@ -62,6 +63,7 @@ def test_rows_s3_could_not_judge_still_count_for_the_guard(
     world.clock.advance(hours=2)
     client = boto3.client("s3", region_name="us-west-2")
     throttled = {metadata_folder(a.metadata_key) for a in gone if a.run_name in throttled_runs}
+    throttled |= {wide_folder(p) for p in throttled}  # the purge lists their run folders (issue 30)
     inject_at(client, "ListObjectsV2", *throttled, status=503, code="SlowDown")
     result = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5").purge()
     ids = {world.ids[a.metadata_key] for a in gone}
@@ -395,24 +397,25 @@ def test_presence_under_a_twin_folder_or_of_a_twin_key_is_unknown(engine: Engine
 
 
 class DelimiterLists:
-    """Counts the LISTs with a delimiter a client sends."""
+    """Counts the LISTs a client sends: ``prefixes`` those with a delimiter, ``plain`` those without."""
 
     def __init__(self, client: Any) -> None:
         self.prefixes: list[str] = []
+        self.plain: list[str] = []
         client.meta.events.register("before-send.s3.ListObjectsV2", self)
 
     def __call__(self, request: Any, **kwargs: Any) -> None:
         from urllib.parse import parse_qs, urlsplit
 
         query = parse_qs(urlsplit(request.url).query)
-        if "delimiter" in query:
-            self.prefixes.append(query.get("prefix", [""])[0])
+        (self.prefixes if "delimiter" in query else self.plain).append(query.get("prefix", [""])[0])
 
 
 def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicious_rows(world: World) -> None:
     """A healthy scan sends no LIST with a delimiter; one retraction costs at most one per level (5: the bucket's
-    root for the dataset folder, the run, Reconstructions, voxel spacing, Annotations) at the scan and at the
-    purge."""
+    root for the dataset folder, the run, Reconstructions, voxel spacing, Annotations) at the scan. The purge lists
+    the run folder without a delimiter (its Annotations/ listing and the levels below the run in one), the bucket's
+    root and the dataset folder with one: 3 LISTs."""
     client = boto3.client("s3", region_name="us-west-2")
     counted = DelimiterLists(client)
     r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5")
@@ -423,8 +426,30 @@ def test_the_twin_check_costs_one_delimiter_list_per_level_and_only_for_suspicio
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [world.ids[gone.metadata_key]]
     assert len(counted.prefixes) == 5 and {"", "10001/"} <= set(counted.prefixes)
     world.clock.advance(hours=2)
+    plain = len(counted.plain)
     assert r.purge().deleted == [world.ids[gone.metadata_key]]
-    assert len(counted.prefixes) == 10
+    assert sorted(counted.prefixes[5:]) == ["", "10001/"]
+    assert counted.plain[plain:] == [gone.metadata_key.split("/Reconstructions/")[0] + "/"]
+
+
+def test_the_purge_of_rows_sharing_voxel_spacings_costs_at_most_0_3_requests_each(
+    engine: Engine, s3: Any, db_url: str
+) -> None:
+    """Issue 30: purging whole voxel spacings (5 annotations each, the portal's density) costs one LIST per run
+    folder (no delimiter: the Annotations/ listing and the twin check's levels below the run) and one LIST with a
+    delimiter per dataset folder and for the bucket's root, nothing per row: 6 requests for 20 annotations."""
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=5, annotations_per_voxel_spacing=5))
+    client = boto3.client("s3", region_name="us-west-2")
+    counted = DelimiterLists(client)
+    r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="1")
+    runs = sorted({a.run_name for a in world.portal.annotations if a.dataset_id == 10001})[:4]
+    gone = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10001 and a.run_name in runs]
+    world.delete(*gone)
+    r.apply_changes(removed(*gone))
+    world.clock.advance(hours=2)
+    assert sorted(r.purge().deleted) == sorted(world.ids[k] for k in gone)
+    assert sorted(counted.prefixes) == ["", "10001/"] and len(counted.plain) == len(runs)
+    assert (len(counted.prefixes) + len(counted.plain)) / len(gone) <= 0.3
 
 
 def test_the_cleanup_command_leaves_a_row_with_a_twin_folder_in_place(engine: Engine, s3: Any, db_url: str) -> None:
@@ -439,3 +464,21 @@ def test_the_cleanup_command_leaves_a_row_with_a_twin_folder_in_place(engine: En
     assert out.exit_code == 0, out.output
     assert {world.ids[k] for k in keys} <= world.annotation_ids()
     assert "Ts_002" in out.output  # reported as unknown, naming the twin
+
+
+def test_a_run_folder_over_the_page_limit_is_listed_prefix_by_prefix_at_the_purge(world: World) -> None:
+    """The purge's one LIST per run folder must not make a big run's rows unknown for ever: a run folder over
+    RECONCILER_SCAN_PAGE_LIMIT pages has its Annotations/ prefixes listed one by one, its levels with a delimiter."""
+    gone = world.portal.annotations[0]
+    run_folder = gone.metadata_key.split("/Reconstructions/")[0] + "/"
+    for i in range(1001):  # two pages of frames beside the annotations
+        world.s3.put_object(Bucket=BUCKET, Key=f"{run_folder}Frames/frame_{i:04d}.tiff", Body=b"")
+    world.delete(gone.metadata_key)
+    client = boto3.client("s3", region_name="us-west-2")
+    counted = DelimiterLists(client)
+    r = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="0.5", RECONCILER_SCAN_PAGE_LIMIT="1")
+    r.apply_changes(removed(gone.metadata_key))
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [world.ids[gone.metadata_key]]
+    assert counted.plain == [run_folder, metadata_folder(gone.metadata_key)]
+    assert len(counted.prefixes) == 5  # the root, the dataset folder, the run, Reconstructions/, the voxel spacing

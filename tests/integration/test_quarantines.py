@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from annotation_reconciler.ledger import event_order, quarantines
 from annotation_reconciler.ledger.models import Source, Status
@@ -74,3 +74,14 @@ def test_two_stamps_of_one_annotation_count_as_the_newer(world: World) -> None:
     with world.engine.connect() as conn:
         stamp = conn.execute(text("SELECT event_time FROM annotation_reconciler.annotation_quarantine")).scalar_one()
     assert stamp == newer_.time
+
+
+def test_a_text_array_parameter_reaches_postgresql_as_the_same_list(engine: Engine) -> None:
+    """db.text_array (the events path's fast array parameters) against PostgreSQL's own array parser."""
+    from annotation_reconciler.db import text_array
+
+    values = ['a "b"', "c\\d", None, "", "{x,y}", "NULL", "é 1+2%2B", "x\\", '"', " lead", "tab\tin"]
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT CAST(:p AS text[])"), {"p": text_array(values)}).scalar_one()
+        empty = conn.execute(text("SELECT cardinality(CAST(:p AS text[]))"), {"p": text_array([])}).scalar_one()
+    assert back == values and empty == 0

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import ConcurrentChangeError
@@ -666,3 +666,75 @@ def test_a_shard_of_some_runs_reads_and_judges_only_their_annotations(world: Wor
     assert result.annotations == len(ours) and result.prefixes_listed == 1
     assert result.quarantined == [world.ids[ours[0].metadata_key]] and result.unknown == []
     assert world.ledger() == {world.ids[ours[0].metadata_key]: "quarantined"}
+
+
+@pytest.mark.parametrize("size", [10, 100])
+def test_a_batch_of_events_is_at_most_three_statements(engine: Engine, s3: Any, db_url: str, size: int) -> None:
+    """Issue 30: a batch of any mix (metadata and data files removed, metadata and data files created again, an
+    operator's exemption lapsing, a purged annotation back) maps, writes and stamps in at most 3 SQL statements, and
+    does what the statements one by one did."""
+    world = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=10, annotations_per_voxel_spacing=4))
+    reconciler = world.reconciler()
+    anns = world.portal.annotations
+    back, purged = anns[0].metadata_key, anns[1].metadata_key
+    reconciler.apply_changes(removed(back, purged))
+    with world.engine.begin() as conn:  # one row an operator released (exempt), one purged
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET status = 'released', exempt = true, "
+                 "resolution = 'released by op' WHERE annotation_id = :a"),
+            {"a": world.ids[back]},
+        )  # fmt: skip
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET status = 'purged', resolved_at = :now "
+                 "WHERE annotation_id = :a"),
+            {"a": world.ids[purged], "now": world.clock.now},
+        )  # fmt: skip
+    gone = [a.metadata_key for a in anns[2 : 2 + size // 2]]
+    chunks = [k for a in anns[2:4] for k in a.noise_keys if ".zarr/" in k][: size // 4]
+    files = [f.key for f in anns[5].files if not f.is_prefix][:2]
+    reconciler.apply_changes(removed(files[0]))  # a data file reported missing, created again below
+    changes = removed(*gone, *chunks) + created(back, purged, files[0])
+    changes += removed(*(f"10001/nowhere/Annotations/{i}/x-1.0.json" for i in range(size - len(changes))))
+    statements: list[str] = []
+    event.listen(reconciler.engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
+    result = reconciler.apply_changes(changes)
+    assert len(changes) == size and len(statements) <= 3, statements
+    assert result.quarantined == sorted(world.ids[k] for k in gone)
+    assert result.resurrected == [(world.ids[purged], purged)]
+    assert result.missing_files == len({k.split(".zarr/")[0] for k in chunks}) and result.restored_files == 1
+    with world.engine.connect() as conn:
+        exempt = conn.execute(
+            text("SELECT exempt FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = :a"),
+            {"a": world.ids[back]},
+        ).scalar_one()
+        stamped = conn.execute(
+            text("SELECT count(*) FROM annotation_reconciler.annotation_quarantine "
+                 "WHERE status = 'quarantined' AND event_time = :t"),
+            {"t": EVENT_TIME},
+        ).scalar_one()  # fmt: skip
+    assert exempt is False and stamped == len(gone)
+
+
+def test_fresh_removals_are_two_statements_and_a_row_open_before_still_takes_the_newer_stamp(world: World) -> None:
+    """Issue 30: a row the batch opens starts with its removal's stamp (no third statement); a row that was open
+    already is stamped by the third, with the newer of its stamp and the removal's, as before."""
+    reconciler = world.reconciler()
+    first, second = world.portal.metadata_keys[:2]
+    statements: list[str] = []
+    event.listen(reconciler.engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
+    assert reconciler.apply_changes(removed(first)).quarantined == [world.ids[first]]
+    assert len(statements) == 2
+    later = EVENT_TIME + datetime.timedelta(minutes=5)
+    statements.clear()
+    assert reconciler.apply_changes(removed(first, at=later) + removed(second)).quarantined == [world.ids[second]]
+    assert len(statements) == 3
+    with world.engine.connect() as conn:
+        stamps = dict(
+            conn.execute(
+                text("SELECT annotation_id, event_time FROM annotation_reconciler.annotation_quarantine")
+            ).all()
+        )
+    assert stamps == {world.ids[first]: later, world.ids[second]: EVENT_TIME}
+    # a Created between the two removals releases nothing: the row has seen the later removal
+    between = EVENT_TIME + datetime.timedelta(minutes=1)
+    assert reconciler.apply_changes(created(first, at=between)).released == []

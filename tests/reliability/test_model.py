@@ -43,6 +43,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.events import parse_event
+from annotation_reconciler.evidence import wide_folder
 from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
@@ -575,7 +576,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         self._step("purge_with_throttled_prefixes")
         self.clock.advance(hours=1.5)
         failing = data.draw(st.lists(st.sampled_from(PREFIXES), min_size=1, max_size=3, unique=True), label="failing")
-        H.faults.targets = frozenset(failing)
+        H.faults.targets = frozenset(failing) | {wide_folder(p) for p in failing}  # the purge lists run folders
         reconciler = self.reconciler()
         reconciler.storage = S3Storage(H.faulty, BUCKET)
         before = set(self._rows())

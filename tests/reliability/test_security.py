@@ -281,6 +281,16 @@ SQL_FORMATTING = {
     ("ledger/exemptions.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("ledger/event_order.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("portal/deletion.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
+    ("ledger/missing_files.py", "_INSERT"): "a module constant: the INSERT head of a missing-file report",
+    ("ledger/missing_files.py", "_MERGE"): "a module constant: the ON CONFLICT of a missing-file report",
+    # the events path's one write statement: each CTE a literal module constant of a ledger module
+    ("ledger/event_batch.py", "quarantines.QUARANTINE_SQL"): "a module constant of ledger/quarantines.py",
+    ("ledger/event_batch.py", "event_order.RELEASE_OLDER_SQL"): "a module constant of ledger/event_order.py",
+    ("ledger/event_batch.py", "event_order.LAPSE_SQL"): "a module constant of ledger/event_order.py",
+    ("ledger/event_batch.py", "event_order.STAMP_SQL"): "a module constant of ledger/event_order.py",
+    ("ledger/event_batch.py", "resurrections.RECORD_SQL"): "a module constant of ledger/resurrections.py",
+    ("ledger/event_batch.py", "missing_files.RECORD_BY_PATHS_SQL"): "a module constant of ledger/missing_files.py",
+    ("ledger/event_batch.py", "missing_files.RESOLVE_SQL"): "a module constant of ledger/missing_files.py",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|TRUNCATE|GRANT)\b")
 
@@ -330,6 +340,16 @@ def test_no_sql_text_is_formatted_from_values() -> None:
             if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
         ]
         assert assigned and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in assigned), name
+    for _path, name in SQL_FORMATTING:  # module.CONSTANT of another ledger module: assigned there, once
+        module_name, _, constant = name.partition(".")
+        if constant and constant.lstrip("_").isupper():
+            other = ast.parse((PACKAGE / "ledger" / f"{module_name}.py").read_text())
+            assigned = [
+                n.value
+                for n in other.body
+                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == constant for t in n.targets)
+            ]
+            assert len(assigned) == 1 and isinstance(assigned[0], ast.Constant | ast.JoinedStr), name
 
 
 # --- the least-privilege database role ------------------------------------------------------------

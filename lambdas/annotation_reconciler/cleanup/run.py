@@ -12,8 +12,7 @@ from sqlalchemy import Engine
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
 from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale, hold
-from annotation_reconciler.ledger import quarantines
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source, quarantines
 from annotation_reconciler.lifecycle import (
     AnnotationRef,
     Candidate,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
+from annotation_reconciler.ledger import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
 # In the statements below, the change ``c`` (time t, end of its interval u, sequencer s) is strictly newer than
@@ -33,7 +33,37 @@ _CHANGES = (
 )
 
 
-def _params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
+# Each statement below takes the change stamps as ``:ids``, ``:times``, ``:seqs``, ``:untils`` (:func:`stamp_params`);
+# the events path also runs them inside larger statements (``ledger/event_batch.py``).
+
+#: Give open rows the newer of their stamp and the change's (:func:`stamp_open_rows`).
+STAMP_SQL = f"""UPDATE annotation_reconciler.annotation_quarantine q
+                 SET event_time = c.t, event_sequencer = c.s, event_until = c.u
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
+                   AND (q.event_time IS NULL OR {_C_IS_NEWER})"""  # noqa: S608 (constants of this module)
+
+#: Release the open rows older than the change (:func:`release_older`); ``:now``, ``:resolution``.
+RELEASE_OLDER_SQL = f"""UPDATE annotation_reconciler.annotation_quarantine q
+                 SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
+                     event_time = c.t, event_sequencer = c.s, event_until = c.u
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
+                   AND {_C_IS_NEWER}
+                 RETURNING q.annotation_id"""  # noqa: S608 (constants of this module)
+
+#: End the exemptions older than the change (:func:`lapse_exemptions`); ``:now``, ``:why``.
+LAPSE_SQL = f"""UPDATE annotation_reconciler.annotation_quarantine q
+                 SET exempt = false,
+                     resolution = q.resolution || '; exemption lapsed at ' || CAST(:now AS text) || ': ' || :why
+                 FROM {_CHANGES}
+                 WHERE q.annotation_id = c.id AND q.exempt
+                   AND {_C_IS_NEWER}
+                 RETURNING q.annotation_id"""  # noqa: S608 (constants of this module)
+
+
+def stamp_params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
+    """The stamp parameters of the statements above: one stamp per annotation, its newest."""
     newest: dict[int, Stamp] = {}
     for annotation_id, stamp in items:  # one stamp per annotation: the newest
         if annotation_id not in newest or newer(stamp, newest[annotation_id]):
@@ -69,14 +99,7 @@ def stamp_open_rows(conn: Connection, items: Sequence[tuple[int, Stamp]]) -> Non
     """Give the open rows of these annotations the newer of their stamp and the given one (a removal seen)."""
     if not items:
         return
-    conn.execute(
-        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
-                 SET event_time = c.t, event_sequencer = c.s, event_until = c.u
-                 FROM {_CHANGES}
-                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
-                   AND (q.event_time IS NULL OR {_C_IS_NEWER})"""),  # noqa: S608 (constants of this module)
-        _params(items),
-    )
+    conn.execute(text(STAMP_SQL), stamp_params(items))
 
 
 def release_older(
@@ -88,14 +111,8 @@ def release_older(
     if not items:
         return []
     rows = conn.execute(
-        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
-                 SET status = 'released', resolved_at = :now, resolution = :resolution, claimed_until = NULL,
-                     event_time = c.t, event_sequencer = c.s, event_until = c.u
-                 FROM {_CHANGES}
-                 WHERE q.annotation_id = c.id AND q.status IN {OPEN_STATUS_LIST}
-                   AND {_C_IS_NEWER}
-                 RETURNING q.annotation_id"""),  # noqa: S608 (constants of this module)
-        {**_params(items), "now": now, "resolution": resolution},
+        text(RELEASE_OLDER_SQL),
+        {**stamp_params(items), "now": now, "resolution": resolution},
     ).scalars()
     return sorted(set(rows))
 
@@ -110,13 +127,7 @@ def lapse_exemptions(
     if not items:
         return []
     rows = conn.execute(
-        text(f"""UPDATE annotation_reconciler.annotation_quarantine q
-                 SET exempt = false,
-                     resolution = q.resolution || '; exemption lapsed at ' || CAST(:now AS text) || ': ' || :why
-                 FROM {_CHANGES}
-                 WHERE q.annotation_id = c.id AND q.exempt
-                   AND {_C_IS_NEWER}
-                 RETURNING q.annotation_id"""),  # noqa: S608 (constants of this module)
-        {**_params(items), "now": now, "why": why},
+        text(LAPSE_SQL),
+        {**stamp_params(items), "now": now, "why": why},
     ).scalars()
     return sorted(set(rows))

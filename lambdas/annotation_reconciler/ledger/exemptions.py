@@ -16,7 +16,7 @@ from enum import Enum
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST
+from annotation_reconciler.ledger import OPEN_STATUS_LIST
 
 
 def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:

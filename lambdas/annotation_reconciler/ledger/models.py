@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, false, func, text
@@ -12,31 +11,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from annotation_reconciler.ledger import AUDIT_SCHEMA, LEDGER_SCHEMA
 
-
-class Status(StrEnum):
-    """Where a stale annotation stands in its life."""
-
-    QUARANTINED = "quarantined"  # metadata gone; waiting for the grace period to pass
-    RELEASED = "released"  # metadata seen again; nothing will be deleted
-    PURGED = "purged"  # deleted from the portal tables; its snapshot is in the audit (DeletedAnnotation)
-    HELD = "held"  # the mass-deletion guard stopped it; an operator must approve
-    RESTORED = "restored"  # purged, then put back from its snapshot by an operator (`restore`)
-
-
-class Source(StrEnum):
-    """Which path found the annotation stale."""
-
-    EVENT = "event"
-    SCAN = "scan"
-    IMPORTER = "importer"
-    CLI = "cli"
-
-
-OPEN_STATUSES = (Status.QUARANTINED.value, Status.HELD.value)
-#: :data:`OPEN_STATUSES` as an SQL list, for queries: ``WHERE q.status IN {OPEN_STATUS_LIST}`` (a literal, so SQL
-#: text is formatted from constants only; tests/unit/test_ledger_models.py checks it matches). The partial
-#: indexes' predicates, and the ON CONFLICT clause that names one, stay literal: PostgreSQL matches them as written.
-OPEN_STATUS_LIST = "('quarantined', 'held')"
+# The status vocabulary lives in the package (``ledger/__init__.py``) so that the SQL modules need not import the
+# ORM; re-exported here for the models' readers.
+from annotation_reconciler.ledger import OPEN_STATUS_LIST as OPEN_STATUS_LIST
+from annotation_reconciler.ledger import OPEN_STATUSES as OPEN_STATUSES
+from annotation_reconciler.ledger import Source as Source
+from annotation_reconciler.ledger import Status as Status
 
 
 class LedgerBase(DeclarativeBase):

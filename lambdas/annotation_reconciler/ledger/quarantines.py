@@ -11,8 +11,64 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
+from annotation_reconciler.db import text_array
+from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
+from annotation_reconciler.ordering import Stamp
+
+#: Open a ledger row per annotation (see :func:`quarantine`); the events path runs it inside a larger statement
+#: (``ledger/event_batch.py``), so its parameters are named ``q_*`` (``:now`` is shared).
+QUARANTINE_SQL = """INSERT INTO annotation_reconciler.annotation_quarantine
+          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
+           status, detected_at, purge_after, event_time, event_sequencer, event_until)
+        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :q_source, :q_reason, :q_status, :now,
+               :q_purge_after, d.t, d.s, d.u
+        FROM unnest(CAST(:q_ids AS integer[]), CAST(:q_datasets AS integer[]), CAST(:q_runs AS integer[]),
+                    CAST(:q_paths AS text[]), CAST(:q_keys AS text[]), CAST(:q_folded AS text[]),
+                    CAST(:q_times AS timestamptz[]), CAST(:q_seqs AS text[]), CAST(:q_untils AS timestamptz[]))
+             AS d(id, dataset_id, run_id, path, key, folded, t, s, u)
+        -- a release by an operator sticks (ledger/exemptions.py)
+        WHERE NOT EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine x
+                          WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
+        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
+          SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
+              metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,
+              reason = EXCLUDED.reason || ' (quarantined again under its new stored path)',
+              status = EXCLUDED.status, resolution = NULL,
+              detected_at = EXCLUDED.detected_at, purge_after = EXCLUDED.purge_after,
+              approved_at = NULL, approved_by = NULL, claimed_until = NULL
+          WHERE annotation_quarantine.s3_metadata_path <> EXCLUDED.s3_metadata_path
+        RETURNING annotation_id"""
+
+
+def quarantine_params(
+    items: Sequence[tuple[AnnotationRef, str | None]],
+    source: Source,
+    reason: str,
+    now: datetime.datetime,
+    grace: datetime.timedelta,
+    status: Status = Status.QUARANTINED,
+    stamps: Sequence[Stamp | None] | None = None,
+) -> dict[str, object]:
+    """The parameters of :data:`QUARANTINE_SQL`; ``stamps`` (one per item): the stamp a newly opened row starts with
+    (what ``event_order.stamp_open_rows`` would give a row without one), else none."""
+    marks = list(stamps) if stamps is not None else [None] * len(items)
+    return {
+        "q_times": [m.time if m else None for m in marks],
+        "q_seqs": [m.sequencer if m else None for m in marks],
+        "q_untils": [m.end if m else None for m in marks],
+        "q_ids": [r.id for r, _ in items],
+        "q_datasets": [r.dataset_id for r, _ in items],
+        "q_runs": [r.run_id for r, _ in items],
+        "q_paths": text_array(r.stored_path for r, _ in items),
+        "q_keys": text_array(k for _, k in items),
+        "q_folded": text_array(canonical(k) if k is not None else None for _, k in items),
+        "q_source": source.value,
+        "q_reason": reason,
+        "q_status": status.value,
+        "now": now,
+        "q_purge_after": now + grace,
+    }
 
 
 def quarantine(
@@ -35,41 +91,7 @@ def quarantine(
     """
     if not items:
         return []
-    rows = conn.execute(
-        text("""
-        INSERT INTO annotation_reconciler.annotation_quarantine
-          (annotation_id, dataset_id, run_id, s3_metadata_path, metadata_key, metadata_key_folded, source, reason,
-           status, detected_at, purge_after)
-        SELECT d.id, d.dataset_id, d.run_id, d.path, d.key, d.folded, :source, :reason, :status, :now, :purge_after
-        FROM unnest(CAST(:ids AS integer[]), CAST(:datasets AS integer[]), CAST(:runs AS integer[]),
-                    CAST(:paths AS text[]), CAST(:keys AS text[]), CAST(:folded AS text[]))
-             AS d(id, dataset_id, run_id, path, key, folded)
-        -- an operator's release sticks (ledger/exemptions.py)
-        WHERE NOT EXISTS (SELECT 1 FROM annotation_reconciler.annotation_quarantine x
-                          WHERE x.exempt AND x.annotation_id = d.id AND x.s3_metadata_path = d.path)
-        ON CONFLICT (annotation_id) WHERE status IN ('quarantined', 'held') DO UPDATE
-          SET s3_metadata_path = EXCLUDED.s3_metadata_path, metadata_key = EXCLUDED.metadata_key,
-              metadata_key_folded = EXCLUDED.metadata_key_folded, source = EXCLUDED.source,
-              reason = EXCLUDED.reason || ' (quarantined again under its new stored path)',
-              status = EXCLUDED.status, resolution = NULL,
-              detected_at = EXCLUDED.detected_at, purge_after = EXCLUDED.purge_after,
-              approved_at = NULL, approved_by = NULL, claimed_until = NULL
-          WHERE annotation_quarantine.s3_metadata_path <> EXCLUDED.s3_metadata_path
-        RETURNING annotation_id"""),
-        {
-            "ids": [r.id for r, _ in items],
-            "datasets": [r.dataset_id for r, _ in items],
-            "runs": [r.run_id for r, _ in items],
-            "paths": [r.stored_path for r, _ in items],
-            "keys": [k for _, k in items],
-            "folded": [canonical(k) if k is not None else None for _, k in items],
-            "source": source.value,
-            "reason": reason,
-            "status": status.value,
-            "now": now,
-            "purge_after": now + grace,
-        },
-    ).scalars()
+    rows = conn.execute(text(QUARANTINE_SQL), quarantine_params(items, source, reason, now, grace, status)).scalars()
     return sorted(rows)
 
 

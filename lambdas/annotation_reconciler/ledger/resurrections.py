@@ -11,8 +11,28 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
 from annotation_reconciler.lifecycle import canonical
 from annotation_reconciler.scope import Scope
+
+#: Record the resurrections (:func:`record_resurrections`); the events path runs it inside a larger statement
+#: (``ledger/event_batch.py``), so its parameters are named ``r_*`` (``:now`` is shared).
+RECORD_SQL = """INSERT INTO annotation_reconciler.annotation_resurrection
+                  (quarantine_id, annotation_id, dataset_id, metadata_key, purged_at, found_at, found_by)
+                SELECT q.id, q.annotation_id, q.dataset_id, q.metadata_key, q.resolved_at, :now, :r_found_by
+                FROM annotation_reconciler.annotation_quarantine q
+                WHERE q.status = 'purged' AND q.metadata_key_folded = ANY(CAST(:r_folded AS text[]))
+                  AND q.resolved_at >= :r_since
+                ON CONFLICT (quarantine_id) DO NOTHING
+                RETURNING annotation_id, metadata_key"""
+
+
+def record_params(
+    keys: Sequence[str], *, now: datetime.datetime, since: datetime.datetime, found_by: str
+) -> dict[str, object]:
+    """The parameters of :data:`RECORD_SQL`."""
+    folded = text_array(sorted({canonical(k) for k in keys}))
+    return {"r_folded": folded, "now": now, "r_since": since, "r_found_by": found_by}
 
 
 def record_resurrections(
@@ -22,17 +42,7 @@ def record_resurrections(
     spelling (found in S3 again). Returns (annotation id, purged key) of those newly recorded."""
     if not keys:
         return []
-    rows = conn.execute(
-        text("""INSERT INTO annotation_reconciler.annotation_resurrection
-                  (quarantine_id, annotation_id, dataset_id, metadata_key, purged_at, found_at, found_by)
-                SELECT q.id, q.annotation_id, q.dataset_id, q.metadata_key, q.resolved_at, :now, :found_by
-                FROM annotation_reconciler.annotation_quarantine q
-                WHERE q.status = 'purged' AND q.metadata_key_folded = ANY(CAST(:folded AS text[]))
-                  AND q.resolved_at >= :since
-                ON CONFLICT (quarantine_id) DO NOTHING
-                RETURNING annotation_id, metadata_key"""),
-        {"folded": sorted({canonical(k) for k in keys}), "now": now, "since": since, "found_by": found_by},
-    ).all()
+    rows = conn.execute(text(RECORD_SQL), record_params(keys, now=now, since=since, found_by=found_by)).all()
     return sorted((r[0], r[1]) for r in rows)
 
 

@@ -69,19 +69,6 @@ def annotations_by_ids(conn: Connection, annotation_ids: Sequence[int]) -> dict[
     return {ref.id: ref for ref in _refs(rows)}
 
 
-def files_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[tuple[int, int | None, str]]:
-    """Annotation files whose s3_path is any of ``stored_paths``: (file id, annotation id, s3_path)."""
-    if not stored_paths:
-        return []
-    rows = conn.execute(
-        text("""SELECT f.id, s.annotation_id, f.s3_path FROM annotation_file f
-                LEFT JOIN annotation_shape s ON s.id = f.annotation_shape_id
-                WHERE f.s3_path = ANY(CAST(:paths AS text[]))"""),
-        {"paths": list(stored_paths)},
-    ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
 def natural_keys(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, tuple[int, str] | None]:
     """annotation id -> its natural key without the run, (deposition_id, annotation_ingest_id), as the importer
     upserts on it (None when the row lacks a deposition)."""

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.ledger.models import OPEN_STATUS_LIST, Source, Status
+from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import canonical
 
 #: SQLSTATE of the function's "a judged path changed while deleting" (the batch rolls back).

@@ -43,7 +43,7 @@ from annotation_reconciler.db_import.finders import MetadataFileFinder, file_siz
 from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
 from annotation_reconciler.errors import MetadataError, StorageError
 from annotation_reconciler.evidence import dataset_neighbours
-from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.ledger import Source
 from annotation_reconciler.lifecycle import canonical, listing_prefixes
 from annotation_reconciler.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.portal import annotation_rows
