@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import annotation_reconciler
 from annotation_reconciler.plural import count
 
-PACKAGE = Path(__file__).resolve().parents[2] / "lambdas" / "annotation_reconciler"
+#: the package the tests import (lambdas/annotation_reconciler, or make mutate's mutated copy of it)
+PACKAGE = Path(annotation_reconciler.__file__).resolve().parent
 #: What the commands print (the CLI, the cleanup script, the reasons status shows, the demo).
 PRINTING = [
     *sorted(PACKAGE.glob("cli/*.py")),
