@@ -131,6 +131,7 @@ def stage() -> None:
     (STAGE / "src").symlink_to(ROOT / "lambdas", target_is_directory=True)
     (STAGE / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     (STAGE / "bench").symlink_to(ROOT / "bench", target_is_directory=True)  # tests/unit/test_bench_layout.py
+    (STAGE / "infra").symlink_to(ROOT / "infra", target_is_directory=True)  # tests/unit/test_settings.py
     shutil.copy2(ROOT / "pyproject.toml", STAGE / "pyproject.toml")
 
 
