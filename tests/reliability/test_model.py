@@ -81,6 +81,7 @@ CHILDREN = {"annotation_shape": 2, "annotation_file": 3, "annotation_author": 2,
 #: A stored-path root that is well formed but wrong (the reconfiguration of finding 7).
 WRONG_PREFIX = f"s3://{BUCKET}/staging/"
 RULES = (
+    "retract_and_ingest",
     "move_key",
     "rename_by_curator",
     "respell_run_folder",
@@ -509,6 +510,9 @@ class ReconcilerModel(RuleBasedStateMachine):
         """The importer re-ingests a run (`ingest --dataset-id D --run-name R`): it upserts what S3 holds and
         removes, at once and without a grace period, the annotations of the voxel spacing S3 lacks."""
         self._step("ingest")
+        self._ingest(run)
+
+    def _ingest(self, run: tuple[int, str]) -> None:
         dataset_id, run_name = run
         before = self._rows()
         result = ingest(
@@ -535,6 +539,18 @@ class ReconcilerModel(RuleBasedStateMachine):
             assert after == before
         self._deleted(set(before) - set(after), "ingest")
         self._refresh_keys()
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(data=st.data(), prompt=st.booleans())
+    def retract_and_ingest(self, data: st.DataObject, prompt: bool) -> None:
+        """A curator removes an annotation's metadata and re-ingests its run at once: the importer's sibling cleanup
+        deletes without a grace period, the deletion path a random walk reaches least often."""
+        self._step("retract_and_ingest")
+        _, key = data.draw(st.sampled_from(self._live()), label="annotation")
+        self._remove([key], prompt)
+        run = next((r for r in RUNS if key.startswith(f"{r[0]}/{r[1]}/")), None)
+        if run is not None:  # a run folder respelled in S3 names no run the importer can be asked for
+            self._ingest(run)
 
     @rule(data=st.data())
     def release_twice(self, data: st.DataObject) -> None:
