@@ -82,6 +82,7 @@ CHILDREN = {"annotation_shape": 2, "annotation_file": 3, "annotation_author": 2,
 WRONG_PREFIX = f"s3://{BUCKET}/staging/"
 RULES = (
     "retract_and_ingest",
+    "retract_then_purge",
     "move_key",
     "rename_by_curator",
     "respell_run_folder",
@@ -442,6 +443,19 @@ class ReconcilerModel(RuleBasedStateMachine):
     def purge(self, hours: float) -> None:
         """The hourly purge, some time after the previous step (grace periods end between purges)."""
         self._step("purge")
+        self._purge(hours)
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(data=st.data())
+    def retract_then_purge(self, data: st.DataObject) -> None:
+        """A curator removes an annotation's metadata, its event arrives, and the purge comes past the grace
+        period: the ordinary lifecycle, end to end (a random walk rarely lines these up in order)."""
+        self._step("retract_then_purge")
+        _, key = data.draw(st.sampled_from(self._live()), label="annotation")
+        self._remove([key], True)
+        self._purge(1.5)
+
+    def _purge(self, hours: float) -> None:
         self.clock.advance(hours=hours)
         before = set(self._rows())
         result = self.reconciler().purge()
