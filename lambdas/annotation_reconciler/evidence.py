@@ -20,10 +20,14 @@ folders are left for a LIST with a delimiter (``folder_siblings(..., known=...)`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from annotation_reconciler import guards
+from annotation_reconciler.errors import StorageError
+from annotation_reconciler.lifecycle import metadata_folder, suspicious_prefixes
 from annotation_reconciler.storage import S3Storage
 
 
@@ -53,6 +57,58 @@ def dataset_neighbours(
         dict(storage.holds_other_many(folders, concurrency=concurrency)),
         folder_siblings(storage, suspicious, concurrency=concurrency),
     )
+
+
+class SurroundingsAsYouGo:
+    """The :class:`Surroundings` :func:`dataset_neighbours` gathers, asked for while the prefixes are still being
+    listed: :meth:`follow` is ``S3Storage.list_many``'s ``then``. As each prefix's answer arrives it names the
+    requests that answer calls for (the dataset folder of an empty prefix; each parent folder, once, of a prefix
+    that lacks one of ``keys``), and they take the listing window's free slots instead of a wave of their own after
+    it. The same requests and the same answers as ``dataset_neighbours(storage, listings,
+    suspicious=suspicious_prefixes(keys, listings))``::
+
+        around = SurroundingsAsYouGo(storage, row_keys)
+        listings = storage.list_many(prefixes, concurrency=32, then=around.follow)
+        around.surroundings()                                        # -> Surroundings
+    """
+
+    def __init__(self, storage: S3Storage, keys: Iterable[str | None]) -> None:
+        self.storage = storage
+        self.expected: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            if key is not None:
+                self.expected[metadata_folder(key)].append(key)
+        self.neighbours: dict[str, bool | BaseException] = {}
+        self.siblings: dict[str, frozenset[str] | BaseException] = {}
+        self.asked: set[str] = set()
+
+    def follow(self, prefix: str, answer: frozenset[str] | BaseException) -> list[Callable[[], object]]:
+        """The requests the answer of ``prefix`` calls for; each keeps its answer, or its error, here."""
+        listing = {prefix: answer}
+        calls: list[Callable[[], object]] = []
+        if guards.empty_prefixes(listing):
+            calls.append(partial(self._holds_other, prefix))
+        if suspicious_prefixes(self.expected.get(prefix, ()), listing):
+            for parent, _ in guards.folder_levels(prefix):
+                if parent not in self.asked:
+                    self.asked.add(parent)
+                    calls.append(partial(self._folders, parent))
+        return calls
+
+    def _holds_other(self, prefix: str) -> None:
+        try:
+            self.neighbours[prefix] = self.storage.holds_other_than(guards.dataset_folder(prefix), prefix)
+        except StorageError as exc:
+            self.neighbours[prefix] = exc
+
+    def _folders(self, parent: str) -> None:
+        try:
+            self.siblings[parent] = self.storage.list_folders(parent)
+        except StorageError as exc:
+            self.siblings[parent] = exc
+
+    def surroundings(self) -> Surroundings:
+        return Surroundings(dict(sorted(self.neighbours.items())), dict(sorted(self.siblings.items())))
 
 
 def folder_siblings(

@@ -14,7 +14,14 @@ from annotation_reconciler import lifecycle
 from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
 from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
 from annotation_reconciler.errors import PageLimitError, StorageError
-from annotation_reconciler.evidence import Surroundings, dataset_neighbours, folder_siblings, split_wide, wide_folder
+from annotation_reconciler.evidence import (
+    Surroundings,
+    SurroundingsAsYouGo,
+    dataset_neighbours,
+    folder_siblings,
+    split_wide,
+    wide_folder,
+)
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
 from annotation_reconciler.moves import find_moves
@@ -35,10 +42,12 @@ class SurveyMixin(ReconcilerCore):
         prefixes: Iterable[str],
         *,
         remaining_seconds: Callable[[], float] | None = None,
+        then: Callable[[str, Any], Iterable[Callable[[], object]]] | None = None,
     ) -> tuple[dict[str, frozenset[str] | BaseException], str | None]:
         """LIST each prefix completely (zarr chunks skipped), in sorted order; an S3 error is kept as
         that prefix's answer, never as "nothing there". Stops when the time budget runs low and then
-        returns the last prefix listed (the next run resumes after it); else None."""
+        returns the last prefix listed (the next run resumes after it); else None. ``then``: the requests
+        each answer calls for, in the same window (``S3Storage.list_many``)."""
         todo = sorted(set(prefixes))
         # RECONCILER_S3_CONCURRENCY listings in flight; the answers come back in sorted order, an error
         # stays an error at its own prefix, and no listing starts once the budget runs low (those left
@@ -49,6 +58,7 @@ class SurveyMixin(ReconcilerCore):
             remaining_seconds=remaining_seconds,
             margin_s=SAFETY_MARGIN_S,
             max_pages=self.settings.scan_page_limit,
+            then=then,
         )
         listings: dict[str, frozenset[str] | BaseException] = dict(found)
         if len(found) < len(todo):
@@ -101,7 +111,9 @@ class SurveyMixin(ReconcilerCore):
         if only_prefixes is not None:
             wanted = [p for p in wanted if p in set(only_prefixes)]
         started = self.clock()  # every listing below starts after this: it is evidence only for what came before
-        result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds)
+        # the evidence around suspicious and empty prefixes is asked for as their listings arrive
+        around = SurroundingsAsYouGo(self.storage, keys.values())
+        result.listings, stopped = self.list_prefixes(wanted, remaining_seconds=remaining_seconds, then=around.follow)
         result.listed_at = dict.fromkeys(result.listings, started)
         result.resume_after = stopped
         result.prefixes_listed = len(result.listings)
@@ -116,8 +128,7 @@ class SurveyMixin(ReconcilerCore):
                 self.settings.scan_page_limit,
                 ", ".join(result.over_page_limit[:LOG_IDS]),
             )
-        suspicious = lifecycle.suspicious_prefixes(keys.values(), result.listings)
-        result.neighbours = self.neighbours(result.listings, suspicious)
+        result.neighbours = around.surroundings()
 
         def in_window(key: str | None) -> bool:
             if key is None:  # unmappable: judged once, in the first window

@@ -141,3 +141,99 @@ def test_purge_recheck_at_concurrency_n_treats_an_error_as_unknown(world: World)
         [lone, broken, beside, present]
     )
     assert presence == {lone: False, broken: None, beside: None, present: True}
+
+
+# --- follow-up requests (``then``): the evidence around a prefix, asked for as its listing arrives ------------------
+
+
+def _requests(client: Any) -> list[tuple[str, str | None]]:
+    """The (Prefix, Delimiter) of every LIST ``client`` sends, in the order sent."""
+    sent: list[tuple[str, str | None]] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.ListObjectsV2",
+        lambda params, **_: sent.append((params["Prefix"], params.get("Delimiter"))),
+    )
+    return sent
+
+
+def test_a_follow_up_runs_right_after_its_answer_one_at_a_time_and_beside_the_rest_in_a_window(world: World) -> None:
+    wanted = prefixes(world)
+    for concurrency in (1, 4):
+        client = fresh_client()
+        sent = _requests(client)
+        storage = S3Storage(client, BUCKET)
+        folders: dict[str, Any] = {}
+
+        def then(prefix: str, answer: Any, storage: S3Storage = storage, folders: dict[str, Any] = folders) -> Any:
+            parent = prefix.rsplit("/", 2)[0] + "/"  # the voxel spacing folder
+            return [lambda: folders.setdefault(parent, storage.list_folders(parent))]
+
+        listings = storage.list_many(wanted, concurrency=concurrency, then=then)
+        assert listings == {p: frozenset(S3Storage(world.s3, BUCKET).list_keys(p)) for p in wanted}
+        assert folders == {p.rsplit("/", 2)[0] + "/": frozenset({p}) for p in wanted}
+        assert len(sent) == 2 * len(wanted)
+        if concurrency == 1:  # each follow-up straight after its own listing
+            assert sent == [r for p in wanted for r in ((p, None), (p.rsplit("/", 2)[0] + "/", "/"))]
+        else:  # the follow-ups take free slots before the prefixes not yet started: none waits for the last prefix
+            last = sent.index((wanted[-1], None))
+            assert sum(1 for _, delimiter in sent[:last] if delimiter) >= len(wanted) - 2 * concurrency
+
+
+def test_the_budget_stops_new_listings_but_never_the_follow_ups_of_those_listed(world: World) -> None:
+    wanted = prefixes(world)
+    storage = S3Storage(world.s3, BUCKET)
+    asked: list[str] = []
+    checks = iter([100.0] * 5)
+    listings = storage.list_many(
+        wanted,
+        concurrency=3,
+        remaining_seconds=lambda: next(checks, 1.0),
+        margin_s=30.0,
+        then=lambda prefix, answer: [lambda: asked.append(prefix)],
+    )
+    assert list(listings) == wanted[:5] and sorted(asked) == wanted[:5]
+
+
+def test_evidence_gathered_while_listing_equals_the_evidence_gathered_after_it(world: World) -> None:
+    """``SurroundingsAsYouGo`` asks S3 the same requests as ``dataset_neighbours`` after the listing, and gets the
+    same answers: the folders of every level of a prefix that lacks a row's key (a twin among them), the dataset
+    folder of a prefix emptied of metadata, and an error where S3 failed."""
+    from annotation_reconciler.evidence import SurroundingsAsYouGo, dataset_neighbours
+    from annotation_reconciler.lifecycle import suspicious_prefixes
+
+    keys = world.portal.metadata_keys
+    lost = keys[0]
+    world.delete(lost, *[k for k in keys if metadata_folder(k) == prefixes(world)[3]])  # one gone, one prefix emptied
+    run = lost.split("/")[1]
+    world.restore(lost.replace(f"/{run}/", f"/{run.lower()}/", 1))  # a twin of the run folder
+    failing = metadata_folder(keys[-1])
+    world.delete(keys[-1])
+    for concurrency in (1, 8):
+        answers = []
+        for during in (True, False):
+            client = fresh_client()
+            inject_at(client, "ListObjectsV2", failing.rsplit("/", 2)[0] + "/")  # a parent folder of one level fails
+            sent = _requests(client)
+            storage = S3Storage(client, BUCKET)
+            around = SurroundingsAsYouGo(storage, keys)
+            listings = storage.list_many(
+                prefixes(world), concurrency=concurrency, then=around.follow if during else None
+            )
+            if during:
+                found = around.surroundings()
+            else:
+                suspicious = suspicious_prefixes(keys, listings)
+                found = dataset_neighbours(storage, listings, concurrency=concurrency, suspicious=suspicious)
+            answers.append((found, sorted(sent, key=repr)))
+        (gathered, sent_during), (after, sent_after) = answers
+        assert sent_during == sent_after
+        assert dict(gathered.neighbours) == dict(after.neighbours)
+        assert {p: str(v) for p, v in gathered.siblings.items()} == {p: str(v) for p, v in after.siblings.items()}
+        assert any(isinstance(v, StorageError) for v in gathered.siblings.values())
+        assert gathered.neighbours and list(gathered.neighbours.values()) == [True]
+        assert any(
+            f"/{run.lower()}/" in f
+            for folders in gathered.siblings.values()
+            if isinstance(folders, frozenset)
+            for f in folders
+        )

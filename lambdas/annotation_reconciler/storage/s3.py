@@ -15,6 +15,7 @@ the answers come back sorted, and a failure stays a :class:`StorageError` next t
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -181,6 +182,7 @@ class S3Storage:
         remaining_seconds: Callable[[], float] | None = None,
         margin_s: float = 0.0,
         max_pages: int | None = None,
+        then: Callable[[str, frozenset[str] | StorageError], Iterable[Callable[[], object]]] | None = None,
     ) -> dict[str, frozenset[str] | StorageError]:
         """List every prefix, ``concurrency`` at a time: prefix -> its keys, or the :class:`StorageError`.
 
@@ -191,6 +193,10 @@ class S3Storage:
         left; the listings in flight finish. Listings start in sorted order from one thread, so the
         prefixes left out of the result are always the largest ones: a caller resumes after the
         last prefix it got.
+
+        ``then(prefix, answer)``, called in this thread as each answer arrives, returns the requests that answer
+        calls for (zero-argument callables that keep their own results and errors); they run in the same window,
+        before the prefixes not yet started, and always (the budget only stops new listings).
         """
         return self._run_many(
             sorted(set(prefixes)),
@@ -198,6 +204,7 @@ class S3Storage:
             concurrency=concurrency,
             remaining_seconds=remaining_seconds,
             margin_s=margin_s,
+            then=then,
         )
 
     def get_json_many(self, keys: Iterable[str], *, concurrency: int) -> dict[str, Any]:
@@ -224,6 +231,7 @@ class S3Storage:
         concurrency: int,
         remaining_seconds: Callable[[], float] | None,
         margin_s: float,
+        then: Callable[[str, T | StorageError], Iterable[Callable[[], object]]] | None = None,
     ) -> dict[str, T | StorageError]:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -239,24 +247,41 @@ class S3Storage:
             except StorageError as exc:
                 answers[item] = exc
 
-        if concurrency == 1 or len(items) <= 1:
+        def follow_ups(item: str) -> list[Callable[[], object]]:
+            return list(then(item, answers[item])) if then is not None else []
+
+        if concurrency == 1 or (len(items) <= 1 and then is None):
             for item in items:
                 if not time_left():
                     break
                 one(item)
+                for extra in follow_ups(item):
+                    extra()
         else:
-            # A sliding window fed from this thread: at most `concurrency` requests in flight, started
-            # in sorted order, the budget checked before each start.
-            with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="s3") as pool:
-                in_flight: set[Future[None]] = set()
-                for item in items:
-                    if len(in_flight) >= concurrency:
-                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            future.result()  # anything but a StorageError is a bug: raise it here
-                    if not time_left():
+            # A sliding window fed from this thread: at most `concurrency` requests in flight; the items
+            # start in sorted order, the budget checked before each start. An answer's follow-up requests
+            # (``then``, asked here as each answer arrives) take the next free slots before the items left,
+            # so they share the window's waves instead of costing a wave of their own after it.
+            todo, extras = deque(items), deque[Callable[[], object]]()
+            workers = concurrency if then is not None else min(concurrency, len(items))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3") as pool:
+                in_flight: dict[Future[object], str | None] = {}
+                out_of_time = False
+                while True:
+                    while len(in_flight) < concurrency and (extras or (todo and not out_of_time)):
+                        if extras:
+                            in_flight[pool.submit(extras.popleft())] = None
+                        elif time_left():
+                            item = todo.popleft()
+                            in_flight[pool.submit(one, item)] = item
+                        else:
+                            out_of_time = True
+                    if not in_flight:
                         break
-                    in_flight.add(pool.submit(one, item))
-                for future in in_flight:
-                    future.result()
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        done = in_flight.pop(future)
+                        future.result()  # anything but a StorageError is a bug: raise it here
+                        if done is not None:
+                            extras.extend(follow_ups(done))
         return {item: answers[item] for item in items if item in answers}
