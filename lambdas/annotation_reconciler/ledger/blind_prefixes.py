@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import text_array
+
 
 @dataclass(frozen=True)
 class BlindPrefix:
@@ -50,7 +52,7 @@ def resolve(conn: Connection, listed: Sequence[str], *, now: datetime.datetime) 
     conn.execute(
         text("""UPDATE annotation_reconciler.blind_prefix SET resolved_at = :now
                 WHERE resolved_at IS NULL AND prefix = ANY(CAST(:prefixes AS text[]))"""),
-        {"prefixes": list(listed), "now": now},
+        {"prefixes": text_array(listed), "now": now},
     )
 
 

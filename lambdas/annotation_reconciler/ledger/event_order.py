@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import int_array, text_array, time_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST
 from annotation_reconciler.ordering import RowState, Stamp, newer
 
@@ -70,10 +71,10 @@ def stamp_params(items: Sequence[tuple[int, Stamp]]) -> dict[str, object]:
             newest[annotation_id] = stamp
     ids = sorted(newest)
     return {
-        "ids": ids,
-        "times": [newest[i].time for i in ids],
-        "seqs": [newest[i].sequencer for i in ids],
-        "untils": [newest[i].end for i in ids],
+        "ids": int_array(ids),
+        "times": time_array(newest[i].time for i in ids),
+        "seqs": text_array(newest[i].sequencer for i in ids),
+        "untils": time_array(newest[i].end for i in ids),
     }
 
 
@@ -85,7 +86,7 @@ def newest_rows(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, Ro
         text("""SELECT DISTINCT ON (annotation_id) annotation_id, status, event_time, event_sequencer, event_until
                 FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = ANY(CAST(:ids AS integer[]))
                 ORDER BY annotation_id, id DESC"""),
-        {"ids": sorted(set(annotation_ids))},
+        {"ids": int_array(sorted(set(annotation_ids)))},
     ).all()
     return {
         r.annotation_id: RowState(

@@ -16,6 +16,7 @@ from enum import Enum
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import int_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST
 
 
@@ -27,7 +28,7 @@ def exempted(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, str]:
         text("""SELECT DISTINCT ON (annotation_id) annotation_id, s3_metadata_path FROM
                 annotation_reconciler.annotation_quarantine
                 WHERE exempt AND annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY annotation_id, id DESC"""),
-        {"ids": list(annotation_ids)},
+        {"ids": int_array(annotation_ids)},
     ).all()
     return {r[0]: r[1] for r in rows}
 

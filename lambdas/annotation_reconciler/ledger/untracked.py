@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import int_array, text_array
+
 
 @dataclass(frozen=True)
 class Untracked:
@@ -41,7 +43,7 @@ def record(
         text("""UPDATE annotation_reconciler.untracked_metadata SET resolved_at = :now
                 WHERE resolved_at IS NULL AND (:whole OR prefix = ANY(CAST(:prefixes AS text[])))
                   AND metadata_key <> ALL(CAST(:keys AS text[]))"""),
-        {"prefixes": sorted(listed), "keys": keys, "now": now, "whole": whole_bucket},
+        {"prefixes": text_array(sorted(listed)), "keys": text_array(keys), "now": now, "whole": whole_bucket},
     )
     if not keys:
         return
@@ -57,9 +59,9 @@ def record(
                       first_seen_at = CASE WHEN u.resolved_at IS NULL THEN u.first_seen_at ELSE :now END,
                       resolved_at = NULL"""),
         {
-            "keys": keys,
-            "prefixes": [prefix_of[k] for k in keys],
-            "moved": [moved.get(k) for k in keys],
+            "keys": text_array(keys),
+            "prefixes": text_array(prefix_of[k] for k in keys),
+            "moved": int_array(moved.get(k) for k in keys),
             "dataset_id": dataset_id,
             "now": now,
         },

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, text
 
+from annotation_reconciler.db import int_array, text_array
 from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.scope import Scope
 
@@ -28,7 +29,7 @@ def annotations_by_paths(conn: Connection, stored_paths: Sequence[str]) -> list[
             f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
             "WHERE a.s3_metadata_path = ANY(CAST(:paths AS text[]))"
         ),
-        {"paths": list(stored_paths)},
+        {"paths": text_array(stored_paths)},
     )
     return _refs(rows)
 
@@ -64,7 +65,7 @@ def annotations_by_ids(conn: Connection, annotation_ids: Sequence[int]) -> dict[
             f"SELECT {_REF_COLUMNS} FROM annotation a LEFT JOIN run r ON r.id = a.run_id "  # noqa: S608
             "WHERE a.id = ANY(CAST(:ids AS integer[]))"
         ),
-        {"ids": list(annotation_ids)},
+        {"ids": int_array(annotation_ids)},
     )
     return {ref.id: ref for ref in _refs(rows)}
 
