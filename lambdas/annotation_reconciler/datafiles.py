@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from annotation_reconciler import lifecycle
+from annotation_reconciler.db import int_array
 from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.paths import BucketLayout
 
@@ -27,6 +28,7 @@ class FileRow:
     file_id: int
     annotation_id: int | None
     s3_path: str
+    reported: bool = False  # it has an open missing-file report
 
 
 class _Listing:
@@ -89,16 +91,19 @@ def judge_files(
 
 
 def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
-    """The data files of these annotations (one query)."""
+    """The data files of these annotations, each with whether it has an open missing-file report (one query)."""
     if not annotation_ids:
         return []
     rows = conn.execute(
-        text("""SELECT f.id, s.annotation_id, f.s3_path FROM annotation_file f
+        text("""SELECT f.id, s.annotation_id, f.s3_path,
+                       EXISTS (SELECT 1 FROM annotation_reconciler.missing_annotation_file m
+                               WHERE m.resolved_at IS NULL AND m.annotation_file_id = f.id) AS reported
+                FROM annotation_file f
                 JOIN annotation_shape s ON s.id = f.annotation_shape_id
                 WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY f.id"""),
-        {"ids": list(annotation_ids)},
+        {"ids": int_array(annotation_ids)},
     ).all()
-    return [FileRow(r[0], r[1], r[2]) for r in rows]
+    return [FileRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
 
 def record_files(
@@ -114,11 +119,10 @@ def record_files(
     keys (its chunks are not listed) does not close the report of a removed chunk."""
     rows = files_of(conn, annotation_ids)
     missing, present = judge_files(rows, listings, layout)
-    reported = missing_files.reported_files(conn, [row.file_id for row in rows])  # mostly none: nothing to resolve
     recorded = missing_files.record_missing_files(
         conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now
     )
-    back = [row for row in rows if row.file_id in reported]
+    back = [row for row in rows if row.reported]  # mostly none: nothing to resolve
     return recorded, missing_files.resolve_missing_keys(
         conn, listed_keys(back, set(present), listings, layout), now=now
     )

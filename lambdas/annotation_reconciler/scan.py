@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from annotation_reconciler import datafiles, lifecycle, ordering
-from annotation_reconciler.ledger import Source, Status, event_order, quarantines, resurrections, untracked
+from annotation_reconciler.ledger import (
+    OPEN_STATUSES,
+    Source,
+    Status,
+    event_batch,
+    event_order,
+    quarantines,
+    resurrections,
+    untracked,
+)
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
@@ -58,7 +67,9 @@ class ScanMixin(SurveyMixin):
         now = self.clock()
         with self.engine.begin() as conn:
             judged = missing + decisions.of(Verdict.HELD)
-            rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged])
+            seen = [(d.candidate.annotation_id, listed(d)) for d in present]
+            # one read: the newest ledger row of every annotation this scan may write about (none for most)
+            rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged] + [i for i, _ in seen])
             judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
             missing = [d for d in judged if d.verdict is Verdict.DELETE]
             result.quarantined = quarantines.quarantine(
@@ -68,25 +79,40 @@ class ScanMixin(SurveyMixin):
                 reason="metadata not found by full reconciliation",
                 now=now,
                 grace=self.settings.grace_period,
+                stamps=[listed(d) for d in missing],
             )
             held = [d for d in judged if d.verdict is Verdict.HELD]
             for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)
+                these = [d for d in held if d.reason == reason]
                 result.held += quarantines.quarantine(
                     conn,
-                    [(_ref(d.candidate), d.key) for d in held if d.reason == reason],
+                    [(_ref(d.candidate), d.key) for d in these],
                     source=Source.SCAN,
                     status=Status.HELD,
                     now=now,
                     reason=reason,
                     grace=self.settings.grace_period,
+                    stamps=[listed(d) for d in these],
                 )
             result.held.sort()
-            event_order.stamp_open_rows(conn, [(d.candidate.annotation_id, listed(d)) for d in judged])
-            seen = [(d.candidate.annotation_id, listed(d)) for d in present]
-            result.released = event_order.release_older(
-                conn, seen, now=now, resolution="metadata found by reconciliation"
+            # a row opened just now starts with its listing's stamp; one open before (or opened meanwhile by an
+            # event) takes the newer of its own and the listing's
+            opened = set(result.quarantined) | set(result.held)
+            event_order.stamp_open_rows(
+                conn,
+                [
+                    (d.candidate.annotation_id, listed(d))
+                    for d in judged
+                    if d.candidate.annotation_id not in opened or _was_open(rows.get(d.candidate.annotation_id))
+                ],
             )
-            event_order.lapse_exemptions(conn, seen, now=now, why="metadata found by reconciliation")
+            # only an annotation with a ledger row can have an open row to release or an exemption to lapse
+            result.released = event_batch.release_and_lapse(
+                conn,
+                [(i, stamp) for i, stamp in seen if i in rows],
+                now=now,
+                resolution="metadata found by reconciliation",
+            )
             result.missing_files, result.restored_files = datafiles.record_files(
                 conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
             )
@@ -98,6 +124,10 @@ class ScanMixin(SurveyMixin):
                 conn, found.found_again, now=now, since=now - self.settings.resurrection_window, found_by="scan"
             )
         return result
+
+
+def _was_open(row: ordering.RowState | None) -> bool:
+    return row is not None and row.status in OPEN_STATUSES
 
 
 def _ref(candidate: Candidate) -> AnnotationRef:

@@ -738,3 +738,49 @@ def test_fresh_removals_are_two_statements_and_a_row_open_before_still_takes_the
     # a Created between the two removals releases nothing: the row has seen the later removal
     between = EVENT_TIME + datetime.timedelta(minutes=1)
     assert reconciler.apply_changes(created(first, at=between)).released == []
+
+
+def test_a_scan_writes_in_a_few_statements_and_stamps_releases_and_lapses_as_one_by_one(world: World) -> None:
+    """Issue 30: a shard's scan reads the newest ledger row of every annotation it may write about once; a row it
+    opens starts with its listing's stamp, a row open before takes the newer stamp, and the release and the lapse
+    of exemptions are one statement, made only when an annotation with its key present has a ledger row."""
+    reconciler = world.reconciler()
+    dataset = world.portal.dataset_ids[0]
+    keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == dataset]
+    lone, back, exempt = keys[0], keys[1], keys[2]
+    world.delete(lone)
+    world.clock.advance(minutes=5)
+    statements: list[str] = []
+    event.listen(reconciler.engine, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
+    first = reconciler.scan_shard(Scope(dataset_id=dataset))
+    assert first.quarantined == [world.ids[lone]] and first.released == []
+    assert len(statements) <= 7, statements
+    assert not any("SET status = 'released'" in s or "SET exempt = false" in s for s in statements)
+
+    def stamps() -> dict[int, tuple[str, datetime.datetime | None, bool]]:
+        with world.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT annotation_id, status, event_time, exempt FROM annotation_reconciler.annotation_quarantine"
+                )
+            ).all()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    assert stamps() == {world.ids[lone]: ("quarantined", world.clock.now, False)}
+    reconciler.apply_changes(removed(back, exempt))  # removals at EVENT_TIME, their keys still in S3
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation_reconciler.annotation_quarantine SET status = 'released', exempt = true, "
+                 "resolution = 'released by op' WHERE annotation_id = :a"),
+            {"a": world.ids[exempt]},
+        )  # fmt: skip
+    world.clock.advance(minutes=5)
+    statements.clear()
+    second = reconciler.scan_shard(Scope(dataset_id=dataset))
+    assert second.released == [world.ids[back]] and second.quarantined == []
+    assert sum("SET status = 'released'" in s for s in statements) == 1  # with the lapse, in one statement
+    assert stamps() == {
+        world.ids[lone]: ("quarantined", world.clock.now, False),  # open before: the newer listing's stamp
+        world.ids[back]: ("released", world.clock.now, False),
+        world.ids[exempt]: ("released", EVENT_TIME, False),  # its exemption lapsed: the listing is newer
+    }

@@ -18,6 +18,8 @@ annotations (an annotation has one stored path, so one key), ``RELEASE_OLDER_SQL
 ``LAPSE_SQL`` exempt ones (only a closed row is exempt), ``RECORD_SQL`` reads purged rows. What needs another's
 rows, the stamp after the quarantine and the resolution after the recording, is in the next statement.
 
+The scan's listing releases and lapses in one statement the same way (:func:`release_and_lapse`).
+
 Functions take a Connection in the caller's transaction; none of them commits.
 """
 
@@ -145,3 +147,21 @@ def stamp_and_resolve(
         return 0
     params = {**event_order.stamp_params(removed), **missing_files.resolve_params(back, now=now)}
     return int(conn.execute(text(_STAMP_AND_RESOLVE_SQL), params).scalar_one())
+
+
+_RELEASE_AND_LAPSE_SQL = f"""WITH released AS ({event_order.RELEASE_OLDER_SQL}), lapsed AS ({event_order.LAPSE_SQL})
+                             SELECT ARRAY(SELECT DISTINCT annotation_id FROM released ORDER BY 1),
+                                    (SELECT count(*) FROM lapsed)"""  # noqa: S608 (module constants of the ledger)
+
+
+def release_and_lapse(
+    conn: Connection, items: Sequence[tuple[int, Stamp]], *, now: datetime.datetime, resolution: str
+) -> list[int]:
+    """``event_order.release_older`` and ``lapse_exemptions`` with the same stamps and reason, in one statement (a
+    listing that held the keys: the scan): the two change disjoint rows, open ones and exempt (closed) ones.
+    Returns the annotation ids released."""
+    if not items:
+        return []
+    params = {**event_order.stamp_params(items), "now": now, "resolution": resolution, "why": resolution}
+    released, _ = conn.execute(text(_RELEASE_AND_LAPSE_SQL), params).one()
+    return sorted(released)

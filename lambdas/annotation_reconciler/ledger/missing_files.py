@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.db import text_array
+from annotation_reconciler.db import int_array, text_array
 
 _INSERT = """INSERT INTO annotation_reconciler.missing_annotation_file
                   (annotation_file_id, annotation_id, s3_path, removed_key, removed_keys, detected_at)"""
@@ -70,26 +70,14 @@ def record_missing_files(
     rows = conn.execute(
         text(RECORD_SQL),
         {
-            "fids": [f[0] for f in files],
-            "aids": [f[1] for f in files],
-            "paths": [f[2] for f in files],
-            "keys": [f[3] for f in files],
+            "fids": int_array(f[0] for f in files),
+            "aids": int_array(f[1] for f in files),
+            "paths": text_array(f[2] for f in files),
+            "keys": text_array(f[3] for f in files),
             "now": now,
         },
     ).scalars()
     return sum(1 for opened in rows if opened)
-
-
-def reported_files(conn: Connection, file_ids: Sequence[int]) -> set[int]:
-    """The ones of these data files that have an open missing-file report."""
-    if not file_ids:
-        return set()
-    rows = conn.execute(
-        text("""SELECT annotation_file_id FROM annotation_reconciler.missing_annotation_file
-                WHERE resolved_at IS NULL AND annotation_file_id = ANY(CAST(:ids AS integer[]))"""),
-        {"ids": list(file_ids)},
-    ).scalars()
-    return set(rows)
 
 
 def resolve_missing_keys(conn: Connection, keys: Sequence[str], *, now: datetime.datetime) -> int:
@@ -113,5 +101,5 @@ def close_for_annotations(conn: Connection, annotation_ids: Sequence[int], *, no
     return conn.execute(
         text("""UPDATE annotation_reconciler.missing_annotation_file SET resolved_at = :now
                 WHERE resolved_at IS NULL AND annotation_id = ANY(CAST(:ids AS integer[]))"""),
-        {"ids": list(annotation_ids), "now": now},
+        {"ids": int_array(annotation_ids), "now": now},
     ).rowcount

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.db import text_array
+from annotation_reconciler.db import int_array, text_array, time_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
 from annotation_reconciler.lifecycle import AnnotationRef, canonical
 from annotation_reconciler.ordering import Stamp
@@ -54,12 +54,12 @@ def quarantine_params(
     (what ``event_order.stamp_open_rows`` would give a row without one), else none."""
     marks = list(stamps) if stamps is not None else [None] * len(items)
     return {
-        "q_times": [m.time if m else None for m in marks],
-        "q_seqs": [m.sequencer if m else None for m in marks],
-        "q_untils": [m.end if m else None for m in marks],
-        "q_ids": [r.id for r, _ in items],
-        "q_datasets": [r.dataset_id for r, _ in items],
-        "q_runs": [r.run_id for r, _ in items],
+        "q_times": time_array(m.time if m else None for m in marks),
+        "q_seqs": text_array(m.sequencer if m else None for m in marks),
+        "q_untils": time_array(m.end if m else None for m in marks),
+        "q_ids": int_array(r.id for r, _ in items),
+        "q_datasets": int_array(r.dataset_id for r, _ in items),
+        "q_runs": int_array(r.run_id for r, _ in items),
         "q_paths": text_array(r.stored_path for r, _ in items),
         "q_keys": text_array(k for _, k in items),
         "q_folded": text_array(canonical(k) if k is not None else None for _, k in items),
@@ -80,8 +80,10 @@ def quarantine(
     now: datetime.datetime,
     grace: datetime.timedelta,
     status: Status = Status.QUARANTINED,
+    stamps: Sequence[Stamp | None] | None = None,
 ) -> list[int]:
-    """Open a ledger row for each annotation that has none; returns the ids newly opened.
+    """Open a ledger row for each annotation that has none; returns the ids newly opened. ``stamps`` (one per
+    item): the stamp a newly opened row starts with.
 
     Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
     clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
@@ -91,7 +93,8 @@ def quarantine(
     """
     if not items:
         return []
-    rows = conn.execute(text(QUARANTINE_SQL), quarantine_params(items, source, reason, now, grace, status)).scalars()
+    params = quarantine_params(items, source, reason, now, grace, status, stamps=stamps)
+    rows = conn.execute(text(QUARANTINE_SQL), params).scalars()
     return sorted(rows)
 
 
