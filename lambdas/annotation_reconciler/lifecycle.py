@@ -119,6 +119,8 @@ def listing_prefixes(key: str) -> tuple[str, ...]:
     >>> listing_prefixes("1/TS/Reconstructions/VoxelSpacing1.000/Annotations/100/a-1.0.json")
     ('1/TS/Reconstructions/VoxelSpacing1.000/Annotations/',)
     """
+    if key.isascii():  # every Unicode form of plain ASCII is itself
+        return (metadata_folder(key),)
     spellings = {key, *(unicodedata.normalize(form, key) for form in _FORMS)}
     return tuple(sorted({metadata_folder(spelling) for spelling in spellings}))
 

@@ -245,3 +245,16 @@ def test_guard_does_not_count_the_candidates_found_present() -> None:
     decisions = decide(rows, Evidence(listings, {}, {1: 8}), LAYOUT, max_fraction=0.5)
     assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [0, 1]
     assert len(decisions.of(Verdict.RELEASE)) == 6 and decisions.held_datasets == {}
+
+
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("aZ_1.é\u0301\u00c5\u212b\ufb01"), min_size=1, max_size=4),
+        min_size=7,
+        max_size=7,
+    )
+)
+def test_listing_prefixes_are_the_folders_of_every_unicode_spelling_ascii_or_not(parts: list[str]) -> None:
+    key = "/".join(parts) + "-1.0.json"
+    forms = {key, *(unicodedata.normalize(form, key) for form in ("NFC", "NFD", "NFKC", "NFKD"))}
+    assert listing_prefixes(key) == tuple(sorted({metadata_folder(k) for k in forms}))
