@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from annotation_reconciler.names import NAMESPACE, SERVICE, Env, Powertools
 from bench.measure import ROOT
 from bench.portal import run_alone
 from bench.report import BenchContext, Section, fmt_s
@@ -57,12 +58,12 @@ def _env(db_url: str) -> dict[str, str]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_EC2_METADATA_DISABLED": "true",
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": "cryoet-data-portal-public",
-            "RECONCILER_WORK_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/123456789012/annotation-reconciler-work",
-            "POWERTOOLS_SERVICE_NAME": "annotation-reconciler",
-            "POWERTOOLS_METRICS_NAMESPACE": "AnnotationReconciler",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            Env.DB_URL: db_url,
+            Env.BUCKET: "cryoet-data-portal-public",
+            Env.WORK_QUEUE_URL: "https://sqs.us-west-2.amazonaws.com/123456789012/annotation-reconciler-work",
+            Powertools.SERVICE_NAME: SERVICE,
+            Powertools.METRICS_NAMESPACE: NAMESPACE,
+            Powertools.LOG_LEVEL: "INFO",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )

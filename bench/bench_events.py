@@ -30,6 +30,7 @@ from sqlalchemy import text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import SyntheticAnnotation
+from annotation_reconciler.names import SERVICE, Env, Powertools
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -45,9 +46,9 @@ FOLDERS = 100
 
 
 def _quiet_powertools() -> None:
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "annotation-reconciler")
+    os.environ.setdefault(Powertools.TRACE_DISABLED, "true")
+    os.environ.setdefault(Powertools.LOG_LEVEL, "INFO")
+    os.environ.setdefault(Powertools.SERVICE_NAME, SERVICE)
 
 
 def eventbridge_deleted(key: str, n: int) -> dict[str, Any]:
@@ -156,9 +157,7 @@ def run(ctx: BenchContext) -> list[Section]:
                 db_url = copy_database(ctx.factory, template, name)
                 engine = make_engine(db_url)
                 sql = SqlCounter.attach(engine)
-                settings = Settings.from_env(
-                    {"RECONCILER_DB_URL": db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
-                )
+                settings = Settings.from_env({Env.DB_URL: db_url, Env.BUCKET: BUCKET, Env.DRY_RUN: "false"})
                 double = S3Double()
                 runtime = Runtime(settings, engine, Reconciler(engine, S3Storage(double, BUCKET), settings), None)
                 handlers.common.runtime_factory = lambda runtime=runtime: runtime

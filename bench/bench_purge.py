@@ -29,6 +29,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.ledger.models import Source
+from annotation_reconciler.names import Env
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.reconcile import Reconciler
@@ -96,10 +97,10 @@ def _quarantine(url: str, victims: set[int]) -> None:
 def _settings(url: str) -> Settings:
     return Settings.from_env(
         {
-            "RECONCILER_DB_URL": url,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "false",
-            "RECONCILER_MAX_PURGE_FRACTION": "1",
+            Env.DB_URL: url,
+            Env.BUCKET: BUCKET,
+            Env.DRY_RUN: "false",
+            Env.MAX_PURGE_FRACTION: "1",
         }
     )
 

@@ -40,6 +40,7 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.names import Env
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
@@ -84,10 +85,10 @@ SWEEP_DENSITY_SIZE = 2_000
 def _settings(db_url: str, concurrency: int) -> Settings:
     return Settings.from_env(
         {
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": BUCKET,
-            "RECONCILER_DRY_RUN": "true",
-            "RECONCILER_S3_CONCURRENCY": str(concurrency),
+            Env.DB_URL: db_url,
+            Env.BUCKET: BUCKET,
+            Env.DRY_RUN: "true",
+            Env.S3_CONCURRENCY: str(concurrency),
         }
     )
 

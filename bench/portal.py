@@ -24,6 +24,7 @@ from annotation_reconciler.local.moto_server import use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_rows import write_rows
+from annotation_reconciler.names import Env
 from bench.report import BenchContext
 
 BUCKET = "cryoet-data-portal-public"
@@ -41,7 +42,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 @contextlib.contextmanager
 def postgres() -> Iterator[DatabaseFactory]:
     """A private PostgreSQL server for the run (``RECONCILER_BENCH_DATABASE_URL`` to use an existing one)."""
-    given = os.environ.get("RECONCILER_BENCH_DATABASE_URL")
+    given = os.environ.get(Env.BENCH_DATABASE_URL)
     if given:
         yield DatabaseFactory(given, template="bench_template")
         return

@@ -23,11 +23,10 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from annotation_reconciler.names import NAMESPACE, SERVICE, Action, Env, Metric, Powertools
 from infra.bundling import CA_BUNDLE_NAME, lambda_code
 from infra.config import SCHEDULE_CONCURRENCY, StackConfig
 
-NAMESPACE = "AnnotationReconciler"
-SERVICE = "annotation-reconciler"
 EVENTS_TIMEOUT = Duration.minutes(2)
 #: Shards carry a time budget and queue their own continuation, so a short timeout loses nothing.
 WORK_TIMEOUT = Duration.minutes(5)
@@ -178,8 +177,8 @@ class ReconcilerStack(cdk.Stack):
         )
         self.schedule_rules = {}
         for name, rate, action in (
-            ("PurgeSchedule", config.purge_schedule, "purge"),
-            ("ReconcileSchedule", config.reconcile_schedule, "reconcile"),
+            ("PurgeSchedule", config.purge_schedule, Action.PURGE),
+            ("ReconcileSchedule", config.reconcile_schedule, Action.RECONCILE),
         ):
             self.schedule_rules[name] = events.Rule(
                 self,
@@ -329,21 +328,21 @@ class ReconcilerStack(cdk.Stack):
     def _environment(self) -> dict[str, str]:
         c = self.config
         env = {
-            "RECONCILER_DB_SECRET_ARN": self.secret.secret_arn,
-            "RECONCILER_BUCKET": c.bucket_name,
-            "RECONCILER_S3_PREFIX": c.stored_path_prefix,
-            "RECONCILER_DRY_RUN": "true" if c.dry_run else "false",
-            "RECONCILER_GRACE_PERIOD_HOURS": f"{c.grace_period_hours:g}",
-            "RECONCILER_MAX_PURGE_FRACTION": f"{c.max_purge_fraction:g}",
-            "RECONCILER_WORK_QUEUE_URL": self.work_queue.queue_url,
-            "POWERTOOLS_SERVICE_NAME": SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            Env.DB_SECRET_ARN: self.secret.secret_arn,
+            Env.BUCKET: c.bucket_name,
+            Env.S3_PREFIX: c.stored_path_prefix,
+            Env.DRY_RUN: "true" if c.dry_run else "false",
+            Env.GRACE_PERIOD_HOURS: f"{c.grace_period_hours:g}",
+            Env.MAX_PURGE_FRACTION: f"{c.max_purge_fraction:g}",
+            Env.WORK_QUEUE_URL: self.work_queue.queue_url,
+            Powertools.SERVICE_NAME: SERVICE,
+            Powertools.METRICS_NAMESPACE: NAMESPACE,
+            Powertools.LOG_LEVEL: "INFO",
         }
         if c.inventory_manifest:
-            env["RECONCILER_INVENTORY_MANIFEST"] = c.inventory_manifest
+            env[Env.INVENTORY_MANIFEST] = c.inventory_manifest
         if c.bundles_ca:  # the database's certificate is verified against it (a private CA such as RDS's)
-            env["RECONCILER_DB_CA_BUNDLE"] = f"/var/task/{CA_BUNDLE_NAME}"
+            env[Env.DB_CA_BUNDLE] = f"/var/task/{CA_BUNDLE_NAME}"
         return {k: v for k, v in env.items() if v != ""}
 
     def _function(
@@ -367,7 +366,7 @@ class ReconcilerStack(cdk.Stack):
         )
         secret = secret or self.secret
         if secret is not self.secret:
-            env = {**env, "RECONCILER_DB_SECRET_ARN": secret.secret_arn}
+            env = {**env, Env.DB_SECRET_ARN: secret.secret_arn}
         role = iam.Role(
             self,
             f"{name}Role",
@@ -589,26 +588,26 @@ class ReconcilerStack(cdk.Stack):
         alarms.append(
             self._alarm(
                 "MassDeletionGuard",
-                self._custom_metric("PurgeHeld"),
+                self._custom_metric(Metric.PURGE_HELD),
                 "the mass-deletion guard held annotations: check them, then run `annotation-reconciler approve`",
             )
         )
         alarms += [
             self._alarm(
-                "InventoryStale",
-                self._custom_metric("InventoryStale", Duration.days(1)),
+                Metric.INVENTORY_STALE,
+                self._custom_metric(Metric.INVENTORY_STALE, Duration.days(1)),
                 "the S3 Inventory report is older than RECONCILER_INVENTORY_MAX_AGE_HOURS: the scan LISTs instead; "
                 "check that the inventory configuration still delivers",
             ),
             self._alarm(
-                "PrefixesBlind",
-                self._custom_metric("PrefixesBlind", Duration.days(1)),
+                Metric.PREFIXES_BLIND,
+                self._custom_metric(Metric.PREFIXES_BLIND, Duration.days(1)),
                 "prefixes S3 would not list after their retries: the scan is blind there; "
                 "see `annotation-reconciler status`",
             ),
             self._alarm(
-                "InventoryUnreadable",
-                self._custom_metric("InventoryUnreadable", Duration.days(1)),
+                Metric.INVENTORY_UNREADABLE,
+                self._custom_metric(Metric.INVENTORY_UNREADABLE, Duration.days(1)),
                 "the S3 Inventory report could not be read (missing or altered file, another bucket, too large): "
                 "the scan LISTs instead; see the schedule's log for the reason",
             ),
@@ -617,10 +616,10 @@ class ReconcilerStack(cdk.Stack):
         alarms += [
             self._alarm(name, self._gauge(name), f"{what}; `annotation-reconciler status` explains each")
             for name, what in (
-                ("HeldWaiting", "annotations held for an operator's approval"),
-                ("PurgeRowsFailed", "annotations the purge could not delete even alone (their error is kept)"),
-                ("QuarantineOverdue", "annotations quarantined longer than the grace period plus one day"),
-                ("BlindPrefixes", "prefixes the scan cannot list (S3 errors after retries, or the page limit)"),
+                (Metric.HELD_WAITING, "annotations held for an operator's approval"),
+                (Metric.PURGE_ROWS_FAILED, "annotations the purge could not delete even alone (their error is kept)"),
+                (Metric.QUARANTINE_OVERDUE, "annotations quarantined longer than the grace period plus one day"),
+                (Metric.BLIND_PREFIXES, "prefixes the scan cannot list (S3 errors after retries, or the page limit)"),
             )
         ]
         for alarm in alarms:
@@ -645,12 +644,12 @@ class ReconcilerStack(cdk.Stack):
                 left=[
                     self._custom_metric(n).with_(label=n, period=hour)
                     for n in (
-                        "AnnotationsQuarantined",
-                        "AnnotationsReleased",
-                        "AnnotationsPurged",
-                        "AnnotationsWouldPurge",
-                        "AnnotationsHeld",
-                        "PurgeHeld",
+                        Metric.ANNOTATIONS_QUARANTINED,
+                        Metric.ANNOTATIONS_RELEASED,
+                        Metric.ANNOTATIONS_PURGED,
+                        Metric.ANNOTATIONS_WOULD_PURGE,
+                        Metric.ANNOTATIONS_HELD,
+                        Metric.PURGE_HELD,
                     )
                 ],
                 width=24,
@@ -659,7 +658,13 @@ class ReconcilerStack(cdk.Stack):
                 title="What waits now (hourly gauges): held, failed, unknown, overdue rows; blind prefixes",
                 left=[
                     self._gauge(n).with_(label=n)
-                    for n in ("HeldWaiting", "PurgeRowsFailed", "UnknownWaiting", "QuarantineOverdue", "BlindPrefixes")
+                    for n in (
+                        Metric.HELD_WAITING,
+                        Metric.PURGE_ROWS_FAILED,
+                        Metric.UNKNOWN_WAITING,
+                        Metric.QUARANTINE_OVERDUE,
+                        Metric.BLIND_PREFIXES,
+                    )
                 ],
                 width=24,
             ),
@@ -703,7 +708,13 @@ class ReconcilerStack(cdk.Stack):
                 title="Events seen, skipped, rejected; shards queued and scanned",
                 left=[
                     self._custom_metric(n).with_(label=n, period=hour)
-                    for n in ("EventsSeen", "EventsSkipped", "EventsRejected", "ShardsQueued", "ShardsScanned")
+                    for n in (
+                        Metric.EVENTS_SEEN,
+                        Metric.EVENTS_SKIPPED,
+                        Metric.EVENTS_REJECTED,
+                        Metric.SHARDS_QUEUED,
+                        Metric.SHARDS_SCANNED,
+                    )
                 ],
                 width=24,
             ),

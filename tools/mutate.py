@@ -63,6 +63,8 @@ from tools.docblock import (
     write_block,
 )
 
+from annotation_reconciler.names import Env
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "build" / "mutmut"
 PACKAGE = "annotation_reconciler"
@@ -516,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     with LocalPostgres() as server:
         env = {
             **os.environ,
-            "RECONCILER_TEST_DATABASE_URL": server.url,
-            "RECONCILER_TEST_WORKER_SLOTS": str(STAGE / "worker-slots"),
+            Env.TEST_DATABASE_URL: server.url,
+            Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots"),
         }
         print(f"mutate: mutmut run {' '.join(patterns) or '(all of only_mutate)'} in {STAGE.relative_to(ROOT)}")
         run = mutmut("run", "--max-children", str(args.max_children), *patterns, env=env)

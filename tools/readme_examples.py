@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from annotation_reconciler.names import Env
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"(<!-- example: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /example -->)", re.S)
 KEY = "10001/TS_000/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome-1.0.json"
@@ -67,7 +69,7 @@ def command(args: str, comment: str = "", env: Mapping[str, str] | None = None, 
         from annotation_reconciler.cli.main import cli
 
         url = session.unmigrated_url if db == "unmigrated" else session.db_url
-        given = {**session.env, "RECONCILER_DB_URL": url, **(env or {})}
+        given = {**session.env, Env.DB_URL: url, **(env or {})}
         with shell_logging():
             result = CliRunner().invoke(cli, shlex.split(args), env=given)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -120,7 +122,7 @@ def cleanup(args: str, answer: str | None = None) -> Step:
 
         from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 
-        given = {**session.env, "RECONCILER_DB_URL": session.db_url}
+        given = {**session.env, Env.DB_URL: session.db_url}
         with shell_logging(CLEANUP_LOGS):
             result = CliRunner().invoke(cleanup_stale_annotations, shlex.split(args), env=given, input=answer)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -210,7 +212,7 @@ def transcripts(session: Session) -> dict[str, str]:
     """Every example's transcript (run in order), normalized."""
     from sqlalchemy.engine import make_url
 
-    session.env.update({"RECONCILER_BUCKET": BUCKET, "USER": "alice", "AWS_DEFAULT_REGION": "us-west-2"})
+    session.env.update({Env.BUCKET: BUCKET, "USER": "alice", "AWS_DEFAULT_REGION": "us-west-2"})
     user = make_url(session.db_url).username or "postgres"
     found = {}
     for name, steps in EXAMPLES.items():

@@ -28,6 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.docblock import DirtyTree, require_clean, short, write_block
 
+from annotation_reconciler.names import Env
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED_PATHS = ("lambdas", "tests")
 #: The environment variable the tests write their figures to (tests/reliability/conftest.py, test_model.py).
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.what == "model":
-            figures, wall = run_tests((MODEL_TEST,), {"RECONCILER_MODEL_EXAMPLES": str(args.examples)})
+            figures, wall = run_tests((MODEL_TEST,), {Env.MODEL_EXAMPLES: str(args.examples)})
             block, body = "model-run", render_model(figures["model"], commit, command, wall)
         elif args.what == "faults":
             figures, wall = run_tests(FAULT_TESTS, {})

@@ -32,6 +32,7 @@ from annotation_reconciler.cli.common import (
     operator_name,
     settings_from,
 )
+from annotation_reconciler.names import Env
 from annotation_reconciler.plural import count
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
@@ -65,7 +66,7 @@ def _confirm(question: str) -> bool:
 )
 @click.option(
     "--db-secret-arn",
-    envvar="RECONCILER_DB_SECRET_ARN",
+    envvar=Env.DB_SECRET_ARN,
     help="Secrets Manager secret (RDS JSON) with the credentials (default: $RECONCILER_DB_SECRET_ARN)",
 )
 @click.option("--s3-bucket", type=str, required=True, help="S3 bucket to check for files")
@@ -74,7 +75,7 @@ def _confirm(question: str) -> bool:
 @click.option(
     "--s3-concurrency",
     type=click.IntRange(1, MAX_S3_CONCURRENCY),
-    envvar="RECONCILER_S3_CONCURRENCY",
+    envvar=Env.S3_CONCURRENCY,
     default=DEFAULT_S3_CONCURRENCY,
     show_default=True,
     help="S3 requests in flight at once (default: $RECONCILER_S3_CONCURRENCY)",
@@ -120,11 +121,11 @@ def cleanup_stale_annotations(
     dry_run = dry.on
     settings = settings_from(
         {
-            "RECONCILER_BUCKET": ("--s3-bucket", s3_bucket),
-            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
-            "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
-            "RECONCILER_S3_CONCURRENCY": ("--s3-concurrency", s3_concurrency),
-            "RECONCILER_MAX_PURGE_FRACTION": ("--max-purge-fraction", max_purge_fraction),
+            Env.BUCKET: ("--s3-bucket", s3_bucket),
+            Env.S3_PREFIX: ("--s3-prefix", s3_prefix),
+            Env.DRY_RUN: ("--dry-run", dry_run),
+            Env.S3_CONCURRENCY: ("--s3-concurrency", s3_concurrency),
+            Env.MAX_PURGE_FRACTION: ("--max-purge-fraction", max_purge_fraction),
         }
     )
     max_fraction = settings.max_purge_fraction

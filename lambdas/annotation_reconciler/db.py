@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from annotation_reconciler.errors import DatabaseUrlError
+from annotation_reconciler.names import Env
 
 log = logging.getLogger(__name__)
 _convert_paramstyle = pg8000_dbapi.convert_paramstyle
@@ -30,9 +31,9 @@ CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 300
 #: How long a secret read from Secrets Manager is reused before it is read again (seconds).
 SECRET_MAX_AGE = 300
-CA_BUNDLE_ENV = "RECONCILER_DB_CA_BUNDLE"
+CA_BUNDLE_ENV = Env.DB_CA_BUNDLE
 #: The name the database's certificate must carry when the URL's host is not it (``localhost`` through a tunnel).
-TLS_SERVER_NAME_ENV = "RECONCILER_DB_TLS_SERVER_NAME"
+TLS_SERVER_NAME_ENV = Env.DB_TLS_SERVER_NAME
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Every session's name lookup: no schema a less-trusted role may write (the ledger's are never on it).

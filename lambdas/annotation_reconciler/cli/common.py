@@ -21,6 +21,7 @@ from annotation_reconciler.db import (
     secret_engine,
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
+from annotation_reconciler.names import Env
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count
 from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
@@ -132,7 +133,7 @@ def db_options(fn: F) -> F:
     )(fn)
     fn = click.option(
         "--db-secret-arn",
-        envvar="RECONCILER_DB_SECRET_ARN",
+        envvar=Env.DB_SECRET_ARN,
         help="Secrets Manager secret (RDS JSON) holding the credentials, as the Lambdas use "
         "(default: $RECONCILER_DB_SECRET_ARN).",
     )(fn)
@@ -140,7 +141,7 @@ def db_options(fn: F) -> F:
         "--db-url",
         "--db-uri",
         "db_url",
-        envvar="RECONCILER_DB_URL",
+        envvar=Env.DB_URL,
         help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL; --db-uri is the same).",
     )(fn)
 
@@ -155,8 +156,8 @@ def engine_from(
     unreachable server, a failed TLS verification, a database never migrated when ``ledger``) becomes one
     line and exit 2; no password is shown.
     """
-    raw = db_url or os.environ.get("RECONCILER_DB_URL")
-    arn = db_secret_arn or os.environ.get("RECONCILER_DB_SECRET_ARN")
+    raw = db_url or os.environ.get(Env.DB_URL)
+    arn = db_secret_arn or os.environ.get(Env.DB_SECRET_ARN)
     if not raw and not arn:
         raise UsageError(
             f"no database given: pass {option} or --db-secret-arn, or set RECONCILER_DB_URL="
@@ -177,7 +178,7 @@ def engine_from(
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         engine.dispose()
-        source = "RECONCILER_DB_URL" if raw else "the secret"
+        source = Env.DB_URL if raw else "the secret"
         raise UsageError(connection_failure(exc, engine.url) + f" ({source})") from None
     if ledger:
         try:
@@ -260,10 +261,10 @@ def dry_run_from(flag: bool | None, *, default: bool, env: Mapping[str, str] | N
     """
     if flag is not None:
         return DryRun(flag, "--dry-run" if flag else "--no-dry-run")
-    raw = (os.environ if env is None else env).get("RECONCILER_DRY_RUN", "").strip()
+    raw = (os.environ if env is None else env).get(Env.DRY_RUN, "").strip()
     if not raw:
         return DryRun(default, "the default (RECONCILER_DRY_RUN is not set)")
     try:
-        return DryRun(parse_bool("RECONCILER_DRY_RUN", raw), f"RECONCILER_DRY_RUN={raw}")
+        return DryRun(parse_bool(Env.DRY_RUN, raw), f"RECONCILER_DRY_RUN={raw}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None

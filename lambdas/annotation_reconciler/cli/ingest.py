@@ -29,6 +29,7 @@ from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
+from annotation_reconciler.names import Env
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count
 from annotation_reconciler.portal.models import PORTAL_TABLES
@@ -37,9 +38,7 @@ from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
 @click.command("ingest")
-@click.option(
-    "--bucket", required=True, envvar="RECONCILER_BUCKET", help="The portal bucket (default: $RECONCILER_BUCKET)."
-)
+@click.option("--bucket", required=True, envvar=Env.BUCKET, help="The portal bucket (default: $RECONCILER_BUCKET).")
 @click.option("--dataset-id", type=int, required=True, help="The dataset to import.")
 @click.option("--run-name", help="Import this run only.")
 @click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
@@ -65,7 +64,7 @@ from annotation_reconciler.storage import S3Storage, make_s3_client
 @click.option(
     "--max-purge-fraction",
     type=click.FloatRange(0, 1, min_open=True),
-    envvar="RECONCILER_MAX_PURGE_FRACTION",
+    envvar=Env.MAX_PURGE_FRACTION,
     default=0.1,
     show_default=True,
     help="Hold (not delete) a dataset's stale annotations beyond this fraction of it, as the purge does.",
@@ -97,10 +96,10 @@ def ingest(
     dry = dry_run_from(dry_run, default=False)
     settings = settings_from(
         {
-            "RECONCILER_BUCKET": ("--bucket", bucket),
-            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
-            "RECONCILER_IMPORTER_CLEANUP": ("--cleanup/--no-cleanup", cleanup),
-            "RECONCILER_MAX_PURGE_FRACTION": ("--max-purge-fraction", max_purge_fraction),
+            Env.BUCKET: ("--bucket", bucket),
+            Env.S3_PREFIX: ("--s3-prefix", s3_prefix),
+            Env.IMPORTER_CLEANUP: ("--cleanup/--no-cleanup", cleanup),
+            Env.MAX_PURGE_FRACTION: ("--max-purge-fraction", max_purge_fraction),
         }
     )
     if https_prefix is not None and not https_prefix.startswith(("https://", "http://")):

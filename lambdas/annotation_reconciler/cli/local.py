@@ -10,6 +10,7 @@ from annotation_reconciler.cli import sandbox
 from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from
 from annotation_reconciler.local.lambda_runtime import Timer
 from annotation_reconciler.local.stack import LocalStack
+from annotation_reconciler.names import Env
 
 
 @click.group("local", invoke_without_command=True)
@@ -38,15 +39,15 @@ def local(
         raise UsageError("local needs --endpoint-url and --bucket (or `local up` for a sandbox to try commands on)")
     dry = dry_run_from(dry_run, default=True)
     engine_from(db_url, db_secret_arn).dispose()  # fail early, with one clear line, on a bad URL or secret
-    database = {} if db_url else {"RECONCILER_DB_SECRET_ARN": db_secret_arn or ""}
+    database = {} if db_url else {Env.DB_SECRET_ARN: db_secret_arn or ""}
     stack = LocalStack.create(
         db_url=db_url or "",
         endpoint_url=endpoint_url,
         bucket=bucket,
         settings={
-            "RECONCILER_DRY_RUN": str(dry.on).lower(),
-            "RECONCILER_GRACE_PERIOD_HOURS": str(grace_period_hours),
-            "RECONCILER_ALLOW_SHORT_GRACE": "true",
+            Env.DRY_RUN: str(dry.on).lower(),
+            Env.GRACE_PERIOD_HOURS: str(grace_period_hours),
+            Env.ALLOW_SHORT_GRACE: "true",
             **database,
         },
     )

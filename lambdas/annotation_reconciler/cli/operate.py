@@ -27,6 +27,7 @@ from annotation_reconciler.ledger import history, waiting
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
 from annotation_reconciler.ledger.status import reingest_command
+from annotation_reconciler.names import Env
 from annotation_reconciler.plural import count
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.results import ScanResult
@@ -48,11 +49,11 @@ def reconciler_from(
 ) -> tuple[Reconciler, Engine]:
     settings = settings_from(
         {
-            "RECONCILER_BUCKET": ("--bucket", bucket),
-            "RECONCILER_S3_PREFIX": ("--s3-prefix", s3_prefix),
-            "RECONCILER_DRY_RUN": ("--dry-run", dry_run),
-            "RECONCILER_DB_URL": ("--db-url", db_url),
-            "RECONCILER_DB_SECRET_ARN": ("--db-secret-arn", db_secret_arn),
+            Env.BUCKET: ("--bucket", bucket),
+            Env.S3_PREFIX: ("--s3-prefix", s3_prefix),
+            Env.DRY_RUN: ("--dry-run", dry_run),
+            Env.DB_URL: ("--db-url", db_url),
+            Env.DB_SECRET_ARN: ("--db-secret-arn", db_secret_arn),
         },
         require_db=True,
     )

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from annotation_reconciler.cli.common import UsageError
+from annotation_reconciler.names import Env
 from annotation_reconciler.plural import count
 
 STATE = "state.json"
@@ -34,7 +35,7 @@ SANDBOX_SPEC = {"datasets": 2, "runs_per_dataset": 3, "annotations_per_voxel_spa
 
 def state_dir() -> Path:
     """``$RECONCILER_LOCAL_DIR``, else a directory of this user's under the temp dir."""
-    given = os.environ.get("RECONCILER_LOCAL_DIR")
+    given = os.environ.get(Env.LOCAL_DIR)
     return Path(given) if given else Path(tempfile.gettempdir()) / f"annotation-reconciler-local-{os.getuid()}"
 
 

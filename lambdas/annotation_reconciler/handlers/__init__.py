@@ -14,9 +14,10 @@ Lambda's active tracing records each invocation; the bundle carries no X-Ray SDK
 a second botocore), so there is no powertools Tracer here.
 """
 
-from annotation_reconciler.handlers.common import SERVICE, logger, metrics
+from annotation_reconciler.handlers.common import logger, metrics
 from annotation_reconciler.handlers.events import handle_events
 from annotation_reconciler.handlers.schedule import handle_schedule
 from annotation_reconciler.handlers.work import handle_work
+from annotation_reconciler.names import SERVICE
 
 __all__ = ["SERVICE", "handle_events", "handle_schedule", "handle_work", "logger", "metrics"]

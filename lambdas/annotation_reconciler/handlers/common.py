@@ -14,11 +14,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from annotation_reconciler.names import NAMESPACE, SERVICE
 from annotation_reconciler.runtime import Runtime, cached_runtime
 
-SERVICE = "annotation-reconciler"
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="AnnotationReconciler", service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 #: Hooks for the local runtime and tests; Lambda uses the cached runtime.
 runtime_factory: Callable[[], Runtime] = cached_runtime

@@ -10,17 +10,18 @@ from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.events import ObjectChange, parse_event
 from annotation_reconciler.handlers.common import count, logger, metrics, runtime
 from annotation_reconciler.logs import correlation_id, package_logs
+from annotation_reconciler.names import Metric
 from annotation_reconciler.runtime import Runtime
 
 
 def _apply(rt: Runtime, changes: list[ObjectChange]) -> results.ChangeResult:
     result = rt.reconciler.apply_changes(changes)
-    count("AnnotationsQuarantined", len(result.quarantined))
-    count("AnnotationsReleased", len(result.released))
-    count("EventsIgnored", sum(result.ignored.values()))
-    count("AnnotationFilesMissing", result.missing_files)
-    count("AnnotationsResurrected", len(result.resurrected))
-    count("EventsOutOfOrder", result.out_of_order)
+    count(Metric.ANNOTATIONS_QUARANTINED, len(result.quarantined))
+    count(Metric.ANNOTATIONS_RELEASED, len(result.released))
+    count(Metric.EVENTS_IGNORED, sum(result.ignored.values()))
+    count(Metric.ANNOTATION_FILES_MISSING, result.missing_files)
+    count(Metric.ANNOTATIONS_RESURRECTED, len(result.resurrected))
+    count(Metric.EVENTS_OUT_OF_ORDER, result.out_of_order)
     if result.resurrected:
         logger.error(
             "purged annotations have their metadata back in S3: see `annotation-reconciler status`",
@@ -54,7 +55,7 @@ def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed = parse_event(event)
     except EventShapeError as exc:
-        count("EventsRejected", 1)
+        count(Metric.EVENTS_REJECTED, 1)
         logger.error("rejected an event of unknown shape", extra={"reason": str(exc)})
         raise
     rt = runtime()
@@ -64,12 +65,12 @@ def _handle_events(event: dict[str, Any]) -> dict[str, Any]:
             logger.error("rejected a message", extra={"message_id": message.message_id, "reason": message.error})
     good = [m for m in parsed.messages if not m.error]
     changes = [c for m in good for c in m.changes]
-    count("EventsSeen", len(changes))
-    count("EventsRejected", len(failures))
-    count("EventsSkipped", sum(len(m.skips) for m in parsed.messages))
+    count(Metric.EVENTS_SEEN, len(changes))
+    count(Metric.EVENTS_REJECTED, len(failures))
+    count(Metric.EVENTS_SKIPPED, sum(len(m.skips) for m in parsed.messages))
     unsafe = [s.detail for m in parsed.messages for s in m.skips if s.reason == "unsafe_key"]
     if unsafe:  # a key S3 accepts: retrying could never help, so it is counted and skipped, never failed
-        count("EventKeysUnsafe", len(unsafe))
+        count(Metric.EVENT_KEYS_UNSAFE, len(unsafe))
         logger.warning("skipped events for keys the reconciler will not reason about", extra={"keys": unsafe[:20]})
     quarantined = released = 0
     try:

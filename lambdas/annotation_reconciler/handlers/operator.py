@@ -17,9 +17,10 @@ from annotation_reconciler import operators
 from annotation_reconciler.handlers.common import logger
 from annotation_reconciler.ledger import history
 from annotation_reconciler.ledger import status as ledger_status
+from annotation_reconciler.names import Action
 from annotation_reconciler.runtime import Runtime
 
-OPERATOR_ACTIONS = ("status", "approve", "release")
+OPERATOR_ACTIONS = (Action.STATUS, Action.APPROVE, Action.RELEASE)
 #: Lambda returns at most 6 MB: a status answer larger than this keeps the first waiting rows and says so.
 MAX_ANSWER_BYTES = 5_000_000
 
@@ -74,15 +75,15 @@ def _known_dataset(rt: Runtime, dataset_id: int) -> int:
 def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[str, Any]:
     """Carry out one operator command on the reconciler's clock; its answer is the function's result."""
     now = rt.reconciler.clock()
-    if action == "status":
+    if action == Action.STATUS:
         one = None if event.get("dataset_id") is None else _known_dataset(rt, _whole(event, "dataset_id"))
         report = operators.status(rt.engine, now=now, dataset_id=one)
-        return fit_answer({"action": "status", **ledger_status.as_json(report)})
-    if action == "approve":
+        return fit_answer({"action": Action.STATUS, **ledger_status.as_json(report)})
+    if action == Action.APPROVE:
         dataset_id, by = _known_dataset(rt, _whole(event, "dataset_id")), _by(event)
         approved = operators.approve(rt.engine, dataset_id, by=by, now=now)
         logger.info("held rows approved by an operator", extra={"dataset_id": dataset_id, "by": by, "count": approved})
-        return {"action": "approve", "dataset_id": dataset_id, "by": by, "approved": approved}
+        return {"action": Action.APPROVE, "dataset_id": dataset_id, "by": by, "approved": approved}
     annotation_id, by = _whole(event, "annotation_id"), _by(event)
     released = operators.release(rt.engine, annotation_id, by=by, now=now)
     logger.info(
@@ -90,7 +91,7 @@ def operator_action(rt: Runtime, action: str, event: Mapping[str, Any]) -> dict[
         extra={"annotation_id": annotation_id, "by": by, "done": released.value},
     )
     return {
-        "action": "release",
+        "action": Action.RELEASE,
         "annotation_id": annotation_id,
         "by": by,
         "released": bool(released),

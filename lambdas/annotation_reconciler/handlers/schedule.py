@@ -16,6 +16,7 @@ from annotation_reconciler.handlers.common import count, logger, metrics, remain
 from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_action
 from annotation_reconciler.ledger import waiting
 from annotation_reconciler.logs import correlation_id, package_logs
+from annotation_reconciler.names import Action, Metric, names_of
 from annotation_reconciler.runtime import Runtime
 
 #: Why ``{"action": "migrate"}`` is refused, and what to run instead.
@@ -38,31 +39,30 @@ def handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-    action = (detail or {}).get("action") or event.get("action") or "all"
+    action = (detail or {}).get("action") or event.get("action") or Action.ALL
     if action == "migrate":
         raise ValueError(MIGRATE_MOVED)
-    if action not in ("purge", "reconcile", "all", *OPERATOR_ACTIONS):
-        raise ValueError(
-            f"unknown schedule action {action!r}: use 'purge', 'reconcile', 'all', 'status', 'approve' or 'release'"
-        )
+    if action not in names_of(Action):
+        known = ", ".join(repr(a) for a in names_of(Action))
+        raise ValueError(f"unknown schedule action {action!r}: use one of {known}")
     rt = runtime()
     if action in OPERATOR_ACTIONS:
         return operator_action(rt, action, {**event, **(detail or {})})
-    if action in ("reconcile", "all") and not rt.settings.work_queue_url:
+    if action in (Action.RECONCILE, Action.ALL) and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
             "the scheduled reconciliation fans its shards out to the work queue: set RECONCILER_WORK_QUEUE_URL; "
             "for a one-off scan without a queue run `annotation-reconciler scan`"
         )
     answer: dict[str, Any] = {"action": action, "dry_run": rt.settings.dry_run}
-    if action in ("purge", "all"):
+    if action in (Action.PURGE, Action.ALL):
         purge = rt.reconciler.purge(remaining_seconds=remaining(context))
-        count("AnnotationsPurged", len(purge.deleted))
-        count("AnnotationsWouldPurge", len(purge.would_delete))
-        count("AnnotationsReleased", len(purge.released))
-        count("AnnotationsHeld", len(purge.held))
-        count("AnnotationsUnknown", len(purge.unknown))
-        count("PurgeBatchesRolledBack", len(purge.errors))
+        count(Metric.ANNOTATIONS_PURGED, len(purge.deleted))
+        count(Metric.ANNOTATIONS_WOULD_PURGE, len(purge.would_delete))
+        count(Metric.ANNOTATIONS_RELEASED, len(purge.released))
+        count(Metric.ANNOTATIONS_HELD, len(purge.held))
+        count(Metric.ANNOTATIONS_UNKNOWN, len(purge.unknown))
+        count(Metric.PURGE_BATCHES_ROLLED_BACK, len(purge.errors))
         if purge.failed:
             logger.error(
                 "the purge could not delete some rows even alone; they wait with their error "
@@ -70,7 +70,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 extra={"failed_count": len(purge.failed), "failed": capped(purge.failed)},
             )
         if purge.held:
-            metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(purge.held))
+            metrics.add_metric(name=Metric.PURGE_HELD, unit=MetricUnit.Count, value=len(purge.held))
             logger.error(
                 "mass-deletion guard held annotations; run `annotation-reconciler approve --dataset-id N`",
                 extra={"held_datasets": {str(k): v for k, v in purge.held_datasets.items()}},
@@ -89,14 +89,14 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "unknown": len(purge.unknown),
             "failed": len(purge.failed),
         }
-    if action in ("reconcile", "all"):
+    if action in (Action.RECONCILE, Action.ALL):
         plan = _inventory_plan(rt, context) if rt.settings.inventory_manifest else None
         if plan is not None:
             queued = send_shards(rt, inventory_shards.shard_messages(plan))
-            count("InventoryCandidates", len(plan.candidates))
-            count("AnnotationsUnknown", len(plan.unknown))
-            count("MetadataUntracked", len(plan.untracked))
-            count("ShardsQueued", queued)
+            count(Metric.INVENTORY_CANDIDATES, len(plan.candidates))
+            count(Metric.ANNOTATIONS_UNKNOWN, len(plan.unknown))
+            count(Metric.METADATA_UNTRACKED, len(plan.untracked))
+            count(Metric.SHARDS_QUEUED, queued)
             answer["inventory"] = {
                 "manifest": plan.manifest,
                 "report_time": plan.report_time.isoformat(),
@@ -108,7 +108,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
         else:
             planned = shards.plan_shards(rt.engine)
             answer["shards_queued"] = send_shards(rt, [shards.shard_message(s) for s in planned])
-            count("ShardsQueued", answer["shards_queued"])
+            count(Metric.SHARDS_QUEUED, answer["shards_queued"])
     return answer
 
 
@@ -135,10 +135,10 @@ def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan
             rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=remaining(context)
         )
     except InventoryStale as exc:
-        count("InventoryStale", 1)
+        count(Metric.INVENTORY_STALE, 1)
         logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})
     except Exception as exc:
-        count("InventoryUnreadable", 1)
+        count(Metric.INVENTORY_UNREADABLE, 1)
         logger.exception(
             "inventory could not be read; reconciling with LISTs instead",
             extra={"reason": f"{type(exc).__name__}: {exc}"},

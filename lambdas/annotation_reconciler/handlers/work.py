@@ -13,6 +13,7 @@ from annotation_reconciler.deletions import capped
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.logs import package_logs
+from annotation_reconciler.names import Metric
 from annotation_reconciler.runtime import Runtime
 from annotation_reconciler.scope import Scope
 
@@ -23,21 +24,21 @@ def _scan(
     result = rt.reconciler.scan_shard(
         scope, remaining_seconds=remaining(context), resume_after=resume, only_prefixes=prefixes
     )
-    count("ShardsScanned", 1)
-    count("AnnotationsQuarantined", len(result.quarantined))
-    count("AnnotationsReleased", len(result.released))
-    count("AnnotationsHeld", len(result.held))
-    count("AnnotationsUnknown", len(result.unknown))
-    count("AnnotationsResurrected", len(result.resurrected))
-    count("AnnotationFilesMissing", result.missing_files)
-    count("MetadataUntracked", len(result.untracked))
+    count(Metric.SHARDS_SCANNED, 1)
+    count(Metric.ANNOTATIONS_QUARANTINED, len(result.quarantined))
+    count(Metric.ANNOTATIONS_RELEASED, len(result.released))
+    count(Metric.ANNOTATIONS_HELD, len(result.held))
+    count(Metric.ANNOTATIONS_UNKNOWN, len(result.unknown))
+    count(Metric.ANNOTATIONS_RESURRECTED, len(result.resurrected))
+    count(Metric.ANNOTATION_FILES_MISSING, result.missing_files)
+    count(Metric.METADATA_UNTRACKED, len(result.untracked))
     if result.untracked:
         logger.warning(
             "metadata in S3 that no annotation row points to (see `annotation-reconciler status`)",
             extra={"untracked_count": len(result.untracked), "untracked": result.untracked[:20]},
         )
     if result.held:
-        metrics.add_metric(name="PurgeHeld", unit=MetricUnit.Count, value=len(result.held))
+        metrics.add_metric(name=Metric.PURGE_HELD, unit=MetricUnit.Count, value=len(result.held))
         logger.error(
             "suspicious empty listings held annotations for an operator",
             extra={"held_count": len(result.held), "held": capped(result.held)},
@@ -56,9 +57,9 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     """One slice of inventory candidates: confirm against S3 within the budget, queue the rest."""
     shard = inventory_shards.read_shard(body)
     result = inventory_shards.confirm_shard(rt.reconciler, shard, remaining_seconds=remaining(context))
-    count("ShardsScanned", 1)
-    count("AnnotationsQuarantined", len(result.quarantined))
-    count("AnnotationsReleased", len(result.released))
+    count(Metric.SHARDS_SCANNED, 1)
+    count(Metric.ANNOTATIONS_QUARANTINED, len(result.quarantined))
+    count(Metric.ANNOTATIONS_RELEASED, len(result.released))
     if result.skipped:
         logger.info(
             "candidates changed in the database since the plan; skipped",
@@ -83,7 +84,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
                 extra={"count": len(result.unknown), "attempt": again["attempt"]},
             )
         else:
-            count("AnnotationsUnknown", len(result.unknown))
+            count(Metric.ANNOTATIONS_UNKNOWN, len(result.unknown))
             logger.error(
                 "S3 could not confirm some inventory candidates after their retries; they wait for the next report",
                 extra={"count": len(result.unknown), "ids": capped([i for i, _ in result.unknown])},
@@ -119,7 +120,7 @@ def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
         blind_prefixes.resolve(conn, result.listed_prefixes, now=now)
         blind_prefixes.record(conn, {p: result.failed_prefixes[p] for p in blind}, dataset_id=scope.dataset_id, now=now)
     if blind:
-        count("PrefixesBlind", len(blind))
+        count(Metric.PREFIXES_BLIND, len(blind))
         logger.error(
             "prefixes still unlisted after their retries: the scan is blind there (see `annotation-reconciler status`)",
             extra={"prefixes": blind[:20], "errors": [result.failed_prefixes[p] for p in blind[:5]]},

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
+from annotation_reconciler.names import Env, Metric
 from annotation_reconciler.plural import count
 
 #: One reconciliation period (the reconcile schedule runs daily): a row quarantined longer than its grace period
@@ -40,11 +41,11 @@ class Gauges:
     def metrics(self) -> dict[str, int]:
         """The metric names the stack alarms on."""
         return {
-            "HeldWaiting": self.held,
-            "PurgeRowsFailed": self.failed,
-            "UnknownWaiting": self.unknown,
-            "QuarantineOverdue": self.overdue,
-            "BlindPrefixes": self.blind,
+            Metric.HELD_WAITING: self.held,
+            Metric.PURGE_ROWS_FAILED: self.failed,
+            Metric.UNKNOWN_WAITING: self.unknown,
+            Metric.QUARANTINE_OVERDUE: self.overdue,
+            Metric.BLIND_PREFIXES: self.blind,
         }
 
 
@@ -186,7 +187,7 @@ def blind(conn: Connection) -> list[BlindPrefix]:
 
 def blind_command(prefix: BlindPrefix) -> str:
     """What answers a blind prefix."""
-    if "RECONCILER_SCAN_PAGE_LIMIT" in prefix.last_error:
+    if Env.SCAN_PAGE_LIMIT in prefix.last_error:
         return "raise RECONCILER_SCAN_PAGE_LIMIT, then: annotation-reconciler scan" + (
             f" --dataset-id {prefix.dataset_id}" if prefix.dataset_id is not None else ""
         )

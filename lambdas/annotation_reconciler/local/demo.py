@@ -26,6 +26,7 @@ from annotation_reconciler.local.stack import LocalStack
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition
+from annotation_reconciler.names import Env
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -58,10 +59,10 @@ def run_story(
                 endpoint_url=moto.endpoint_url,
                 bucket=spec.bucket,
                 settings={
-                    "RECONCILER_DRY_RUN": "false",
-                    "RECONCILER_GRACE_PERIOD_HOURS": str(GRACE_SECONDS / 3600),
-                    "RECONCILER_ALLOW_SHORT_GRACE": "true",
-                    "RECONCILER_MAX_PURGE_FRACTION": DEMO_MAX_PURGE_FRACTION,
+                    Env.DRY_RUN: "false",
+                    Env.GRACE_PERIOD_HOURS: str(GRACE_SECONDS / 3600),
+                    Env.ALLOW_SHORT_GRACE: "true",
+                    Env.MAX_PURGE_FRACTION: DEMO_MAX_PURGE_FRACTION,
                 },
             )
             stack.events.drain()  # the test event S3 sends when notifications are configured

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from annotation_reconciler.names import Env
+
 SERVER_SETTINGS = (
     "fsync=off",
     "synchronous_commit=off",
@@ -40,7 +42,7 @@ class PostgresUnavailable(RuntimeError):
 def find_bindir() -> Path:
     """Locate a directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
     candidates: list[Path] = []
-    if env := os.environ.get("RECONCILER_PG_BINDIR"):
+    if env := os.environ.get(Env.PG_BINDIR):
         candidates.append(Path(env))
     if pg_config := shutil.which("pg_config"):
         with contextlib.suppress(OSError, subprocess.CalledProcessError):
@@ -132,7 +134,7 @@ class LocalPostgres:
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:
             return
-        user = pwd.getpwnam(os.environ.get("RECONCILER_PG_USER", "nobody"))
+        user = pwd.getpwnam(os.environ.get(Env.PG_USER, "nobody"))
         os.chmod(self.root, 0o755)
         os.chown(self.root, user.pw_uid, user.pw_gid)
         if not _world_traversable(self.bindir):

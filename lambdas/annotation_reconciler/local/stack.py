@@ -14,13 +14,14 @@ from typing import Any
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import make_client
 from annotation_reconciler.local.lambda_runtime import LocalLambdaRuntime, wire_bucket_to_queue
+from annotation_reconciler.names import SERVICE, Env, Powertools
 from annotation_reconciler.runtime import Runtime, build_runtime
 
 QUIET_POWERTOOLS = {
-    "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_SERVICE_NAME": "annotation-reconciler",
+    Powertools.LOG_LEVEL: "CRITICAL",
+    Powertools.METRICS_DISABLED: "true",
+    Powertools.TRACE_DISABLED: "true",
+    Powertools.SERVICE_NAME: SERVICE,
 }
 
 
@@ -46,17 +47,17 @@ class LocalStack:
         event_batch_size: int = 10,
     ) -> LocalStack:
         os.environ.update(QUIET_POWERTOOLS)
-        handlers.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])  # the logger read its level at import
+        handlers.logger.setLevel(os.environ[Powertools.LOG_LEVEL])  # the logger read its level at import
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
         s3 = make_client("s3", endpoint_url=endpoint_url, region="us-west-2")
         sqs = make_client("sqs", endpoint_url=endpoint_url, region="us-west-2")
         events_url = wire_bucket_to_queue(s3, sqs, bucket, "annotation-reconciler-events")
         work_url = sqs.create_queue(QueueName="annotation-reconciler-work")["QueueUrl"]
         env = {
-            "RECONCILER_DB_URL": db_url,
-            "RECONCILER_BUCKET": bucket,
-            "RECONCILER_WORK_QUEUE_URL": work_url,
-            "RECONCILER_DRY_RUN": "true",
+            Env.DB_URL: db_url,
+            Env.BUCKET: bucket,
+            Env.WORK_QUEUE_URL: work_url,
+            Env.DRY_RUN: "true",
             **(settings or {}),
         }
         stack = cls(
