@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from annotation_reconciler import ordering, prefix_retry
 from annotation_reconciler.events import ChangeKind, ObjectChange, parse_event
 from annotation_reconciler.ordering import RowState, Stamp, latest_per_key, may_quarantine, newer
-from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 
 T = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -128,28 +127,6 @@ def test_failed_prefixes_are_retried_then_blind() -> None:
     for attempt in range(prefix_retry.MAX_PREFIX_RETRIES):
         assert prefix_retry.split_failures(["b/", "a/", "a/"], attempt) == (["a/", "b/"], [])
     assert prefix_retry.split_failures(["b/", "a/"], prefix_retry.MAX_PREFIX_RETRIES) == ([], ["a/", "b/"])
-
-
-def test_retry_message_round_trips() -> None:
-    body = prefix_retry.retry_message(Scope(dataset_id=7, run_ids=(1, 2)), ["b/", "a/"], 2)
-    assert body == {"type": "scan_shard", "dataset_id": 7, "run_ids": [1, 2], "prefixes": ["a/", "b/"], "attempt": 2}
-    assert prefix_retry.read_retry(body) == (["a/", "b/"], 2)
-    assert prefix_retry.read_retry({"type": "scan_shard", "dataset_id": 7}) == (None, 0)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"attempt": -1}, "attempt must be a whole number"),
-        ({"attempt": True}, "attempt must be a whole number"),
-        ({"prefixes": []}, "non-empty list of prefixes"),
-        ({"prefixes": "a/"}, "non-empty list of prefixes"),
-        ({"prefixes": ["a/", ""]}, "non-empty list of prefixes"),
-    ],
-)
-def test_malformed_retry_messages_are_refused(change: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        prefix_retry.read_retry({"type": "scan_shard", "dataset_id": 7, **change})
 
 
 # --- inventory freshness --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from annotation_reconciler import inventory_shards, shards
 from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import InventoryStale
+from annotation_reconciler.fanout import ShardMessage
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
 from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_action
 from annotation_reconciler.ledger import waiting
@@ -107,7 +108,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             }
         else:
             planned = shards.plan_shards(rt.engine)
-            answer["shards_queued"] = send_shards(rt, [shards.shard_message(s) for s in planned])
+            answer["shards_queued"] = send_shards(rt, [ShardMessage(s).to_body() for s in planned])
             count(Metric.SHARDS_QUEUED, answer["shards_queued"])
     return answer
 

@@ -7,9 +7,12 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from annotation_reconciler import inventory_shards, prefix_retry, results, shards
+from annotation_reconciler import inventory_shards, prefix_retry, results
 from annotation_reconciler.deletions import capped
+from annotation_reconciler.fanout import ShardMessage
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.logs import package_logs
@@ -94,16 +97,14 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
 def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
     """One LIST shard (or a retry of some of its prefixes): the continuation is queued first, then a message
     naming only the prefixes S3 would not list; after their retries those are recorded blind."""
-    scope, resume = shards.scope_from_message(body)
-    prefixes, attempt = prefix_retry.read_retry(body)
-    result = _scan(rt, scope, resume, context, prefixes)
+    message = ShardMessage.parse(body)
+    scope, attempt = message.scope, message.attempt
+    prefixes = list(message.prefixes) if message.prefixes is not None else None
+    result = _scan(rt, scope, message.resume_after, context, prefixes)
     if result.failed_prefixes and not rt.settings.work_queue_url:
         raise RuntimeError(f"{len(result.errors)} prefixes could not be listed: {result.errors[0]}")
     if not result.complete and rt.settings.work_queue_url:
-        continuation = shards.shard_message(scope, result.resume_after)
-        if prefixes is not None:
-            continuation.update(prefixes=prefixes, attempt=attempt)
-        send_shards(rt, [continuation])
+        send_shards(rt, [message.continued(result.resume_after).to_body()])
         logger.info(
             "time budget ran out; shard continues in a new message", extra={"resume_after": result.resume_after}
         )
@@ -113,8 +114,7 @@ def _scan_message(rt: Runtime, body: Any, context: Any) -> None:
     retry, blind = prefix_retry.split_failures([p for p in result.failed_prefixes if p not in over_limit], attempt)
     blind = sorted({*blind, *(p for p in over_limit if p in result.failed_prefixes)})
     if retry:
-        retry_body = prefix_retry.retry_message(scope, retry, attempt + 1)
-        send_shards(rt, [retry_body], delay_seconds=prefix_retry.RETRY_DELAY_S)
+        send_shards(rt, [message.retry(retry, attempt + 1).to_body()], delay_seconds=prefix_retry.RETRY_DELAY_S)
         logger.warning("prefixes could not be listed; retried alone", extra={"prefixes": retry, "attempt": attempt + 1})
     with rt.engine.begin() as conn:
         blind_prefixes.resolve(conn, result.listed_prefixes, now=now)
@@ -136,18 +136,26 @@ def handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Each record alone (powertools' batch processor): a record that raises is reported in
+    ``batchItemFailures`` for SQS to deliver again, the others are deleted; a batch that fails whole is reported,
+    not raised (every record's failure is already logged)."""
     rt = runtime()
-    failures: list[str] = []
-    for record in event.get("Records", []):
-        message_id = record.get("messageId", "")
-        logger.set_correlation_id(message_id or None)
+
+    def one(record: SQSRecord) -> None:
+        logger.set_correlation_id(record.message_id or None)
         try:
-            body = json.loads(record.get("body", ""))
+            body = json.loads(record.body or "")
             if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:
                 _confirm_inventory(rt, body, context)
-                continue
-            _scan_message(rt, body, context)
+            else:
+                _scan_message(rt, body, context)
         except Exception:
-            logger.exception("shard failed", extra={"message_id": message_id})
-            failures.append(message_id)
-    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}
+            logger.exception("shard failed", extra={"message_id": record.message_id})
+            raise
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return dict(
+        process_partial_response(
+            event={"Records": event.get("Records", [])}, record_handler=one, processor=processor, context=context
+        )
+    )
