@@ -122,9 +122,11 @@ class SurveyMixin(ReconcilerCore):
         ]
         result.over_page_limit = sorted(p for p, e in result.listings.items() if isinstance(e, PageLimitError))
         if result.over_page_limit:
+            many = len(result.over_page_limit)
             log.warning(
-                "%s need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are unknown: %s",
-                count(len(result.over_page_limit), "prefix", "prefixes"),
+                "%s %s more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are unknown: %s",
+                count(many, "prefix", "prefixes"),
+                "needs" if many == 1 else "need",
                 self.settings.scan_page_limit,
                 ", ".join(result.over_page_limit[:LOG_IDS]),
             )
