@@ -8,7 +8,10 @@ import importlib
 import pytest
 
 MODULES = (
-    "annotation_reconciler.db",
+    "annotation_reconciler.db.arrays",
+    "annotation_reconciler.db.urls",
+    "annotation_reconciler.fanout.messages",
+    "annotation_reconciler.names",
     "annotation_reconciler.errors",
     "annotation_reconciler.events",
     "annotation_reconciler.guards",
