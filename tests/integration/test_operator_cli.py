@@ -251,15 +251,15 @@ def test_anonymous_reads_the_bucket_without_credentials_on_scan_and_purge(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[bool] = []
-    from annotation_reconciler.cli import operate
+    from annotation_reconciler.cli import reconcile
 
-    real = operate.make_s3_client
+    real = reconcile.make_s3_client
 
     def recording(**kwargs: Any) -> Any:
         calls.append(kwargs.get("anonymous", False))
         return real(**kwargs)
 
-    monkeypatch.setattr(operate, "make_s3_client", recording)
+    monkeypatch.setattr(reconcile, "make_s3_client", recording)
     dataset = str(world.portal.dataset_ids[0])
     scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset, "--anonymous")
     assert scan.exit_code == 0, scan.output

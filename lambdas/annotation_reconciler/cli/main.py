@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from annotation_reconciler.cli import operate
+from annotation_reconciler.cli import operate, reconcile
 from annotation_reconciler.cli.common import Group, UsageError, check_environment, db_options, engine_from
 from annotation_reconciler.cli.history import history
 from annotation_reconciler.cli.ingest import ingest
@@ -77,8 +77,8 @@ def grants(role: str, events_role: str | None) -> None:
         raise UsageError(str(exc)) from None
 
 
-cli.add_command(operate.scan)
-cli.add_command(operate.purge)
+cli.add_command(reconcile.scan)
+cli.add_command(reconcile.purge)
 cli.add_command(operate.status)
 cli.add_command(operate.approve)
 cli.add_command(operate.release)
