@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler import lifecycle
 from annotation_reconciler.db import int_array
 from annotation_reconciler.ledger import missing_files
+from annotation_reconciler.listings import canonical, listing_prefixes, metadata_folder
 from annotation_reconciler.paths import BucketLayout
 
 
@@ -43,8 +43,8 @@ class _Listing:
     def holds(self, key: str, fold: bool) -> bool:
         if fold:
             if self._folded is None:
-                self._folded = sorted({lifecycle.canonical(k) for k in self.keys})
-            return _holds_in(self._folded, lifecycle.canonical(key))
+                self._folded = sorted({canonical(k) for k in self.keys})
+            return _holds_in(self._folded, canonical(key))
         return key in self.keys or _holds_in(self.ordered, key)
 
 
@@ -77,10 +77,10 @@ def judge_files(
 
     for row in files:
         key = layout.to_key(row.s3_path)
-        if key is None or not lifecycle.metadata_folder(key).endswith("/Annotations/"):
+        if key is None or not metadata_folder(key).endswith("/Annotations/"):
             continue
-        answers = [index(p) for p in lifecycle.listing_prefixes(key)]
-        own = index(lifecycle.metadata_folder(key))
+        answers = [index(p) for p in listing_prefixes(key)]
+        own = index(metadata_folder(key))
         if own is None or any(a is None for a in answers):
             continue
         if own.holds(key, fold=False):
@@ -139,7 +139,7 @@ def listed_keys(
     keys: list[str] = []
     for row in rows:
         key = layout.to_key(row.s3_path) if row.file_id in present else None
-        own = listings.get(lifecycle.metadata_folder(key)) if key else None
+        own = listings.get(metadata_folder(key)) if key else None
         if key and isinstance(own, frozenset):
             keys += [key, *sorted(k for k in own if k.startswith(key + "/"))]
     return keys

@@ -27,7 +27,7 @@ from functools import partial
 
 from annotation_reconciler import guards
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.lifecycle import metadata_folder, suspicious_prefixes
+from annotation_reconciler.listings import metadata_folder, suspicious_prefixes
 from annotation_reconciler.storage import S3Storage
 
 

@@ -32,6 +32,7 @@ from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import Source, event_order, quarantines, untracked
 from annotation_reconciler.lifecycle import AnnotationRef
+from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.paths import KeyKind, classify_key
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler
@@ -129,7 +130,7 @@ def plan_inventory(
     plan.untracked = sorted(present - tracked)
     listed: dict[str, list[str]] = {}
     for key in plan.untracked:
-        listed.setdefault(lifecycle.metadata_folder(key), []).append(key)
+        listed.setdefault(metadata_folder(key), []).append(key)
     with reconciler.engine.begin() as conn:  # the report covers the bucket: every other open row is tracked or gone
         untracked.record(conn, listed, dataset_id=None, now=reconciler.clock(), whole_bucket=True)
     return plan
@@ -240,7 +241,7 @@ def confirm_shard(
     started = ordering.Stamp(reconciler.clock())  # the listings below are evidence only for what came before
     presence: dict[str, bool | None] = {}
     done: list[tuple[int, str]] = []
-    folders = [list(g) for _, g in groupby(shard.candidates, key=lambda c: lifecycle.metadata_folder(c[1]))]
+    folders = [list(g) for _, g in groupby(shard.candidates, key=lambda c: metadata_folder(c[1]))]
     for n, folder in enumerate(folders):
         if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
             result.remaining = [c for rest in folders[n:] for c in rest]

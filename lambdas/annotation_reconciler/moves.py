@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from annotation_reconciler.lifecycle import metadata_folder, untracked_metadata
+from annotation_reconciler.listings import metadata_folder, untracked_metadata
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.storage import S3Storage

@@ -8,13 +8,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from annotation_reconciler import lifecycle, ordering
+from annotation_reconciler import ordering
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import Source, event_order, purge_claims, resurrections, retention
 from annotation_reconciler.lifecycle import Candidate, Verdict
+from annotation_reconciler.listings import prefixes_to_list, suspicious_prefixes
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count
@@ -61,8 +62,8 @@ class PurgeMixin(SurveyMixin):
             # Due rows were quarantined because their key was absent, so nearly every prefix needs the twin check:
             # one LIST of each run folder (no delimiter) holds the prefixes' listings and the run's folder levels;
             # only the dataset folders are left for a LIST with a delimiter.
-            listings, below = self.list_wide(lifecycle.prefixes_to_list(keys))
-            suspicious = lifecycle.suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
+            listings, below = self.list_wide(prefixes_to_list(keys))
+            suspicious = suspicious_prefixes(keys, listings)  # a twin of their folders: unknown
             siblings = folder_siblings(self.storage, suspicious, concurrency=self.settings.s3_concurrency, known=below)
             around = Surroundings(siblings=siblings)
             with self.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files

@@ -11,6 +11,7 @@ from annotation_reconciler import lifecycle
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.evidence import Surroundings
 from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.listings import listing_prefixes
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.spelling import spelling_form
 
@@ -57,7 +58,7 @@ class SurveyResult:
 
 def _listed_in_any_spelling(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
     form = spelling_form(key)  # case, Unicode form and percent/plus-encoding undone
-    for prefix in lifecycle.listing_prefixes(key):
+    for prefix in listing_prefixes(key):
         listing = listings.get(prefix)
         if isinstance(listing, frozenset) and any(spelling_form(k) == form for k in listing):
             return True

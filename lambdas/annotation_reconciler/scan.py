@@ -16,6 +16,7 @@ from annotation_reconciler.ledger import (
     untracked,
 )
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
+from annotation_reconciler.listings import listing_prefixes
 from annotation_reconciler.results import ScanResult
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.survey import SurveyMixin
@@ -61,7 +62,7 @@ class ScanMixin(SurveyMixin):
         first = min(found.listed_at.values(), default=self.clock())
 
         def listed(d: lifecycle.Decision) -> ordering.Stamp:
-            prefixes = lifecycle.listing_prefixes(d.key) if d.key else ()
+            prefixes = listing_prefixes(d.key) if d.key else ()
             return ordering.Stamp(min((found.listed_at[p] for p in prefixes if p in found.listed_at), default=first))
 
         now = self.clock()

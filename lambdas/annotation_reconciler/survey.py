@@ -24,6 +24,7 @@ from annotation_reconciler.evidence import (
 )
 from annotation_reconciler.ledger import resurrections
 from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.listings import listing_prefixes, metadata_folder, prefixes_to_list, untracked_metadata
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
@@ -105,7 +106,7 @@ class SurveyMixin(ReconcilerCore):
             purged = resurrections.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
         result = SurveyResult(scope=scope, annotations=len(refs))
         keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
-        wanted = lifecycle.prefixes_to_list([k for k in keys.values() if k] + purged)
+        wanted = prefixes_to_list([k for k in keys.values() if k] + purged)
         if resume_after is not None:
             wanted = [p for p in wanted if p > resume_after]
         if only_prefixes is not None:
@@ -135,7 +136,7 @@ class SurveyMixin(ReconcilerCore):
         def in_window(key: str | None) -> bool:
             if key is None:  # unmappable: judged once, in the first window
                 return resume_after is None and only_prefixes is None
-            own = lifecycle.metadata_folder(key)
+            own = metadata_folder(key)
             if only_prefixes is not None and own not in set(only_prefixes):
                 return False
             return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
@@ -178,7 +179,7 @@ class SurveyMixin(ReconcilerCore):
     ) -> dict[str, list[str]]:
         """The metadata keys of the complete listings that no row points to: not a key of the scope's rows, nor of
         any other row (one query over every stored form of the rest)."""
-        found = lifecycle.untracked_metadata(listings, tracked)
+        found = untracked_metadata(listings, tracked)
         rest = sorted({k for keys in found.values() for k in keys})
         forms = [form for k in rest for form in self.layout.stored_forms(k)]
         elsewhere = {self.layout.to_key(r.stored_path) for r in annotation_rows.annotations_by_paths(conn, forms)}
@@ -205,10 +206,10 @@ class SurveyMixin(ReconcilerCore):
         delimiter per level, only for the absent keys).
         """
         wanted = set(keys)
-        listings, _ = self.list_prefixes(lifecycle.prefixes_to_list(wanted))
+        listings, _ = self.list_prefixes(prefixes_to_list(wanted))
         presence: dict[str, bool | None] = {}
         for key in wanted:
-            answers = [listings.get(p) for p in lifecycle.listing_prefixes(key)]
+            answers = [listings.get(p) for p in listing_prefixes(key)]
             if not all(isinstance(a, frozenset) for a in answers):
                 presence[key] = None
             elif _listed(listings, key):
@@ -220,14 +221,14 @@ class SurveyMixin(ReconcilerCore):
         absent = [k for k, present in presence.items() if present is False]
         if absent:
             siblings = folder_siblings(
-                self.storage, {lifecycle.metadata_folder(k) for k in absent}, concurrency=self.settings.s3_concurrency
+                self.storage, {metadata_folder(k) for k in absent}, concurrency=self.settings.s3_concurrency
             )
             for key in absent:
-                if lifecycle.twin_folder_reason(lifecycle.metadata_folder(key), siblings) is not None:
+                if lifecycle.twin_folder_reason(metadata_folder(key), siblings) is not None:
                     presence[key] = None
         return presence
 
 
 def _listed(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
-    listing = listings.get(lifecycle.metadata_folder(key))
+    listing = listings.get(metadata_folder(key))
     return isinstance(listing, frozenset) and key in listing

@@ -625,7 +625,8 @@ def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> No
     """The deletion flow's tally: rows deleted by earlier batches of one run still count for the guard."""
     from annotation_reconciler.deletions import Policy, delete_stale
     from annotation_reconciler.ledger.models import Source
-    from annotation_reconciler.lifecycle import Candidate, prefixes_to_list
+    from annotation_reconciler.lifecycle import Candidate
+    from annotation_reconciler.listings import prefixes_to_list
 
     dataset = world.portal.dataset_ids[0]
     ours = [a for a in world.portal.annotations if a.dataset_id == dataset]

@@ -11,7 +11,8 @@ import pytest
 
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.lifecycle import Verdict, metadata_folder
+from annotation_reconciler.lifecycle import Verdict
+from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage
@@ -199,7 +200,7 @@ def test_evidence_gathered_while_listing_equals_the_evidence_gathered_after_it(w
     same answers: the folders of every level of a prefix that lacks a row's key (a twin among them), the dataset
     folder of a prefix emptied of metadata, and an error where S3 failed."""
     from annotation_reconciler.evidence import SurroundingsAsYouGo, dataset_neighbours
-    from annotation_reconciler.lifecycle import suspicious_prefixes
+    from annotation_reconciler.listings import suspicious_prefixes
 
     keys = world.portal.metadata_keys
     lost = keys[0]

@@ -16,7 +16,7 @@ from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annota
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.evidence import wide_folder
 from annotation_reconciler.ledger.exemptions import Released
-from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.scope import Scope
 from support.faults import inject_at, record_backoff

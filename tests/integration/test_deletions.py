@@ -12,7 +12,8 @@ from sqlalchemy import text
 from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, ids_of
 from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import Candidate, Decision, Verdict, canonical, metadata_folder
+from annotation_reconciler.lifecycle import Candidate, Decision, Verdict
+from annotation_reconciler.listings import canonical, metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage

@@ -17,7 +17,7 @@ from sqlalchemy import inspect, text
 from annotation_reconciler import handlers, inventory_shards, prefix_retry
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
-from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.runtime import build_runtime

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers, prefix_retry
-from annotation_reconciler.lifecycle import metadata_folder
+from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.runtime import build_runtime

@@ -15,7 +15,7 @@ MODULES = (
     "annotation_reconciler.errors",
     "annotation_reconciler.events",
     "annotation_reconciler.guards",
-    "annotation_reconciler.lifecycle",
+    "annotation_reconciler.listings",
     "annotation_reconciler.ordering",
     "annotation_reconciler.paths",
     "annotation_reconciler.prefix_retry",

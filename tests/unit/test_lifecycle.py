@@ -8,19 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.lifecycle import (
-    AnnotationRef,
-    Candidate,
-    Evidence,
-    Unknown,
-    Verdict,
-    canonical,
-    decide,
-    listing_prefixes,
-    metadata_folder,
-    prefixes_to_list,
-    resolve,
-)
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Evidence, Unknown, Verdict, decide, resolve
+from annotation_reconciler.listings import canonical, listing_prefixes, metadata_folder, prefixes_to_list
 from annotation_reconciler.paths import BucketLayout
 
 B = "cryoet-data-portal-public"

@@ -65,7 +65,7 @@ class AnnotationQuarantine(LedgerBase):
     approved_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
     approved_by: Mapped[str | None] = mapped_column(String)
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
-    metadata_key_folded: Mapped[str | None] = mapped_column(String)  # lifecycle.canonical(metadata_key)
+    metadata_key_folded: Mapped[str | None] = mapped_column(String)  # listings.canonical(metadata_key)
     # An operator's release: no new quarantine while the stored path is this one and the metadata
     # has not been seen again (`release --clear` ends it by hand).
     exempt: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import text_array
-from annotation_reconciler.lifecycle import canonical
+from annotation_reconciler.listings import canonical
 from annotation_reconciler.scope import Scope
 
 #: Record the resurrections (:func:`record_resurrections`); the events path runs it inside a larger statement

@@ -44,7 +44,7 @@ from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stal
 from annotation_reconciler.errors import MetadataError, StorageError
 from annotation_reconciler.evidence import dataset_neighbours
 from annotation_reconciler.ledger import Source
-from annotation_reconciler.lifecycle import canonical, listing_prefixes
+from annotation_reconciler.listings import canonical, listing_prefixes
 from annotation_reconciler.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.spelling import spelling_form
