@@ -267,7 +267,7 @@ def _facts(cleanup_x: float, events_sql: int, events_rate: float, purge_requests
 
 
 def test_each_target_is_met_or_not_from_the_runs_figures() -> None:
-    from bench.run_all import NOT_MEASURED, targets
+    from bench.targets import NOT_MEASURED, targets
 
     met = targets(_facts(cleanup_x=60.0, events_sql=3, events_rate=5000.0, purge_requests=300))
     assert _met(met, "cleanup-stale-annotations dry run") == ["yes"]
@@ -286,7 +286,7 @@ def test_each_target_is_met_or_not_from_the_runs_figures() -> None:
 
 
 def test_the_full_reconciliation_target_is_judged_at_100k_only() -> None:
-    from bench.run_all import targets
+    from bench.targets import targets
 
     def scan(n: int, x: float, scan_s: float) -> dict[str, object]:
         return {
