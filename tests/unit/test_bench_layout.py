@@ -47,12 +47,11 @@ def test_bench_modules_import_downwards_only(path: Path) -> None:
     assert bench_imports(path) <= allowed, f"{path.name} imports {sorted(bench_imports(path) - allowed)}"
 
 
-@pytest.mark.parametrize(
-    "path", sorted([*BENCH.glob("*.py"), *(ROOT / "tools").glob("*.py")]), ids=lambda p: f"{p.parent.name}/{p.stem}"
-)
-def test_no_bench_or_tools_module_is_over_350_lines(path: Path) -> None:
-    lines = len(path.read_text().splitlines())
-    assert lines <= MAX_LINES, f"{path.parent.name}/{path.name} has {lines} lines (at most {MAX_LINES})"
+def test_no_bench_or_tools_module_is_over_350_lines() -> None:
+    modules = [*BENCH.glob("*.py"), *(ROOT / "tools").glob("*.py")]  # tools/ is absent from mutmut's copy
+    assert len(modules) > 10
+    lines = {f"{p.parent.name}/{p.name}": len(p.read_text().splitlines()) for p in modules}
+    assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
 
 
 def test_the_double_answers_after_the_latency_and_overlaps_requests_in_flight() -> None:
