@@ -3,29 +3,38 @@
 - :func:`postgres` starts a throwaway server (``local.postgres``) and yields a :class:`DatabaseFactory`.
 - :func:`portal_spec` lays out a portal of N annotations with realistic data-file noise, and
   :func:`load_rows` bulk-loads its rows in chunks of datasets (``local.synthetic_rows.write_rows``).
-- :class:`MotoBucket` fills a moto bucket through moto's backend (no HTTP per key).
+- :class:`MotoBucket` fills a moto bucket through moto's backend (no HTTP per key); :class:`MotoServer` is one
+  moto server for a whole run, emptied and refilled between uses.
+- :class:`LoadedPortal` is one loaded database with the stale set its workers must find; :func:`truncate_ledger`
+  empties the reconciler's ledger between two workers on the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import random
+import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.names import Env
-from bench.report import BenchContext
+from bench.measure import run_worker
+from bench.report import BenchContext, fmt_s, size_label
+from bench.s3double import s3_brief
 
 BUCKET = "cryoet-data-portal-public"
 INVENTORY_BUCKET = "portal-inventory"
@@ -54,6 +63,16 @@ def copy_database(factory: DatabaseFactory, source: str, name: str) -> str:
     """A new database ``name`` copied from ``source`` (CREATE DATABASE … TEMPLATE); returns its URL."""
     factory._recreate(name, source)
     return factory.url_for(name)
+
+
+def truncate_ledger(url: str) -> None:
+    """Empty the reconciler's ledger (quarantine and missing data files), leaving the portal's rows as loaded."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("TRUNCATE annotation_reconciler.annotation_quarantine, annotation_reconciler.missing_annotation_file")
+        )
+    engine.dispose()
 
 
 def analyze(engine: Engine) -> None:
@@ -185,6 +204,24 @@ class MotoBucket:
             self.backend.delete_object(self.bucket, key)
 
 
+class MotoServer:
+    """One ThreadedMotoServer for the run, emptied between uses."""
+
+    def __init__(self) -> None:
+        from annotation_reconciler.local.moto_server import LocalMotoServer
+
+        self.server = LocalMotoServer().start()
+        self.endpoint = self.server.endpoint_url
+
+    def fill(self, keys: Any) -> int:
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).close()
+        gc.collect()
+        return MotoBucket(moto_client(self.endpoint)).load(keys)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def moto_client(endpoint_url: str | None = None) -> Any:
     """A boto3 S3 client with the reconciler's retry settings, for moto (in-process or a server)."""
     from annotation_reconciler.storage import make_s3_client
@@ -198,6 +235,65 @@ def judged_paths(conn: Any, victims: list[int]) -> dict[int, str]:
         text("SELECT id, s3_metadata_path FROM annotation WHERE id = ANY(CAST(:ids AS integer[]))"), {"ids": victims}
     )
     return {r[0]: r[1] for r in rows}
+
+
+class LoadedPortal:
+    """A database loaded with one layout's rows, and the stale set a worker must find in it: the annotations (a
+    seeded ``fraction``) whose metadata files the bucket leaves out. :meth:`run` runs one worker of the benchmark
+    module ``worker`` (``python -m WORKER --worker JSON``) on a fresh ledger."""
+
+    def __init__(self, ctx: BenchContext, name: str, spec: PortalSpec, *, fraction: float, worker: str) -> None:
+        self.ctx, self.name, self.spec = ctx, name, spec
+        self.fraction, self.worker = fraction, worker
+        started = time.perf_counter()
+        self.url = ctx.factory.fresh(name)
+        engine = make_engine(self.url)
+        self.ids = load_rows(engine, spec)
+        engine.dispose()
+        keys = metadata_keys(spec)
+        self.missing = {keys[i] for i in stale_indices(spec.annotations, fraction)}
+        self.expected = sorted(self.ids[k] for k in self.missing)
+        self.load_s = time.perf_counter() - started
+        ctx.console.print(
+            f"[dim]{size_label(spec.annotations)} at {spec.annotations_per_voxel_spacing}/voxel spacing: "
+            f"{spec.datasets} datasets, {objects_per_annotation(spec)} objects per annotation; "
+            f"rows loaded in {fmt_s(self.load_s)}"
+        )
+
+    def run(
+        self, approach: str, backend: str = "double", endpoint: str = "", *, whole: bool = True, **extra: Any
+    ) -> dict[str, Any]:
+        """One worker's result; with ``whole`` (a run over the whole portal) it must report no error and exactly
+        the expected stale set (a run over part of the portal checks its own)."""
+        truncate_ledger(self.url)
+        args = {
+            "approach": approach,
+            "backend": backend,
+            "endpoint": endpoint,
+            "db_url": self.url,
+            "spec": asdict(self.spec),
+            "fraction": self.fraction,
+            **extra,
+        }
+        result = run_worker(self.worker, args)
+        if whole:
+            if result["errors"]:
+                raise AssertionError(f"{approach} on {backend}: {result['errors'][:5]}")
+            if sorted(result["stale"]) != self.expected:
+                found = set(result["stale"])
+                raise AssertionError(
+                    f"{approach} on {backend} found {len(found)} stale, expected {len(self.expected)}: "
+                    f"missed {sorted(set(self.expected) - found)[:10]}, extra {sorted(found - set(self.expected))[:10]}"
+                )
+        lanes = f" ({result['lanes']} lanes, {fmt_s(result['wall'])} elapsed)" if result["lanes"] > 1 else ""
+        self.ctx.console.print(
+            f"[dim]  {approach:9} {backend:6} c={result['concurrency']:<3} {fmt_s(result['time']):>9}{lanes}  "
+            f"{s3_brief(result['s3'])}  SQL {result['statements']:,}  peak RSS {result['maxrss_mb']:.0f} MB"
+        )
+        return result
+
+    def drop(self) -> None:
+        self.ctx.factory.drop(self.name)
 
 
 def run_alone(run: Callable[[BenchContext], object], doc: str) -> None:

@@ -31,13 +31,15 @@ refuses (exit 2) while ``lambdas/`` or ``tests/`` hold uncommitted changes. The 
 running anything (its commit from ``build/mutmut/run.json``, or ``--commit`` for a run started before it existed;
 ``--stage DIR`` reads another checkout's ``build/mutmut/`` and writes nothing there). A file with a mutant not checked
 (a run stopped or still going) gets no row.
+
+This module runs mutmut and prints; ``tools/mutation_results.py`` reads the configuration and mutmut's verdicts,
+``tools/mutation_tables.py`` writes the markdown tables and the survivors.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import fnmatch
 import json
 import os
 import shutil
@@ -45,85 +47,30 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.docblock import (
-    DirtyTree,
-    changed_since,
-    dirty_paths,
-    head_commit,
-    read_block,
-    require_clean,
-    short,
-    write_block,
+from tools.docblock import DirtyTree, dirty_paths, head_commit, require_clean
+from tools.mutation_results import (
+    ROOT,
+    UsageError,
+    measured_only,
+    modules_of,
+    mutmut_config,
+    name_patterns,
+    parse_verdicts,
 )
+from tools.mutation_tables import write_scores
 
 from annotation_reconciler.names import Env
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "build" / "mutmut"
-PACKAGE = "annotation_reconciler"
-SRC_PREFIX = f"src/{PACKAGE}/"
 # mutmut's names for the verdicts (mutmut results); "killed" alone counts as killed.
 ORDER = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped", "not checked")
-#: The table's columns of counts; every other verdict is counted under "other".
-COUNTED = ("killed", "survived", "timeout", "no tests")
-SCORES_BLOCK = "mutation-scores"
-FUNCTIONS_BLOCK = "mutation-functions"
-SURVIVORS_FILE = "MUTATION_SURVIVORS.md"
 #: The code a score is of: --markdown refuses while these differ from HEAD.
 MEASURED_PATHS = ("lambdas", "tests")
 RUN_RECORD = "run.json"
-SURVIVORS_HEADER = (
-    "# Mutants not killed\n\nWritten by `make mutate` (`tools/mutate.py --markdown RELIABILITY.md`), one section per "
-    "file, each from the run that measured it (its commit and date); RELIABILITY.md §5 explains them. Do not edit by "
-    "hand: the next run over a file replaces its section.\n"
-)
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: the message says what to fix."""
-
-
-def mutmut_config() -> dict[str, object]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    try:
-        config: dict[str, object] = data["tool"]["mutmut"]
-    except KeyError:
-        raise UsageError("pyproject.toml has no [tool.mutmut] section") from None
-    return config
-
-
-def modules_of(config: dict[str, object]) -> list[str]:
-    """The files to mutate, relative to the package (``lifecycle.py``, ``portal/deletion.py``…)."""
-    only = config.get("only_mutate")
-    if not isinstance(only, list) or not only:
-        raise UsageError("[tool.mutmut] only_mutate must list the files to mutate")
-    modules = []
-    for path in only:
-        if not isinstance(path, str) or not path.startswith(SRC_PREFIX) or not path.endswith(".py"):
-            raise UsageError(f"[tool.mutmut] only_mutate: {path!r} must be a file {SRC_PREFIX}….py")
-        modules.append(path.removeprefix(SRC_PREFIX))
-    return modules
-
-
-def name_patterns(only: list[str], modules: list[str]) -> list[str]:
-    """mutmut mutant-name globs for ``--only`` items (``lifecycle.py`` or ``lifecycle.py:plan_*``)."""
-    patterns = []
-    for item in only:
-        module, _, function = item.partition(":")
-        module = module.removeprefix(SRC_PREFIX).removeprefix(f"lambdas/{PACKAGE}/").removeprefix(f"{PACKAGE}/")
-        if module not in modules:
-            raise UsageError(f"--only {item!r}: {module!r} is not one of the mutated files: {' '.join(modules)}")
-        dotted = f"{PACKAGE}.{module.removesuffix('.py').replace('/', '.')}"
-        # a function is x_NAME, a method xǁCLASSǁNAME: "x*" covers both
-        patterns.append(f"{dotted}.x*{function}__mutmut_*" if function else f"{dotted}.*")
-    return patterns
 
 
 def stage() -> None:
@@ -155,214 +102,7 @@ def verdicts(patterns: list[str]) -> dict[str, str]:
     out = mutmut("results", "--all", "true", capture=True)
     if out.returncode != 0:
         raise RuntimeError(f"mutmut results failed: {out.stderr.strip()}")
-    found = {}
-    for line in out.stdout.splitlines():
-        name, sep, status = line.strip().partition(": ")
-        if sep and name.startswith(f"{PACKAGE}.") and (not patterns or any(fnmatch.fnmatch(name, p) for p in patterns)):
-            found[name] = status
-    return found
-
-
-def module_file(mutant: str) -> str:
-    """The file (relative to the package) of a mutant named ``MODULE.x_FUNCTION__mutmut_N`` or
-    ``MODULE.xǁCLASSǁMETHOD__mutmut_N``: ``annotation_reconciler.portal.deletion.x_f__mutmut_3`` ->
-    ``portal/deletion.py``."""
-    parts = mutant.split(".")
-    module = next(parts[:i] for i in range(len(parts) - 1, 0, -1) if parts[i].startswith(("x_", "xǁ")))
-    return "/".join(module[1:]) + ".py"
-
-
-def counts_by_file(found: dict[str, str]) -> dict[str, Counter[str]]:
-    by_file: dict[str, Counter[str]] = {}
-    for name, status in found.items():
-        by_file.setdefault(module_file(name), Counter())[status] += 1
-    return by_file
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    """One file's mutation score, as measured by one run at one commit."""
-
-    module: str
-    mutants: int
-    killed: int
-    survived: int
-    timeout: int
-    no_tests: int
-    other: int
-    commit: str
-    date: str
-
-    @classmethod
-    def of(cls, module: str, counts: Counter[str], commit: str, date: str) -> ScoreRow:
-        mutants = sum(counts.values())
-        known = {s: counts[s] for s in COUNTED}
-        return cls(
-            module,
-            mutants,
-            known["killed"],
-            known["survived"],
-            known["timeout"],
-            known["no tests"],
-            mutants - sum(known.values()),
-            short(commit),
-            date,
-        )
-
-    @property
-    def score(self) -> float:
-        return 100 * self.killed / self.mutants if self.mutants else 0.0
-
-
-COLUMNS = (
-    "file",
-    "mutants",
-    "killed",
-    "survived",
-    "timeout",
-    "no tests",
-    "other",
-    "score",
-    "commit",
-    "date",
-    "file changed since",
-)
-
-
-def parse_rows(block: str | None) -> dict[str, ScoreRow]:
-    """The rows of a table :func:`render_table` wrote (files never measured have none)."""
-    rows: dict[str, ScoreRow] = {}
-    for line in (block or "").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != len(COLUMNS) or not cells[0].startswith("`") or not cells[1].isdigit():
-            continue
-        module = cells[0].strip("`")
-        numbers = [int(c) for c in cells[1:7]]
-        rows[module] = ScoreRow(module, *numbers, commit=cells[8].strip("`"), date=cells[9])
-    return rows
-
-
-def merge_rows(old: dict[str, ScoreRow], new: dict[str, ScoreRow]) -> dict[str, ScoreRow]:
-    """The new run's rows replace those of the same files; every other file keeps its row and its commit."""
-    return {**old, **new}
-
-
-def render_table(rows: dict[str, ScoreRow], modules: list[str], changed: Callable[[str, str], bool | None]) -> str:
-    """The scores table: one row per file of only_mutate (those never measured say so), then the files measured
-    once that only_mutate no longer lists. ``changed(commit, file)`` says whether the file differs at HEAD."""
-    header = "| " + " | ".join(COLUMNS) + " |"
-    lines = [header, "|---|" + "---:|" * 7 + "---|---|---|"]
-    for module in [*modules, *sorted(set(rows) - set(modules))]:
-        row = rows.get(module)
-        if row is None:
-            lines.append(f"| `{module}` | not measured | | | | | | | | | |")
-            continue
-        moved = changed(row.commit, f"lambdas/{PACKAGE}/{module}")
-        since = {True: "**yes**: re-run", False: "no", None: "unknown commit"}[moved]
-        if module not in modules:
-            since += " (no longer in only_mutate)"
-        lines.append(
-            f"| `{module}` | {row.mutants} | {row.killed} | {row.survived} | {row.timeout} | {row.no_tests} | "
-            f"{row.other} | {row.score:.1f} % | `{row.commit}` | {row.date} | {since} |"
-        )
-    measured = [r for r in rows.values() if r.module in modules]
-    mutants = sum(r.mutants for r in measured)
-    killed = sum(r.killed for r in measured)
-    score = f"{100 * killed / mutants:.1f} %" if mutants else "—"
-    lines.append(
-        f"| **all measured files of only_mutate** ({len(measured)} of {len(modules)}) | {mutants} | {killed} | "
-        f"{sum(r.survived for r in measured)} | {sum(r.timeout for r in measured)} | "
-        f"{sum(r.no_tests for r in measured)} | {sum(r.other for r in measured)} | {score} | | | |"
-    )
-    return "\n".join(lines)
-
-
-def survivors_section(module: str, unkilled: list[tuple[str, str, str]], commit: str, date: str) -> str:
-    """One file's mutants not killed (name, verdict, diff), for MUTATION_SURVIVORS.md."""
-    lines = [f"### `{module}` at `{short(commit)}` ({date}): {len(unkilled)} not killed", ""]
-    for name, status, diff in unkilled:
-        lines += [f"- **{status}** `{name}`", "", "  ```diff"]
-        lines += [f"  {line}" if line else "" for line in diff.strip("\n").splitlines()]
-        lines += ["  ```", ""]
-    return "\n".join(lines)
-
-
-def write_documents(
-    markdown: Path,
-    found: dict[str, str],
-    diffs: dict[str, str],
-    modules: list[str],
-    commit: str,
-    date: str,
-) -> None:
-    """The scores table of ``markdown`` and the survivors file next to it, for the files of this run only."""
-    new = {m: ScoreRow.of(m, c, commit, date) for m, c in counts_by_file(found).items()}
-    text = markdown.read_text() if markdown.exists() else ""
-    rows = merge_rows(parse_rows(read_block(text, SCORES_BLOCK)), new)
-    write_block(markdown, SCORES_BLOCK, render_table(rows, modules, lambda c, f: changed_since(c, f, ROOT)))
-    survivors = markdown.parent / SURVIVORS_FILE
-    if not survivors.exists():
-        survivors.write_text(SURVIVORS_HEADER)
-    for module in sorted(new):
-        unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s != "killed"
-        )
-        write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date))
-
-
-def counts_by_item(found: dict[str, str], items: list[str], patterns: list[str]) -> dict[str, Counter[str]]:
-    """For a run of ``FILE:GLOB`` items: each item's verdict counts (a mutant counts under the first item whose
-    pattern matches it). An item with a mutant not checked (a run stopped or still going) is left out."""
-    by_item: dict[str, Counter[str]] = {}
-    for name, status in found.items():
-        item = next((i for i, p in zip(items, patterns, strict=True) if fnmatch.fnmatch(name, p)), None)
-        if item is not None:
-            by_item.setdefault(item, Counter())[status] += 1
-    return {item: c for item, c in by_item.items() if not c["not checked"]}
-
-
-def render_function_table(rows: dict[str, ScoreRow], changed: Callable[[str, str], bool | None]) -> str:
-    """The scores of the function runs (``FILE:GLOB``), one row per item, with the commit of the run that measured
-    it; ``changed(commit, file)`` says whether the item's file differs at HEAD."""
-    header = "| functions | " + " | ".join(COLUMNS[1:]) + " |"
-    lines = [header, "|---|" + "---:|" * 7 + "---|---|---|"]
-    for item in sorted(rows):
-        row = rows[item]
-        moved = changed(row.commit, f"lambdas/{PACKAGE}/{item.partition(':')[0]}")
-        since = {True: "**yes**: re-run", False: "no", None: "unknown commit"}[moved]
-        lines.append(
-            f"| `{item}` | {row.mutants} | {row.killed} | {row.survived} | {row.timeout} | {row.no_tests} | "
-            f"{row.other} | {row.score:.1f} % | `{row.commit}` | {row.date} | {since} |"
-        )
-    mutants, killed = sum(r.mutants for r in rows.values()), sum(r.killed for r in rows.values())
-    score = f"{100 * killed / mutants:.1f} %" if mutants else "—"
-    lines.append(f"| **all function runs** ({len(rows)}) | {mutants} | {killed} | | | | | {score} | | | |")
-    return "\n".join(lines)
-
-
-def write_function_documents(
-    markdown: Path,
-    by_item: dict[str, Counter[str]],
-    found: dict[str, str],
-    patterns: dict[str, str],
-    diffs: dict[str, str],
-    commit: str,
-    date: str,
-) -> None:
-    """The function runs' table of ``markdown`` (block ``mutation-functions``; a run replaces the rows of its items
-    only) and each item's survivors in the survivors file."""
-    new = {item: ScoreRow.of(item, c, commit, date) for item, c in by_item.items()}
-    text = markdown.read_text() if markdown.exists() else ""
-    rows = merge_rows(parse_rows(read_block(text, FUNCTIONS_BLOCK)), new)
-    write_block(markdown, FUNCTIONS_BLOCK, render_function_table(rows, lambda c, f: changed_since(c, f, ROOT)))
-    survivors = markdown.parent / SURVIVORS_FILE
-    if not survivors.exists():
-        survivors.write_text(SURVIVORS_HEADER)
-    for item in sorted(new):
-        unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s != "killed"
-        )
-        write_block(survivors, f"survivors {item}", survivors_section(item, unkilled, commit, date))
+    return parse_verdicts(out.stdout, patterns)
 
 
 def report(
@@ -436,13 +176,6 @@ def run_record(items: list[str], patterns: list[str], date: str) -> dict[str, ob
     except DirtyTree:
         commit, dirty = "", []
     return {"commit": commit, "dirty": dirty, "items": items, "patterns": patterns, "date": date}
-
-
-def measured_only(found: dict[str, str]) -> dict[str, str]:
-    """The mutants of the files this run tested to the end: a file with a mutant "not checked" was not run, or not
-    to the end (a run stopped or still going), and gets no row."""
-    unfinished = {module_file(n) for n, s in found.items() if s == "not checked"}
-    return {n: s for n, s in found.items() if module_file(n) not in unfinished}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,27 +269,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         write_scores(args.markdown, found, diffs, modules, items, patterns, commit, date)
     return status
-
-
-def write_scores(
-    markdown: Path,
-    found: dict[str, str],
-    diffs: dict[str, str],
-    modules: list[str],
-    items: list[str],
-    patterns: list[str],
-    commit: str,
-    date: str,
-) -> None:
-    """Whole files' scores into the table of files; a run of ``FILE:GLOB`` items into the table of functions."""
-    if items and all(":" in item for item in items):
-        by_item = counts_by_item(found, items, patterns)
-        write_function_documents(markdown, by_item, found, dict(zip(items, patterns, strict=True)), diffs, commit, date)
-        print(f"mutate: wrote the scores of {len(by_item)} function globs at {short(commit)} into {markdown}")
-        return
-    write_documents(markdown, measured_only(found), diffs, modules, commit, date)
-    files = len(counts_by_file(measured_only(found)))
-    print(f"mutate: wrote the scores of {files} files at {short(commit)} into {markdown}")
 
 
 def report_only(

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tools import count_tests, docblock, mutate
+from tools import count_tests, docblock, mutate, mutation_results, mutation_tables
 from tools.docblock import DirtyTree, read_block, replace_block
 
 A, B = "a" * 40, "b" * 40
@@ -95,17 +95,17 @@ def test_mutants_are_counted_under_their_file() -> None:
         "annotation_reconciler.portal.deletion.x_delete__mutmut_2": "no tests",
         "annotation_reconciler.portal.deletion.x_delete__mutmut_3": "suspicious",
     }
-    by_file = mutate.counts_by_file(found)
+    by_file = mutation_results.counts_by_file(found)
     assert by_file == {
         "lifecycle.py": Counter({"killed": 1, "survived": 1}),
         "portal/deletion.py": Counter({"timeout": 1, "no tests": 1, "suspicious": 1}),
     }
-    row = mutate.ScoreRow.of("portal/deletion.py", by_file["portal/deletion.py"], A, "2026-12-07")
+    row = mutation_tables.ScoreRow.of("portal/deletion.py", by_file["portal/deletion.py"], A, "2026-12-07")
     assert (row.mutants, row.killed, row.survived, row.timeout, row.no_tests, row.other) == (3, 0, 0, 1, 1, 1)
 
 
-def _row(module: str, killed: int, commit: str, date: str = "2026-12-01") -> mutate.ScoreRow:
-    return mutate.ScoreRow(module, killed + 2, killed, 1, 1, 0, 0, commit[:10], date)
+def _row(module: str, killed: int, commit: str, date: str = "2026-12-01") -> mutation_tables.ScoreRow:
+    return mutation_tables.ScoreRow(module, killed + 2, killed, 1, 1, 0, 0, commit[:10], date)
 
 
 def test_a_run_over_some_files_replaces_only_their_rows_and_each_row_keeps_its_commit() -> None:
@@ -115,24 +115,24 @@ def test_a_run_over_some_files_replaces_only_their_rows_and_each_row_keeps_its_c
     def changed(commit: str, path: str) -> bool | None:
         return (commit, path) in changed_files
 
-    first = mutate.render_table(
+    first = mutation_tables.render_table(
         {"lifecycle.py": _row("lifecycle.py", 90, A), "paths.py": _row("paths.py", 50, A)}, modules, changed
     )
-    parsed = mutate.parse_rows(first)
+    parsed = mutation_tables.parse_rows(first)
     assert parsed == {"lifecycle.py": _row("lifecycle.py", 90, A), "paths.py": _row("paths.py", 50, A)}
 
-    merged = mutate.merge_rows(parsed, {"lifecycle.py": _row("lifecycle.py", 95, B, "2026-12-07")})
-    second = mutate.render_table(merged, modules, changed)
+    merged = mutation_tables.merge_rows(parsed, {"lifecycle.py": _row("lifecycle.py", 95, B, "2026-12-07")})
+    second = mutation_tables.render_table(merged, modules, changed)
     lines = {line.split(" | ")[0]: line for line in second.splitlines()}
     assert "| 95 |" in lines["| `lifecycle.py`"] and f"`{B[:10]}` | 2026-12-07 | no |" in lines["| `lifecycle.py`"]
     assert f"`{A[:10]}` | 2026-12-01 | **yes**: re-run |" in lines["| `paths.py`"]  # changed since A
     assert "not measured" in lines["| `portal/deletion.py`"]
     assert "(2 of 3)" in second and "| 149 | 145 | 2 | 2 |" in second  # totals over the measured files only
-    assert mutate.parse_rows(second) == merged
+    assert mutation_tables.parse_rows(second) == merged
 
 
 def test_a_row_of_a_file_no_longer_mutated_is_kept_and_marked() -> None:
-    table = mutate.render_table({"old.py": _row("old.py", 3, A)}, ["lifecycle.py"], lambda c, p: False)
+    table = mutation_tables.render_table({"old.py": _row("old.py", 3, A)}, ["lifecycle.py"], lambda c, p: False)
     assert "no longer in only_mutate" in table and "(0 of 1)" in table
 
 
@@ -145,7 +145,7 @@ def test_only_the_files_a_run_tested_to_the_end_are_written() -> None:
         "annotation_reconciler.guards.x_c__mutmut_1": "killed",
         "annotation_reconciler.guards.x_c__mutmut_2": "survived",
     }
-    assert set(mutate.counts_by_file(mutate.measured_only(found))) == {"guards.py"}
+    assert set(mutation_results.counts_by_file(mutation_results.measured_only(found))) == {"guards.py"}
 
 
 def test_the_documents_are_written_and_a_second_run_keeps_the_first_runs_files(tmp_path: Path) -> None:
@@ -159,18 +159,33 @@ def test_the_documents_are_written_and_a_second_run_keeps_the_first_runs_files(t
         "annotation_reconciler.paths.x_a__mutmut_2": "survived",
     }
     name = "annotation_reconciler.paths.x_a__mutmut_2"
-    mutate.write_documents(reliability, first, {name: "--- a\n+++ b\n-x\n+y\n"}, modules, A, "2026-12-01")
+    mutation_tables.write_documents(reliability, first, {name: "--- a\n+++ b\n-x\n+y\n"}, modules, A, "2026-12-01")
     second = {"annotation_reconciler.lifecycle.x_b__mutmut_1": "killed"}
-    mutate.write_documents(reliability, second, {}, modules, B, "2026-12-07")
+    mutation_tables.write_documents(reliability, second, {}, modules, B, "2026-12-07")
     text = reliability.read_text()
     assert text.startswith("# Reliability\n\n## 5\n\n") and text.endswith("\n\nafter\n")
-    rows = mutate.parse_rows(read_block(text, mutate.SCORES_BLOCK))
+    rows = mutation_tables.parse_rows(read_block(text, mutation_tables.SCORES_BLOCK))
     assert rows["paths.py"].commit == A[:10] and rows["paths.py"].survived == 1
     assert rows["lifecycle.py"].commit == B[:10] and rows["lifecycle.py"].killed == 1
-    survivors = (tmp_path / mutate.SURVIVORS_FILE).read_text()
+    survivors = (tmp_path / mutation_tables.SURVIVORS_FILE).read_text()
     paths_section = read_block(survivors, "survivors paths.py") or ""
     assert name in paths_section and "+y" in paths_section and A[:10] in paths_section
     assert "0 not killed" in (read_block(survivors, "survivors lifecycle.py") or "")
+
+
+def test_mutmut_results_are_read_for_the_selected_mutants_of_the_package_only() -> None:
+    listing = (
+        "    annotation_reconciler.paths.x_is_within__mutmut_1: killed\n"
+        "    annotation_reconciler.lifecycle.x_decide__mutmut_2: survived\n"
+        "    annotation_reconciler.lifecycle.xǁPlanǁsize__mutmut_1: no tests\n"
+        "    other_package.x_f__mutmut_1: survived\n"
+        "a line that is no verdict\n"
+    )
+    assert mutation_results.parse_verdicts(listing, ["annotation_reconciler.lifecycle.*"]) == {
+        "annotation_reconciler.lifecycle.x_decide__mutmut_2": "survived",
+        "annotation_reconciler.lifecycle.xǁPlanǁsize__mutmut_1": "no tests",
+    }
+    assert len(mutation_results.parse_verdicts(listing, [])) == 3  # no pattern: every mutant of the package
 
 
 def test_mutate_refuses_to_write_files_and_functions_in_one_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,23 +197,23 @@ def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path:
     reliability = tmp_path / "RELIABILITY.md"
     reliability.write_text("# R\n\n<!-- mutation-scores:begin -->\nfiles\n<!-- mutation-scores:end -->\n")
     items = ["lifecycle.py:decide", "paths.py:is_*"]
-    patterns = mutate.name_patterns(items, ["lifecycle.py", "paths.py"])
+    patterns = mutation_results.name_patterns(items, ["lifecycle.py", "paths.py"])
     found = {
         "annotation_reconciler.lifecycle.x_decide__mutmut_1": "killed",
         "annotation_reconciler.lifecycle.x_decide__mutmut_2": "survived",
         "annotation_reconciler.paths.x_is_within__mutmut_1": "killed",
         "annotation_reconciler.paths.x_is_metadata__mutmut_1": "not checked",  # unfinished: the item gets no row
     }
-    by_item = mutate.counts_by_item(found, items, patterns)
+    by_item = mutation_results.counts_by_item(found, items, patterns)
     assert by_item == {"lifecycle.py:decide": Counter({"killed": 1, "survived": 1})}
     name = "annotation_reconciler.lifecycle.x_decide__mutmut_2"
-    mutate.write_function_documents(
+    mutation_tables.write_function_documents(
         reliability, by_item, found, dict(zip(items, patterns, strict=True)), {name: "-a\n+b\n"}, A, "2026-12-07"
     )
     done = {"annotation_reconciler.paths.x_is_metadata__mutmut_1": "killed"}
-    mutate.write_function_documents(
+    mutation_tables.write_function_documents(
         reliability,
-        mutate.counts_by_item(done, items, patterns),
+        mutation_results.counts_by_item(done, items, patterns),
         done,
         dict(zip(items, patterns, strict=True)),
         {},
@@ -207,11 +222,13 @@ def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path:
     )
     text = reliability.read_text()
     assert "\nfiles\n" in text  # the files' table is not touched
-    rows = mutate.parse_rows(read_block(text, mutate.FUNCTIONS_BLOCK))
-    assert rows["lifecycle.py:decide"] == mutate.ScoreRow("lifecycle.py:decide", 2, 1, 1, 0, 0, 0, A[:10], "2026-12-07")
+    rows = mutation_tables.parse_rows(read_block(text, mutation_tables.FUNCTIONS_BLOCK))
+    assert rows["lifecycle.py:decide"] == mutation_tables.ScoreRow(
+        "lifecycle.py:decide", 2, 1, 1, 0, 0, 0, A[:10], "2026-12-07"
+    )
     assert rows["paths.py:is_*"].commit == B[:10] and rows["paths.py:is_*"].killed == 1
     assert "| **all function runs** (2) | 3 | 2 |" in text
-    section = read_block((tmp_path / mutate.SURVIVORS_FILE).read_text(), "survivors lifecycle.py:decide") or ""
+    section = read_block((tmp_path / mutation_tables.SURVIVORS_FILE).read_text(), "survivors lifecycle.py:decide") or ""
     assert name in section and "+b" in section
 
 
@@ -267,7 +284,7 @@ def _facts(cleanup_x: float, events_sql: int, events_rate: float, purge_requests
 
 
 def test_each_target_is_met_or_not_from_the_runs_figures() -> None:
-    from bench.run_all import NOT_MEASURED, targets
+    from bench.targets import NOT_MEASURED, targets
 
     met = targets(_facts(cleanup_x=60.0, events_sql=3, events_rate=5000.0, purge_requests=300))
     assert _met(met, "cleanup-stale-annotations dry run") == ["yes"]
@@ -286,7 +303,7 @@ def test_each_target_is_met_or_not_from_the_runs_figures() -> None:
 
 
 def test_the_full_reconciliation_target_is_judged_at_100k_only() -> None:
-    from bench.run_all import targets
+    from bench.targets import targets
 
     def scan(n: int, x: float, scan_s: float) -> dict[str, object]:
         return {

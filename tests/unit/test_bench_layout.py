@@ -1,5 +1,6 @@
-"""The benchmarks' own rules: modules import downwards only, and the S3 double's latency overlaps like requests
-in flight (so that concurrency shows in measured wall time)."""
+"""The benchmarks' own rules: modules import downwards only, no module of bench/ or tools/ is over 350 lines (issue
+31), and the S3 double's latency overlaps like requests in flight (so that concurrency shows in measured wall
+time)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import pytest
 
 from annotation_reconciler.storage import S3Storage
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-#: What each kind of bench module may import from bench/ (the benchmarks, then the shared parts).
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+#: What each kind of bench module may import from bench/ (the benchmarks, then the shared parts): run_all and its
+#: targets table read the benchmarks; bench_scan's tables (scan_report) are its own.
 SHARED = {"baseline", "portal", "measure", "report", "s3double"}
-ALLOWED = {"bench_scan": {"bench_inventory"}, "run_all": {p.stem for p in BENCH.glob("bench_*.py")}}
+BENCHMARKS = {p.stem for p in BENCH.glob("bench_*.py")}
+ALLOWED = {
+    "bench_scan": {"bench_inventory", "scan_report"},
+    "run_all": BENCHMARKS | {"targets"},
+    "targets": BENCHMARKS,
+}
+#: The most lines a module of bench/ or tools/ may have (issue 31).
+MAX_LINES = 350
 
 
 def bench_imports(path: Path) -> set[str]:
@@ -35,6 +45,13 @@ def test_bench_modules_import_downwards_only(path: Path) -> None:
     if path.stem in SHARED:  # the shared parts import only each other, and never a benchmark
         allowed = SHARED - {path.stem}
     assert bench_imports(path) <= allowed, f"{path.name} imports {sorted(bench_imports(path) - allowed)}"
+
+
+def test_no_bench_or_tools_module_is_over_350_lines() -> None:
+    modules = [*BENCH.glob("*.py"), *(ROOT / "tools").glob("*.py")]  # tools/ is absent from mutmut's copy
+    assert len(modules) > 10
+    lines = {f"{p.parent.name}/{p.name}": len(p.read_text().splitlines()) for p in modules}
+    assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
 
 
 def test_the_double_answers_after_the_latency_and_overlaps_requests_in_flight() -> None:
