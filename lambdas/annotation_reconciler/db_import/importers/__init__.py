@@ -17,11 +17,7 @@ the annotations whose metadata was read in this import::
         annotations.cleanup_unused_items(conn, outcome)   # the shared deletion routine, audited
 """
 
-from annotation_reconciler.db_import.importers.annotation import (
-    AnnotationImporter,
-    LegacyAnnotation,
-    legacy_annotations,
-)
+from annotation_reconciler.db_import.importers.annotation import AnnotationImporter
 from annotation_reconciler.db_import.importers.children import (
     AnnotationAuthorImporter,
     AnnotationFileImporter,
@@ -29,6 +25,7 @@ from annotation_reconciler.db_import.importers.children import (
     AnnotationShapeImporter,
     import_annotation_children,
 )
+from annotation_reconciler.db_import.importers.legacy import LegacyAnnotation, legacy_annotations
 from annotation_reconciler.db_import.importers.scopes import (
     DatasetImporter,
     RunImporter,

@@ -11,7 +11,7 @@ row keeps its stored path and the report names the files to resolve.
 An annotation's siblings, the rows the cleanup may remove, stay as narrow as before: the rows of the
 voxel spacing being imported (Option B of the spec: its own rows, plus legacy rows of the run with a
 NULL voxel spacing whose files lie in it). The unused ones go to the one deletion flow; legacy rows
-left alone are reported (:func:`legacy_annotations`).
+left alone are reported (:func:`.legacy.legacy_annotations`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, String, and_, any_, bindparam, exists, or_, select, text
+from sqlalchemy import ARRAY, Connection, String, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 
@@ -310,42 +310,4 @@ def _text_array(values: list[str]) -> BindParameter[Any]:
     return bindparam("ingest_ids", values, type_=array)
 
 
-@dataclass(frozen=True)
-class LegacyAnnotation:
-    """An annotation with a NULL voxel spacing that the importer left alone (reported, never deleted)."""
-
-    id: int
-    run_id: int
-    annotation_ingest_id: str | None
-    s3_metadata_path: str
-    voxel_spacing_ids: tuple[int, ...]
-
-    @property
-    def reason(self) -> str:
-        if not self.voxel_spacing_ids:
-            return "no annotation files: its voxel spacing cannot be told"
-        spacings = ", ".join(str(v) for v in self.voxel_spacing_ids)
-        return f"files only in voxel spacings not imported ({spacings})"
-
-
-_LEGACY = text("""
-SELECT a.id, a.run_id, a.annotation_ingest_id, a.s3_metadata_path,
-       ARRAY(SELECT DISTINCT f.tomogram_voxel_spacing_id
-             FROM annotation_file f JOIN annotation_shape s ON s.id = f.annotation_shape_id
-             WHERE s.annotation_id = a.id AND f.tomogram_voxel_spacing_id IS NOT NULL
-             ORDER BY 1) AS voxel_spacing_ids
-FROM annotation a
-WHERE a.run_id = :run_id AND a.tomogram_voxel_spacing_id IS NULL
-ORDER BY a.id
-""")
-
-
-def legacy_annotations(conn: Connection, run_id: int) -> list[LegacyAnnotation]:
-    """The run's annotations still without a voxel spacing (run it after importing the run's voxel spacings)."""
-    return [
-        LegacyAnnotation(r.id, r.run_id, r.annotation_ingest_id, r.s3_metadata_path, tuple(r.voxel_spacing_ids or ()))
-        for r in conn.execute(_LEGACY, {"run_id": run_id})
-    ]
-
-
-__all__ = ["AnnotationImporter", "FileFacts", "LegacyAnnotation", "legacy_annotations"]
+__all__ = ["AnnotationImporter", "FileFacts"]
