@@ -75,8 +75,8 @@ def _suppress_role_wildcards(config: StackConfig, secrets: Secrets, lambdas: Lam
         secret = (secrets.events if fn is lambdas.events_fn else secrets.portal).configured
         star = "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) take no resource"
         if config.vpc_id:
-            star += ", nor do the network-interface actions Lambda calls to attach it to the VPC (" + ", ".join(VPC_ENI)
-            star += ")"
+            eni = ", ".join(VPC_ENI)
+            star += f", nor do the network-interface actions Lambda calls to attach it to the VPC ({eni})"
         wildcards = [("Resource::*", f"{name}'s role: {star}; tests/infra compare every statement with a table.")]
         if not secret.startswith("arn:"):
             wildcards.append(
