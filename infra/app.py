@@ -1,7 +1,7 @@
 """``cdk synth`` entry point (see cdk.json): synthesizes offline, no lookups, no Docker.
 
 ``-c env=NAME`` loads ``infra/env/NAME.json`` (the deployment's settings, committed; copied from one of
-``infra/env/examples/``, whose placeholder ids are refused); see ``infra/config.py`` for how it combines with
+``infra/env/examples/``, whose placeholder ids are refused); see ``infra/environment.py`` for how it combines with
 ``-c key=value``.
 """
 
@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import StackConfig, apply_environment, deployment_target, refuse_placeholders
+from infra.config import StackConfig
+from infra.environment import apply_environment, deployment_target, refuse_placeholders
 from infra.stack import ReconcilerStack
 
 

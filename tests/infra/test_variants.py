@@ -219,9 +219,9 @@ def test_owned_bucket_sends_its_events_through_the_filtered_rule(
 
 def own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str) -> dict[str, Any]:
     """An example file as the runbook makes it: copied to infra/env/NAME.json with every placeholder replaced."""
-    from infra import config
+    from infra import environment
 
-    values = json.loads((config.EXAMPLES_DIR / f"{example}.json").read_text())
+    values = json.loads((environment.EXAMPLES_DIR / f"{example}.json").read_text())
     replace = {
         "account": "210987654321",
         "vpc_id": "vpc-0ddddddddddddddd1",
@@ -240,7 +240,7 @@ def own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: st
     replace["db_ca_bundle"] = str(pem)
     env_dir = tmp_path / "env"
     env_dir.mkdir()
-    monkeypatch.setattr(config, "ENV_DIR", env_dir)
+    monkeypatch.setattr(environment, "ENV_DIR", env_dir)
     (env_dir / "unchanged.json").write_text(json.dumps(values))
     own = {k: replace.get(k, v) if k in values else v for k, v in values.items()}
     (env_dir / "mine.json").write_text(json.dumps(own))
@@ -288,14 +288,14 @@ def test_a_command_line_value_that_contradicts_the_file_is_refused(
 
 
 def test_bad_environment_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import config
+    from infra import environment
 
     env_dir = tmp_path / "infra" / "env"
     env_dir.mkdir(parents=True)
     (env_dir / "typo.json").write_text(json.dumps({"allow_no_vpc": True, "dryrun": False}))
     (env_dir / "broken.json").write_text("{")
     (env_dir / "badaccount.json").write_text(json.dumps({"allow_no_vpc": True, "account": "1234"}))
-    monkeypatch.setattr(config, "ENV_DIR", env_dir)
+    monkeypatch.setattr(environment, "ENV_DIR", env_dir)
     with pytest.raises(ValueError, match=r"typo\.json sets 'dryrun', which is no context key"):
         synth(tmp_path / "o1", {"env": "typo"})
     with pytest.raises(ValueError, match=r"broken\.json is not JSON"):
