@@ -22,9 +22,9 @@ from typing import Any
 
 from annotation_reconciler import ordering
 from annotation_reconciler.core import ReconcilerCore
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger import event_batch
 from annotation_reconciler.lifecycle import AnnotationRef
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
 from annotation_reconciler.results import ChangeResult
 

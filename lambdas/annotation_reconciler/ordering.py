@@ -26,7 +26,7 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from annotation_reconciler.events import ChangeKind, ObjectChange
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 
 #: Sequencers are padded to this width (SQL pads the same way); a longer one is not a sequencer.
 SEQUENCER_WIDTH = 64

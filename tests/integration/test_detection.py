@@ -20,10 +20,10 @@ from sqlalchemy import text
 
 from annotation_reconciler import handlers, prefix_retry
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 from support.faults import break_changes_of, inject_at

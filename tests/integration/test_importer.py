@@ -19,12 +19,12 @@ from annotation_reconciler.db_import.base import StoredPaths
 from annotation_reconciler.db_import.importers import AnnotationImporter
 from annotation_reconciler.db_import.service import LOCK_NAMESPACE
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.reconcile import Reconciler

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.restore import RestoreError, RestoreScope, restore

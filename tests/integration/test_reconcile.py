@@ -14,8 +14,8 @@ from sqlalchemy import Engine, event, text
 
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.scope import Scope
 from support.world import BUCKET, EVENT_TIME, SNAPSHOT, World, created, make_world, removed

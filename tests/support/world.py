@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
-from annotation_reconciler.events import ChangeKind, ObjectChange
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
+from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.portal.deletion import count_orphans as orphans_in
 from annotation_reconciler.reconcile import Reconciler
 from annotation_reconciler.runtime import Runtime, build_runtime

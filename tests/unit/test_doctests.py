@@ -13,7 +13,7 @@ MODULES = (
     "annotation_reconciler.fanout.messages",
     "annotation_reconciler.names",
     "annotation_reconciler.errors",
-    "annotation_reconciler.events",
+    "annotation_reconciler.notifications",
     "annotation_reconciler.guards",
     "annotation_reconciler.listings",
     "annotation_reconciler.ordering",

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from annotation_reconciler import ordering, prefix_retry
-from annotation_reconciler.events import ChangeKind, ObjectChange, parse_event
+from annotation_reconciler.notifications import ChangeKind, ObjectChange, parse_event
 from annotation_reconciler.ordering import RowState, Stamp, latest_per_key, may_quarantine, newer
 from annotation_reconciler.storage import inventory
 

@@ -7,10 +7,10 @@ from typing import Any
 from annotation_reconciler import results
 from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import EventShapeError
-from annotation_reconciler.events import ObjectChange, parse_event
 from annotation_reconciler.handlers.common import count, logger, metrics, runtime
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.names import Metric
+from annotation_reconciler.notifications import ObjectChange, parse_event
 from annotation_reconciler.runtime import Runtime
 
 
