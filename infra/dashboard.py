@@ -42,7 +42,6 @@ def add_dashboard(
                     Metric.ANNOTATIONS_PURGED,
                     Metric.ANNOTATIONS_WOULD_PURGE,
                     Metric.ANNOTATIONS_HELD,
-                    Metric.PURGE_HELD,
                 )
             ],
             width=24,

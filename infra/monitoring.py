@@ -200,7 +200,7 @@ def _reconciler_alarms(stack: cdk.Stack) -> list[cloudwatch.Alarm]:
         _alarm(
             stack,
             "MassDeletionGuard",
-            custom_metric(Metric.PURGE_HELD),
+            custom_metric(Metric.ANNOTATIONS_HELD),
             "the mass-deletion guard held annotations: check them, then run `annotation-reconciler approve`",
         ),
         _alarm(

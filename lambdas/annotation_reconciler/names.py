@@ -84,7 +84,6 @@ class Metric:
     ANNOTATIONS_RESURRECTED: Final = "AnnotationsResurrected"
     ANNOTATION_FILES_MISSING: Final = "AnnotationFilesMissing"
     METADATA_UNTRACKED: Final = "MetadataUntracked"
-    PURGE_HELD: Final = "PurgeHeld"
     PURGE_BATCHES_ROLLED_BACK: Final = "PurgeBatchesRolledBack"
     # the schedule's fan-out and the work Lambda
     SHARDS_QUEUED: Final = "ShardsQueued"

@@ -360,7 +360,7 @@ def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:
         + ["ApproximateAgeOfOldestMessage"] * 2  # the events and work queues
         + ["Errors", "Throttles", "Duration"] * 3  # each function
         + ["FailedInvocations"] * 3  # each EventBridge rule
-        + ["PurgeHeld", "InventoryStale", "PrefixesBlind", "InventoryUnreadable"]
+        + ["AnnotationsHeld", "InventoryStale", "PrefixesBlind", "InventoryUnreadable"]
         + ["HeldWaiting", "PurgeRowsFailed", "QuarantineOverdue", "BlindPrefixes"]  # the waiting gauges
     )
     durations = {
@@ -373,7 +373,7 @@ def test_alarms_cover_every_failure_and_notify_the_topic(template: Any) -> None:
     assert rules == {"ObjectChange", "PurgeSchedul", "ReconcileSch"}
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
-        {"MetricName": "PurgeHeld", "Namespace": "AnnotationReconciler", "Threshold": 0},
+        {"MetricName": "AnnotationsHeld", "Namespace": "AnnotationReconciler", "Threshold": 0},
     )
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"})
 

@@ -47,7 +47,8 @@ def test_a_row_opened_again_under_a_new_path_takes_the_new_decision_whole(
     world: World, first: Status, second: Status
 ) -> None:
     """The new decision replaces the old one entirely: a hold that a later quarantine inherited (or the reverse)
-    would hide a guard's decision from `status` and the PurgeHeld alarm, or keep a row held that nothing holds."""
+    would hide a guard's decision from `status` and the MassDeletionGuard alarm, or keep a row held that nothing
+    holds."""
     assert open_row(world, "a/old-1.0.json", first, Source.EVENT, T0)
     later = T0 + datetime.timedelta(hours=5)
     assert open_row(world, "a/new-1.0.json", second, Source.IMPORTER, later)

@@ -71,7 +71,6 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 extra={"failed_count": len(purge.failed), "failed": capped(purge.failed)},
             )
         if purge.held:
-            metrics.add_metric(name=Metric.PURGE_HELD, unit=MetricUnit.Count, value=len(purge.held))
             logger.error(
                 "mass-deletion guard held annotations; run `annotation-reconciler approve --dataset-id N`",
                 extra={"held_datasets": {str(k): v for k, v in purge.held_datasets.items()}},

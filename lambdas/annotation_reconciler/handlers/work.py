@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -41,7 +40,6 @@ def _scan(
             extra={"untracked_count": len(result.untracked), "untracked": result.untracked[:20]},
         )
     if result.held:
-        metrics.add_metric(name=Metric.PURGE_HELD, unit=MetricUnit.Count, value=len(result.held))
         logger.error(
             "suspicious empty listings held annotations for an operator",
             extra={"held_count": len(result.held), "held": capped(result.held)},
