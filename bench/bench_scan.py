@@ -239,7 +239,7 @@ def run(
             for backend in backends:
                 if backend == "moto":
                     assert moto is not None
-                    moto.fill(bucket_keys(portal.spec, portal.missing))
+                    moto.fill(bucket_keys(portal.spec, portal.removed))
                 for approach in approaches:
                     if approach == "inventory" and size > INVENTORY_MAX_SIZE:
                         continue
@@ -285,10 +285,10 @@ def _one_shard(portal: LoadedPortal, moto: MotoServer, dataset_id: int, portal_s
     """One shard in a fresh interpreter with a real botocore client, moto holding that dataset's keys."""
     spec = portal.spec
     one = replace(spec, datasets=1, first_dataset_id=dataset_id)
-    moto.fill(bucket_keys(one, portal.missing))
+    moto.fill(bucket_keys(one, portal.removed))
     result = portal.run("shard", "moto", moto.endpoint, whole=False, dataset_id=dataset_id)
     result["portal_size"] = portal_size
-    result["expected_in_shard"] = sum(1 for k in portal.missing if k.startswith(f"{dataset_id}/"))
+    result["expected_in_shard"] = sum(1 for k in portal.removed if k.startswith(f"{dataset_id}/"))
     if len(result["stale"]) != result["expected_in_shard"]:
         raise AssertionError(f"one shard found {len(result['stale'])} stale, expected {result['expected_in_shard']}")
     return result

@@ -251,8 +251,8 @@ class LoadedPortal:
         self.ids = load_rows(engine, spec)
         engine.dispose()
         keys = metadata_keys(spec)
-        self.missing = {keys[i] for i in stale_indices(spec.annotations, fraction)}
-        self.expected = sorted(self.ids[k] for k in self.missing)
+        self.removed = {keys[i] for i in stale_indices(spec.annotations, fraction)}
+        self.expected = sorted(self.ids[k] for k in self.removed)
         self.load_s = time.perf_counter() - started
         ctx.console.print(
             f"[dim]{size_label(spec.annotations)} at {spec.annotations_per_voxel_spacing}/voxel spacing: "

@@ -130,7 +130,7 @@ def needs_operator(
             )
             decided = module.decide(fresh, evidence, layout, max_fraction=None)
             held += len(decided.of(module.Verdict.HELD))
-            doomed = [d.candidate for d in decided.of(module.Verdict.DELETE)]
+            doomed = [d.candidate for d in decided.of(module.Verdict.STALE)]
         else:
             doomed = [c for c, a in zip(fresh, rows, strict=True) if a.metadata_key in deletion.removed]
         quarantined = [
@@ -148,7 +148,7 @@ def needs_operator(
         evidence = module.Evidence(listings, {dataset_id: 0}, {dataset_id: total})
         decided = module.decide(quarantined, evidence, layout, max_fraction=FRACTION)
         held += len(decided.of(module.Verdict.HELD))
-        purged += len(decided.of(module.Verdict.DELETE))
+        purged += len(decided.of(module.Verdict.STALE))
     return held > 0, held, purged
 
 

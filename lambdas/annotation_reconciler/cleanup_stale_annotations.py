@@ -174,13 +174,13 @@ def cleanup_stale_annotations(
     elif dry_run and report.stale:
         click.echo("\nDry run mode: No deletions performed.\nRun with --no-dry-run to perform deletions.")
     elif not dry_run and report.stale:
-        kept = f" ({len(report.reappeared)} kept: their metadata is back in S3)" if report.reappeared else ""
+        kept = f" ({len(report.released)} kept: their metadata is back in S3)" if report.released else ""
         rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items()))
         click.echo(f"\nDeleted {count_of(len(report.deleted), 'stale ')}{kept}; rows: {rows or 'none'}.")
-        if report.held_back:
+        if report.held:
             click.echo(
-                f"{count(len(report.held_back), 'held annotation')} "
-                f"{'was' if len(report.held_back) == 1 else 'were'} not deleted; they are recorded as held: "
+                f"{count(len(report.held), 'held annotation')} "
+                f"{'was' if len(report.held) == 1 else 'were'} not deleted; they are recorded as held: "
                 "check them, then `annotation-reconciler approve --dataset-id N` (or run again with --approve-held)."
             )
 
@@ -192,7 +192,7 @@ def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> b
         "snapshots in annotation_reconciler_audit.deleted_annotation (`annotation-reconciler restore` puts them back).",
         err=True,
     )
-    held = report.held
+    held = report.stale_held
     ordinary = len(report.stale) - len(held)
     for line in what_would_go(report):
         click.echo(line, err=True)

@@ -172,7 +172,7 @@ def delete_stale(
             ids_of(unknown),
             unknown[0].reason,
         )
-    doomed = decisions.of(Verdict.DELETE)
+    doomed = decisions.of(Verdict.STALE)
     if policy.dry_run:
         outcome.would_delete = sorted(d.candidate.annotation_id for d in doomed)
         return outcome

@@ -6,7 +6,7 @@ cleanup CLI) and the scan that quarantines read their candidate rows, LIST the p
 
     listings = {p: frozenset(storage.list_keys(p)) for p in prefixes_to_list(keys)}
     decisions = decide(candidates, Evidence(listings, open_counts, totals), layout, max_fraction=0.1)
-    decisions.of(Verdict.DELETE)     # the rows that may go; RELEASE / UNKNOWN / HELD for the rest
+    decisions.of(Verdict.STALE)     # the rows that may go; RELEASE / UNKNOWN / HELD for the rest
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unknown:
 class Verdict(StrEnum):
     """What may happen to one candidate row."""
 
-    DELETE = "delete"  # its current key is absent from a complete listing: it may go (or be quarantined)
+    STALE = (
+        "stale"  # its current key is absent from a complete listing: a deletion path deletes it, a scan quarantines it
+    )
     RELEASE = "release"  # its key is present, or the row changed since it was quarantined: nothing goes
     UNKNOWN = "unknown"  # S3 or the configuration could not say: never acted on
     HELD = "held"  # stale but suspicious: waits for an operator's approval
@@ -174,7 +176,7 @@ def decide(
         decision = Decision(candidate, verdict, key, reason, moved_to if isinstance(moved_to, str) else None)
         if verdict is not Verdict.RELEASE:
             going[candidate.dataset_id] += 1
-        if verdict is Verdict.DELETE:
+        if verdict is Verdict.STALE:
             deletions[candidate.dataset_id].append(decision)
         else:
             result.items.append(decision)
@@ -253,7 +255,7 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
         return Verdict.MOVED, key, f"moved: {move!r} carries its natural key (its own {key!r} is gone)"
     if not quarantined and not candidate.approved and not any(is_metadata_key(k) for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
-    return Verdict.DELETE, key, f"absent from the complete listing of {own!r}"
+    return Verdict.STALE, key, f"absent from the complete listing of {own!r}"
 
 
 def twin_folder_reason(own: str, siblings: Mapping[str, frozenset[str] | BaseException] | None) -> str | None:
@@ -278,7 +280,7 @@ def _judge_empty(key: str, own: str, neighbours: bool | BaseException | None) ->
     folder = dataset_folder(own)
     if neighbours is True:
         return (
-            Verdict.DELETE,
+            Verdict.STALE,
             key,
             f"absent from the complete listing of {own!r}, which holds no metadata; ordinary: the dataset folder "
             f"{folder!r} still holds other objects",

@@ -206,7 +206,7 @@ class PurgeMixin(SurveyMixin):
             log.warning(
                 "dry run: would purge %s (%s)",
                 count(len(outcome.would_delete), "annotation"),
-                ids_of([d for d in outcome.decisions.of(Verdict.DELETE)]),
+                ids_of([d for d in outcome.decisions.of(Verdict.STALE)]),
             )
 
 

@@ -73,7 +73,7 @@ class ScanResult:
     annotations: int = 0
     prefixes_listed: int = 0
     present: int = 0
-    missing: int = 0
+    stale: int = 0  # annotations whose metadata key the listings show absent
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)

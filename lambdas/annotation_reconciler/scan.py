@@ -1,4 +1,4 @@
-"""The full reconciliation of one shard: quarantine what is missing, release what is back, hold what is suspicious."""
+"""The full reconciliation of one shard: quarantine what is stale, release what is back, hold what is suspicious."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ScanMixin(SurveyMixin):
         resume_after: str | None = None,
         only_prefixes: Sequence[str] | None = None,
     ) -> ScanResult:
-        """Full reconciliation of one shard: quarantine what is missing, release what is back, hold the
+        """Full reconciliation of one shard: quarantine what is stale, release what is back, hold the
         annotations of prefixes that listed no metadata at all, record purged annotations found again.
 
         A listing is evidence only for what happened before it started: a row whose state is newer (an
@@ -42,7 +42,7 @@ class ScanMixin(SurveyMixin):
             scope, remaining_seconds=remaining_seconds, resume_after=resume_after, only_prefixes=only_prefixes
         )
         decisions = found.decisions
-        missing = decisions.of(Verdict.DELETE)
+        stale = decisions.of(Verdict.STALE)
         present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
         moved = decisions.of(Verdict.MOVED)
         unknown = decisions.of(Verdict.UNKNOWN)
@@ -51,7 +51,7 @@ class ScanMixin(SurveyMixin):
             annotations=found.annotations,
             prefixes_listed=found.prefixes_listed,
             present=len(present),
-            missing=len(missing),
+            stale=len(stale),
             unknown=[lifecycle.Unknown(_ref(d.candidate), d.reason) for d in unknown],
             errors=[str(e) for e in found.errors],
             over_page_limit=found.over_page_limit,
@@ -67,20 +67,20 @@ class ScanMixin(SurveyMixin):
 
         now = self.clock()
         with self.engine.begin() as conn:
-            judged = missing + decisions.of(Verdict.HELD)
+            judged = stale + decisions.of(Verdict.HELD)
             seen = [(d.candidate.annotation_id, listed(d)) for d in present]
             # one read: the newest ledger row of every annotation this scan may write about (none for most)
             rows = event_order.newest_rows(conn, [d.candidate.annotation_id for d in judged] + [i for i, _ in seen])
             judged = [d for d in judged if ordering.may_quarantine(rows.get(d.candidate.annotation_id), listed(d))]
-            missing = [d for d in judged if d.verdict is Verdict.DELETE]
+            stale = [d for d in judged if d.verdict is Verdict.STALE]
             result.quarantined = quarantines.quarantine(
                 conn,
-                [(_ref(d.candidate), d.key) for d in missing],
+                [(_ref(d.candidate), d.key) for d in stale],
                 source=Source.SCAN,
                 reason="metadata not found by full reconciliation",
                 now=now,
                 grace=self.settings.grace_period,
-                stamps=[listed(d) for d in missing],
+                stamps=[listed(d) for d in stale],
             )
             held = [d for d in judged if d.verdict is Verdict.HELD]
             for reason in sorted({d.reason for d in held}):  # each with its own reason (one per held prefix)

@@ -54,7 +54,7 @@ def test_local_up_keeps_a_sandbox_running_until_local_down(tmp_path: Path, monke
         assert json.loads(status.stdout)["by_status"] == {}
         scan = runner.invoke(cli, ["scan", "--dataset-id", "10001"], env=env)
         assert scan.exit_code == 0, scan.output
-        assert scan.stdout.startswith("dataset 10001: 9 annotations, 9 present, 0 missing")
+        assert scan.stdout.startswith("dataset 10001: 9 annotations, 9 present, 0 stale")
         stopped = runner.invoke(cli, ["local", "down"])
         assert stopped.exit_code == 0 and stopped.stdout == f"sandbox stopped (pid {pid})\n"
         assert not alive(pid) and not state_file.exists()

@@ -598,7 +598,7 @@ def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["annotations_checked"], report["prefixes_listed"]) == (12, 4)
-    assert report["reappeared"] == [world.ids[a[0].metadata_key]] and report["deleted"] == gone
+    assert report["released"] == [world.ids[a[0].metadata_key]] and report["deleted"] == gone
     assert report["rows_deleted"] == {"annotation": 2, **{t: n for t, n in rows.items() if n}}
     left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unknown"]]
     assert left == [(world.ids[c.metadata_key], "", None), (world.ids[d.metadata_key], unmappable, None)]
@@ -617,7 +617,7 @@ def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkey
     result = invoke(world, "--no-dry-run", "--yes", "--max-purge-fraction", "0.2", "--output", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["deleted"] == sorted(ordinary) and report["held_back"] == sorted(held)
+    assert report["deleted"] == sorted(ordinary) and report["held"] == sorted(held)
     assert set(held) <= world.annotation_ids() and {world.ledger()[i] for i in held} == {"held"}
 
 

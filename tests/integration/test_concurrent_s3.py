@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from sqlalchemy import text
 
 from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import StorageError
@@ -99,7 +100,7 @@ def test_survey_is_the_same_at_concurrency_1_and_n(world: World) -> None:
     verdicts = Counter(v for _, v, _, _ in one[3])
     # two lone deletions and a prefix emptied of metadata in a healthy dataset (ordinary since issue 16: the
     # dataset folder is asked about, at the same concurrency)
-    assert verdicts[Verdict.DELETE] == 5 and verdicts[Verdict.RELEASE] > 0
+    assert verdicts[Verdict.STALE] == 5 and verdicts[Verdict.RELEASE] > 0
     for concurrency in (4, 12, 64):
         assert surveyed(world, concurrency) == one
 
@@ -121,15 +122,23 @@ def test_survey_error_at_one_prefix_is_unknown_and_the_rest_is_judged(world: Wor
 def test_scan_cut_by_the_budget_resumes_to_the_same_verdicts(world: World) -> None:
     lost = [world.portal.annotations[1].metadata_key, world.portal.annotations[-1].metadata_key]
     world.delete(*lost)
+    unmappable = world.ids[world.portal.annotations[4].metadata_key]
+    with world.engine.begin() as conn:  # a stored path no key can be made of: judged (unknown) once, in the first run
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = 's3://another-bucket/x-1.0.json' WHERE id = :i"),
+            {"i": unmappable},
+        )
     reconciler = world.reconciler(RECONCILER_S3_CONCURRENCY="4")
     checks = iter([SAFETY_MARGIN_S + 60] * 7)
     first = reconciler.scan_shard(Scope(), remaining_seconds=lambda: next(checks, SAFETY_MARGIN_S - 1))
     assert not first.complete and first.prefixes_listed == 7 and first.resume_after == prefixes(world)[6]
     assert first.quarantined == [world.ids[lost[0]]]
+    assert [u.ref.id for u in first.unknown] == [unmappable]
     second = reconciler.scan_shard(Scope(), resume_after=first.resume_after)
     assert second.complete and second.prefixes_listed == RUNS - 7
     assert second.quarantined == [world.ids[lost[1]]]
-    assert first.present + second.present == 3 * RUNS - 2
+    assert second.unknown == []  # the rows of the prefixes the first run listed are not judged again
+    assert first.present + second.present == 3 * RUNS - 3
 
 
 def test_purge_recheck_at_concurrency_n_treats_an_error_as_unknown(world: World) -> None:

@@ -276,8 +276,10 @@ def test_a_retry_lists_only_the_prefixes_it_names(world: World) -> None:
     named, other = (next(k for k in keys if metadata_folder(k) == f) for f in folders[1:3])
     world.delete(named, other)
     result = world.reconciler().scan_shard(Scope(dataset_id=dataset), only_prefixes=[folders[1]])
-    assert (result.listed_prefixes, result.prefixes_listed, result.missing) == ([folders[1]], 1, 1)
+    assert (result.listed_prefixes, result.prefixes_listed, result.stale) == ([folders[1]], 1, 1)
     assert result.scope == Scope(dataset_id=dataset)
+    # only the named prefix's rows are judged: none of another prefix is reported unknown for want of its listing
+    assert result.unknown == [] and result.present == sum(1 for k in keys if metadata_folder(k) == folders[1]) - 1
     with world.engine.connect() as conn:
         rows = conn.execute(
             text("""SELECT q.annotation_id, q.dataset_id, q.run_id, q.s3_metadata_path, q.status, q.reason

@@ -375,7 +375,7 @@ def test_scan_and_purge_print_one_json_document_on_stdout(world: World) -> None:
     scan = run("scan", "--db-url", world.db_url, "--bucket", BUCKET, "--dataset-id", dataset, "--output", "json")
     assert scan.exit_code == 0, scan.output
     [shard] = json.loads(scan.stdout)["shards"]
-    assert (shard["dataset_id"], shard["quarantined"], shard["missing"]) == (int(dataset), [gone], 1)
+    assert (shard["dataset_id"], shard["quarantined"], shard["stale"]) == (int(dataset), [gone], 1)
     assert shard["present"] == shard["annotations"] - 1
     purge = run("purge", "--db-url", world.db_url, "--bucket", BUCKET, "--output", "json")
     assert purge.exit_code == 0, purge.output
@@ -407,7 +407,7 @@ def test_piped_output_is_one_line_per_row_and_never_cuts_a_key(world: World) -> 
     assert out.exit_code == 0, out.output
     n = sum(a.dataset_id == world.portal.dataset_ids[0] for a in world.portal.annotations)
     assert out.stdout == (
-        f"dataset {dataset}: {n} annotations, {n} present, 0 missing, 0 quarantined, 0 released, 0 held, 0 unknown\n"
+        f"dataset {dataset}: {n} annotations, {n} present, 0 stale, 0 quarantined, 0 released, 0 held, 0 unknown\n"
     )
 
 

@@ -37,7 +37,7 @@ def verdict_of(candidate: Candidate, evidence: Evidence, max_fraction: float | N
 def test_a_lone_retraction_in_a_healthy_dataset_is_ordinary() -> None:
     """The only annotation of a voxel spacing loses its metadata; its data files and the run's tomograms stay."""
     verdict, why = verdict_of(fresh(), Evidence({VS: frozenset({DATA})}, neighbours={VS: True}))
-    assert verdict is Verdict.DELETE and "ordinary" in why and f"the dataset folder {DATASET!r} still holds" in why
+    assert verdict is Verdict.STALE and "ordinary" in why and f"the dataset folder {DATASET!r} still holds" in why
 
 
 def test_a_dataset_folder_that_holds_nothing_else_is_suspicious() -> None:
@@ -57,9 +57,9 @@ def test_an_unchecked_dataset_folder_is_held_and_a_failed_check_is_unknown() -> 
 
 def test_the_dataset_folder_check_changes_nothing_for_a_prefix_with_other_metadata_or_a_quarantined_row() -> None:
     other = f"{VS}101/actin-1.0.json"
-    assert verdict_of(fresh(), Evidence({VS: frozenset({other})}, neighbours={VS: False}))[0] is Verdict.DELETE
+    assert verdict_of(fresh(), Evidence({VS: frozenset({other})}, neighbours={VS: False}))[0] is Verdict.STALE
     row = Candidate(1, path(META), 1, 7, quarantine_id=5, quarantined_path=path(META), quarantined_key=META)
-    assert verdict_of(row, Evidence({VS: frozenset()}, neighbours={VS: False}))[0] is Verdict.DELETE
+    assert verdict_of(row, Evidence({VS: frozenset()}, neighbours={VS: False}))[0] is Verdict.STALE
 
 
 def test_dataset_folder_and_empty_prefixes() -> None:
@@ -100,7 +100,7 @@ def test_guard_floor(opened: int, total: int, allowed: bool) -> None:
     rows = [fresh(i, f"{VS}{100 + i}/obj-1.0.json") for i in range(opened)]
     listing = {VS: frozenset({f"{VS}999/kept-1.0.json"})}
     decisions = decide(rows, Evidence(listing, {1: 0}, {1: total}), LAYOUT, max_fraction=0.1)
-    assert (len(decisions.of(Verdict.DELETE)) == opened) is allowed
+    assert (len(decisions.of(Verdict.STALE)) == opened) is allowed
     assert (len(decisions.of(Verdict.HELD)) == opened) is not allowed
 
 
@@ -118,7 +118,7 @@ def test_an_exempt_row_is_released_again_while_its_stored_path_is_the_released_o
     [d] = decide([fresh()], Evidence(listing, exempt={1: path(META)}), LAYOUT, max_fraction=0.1).items
     assert d.key is None  # a scan does not count it as present
     moved = f"{VS}102/ribosome-2.0.json"
-    assert verdict_of(fresh(k=moved), Evidence(listing, exempt={1: path(META)}))[0] is Verdict.DELETE
+    assert verdict_of(fresh(k=moved), Evidence(listing, exempt={1: path(META)}))[0] is Verdict.STALE
 
 
 def test_an_exempt_row_whose_key_is_listed_again_is_present_so_the_scan_ends_the_exemption() -> None:

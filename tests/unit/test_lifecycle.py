@@ -55,7 +55,7 @@ def one(candidate: Candidate, listings: dict[str, frozenset[str] | BaseException
 def test_present_missing_failed_unlisted_and_unmappable() -> None:
     listing = frozenset({key(0), DATA, key(5)})
     assert one(fresh(1, key(0)), {VS: listing}) == (Verdict.RELEASE, "metadata present in S3")
-    assert one(fresh(2, key(1)), {VS: listing})[0] is Verdict.DELETE
+    assert one(fresh(2, key(1)), {VS: listing})[0] is Verdict.STALE
     verdict, why = one(fresh(3, key(1)), {VS: RuntimeError("SlowDown")})
     assert verdict is Verdict.UNKNOWN and "SlowDown" in why
     verdict, why = one(fresh(4, key(1)), {VS2: listing})
@@ -97,7 +97,7 @@ def test_a_unicode_folder_needs_the_listings_of_every_spelling() -> None:
     verdict, _ = one(row, {nfd: frozenset({f"{nfd}101/other-1.0.json"}), nfc: frozenset({f"{nfc}100/obj-1.0.json"})})
     assert verdict is Verdict.UNKNOWN
     verdict, _ = one(row, {nfd: frozenset({f"{nfd}101/other-1.0.json"}), nfc: frozenset()})
-    assert verdict is Verdict.DELETE
+    assert verdict is Verdict.STALE
 
 
 def test_canonical_meets_every_normal_form_and_case() -> None:
@@ -135,8 +135,8 @@ def test_an_empty_prefix_holds_new_findings_but_not_quarantined_or_approved_rows
     verdict, why = one(fresh(1, key(0)), only_data)
     assert verdict is Verdict.HELD and "no annotation metadata" in why
     assert one(fresh(1, key(0)), {VS: frozenset()})[0] is Verdict.HELD
-    assert one(fresh(1, key(0), approved=True), only_data)[0] is Verdict.DELETE
-    assert one(quarantined(1, key(0)), only_data)[0] is Verdict.DELETE
+    assert one(fresh(1, key(0), approved=True), only_data)[0] is Verdict.STALE
+    assert one(quarantined(1, key(0)), only_data)[0] is Verdict.STALE
 
 
 @pytest.mark.parametrize(("others", "total", "held"), [(9, 100, False), (10, 100, True), (0, 0, True)])
@@ -144,11 +144,11 @@ def test_guard_threshold(others: int, total: int, held: bool) -> None:
     listing = {VS: frozenset({key(5)})}
     decisions = decide([fresh(1, key(0))], Evidence(listing, {1: others}, {1: total}), LAYOUT, max_fraction=0.1)
     [d] = decisions.items
-    assert (d.verdict is Verdict.HELD) is held and (d.verdict is Verdict.DELETE) is not held
+    assert (d.verdict is Verdict.HELD) is held and (d.verdict is Verdict.STALE) is not held
     assert (decisions.held_datasets == {1: (others + 1, total)}) is held
 
 
-@pytest.mark.parametrize(("totals", "verdict"), [({}, Verdict.HELD), ({1: 0}, Verdict.HELD), ({1: 1}, Verdict.DELETE)])
+@pytest.mark.parametrize(("totals", "verdict"), [({}, Verdict.HELD), ({1: 0}, Verdict.HELD), ({1: 1}, Verdict.STALE)])
 def test_guard_at_fraction_one_holds_only_a_dataset_of_unknown_size(
     totals: dict[int | None, int], verdict: Verdict
 ) -> None:
@@ -161,7 +161,7 @@ def test_guard_counts_every_deletion_of_the_call_and_lets_approved_rows_through(
     listing = {VS: frozenset({key(9)})}
     rows = [fresh(1, key(0), approved=True), fresh(2, key(1)), fresh(3, key(2))]
     decisions = decide(rows, Evidence(listing, {1: 0}, {1: 20}), LAYOUT, max_fraction=0.1)
-    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [1]
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.STALE)] == [1]
     assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [2, 3]
     assert decisions.held_datasets == {1: (3, 20)}
 
@@ -170,10 +170,10 @@ def test_guard_is_per_dataset_and_off_without_a_fraction() -> None:
     listing = {VS: frozenset({key(9)})}
     rows = [fresh(1, key(0), dataset=1), fresh(2, key(1), dataset=2)]
     decisions = decide(rows, Evidence(listing, {1: 0, 2: 9}, {1: 100, 2: 10}), LAYOUT, max_fraction=0.1)
-    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [1]
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.STALE)] == [1]
     assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [2]
     decisions = decide(rows, Evidence(listing), LAYOUT, max_fraction=None)
-    assert len(decisions.of(Verdict.DELETE)) == 2
+    assert len(decisions.of(Verdict.STALE)) == 2
 
 
 def test_prefixes_to_list_covers_every_spelling_once() -> None:
@@ -219,7 +219,7 @@ def test_guard_counts_the_dataset_not_the_verdicts(unknown_evidence: dict[str, f
     rows = [quarantined(i, key(i)) for i in range(2)] + [quarantined(10 + i, key(i, VS2)) for i in range(6)]
     listings: dict[str, frozenset[str] | BaseException] = {VS: frozenset({DATA}), **unknown_evidence}
     decisions = decide(rows, Evidence(listings, {}, {1: 8}), LAYOUT, max_fraction=0.5)
-    assert decisions.of(Verdict.DELETE) == []
+    assert decisions.of(Verdict.STALE) == []
     assert [d.candidate.annotation_id for d in decisions.of(Verdict.HELD)] == [0, 1]
     assert len(decisions.of(Verdict.UNKNOWN)) == 6 and decisions.held_datasets == {1: (8, 8)}
 
@@ -232,7 +232,7 @@ def test_guard_does_not_count_the_candidates_found_present() -> None:
         VS2: frozenset(key(i, VS2) for i in range(6)),
     }
     decisions = decide(rows, Evidence(listings, {}, {1: 8}), LAYOUT, max_fraction=0.5)
-    assert [d.candidate.annotation_id for d in decisions.of(Verdict.DELETE)] == [0, 1]
+    assert [d.candidate.annotation_id for d in decisions.of(Verdict.STALE)] == [0, 1]
     assert len(decisions.of(Verdict.RELEASE)) == 6 and decisions.held_datasets == {}
 
 

@@ -48,11 +48,11 @@ def render_text(report: CleanupReport) -> str:
         items = by_run[run_id]
         lines.append(f"  Run ID {run_id}: {count_of(len(items))}")
         lines += [f"    - Annotation ID {s.ref.id}: {s.ref.stored_path}" + (" (held)" if s.held else "") for s in items]
-    if report.held:
+    if report.stale_held:
         lines.append("")
         lines.append(
-            f"{len(report.held)} of them {'is' if len(report.held) == 1 else 'are'} held (suspicious): "
-            f"{report.held[0].reason}"
+            f"{len(report.stale_held)} of them {'is' if len(report.stale_held) == 1 else 'are'} held (suspicious): "
+            f"{report.stale_held[0].reason}"
         )
     if report.unknown:
         lines.append("")

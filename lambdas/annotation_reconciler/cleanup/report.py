@@ -32,14 +32,15 @@ class CleanupReport:
     prefixes_listed: int = 0
     stale: list[Stale] = field(default_factory=list)
     unknown: list[Unknown] = field(default_factory=list)
-    reappeared: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
+    released: list[int] = field(default_factory=list)  # stale at the survey, present at the re-check
     deleted: list[int] = field(default_factory=list)
-    held_back: list[int] = field(default_factory=list)  # held, not approved: recorded as held, not deleted
+    held: list[int] = field(default_factory=list)  # held at the deletion, not approved: recorded as held, not deleted
     rows_deleted: dict[str, int] = field(default_factory=dict)
     s3_requests: dict[str, int] = field(default_factory=dict)
 
     @property
-    def held(self) -> list[Stale]:
+    def stale_held(self) -> list[Stale]:
+        """The stale rows the survey found suspicious (held unless an operator approves)."""
         return [s for s in self.stale if s.held]
 
     @property
@@ -81,8 +82,8 @@ class CleanupReport:
                 {"annotation_id": u.ref.id, "run_id": u.ref.run_id, "s3_metadata_path": u.ref.stored_path, "why": u.why}
                 for u in self.unknown
             ],
-            "reappeared": self.reappeared,
+            "released": self.released,
             "deleted": self.deleted,
-            "held_back": self.held_back,
+            "held": self.held,
             "rows_deleted": self.rows_deleted,
         }

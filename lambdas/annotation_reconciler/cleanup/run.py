@@ -45,7 +45,7 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
     report.prefixes_listed = found.prefixes_listed
     stale = []
     for d in found.decisions.items:
-        if d.verdict in (Verdict.DELETE, Verdict.HELD) and d.key is not None:
+        if d.verdict in (Verdict.STALE, Verdict.HELD) and d.key is not None:
             c = d.candidate
             ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
             stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
@@ -90,7 +90,7 @@ def delete_stale_annotations(
     targets = [s for s in targets if not (s.held and not approve_held)]
     if waiting:
         with engine.begin() as conn:
-            report.held_back += hold(
+            report.held += hold(
                 conn,
                 [
                     Decision(
@@ -137,9 +137,9 @@ def delete_stale_annotations(
         present = [d.candidate.annotation_id for d in outcome.decisions.of(Verdict.RELEASE)]
         for annotation_id in present:
             log.warning("annotation %d kept: its metadata is back in S3", annotation_id)
-        report.reappeared += present
+        report.released += present
         report.deleted += outcome.deleted
-        report.held_back += outcome.held
+        report.held += outcome.held
         report.unknown += [
             Unknown(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
             for d in outcome.unknown

@@ -22,7 +22,7 @@ def scan_shard(r: ScanResult) -> dict[str, Any]:
         "annotations": r.annotations,
         "prefixes_listed": r.prefixes_listed,
         "present": r.present,
-        "missing": r.missing,
+        "stale": r.stale,
         "quarantined": r.quarantined,
         "released": r.released,
         "held": r.held,

@@ -90,7 +90,7 @@ def scan(
     inventory: str | None,
     output: str,
 ) -> None:
-    """Full reconciliation: LIST annotation prefixes, quarantine what is missing, release what is back."""
+    """Full reconciliation: LIST annotation prefixes, quarantine what is stale, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
         found = inventory_shards.reconcile_inventory(reconciler, inventory)
@@ -133,10 +133,10 @@ def scan(
     if annotations and not sum(r.present for r in results):
         reasons = [f"annotation {u.ref.id}: {u.why}" for r in results for u in r.unknown[:1]]
         reasons += [
-            f"{count(r.missing, 'metadata key')} absent from "
+            f"{count(r.stale, 'metadata key')} absent from "
             f"{count(r.prefixes_listed, 'listed prefix', 'listed prefixes')}"
             for r in results
-            if r.missing
+            if r.stale
         ]
         click.echo(
             "Error: "
@@ -154,7 +154,7 @@ def scan(
         raise SystemExit(1)
 
 
-SCAN_COLUMNS = ("annotations", "present", "missing", "quarantined", "released", "held", "unknown")
+SCAN_COLUMNS = ("annotations", "present", "stale", "quarantined", "released", "held", "unknown")
 
 
 def print_scan(results: list[ScanResult]) -> None:
@@ -162,7 +162,7 @@ def print_scan(results: list[ScanResult]) -> None:
     rows = []
     for r in results:
         label = f"dataset {r.scope.dataset_id}" + (f" runs {list(r.scope.run_ids)}" if r.scope.run_ids else "")
-        counts = (r.annotations, r.present, r.missing, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
+        counts = (r.annotations, r.present, r.stale, len(r.quarantined), len(r.released), len(r.held), len(r.unknown))
         rows.append((label, counts))
     table = Table("shard", *SCAN_COLUMNS)
     for label, counts in rows:
