@@ -15,6 +15,7 @@ the answers come back sorted, and a failure stays a :class:`StorageError` next t
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -65,6 +66,22 @@ class S3Storage:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._pool_lock = threading.Lock()
+
+    def _threads(self, workers: int) -> ThreadPoolExecutor:
+        """The storage's own pool of request threads, kept between calls (a shard's listings, its evidence, a
+        whole Lambda container's life): starting and joining ``RECONCILER_S3_CONCURRENCY`` threads per call cost a
+        few milliseconds a shard. Grown, never shrunk; only this object's calls use it, and none of them waits on
+        another inside it (a call runs one request and returns)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_size < workers:
+                old, self._pool = self._pool, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3")
+                self._pool_size = workers
+                if old is not None:
+                    old.shutdown(wait=False)
+            return self._pool
 
     def list_keys(self, prefix: str, *, skip_zarr_chunks: bool = True, max_pages: int | None = None) -> Iterator[str]:
         """Yield every key under ``prefix`` in order, raising :class:`StorageError` on any failure.
@@ -263,25 +280,24 @@ class S3Storage:
             # (``then``, asked here as each answer arrives) take the next free slots before the items left,
             # so they share the window's waves instead of costing a wave of their own after it.
             todo, extras = deque(items), deque[Callable[[], object]]()
-            workers = concurrency if then is not None else min(concurrency, len(items))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3") as pool:
-                in_flight: dict[Future[object], str | None] = {}
-                out_of_time = False
-                while True:
-                    while len(in_flight) < concurrency and (extras or (todo and not out_of_time)):
-                        if extras:
-                            in_flight[pool.submit(extras.popleft())] = None
-                        elif time_left():
-                            item = todo.popleft()
-                            in_flight[pool.submit(one, item)] = item
-                        else:
-                            out_of_time = True
-                    if not in_flight:
-                        break
-                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        done = in_flight.pop(future)
-                        future.result()  # anything but a StorageError is a bug: raise it here
-                        if done is not None:
-                            extras.extend(follow_ups(done))
+            pool = self._threads(concurrency)
+            in_flight: dict[Future[object], str | None] = {}
+            out_of_time = False
+            while True:
+                while len(in_flight) < concurrency and (extras or (todo and not out_of_time)):
+                    if extras:
+                        in_flight[pool.submit(extras.popleft())] = None
+                    elif time_left():
+                        item = todo.popleft()
+                        in_flight[pool.submit(one, item)] = item
+                    else:
+                        out_of_time = True
+                if not in_flight:
+                    break
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done = in_flight.pop(future)
+                    future.result()  # anything but a StorageError is a bug: raise it here
+                    if done is not None:
+                        extras.extend(follow_ups(done))
         return {item: answers[item] for item in items if item in answers}
