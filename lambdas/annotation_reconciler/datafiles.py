@@ -108,16 +108,17 @@ def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
 
 def record_files(
     conn: Connection,
-    annotation_ids: Sequence[int],
+    rows: Sequence[FileRow],
     listings: Mapping[str, frozenset[str] | BaseException],
     layout: BucketLayout,
     now: datetime.datetime,
 ) -> tuple[int, int]:
-    """Record the missing data files of these annotations and resolve those back: (newly missing, resolved).
+    """Record which of these data files (:func:`files_of`, read before the listings started or after) are missing,
+    and resolve those back: (newly missing, resolved). A file row deleted or given another path since it was read is
+    not reported (``missing_files.RECORD_SQL`` checks it at the insert).
 
     A report closes only when the removed keys it names are listed again: a zarr whose listing shows some
     keys (its chunks are not listed) does not close the report of a removed chunk."""
-    rows = files_of(conn, annotation_ids)
     missing, present = judge_files(rows, listings, layout)
     recorded = missing_files.record_missing_files(
         conn, [(row.file_id, row.annotation_id, row.s3_path, key) for row, key in missing], now=now

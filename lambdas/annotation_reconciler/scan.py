@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from annotation_reconciler import datafiles, lifecycle, ordering
 from annotation_reconciler.ledger import (
@@ -25,6 +26,10 @@ from annotation_reconciler.survey import SurveyMixin
 class ScanMixin(SurveyMixin):
     """Scan a shard (a dataset, or some of its runs)."""
 
+    def _data_files(self, annotation_ids: Sequence[int]) -> list[datafiles.FileRow]:
+        with self.engine.connect() as conn:
+            return datafiles.files_of(conn, annotation_ids)
+
     def scan_shard(
         self,
         scope: Scope,
@@ -38,9 +43,17 @@ class ScanMixin(SurveyMixin):
 
         A listing is evidence only for what happened before it started: a row whose state is newer (an
         event applied while the scan ran) is neither released nor quarantined again by it."""
-        found = self.survey(
-            scope, remaining_seconds=remaining_seconds, resume_after=resume_after, only_prefixes=only_prefixes
-        )
+        # the shard's data files are read on a connection of their own while its listings are in flight
+        files: list[Future[list[datafiles.FileRow]]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="files") as reader:
+            found = self.survey(
+                scope,
+                remaining_seconds=remaining_seconds,
+                resume_after=resume_after,
+                only_prefixes=only_prefixes,
+                on_rows=lambda refs: files.append(reader.submit(self._data_files, [r.id for r in refs])),
+            )
+            file_rows = files[0].result() if files else []
         decisions = found.decisions
         stale = decisions.of(Verdict.STALE)
         present = [d for d in decisions.of(Verdict.RELEASE) if d.key is not None]
@@ -114,8 +127,9 @@ class ScanMixin(SurveyMixin):
                 now=now,
                 resolution="metadata found by reconciliation",
             )
+            judged_ids = {c.annotation_id for c in found.candidates}
             result.missing_files, result.restored_files = datafiles.record_files(
-                conn, [c.annotation_id for c in found.candidates], found.listings, self.layout, now
+                conn, [f for f in file_rows if f.annotation_id in judged_ids], found.listings, self.layout, now
             )
             moves = {d.moved_to: d.candidate.annotation_id for d in moved if d.moved_to}
             untracked.record(conn, found.untracked, dataset_id=scope.dataset_id, now=now, moved=moves)

@@ -23,7 +23,7 @@ from annotation_reconciler.evidence import (
     wide_folder,
 )
 from annotation_reconciler.ledger import resurrections
-from annotation_reconciler.lifecycle import Candidate
+from annotation_reconciler.lifecycle import AnnotationRef, Candidate
 from annotation_reconciler.listings import listing_prefixes, metadata_folder, prefixes_to_list, untracked_metadata
 from annotation_reconciler.moves import find_moves
 from annotation_reconciler.plural import count
@@ -91,6 +91,7 @@ class SurveyMixin(ReconcilerCore):
         resume_after: str | None = None,
         max_fraction: float | None = None,
         only_prefixes: Sequence[str] | None = None,
+        on_rows: Callable[[Sequence[AnnotationRef]], object] | None = None,
     ) -> SurveyResult:
         """Load the scope's annotations (one query), LIST the prefixes their keys need and ask
         :func:`lifecycle.decide` about each (with the mass-deletion guard when ``max_fraction`` is given).
@@ -104,6 +105,8 @@ class SurveyMixin(ReconcilerCore):
         with self.engine.connect() as conn:
             refs = annotation_rows.annotations_in_scope(conn, scope)
             purged = resurrections.purged_keys_in_scope(conn, scope, since=now - self.settings.resurrection_window)
+        if on_rows is not None:  # the caller's own reads of these rows may go on while S3 answers
+            on_rows(refs)
         result = SurveyResult(scope=scope, annotations=len(refs))
         keys = {ref.id: self.layout.to_key(ref.stored_path) for ref in refs}
         wanted = prefixes_to_list([k for k in keys.values() if k] + purged)

@@ -256,17 +256,15 @@ def test_evidence_gathered_while_listing_equals_the_evidence_gathered_after_it(w
 def test_the_request_threads_are_started_once_and_kept_between_calls(world: World) -> None:
     """Starting and joining RECONCILER_S3_CONCURRENCY threads per call cost a few milliseconds a shard: the storage
     keeps one pool, grown to the largest concurrency asked, and every call's requests have finished on return."""
-    import threading
-
     storage = S3Storage(world.s3, BUCKET)
     wanted = prefixes(world)
     first = storage.list_many(wanted, concurrency=4)
     pool = storage._pool
     assert pool is not None and storage._pool_size == 4
+    started = set(pool._threads)
     for _ in range(3):
         assert storage.list_many(wanted, concurrency=4) == first
-        assert storage._pool is pool
-    threads = sum(1 for t in threading.enumerate() if t.name.startswith("s3"))
+        assert storage._pool is pool and set(pool._threads) == started and len(started) <= 4
     assert storage.list_many(wanted, concurrency=8) == first and storage._pool_size == 8 and storage._pool is not pool
     assert storage.folders_many(["10001/"], concurrency=2) == {"10001/": frozenset(f"10001/{r}/" for r in _runs(world))}
-    assert storage._pool_size == 8 and threads <= 4 + 8
+    assert storage._pool_size == 8 and len(storage._pool._threads) <= 8

@@ -26,6 +26,8 @@ RECORD_SQL = f"""{_INSERT}
                 SELECT fid, aid, path, min(key), array_agg(DISTINCT key ORDER BY key), :now
                 FROM unnest(CAST(:fids AS integer[]), CAST(:aids AS integer[]),
                             CAST(:paths AS text[]), CAST(:keys AS text[])) AS f(fid, aid, path, key)
+                -- the file row as it was read: not one deleted or given another path since
+                WHERE EXISTS (SELECT 1 FROM annotation_file af WHERE af.id = f.fid AND af.s3_path = f.path)
                 GROUP BY fid, aid, path
                 {_MERGE}"""  # noqa: S608 (constants of this module)
 
