@@ -159,3 +159,9 @@ def world_spec() -> PortalSpec | None:
 def world(engine: Engine, s3: Any, db_url: str, world_spec: PortalSpec | None) -> World:
     """The synthetic portal in moto S3 and in a fresh database, with a clock the test controls."""
     return make_world(engine, s3, db_url, world_spec)
+
+
+@pytest.fixture
+def small(engine: Engine, s3: Any, db_url: str) -> World:
+    """Two datasets of five runs, one annotation per voxel spacing: the portal's common shape."""
+    return make_world(engine, s3, db_url, PortalSpec(datasets=2, runs_per_dataset=5, annotations_per_voxel_spacing=1))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 import annotation_reconciler
 from annotation_reconciler.cli.main import cli
@@ -33,7 +33,7 @@ from annotation_reconciler.scope import Scope
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.rds import ORDERS, SERVERS, RdsPortal
-from support.world import BUCKET, Clock, removed
+from support.world import BUCKET, Clock, dump, removed
 
 PORTAL_TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
 LEDGER_TABLES = (
@@ -101,15 +101,6 @@ def reconciler_as(rds: RdsPortal, user: str, s3: Any, clock: Clock) -> Reconcile
         max_purge_fraction=0.5,
     )
     return Reconciler(rds.engine(user), S3Storage(s3, BUCKET), settings, clock=clock)
-
-
-def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the portal's annotation tables, in id order."""
-    with engine.connect() as conn:
-        return {
-            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM public.{t} ORDER BY id"))]  # noqa: S608
-            for t in PORTAL_TABLES
-        }
 
 
 def purge_one(rds: RdsPortal, s3: Any, ids: dict[str, int], key: str) -> int:

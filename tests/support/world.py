@@ -137,6 +137,15 @@ def table_counts(engine: Engine, tables: tuple[str, ...] = ANNOTATION_TABLES) ->
         return dict(conn.execute(text(f"SELECT {counts}")).mappings().one())
 
 
+def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the portal's annotation tables, in id order: compare before and after to prove what changed."""
+    with engine.connect() as conn:
+        return {
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM public.{t} ORDER BY id"))]  # noqa: S608
+            for t in ANNOTATION_TABLES
+        }
+
+
 def removed(*keys: str, at: datetime.datetime = EVENT_TIME) -> list[ObjectChange]:
     """ObjectRemoved changes of ``keys`` in the portal bucket, as the events parser returns them."""
     return [ObjectChange(BUCKET, k, ChangeKind.REMOVED, "s3", at, None) for k in keys]

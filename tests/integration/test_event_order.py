@@ -1,0 +1,58 @@
+"""Evidence in time order: a replayed or reordered batch changes nothing (the later event wins), and the
+purge's listing is evidence only for what happened before it (issue 18). Real PostgreSQL, moto S3."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import pytest
+
+from support.world import EVENT_TIME, World, created, removed
+
+
+def test_replayed_and_reordered_batches_change_nothing(world: World) -> None:
+    key = world.portal.metadata_keys[3]
+    world.delete(key)
+    reconciler = world.reconciler()
+    batch = removed(key)
+    reconciler.apply_changes(batch)
+    first = world.ledger()
+    assert reconciler.apply_changes(batch).quarantined == []
+    assert world.ledger() == first
+    # a delete then a re-create, delivered in reverse order within one batch: the later event wins
+    other = world.portal.metadata_keys[4]
+    result = reconciler.apply_changes(created(other, at=EVENT_TIME + datetime.timedelta(seconds=5)) + removed(other))
+    assert result.quarantined == [] and world.ids[other] not in world.ledger()
+
+
+def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18's rule at the purge: its listing is evidence only for what happened before it. The metadata
+    is re-uploaded (its Created lost), listed present by the purge, then removed again with its event
+    applied before the purge settles: the row is not released on the old listing; the next purge deletes it."""
+    key = world.portal.metadata_keys[0]
+    victim = world.ids[key]
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key, at=world.clock()))
+    world.clock.advance(hours=2)
+    world.restore(key)
+    listed = reconciler.list_prefixes
+
+    def list_then_remove_again(*args: Any, **kwargs: Any) -> Any:
+        answer = listed(*args, **kwargs)
+        world.delete(key)
+        world.reconciler().apply_changes(removed(key, at=world.clock() + datetime.timedelta(minutes=1)))
+        return answer
+
+    monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove_again)
+    caplog.set_level(logging.INFO, logger="annotation_reconciler.purge")
+    result = reconciler.purge()
+    assert result.released == [] and result.deleted == [] and world.ledger()[victim] == "quarantined"
+    assert f"purge leaves {victim} to the next purge: stamped after its listing" in caplog.messages
+    monkeypatch.undo()
+    world.clock.advance(minutes=2)
+    assert reconciler.purge().deleted == [victim]

@@ -1,0 +1,106 @@
+"""Undo (issue 16): ``restore`` puts every portal table back as it was before a purge, through the CLI too,
+and refuses, restoring nothing, when the id, the natural key or a child's id is taken since. Real
+PostgreSQL, moto S3."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from annotation_reconciler.cli.main import cli
+from annotation_reconciler.restore import RestoreError, RestoreScope, restore
+from annotation_reconciler.scope import Scope
+from support.scenarios import ledger_rows, reconciler, removed_by_event
+from support.world import World, dump, removed
+
+
+def purged_one(world: World, index: int) -> int:
+    """The annotation of ``world.portal.metadata_keys[index]``: its metadata deleted, quarantined and purged."""
+    _, aid, r = removed_by_event(world, index, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    world.clock.advance(hours=2)
+    assert r.purge().deleted == [aid]
+    return aid
+
+
+def test_restore_puts_every_portal_table_back_as_it_was(world: World) -> None:
+    before = dump(world.engine)
+    keys = world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    r.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    assert len(r.purge().deleted) == 2
+    purged = dump(world.engine)
+    assert purged != before
+    with world.engine.begin() as conn:
+        dry = restore(conn, RestoreScope(dataset_id=10001), by="dave", now=world.clock(), dry_run=True)
+    assert dry.annotations == sorted(world.ids[k] for k in keys) and dump(world.engine) == purged
+    assert dry.rows == {
+        "annotation": 2,
+        "annotation_shape": 4,
+        "annotation_file": 6,
+        "annotation_author": 4,
+        "annotation_method_link": 2,
+    }
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["restore", "--db-url", world.db_url, "--dataset-id", "10001", "--no-dry-run", "--by", "dave"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "restored 2 annotations" in out.output
+    assert dump(world.engine) == before
+    rows = {row.annotation_id: row for row in ledger_rows(world.engine)}
+    assert {(rows[world.ids[k]].status, rows[world.ids[k]].resolved_by) for k in keys} == {("restored", "dave")}
+    # the sequences moved past the restored ids: a new row gets a fresh id
+    with world.engine.begin() as conn:
+        new_id = conn.execute(
+            text("""INSERT INTO annotation_author (annotation_id, author_list_order, name)
+                    VALUES (:a, 9, 'x') RETURNING id"""),
+            {"a": world.ids[keys[0]]},
+        ).scalar_one()
+    assert new_id > max(r[1] for r in before["annotation_author"])
+    # restored rows are exempt: the scan leaves them alone while their metadata is still missing
+    assert r.scan_shard(Scope(dataset_id=10001)).quarantined == []
+    again = runner.invoke(cli, ["restore", "--db-url", world.db_url, "--annotation-id", str(world.ids[keys[0]])])
+    assert again.exit_code == 1 and "no purged annotation matches" in again.output
+
+
+def test_restore_refuses_when_the_id_or_the_natural_key_exists_now(world: World) -> None:
+    aid = purged_one(world, 3)
+    # the importer brought the annotation back under a new id meanwhile
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("""INSERT INTO annotation SELECT (jsonb_populate_record(NULL::annotation,
+                      jsonb_set(snapshot -> 'annotation', '{id}', to_jsonb(999999)))).*
+                    FROM annotation_reconciler_audit.deleted_annotation WHERE annotation_id = :a"""),
+            {"a": aid},
+        )
+    before = dump(world.engine)
+    with pytest.raises(RestoreError, match="has its natural key") as info, world.engine.begin() as conn:
+        restore(conn, RestoreScope(annotation_id=aid), by="erin", now=world.clock(), dry_run=False)
+    assert "annotation 999999" in str(info.value) and "Nothing was restored" in str(info.value)
+    assert dump(world.engine) == before
+    runner = CliRunner()
+    out = runner.invoke(cli, ["restore", "--db-url", world.db_url])
+    assert out.exit_code == 2 and "--annotation-id" in out.output
+    out = runner.invoke(cli, ["restore", "--db-url", world.db_url, "--dataset-id", "1", "--since", "yesterday"])
+    assert out.exit_code == 2 and "ISO 8601" in out.output
+
+
+def test_restore_refuses_a_child_id_taken_since(world: World) -> None:
+    aid = purged_one(world, 4)
+    with world.engine.begin() as conn:
+        author = conn.execute(
+            text(
+                "SELECT CAST(snapshot -> 'annotation_author' -> 0 ->> 'id' AS integer) FROM "
+                "annotation_reconciler_audit.deleted_annotation"
+            )
+        ).scalar_one()
+        other = world.ids[world.portal.metadata_keys[5]]
+        conn.execute(
+            text("INSERT INTO annotation_author (id, annotation_id, author_list_order, name) VALUES (:i, :a, 5, 'y')"),
+            {"i": author, "a": other},
+        )
+    with pytest.raises(RestoreError, match=f"annotation_author id {author} exists"), world.engine.begin() as conn:
+        restore(conn, RestoreScope(annotation_id=aid), by="erin", now=world.clock(), dry_run=False)
