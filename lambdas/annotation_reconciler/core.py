@@ -6,22 +6,15 @@ Each job of the service is a mixin over :class:`ReconcilerCore` in a module of i
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Callable
-
 from sqlalchemy import Engine
 
+from annotation_reconciler.ordering import Clock, utcnow
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 
-Clock = Callable[[], datetime.datetime]
 #: Seconds left in the Lambda budget below which a scan stops and hands over to the next run.
 SAFETY_MARGIN_S = 30.0
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 class ReconcilerCore:

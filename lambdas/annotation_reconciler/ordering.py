@@ -23,10 +23,18 @@ anything else favours the removal (the purge re-checks S3 before deleting anythi
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from annotation_reconciler.notifications import ChangeKind, ObjectChange
+
+#: Now, in UTC: what the reconciler's operations take as their clock (tests give another).
+Clock = Callable[[], datetime.datetime]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
 
 #: Sequencers are padded to this width (SQL pads the same way); a longer one is not a sequencer.
 SEQUENCER_WIDTH = 64

@@ -121,7 +121,7 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for logs: the database URL loses its password."""
-        from annotation_reconciler.db import mask_password
+        from annotation_reconciler.db.urls import mask_password
 
         # everything between :// and the last @ (an unescaped @ in a password would split it anywhere else)
         url = mask_password(self.db_url) if self.db_url else None
@@ -261,7 +261,7 @@ class Settings:
             )
         server_name = env.get(Env.DB_TLS_SERVER_NAME, "").strip() or None
         if server_name:
-            from annotation_reconciler.db import check_server_name
+            from annotation_reconciler.db.urls import check_server_name
 
             try:
                 check_server_name(server_name)

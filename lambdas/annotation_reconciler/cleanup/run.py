@@ -10,11 +10,11 @@ import click
 from sqlalchemy import Engine
 
 from annotation_reconciler.cleanup.report import CleanupReport, Stale
-from annotation_reconciler.core import utcnow
 from annotation_reconciler.deletions import Policy, delete_stale, hold
 from annotation_reconciler.ledger import Source, quarantines
 from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
 from annotation_reconciler.listings import prefixes_to_list, suspicious_prefixes
+from annotation_reconciler.ordering import utcnow
 from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.reconcile import Reconciler

@@ -25,11 +25,11 @@ from annotation_reconciler.cli.common import (
     settings_from,
 )
 from annotation_reconciler.cli.terminal import print_rows, progress_bar
-from annotation_reconciler.core import utcnow
 from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.names import Env
+from annotation_reconciler.ordering import utcnow
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.plural import count
 from annotation_reconciler.portal.models import PORTAL_TABLES

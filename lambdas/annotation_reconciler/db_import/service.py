@@ -20,7 +20,6 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from annotation_reconciler.core import Clock, utcnow
 from annotation_reconciler.db_import.base import FoundItem, ImportOutcome, ImportProblem, StoredPaths
 from annotation_reconciler.db_import.importers import (
     AnnotationImporter,
@@ -37,6 +36,7 @@ from annotation_reconciler.deletions import Policy
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.ledger import quarantines
 from annotation_reconciler.lifecycle import Verdict
+from annotation_reconciler.ordering import Clock, utcnow
 from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 

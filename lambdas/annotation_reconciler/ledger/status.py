@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from annotation_reconciler.core import utcnow
 from annotation_reconciler.ledger import blind_prefixes, exemptions, integrity, untracked, waiting
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
 from annotation_reconciler.ledger.untracked import Untracked
 from annotation_reconciler.ledger.waiting import Gauges, Waiting
+from annotation_reconciler.ordering import utcnow
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from sqlalchemy import ARRAY, Connection, String, and_, any_, bindparam, exists,
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 
-from annotation_reconciler.core import Clock, utcnow
 from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import (
     FindResult,
@@ -45,6 +44,7 @@ from annotation_reconciler.errors import MetadataError, StorageError
 from annotation_reconciler.evidence import dataset_neighbours
 from annotation_reconciler.ledger import Source
 from annotation_reconciler.listings import canonical, listing_prefixes
+from annotation_reconciler.ordering import Clock, utcnow
 from annotation_reconciler.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.spelling import spelling_form

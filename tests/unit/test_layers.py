@@ -1,0 +1,137 @@
+"""Imports point down only: entry points -> service -> adapters (I/O) -> rules (pure). A module imports modules of
+its own layer or of a layer below it, never above (README, "Layout"); an import needed only by the type checker
+(``if TYPE_CHECKING:``) does not count (issue 31)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import annotation_reconciler
+
+PACKAGE = Path(annotation_reconciler.__file__).parent
+#: Each module or folder of the package (the longest name that matches decides) and its layer, lowest first.
+LAYERS = ("rules", "adapters", "service", "entry")
+LAYER_OF = {
+    # rules: pure, no I/O
+    "errors": "rules",
+    "names": "rules",
+    "plural": "rules",
+    "paths": "rules",
+    "scope": "rules",
+    "spelling": "rules",
+    "guards": "rules",
+    "listings": "rules",
+    "lifecycle": "rules",
+    "notifications": "rules",
+    "ordering": "rules",
+    "settings": "rules",
+    "fanout": "rules",
+    "prefix_retry": "rules",
+    "db.urls": "rules",
+    "db.arrays": "rules",
+    # adapters: the database, S3 and AWS
+    "aws": "adapters",
+    "db": "adapters",
+    "storage": "adapters",
+    "ledger": "adapters",
+    "portal": "adapters",
+    # service: the operations
+    "core": "service",
+    "results": "service",
+    "evidence": "service",
+    "moves": "service",
+    "deletions": "service",
+    "datafiles": "service",
+    "survey": "service",
+    "scan": "service",
+    "purge": "service",
+    "event_changes": "service",
+    "operators": "service",
+    "reconcile": "service",
+    "shards": "service",
+    "inventory_shards": "service",
+    "restore": "service",
+    "db_import": "service",
+    "runtime": "service",
+    "cleanup": "service",
+    # entry points
+    "handlers": "entry",
+    "cli": "entry",
+    "cleanup_stale_annotations": "entry",
+    "logs": "entry",
+    "local": "entry",
+}
+
+
+def name_of(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYER_OF:
+            return LAYER_OF[".".join(parts[:n])]
+    return None
+
+
+def runtime_imports(tree: ast.Module) -> set[str]:
+    """The package modules a module imports at run time (not under ``if TYPE_CHECKING:``)."""
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for n in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("annotation_reconciler"):
+            if node.module == "annotation_reconciler":
+                found |= {alias.name for alias in node.names}
+            else:
+                found.add(node.module.removeprefix("annotation_reconciler."))
+        elif isinstance(node, ast.Import):
+            found |= {
+                a.name.removeprefix("annotation_reconciler.")
+                for a in node.names
+                if a.name.startswith("annotation_reconciler.")
+            }
+    return found
+
+
+def upward_imports(package: Path) -> list[str]:
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        module = name_of(path, package)
+        if module == "" or "migrations" in module.split("."):
+            continue
+        own = layer_of(module)
+        if own is None:
+            out.append(f"{module}: in no layer (add it to LAYER_OF)")
+            continue
+        for target in sorted(runtime_imports(ast.parse(path.read_text()))):
+            theirs = layer_of(target)
+            if theirs is not None and LAYERS.index(theirs) > LAYERS.index(own):
+                out.append(f"{module} ({own}) imports {target} ({theirs})")
+    return out
+
+
+def test_every_import_points_down() -> None:
+    assert upward_imports(PACKAGE) == []
+
+
+def test_the_check_finds_an_upward_import_and_a_module_in_no_layer(tmp_path: Path) -> None:
+    (tmp_path / "paths.py").write_text("from annotation_reconciler.ledger import quarantines\n")
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "x.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from annotation_reconciler import scan\n"
+    )
+    (tmp_path / "stray.py").write_text("")
+    assert upward_imports(tmp_path) == [
+        "paths (rules) imports ledger (adapters)",
+        "stray: in no layer (add it to LAYER_OF)",
+    ]
