@@ -17,6 +17,7 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer, use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec
+from support.wired import Wired, wire
 from support.world import World, make_world
 
 BUCKET = "cryoet-data-portal-public"
@@ -165,3 +166,17 @@ def world(engine: Engine, s3: Any, db_url: str, world_spec: PortalSpec | None) -
 def small(engine: Engine, s3: Any, db_url: str) -> World:
     """Two datasets of five runs, one annotation per voxel spacing: the portal's common shape."""
     return make_world(engine, s3, db_url, PortalSpec(datasets=2, runs_per_dataset=5, annotations_per_voxel_spacing=1))
+
+
+@pytest.fixture
+def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
+    """The world wired to the handlers' runtime, as Lambda runs them (``support/wired.py``)."""
+    base = wire(world, monkeypatch)
+    yield base
+    base.runtime.engine.dispose()
+
+
+@pytest.fixture
+def no_stray_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process moto needs boto3's default endpoint; a test that exported AWS_ENDPOINT_URL must not leak here."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

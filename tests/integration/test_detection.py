@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import inventory
 from support.faults import break_changes_of, inject_at
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
-from support.wired import Wired, wire
+from support.wired import Wired
 from support.world import BUCKET, World, s3_notification, sqs_event
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -37,13 +36,6 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 @pytest.fixture
 def world_spec() -> PortalSpec:
     return PortalSpec(datasets=2, runs_per_dataset=6, annotations_per_voxel_spacing=3)
-
-
-@pytest.fixture
-def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
-    wired = wire(world, monkeypatch)
-    yield wired
-    wired.runtime.engine.dispose()
 
 
 def change(key: str, kind: ChangeKind, when: datetime.datetime, sequencer: str | None = None) -> ObjectChange:

@@ -23,10 +23,7 @@ BUCKET = "cryoet-data-portal-public"
 SPEC = PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2, annotations_per_voxel_spacing=2)
 
 
-@pytest.fixture(autouse=True)
-def no_stray_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process moto needs boto3's default endpoint; a test that exported AWS_ENDPOINT_URL must not leak here."""
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("no_stray_endpoint")  # in-process moto: boto3's default endpoint
 
 
 @pytest.fixture

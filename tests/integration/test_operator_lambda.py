@@ -31,13 +31,6 @@ def world_spec() -> PortalSpec:
     return PortalSpec(datasets=2, runs_per_dataset=2, annotations_per_voxel_spacing=3)
 
 
-@pytest.fixture
-def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[wired_world.Wired]:
-    base = wired_world.wire(world, monkeypatch)
-    yield base
-    base.runtime.engine.dispose()
-
-
 class _Raw:
     """What botocore reads a response body from."""
 

@@ -63,10 +63,7 @@ DATASET_COLUMNS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_stray_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process moto needs boto3's default endpoint; a test that exported AWS_ENDPOINT_URL must not leak here."""
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("no_stray_endpoint")  # in-process moto: boto3's default endpoint
 
 
 # --- the fixture, as the portal's tests set it up -----------------------------------------------------------

@@ -5,10 +5,8 @@ that becomes tracked (ingested) or goes drops out. Real PostgreSQL, moto."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from annotation_reconciler import handlers
@@ -20,15 +18,8 @@ from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.scope import Scope
 from annotation_reconciler.storage import S3Storage
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
-from support.wired import Wired, wire
+from support.wired import Wired
 from support.world import BUCKET, World, sqs_event
-
-
-@pytest.fixture
-def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
-    wired = wire(world, monkeypatch)
-    yield wired
-    wired.runtime.engine.dispose()
 
 
 def copy_of(world: World, index: int, new_name: str) -> str:
