@@ -28,7 +28,7 @@ help:
 	@echo "make deploy ENV=staging    # cdk deploy with infra/env/ENV.json (AWS credentials)"
 	@echo "make lock   # regenerate the locks: infra/lambda-requirements.txt, infra/cdk-requirements.txt, infra/cdk-cli/package-lock.json"
 	@echo "make bench  # the benchmarks of BENCHMARKS.md, written into it with the commit (a clean lambdas/ and bench/)"
-	@echo "make mutate [MUTATE='lifecycle.py paths.py']  # mutation scores, written into RELIABILITY.md with the commit"
+	@echo "make mutate [MUTATE='rules/lifecycle.py rules/paths.py']  # mutation scores, written into RELIABILITY.md with the commit"
 
 # The CDK app's packages come from their lock (hashes checked) before the dev extras, which they then satisfy.
 $(STAMP): pyproject.toml infra/cdk-requirements.txt
@@ -122,7 +122,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all --markdown BENCHMARKS.md
 
 # mutmut over the decision and deletion code ([tool.mutmut] only_mutate) against tests/unit and tests/integration;
-# MUTATE="lifecycle.py portal/deletion.py" (or FILE:FUNCTION_GLOB) for a subset. See RELIABILITY.md.
+# MUTATE="rules/lifecycle.py portal/deletion.py" (or FILE:FUNCTION_GLOB) for a subset. See RELIABILITY.md.
 MUTATE ?=
 MUTATE_JOBS ?= $(PYTEST_WORKERS)
 # The scores go into RELIABILITY.md's table (a subset replaces its files' rows) and the survivors into

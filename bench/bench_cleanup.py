@@ -17,7 +17,7 @@ import time
 
 from click.testing import CliRunner
 
-from annotation_reconciler import cleanup_stale_annotations as cleanup
+from annotation_reconciler.cli import cleanup_stale_annotations as cleanup
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY
 from bench import baseline

@@ -39,7 +39,7 @@ def cpu():
 c0, t0 = cpu(), time.perf_counter()
 import annotation_reconciler.handlers
 t1 = time.perf_counter()
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.service.runtime import build_runtime
 from sqlalchemy import text
 runtime = build_runtime()
 c2, t2 = cpu(), time.perf_counter()

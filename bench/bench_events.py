@@ -31,7 +31,7 @@ from sqlalchemy import text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import SyntheticAnnotation
 from annotation_reconciler.names import SERVICE, Env, Powertools
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench.measure import SqlCounter
@@ -118,7 +118,7 @@ def run(ctx: BenchContext) -> list[Section]:
     _quiet_powertools()
     from annotation_reconciler import handlers
     from annotation_reconciler.local.lambda_runtime import LocalContext
-    from annotation_reconciler.runtime import Runtime
+    from annotation_reconciler.service.runtime import Runtime
 
     spec = portal_spec(PORTAL_SIZE)
     template = "events_template"

@@ -25,7 +25,7 @@ from annotation_reconciler.db_import import ingest
 from annotation_reconciler.local.synthetic import build_portal
 from annotation_reconciler.local.synthetic_bucket import documents
 from annotation_reconciler.local.synthetic_rows import write_deposition
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
 from bench.measure import Meter, SqlCounter

@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from annotation_reconciler.inventory_shards import reconcile_inventory
 from annotation_reconciler.local.inventory_writer import write_inventory
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.service.inventory import reconcile_inventory
+from annotation_reconciler.service.reconciler import Reconciler
 from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
 from bench.report import Section, fmt_s, size_label
 from bench.s3double import modelled_s3_seconds

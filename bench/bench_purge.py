@@ -32,8 +32,8 @@ from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.names import Env
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from bench import baseline

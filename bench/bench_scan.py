@@ -42,10 +42,10 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.names import Env
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.plan import plan_shards
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
-from annotation_reconciler.shards import plan_shards
 from annotation_reconciler.storage import S3Storage
 from annotation_reconciler.storage.counting import RequestCounter
 from bench import baseline, bench_inventory

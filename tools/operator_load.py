@@ -6,7 +6,7 @@
     .venv/bin/python tools/operator_load.py --markdown RELIABILITY.md   # make docs: its table, with the commit
 
 Both rule sets are the real ``lifecycle.decide``: today's is imported, the old one is read from git
-(``git show bd52465:lambdas/annotation_reconciler/lifecycle.py``) and loaded beside it. No S3 and no
+(``git show bd52465:lambdas/annotation_reconciler/rules/lifecycle.py``) and loaded beside it. No S3 and no
 database: the bucket is the synthetic portal's key set (``local/synthetic.py``), every listing is the
 complete answer S3 would give, and the dataset-folder check answers what a LIST of one key would.
 
@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.docblock import DirtyTree, require_clean, short, write_block
 
-from annotation_reconciler import guards, lifecycle
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules import guards, lifecycle
+from annotation_reconciler.rules.paths import BucketLayout
 
 BEFORE = "bd52465"
 FRACTION = 0.1  # the shipped default
@@ -56,7 +56,7 @@ SHAPES = {
 
 def old_lifecycle() -> types.ModuleType:
     source = subprocess.run(
-        ["git", "show", f"{BEFORE}:lambdas/annotation_reconciler/lifecycle.py"],
+        ["git", "show", f"{BEFORE}:lambdas/annotation_reconciler/rules/lifecycle.py"],
         cwd=ROOT,
         check=True,
         capture_output=True,

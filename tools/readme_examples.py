@@ -112,15 +112,15 @@ def shell_logging(fmt: str = LAST_RESORT) -> Iterator[None]:
 
 
 def cleanup(args: str, answer: str | None = None) -> Step:
-    """``python -m annotation_reconciler.cleanup_stale_annotations ARGS`` (``answer`` typed at its prompt)."""
-    shown = "$ python -m annotation_reconciler.cleanup_stale_annotations " + args.replace(
+    """``python -m annotation_reconciler.cli.cleanup_stale_annotations ARGS`` (``answer`` typed at its prompt)."""
+    shown = "$ python -m annotation_reconciler.cli.cleanup_stale_annotations " + args.replace(
         " --s3-bucket", " \\\n    --s3-bucket"
     )
 
     def run(session: Session) -> str:
         from click.testing import CliRunner
 
-        from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+        from annotation_reconciler.cli.cleanup_stale_annotations import cleanup_stale_annotations
 
         given = {**session.env, Env.DB_URL: session.db_url}
         with shell_logging(CLEANUP_LOGS):

@@ -1,7 +1,7 @@
 """Logs an operator can follow: one JSON format and one correlation id on every line of an invocation.
 
 The Lambda handlers log through a powertools ``Logger``; the package's modules log through stdlib
-loggers (``annotation_reconciler.purge``, ``….deletions``, …). For the length of an invocation,
+loggers (``annotation_reconciler.service.purge``, ``….deletions``, …). For the length of an invocation,
 :func:`package_logs` sends those through the powertools logger's handler (same JSON, same keys, the
 correlation id included) instead of the root logger; afterwards they are as they were::
 

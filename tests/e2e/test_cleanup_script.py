@@ -36,7 +36,9 @@ def test_spec_invocations_dry_run_then_delete(moto_endpoint: str, db_url: str, e
         before = set(conn.execute(text("SELECT id FROM annotation")).scalars())
     args = ["--run-id", str(run_id), "--s3-bucket", BUCKET, "--s3-prefix", f"s3://{BUCKET}/"]
 
-    dry = run([sys.executable, "-m", "annotation_reconciler.cleanup_stale_annotations", *args], moto_endpoint, db_url)
+    dry = run(
+        [sys.executable, "-m", "annotation_reconciler.cli.cleanup_stale_annotations", *args], moto_endpoint, db_url
+    )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith(f"Found 2 stale annotations:\n  Run ID {run_id}: 2 annotations\n")
     for key in gone:

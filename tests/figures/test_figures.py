@@ -189,7 +189,9 @@ def test_mutmut_results_are_read_for_the_selected_mutants_of_the_package_only() 
 
 
 def test_mutate_refuses_to_write_files_and_functions_in_one_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert mutate.main(["--only", "paths.py:is_within", "lifecycle.py", "--markdown", "RELIABILITY.md"]) == 2
+    assert (
+        mutate.main(["--only", "rules/paths.py:is_within", "rules/lifecycle.py", "--markdown", "RELIABILITY.md"]) == 2
+    )
     assert "not both" in capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
 from support.world import BUCKET, World, created, removed
 
 

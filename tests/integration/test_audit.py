@@ -8,7 +8,7 @@ import datetime
 from click.testing import CliRunner
 
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.scenarios import ledger_rows, reconciler, three_of_five_purged
 from support.world import World, removed
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.world import EVENT_TIME, World, created, make_world, removed
 
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 
-from annotation_reconciler import cleanup_stale_annotations as module
-from annotation_reconciler.cleanup import run as cleanup_run
+from annotation_reconciler.cli import cleanup_stale_annotations as module
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
+from annotation_reconciler.service import cleanup as cleanup_run
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject_at
@@ -623,10 +623,10 @@ def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkey
 
 def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> None:
     """The deletion flow's tally: rows deleted by earlier batches of one run still count for the guard."""
-    from annotation_reconciler.deletions import Policy, delete_stale
     from annotation_reconciler.ledger.models import Source
-    from annotation_reconciler.lifecycle import Candidate
-    from annotation_reconciler.listings import prefixes_to_list
+    from annotation_reconciler.rules.lifecycle import Candidate
+    from annotation_reconciler.rules.listings import prefixes_to_list
+    from annotation_reconciler.service.deletions import Policy, delete_stale
 
     dataset = world.portal.dataset_ids[0]
     ours = [a for a in world.portal.annotations if a.dataset_id == dataset]

@@ -10,12 +10,12 @@ import boto3
 import pytest
 from sqlalchemy import text
 
-from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.lifecycle import Verdict
-from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.lifecycle import Verdict
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import SAFETY_MARGIN_S
 from annotation_reconciler.storage import S3Storage
 from support.faults import InFlight, inject_at
 from support.world import BUCKET, World
@@ -212,8 +212,8 @@ def test_evidence_gathered_while_listing_equals_the_evidence_gathered_after_it(w
     """``SurroundingsAsYouGo`` asks S3 the same requests as ``dataset_neighbours`` after the listing, and gets the
     same answers: the folders of every level of a prefix that lacks a row's key (a twin among them), the dataset
     folder of a prefix emptied of metadata, and an error where S3 failed."""
-    from annotation_reconciler.evidence import SurroundingsAsYouGo, dataset_neighbours
-    from annotation_reconciler.listings import suspicious_prefixes
+    from annotation_reconciler.rules.listings import suspicious_prefixes
+    from annotation_reconciler.service.evidence import SurroundingsAsYouGo, dataset_neighbours
 
     keys = world.portal.metadata_keys
     lost = keys[0]

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
-from annotation_reconciler import operators
-from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+from annotation_reconciler.cli.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.evidence import wide_folder
 from annotation_reconciler.ledger.exemptions import Released
-from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service import operators
+from annotation_reconciler.service.evidence import wide_folder
 from support.faults import inject_at, record_backoff
 from support.world import BUCKET, World, make_world, removed
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from annotation_reconciler.deletions import LOG_IDS, Policy, delete_stale, ids_of
-from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger.models import Source
-from annotation_reconciler.lifecycle import Candidate, Decision, Verdict
-from annotation_reconciler.listings import canonical, metadata_folder
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.lifecycle import Candidate, Decision, Verdict
+from annotation_reconciler.rules.listings import canonical, metadata_folder
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.service.deletions import LOG_IDS, Policy, delete_stale, ids_of
+from annotation_reconciler.service.evidence import Surroundings, folder_siblings
 from annotation_reconciler.storage import S3Storage
 from support.world import BUCKET, World
 
@@ -87,7 +87,7 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
         ),
         unlisted,
     ]
-    caplog.set_level(logging.INFO, logger="annotation_reconciler.deletions")
+    caplog.set_level(logging.INFO, logger="annotation_reconciler.service.deletions")
     with world.engine.begin() as conn:
         outcome = delete_stale(
             conn,

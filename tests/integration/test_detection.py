@@ -17,13 +17,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from annotation_reconciler import handlers, prefix_retry
+from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules import prefix_retry
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage import inventory
 from support.faults import break_changes_of, inject_at
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report

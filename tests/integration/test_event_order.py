@@ -49,7 +49,7 @@ def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
         return answer
 
     monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove_again)
-    caplog.set_level(logging.INFO, logger="annotation_reconciler.purge")
+    caplog.set_level(logging.INFO, logger="annotation_reconciler.service.purge")
     result = reconciler.purge()
     assert result.released == [] and result.deleted == [] and world.ledger()[victim] == "quarantined"
     assert f"purge leaves {victim} to the next purge: stamped after its listing" in caplog.messages

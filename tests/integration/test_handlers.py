@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import handlers
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime, wire_bucket_to_queue
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.service.runtime import build_runtime
 from support.faults import break_changes_of
 from support.world import BUCKET, World, make_world, use_runtime
 

@@ -24,10 +24,10 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import delete_annotations
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.world import CHILD_TABLES, PORTAL_TABLES, SNAPSHOT, Clock, table_counts

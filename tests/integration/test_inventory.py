@@ -11,8 +11,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from annotation_reconciler.inventory_shards import reconcile_inventory
 from annotation_reconciler.local.inventory_writer import write_inventory
+from annotation_reconciler.service.inventory import reconcile_inventory
 from annotation_reconciler.storage.counting import RequestCounter
 from annotation_reconciler.storage.inventory import (
     InventoryError,

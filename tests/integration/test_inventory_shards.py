@@ -14,13 +14,15 @@ import pytest
 from botocore.stub import Stubber
 from sqlalchemy import inspect, text
 
-from annotation_reconciler import handlers, inventory_shards, prefix_retry
+from annotation_reconciler import handlers
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.ledger import migrate
-from annotation_reconciler.listings import metadata_folder
 from annotation_reconciler.local.databases import DatabaseFactory, create_portal_schema
 from annotation_reconciler.local.lambda_runtime import LocalContext
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.rules import prefix_retry
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.service import inventory
+from annotation_reconciler.service.runtime import build_runtime
 from support import wired as wired_world
 from support.inventory import MANIFEST
 from support.inventory import report as write_report
@@ -71,17 +73,17 @@ def test_slices_stay_small_and_within_the_message_limit(wired: Wired) -> None:
     world = wired.world
     world.delete(*world.portal.metadata_keys[:7])
     wired.report([k for k in world.portal.all_keys() if k not in world.portal.metadata_keys[:7]])
-    plan = inventory_shards.plan_inventory(world.reconciler(), MANIFEST)
+    plan = inventory.plan_inventory(world.reconciler(), MANIFEST)
     assert [k for _, k in plan.candidates] == sorted(world.portal.metadata_keys[:7])
-    bodies = inventory_shards.shard_messages(plan, slice_size=3)
+    bodies = inventory.shard_messages(plan, slice_size=3)
     assert [len(b["candidates"]) for b in bodies] == [3, 3, 1]
     assert [tuple(c) for b in bodies for c in b["candidates"]] == plan.candidates
     # long keys: the byte limit cuts slices before SQS's 256 KiB would
     long_plan = dataclasses.replace(
         plan, candidates=[(i, "d/" + "x" * 900 + f"/Annotations/{i}/a-1.json") for i in range(600)]
     )
-    long_bodies = inventory_shards.shard_messages(long_plan)
-    assert len(long_bodies) > 1 and max(inventory_shards.message_size(b) for b in long_bodies) < 200_000
+    long_bodies = inventory.shard_messages(long_plan)
+    assert len(long_bodies) > 1 and max(inventory.message_size(b) for b in long_bodies) < 200_000
     assert sum(len(b["candidates"]) for b in long_bodies) == 600
 
 
@@ -105,8 +107,8 @@ def test_a_slice_out_of_time_queues_its_continuation_and_resumes(wired: Wired) -
     gone = keys_in_distinct_folders(world, 3)
     world.delete(*gone)
     wired.report([k for k in world.portal.all_keys() if k not in gone])
-    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
-    body = inventory_shards.shard_messages(plan)[0]
+    plan = inventory.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    body = inventory.shard_messages(plan)[0]
     from support.world import sqs_event
 
     # time for one folder only: the first is confirmed and written, the other two go back to the queue
@@ -125,14 +127,14 @@ def test_a_candidate_changed_since_the_plan_is_skipped_not_quarantined(wired: Wi
     gone, moved = keys_in_distinct_folders(world, 2)
     world.delete(gone, moved)
     wired.report([k for k in world.portal.all_keys() if k not in (gone, moved)])
-    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    plan = inventory.plan_inventory(wired.runtime.reconciler, MANIFEST)
     with world.engine.begin() as conn:  # the portal re-points the annotation after the plan was made
         conn.execute(
             text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
             {"p": f"s3://{BUCKET}/{world.portal.metadata_keys[-1]}", "id": world.ids[moved]},
         )
-    shard = inventory_shards.read_shard(inventory_shards.shard_messages(plan)[0])
-    result = inventory_shards.confirm_shard(wired.runtime.reconciler, shard)
+    shard = inventory.read_shard(inventory.shard_messages(plan)[0])
+    result = inventory.confirm_shard(wired.runtime.reconciler, shard)
     assert result.skipped == [world.ids[moved]] and result.quarantined == [world.ids[gone]]
     assert world.ledger() == {world.ids[gone]: "quarantined"}
 
@@ -157,14 +159,14 @@ def test_s3_errors_leave_candidates_alone_and_retry_only_them(wired: Wired, monk
     (key,) = keys_in_distinct_folders(world, 1)
     world.delete(key)
     wired.report([k for k in world.portal.all_keys() if k != key])
-    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    plan = inventory.plan_inventory(wired.runtime.reconciler, MANIFEST)
     failing = boto3.client("s3", region_name="us-west-2")
     stub = Stubber(failing)
     for _ in range(6):
         stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
-    shard = inventory_shards.read_shard(inventory_shards.shard_messages(plan)[0])
+    shard = inventory.read_shard(inventory.shard_messages(plan)[0])
     with stub:
-        result = inventory_shards.confirm_shard(world.reconciler(s3=failing), shard)
+        result = inventory.confirm_shard(world.reconciler(s3=failing), shard)
     assert result.unknown == [(world.ids[key], key)] and result.quarantined == []
     # through the handler (issue 27): the slice never fails for it; only the unknown candidate is asked about
     # again, in a message of its own, MAX_RETRIES times; then it is counted and waits for the next report
@@ -173,13 +175,13 @@ def test_s3_errors_leave_candidates_alone_and_retry_only_them(wired: Wired, monk
     monkeypatch.setattr(prefix_retry, "RETRY_DELAY_S", 0)
     from support.world import sqs_event
 
-    answer = handlers.handle_work(sqs_event(inventory_shards.shard_messages(plan)[0]), LocalContext())
+    answer = handlers.handle_work(sqs_event(inventory.shard_messages(plan)[0]), LocalContext())
     assert answer == {"batchItemFailures": []}
     (again,) = wired.peek()
     assert again["candidates"] == [[world.ids[key], key]] and again["attempt"] == 1
     assert wired.metrics["AnnotationsUnknown"] == 0
     outcomes = wired.work().drain()
-    assert [o.failed for o in outcomes] == [0] * inventory_shards.MAX_RETRIES
+    assert [o.failed for o in outcomes] == [0] * inventory.MAX_RETRIES
     assert wired.metrics["AnnotationsUnknown"] == 1 and wired.peek() == []
     assert world.ledger() == {}
 
@@ -195,8 +197,8 @@ def test_a_slice_with_an_unknown_candidate_still_confirms_the_others_and_continu
     world.s3.put_object(Bucket=BUCKET, Key=twin.replace(".json", ".JSON"), Body=b"{}")
     wired.report([k for k in world.portal.all_keys() if k not in (twin, gone, later)])
     monkeypatch.setattr(prefix_retry, "RETRY_DELAY_S", 0)
-    plan = inventory_shards.plan_inventory(wired.runtime.reconciler, MANIFEST)
-    body = inventory_shards.shard_messages(plan)[0]
+    plan = inventory.plan_inventory(wired.runtime.reconciler, MANIFEST)
+    body = inventory.shard_messages(plan)[0]
     from support.world import sqs_event
 
     assert handlers.handle_work(sqs_event(body), Countdown(calls=2)) == {"batchItemFailures": []}
@@ -229,7 +231,7 @@ def test_malformed_inventory_messages_are_refused(change: dict[str, Any], messag
         **change,
     }
     with pytest.raises(ValueError) as info:
-        inventory_shards.read_shard(body)
+        inventory.read_shard(body)
     assert message in str(info.value)
 
 

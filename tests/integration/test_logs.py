@@ -21,7 +21,7 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
 
     from annotation_reconciler import handlers
     from annotation_reconciler.local.lambda_runtime import LocalContext
-    from annotation_reconciler.runtime import build_runtime
+    from annotation_reconciler.service.runtime import build_runtime
     from support.world import s3_notification, sqs_event
 
     small = make_world(engine, s3, db_url, PortalSpec(datasets=1, runs_per_dataset=5, annotations_per_voxel_spacing=5))
@@ -49,6 +49,6 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     applied = next(x for x in logs if x["message"] == "events applied")
     assert applied["quarantined_count"] == len(keys) and applied["quarantined"].endswith(f"and {len(keys) - 20} more")
     # the dry-run line of the stdlib logger in purge.py, in the same JSON, with the schedule's event id
-    stdlib = [x for x in logs if x.get("name") == "annotation_reconciler.purge"]
+    stdlib = [x for x in logs if x.get("name") == "annotation_reconciler.service.purge"]
     assert stdlib and all(x["correlation_id"] == "evt-42" for x in stdlib)
     assert all("correlation_id" in x for x in logs)

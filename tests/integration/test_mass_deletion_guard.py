@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.scenarios import ledger_rows, reconciler, three_of_five_purged
 from support.world import BUCKET, World, make_world, removed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.scenarios import reconciler
 from support.world import BUCKET, World, created, removed
 

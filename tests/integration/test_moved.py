@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject_at
 from support.world import BUCKET, World, removed

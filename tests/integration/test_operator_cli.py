@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 
-from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+from annotation_reconciler.cli.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.ingest import ingest
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
@@ -21,7 +21,7 @@ from annotation_reconciler.local.databases import DatabaseFactory, create_portal
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.world import BUCKET, World, removed
 
 

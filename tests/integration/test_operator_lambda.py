@@ -19,7 +19,7 @@ from annotation_reconciler.cli import via_lambda
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 from support import wired as wired_world
 from support.world import World, removed
 

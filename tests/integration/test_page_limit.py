@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.scenarios import reconciler
 from support.world import BUCKET, World
 
@@ -17,10 +17,10 @@ def test_a_prefix_beyond_the_page_limit_is_unknown_and_reported(small: World, ca
         small.s3.put_object(Bucket=BUCKET, Key=f"{folder}100/extra-{i:04d}.ndjson", Body=b"")
     small.delete(ann.metadata_key)
     r = reconciler(small, RECONCILER_SCAN_PAGE_LIMIT="1")
-    with caplog.at_level("WARNING", logger="annotation_reconciler.survey"):
+    with caplog.at_level("WARNING", logger="annotation_reconciler.service.survey"):
         scan = r.scan_shard(Scope(dataset_id=ann.dataset_id))
     assert scan.scope == Scope(dataset_id=ann.dataset_id)
-    assert [m.getMessage() for m in caplog.records if m.name == "annotation_reconciler.survey"] == [
+    assert [m.getMessage() for m in caplog.records if m.name == "annotation_reconciler.service.survey"] == [
         f"1 prefix needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=1; their annotations are unknown: {folder}"
     ]
     assert scan.over_page_limit == [folder] and scan.errors == [] and scan.quarantined == []
@@ -36,10 +36,10 @@ def test_prefixes_beyond_the_page_limit_are_named_in_one_warning(
     for folder in folders:
         for i in range(1001):
             small.s3.put_object(Bucket=BUCKET, Key=f"{folder}100/extra-{i:04d}.ndjson", Body=b"")
-    with caplog.at_level("WARNING", logger="annotation_reconciler.survey"):
+    with caplog.at_level("WARNING", logger="annotation_reconciler.service.survey"):
         scan = reconciler(small, RECONCILER_SCAN_PAGE_LIMIT="1").scan_shard(Scope())
     assert scan.over_page_limit == folders
-    assert [m.getMessage() for m in caplog.records if m.name == "annotation_reconciler.survey"] == [
+    assert [m.getMessage() for m in caplog.records if m.name == "annotation_reconciler.service.survey"] == [
         f"2 prefixes need more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=1; their annotations are unknown: "
         f"{folders[0]}, {folders[1]}"
     ]

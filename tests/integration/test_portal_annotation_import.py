@@ -35,8 +35,8 @@ import pytest
 from sqlalchemy import Engine, MetaData, Table, insert, select
 
 from annotation_reconciler.db_import import IngestResult, ingest
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PORTAL_TABLES
+from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 
 PORTAL = json.loads((Path(__file__).parents[1] / "data" / "portal_annotation_import.json").read_text())

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.service.context import SAFETY_MARGIN_S
 from support.world import BUCKET, SNAPSHOT, World, make_world, removed
 
 
@@ -127,7 +127,7 @@ def test_the_purge_result_sums_every_batch(world: World, caplog: pytest.LogCaptu
     else:
         env["RECONCILER_S3_PREFIX"] = f"s3://{BUCKET}/elsewhere/"
     reconciler = world.reconciler(purge_batch_size=1, **env)
-    caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
+    caplog.set_level(logging.WARNING, logger="annotation_reconciler.service.purge")
     result = reconciler.purge()
     assert sorted(getattr(result, outcome)) == ids and result.claimed == 2 and result.deleted == []
     dry = [m for m in caplog.messages if m.startswith("dry run")]

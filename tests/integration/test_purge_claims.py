@@ -8,7 +8,7 @@ import pytest
 
 from annotation_reconciler.ledger import purge_claims
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.purge import CLAIM_LEASE
+from annotation_reconciler.service.purge import CLAIM_LEASE
 from support.world import World, removed
 
 

@@ -81,7 +81,7 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
 
     monkeypatch.setattr(reconciler, "_settle", fails)
     if isinstance(failure, ConcurrentChangeError):
-        caplog.set_level(logging.WARNING, logger="annotation_reconciler.purge")
+        caplog.set_level(logging.WARNING, logger="annotation_reconciler.service.purge")
         assert reconciler.purge().errors == [str(failure)]
         assert caplog.messages == [f"purge batch rolled back: {failure}"]
     else:  # issue 27: the row fails alone too, so it is marked with its error and the purge goes on

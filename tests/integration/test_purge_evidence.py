@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.world import BUCKET, World, make_world, removed
 
 

@@ -9,9 +9,9 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.ledger import event_order, quarantines
 from annotation_reconciler.ledger.models import Source, Status
-from annotation_reconciler.lifecycle import AnnotationRef
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.ordering import Stamp
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.ordering import Stamp
 from support.world import World
 
 T0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)

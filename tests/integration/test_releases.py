@@ -11,12 +11,12 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from annotation_reconciler.cleanup_stale_annotations import cleanup_stale_annotations
+from annotation_reconciler.cli.cleanup_stale_annotations import cleanup_stale_annotations
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage import S3Storage
 from support.scenarios import ledger_rows, reconciler, removed_by_event
 from support.world import BUCKET, World, created, removed

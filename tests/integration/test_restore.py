@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from annotation_reconciler.cli.main import cli
-from annotation_reconciler.restore import RestoreError, RestoreScope, restore
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.restore import RestoreError, RestoreScope, restore
 from support.scenarios import ledger_rows, reconciler, removed_by_event
 from support.world import World, dump, removed
 

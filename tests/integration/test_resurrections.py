@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.scenarios import quarantined_past_grace
 from support.world import EVENT_TIME, World, created
 

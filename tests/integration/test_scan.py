@@ -7,7 +7,7 @@ from __future__ import annotations
 from botocore.stub import Stubber
 from sqlalchemy import text
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.world import World, removed
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from support.world import World
 
 

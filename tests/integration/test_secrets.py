@@ -20,13 +20,14 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from annotation_reconciler import db, handlers, runtime
+from annotation_reconciler import db, handlers
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec
+from annotation_reconciler.service import runtime
 from support.logs import handler_logs
 from support.world import BUCKET, World, make_world, s3_notification, sqs_event
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key
 from support.world import PORTAL_TABLES, table_counts
 
 SPEC = PortalSpec(

@@ -13,7 +13,7 @@ import pytest
 
 from annotation_reconciler import aws as clients
 from annotation_reconciler.db import CONNECT_TIMEOUT, DatabaseSecret, connection_failure, make_engine
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.service.runtime import build_runtime
 from annotation_reconciler.storage import make_s3_client
 from support.world import BUCKET
 

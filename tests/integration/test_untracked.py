@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.inventory_shards import plan_inventory
 from annotation_reconciler.local.lambda_runtime import LocalContext
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.inventory import plan_inventory
 from annotation_reconciler.storage import S3Storage
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.wired import Wired

@@ -24,8 +24,8 @@ from annotation_reconciler import handlers
 from annotation_reconciler.errors import EventShapeError, SettingsError
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.notifications import parse_event
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.notifications import parse_event
+from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.settings import Settings
 from support.world import BUCKET, World, s3_notification, sqs_event
 

@@ -28,8 +28,8 @@ from annotation_reconciler.local.postgres import embedded_bindir
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.rds import ORDERS, SERVERS, RdsPortal

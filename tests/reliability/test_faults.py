@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import MAX_ATTEMPTS
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import ALL_OPERATIONS, INJECTED, ConnectionKiller, ShortContext, inject, record_backoff

@@ -21,11 +21,12 @@ import boto3
 import pytest
 from sqlalchemy import Engine, text
 
-from annotation_reconciler import handlers, prefix_retry
-from annotation_reconciler.listings import metadata_folder
+from annotation_reconciler import handlers
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.runtime import build_runtime
+from annotation_reconciler.rules import prefix_retry
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.service.runtime import build_runtime
 from support.faults import inject, inject_at, record_backoff
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.world import BUCKET, make_world, s3_notification, sqs_event

@@ -42,18 +42,18 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
-from annotation_reconciler.evidence import wide_folder
 from annotation_reconciler.ledger import LEDGER_SCHEMA
-from annotation_reconciler.listings import canonical
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.notifications import parse_event
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.deletion import count_orphans
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.listings import canonical
+from annotation_reconciler.rules.notifications import parse_event
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.evidence import wide_folder
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import TargetedFaults, inject_at

@@ -15,7 +15,7 @@ from annotation_reconciler import handlers
 from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
 from support.wired import wire
 from support.world import BUCKET, World, created, removed, s3_notification, sqs_event
 

@@ -33,10 +33,10 @@ from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.runtime import Runtime, build_runtime
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
@@ -273,10 +273,10 @@ SQL_FORMATTING = {
     ("ledger/grants.py", "events"): "a role name that check_role allowed: [a-z_][a-z0-9_$]*, nothing else",
     ("ledger/grants.py", "reads"): "the fixed tuple READ_TABLES, joined",
     ("ledger/migrations/versions/0004_operator_decisions_and_restore.py", "LEDGER_SCHEMA"): "the ledger schema's name",
-    ("restore.py", "table"): "a table name from the fixed tuple TABLES",
+    ("service/restore.py", "table"): "a table name from the fixed tuple TABLES",
     ("ledger/event_order.py", "_CHANGES"): "a module constant: the unnest of the bound id, time and sequencer arrays",
     ("ledger/event_order.py", "_C_IS_NEWER"): "a module constant: the stamp comparison of two rows",
-    ("restore.py", "seq"): "the sequence name pg_get_serial_sequence returns for one of TABLES (quoted by PostgreSQL)",
+    ("service/restore.py", "seq"): "the sequence pg_get_serial_sequence names for one of TABLES (quoted by PostgreSQL)",
     ("ledger/quarantines.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("ledger/exemptions.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",
     ("ledger/event_order.py", "OPEN_STATUS_LIST"): "OPEN_STATUSES as an SQL list (ledger/models.py)",

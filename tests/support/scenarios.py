@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.results import PurgeResult
+from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service.results import PurgeResult
 from support.world import World, removed
 
 #: The shipped default of the mass-deletion guard (settings.py, infra/env/examples/*.json).

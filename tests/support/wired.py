@@ -13,7 +13,7 @@ import pytest
 
 from annotation_reconciler import handlers
 from annotation_reconciler.local.lambda_runtime import LocalLambdaRuntime
-from annotation_reconciler.runtime import Runtime
+from annotation_reconciler.service.runtime import Runtime
 from support.inventory import INVENTORY_BUCKET
 from support.world import World
 

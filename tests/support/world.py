@@ -14,10 +14,10 @@ from annotation_reconciler import handlers
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.portal.deletion import count_orphans as orphans_in
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.runtime import Runtime, build_runtime
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotation_reconciler.fanout import ShardMessage
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 
 
 def test_a_retry_message_round_trips() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from annotation_reconciler.datafiles import FileRow, judge_files
-from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, empty_prefixes, guard_allows
-from annotation_reconciler.lifecycle import Candidate, Evidence, Verdict, decide
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.guards import GUARD_FLOOR, dataset_folder, empty_prefixes, guard_allows
+from annotation_reconciler.rules.lifecycle import Candidate, Evidence, Verdict, decide
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.service.datafiles import FileRow, judge_files
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Evidence, Unknown, Verdict, decide, resolve
-from annotation_reconciler.listings import canonical, listing_prefixes, metadata_folder, prefixes_to_list
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Evidence, Unknown, Verdict, decide, resolve
+from annotation_reconciler.rules.listings import canonical, listing_prefixes, metadata_folder, prefixes_to_list
+from annotation_reconciler.rules.paths import BucketLayout
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")

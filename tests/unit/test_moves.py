@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from annotation_reconciler.moves import natural_key_of
+from annotation_reconciler.service.moves import natural_key_of
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from annotation_reconciler.errors import EventShapeError
-from annotation_reconciler.notifications import (
+from annotation_reconciler.rules.notifications import (
     MAX_RECORDS_PER_MESSAGE,
     ChangeKind,
     Skip,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler import ordering, prefix_retry
-from annotation_reconciler.notifications import ChangeKind, ObjectChange, parse_event
-from annotation_reconciler.ordering import RowState, Stamp, latest_per_key, may_quarantine, newer
+from annotation_reconciler.rules import ordering, prefix_retry
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange, parse_event
+from annotation_reconciler.rules.ordering import RowState, Stamp, latest_per_key, may_quarantine, newer
 from annotation_reconciler.storage import inventory
 
 T = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.paths import (
+from annotation_reconciler.rules.paths import (
     BucketLayout,
     KeyKind,
     annotations_prefix,

@@ -6,19 +6,19 @@ import re
 from pathlib import Path
 
 import annotation_reconciler
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 
 #: the package the tests import (lambdas/annotation_reconciler, or make mutate's mutated copy of it)
 PACKAGE = Path(annotation_reconciler.__file__).resolve().parent
 #: What the commands print (the CLI, the cleanup script, the reasons status shows, the demo).
 PRINTING = [
     *sorted(PACKAGE.glob("cli/*.py")),
-    *sorted(PACKAGE.glob("cleanup/*.py")),
-    PACKAGE / "cleanup_stale_annotations.py",
+    PACKAGE / "service" / "cleanup.py",
+    PACKAGE / "service" / "cleanup_report.py",
     PACKAGE / "ledger" / "status.py",
     PACKAGE / "ledger" / "waiting.py",
-    PACKAGE / "lifecycle.py",
-    PACKAGE / "restore.py",
+    PACKAGE / "rules" / "lifecycle.py",
+    PACKAGE / "service" / "restore.py",
     *sorted(PACKAGE.glob("local/demo*.py")),
 ]
 NOUNS = (

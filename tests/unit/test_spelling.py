@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation_reconciler.guards import folder_levels
-from annotation_reconciler.lifecycle import Candidate, Evidence, Verdict, decide
-from annotation_reconciler.listings import suspicious_prefixes
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.spelling import is_twin, spelling_form, twin_folder
+from annotation_reconciler.rules.guards import folder_levels
+from annotation_reconciler.rules.lifecycle import Candidate, Evidence, Verdict, decide
+from annotation_reconciler.rules.listings import suspicious_prefixes
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.spelling import is_twin, spelling_form, twin_folder
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout(B)

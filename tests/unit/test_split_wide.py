@@ -3,7 +3,7 @@ failed leaves the prefixes under it out (or unknown) and no other."""
 
 from __future__ import annotations
 
-from annotation_reconciler.evidence import split_wide, wide_folder
+from annotation_reconciler.service.evidence import split_wide, wide_folder
 
 A = "10001/TS_000/Reconstructions/VoxelSpacing13.480/Annotations/"
 B = "10001/TS_001/Reconstructions/VoxelSpacing13.480/Annotations/"

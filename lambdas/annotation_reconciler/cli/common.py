@@ -22,8 +22,8 @@ from annotation_reconciler.db import (
 )
 from annotation_reconciler.errors import DatabaseUrlError, SettingsError
 from annotation_reconciler.names import Env
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.plural import count
 from annotation_reconciler.settings import Settings, parse_bool, unknown_variables, validate_bucket
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,7 +8,7 @@ from typing import Any
 
 from annotation_reconciler.db_import import IngestResult
 from annotation_reconciler.ledger.status import reingest_command
-from annotation_reconciler.results import PurgeResult, ScanResult
+from annotation_reconciler.service.results import PurgeResult, ScanResult
 
 
 def dumps(document: dict[str, Any]) -> str:

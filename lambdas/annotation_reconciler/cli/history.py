@@ -11,7 +11,7 @@ import click
 from annotation_reconciler.cli.common import db_options, engine_from
 from annotation_reconciler.cli.restore import parse_since
 from annotation_reconciler.ledger import history as ledger_history
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 
 #: entries shown in text; JSON has them all
 TEXT_LIMIT = 50

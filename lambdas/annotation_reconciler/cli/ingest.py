@@ -29,11 +29,11 @@ from annotation_reconciler.db_import import IngestResult, service
 from annotation_reconciler.db_import.base import public_https_prefix
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.names import Env
-from annotation_reconciler.ordering import utcnow
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.plural import count
 from annotation_reconciler.portal.models import PORTAL_TABLES
-from annotation_reconciler.purge import close_reingested
+from annotation_reconciler.rules.ordering import utcnow
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.purge import close_reingested
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 

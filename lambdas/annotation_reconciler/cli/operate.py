@@ -8,7 +8,6 @@ from typing import Any
 import click
 from rich.console import Console
 
-from annotation_reconciler import operators
 from annotation_reconciler.cli import documents, status_view, via_lambda
 from annotation_reconciler.cli.common import (
     UsageError,
@@ -20,7 +19,8 @@ from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.ledger import history
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.ledger.exemptions import Released
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service import operators
 
 console = Console()
 

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from annotation_reconciler import inventory_shards
 from annotation_reconciler.cli import documents
 from annotation_reconciler.cli.common import (
     db_options,
@@ -22,11 +21,12 @@ from annotation_reconciler.cli.terminal import print_rows, progress_bar
 from annotation_reconciler.ledger import waiting
 from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.names import Env
-from annotation_reconciler.plural import count
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.results import ScanResult
-from annotation_reconciler.scope import Scope
-from annotation_reconciler.shards import plan_shards
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.inventory import reconcile_inventory
+from annotation_reconciler.service.plan import plan_shards
+from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service.results import ScanResult
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 console = Console()
@@ -93,7 +93,7 @@ def scan(
     """Full reconciliation: LIST annotation prefixes, quarantine what is stale, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
-        found = inventory_shards.reconcile_inventory(reconciler, inventory)
+        found = reconcile_inventory(reconciler, inventory)
         engine.dispose()
         if output == "json":
             click.echo(

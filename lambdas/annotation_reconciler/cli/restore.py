@@ -10,9 +10,9 @@ from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from, operator_name
 from annotation_reconciler.errors import LedgerSchemaError
-from annotation_reconciler.plural import count
-from annotation_reconciler.restore import RestoreError, RestoreScope
-from annotation_reconciler.restore import restore as restore_purged
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.restore import RestoreError, RestoreScope
+from annotation_reconciler.service.restore import restore as restore_purged
 
 
 def parse_since(value: str | None) -> datetime.datetime | None:

@@ -24,7 +24,7 @@ import click
 
 from annotation_reconciler.cli.common import UsageError
 from annotation_reconciler.names import Env
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 
 STATE = "state.json"
 LOG = "server.log"

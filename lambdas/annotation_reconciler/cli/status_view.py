@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from annotation_reconciler.cli.terminal import line, print_rows
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 
 #: How many datasets the text lists before "and N more", and how many waiting rows of each.
 DATASETS_SHOWN = 20

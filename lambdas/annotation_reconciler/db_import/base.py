@@ -27,8 +27,8 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 
 from annotation_reconciler.errors import MetadataError
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal.models import PortalBase
+from annotation_reconciler.rules.paths import BucketLayout
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]

@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.db_import.base import FindResult, FoundItem, ImportProblem
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.listings import canonical
-from annotation_reconciler.paths import KeyKind, classify_key
+from annotation_reconciler.rules.listings import canonical
+from annotation_reconciler.rules.paths import KeyKind, classify_key
 from annotation_reconciler.storage import S3Storage
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})

@@ -32,12 +32,12 @@ from annotation_reconciler.db_import.importers import (
     import_annotation_children,
     legacy_annotations,
 )
-from annotation_reconciler.deletions import Policy
 from annotation_reconciler.errors import LedgerMissingError
 from annotation_reconciler.ledger import quarantines
-from annotation_reconciler.lifecycle import Verdict
-from annotation_reconciler.ordering import Clock, utcnow
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.lifecycle import Verdict
+from annotation_reconciler.rules.ordering import Clock, utcnow
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.service.deletions import Policy
 from annotation_reconciler.storage import S3Storage
 
 log = logging.getLogger(__name__)

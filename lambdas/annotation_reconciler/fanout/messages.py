@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 
 SHARD_TYPE = "scan_shard"
 

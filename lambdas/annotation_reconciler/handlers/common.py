@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from annotation_reconciler.names import NAMESPACE, SERVICE
-from annotation_reconciler.runtime import Runtime, cached_runtime
+from annotation_reconciler.service.runtime import Runtime, cached_runtime
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotation_reconciler import results
-from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import EventShapeError
 from annotation_reconciler.handlers.common import count, logger, metrics, runtime
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.names import Metric
-from annotation_reconciler.notifications import ObjectChange, parse_event
-from annotation_reconciler.runtime import Runtime
+from annotation_reconciler.rules.notifications import ObjectChange, parse_event
+from annotation_reconciler.service import results
+from annotation_reconciler.service.deletions import capped
+from annotation_reconciler.service.runtime import Runtime
 
 
 def _apply(rt: Runtime, changes: list[ObjectChange]) -> results.ChangeResult:

@@ -13,12 +13,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from annotation_reconciler import operators
 from annotation_reconciler.handlers.common import logger
 from annotation_reconciler.ledger import history
 from annotation_reconciler.ledger import status as ledger_status
 from annotation_reconciler.names import Action
-from annotation_reconciler.runtime import Runtime
+from annotation_reconciler.service import operators
+from annotation_reconciler.service.runtime import Runtime
 
 OPERATOR_ACTIONS = (Action.STATUS, Action.APPROVE, Action.RELEASE)
 #: Lambda returns at most 6 MB: a status answer larger than this keeps the first waiting rows and says so.

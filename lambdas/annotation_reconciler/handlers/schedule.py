@@ -9,8 +9,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from annotation_reconciler import inventory_shards, shards
-from annotation_reconciler.deletions import capped
 from annotation_reconciler.errors import InventoryStale
 from annotation_reconciler.fanout import ShardMessage
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
@@ -18,7 +16,10 @@ from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_a
 from annotation_reconciler.ledger import waiting
 from annotation_reconciler.logs import correlation_id, package_logs
 from annotation_reconciler.names import Action, Metric, names_of
-from annotation_reconciler.runtime import Runtime
+from annotation_reconciler.service import inventory
+from annotation_reconciler.service.deletions import capped
+from annotation_reconciler.service.plan import plan_shards
+from annotation_reconciler.service.runtime import Runtime
 
 #: Why ``{"action": "migrate"}`` is refused, and what to run instead.
 MIGRATE_MOVED = (
@@ -92,7 +93,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if action in (Action.RECONCILE, Action.ALL):
         plan = _inventory_plan(rt, context) if rt.settings.inventory_manifest else None
         if plan is not None:
-            queued = send_shards(rt, inventory_shards.shard_messages(plan))
+            queued = send_shards(rt, inventory.shard_messages(plan))
             count(Metric.INVENTORY_CANDIDATES, len(plan.candidates))
             count(Metric.ANNOTATIONS_UNKNOWN, len(plan.unknown))
             count(Metric.METADATA_UNTRACKED, len(plan.untracked))
@@ -106,7 +107,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "shards_queued": queued,
             }
         else:
-            planned = shards.plan_shards(rt.engine)
+            planned = plan_shards(rt.engine)
             answer["shards_queued"] = send_shards(rt, [ShardMessage(s).to_body() for s in planned])
             count(Metric.SHARDS_QUEUED, answer["shards_queued"])
     return answer
@@ -124,14 +125,14 @@ def _emit_gauges(rt: Runtime) -> dict[str, int]:
     return found
 
 
-def _inventory_plan(rt: Runtime, context: Any) -> inventory_shards.InventoryPlan | None:
+def _inventory_plan(rt: Runtime, context: Any) -> inventory.InventoryPlan | None:
     """The inventory's candidates, or None when the report cannot be used: then the LIST fan-out runs instead.
     Too old: InventoryStale. Anything else (no report, a data file missing or altered, a manifest of another
     bucket, a report too large for the time budget, an S3 error): InventoryUnreadable. Either way the
     period still reconciles: a lost deletion is found by the LISTs."""
     assert rt.settings.inventory_manifest is not None
     try:
-        return inventory_shards.plan_inventory(
+        return inventory.plan_inventory(
             rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=remaining(context)
         )
     except InventoryStale as exc:

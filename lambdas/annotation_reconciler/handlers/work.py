@@ -9,15 +9,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from annotation_reconciler import inventory_shards, prefix_retry, results
-from annotation_reconciler.deletions import capped
 from annotation_reconciler.fanout import ShardMessage
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.logs import package_logs
 from annotation_reconciler.names import Metric
-from annotation_reconciler.runtime import Runtime
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules import prefix_retry
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service import inventory, results
+from annotation_reconciler.service.deletions import capped
+from annotation_reconciler.service.runtime import Runtime
 
 
 def _scan(
@@ -56,8 +57,8 @@ def _scan(
 
 def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     """One slice of inventory candidates: confirm against S3 within the budget, queue the rest."""
-    shard = inventory_shards.read_shard(body)
-    result = inventory_shards.confirm_shard(rt.reconciler, shard, remaining_seconds=remaining(context))
+    shard = inventory.read_shard(body)
+    result = inventory.confirm_shard(rt.reconciler, shard, remaining_seconds=remaining(context))
     count(Metric.SHARDS_SCANNED, 1)
     count(Metric.ANNOTATIONS_QUARANTINED, len(result.quarantined))
     count(Metric.ANNOTATIONS_RELEASED, len(result.released))
@@ -69,7 +70,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     if result.remaining:  # the continuation first: what was done is written, the rest goes on
         if not rt.settings.work_queue_url:
             raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
-        send_shards(rt, [inventory_shards.continuation(shard, result.remaining)])
+        send_shards(rt, [inventory.continuation(shard, result.remaining)])
         logger.info(
             "time budget ran out; inventory slice continues in a new message",
             extra={"remaining": len(result.remaining)},
@@ -77,7 +78,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     if result.unknown:
         # Nothing was decided for them; only they are asked about again, a few times, then they wait for the
         # next report (counted): an unknown candidate never fails the slice.
-        again = inventory_shards.retry(shard, result.unknown) if rt.settings.work_queue_url else None
+        again = inventory.retry(shard, result.unknown) if rt.settings.work_queue_url else None
         if again is not None:
             send_shards(rt, [again], delay_seconds=prefix_retry.RETRY_DELAY_S)
             logger.warning(
@@ -143,7 +144,7 @@ def _handle_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.set_correlation_id(record.message_id or None)
         try:
             body = json.loads(record.body or "")
-            if isinstance(body, dict) and body.get("type") == inventory_shards.MESSAGE_TYPE:
+            if isinstance(body, dict) and body.get("type") == inventory.MESSAGE_TYPE:
                 _confirm_inventory(rt, body, context)
             else:
                 _scan_message(rt, body, context)

@@ -33,8 +33,8 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import text_array
 from annotation_reconciler.ledger import Source, event_order, missing_files, quarantines, resurrections
-from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.ordering import RowState, Stamp
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.ordering import RowState, Stamp
 
 # a LEFT JOIN from the one-row set_config: the setting is made even when no annotation matches
 _MAP_SQL = """SELECT m.id, m.s3_metadata_path, m.dataset_id, m.run_id,

@@ -1,6 +1,6 @@
 """SQL that keeps the order of events on ledger rows: each call is one statement in the caller's
 transaction. A row remembers the (eventTime, sequencer) of the event that opened or last closed it, or
-for a row a listing opened, the time that listing started; see :mod:`annotation_reconciler.ordering`."""
+for a row a listing opened, the time that listing started; see :mod:`annotation_reconciler.rules.ordering`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import int_array, text_array, time_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST
-from annotation_reconciler.ordering import RowState, Stamp, newer
+from annotation_reconciler.rules.ordering import RowState, Stamp, newer
 
 # In the statements below, the change ``c`` (time t, end of its interval u, sequencer s) is strictly newer than
 # the row ``q`` when c began once q's interval was over (t >= q's end and t > q's time), or, their intervals

@@ -13,9 +13,9 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import int_array, text_array, time_array
 from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
-from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.listings import canonical
-from annotation_reconciler.ordering import Stamp
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.listings import canonical
+from annotation_reconciler.rules.ordering import Stamp
 
 #: Open a ledger row per annotation (see :func:`quarantine`); the events path runs it inside a larger statement
 #: (``ledger/event_batch.py``), so its parameters are named ``q_*`` (``:now`` is shared).

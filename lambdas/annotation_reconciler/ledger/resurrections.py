@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import text_array
-from annotation_reconciler.listings import canonical
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.listings import canonical
+from annotation_reconciler.rules.scope import Scope
 
 #: Record the resurrections (:func:`record_resurrections`); the events path runs it inside a larger statement
 #: (``ledger/event_batch.py``), so its parameters are named ``r_*`` (``:now`` is shared).

@@ -18,7 +18,7 @@ from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
 from annotation_reconciler.ledger.untracked import Untracked
 from annotation_reconciler.ledger.waiting import Gauges, Waiting
-from annotation_reconciler.ordering import utcnow
+from annotation_reconciler.rules.ordering import utcnow
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.names import Env, Metric
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
 
 #: One reconciliation period (the reconcile schedule runs daily): a row quarantined longer than its grace period
 #: plus this has missed at least one purge that should have settled it.

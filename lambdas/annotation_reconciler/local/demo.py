@@ -27,8 +27,8 @@ from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, b
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_deposition
 from annotation_reconciler.names import Env
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.plural import count
 from annotation_reconciler.storage import S3Storage, make_s3_client
 
 DEMO_SPEC = PortalSpec(

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.stack import LocalStack
 from annotation_reconciler.local.synthetic import SyntheticPortal
-from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key
+from annotation_reconciler.rules.plural import count
 from annotation_reconciler.settings import DEFAULT_MAX_PURGE_FRACTION
 
 TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
@@ -224,7 +224,7 @@ class Story:
         answer = self.stack.schedule("purge")
         self.console.print(f"handle_schedule(purge) -> {answer['purge']}  [green](no operator needed)")
         undo_id = self.ids[undo.metadata_key]
-        from annotation_reconciler.restore import RestoreScope, restore
+        from annotation_reconciler.service.restore import RestoreScope, restore
 
         with self.engine.begin() as conn:
             done = restore(conn, RestoreScope(annotation_id=undo_id), by="demo", now=_now(), dry_run=False)

@@ -15,7 +15,7 @@ from annotation_reconciler import handlers
 from annotation_reconciler.aws import make_client
 from annotation_reconciler.local.lambda_runtime import LocalLambdaRuntime, wire_bucket_to_queue
 from annotation_reconciler.names import SERVICE, Env, Powertools
-from annotation_reconciler.runtime import Runtime, build_runtime
+from annotation_reconciler.service.runtime import Runtime, build_runtime
 
 QUIET_POWERTOOLS = {
     Powertools.LOG_LEVEL: "CRITICAL",

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import int_array, text_array
-from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.scope import Scope
 
 _REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger import OPEN_STATUS_LIST, Source, Status
-from annotation_reconciler.listings import canonical
+from annotation_reconciler.rules.listings import canonical
 
 #: SQLSTATE of the function's "a judged path changed while deleting" (the batch rolls back).
 CHANGED_SQLSTATE = "RC409"

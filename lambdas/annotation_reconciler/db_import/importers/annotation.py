@@ -39,15 +39,15 @@ from annotation_reconciler.db_import.base import (
     table_of,
 )
 from annotation_reconciler.db_import.finders import MetadataFileFinder, file_sizes
-from annotation_reconciler.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
 from annotation_reconciler.errors import MetadataError, StorageError
-from annotation_reconciler.evidence import dataset_neighbours
 from annotation_reconciler.ledger import Source
-from annotation_reconciler.listings import canonical, listing_prefixes
-from annotation_reconciler.ordering import Clock, utcnow
-from annotation_reconciler.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.spelling import spelling_form
+from annotation_reconciler.rules.listings import canonical, listing_prefixes
+from annotation_reconciler.rules.ordering import Clock, utcnow
+from annotation_reconciler.rules.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
+from annotation_reconciler.rules.spelling import spelling_form
+from annotation_reconciler.service.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
+from annotation_reconciler.service.evidence import dataset_neighbours
 from annotation_reconciler.storage import S3Storage
 
 ANNOTATION = table_of("annotation")

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from annotation_reconciler.paths import is_metadata_key
+from annotation_reconciler.rules.paths import is_metadata_key
 
 _FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
 

@@ -10,11 +10,18 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from annotation_reconciler import lifecycle
-from annotation_reconciler.core import SAFETY_MARGIN_S, ReconcilerCore
-from annotation_reconciler.deletions import LOG_IDS, Policy, fresh_candidates
 from annotation_reconciler.errors import PageLimitError, StorageError
-from annotation_reconciler.evidence import (
+from annotation_reconciler.ledger import resurrections
+from annotation_reconciler.portal import annotation_rows
+from annotation_reconciler.rules import lifecycle
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate
+from annotation_reconciler.rules.listings import listing_prefixes, metadata_folder, prefixes_to_list, untracked_metadata
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.rules.spelling import spelling_form
+from annotation_reconciler.service.context import SAFETY_MARGIN_S, ReconcilerCore
+from annotation_reconciler.service.deletions import LOG_IDS, Policy, fresh_candidates
+from annotation_reconciler.service.evidence import (
     Surroundings,
     SurroundingsAsYouGo,
     dataset_neighbours,
@@ -22,15 +29,8 @@ from annotation_reconciler.evidence import (
     split_wide,
     wide_folder,
 )
-from annotation_reconciler.ledger import resurrections
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate
-from annotation_reconciler.listings import listing_prefixes, metadata_folder, prefixes_to_list, untracked_metadata
-from annotation_reconciler.moves import find_moves
-from annotation_reconciler.plural import count
-from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.results import SurveyResult
-from annotation_reconciler.scope import Scope
-from annotation_reconciler.spelling import spelling_form
+from annotation_reconciler.service.moves import find_moves
+from annotation_reconciler.service.results import SurveyResult
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class SurveyMixin(ReconcilerCore):
         neighbours: Surroundings | None = None,
         moved: Mapping[int, str | BaseException] | None = None,
     ) -> lifecycle.Evidence:
-        from annotation_reconciler.deletions import gather_evidence
+        from annotation_reconciler.service.deletions import gather_evidence
 
         return gather_evidence(conn, candidates, listings, Policy(max_fraction), neighbours, moved)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from annotation_reconciler.paths import is_metadata_key
-from annotation_reconciler.spelling import spelling_form
+from annotation_reconciler.rules.paths import is_metadata_key
+from annotation_reconciler.rules.spelling import spelling_form
 
 #: The mass-deletion guard's absolute floor: a dataset may always lose this many annotations at once,
 #: whatever the fraction (unless they are all it has). The portal's voxel spacings mostly hold one or

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from annotation_reconciler.listings import metadata_folder, untracked_metadata
-from annotation_reconciler.paths import BucketLayout
 from annotation_reconciler.portal import annotation_rows
+from annotation_reconciler.rules.listings import metadata_folder, untracked_metadata
+from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.storage import S3Storage
 
 NaturalKey = tuple[int, str]  # (deposition_id, annotation_ingest_id); the run is the voxel spacing's

@@ -9,15 +9,15 @@ from collections import defaultdict
 import click
 from sqlalchemy import Engine
 
-from annotation_reconciler.cleanup.report import CleanupReport, Stale
-from annotation_reconciler.deletions import Policy, delete_stale, hold
 from annotation_reconciler.ledger import Source, quarantines
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
-from annotation_reconciler.listings import prefixes_to_list, suspicious_prefixes
-from annotation_reconciler.ordering import utcnow
-from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
+from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_prefixes
+from annotation_reconciler.rules.ordering import utcnow
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.cleanup_report import CleanupReport, Stale
+from annotation_reconciler.service.deletions import Policy, delete_stale, hold
+from annotation_reconciler.service.reconciler import Reconciler
 
 log = logging.getLogger("annotation_reconciler.cleanup")
 

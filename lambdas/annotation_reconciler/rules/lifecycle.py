@@ -16,14 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from annotation_reconciler.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
-from annotation_reconciler.listings import (  # re-exported: the listings' helpers lived here
+from annotation_reconciler.rules.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
+from annotation_reconciler.rules.listings import (  # re-exported: the listings' helpers lived here
     listing_prefixes,
     metadata_folder,
 )
-from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_metadata_key
-from annotation_reconciler.plural import count
-from annotation_reconciler.spelling import spelling_form, twin_folder
+from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key, is_metadata_key
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.rules.spelling import spelling_form, twin_folder
 
 
 @dataclass(frozen=True, slots=True)

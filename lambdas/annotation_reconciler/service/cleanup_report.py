@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotation_reconciler.lifecycle import AnnotationRef, Unknown
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Unknown
+from annotation_reconciler.rules.scope import Scope
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from annotation_reconciler.cleanup.report import CleanupReport, Stale
-from annotation_reconciler.plural import count
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.cleanup_report import CleanupReport, Stale
 
 
 def count_of(n: int, kind: str = "") -> str:

@@ -26,7 +26,7 @@ import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
 
 #: Now, in UTC: what the reconciler's operations take as their clock (tests give another).
 Clock = Callable[[], datetime.datetime]

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from annotation_reconciler.aws import make_client
 from annotation_reconciler.db import cached_engine, cached_secret_engine
-from annotation_reconciler.reconcile import Reconciler
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, make_s3_client
 

@@ -12,10 +12,10 @@ Handlers and CLIs build a :class:`Reconciler` and call one method::
 
 from __future__ import annotations
 
-from annotation_reconciler.event_changes import EventsMixin
-from annotation_reconciler.operators import OperatorsMixin
-from annotation_reconciler.purge import PurgeMixin
-from annotation_reconciler.scan import ScanMixin
+from annotation_reconciler.service.apply_changes import EventsMixin
+from annotation_reconciler.service.operators import OperatorsMixin
+from annotation_reconciler.service.purge import PurgeMixin
+from annotation_reconciler.service.scan import ScanMixin
 
 __all__ = ["Reconciler"]
 

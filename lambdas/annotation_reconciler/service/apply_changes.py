@@ -20,13 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotation_reconciler import ordering
-from annotation_reconciler.core import ReconcilerCore
 from annotation_reconciler.ledger import event_batch
-from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.notifications import ChangeKind, ObjectChange
-from annotation_reconciler.paths import BucketLayout, KeyKind, classify_key, is_safe_key
-from annotation_reconciler.results import ChangeResult
+from annotation_reconciler.rules import ordering
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key, is_safe_key
+from annotation_reconciler.service.context import ReconcilerCore
+from annotation_reconciler.service.results import ChangeResult
 
 
 @dataclass

@@ -11,10 +11,10 @@ import datetime
 
 from sqlalchemy import Engine
 
-from annotation_reconciler.core import ReconcilerCore
 from annotation_reconciler.ledger import exemptions, quarantines
 from annotation_reconciler.ledger.status import StatusReport, read_status
-from annotation_reconciler.ordering import utcnow
+from annotation_reconciler.rules.ordering import utcnow
+from annotation_reconciler.service.context import ReconcilerCore
 
 
 def approve(engine: Engine, dataset_id: int, *, by: str, now: datetime.datetime | None = None) -> int:

@@ -7,7 +7,7 @@ stops the command before anything is deleted.
 Deletion goes through the shared routine (children first, one transaction per batch, an
 ``annotation_quarantine`` row with source ``cli``)::
 
-    python -m annotation_reconciler.cleanup_stale_annotations --run-id 123 \\
+    python -m annotation_reconciler.cli.cleanup_stale_annotations --run-id 123 \\
         --s3-bucket cryoet-data-portal-staging --s3-prefix "s3://cryoet-data-portal-staging/"
 """
 
@@ -19,9 +19,7 @@ import sys
 
 import click
 
-from annotation_reconciler.cleanup.render import count_of, render_text, what_would_go
-from annotation_reconciler.cleanup.report import CleanupReport
-from annotation_reconciler.cleanup.run import CleanupError, delete_stale_annotations, survey_scope
+from annotation_reconciler.cli.cleanup_render import count_of, render_text, what_would_go
 from annotation_reconciler.cli.common import (
     Command,
     check_environment,
@@ -33,9 +31,11 @@ from annotation_reconciler.cli.common import (
     settings_from,
 )
 from annotation_reconciler.names import Env
-from annotation_reconciler.plural import count
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.cleanup import CleanupError, delete_stale_annotations, survey_scope
+from annotation_reconciler.service.cleanup_report import CleanupReport
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import int_array
 from annotation_reconciler.ledger import missing_files
-from annotation_reconciler.listings import canonical, listing_prefixes, metadata_folder
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.listings import canonical, listing_prefixes, metadata_folder
+from annotation_reconciler.rules.paths import BucketLayout
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from annotation_reconciler import datafiles, lifecycle, ordering
 from annotation_reconciler.ledger import (
     OPEN_STATUSES,
     Source,
@@ -16,11 +15,13 @@ from annotation_reconciler.ledger import (
     resurrections,
     untracked,
 )
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Verdict
-from annotation_reconciler.listings import listing_prefixes
-from annotation_reconciler.results import ScanResult
-from annotation_reconciler.scope import Scope
-from annotation_reconciler.survey import SurveyMixin
+from annotation_reconciler.rules import lifecycle, ordering
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Verdict
+from annotation_reconciler.rules.listings import listing_prefixes
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service import datafiles
+from annotation_reconciler.service.results import ScanResult
+from annotation_reconciler.service.survey import SurveyMixin
 
 
 class ScanMixin(SurveyMixin):

@@ -7,13 +7,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from annotation_reconciler import lifecycle
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.evidence import Surroundings
-from annotation_reconciler.lifecycle import Candidate
-from annotation_reconciler.listings import listing_prefixes
-from annotation_reconciler.scope import Scope
-from annotation_reconciler.spelling import spelling_form
+from annotation_reconciler.rules import lifecycle
+from annotation_reconciler.rules.lifecycle import Candidate
+from annotation_reconciler.rules.listings import listing_prefixes
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.rules.spelling import spelling_form
+from annotation_reconciler.service.evidence import Surroundings
 
 
 @dataclass

@@ -8,20 +8,20 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from annotation_reconciler import ordering
-from annotation_reconciler.core import SAFETY_MARGIN_S
-from annotation_reconciler.deletions import Policy, capped, delete_stale, ids_of
 from annotation_reconciler.errors import ConcurrentChangeError
-from annotation_reconciler.evidence import Surroundings, folder_siblings
 from annotation_reconciler.ledger import Source, event_order, purge_claims, resurrections, retention
-from annotation_reconciler.lifecycle import Candidate, Verdict
-from annotation_reconciler.listings import prefixes_to_list, suspicious_prefixes
-from annotation_reconciler.moves import find_moves
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.plural import count
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.results import PurgeResult
-from annotation_reconciler.survey import SurveyMixin
+from annotation_reconciler.rules import ordering
+from annotation_reconciler.rules.lifecycle import Candidate, Verdict
+from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_prefixes
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.context import SAFETY_MARGIN_S
+from annotation_reconciler.service.deletions import Policy, capped, delete_stale, ids_of
+from annotation_reconciler.service.evidence import Surroundings, folder_siblings
+from annotation_reconciler.service.moves import find_moves
+from annotation_reconciler.service.results import PurgeResult
+from annotation_reconciler.service.survey import SurveyMixin
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from annotation_reconciler import guards
 from annotation_reconciler.errors import StorageError
-from annotation_reconciler.listings import metadata_folder, suspicious_prefixes
+from annotation_reconciler.rules import guards
+from annotation_reconciler.rules.listings import metadata_folder, suspicious_prefixes
 from annotation_reconciler.storage import S3Storage
 
 

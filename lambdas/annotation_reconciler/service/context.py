@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from annotation_reconciler.ordering import Clock, utcnow
-from annotation_reconciler.paths import BucketLayout
+from annotation_reconciler.rules.ordering import Clock, utcnow
+from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 

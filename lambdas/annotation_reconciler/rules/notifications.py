@@ -24,7 +24,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from annotation_reconciler.errors import EventShapeError
-from annotation_reconciler.paths import is_safe_key
+from annotation_reconciler.rules.paths import is_safe_key
 
 MAX_RECORDS_PER_MESSAGE = 1000
 _HEX_RE = re.compile(r"[0-9A-Fa-f]+")

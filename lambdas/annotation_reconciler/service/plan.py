@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine, text
 
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules.scope import Scope
 
 
 def plan_shards(engine: Engine, *, max_annotations: int = 5000) -> list[Scope]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
-from annotation_reconciler import lifecycle
-from annotation_reconciler.evidence import Surroundings
 from annotation_reconciler.ledger import Source, Status, exemptions, missing_files, quarantines
-from annotation_reconciler.lifecycle import AnnotationRef, Candidate, Decision, Verdict
-from annotation_reconciler.paths import BucketLayout
-from annotation_reconciler.plural import count
 from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.rules import lifecycle
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Verdict
+from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service.evidence import Surroundings
 
 log = logging.getLogger(__name__)
 #: How many ids a log line names before it only counts the rest.

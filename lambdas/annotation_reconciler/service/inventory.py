@@ -27,16 +27,16 @@ from typing import Any
 
 from sqlalchemy import text
 
-from annotation_reconciler import lifecycle, ordering
-from annotation_reconciler.core import SAFETY_MARGIN_S
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import Source, event_order, quarantines, untracked
-from annotation_reconciler.lifecycle import AnnotationRef
-from annotation_reconciler.listings import metadata_folder
-from annotation_reconciler.paths import KeyKind, classify_key
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.reconcile import Reconciler
-from annotation_reconciler.scope import Scope
+from annotation_reconciler.rules import lifecycle, ordering
+from annotation_reconciler.rules.lifecycle import AnnotationRef
+from annotation_reconciler.rules.listings import metadata_folder
+from annotation_reconciler.rules.paths import KeyKind, classify_key
+from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import SAFETY_MARGIN_S
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.storage import inventory
 
 MESSAGE_TYPE = "inventory_shard"
