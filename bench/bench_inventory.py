@@ -18,7 +18,6 @@ import datetime
 from typing import Any
 
 from annotation_reconciler.local.inventory_writer import write_inventory
-from annotation_reconciler.service.inventory import reconcile_inventory
 from annotation_reconciler.service.reconciler import Reconciler
 from bench.portal import BUCKET, INVENTORY_BUCKET, REGION
 from bench.report import Section, fmt_s, size_label
@@ -51,7 +50,7 @@ def write_report(client: Any, keys: list[str]) -> str:
 
 
 def scan(reconciler: Reconciler, url: str, client: Any) -> dict[str, Any]:
-    result = reconcile_inventory(reconciler, url, inventory_client=client)
+    result = reconciler.reconcile_inventory(url, inventory_client=client)
     return {
         "stale": result.quarantined,
         "candidates": result.candidates,

@@ -121,3 +121,7 @@ class MissingParentError(ReconcilerError, RuntimeError):
 class ConcurrentChangeError(ReconcilerError, RuntimeError):
     """A row changed while it was being deleted (its stored path was rewritten, or a child was added):
     the caller's transaction must roll back, and nothing of the batch is deleted."""
+
+
+class CleanupError(ReconcilerError):
+    """A failure that stops ``cleanup-stale-annotations`` before any deletion (the command exits 1 with it)."""

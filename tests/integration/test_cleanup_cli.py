@@ -15,6 +15,7 @@ from sqlalchemy import text
 from annotation_reconciler.cli import cleanup_stale_annotations as module
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation
 from annotation_reconciler.service import cleanup as cleanup_run
+from annotation_reconciler.service import survey
 from annotation_reconciler.storage import make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject_at
@@ -641,7 +642,7 @@ def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> No
     assert len(stale) == 3 and len(ours) == 12
     world.delete(*(a.metadata_key for a in stale))
     reconciler = world.reconciler()
-    listings, _ = reconciler.list_prefixes(prefixes_to_list(a.metadata_key for a in stale))
+    listings, _ = survey.list_prefixes(reconciler.context, prefixes_to_list(a.metadata_key for a in stale))
     policy = Policy(0.2)
     outcomes = []
     for a in stale:
@@ -660,7 +661,9 @@ def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> No
                     source=Source.CLI,
                     reason="r",
                     now=world.clock(),
-                    neighbours=reconciler.neighbours(listings),  # every path that deletes looks for twins
+                    neighbours=survey.neighbours(
+                        reconciler.context, listings
+                    ),  # every path that deletes looks for twins
                 )
             )
     assert [len(o.deleted) for o in outcomes] == [1, 1, 0] and outcomes[2].held == [world.ids[stale[2].metadata_key]]

@@ -145,7 +145,7 @@ def test_the_batch_fallback_applies_the_healthy_messages_together_in_event_order
     world = wired.world
     key, poison = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
     world.delete(key)
-    break_changes_of(monkeypatch, wired.runtime.reconciler, poison)
+    break_changes_of(monkeypatch, poison)
     later = T0 + datetime.timedelta(seconds=10)
     event = sqs_event(  # arrival order: the removal, then the older creation it followed, then a poisoned message
         notification(key, "ObjectRemoved:Delete", later, "0C"),

@@ -40,7 +40,7 @@ def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
     reconciler.apply_changes(removed(key, at=world.clock()))
     world.clock.advance(hours=2)
     world.restore(key)
-    listed = reconciler.list_prefixes
+    listed = reconciler.storage.list_many
 
     def list_then_remove_again(*args: Any, **kwargs: Any) -> Any:
         answer = listed(*args, **kwargs)
@@ -48,7 +48,7 @@ def test_a_purge_does_not_release_on_a_listing_older_than_the_rows_last_event(
         world.reconciler().apply_changes(removed(key, at=world.clock() + datetime.timedelta(minutes=1)))
         return answer
 
-    monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove_again)
+    monkeypatch.setattr(reconciler.storage, "list_many", list_then_remove_again)
     caplog.set_level(logging.INFO, logger="annotation_reconciler.service.purge")
     result = reconciler.purge()
     assert result.released == [] and result.deleted == [] and world.ledger()[victim] == "quarantined"

@@ -76,12 +76,12 @@ def test_poisoned_message_fails_alone(wired: tuple[World, Any]) -> None:
 def test_a_message_that_breaks_the_database_step_fails_alone(
     wired: tuple[World, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world, parts = wired
+    world, _parts = wired
     good, bad = world.portal.metadata_keys[0], world.portal.metadata_keys[1]
     world.delete(good, bad)
     from support.world import s3_notification, sqs_event
 
-    break_changes_of(monkeypatch, parts["runtime"].reconciler, bad)
+    break_changes_of(monkeypatch, bad)
     answer = handlers.handle_events(
         sqs_event(s3_notification(BUCKET, good), s3_notification(BUCKET, bad)), LocalContext()
     )

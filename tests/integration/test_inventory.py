@@ -12,7 +12,6 @@ import pytest
 from botocore.stub import Stubber
 
 from annotation_reconciler.local.inventory_writer import write_inventory
-from annotation_reconciler.service.inventory import reconcile_inventory
 from annotation_reconciler.storage.counting import RequestCounter
 from annotation_reconciler.storage.inventory import (
     InventoryError,
@@ -46,7 +45,7 @@ def test_candidates_are_confirmed_before_quarantine(world: World) -> None:
     world.delete(*gone)
     url = report(world, [k for k in keys if k not in gone and k != late])
     counter = RequestCounter.attach(world.s3)
-    result = reconcile_inventory(world.reconciler(), url)
+    result = world.reconciler().reconcile_inventory(url)
     assert result.candidates == 3
     assert result.quarantined == sorted(world.ids[k] for k in gone)
     assert world.ids[late] not in world.ledger()
@@ -82,7 +81,7 @@ def test_inventory_of_another_bucket_is_refused(world: World) -> None:
         created=REPORT,
     )
     with pytest.raises(InventoryError, match="inventories bucket 'another-bucket'"):
-        reconcile_inventory(world.reconciler(), f"s3://{INVENTORY_BUCKET}/inv/another-bucket/daily/")
+        world.reconciler().reconcile_inventory(f"s3://{INVENTORY_BUCKET}/inv/another-bucket/daily/")
     assert world.ledger() == {}
 
 
@@ -92,13 +91,13 @@ def test_corrupt_file_aborts_before_anything(world: World) -> None:
     manifest = json.loads(world.s3.get_object(Bucket=INVENTORY_BUCKET, Key=location.key)["Body"].read())
     world.s3.put_object(Bucket=INVENTORY_BUCKET, Key=manifest["files"][0]["key"], Body=gzip.compress(b"tampered"))
     with pytest.raises(InventoryError, match="MD5 does not match"):
-        reconcile_inventory(world.reconciler(), url)
+        world.reconciler().reconcile_inventory(url)
     assert world.ledger() == {}
 
 
 def test_missing_report_is_a_clear_error(world: World) -> None:
     with pytest.raises(InventoryError, match="no inventory report"):
-        reconcile_inventory(world.reconciler(), f"s3://{INVENTORY_BUCKET}/nothing-here/")
+        world.reconciler().reconcile_inventory(f"s3://{INVENTORY_BUCKET}/nothing-here/")
 
 
 def test_s3_error_during_confirmation_quarantines_nothing(world: World) -> None:
@@ -110,7 +109,7 @@ def test_s3_error_during_confirmation_quarantines_nothing(world: World) -> None:
     stub = Stubber(failing)  # the confirmation's one LIST of the key's prefix fails
     stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
     with stub:
-        result = reconcile_inventory(world.reconciler(s3=failing), url, inventory_client=world.s3)
+        result = world.reconciler(s3=failing).reconcile_inventory(url, inventory_client=world.s3)
         stub.assert_no_pending_responses()
     assert result.candidates == 1 and len(result.unknown) == 1 and result.quarantined == []
     assert result.unknown[0].why == "S3 could not say"

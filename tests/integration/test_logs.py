@@ -3,6 +3,7 @@ included. Real PostgreSQL, moto S3."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -28,7 +29,7 @@ def test_every_log_line_of_an_invocation_is_json_with_its_correlation_id(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     env = {**os.environ, "RECONCILER_DB_URL": small.db_url, "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "true"}
     runtime = build_runtime({**env, "RECONCILER_GRACE_PERIOD_HOURS": "1", "RECONCILER_MAX_PURGE_FRACTION": "1"})
-    runtime.reconciler.clock = small.clock
+    runtime.reconciler.context = dataclasses.replace(runtime.reconciler.context, clock=small.clock)
     monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     keys = small.portal.metadata_keys
     small.delete(*keys)

@@ -5,6 +5,7 @@ time. Real PostgreSQL, moto S3."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import Engine
@@ -36,7 +37,7 @@ def test_guard_counts_all_open_rows_not_one_batch(world: World) -> None:
     dataset_keys = [a.metadata_key for a in world.portal.annotations if a.dataset_id == 10002]
     world.delete(*dataset_keys)
     reconciler = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.25")
-    reconciler.purge_batch_size = 1
+    reconciler.context = dataclasses.replace(reconciler.context, purge_batch_size=1)
     reconciler.apply_changes(removed(*dataset_keys))
     world.clock.advance(hours=2)
     result = reconciler.purge()

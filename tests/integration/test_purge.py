@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from annotation_reconciler.ledger import purge_claims
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.service.context import SAFETY_MARGIN_S
 from support.world import BUCKET, SNAPSHOT, World, make_world, removed
@@ -98,13 +99,13 @@ def test_the_purge_goes_in_batches_of_its_size_and_stops_at_the_safety_margin(
     world.clock.advance(hours=2)
     assert reconciler.purge(remaining_seconds=lambda: SAFETY_MARGIN_S - 0.001).claimed == 0
     sizes: list[int] = []
-    settle = reconciler._settle
+    lock = purge_claims.lock_claims
 
-    def counted(conn: Any, claims: Any, *args: Any) -> None:
+    def counted(conn: Any, claims: Any) -> Any:
         sizes.append(len(claims))
-        settle(conn, claims, *args)
+        return lock(conn, claims)
 
-    monkeypatch.setattr(reconciler, "_settle", counted)
+    monkeypatch.setattr(purge_claims, "lock_claims", counted)
     result = reconciler.purge(remaining_seconds=lambda: SAFETY_MARGIN_S)
     assert sizes == [2, 2, 1] and result.claimed == 5
     assert sorted(result.deleted) == sorted(world.ids[k] for k in keys)

@@ -4,6 +4,7 @@ once. Real PostgreSQL, moto S3."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from annotation_reconciler.errors import ConcurrentChangeError
+from annotation_reconciler.ledger import purge_claims
 from support.scenarios import quarantined_past_grace
 from support.world import World, created, removed
 
@@ -26,7 +28,7 @@ def test_two_purges_at_once_delete_each_row_once(world: World) -> None:
 
     def run() -> None:
         reconciler = world.reconciler()
-        reconciler.purge_batch_size = 2
+        reconciler.context = dataclasses.replace(reconciler.context, purge_batch_size=2)
         barrier.wait()
         results.append(reconciler.purge())
 
@@ -51,7 +53,7 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
     """While the purge lists S3, an ObjectCreated event releases the row at once (no lock wait), and the
     purge then leaves the released row alone."""
     reconciler, key, victim = quarantined_past_grace(world)
-    listed = reconciler.list_prefixes
+    listed = reconciler.storage.list_many
     seen: list[Any] = []
 
     def list_and_release(*args: Any, **kwargs: Any) -> Any:
@@ -63,7 +65,7 @@ def test_purge_holds_no_lock_while_it_asks_s3(world: World, monkeypatch: pytest.
         seen.append(world.reconciler().apply_changes(created(key)).released)
         return answer
 
-    monkeypatch.setattr(reconciler, "list_prefixes", list_and_release)
+    monkeypatch.setattr(reconciler.storage, "list_many", list_and_release)
     result = reconciler.purge()
     assert seen == [[victim]] and result.deleted == [] and victim in world.annotation_ids()
 
@@ -79,7 +81,7 @@ def test_a_failed_purge_batch_ends_its_claims_so_the_next_purge_retries_at_once(
     def fails(*args: Any, **kwargs: Any) -> None:
         raise failure
 
-    monkeypatch.setattr(reconciler, "_settle", fails)
+    monkeypatch.setattr(purge_claims, "lock_claims", fails)
     if isinstance(failure, ConcurrentChangeError):
         caplog.set_level(logging.WARNING, logger="annotation_reconciler.service.purge")
         assert reconciler.purge().errors == [str(failure)]
@@ -100,14 +102,12 @@ def test_a_purge_that_cannot_even_mark_a_failed_row_raises_and_ends_its_claims(
 ) -> None:
     """The database gone mid-purge: the row cannot be settled nor marked; the error is raised (ScheduleErrors)
     and the lease is dropped as far as it can be."""
-    from annotation_reconciler.ledger import purge_claims
-
     reconciler, _key, victim = quarantined_past_grace(world)
 
     def fails(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(reconciler, "_settle", fails)
+    monkeypatch.setattr(purge_claims, "lock_claims", fails)
     monkeypatch.setattr(purge_claims, "mark_failed", fails)
     with pytest.raises(RuntimeError, match="boom"):
         reconciler.purge()

@@ -24,14 +24,14 @@ def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_co
     from annotation_reconciler.cli.operate import status
 
     reconciler, key, victim = quarantined_past_grace(world)
-    listed = reconciler.list_prefixes
+    listed = reconciler.storage.list_many
 
     def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
         answer = listed(*args, **kwargs)
         world.restore(key)
         return answer
 
-    monkeypatch.setattr(reconciler, "list_prefixes", list_then_reupload)
+    monkeypatch.setattr(reconciler.storage, "list_many", list_then_reupload)
     assert reconciler.purge().deleted == [victim]
     outcome = reconciler.apply_changes(created(key, at=EVENT_TIME + datetime.timedelta(hours=2)))
     assert outcome.resurrected == [(victim, key)]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules.scope import Scope
 from support.world import World
 
@@ -38,11 +39,11 @@ def test_a_file_row_deleted_or_moved_after_the_scan_read_it_is_not_reported(
     world.delete(gone.key, moved.key, kept.key)  # three data files removed from S3, their rows still there
     ids = {f.key: _file_row(world, f.key) for f in (gone, moved, kept)}
     reconciler = world.reconciler()
-    read = reconciler._data_files
+    read = annotation_rows.files_of
     seen: list[int] = []
 
-    def read_then_change(annotation_ids: Any) -> Any:
-        rows = read(annotation_ids)
+    def read_then_change(conn: Any, annotation_ids: Any) -> Any:
+        rows = read(conn, annotation_ids)
         seen.extend(r.file_id for r in rows)
         with world.engine.begin() as conn:  # an ingest meanwhile: one row deleted, one given another path
             conn.execute(text("DELETE FROM annotation_file WHERE id = :i"), {"i": ids[gone.key]})
@@ -51,22 +52,24 @@ def test_a_file_row_deleted_or_moved_after_the_scan_read_it_is_not_reported(
             )
         return rows
 
-    monkeypatch.setattr(reconciler, "_data_files", read_then_change)
+    monkeypatch.setattr(annotation_rows, "files_of", read_then_change)
     result = reconciler.scan_shard(Scope(dataset_id=dataset))
     assert set(ids.values()) <= set(seen)  # the scan judged the rows it read
     assert result.missing_files == 1
     assert list(_reports(world)) == [ids[kept.key]]
 
 
-def test_the_scan_reads_its_data_files_once_and_reports_what_is_missing(world: World) -> None:
+def test_the_scan_reads_its_data_files_once_and_reports_what_is_missing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dataset = world.portal.dataset_ids[0]
     ann = next(a for a in world.portal.annotations if a.dataset_id == dataset)
     ndjson = next(f for f in ann.files if not f.is_prefix)
     world.delete(ndjson.key)
     reconciler = world.reconciler()
     calls: list[int] = []
-    read = reconciler._data_files
-    reconciler._data_files = lambda ids: calls.append(len(ids)) or read(ids)  # type: ignore[method-assign]
+    read = annotation_rows.files_of
+    monkeypatch.setattr(annotation_rows, "files_of", lambda conn, ids: calls.append(len(ids)) or read(conn, ids))
     result = reconciler.scan_shard(Scope(dataset_id=dataset))
     assert result.missing_files == 1 and calls == [sum(1 for a in world.portal.annotations if a.dataset_id == dataset)]
     assert list(_reports(world)) == [_file_row(world, ndjson.key)]

@@ -15,7 +15,6 @@ from annotation_reconciler.db_import import ingest
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.service.inventory import plan_inventory
 from annotation_reconciler.storage import S3Storage
 from support.inventory import INVENTORY_BUCKET, MANIFEST, report
 from support.wired import Wired
@@ -106,11 +105,11 @@ def test_the_inventory_reports_untracked_metadata_and_drops_it_when_gone(world: 
     world.clock.now = world.clock.now.replace(year=2026)
     report(world.s3, [*world.portal.all_keys(), copied], created=world.clock.now)
     r = world.reconciler(RECONCILER_INVENTORY_MAX_AGE_HOURS="48")
-    assert plan_inventory(r, MANIFEST).untracked == [copied]
+    assert r.plan_inventory(MANIFEST).untracked == [copied]
     assert [u["metadata_key"] for u in status_json(world)["untracked_metadata"]] == [copied]
     world.clock.advance(hours=1)
     report(world.s3, world.portal.all_keys(), created=world.clock.now)
-    assert plan_inventory(r, MANIFEST).untracked == []
+    assert r.plan_inventory(MANIFEST).untracked == []
     assert status_json(world)["untracked_metadata"] == []
 
 

@@ -5,6 +5,7 @@ on both queues. Each time: nothing valid is deleted, nothing is half-deleted, an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.aws import MAX_ATTEMPTS
+from annotation_reconciler.ledger import purge_claims
 from annotation_reconciler.local.lambda_runtime import LocalContext, LocalLambdaRuntime
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage import make_s3_client
@@ -241,13 +243,14 @@ def test_connection_lost_mid_purge_batch_rolls_back_and_the_next_run_completes(
     before = table_counts(world.engine)
     reconciler = world.reconciler()
     seen: list[dict[str, int]] = []
-    settle_each = reconciler._settle_each
+    lock = purge_claims.lock_claims
 
-    def counted_then_settled(*args: Any, **kwargs: Any) -> None:
-        seen.append(table_counts(world.engine))  # what the killed batch left: nothing
-        settle_each(*args, **kwargs)
+    def counted_then_locked(conn: Any, claims: Any) -> Any:
+        if len(claims) == 1 and not seen:  # the first row settled alone, after the batch was killed
+            seen.append(table_counts(world.engine))  # what the killed batch left: nothing
+        return lock(conn, claims)
 
-    monkeypatch.setattr(reconciler, "_settle_each", counted_then_settled)
+    monkeypatch.setattr(purge_claims, "lock_claims", counted_then_locked)
     # the function deleted the batch and wrote its audit; the connection dies before the ledger rows and the COMMIT
     with ConnectionKiller(world.engine, "annotation_reconciler_audit.delete_annotations(") as killer:
         result = reconciler.purge()
@@ -302,7 +305,7 @@ def test_time_budget_running_out_in_a_purge_stops_between_batches(
     world: World, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
     runtime = world.runtime(monkeypatch)
-    runtime.reconciler.purge_batch_size = 2
+    runtime.reconciler.context = dataclasses.replace(runtime.reconciler.context, purge_batch_size=2)
     keys = world.portal.metadata_keys[:4]
     world.delete(*keys)
     world.reconciler().apply_changes(removed(*keys, at=world.clock()))

@@ -11,6 +11,7 @@ Prints its figure (the line in RELIABILITY.md) with ``-s``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import time
@@ -58,7 +59,7 @@ def test_every_deletion_is_quarantined_within_one_period_and_the_blind_prefix_is
             "RECONCILER_INVENTORY_MANIFEST": MANIFEST,
         }
     )
-    runtime.reconciler.clock = world.clock
+    runtime.reconciler.context = dataclasses.replace(runtime.reconciler.context, clock=world.clock)
     monkeypatch.setattr(handlers.common, "runtime_factory", lambda: runtime)
     metrics: Counter[str] = Counter()
     monkeypatch.setattr(handlers.metrics, "add_metric", lambda name, unit, value: metrics.update({name: value}))

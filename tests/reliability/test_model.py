@@ -22,6 +22,7 @@ and the rules used.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -485,7 +486,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         self._step("purge_racing_a_reupload")
         self.clock.advance(hours=1.5)
         reconciler = self.reconciler()
-        listed = reconciler.list_prefixes
+        listed = reconciler.storage.list_many
         raced: list[str] = []
 
         def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
@@ -497,7 +498,7 @@ class ReconcilerModel(RuleBasedStateMachine):
                 self.in_s3.add(raced[0])
             return answer
 
-        reconciler.list_prefixes = list_then_reupload  # type: ignore[method-assign]
+        reconciler.storage.list_many = list_then_reupload  # type: ignore[method-assign]
         before = set(self._rows())
         result = reconciler.purge()
         gone = before - set(self._rows())
@@ -608,7 +609,7 @@ class ReconcilerModel(RuleBasedStateMachine):
         failing = data.draw(st.lists(st.sampled_from(PREFIXES), min_size=1, max_size=3, unique=True), label="failing")
         H.faults.targets = frozenset(failing) | {wide_folder(p) for p in failing}  # the purge lists run folders
         reconciler = self.reconciler()
-        reconciler.storage = S3Storage(H.faulty, BUCKET)
+        reconciler.context = dataclasses.replace(reconciler.context, storage=S3Storage(H.faulty, BUCKET))
         before = set(self._rows())
         result = reconciler.purge()
         gone = before - set(self._rows())

@@ -187,16 +187,16 @@ def test_a_removal_within_the_second_of_the_purges_listing_is_not_judged_on_it(
     second = world.clock.now.replace(microsecond=0)
     world.clock.now = second + datetime.timedelta(milliseconds=200)
     reconciler = world.reconciler()
-    listing = reconciler.list_prefixes
+    listing = reconciler.storage.list_many
 
-    def list_then_remove(prefixes: Any) -> Any:
-        found = listing(prefixes)
+    def list_then_remove(*args: Any, **kwargs: Any) -> Any:
+        found = listing(*args, **kwargs)
         world.delete(key)
         at = second if source == "eventbridge" else second + datetime.timedelta(milliseconds=700)
         reconciler.apply_changes([ObjectChange(BUCKET, key, ChangeKind.REMOVED, source, at, None)])
         return found
 
-    monkeypatch.setattr(reconciler, "list_prefixes", list_then_remove)
+    monkeypatch.setattr(reconciler.storage, "list_many", list_then_remove)
     result = reconciler.purge()
     assert result.released == [] and world.ledger() == {world.ids[key]: "quarantined"}
     monkeypatch.undo()
@@ -257,7 +257,7 @@ def test_the_ingest_status_recommends_closes_the_resurrection(world: World, monk
     body = world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     _quarantine_and_wait(world, [key])
     reconciler = world.reconciler()
-    listed = reconciler.list_prefixes
+    listed = reconciler.storage.list_many
 
     def list_then_reupload(*args: Any, **kwargs: Any) -> Any:
         answer = listed(*args, **kwargs)
@@ -265,7 +265,7 @@ def test_the_ingest_status_recommends_closes_the_resurrection(world: World, monk
         world.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         return answer
 
-    monkeypatch.setattr(reconciler, "list_prefixes", list_then_reupload)
+    monkeypatch.setattr(reconciler.storage, "list_many", list_then_reupload)
     assert reconciler.purge().deleted == [world.ids[key]]
     reconciler.apply_changes(created(key, at=world.clock.now))
     assert _open(world, "annotation_resurrection") == 1

@@ -16,6 +16,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 from sqlalchemy import Engine, event, text
 
+from annotation_reconciler.ledger import event_batch
+
 ALL_OPERATIONS = "*"
 #: Every fault injected in this process, by kind (tests/reliability/conftest.py prints it after the run).
 INJECTED: Counter[str] = Counter()
@@ -186,13 +188,13 @@ class InFlight:
             self.now -= 1
 
 
-def break_changes_of(monkeypatch: pytest.MonkeyPatch, reconciler: Any, key: str) -> None:
-    """Make ``reconciler.apply_changes`` raise for any batch that holds ``key``; other batches apply."""
-    original = reconciler.apply_changes
+def break_changes_of(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """Make the ledger refuse any batch of changes that holds ``key`` (its mapping raises); other batches apply."""
+    original = event_batch.map_metadata
 
-    def breaks(changes: Any, **kwargs: Any) -> Any:
-        if any(c.key == key for c in changes):
+    def breaks(conn: Any, stored_paths: Any, **kwargs: Any) -> Any:
+        if any(path.endswith(key) for path in stored_paths):
             raise RuntimeError("simulated failure for one key")
-        return original(changes, **kwargs)
+        return original(conn, stored_paths, **kwargs)
 
-    monkeypatch.setattr(reconciler, "apply_changes", breaks)
+    monkeypatch.setattr(event_batch, "map_metadata", breaks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class World:
         """The Lambda handlers' runtime, as a cold start builds it from :meth:`env`, on this world's clock;
         the handlers use it for the rest of the test."""
         runtime = build_runtime(self.env(**env))
-        runtime.reconciler.clock = self.clock
+        runtime.reconciler.context = dataclasses.replace(runtime.reconciler.context, clock=self.clock)
         return use_runtime(monkeypatch, runtime)
 
     def reconciler(self, s3: Any = None, *, purge_batch_size: int | None = None, **env: str) -> Reconciler:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from annotation_reconciler.portal.annotation_rows import FileRow
 from annotation_reconciler.rules.guards import GUARD_FLOOR, dataset_folder, empty_prefixes, guard_allows
 from annotation_reconciler.rules.lifecycle import Candidate, Evidence, Verdict, decide
 from annotation_reconciler.rules.paths import BucketLayout
-from annotation_reconciler.service.datafiles import FileRow, judge_files
+from annotation_reconciler.service.datafiles import judge_files
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")

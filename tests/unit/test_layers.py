@@ -5,6 +5,7 @@ its own layer or of a layer below it, never above (README, "Layout"); an import 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import annotation_reconciler
@@ -117,3 +118,37 @@ def test_the_top_level_of_the_package_holds_at_most_twelve_modules() -> None:
     every layer shares (issue 31)."""
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 12, top
+
+
+def test_no_class_of_the_package_is_a_mixin_and_the_reconciler_is_a_facade() -> None:
+    """One shape for the service (issue 31): each operation is a module of functions taking the frozen Context;
+    Reconciler inherits nothing and only hands its context on."""
+    from annotation_reconciler.service.reconciler import Reconciler
+
+    mixins = [
+        f"{path.relative_to(PACKAGE)}: {node.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and (node.name.endswith("Mixin") or node.name.endswith("Core"))
+    ]
+    assert mixins == []
+    assert Reconciler.__mro__ == (Reconciler, object)
+
+
+#: A Reconciler's method replaced (its context may be), or a function of a service module patched by name.
+SERVICE_PATCH = re.compile(
+    r"setattr\((\w+\.)*reconciler, |reconciler\.\w+ = (?!dataclasses)|setattr\(\"annotation_reconciler\.service"
+)
+
+
+def test_no_test_patches_the_service() -> None:
+    """Tests replace adapters (the storage, the ledger's and the portal's SQL), never a Reconciler's methods nor the
+    functions of a service module: what the service does between the adapters is what they test."""
+    tests = PACKAGE.parents[1] / "tests"
+    patched = [
+        f"{path.relative_to(tests)}:{n}"
+        for path in sorted(tests.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if SERVICE_PATCH.search(line)
+    ]
+    assert patched == []

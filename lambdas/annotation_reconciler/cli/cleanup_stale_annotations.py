@@ -13,9 +13,12 @@ Deletion goes through the shared routine (children first, one transaction per ba
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -30,10 +33,10 @@ from annotation_reconciler.cli.common import (
     operator_name,
     settings_from,
 )
+from annotation_reconciler.errors import CleanupError
 from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.service.cleanup import CleanupError, delete_stale_annotations, survey_scope
 from annotation_reconciler.service.cleanup_report import CleanupReport
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
@@ -45,6 +48,19 @@ log = logging.getLogger("annotation_reconciler.cleanup")
 
 def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
+
+
+def stops_with_click_error(command: Callable[..., None]) -> Callable[..., None]:
+    """The service's CleanupError as click's error (``Error: ...`` on stderr, exit code 1)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except CleanupError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return run
 
 
 @click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,6 +111,7 @@ def _confirm(question: str) -> bool:
     "does (default: $RECONCILER_MAX_PURGE_FRACTION, else 0.1); 1 lifts the guard",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
+@stops_with_click_error
 def cleanup_stale_annotations(
     dataset_id: int | None,
     run_id: int | None,
@@ -142,7 +159,7 @@ def cleanup_stale_annotations(
         bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
     )
     try:
-        survey_scope(reconciler, report, max_fraction)
+        reconciler.cleanup_survey(report, max_fraction)
         report.s3_requests = dict(counter.counts)
         if output == "text":
             click.echo(render_text(report))
@@ -163,9 +180,7 @@ def cleanup_stale_annotations(
             )
         if report.stale and not dry_run:
             approve = _confirm_deletion(report, yes, approve_held)
-            delete_stale_annotations(
-                reconciler, engine, report, approved_by=by if approve else None, max_fraction=max_fraction
-            )
+            reconciler.cleanup_delete(report, approved_by=by if approve else None, max_fraction=max_fraction)
             report.s3_requests = dict(counter.counts)
     finally:
         engine.dispose()

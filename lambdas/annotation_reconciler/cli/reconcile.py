@@ -23,7 +23,6 @@ from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.service.inventory import reconcile_inventory
 from annotation_reconciler.service.plan import plan_shards
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.results import ScanResult
@@ -93,7 +92,7 @@ def scan(
     """Full reconciliation: LIST annotation prefixes, quarantine what is stale, release what is back."""
     reconciler, engine = reconciler_from(db_url, db_secret_arn, bucket, s3_prefix, None, endpoint_url, anonymous)
     if inventory:
-        found = reconcile_inventory(reconciler, inventory)
+        found = reconciler.reconcile_inventory(inventory)
         engine.dispose()
         if output == "json":
             click.echo(

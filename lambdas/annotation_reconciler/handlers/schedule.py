@@ -132,9 +132,7 @@ def _inventory_plan(rt: Runtime, context: Any) -> inventory.InventoryPlan | None
     period still reconciles: a lost deletion is found by the LISTs."""
     assert rt.settings.inventory_manifest is not None
     try:
-        return inventory.plan_inventory(
-            rt.reconciler, rt.settings.inventory_manifest, remaining_seconds=remaining(context)
-        )
+        return rt.reconciler.plan_inventory(rt.settings.inventory_manifest, remaining_seconds=remaining(context))
     except InventoryStale as exc:
         count(Metric.INVENTORY_STALE, 1)
         logger.error("inventory refused as stale; reconciling with LISTs instead", extra={"reason": str(exc)})

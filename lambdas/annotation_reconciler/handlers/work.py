@@ -58,7 +58,7 @@ def _scan(
 def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
     """One slice of inventory candidates: confirm against S3 within the budget, queue the rest."""
     shard = inventory.read_shard(body)
-    result = inventory.confirm_shard(rt.reconciler, shard, remaining_seconds=remaining(context))
+    result = rt.reconciler.confirm_inventory_shard(shard, remaining_seconds=remaining(context))
     count(Metric.SHARDS_SCANNED, 1)
     count(Metric.ANNOTATIONS_QUARANTINED, len(result.quarantined))
     count(Metric.ANNOTATIONS_RELEASED, len(result.released))

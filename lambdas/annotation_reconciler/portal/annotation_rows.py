@@ -6,12 +6,22 @@ Functions take a Connection in the caller's transaction; none of them commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
 from annotation_reconciler.db import int_array, text_array
 from annotation_reconciler.rules.lifecycle import AnnotationRef
 from annotation_reconciler.rules.scope import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    file_id: int
+    annotation_id: int | None
+    s3_path: str
+    reported: bool = False  # it has an open missing-file report
+
 
 _REF_COLUMNS = "a.id, a.s3_metadata_path, r.dataset_id, a.run_id"
 
@@ -80,3 +90,19 @@ def natural_keys(conn: Connection, annotation_ids: Sequence[int]) -> dict[int, t
         {"ids": list(annotation_ids)},
     ).all()
     return {r[0]: (r[1], r[2]) if r[1] is not None and r[2] else None for r in rows}
+
+
+def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
+    """The data files of these annotations, each with whether it has an open missing-file report (one query)."""
+    if not annotation_ids:
+        return []
+    rows = conn.execute(
+        text("""SELECT f.id, s.annotation_id, f.s3_path,
+                       EXISTS (SELECT 1 FROM annotation_reconciler.missing_annotation_file m
+                               WHERE m.resolved_at IS NULL AND m.annotation_file_id = f.id) AS reported
+                FROM annotation_file f
+                JOIN annotation_shape s ON s.id = f.annotation_shape_id
+                WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY f.id"""),
+        {"ids": int_array(annotation_ids)},
+    ).all()
+    return [FileRow(r[0], r[1], r[2], bool(r[3])) for r in rows]

@@ -25,7 +25,7 @@ from annotation_reconciler.rules import ordering
 from annotation_reconciler.rules.lifecycle import AnnotationRef
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key, is_safe_key
-from annotation_reconciler.service.context import ReconcilerCore
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.results import ChangeResult
 
 
@@ -102,71 +102,69 @@ EVENTS_LOCK_TIMEOUT = "2s"
 log = logging.getLogger(__name__)
 
 
-class EventsMixin(ReconcilerCore):
-    """Apply S3 object changes (events) to the ledger."""
+def _accept(layout: BucketLayout, change: ObjectChange, result: ChangeResult) -> KeyKind | None:
+    if change.bucket != layout.bucket:
+        result.ignored["other_bucket"] += 1
+        return None
+    if not is_safe_key(change.key):
+        result.ignored["unsafe_key"] += 1
+        return None
+    if not change.key.startswith(layout.root):
+        result.ignored["outside_prefix"] += 1
+        return None
+    kind = classify_key(change.key)
+    if kind is KeyKind.OTHER:
+        result.ignored["other_kind"] += 1
+        return None
+    return kind
 
-    def _accept(self, change: ObjectChange, result: ChangeResult) -> KeyKind | None:
-        if change.bucket != self.layout.bucket:
-            result.ignored["other_bucket"] += 1
-            return None
-        if not is_safe_key(change.key):
-            result.ignored["unsafe_key"] += 1
-            return None
-        if not change.key.startswith(self.layout.root):
-            result.ignored["outside_prefix"] += 1
-            return None
-        kind = classify_key(change.key)
-        if kind is KeyKind.OTHER:
-            result.ignored["other_kind"] += 1
-            return None
-        return kind
 
-    def apply_changes(self, changes: Sequence[ObjectChange], *, rollback: bool = False) -> ChangeResult:
-        """Quarantine the annotations of removed metadata keys and release those of re-created ones.
+def apply_changes(ctx: Context, changes: Sequence[ObjectChange], *, rollback: bool = False) -> ChangeResult:
+    """Quarantine the annotations of removed metadata keys and release those of re-created ones.
 
-        The whole batch maps with one query; replays and duplicates change nothing, and so does an
-        event older than what the annotation's ledger row has seen (see :mod:`ordering`). Row locks
-        are waited for at most :data:`EVENTS_LOCK_TIMEOUT` (then the batch fails and is retried).
-        With ``rollback`` nothing is kept: the batch fallback uses it to find the messages that fail.
-        """
-        result = ChangeResult(seen=len(changes))
-        metadata: list[ObjectChange] = []
-        data: list[ObjectChange] = []
-        for change in changes:
-            kind = self._accept(change, result)
-            if kind is KeyKind.METADATA:
-                metadata.append(change)
-            elif kind is not None:
-                data.append(change)
-        now = self.clock()
-        latest = ordering.latest_per_key(metadata, now)
-        files = ordering.last_states(data, now)
-        if not (latest or files.removed or files.created):
-            return result
-        with self.engine.connect() as conn, conn.begin() as tx:
-            applied, writes = map_changes(conn, self.layout, latest, files)
-            written = event_batch.write_changes(
-                conn,
-                writes,
-                now=now,
-                grace=self.settings.grace_period,
-                resurrection_since=now - self.settings.resurrection_window,
-            )
-            # a row opened by this batch has its removal's stamp; the others (open before, or opened meanwhile by
-            # another batch: not returned) get the newer of theirs and the removal's, as they always did
-            opened = set(written.quarantined)
-            stamps = [(i, stamp) for i, stamp in applied.stamps if i in applied.open_before or i not in opened]
-            restored = event_batch.stamp_and_resolve(conn, stamps, sorted(files.created), now=now)
-            result.unmatched_keys = applied.unmatched_keys
-            # a Created event that released nothing though the row was open: the row has seen something newer
-            result.out_of_order = applied.out_of_order + len(
-                {i for i, _ in writes.created} & applied.open_before - set(written.released)
-            )
-            result.quarantined, result.released = written.quarantined, written.released
-            result.resurrected = written.resurrected
-            result.missing_files, result.restored_files = written.missing_files, restored
-            if rollback:
-                tx.rollback()
-        for annotation_id, key in result.resurrected:
-            log.error("purged annotation %d has its metadata back in S3: %s", annotation_id, key)
+    The whole batch maps with one query; replays and duplicates change nothing, and so does an
+    event older than what the annotation's ledger row has seen (see :mod:`ordering`). Row locks
+    are waited for at most :data:`EVENTS_LOCK_TIMEOUT` (then the batch fails and is retried).
+    With ``rollback`` nothing is kept: the batch fallback uses it to find the messages that fail.
+    """
+    result = ChangeResult(seen=len(changes))
+    metadata: list[ObjectChange] = []
+    data: list[ObjectChange] = []
+    for change in changes:
+        kind = _accept(ctx.layout, change, result)
+        if kind is KeyKind.METADATA:
+            metadata.append(change)
+        elif kind is not None:
+            data.append(change)
+    now = ctx.clock()
+    latest = ordering.latest_per_key(metadata, now)
+    files = ordering.last_states(data, now)
+    if not (latest or files.removed or files.created):
         return result
+    with ctx.engine.connect() as conn, conn.begin() as tx:
+        applied, writes = map_changes(conn, ctx.layout, latest, files)
+        written = event_batch.write_changes(
+            conn,
+            writes,
+            now=now,
+            grace=ctx.settings.grace_period,
+            resurrection_since=now - ctx.settings.resurrection_window,
+        )
+        # a row opened by this batch has its removal's stamp; the others (open before, or opened meanwhile by
+        # another batch: not returned) get the newer of theirs and the removal's, as they always did
+        opened = set(written.quarantined)
+        stamps = [(i, stamp) for i, stamp in applied.stamps if i in applied.open_before or i not in opened]
+        restored = event_batch.stamp_and_resolve(conn, stamps, sorted(files.created), now=now)
+        result.unmatched_keys = applied.unmatched_keys
+        # a Created event that released nothing though the row was open: the row has seen something newer
+        result.out_of_order = applied.out_of_order + len(
+            {i for i, _ in writes.created} & applied.open_before - set(written.released)
+        )
+        result.quarantined, result.released = written.quarantined, written.released
+        result.resurrected = written.resurrected
+        result.missing_files, result.restored_files = written.missing_files, restored
+        if rollback:
+            tx.rollback()
+    for annotation_id, key in result.resurrected:
+        log.error("purged annotation %d has its metadata back in S3: %s", annotation_id, key)
+    return result

@@ -6,18 +6,17 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-import click
-from sqlalchemy import Engine
-
+from annotation_reconciler.errors import CleanupError
 from annotation_reconciler.ledger import Source, quarantines
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
 from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_prefixes
 from annotation_reconciler.rules.ordering import utcnow
 from annotation_reconciler.rules.plural import count
+from annotation_reconciler.service import survey
 from annotation_reconciler.service.cleanup_report import CleanupReport, Stale
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.deletions import Policy, delete_stale, hold
-from annotation_reconciler.service.reconciler import Reconciler
 
 log = logging.getLogger("annotation_reconciler.cleanup")
 
@@ -25,15 +24,9 @@ BATCH_SIZE = 500
 REASON = "metadata not found in S3 (cleanup-stale-annotations)"
 
 
-class CleanupError(click.ClickException):
-    """A failure that stops the command before any deletion (exit code 1)."""
-
-    exit_code = 1
-
-
-def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: float | None) -> None:
+def survey_scope(ctx: Context, report: CleanupReport, max_fraction: float | None) -> None:
     """Fill the report's stale and unknown annotations; raise CleanupError on any S3 error."""
-    found = reconciler.survey(report.scope, max_fraction=max_fraction)
+    found = survey.survey(ctx, report.scope, max_fraction=max_fraction)
     if found.errors:
         first = found.errors[0]
         raise CleanupError(
@@ -59,8 +52,7 @@ def survey_scope(reconciler: Reconciler, report: CleanupReport, max_fraction: fl
 
 
 def delete_stale_annotations(
-    reconciler: Reconciler,
-    engine: Engine,
+    ctx: Context,
     report: CleanupReport,
     *,
     approved_by: str | None,
@@ -72,7 +64,7 @@ def delete_stale_annotations(
     are recorded as held in the ledger)."""
     approve_held = approved_by is not None
     targets = list(report.stale)
-    listings, _ = reconciler.list_prefixes(prefixes_to_list(s.key for s in targets))
+    listings, _ = survey.list_prefixes(ctx, prefixes_to_list(s.key for s in targets))
     failed = [p for p, answer in listings.items() if isinstance(answer, BaseException)]
     if failed:
         raise CleanupError(
@@ -81,7 +73,7 @@ def delete_stale_annotations(
             f"e.g. s3://{report.bucket}/{failed[0]}: {listings[failed[0]]}"
         )
     # an empty prefix in a healthy dataset is ordinary; a twin of a stale key's folders makes it unknown
-    neighbours = reconciler.neighbours(listings, suspicious_prefixes([s.key for s in targets], listings))
+    neighbours = survey.neighbours(ctx, listings, suspicious_prefixes([s.key for s in targets], listings))
     totals: dict[str, int] = defaultdict(int)
     policy = Policy(max_fraction)
     # The survey judged the whole scope at once: a row it held stays held unless the operator approved it
@@ -89,7 +81,7 @@ def delete_stale_annotations(
     waiting = [s for s in targets if s.held and not approve_held]
     targets = [s for s in targets if not (s.held and not approve_held)]
     if waiting:
-        with engine.begin() as conn:
+        with ctx.engine.begin() as conn:
             report.held += hold(
                 conn,
                 [
@@ -109,7 +101,7 @@ def delete_stale_annotations(
         batch = targets[start : start + BATCH_SIZE]
         approved = {s.ref.id for s in batch if s.held and approve_held}
         now = utcnow()
-        with engine.begin() as conn:
+        with ctx.engine.begin() as conn:
             current = annotation_rows.annotations_by_ids(conn, [s.ref.id for s in batch])
             candidates = [
                 Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
@@ -119,7 +111,7 @@ def delete_stale_annotations(
                 conn,
                 candidates,
                 listings,
-                reconciler.layout,
+                ctx.layout,
                 policy,
                 source=Source.CLI,
                 reason=REASON,

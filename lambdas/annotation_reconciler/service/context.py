@@ -1,10 +1,17 @@
-"""The parts every operation of the reconciler uses: the database, the bucket, the settings and a clock.
+"""What every operation of the service works with: one portal database, one bucket (and its layout), the settings
+and a clock, frozen in one :class:`Context`.
 
-Each job of the service is a mixin over :class:`ReconcilerCore` in a module of its own (``event_changes``,
-``survey``, ``scan``, ``purge``, ``operators``); ``reconcile.Reconciler`` puts them together.
+Each operation is a module of functions taking the context first (``apply_changes``, ``survey``, ``scan``,
+``purge``, ``inventory``, ``cleanup``); :class:`~annotation_reconciler.service.reconciler.Reconciler` is the
+facade the handlers and CLIs call::
+
+    context = Context.build(engine, S3Storage(client, bucket), settings)
+    result = scan.scan_shard(context, Scope(dataset_id=10001))
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -17,21 +24,28 @@ from annotation_reconciler.storage import S3Storage
 SAFETY_MARGIN_S = 30.0
 
 
-class ReconcilerCore:
-    """The reconciler's parts: one portal database, one bucket (its layout), the settings and a clock."""
+@dataclass(frozen=True)
+class Context:
+    """The parts of one reconciler: the database, the bucket, the settings, the bucket's layout and a clock."""
 
-    def __init__(
-        self,
+    engine: Engine
+    storage: S3Storage
+    settings: Settings
+    layout: BucketLayout
+    clock: Clock = utcnow
+    #: Due rows a purge claims and settles per transaction.
+    purge_batch_size: int = 500
+
+    @classmethod
+    def build(
+        cls,
         engine: Engine,
         storage: S3Storage,
         settings: Settings,
         *,
         clock: Clock = utcnow,
         purge_batch_size: int = 500,
-    ) -> None:
-        self.engine = engine
-        self.storage = storage
-        self.settings = settings
-        self.layout = BucketLayout.from_prefix(settings.bucket, settings.s3_prefix)
-        self.clock = clock
-        self.purge_batch_size = purge_batch_size
+    ) -> Context:
+        """The context of ``settings``' bucket and prefix."""
+        layout = BucketLayout.from_prefix(settings.bucket, settings.s3_prefix)
+        return cls(engine, storage, settings, layout, clock, purge_batch_size)

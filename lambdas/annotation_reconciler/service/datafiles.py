@@ -13,22 +13,13 @@ from __future__ import annotations
 import bisect
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from annotation_reconciler.db import int_array
 from annotation_reconciler.ledger import missing_files
+from annotation_reconciler.portal.annotation_rows import FileRow
 from annotation_reconciler.rules.listings import canonical, listing_prefixes, metadata_folder
 from annotation_reconciler.rules.paths import BucketLayout
-
-
-@dataclass(frozen=True, slots=True)
-class FileRow:
-    file_id: int
-    annotation_id: int | None
-    s3_path: str
-    reported: bool = False  # it has an open missing-file report
 
 
 class _Listing:
@@ -88,22 +79,6 @@ def judge_files(
         elif not any(a.holds(key, fold=True) for a in answers if a is not None):
             missing.append((row, key))
     return missing, present
-
-
-def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
-    """The data files of these annotations, each with whether it has an open missing-file report (one query)."""
-    if not annotation_ids:
-        return []
-    rows = conn.execute(
-        text("""SELECT f.id, s.annotation_id, f.s3_path,
-                       EXISTS (SELECT 1 FROM annotation_reconciler.missing_annotation_file m
-                               WHERE m.resolved_at IS NULL AND m.annotation_file_id = f.id) AS reported
-                FROM annotation_file f
-                JOIN annotation_shape s ON s.id = f.annotation_shape_id
-                WHERE s.annotation_id = ANY(CAST(:ids AS integer[])) ORDER BY f.id"""),
-        {"ids": int_array(annotation_ids)},
-    ).all()
-    return [FileRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
 
 def record_files(

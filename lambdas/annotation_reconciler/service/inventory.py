@@ -6,9 +6,9 @@ them in slices, one ``inventory_shard`` message each. The work Lambda confirms a
 S3 within its time budget: a key confirmed absent is quarantined, a key found present is
 released, and what the budget did not reach is queued again as a continuation message::
 
-    plan = plan_inventory(reconciler, "s3://inventory-bucket/cryoet-data-portal-public/daily/")
+    plan = plan_inventory(ctx, "s3://inventory-bucket/cryoet-data-portal-public/daily/")
     bodies = shard_messages(plan)                        # -> the work queue
-    result = confirm_shard(reconciler, read_shard(body), remaining_seconds=budget)
+    result = confirm_shard(ctx, read_shard(body), remaining_seconds=budget)
     if result.remaining:                                 # -> the work queue again
         bodies = [continuation(read_shard(body), result.remaining)]
 
@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import text
-
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import Source, event_order, quarantines, untracked
 from annotation_reconciler.portal import annotation_rows
@@ -35,8 +33,8 @@ from annotation_reconciler.rules.lifecycle import AnnotationRef
 from annotation_reconciler.rules.listings import metadata_folder
 from annotation_reconciler.rules.paths import KeyKind, classify_key
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.service.context import SAFETY_MARGIN_S
-from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service import survey
+from annotation_reconciler.service.context import SAFETY_MARGIN_S, Context
 from annotation_reconciler.storage import inventory
 
 MESSAGE_TYPE = "inventory_shard"
@@ -83,7 +81,7 @@ class ShardResult:
 
 
 def plan_inventory(
-    reconciler: Reconciler,
+    ctx: Context,
     manifest_url: str,
     *,
     inventory_client: Any = None,
@@ -95,14 +93,12 @@ def plan_inventory(
     with :class:`InventoryTooLarge` (a clear log line, instead of Lambda's own timeout). A report older than
     ``RECONCILER_INVENTORY_MAX_AGE_HOURS`` is refused with :class:`inventory.InventoryStale`.
     """
-    client = inventory_client or reconciler.storage.client
+    client = inventory_client or ctx.storage.client
     location = inventory.find_manifest(client, manifest_url)
     manifest = inventory.read_manifest(client, location)
-    if manifest.source_bucket != reconciler.layout.bucket:
-        raise InventoryError(
-            f"{location.url} inventories bucket {manifest.source_bucket!r}, not {reconciler.layout.bucket!r}"
-        )
-    inventory.check_fresh(manifest, now=reconciler.clock(), max_age=reconciler.settings.inventory_max_age)
+    if manifest.source_bucket != ctx.layout.bucket:
+        raise InventoryError(f"{location.url} inventories bucket {manifest.source_bucket!r}, not {ctx.layout.bucket!r}")
+    inventory.check_fresh(manifest, now=ctx.clock(), max_age=ctx.settings.inventory_max_age)
     present: set[str] = set()
     for n, key in enumerate(inventory.iter_present_keys(client, manifest)):
         if n % 10_000 == 0 and remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
@@ -113,26 +109,26 @@ def plan_inventory(
             )
         if classify_key(key) is KeyKind.METADATA:
             present.add(key)
-    with reconciler.engine.connect() as conn:
+    with ctx.engine.connect() as conn:
         refs = annotation_rows.annotations_in_scope(conn, Scope())
     plan = InventoryPlan(
         manifest=location.url, report_time=manifest.created, annotations=len(refs), inventory_metadata_keys=len(present)
     )
     for ref in refs:
-        resolved = lifecycle.resolve(ref, reconciler.layout)
+        resolved = lifecycle.resolve(ref, ctx.layout)
         if isinstance(resolved, lifecycle.Unknown):
             plan.unknown.append(resolved)
         elif resolved not in present:
             plan.candidates.append((ref.id, resolved))
     # keys of one Annotations/ folder side by side: one LIST confirms them together
     plan.candidates.sort(key=lambda c: (c[1], c[0]))
-    tracked = {r for ref in refs if isinstance(r := lifecycle.resolve(ref, reconciler.layout), str)}
+    tracked = {r for ref in refs if isinstance(r := lifecycle.resolve(ref, ctx.layout), str)}
     plan.untracked = sorted(present - tracked)
     listed: dict[str, list[str]] = {}
     for key in plan.untracked:
         listed.setdefault(metadata_folder(key), []).append(key)
-    with reconciler.engine.begin() as conn:  # the report covers the bucket: every other open row is tracked or gone
-        untracked.record(conn, listed, dataset_id=None, now=reconciler.clock(), whole_bucket=True)
+    with ctx.engine.begin() as conn:  # the report covers the bucket: every other open row is tracked or gone
+        untracked.record(conn, listed, dataset_id=None, now=ctx.clock(), whole_bucket=True)
     return plan
 
 
@@ -217,20 +213,13 @@ def read_shard(body: Mapping[str, Any]) -> InventoryShard:
     return InventoryShard(manifest, report_time, tuple(candidates), attempt)
 
 
-def _current_refs(reconciler: Reconciler, ids: Sequence[int]) -> dict[int, AnnotationRef]:
-    with reconciler.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT a.id, a.s3_metadata_path, r.dataset_id, a.run_id FROM annotation a "
-                "LEFT JOIN run r ON r.id = a.run_id WHERE a.id = ANY(CAST(:ids AS integer[]))"
-            ),
-            {"ids": list(ids)},
-        ).all()
-    return {r.id: AnnotationRef(r.id, r.s3_metadata_path, r.dataset_id, r.run_id) for r in rows}
+def _current_refs(ctx: Context, ids: Sequence[int]) -> dict[int, AnnotationRef]:
+    with ctx.engine.connect() as conn:
+        return annotation_rows.annotations_by_ids(conn, ids)
 
 
 def confirm_shard(
-    reconciler: Reconciler,
+    ctx: Context,
     shard: InventoryShard,
     *,
     remaining_seconds: Callable[[], float] | None = None,
@@ -238,7 +227,7 @@ def confirm_shard(
     """Confirm a slice's candidates against S3, one ``Annotations/`` folder at a time, until the
     time budget runs low; quarantine what is confirmed absent, release what is present."""
     result = ShardResult()
-    started = ordering.Stamp(reconciler.clock())  # the listings below are evidence only for what came before
+    started = ordering.Stamp(ctx.clock())  # the listings below are evidence only for what came before
     presence: dict[str, bool | None] = {}
     done: list[tuple[int, str]] = []
     folders = [list(g) for _, g in groupby(shard.candidates, key=lambda c: metadata_folder(c[1]))]
@@ -246,17 +235,17 @@ def confirm_shard(
         if remaining_seconds is not None and remaining_seconds() < SAFETY_MARGIN_S:
             result.remaining = [c for rest in folders[n:] for c in rest]
             break
-        presence.update(reconciler.check_presence(key for _, key in folder))
+        presence.update(survey.check_presence(ctx, [key for _, key in folder]))
         done += folder
     result.checked = len(done)
     if not done:
         return result
-    current = _current_refs(reconciler, [annotation_id for annotation_id, _ in done])
+    current = _current_refs(ctx, [annotation_id for annotation_id, _ in done])
     missing: list[tuple[AnnotationRef, str | None]] = []
     present: list[int] = []
     for annotation_id, key in done:
         ref = current.get(annotation_id)
-        if ref is None or lifecycle.resolve(ref, reconciler.layout) != key:
+        if ref is None or lifecycle.resolve(ref, ctx.layout) != key:
             result.skipped.append(annotation_id)
         elif presence.get(key) is False:
             missing.append((ref, key))
@@ -264,8 +253,8 @@ def confirm_shard(
             present.append(annotation_id)
         else:
             result.unknown.append((annotation_id, key))
-    now = reconciler.clock()
-    with reconciler.engine.begin() as conn:
+    now = ctx.clock()
+    with ctx.engine.begin() as conn:
         rows = event_order.newest_rows(conn, [ref.id for ref, _ in missing])
         missing = [(ref, key) for ref, key in missing if ordering.may_quarantine(rows.get(ref.id), started)]
         result.quarantined = quarantines.quarantine(
@@ -273,7 +262,7 @@ def confirm_shard(
             missing,
             source=Source.SCAN,
             now=now,
-            grace=reconciler.settings.grace_period,
+            grace=ctx.settings.grace_period,
             reason=f"missing from the S3 Inventory of {shard.report_time:%Y-%m-%d %H:%M} and confirmed absent",
         )
         event_order.stamp_open_rows(conn, [(ref.id, started) for ref, _ in missing])
@@ -298,18 +287,16 @@ class InventoryScanResult:
     untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
-def _refs(reconciler: Reconciler, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
-    current = _current_refs(reconciler, [annotation_id for annotation_id, _ in candidates])
+def _refs(ctx: Context, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
+    current = _current_refs(ctx, [annotation_id for annotation_id, _ in candidates])
     return [current.get(i) or AnnotationRef(i, key) for i, key in candidates]
 
 
-def reconcile_inventory(
-    reconciler: Reconciler, manifest_url: str, *, inventory_client: Any = None
-) -> InventoryScanResult:
+def reconcile_inventory(ctx: Context, manifest_url: str, *, inventory_client: Any = None) -> InventoryScanResult:
     """Plan from the newest report and confirm every candidate in this process: the same two steps the
     schedule and the work queue take, without the queue (an operator's command has no Lambda time limit)."""
-    plan = plan_inventory(reconciler, manifest_url, inventory_client=inventory_client)
-    done = confirm_shard(reconciler, InventoryShard(plan.manifest, plan.report_time, tuple(plan.candidates)))
+    plan = plan_inventory(ctx, manifest_url, inventory_client=inventory_client)
+    done = confirm_shard(ctx, InventoryShard(plan.manifest, plan.report_time, tuple(plan.candidates)))
     return InventoryScanResult(
         manifest=plan.manifest,
         report_time=plan.report_time,
@@ -319,8 +306,7 @@ def reconcile_inventory(
         quarantined=done.quarantined,
         released=done.released,
         untracked=plan.untracked,
-        unknown=plan.unknown
-        + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(reconciler, done.unknown)],
+        unknown=plan.unknown + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(ctx, done.unknown)],
     )
 
 

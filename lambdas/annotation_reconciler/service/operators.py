@@ -1,8 +1,8 @@
 """The operator's decisions, each in its own transaction and each naming who decided: approve a held dataset,
 release an annotation for good (and end such a release), and read the status report.
 
-The CLI calls these functions (``approve``, ``release`` and ``status`` need no bucket); ``Reconciler`` has
-the same decisions as methods, on its own clock (:class:`OperatorsMixin`).
+They need the database only (the CLI runs them without a bucket's settings), so they take the engine where the
+operations on S3 take a ``Context``; ``Reconciler`` calls them on its own clock.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from annotation_reconciler.ledger import exemptions, quarantines
 from annotation_reconciler.ledger.status import StatusReport, read_status
 from annotation_reconciler.rules.ordering import utcnow
-from annotation_reconciler.service.context import ReconcilerCore
 
 
 def approve(engine: Engine, dataset_id: int, *, by: str, now: datetime.datetime | None = None) -> int:
@@ -49,16 +48,3 @@ def status(engine: Engine, *, now: datetime.datetime | None = None, dataset_id: 
     """The ledger's state (of one dataset if ``dataset_id``), for ``annotation-reconciler status``."""
     with engine.connect() as conn:
         return read_status(conn, now=now, dataset_id=dataset_id)
-
-
-class OperatorsMixin(ReconcilerCore):
-    """The operator's decisions on the reconciler's own clock."""
-
-    def approve(self, dataset_id: int, *, by: str = "operator") -> int:
-        return approve(self.engine, dataset_id, by=by, now=self.clock())
-
-    def release(self, annotation_id: int, *, by: str = "operator") -> exemptions.Released:
-        return release(self.engine, annotation_id, by=by, now=self.clock())
-
-    def clear_release(self, annotation_id: int, *, by: str = "operator") -> int:
-        return clear_release(self.engine, annotation_id, by=by, now=self.clock())
