@@ -227,7 +227,7 @@ def run(ctx: BenchContext, purge_sizes: tuple[int, ...] = PURGE_SIZES) -> list[S
         "Measured against PostgreSQL (no S3 in delete_annotations and ORM cascade). Reconciler.purge also re-checks "
         "S3 (one LIST without a delimiter per run folder of its due rows, which holds their Annotations/ listing and "
         "the run's folder levels for the twin check, plus one LIST with a delimiter per dataset folder and of the "
-        "bucket's root; RECONCILER_S3_CONCURRENCY of them in flight) on the S3 double answering with S3's latency, so "
+        f"bucket's root; {Env.S3_CONCURRENCY} of them in flight) on the S3 double answering with S3's latency, so "
         "its wall time includes S3; the modelled S3 time column (requests x latency, one at a time) is the "
         "cross-check.",
         "The purged annotations are whole voxel spacings (20 annotations each), a seeded sample of them.",

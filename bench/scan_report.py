@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from annotation_reconciler.names import Env
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY
 from bench.report import BenchContext, Section, fmt_s, size_label
 from bench.s3double import REGIONAL, modelled_s3_seconds, s3_brief
@@ -134,7 +135,7 @@ def concurrency_section(sweep: list[dict[str, Any]], main: list[dict[str, Any]],
         "concurrency",
         f"1d. Concurrency sweep: LISTs in flight per shard, {size_label(n)} annotations at 5 per voxel spacing, "
         "one shard at a time",
-        ["in flight (RECONCILER_S3_CONCURRENCY)", "time (measured)", "peak in flight", "S3 requests", "CPU",
+        [f"in flight ({Env.S3_CONCURRENCY})", "time (measured)", "peak in flight", "S3 requests", "CPU",
          "vs 1 in flight", "vs the spec's algorithm", "same stale set"],
     )  # fmt: skip
     one = next((r["time"] for r in sweep if r["concurrency"] == 1), None)

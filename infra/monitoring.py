@@ -18,7 +18,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 
-from annotation_reconciler.names import NAMESPACE, SERVICE, Metric
+from annotation_reconciler.names import NAMESPACE, SERVICE, Env, Metric
 from infra.config import StackConfig
 from infra.functions import Lambdas
 from infra.messaging import Messaging
@@ -207,7 +207,7 @@ def _reconciler_alarms(stack: cdk.Stack) -> list[cloudwatch.Alarm]:
             stack,
             Metric.INVENTORY_STALE,
             custom_metric(Metric.INVENTORY_STALE, day),
-            "the S3 Inventory report is older than RECONCILER_INVENTORY_MAX_AGE_HOURS: the scan LISTs instead; "
+            f"the S3 Inventory report is older than {Env.INVENTORY_MAX_AGE_HOURS}: the scan LISTs instead; "
             "check that the inventory configuration still delivers",
         ),
         _alarm(

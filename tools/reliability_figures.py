@@ -131,7 +131,7 @@ def render_corpus(counts: dict[str, Any], commit: str, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("model", "faults", "corpus"))
-    parser.add_argument("--examples", type=int, default=1000, help="model: examples (RECONCILER_MODEL_EXAMPLES)")
+    parser.add_argument("--examples", type=int, default=1000, help=f"model: examples ({Env.MODEL_EXAMPLES})")
     parser.add_argument("--markdown", type=Path, help="write the figures into this file (RELIABILITY.md)")
     parser.add_argument(
         "--run-when-dirty",

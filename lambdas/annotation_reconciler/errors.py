@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from annotation_reconciler.names import Env
+
 if TYPE_CHECKING:
     from annotation_reconciler.db_import.base import ImportProblem
 
@@ -92,7 +94,7 @@ class PageLimitError(StorageError):
     """A prefix needs more LIST pages than allowed (``RECONCILER_SCAN_PAGE_LIMIT``): its state is unknown."""
 
     def __init__(self, bucket: str, prefix: str, limit: int) -> None:
-        cause = RuntimeError(f"more than {limit} LIST pages (RECONCILER_SCAN_PAGE_LIMIT={limit})")
+        cause = RuntimeError(f"more than {limit} LIST pages ({Env.SCAN_PAGE_LIMIT}={limit})")
         super().__init__("ListObjectsV2", bucket, prefix, cause)
         self.limit = limit
 

@@ -166,7 +166,7 @@ class Settings:
 
         bucket = env.get(Env.BUCKET, "").strip()
         if not bucket:
-            problems.append("RECONCILER_BUCKET is not set: set it to the portal bucket's name")
+            problems.append(f"{Env.BUCKET} is not set: set it to the portal bucket's name")
         else:
             try:
                 validate_bucket(Env.BUCKET, bucket)
@@ -177,14 +177,14 @@ class Settings:
         db_secret_arn = env.get(Env.DB_SECRET_ARN, "").strip() or None
         if require_db and not db_url and not db_secret_arn:
             problems.append(
-                "no database configured: set RECONCILER_DB_URL (postgresql+pg8000://user@host:port/db) "
-                "or RECONCILER_DB_SECRET_ARN (a Secrets Manager RDS secret)"
+                f"no database configured: set {Env.DB_URL} (postgresql+pg8000://user@host:port/db) "
+                f"or {Env.DB_SECRET_ARN} (a Secrets Manager RDS secret)"
             )
 
         s3_prefix = env.get(Env.S3_PREFIX, "").strip() or (f"s3://{bucket}/" if bucket else "")
         if bucket and s3_prefix.startswith("s3://") and not s3_prefix.startswith(f"s3://{bucket}/"):
             problems.append(
-                f"RECONCILER_S3_PREFIX={s3_prefix!r} names another bucket than RECONCILER_BUCKET={bucket!r}: "
+                f"{Env.S3_PREFIX}={s3_prefix!r} names another bucket than {Env.BUCKET}={bucket!r}: "
                 f"use 's3://{bucket}/' or a prefix inside it"
             )
 
@@ -192,70 +192,70 @@ class Settings:
         allow_short = get(Env.ALLOW_SHORT_GRACE, parse_bool, False)
         grace = get(Env.GRACE_PERIOD_HOURS, _parse_number, 72.0)
         if grace < 0:
-            problems.append(f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is negative: use a number of hours >= 1")
+            problems.append(f"{Env.GRACE_PERIOD_HOURS}={grace:g} is negative: use a number of hours >= 1")
         elif grace > MAX_GRACE_HOURS:
             problems.append(
-                f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is more than a year: use a number of hours "
+                f"{Env.GRACE_PERIOD_HOURS}={grace:g} is more than a year: use a number of hours "
                 f"from 1 to {MAX_GRACE_HOURS}"
             )
         elif grace < 1 and not allow_short:
             problems.append(
-                f"RECONCILER_GRACE_PERIOD_HOURS={grace:g} is under one hour: use >= 1, "
-                "or set RECONCILER_ALLOW_SHORT_GRACE=true for tests and demos"
+                f"{Env.GRACE_PERIOD_HOURS}={grace:g} is under one hour: use >= 1, "
+                f"or set {Env.ALLOW_SHORT_GRACE}=true for tests and demos"
             )
         fraction = get(Env.MAX_PURGE_FRACTION, _parse_number, DEFAULT_MAX_PURGE_FRACTION)
         if not 0 < fraction <= 1:
             problems.append(
-                f"RECONCILER_MAX_PURGE_FRACTION={fraction:g} is out of range: use a fraction in (0, 1], e.g. 0.1"
+                f"{Env.MAX_PURGE_FRACTION}={fraction:g} is out of range: use a fraction in (0, 1], e.g. 0.1"
             )
         page_limit = get(Env.SCAN_PAGE_LIMIT, _parse_int, 200)
         if page_limit < 1:
-            problems.append(f"RECONCILER_SCAN_PAGE_LIMIT={page_limit} must be a positive number of LIST pages")
+            problems.append(f"{Env.SCAN_PAGE_LIMIT}={page_limit} must be a positive number of LIST pages")
         resurrection_days = get(Env.RESURRECTION_DAYS, _parse_number, 30.0)
         if not 0 < resurrection_days <= 3660:
             problems.append(
-                f"RECONCILER_RESURRECTION_DAYS={resurrection_days:g} is out of range: use a number of days "
+                f"{Env.RESURRECTION_DAYS}={resurrection_days:g} is out of range: use a number of days "
                 "from 1 to 3660 (how far back a purged annotation whose metadata reappears is reported)"
             )
         importer_cleanup = get(Env.IMPORTER_CLEANUP, parse_bool, True)
         s3_concurrency = get(Env.S3_CONCURRENCY, _parse_int, DEFAULT_S3_CONCURRENCY)
         if not 1 <= s3_concurrency <= MAX_S3_CONCURRENCY:
             problems.append(
-                f"RECONCILER_S3_CONCURRENCY={s3_concurrency} is out of range: use a number of S3 requests in flight "
+                f"{Env.S3_CONCURRENCY}={s3_concurrency} is out of range: use a number of S3 requests in flight "
                 f"at once from 1 to {MAX_S3_CONCURRENCY} (default {DEFAULT_S3_CONCURRENCY})"
             )
         work_queue_url = env.get(Env.WORK_QUEUE_URL, "").strip() or None
         if work_queue_url and not work_queue_url.startswith(("https://", "http://")):
-            problems.append(f"RECONCILER_WORK_QUEUE_URL={work_queue_url!r} is not a queue URL (https://...)")
+            problems.append(f"{Env.WORK_QUEUE_URL}={work_queue_url!r} is not a queue URL (https://...)")
         inventory = env.get(Env.INVENTORY_MANIFEST, "").strip() or None
         if inventory and not inventory.startswith("s3://"):
             problems.append(
-                f"RECONCILER_INVENTORY_MANIFEST={inventory!r} must be an s3:// URL of a manifest.json "
+                f"{Env.INVENTORY_MANIFEST}={inventory!r} must be an s3:// URL of a manifest.json "
                 "or of the inventory prefix"
             )
         max_age = get(Env.INVENTORY_MAX_AGE_HOURS, _parse_number, DEFAULT_INVENTORY_MAX_AGE_HOURS)
         if not 1 <= max_age <= MAX_INVENTORY_AGE_HOURS:
             problems.append(
-                f"RECONCILER_INVENTORY_MAX_AGE_HOURS={max_age:g} is out of range: use a number of hours from 1 to "
+                f"{Env.INVENTORY_MAX_AGE_HOURS}={max_age:g} is out of range: use a number of hours from 1 to "
                 f"{MAX_INVENTORY_AGE_HOURS} (an older S3 Inventory report is refused and the scan LISTs instead; "
                 f"default {DEFAULT_INVENTORY_MAX_AGE_HOURS:g})"
             )
         retention = get(Env.LEDGER_RETENTION_DAYS, _parse_number, DEFAULT_LEDGER_RETENTION_DAYS)
         if not 1 <= retention <= MAX_LEDGER_RETENTION_DAYS:
             problems.append(
-                f"RECONCILER_LEDGER_RETENTION_DAYS={retention:g} is out of range: use a number of days from 1 to "
+                f"{Env.LEDGER_RETENTION_DAYS}={retention:g} is out of range: use a number of days from 1 to "
                 f"{MAX_LEDGER_RETENTION_DAYS} (closed ledger history older than this is pruned by the purge; "
                 f"default {DEFAULT_LEDGER_RETENTION_DAYS:g})"
             )
         elif retention < resurrection_days:
             problems.append(
-                f"RECONCILER_LEDGER_RETENTION_DAYS={retention:g} is shorter than RECONCILER_RESURRECTION_DAYS="
+                f"{Env.LEDGER_RETENTION_DAYS}={retention:g} is shorter than {Env.RESURRECTION_DAYS}="
                 f"{resurrection_days:g}: a purged row must be kept at least as long as its key is watched"
             )
         ca_bundle = env.get(Env.DB_CA_BUNDLE, "").strip() or None
         if ca_bundle and not os.path.isfile(ca_bundle):
             problems.append(
-                f"RECONCILER_DB_CA_BUNDLE={ca_bundle!r} is not a file: give the path of the PEM bundle of the CAs "
+                f"{Env.DB_CA_BUNDLE}={ca_bundle!r} is not a file: give the path of the PEM bundle of the CAs "
                 "that sign the database's certificate (for RDS: "
                 "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"
             )

@@ -5,6 +5,7 @@ tools import them (issue 31)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from annotation_reconciler import names
@@ -43,8 +44,12 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return found
 
 
+#: A shared name as a word of a string: a message that names a setting takes it from names.py as well.
+SPELLED = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SHARED), key=len, reverse=True)) + r")\b")
+
+
 def spelled_outside_names(folders: list[Path], root: Path = ROOT) -> list[str]:
-    """Every string literal (not a docstring) that is exactly a shared name, outside names.py."""
+    """Every shared name written in a string literal (not a docstring), alone or in a message, outside names.py."""
     out = []
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
@@ -54,14 +59,13 @@ def spelled_outside_names(folders: list[Path], root: Path = ROOT) -> list[str]:
             exempt = _exempt(tree)
             where = path.relative_to(root).as_posix()
             out += [
-                f"{where}:{node.lineno}: {node.value}"
+                f"{where}:{node.lineno}: {name}"
                 for node in ast.walk(tree)
-                if isinstance(node, ast.Constant)
-                and node.value in SHARED
-                and id(node) not in exempt
-                and (where, node.value) not in NOT_SHARED
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in exempt
+                for name in SPELLED.findall(node.value)
+                if (where, name) not in NOT_SHARED
             ]
-    return out
+    return sorted(out, key=lambda found: (found.split(":")[0], int(found.split(":")[1])))
 
 
 def test_every_shared_name_is_spelled_in_names_py_only() -> None:
@@ -81,8 +85,10 @@ def test_the_check_finds_a_name_spelled_elsewhere(tmp_path: Path) -> None:
     (tmp_path / "planted.py").write_text(
         '''"""A docstring may say RECONCILER_DRY_RUN."""\n__all__ = ["InventoryStale"]\n'''
         'metric = "AnnotationsPurged"\nenv = {"RECONCILER_DRY_RUN": "true"}\n'
+        'problem = "RECONCILER_GRACE_PERIOD_HOURS=-1 is negative"\nfine = "RECONCILER_DRY_RUNS"\n'
     )
     assert spelled_outside_names([tmp_path], root=tmp_path) == [
         "planted.py:3: AnnotationsPurged",
         "planted.py:4: RECONCILER_DRY_RUN",
+        "planted.py:5: RECONCILER_GRACE_PERIOD_HOURS",
     ]

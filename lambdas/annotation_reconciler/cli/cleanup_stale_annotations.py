@@ -71,19 +71,19 @@ def stops_with_click_error(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--dry-run/--no-dry-run",
     default=None,
-    help="Show what would be deleted without deleting (default: $RECONCILER_DRY_RUN; unset: dry run)",
+    help=f"Show what would be deleted without deleting (default: ${Env.DRY_RUN}; unset: dry run)",
 )
 @click.option(
     "--db-uri",
     "--db-url",
     "db_uri",
     type=str,
-    help="Database URI, password percent-encoded (default: $RECONCILER_DB_URL; --db-url is the same)",
+    help=f"Database URI, password percent-encoded (default: ${Env.DB_URL}; --db-url is the same)",
 )
 @click.option(
     "--db-secret-arn",
     envvar=Env.DB_SECRET_ARN,
-    help="Secrets Manager secret (RDS JSON) with the credentials (default: $RECONCILER_DB_SECRET_ARN)",
+    help=f"Secrets Manager secret (RDS JSON) with the credentials (default: ${Env.DB_SECRET_ARN})",
 )
 @click.option("--s3-bucket", type=str, required=True, help="S3 bucket to check for files")
 @click.option("--s3-prefix", type=str, default="", help="S3 prefix of stored paths (s3://BUCKET/ or BUCKET/ or ROOT/)")
@@ -94,7 +94,7 @@ def stops_with_click_error(command: Callable[..., None]) -> Callable[..., None]:
     envvar=Env.S3_CONCURRENCY,
     default=DEFAULT_S3_CONCURRENCY,
     show_default=True,
-    help="S3 requests in flight at once (default: $RECONCILER_S3_CONCURRENCY)",
+    help=f"S3 requests in flight at once (default: ${Env.S3_CONCURRENCY})",
 )
 @click.option("--yes", is_flag=True, default=False, help="Do not ask for confirmation (automation)")
 @click.option(
@@ -108,7 +108,7 @@ def stops_with_click_error(command: Callable[..., None]) -> Callable[..., None]:
     "--max-purge-fraction",
     type=click.FloatRange(0, 1, min_open=True),
     help="Hold a dataset's deletions when they exceed this fraction of its annotations, as every other path "
-    "does (default: $RECONCILER_MAX_PURGE_FRACTION, else 0.1); 1 lifts the guard",
+    f"does (default: ${Env.MAX_PURGE_FRACTION}, else 0.1); 1 lifts the guard",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="Report format")
 @stops_with_click_error

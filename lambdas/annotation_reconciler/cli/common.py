@@ -129,20 +129,20 @@ def db_options(fn: F) -> F:
         expose_value=False,
         callback=_remember_server_name,
         help="The database's real host name, which its certificate names, when the URL's host is not it: "
-        "localhost through an SSM or SSH port forward (default: $RECONCILER_DB_TLS_SERVER_NAME).",
+        f"localhost through an SSM or SSH port forward (default: ${Env.DB_TLS_SERVER_NAME}).",
     )(fn)
     fn = click.option(
         "--db-secret-arn",
         envvar=Env.DB_SECRET_ARN,
         help="Secrets Manager secret (RDS JSON) holding the credentials, as the Lambdas use "
-        "(default: $RECONCILER_DB_SECRET_ARN).",
+        f"(default: ${Env.DB_SECRET_ARN}).",
     )(fn)
     return click.option(
         "--db-url",
         "--db-uri",
         "db_url",
         envvar=Env.DB_URL,
-        help="Database URL, password percent-encoded (default: $RECONCILER_DB_URL; --db-uri is the same).",
+        help=f"Database URL, password percent-encoded (default: ${Env.DB_URL}; --db-uri is the same).",
     )(fn)
 
 
@@ -160,8 +160,8 @@ def engine_from(
     arn = db_secret_arn or os.environ.get(Env.DB_SECRET_ARN)
     if not raw and not arn:
         raise UsageError(
-            f"no database given: pass {option} or --db-secret-arn, or set RECONCILER_DB_URL="
-            "postgresql+pg8000://USER@HOST/DB or RECONCILER_DB_SECRET_ARN"
+            f"no database given: pass {option} or --db-secret-arn, or set {Env.DB_URL}="
+            f"postgresql+pg8000://USER@HOST/DB or {Env.DB_SECRET_ARN}"
         )
     context = click.get_current_context(silent=True)
     server_name = context.meta.get(_SERVER_NAME_KEY) if context is not None else None
@@ -263,8 +263,8 @@ def dry_run_from(flag: bool | None, *, default: bool, env: Mapping[str, str] | N
         return DryRun(flag, "--dry-run" if flag else "--no-dry-run")
     raw = (os.environ if env is None else env).get(Env.DRY_RUN, "").strip()
     if not raw:
-        return DryRun(default, "the default (RECONCILER_DRY_RUN is not set)")
+        return DryRun(default, f"the default ({Env.DRY_RUN} is not set)")
     try:
-        return DryRun(parse_bool(Env.DRY_RUN, raw), f"RECONCILER_DRY_RUN={raw}")
+        return DryRun(parse_bool(Env.DRY_RUN, raw), f"{Env.DRY_RUN}={raw}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None

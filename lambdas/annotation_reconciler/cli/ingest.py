@@ -38,7 +38,7 @@ from annotation_reconciler.storage import S3Storage, make_s3_client
 
 
 @click.command("ingest")
-@click.option("--bucket", required=True, envvar=Env.BUCKET, help="The portal bucket (default: $RECONCILER_BUCKET).")
+@click.option("--bucket", required=True, envvar=Env.BUCKET, help=f"The portal bucket (default: ${Env.BUCKET}).")
 @click.option("--dataset-id", type=int, required=True, help="The dataset to import.")
 @click.option("--run-name", help="Import this run only.")
 @click.option("--voxel-spacing", type=float, help="Import this voxel spacing only (e.g. 13.48).")
@@ -51,7 +51,7 @@ from annotation_reconciler.storage import S3Storage, make_s3_client
 @click.option(
     "--dry-run/--no-dry-run",
     default=None,
-    help="Compute every change, write nothing (default: $RECONCILER_DRY_RUN; unset: write).",
+    help=f"Compute every change, write nothing (default: ${Env.DRY_RUN}; unset: write).",
 )
 @db_options
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests).")
@@ -59,7 +59,7 @@ from annotation_reconciler.storage import S3Storage, make_s3_client
 @click.option(
     "--cleanup/--no-cleanup",
     default=None,
-    help="Remove the stale annotations of each imported voxel spacing (default: $RECONCILER_IMPORTER_CLEANUP, true).",
+    help=f"Remove the stale annotations of each imported voxel spacing (default: ${Env.IMPORTER_CLEANUP}, true).",
 )
 @click.option(
     "--max-purge-fraction",

@@ -17,7 +17,7 @@ from annotation_reconciler.names import Env
 @db_options
 @click.option("--endpoint-url", help="S3/SQS-compatible endpoint, e.g. a moto server.")
 @click.option("--bucket", help="The bucket whose notifications drive the reconciler.")
-@click.option("--dry-run/--no-dry-run", default=None, help="Default: $RECONCILER_DRY_RUN; unset: dry run.")
+@click.option("--dry-run/--no-dry-run", default=None, help=f"Default: ${Env.DRY_RUN}; unset: dry run.")
 @click.option("--grace-period-hours", type=float, default=72.0, show_default=True)
 @click.option("--purge-every", type=float, default=60.0, show_default=True, help="Seconds between purges.")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")

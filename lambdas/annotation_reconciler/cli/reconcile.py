@@ -61,7 +61,7 @@ def reconciler_from(
 def common_options(fn: Any) -> Any:
     for option in reversed(
         [
-            click.option("--bucket", help="The portal bucket (default: $RECONCILER_BUCKET)."),
+            click.option("--bucket", help=f"The portal bucket (default: ${Env.BUCKET})."),
             click.option("--s3-prefix", help="The prefix stored paths use (default: s3://BUCKET/)."),
             click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint (local tests)."),
             click.option(
@@ -180,7 +180,7 @@ def print_scan(results: list[ScanResult]) -> None:
         for error in r.errors:
             click.echo(f"S3 error: {error}")
         for prefix in r.over_page_limit:
-            click.echo(f"unknown: {prefix} needs more LIST pages than RECONCILER_SCAN_PAGE_LIMIT")
+            click.echo(f"unknown: {prefix} needs more LIST pages than {Env.SCAN_PAGE_LIMIT}")
         if r.missing_files or r.restored_files:
             click.echo(
                 f"{label}: {count(r.missing_files, 'data file')} newly missing, {r.restored_files} back (see status)"
@@ -195,7 +195,7 @@ def print_scan(results: list[ScanResult]) -> None:
 
 @click.command()
 @common_options
-@click.option("--dry-run/--no-dry-run", default=None, help="Override RECONCILER_DRY_RUN (default: dry run).")
+@click.option("--dry-run/--no-dry-run", default=None, help=f"Override {Env.DRY_RUN} (default: dry run).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def purge(
     db_url: str | None,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.cli.common import UsageError, db_options, dry_run_from, engine_from, operator_name
 from annotation_reconciler.errors import LedgerSchemaError
+from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.service.restore import RestoreError, RestoreScope
 from annotation_reconciler.service.restore import restore as restore_purged
@@ -34,7 +35,7 @@ def parse_since(value: str | None) -> datetime.datetime | None:
 @click.option(
     "--dry-run/--no-dry-run",
     default=None,
-    help="Only show; --no-dry-run writes (default: $RECONCILER_DRY_RUN; unset: dry run).",
+    help=f"Only show; --no-dry-run writes (default: ${Env.DRY_RUN}; unset: dry run).",
 )
 @click.option("--by", default=operator_name, help="Who restores (for the audit; default $USER).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -67,8 +67,8 @@ def alive(pid: int) -> bool:
 def exports(state: dict[str, Any]) -> list[str]:
     """The shell lines that point the commands at the sandbox."""
     return [
-        f"export RECONCILER_DB_URL={state['db_url']}",
-        f"export RECONCILER_BUCKET={state['bucket']}",
+        f"export {Env.DB_URL}={state['db_url']}",
+        f"export {Env.BUCKET}={state['bucket']}",
         f"export AWS_ENDPOINT_URL={state['endpoint_url']}",
         "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-west-2",
     ]

@@ -15,7 +15,7 @@ from annotation_reconciler.handlers.common import count, logger, metrics, remain
 from annotation_reconciler.handlers.operator import OPERATOR_ACTIONS, operator_action
 from annotation_reconciler.ledger import waiting
 from annotation_reconciler.logs import correlation_id, package_logs
-from annotation_reconciler.names import Action, Metric, names_of
+from annotation_reconciler.names import Action, Env, Metric, names_of
 from annotation_reconciler.service import inventory
 from annotation_reconciler.service.deletions import capped
 from annotation_reconciler.service.plan import plan_shards
@@ -53,7 +53,7 @@ def _handle_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if action in (Action.RECONCILE, Action.ALL) and not rt.settings.work_queue_url:
         # One invocation may not see the whole bucket, and a run cut short here could never resume.
         raise ValueError(
-            "the scheduled reconciliation fans its shards out to the work queue: set RECONCILER_WORK_QUEUE_URL; "
+            f"the scheduled reconciliation fans its shards out to the work queue: set {Env.WORK_QUEUE_URL}; "
             "for a one-off scan without a queue run `annotation-reconciler scan`"
         )
     answer: dict[str, Any] = {"action": action, "dry_run": rt.settings.dry_run}

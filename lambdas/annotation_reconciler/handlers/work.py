@@ -13,7 +13,7 @@ from annotation_reconciler.fanout import ShardMessage
 from annotation_reconciler.handlers.common import count, logger, metrics, remaining, runtime, send_shards
 from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.logs import package_logs
-from annotation_reconciler.names import Metric
+from annotation_reconciler.names import Env, Metric
 from annotation_reconciler.rules import prefix_retry
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import inventory, results
@@ -47,7 +47,7 @@ def _scan(
         )
     if result.over_page_limit:
         logger.warning(
-            "prefixes beyond RECONCILER_SCAN_PAGE_LIMIT: their annotations are unknown",
+            f"prefixes beyond {Env.SCAN_PAGE_LIMIT}: their annotations are unknown",
             extra={"prefixes": result.over_page_limit[:20], "prefix_count": len(result.over_page_limit)},
         )
     if result.errors:
@@ -69,7 +69,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
         )
     if result.remaining:  # the continuation first: what was done is written, the rest goes on
         if not rt.settings.work_queue_url:
-            raise RuntimeError("the time budget ran out and RECONCILER_WORK_QUEUE_URL is not set to continue")
+            raise RuntimeError(f"the time budget ran out and {Env.WORK_QUEUE_URL} is not set to continue")
         send_shards(rt, [inventory.continuation(shard, result.remaining)])
         logger.info(
             "time budget ran out; inventory slice continues in a new message",

@@ -18,6 +18,7 @@ from annotation_reconciler.ledger.blind_prefixes import BlindPrefix
 from annotation_reconciler.ledger.exemptions import Exemption
 from annotation_reconciler.ledger.untracked import Untracked
 from annotation_reconciler.ledger.waiting import Gauges, Waiting
+from annotation_reconciler.names import Env
 from annotation_reconciler.rules.ordering import utcnow
 
 
@@ -304,6 +305,6 @@ def reingest_command(metadata_key: str) -> str:
         return f"annotation-reconciler ingest --bucket BUCKET  # for {metadata_key}"
     dataset, run, spacing = parts[0], parts[1], parts[3][len("VoxelSpacing") :]
     return (
-        f"annotation-reconciler ingest --bucket $RECONCILER_BUCKET --dataset-id {dataset} "
+        f"annotation-reconciler ingest --bucket ${Env.BUCKET} --dataset-id {dataset} "
         f"--run-name {shlex.quote(run)} --voxel-spacing {spacing}"
     )

@@ -188,7 +188,7 @@ def blind(conn: Connection) -> list[BlindPrefix]:
 def blind_command(prefix: BlindPrefix) -> str:
     """What answers a blind prefix."""
     if Env.SCAN_PAGE_LIMIT in prefix.last_error:
-        return "raise RECONCILER_SCAN_PAGE_LIMIT, then: annotation-reconciler scan" + (
+        return f"raise {Env.SCAN_PAGE_LIMIT}, then: annotation-reconciler scan" + (
             f" --dataset-id {prefix.dataset_id}" if prefix.dataset_id is not None else ""
         )
     return "annotation-reconciler scan" + (

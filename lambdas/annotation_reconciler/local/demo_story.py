@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.stack import LocalStack
 from annotation_reconciler.local.synthetic import SyntheticPortal
+from annotation_reconciler.names import Env
 from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.settings import DEFAULT_MAX_PURGE_FRACTION
@@ -210,7 +211,7 @@ class Story:
         keys = [k for k in self.portal.all_keys() if k.startswith(folder)]  # the metadata key too
         self.say(
             "6. An ordinary retraction is purged without approval, then undone",
-            f"At the shipped guard (RECONCILER_MAX_PURGE_FRACTION={SHIPPED_MAX_PURGE_FRACTION}): deleting "
+            f"At the shipped guard ({Env.MAX_PURGE_FRACTION}={SHIPPED_MAX_PURGE_FRACTION}): deleting "
             f"{undo.metadata_key} and its annotation's folder ({count(len(keys), 'object')}), losing the "
             "notifications; the rest of the run and of dataset 10002 is still in S3.",
         )

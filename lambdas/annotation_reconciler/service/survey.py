@@ -12,6 +12,7 @@ from typing import Any
 
 from annotation_reconciler.errors import PageLimitError, StorageError
 from annotation_reconciler.ledger import resurrections
+from annotation_reconciler.names import Env
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import lifecycle
 from annotation_reconciler.rules.lifecycle import AnnotationRef
@@ -127,7 +128,7 @@ def survey(
     if result.over_page_limit:
         many = len(result.over_page_limit)
         log.warning(
-            "%s %s more LIST pages than RECONCILER_SCAN_PAGE_LIMIT=%d; their annotations are unknown: %s",
+            f"%s %s more LIST pages than {Env.SCAN_PAGE_LIMIT}=%d; their annotations are unknown: %s",
             count(many, "prefix", "prefixes"),
             "needs" if many == 1 else "need",
             ctx.settings.scan_page_limit,

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotation_reconciler.errors import InventoryError, InventoryStale, StorageError
+from annotation_reconciler.names import Env
 from annotation_reconciler.storage.s3 import S3Storage
 
 _STAMP_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
@@ -38,7 +39,7 @@ def check_fresh(manifest: Manifest, *, now: datetime.datetime, max_age: datetime
         raise InventoryStale(
             f"{manifest.location.url} was created {manifest.created:%Y-%m-%d %H:%M} UTC, "
             f"{age.total_seconds() / 3600:.0f} h ago (more than {max_age.total_seconds() / 3600:g} h): "
-            "check that the S3 Inventory configuration still delivers, and that RECONCILER_INVENTORY_MANIFEST "
+            f"check that the S3 Inventory configuration still delivers, and that {Env.INVENTORY_MANIFEST} "
             "names its prefix rather than one fixed manifest.json"
         )
 
