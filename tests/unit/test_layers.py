@@ -152,3 +152,18 @@ def test_no_test_patches_the_service() -> None:
         if SERVICE_PATCH.search(line)
     ]
     assert patched == []
+
+
+def test_sql_is_written_in_the_adapters_only() -> None:
+    """The service and the rules hold no SQL text: the portal's tables are read and written in portal/, the ledger
+    and the audit in ledger/ (issue 31)."""
+    with_sql = [
+        f"{path.relative_to(PACKAGE)}"
+        for folder in ("service", "rules")
+        for path in sorted((PACKAGE / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "sqlalchemy"
+        and any(a.name == "text" for a in node.names)
+    ]
+    assert with_sql == []

@@ -106,3 +106,12 @@ def files_of(conn: Connection, annotation_ids: Sequence[int]) -> list[FileRow]:
         {"ids": int_array(annotation_ids)},
     ).all()
     return [FileRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+
+def annotations_per_run(conn: Connection) -> list[tuple[int, int, int]]:
+    """(dataset id, run id, annotations) of every run that has annotations, in dataset and run order."""
+    rows = conn.execute(
+        text("""SELECT r.dataset_id, a.run_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
+                GROUP BY r.dataset_id, a.run_id ORDER BY r.dataset_id, a.run_id""")
+    ).all()
+    return [(int(d), int(r), int(n)) for d, r, n in rows]

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules.scope import Scope
 
 
 def plan_shards(engine: Engine, *, max_annotations: int = 5000) -> list[Scope]:
     """One shard per dataset, split into groups of runs when a dataset is larger than ``max_annotations``."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("""SELECT r.dataset_id, a.run_id, count(*) FROM annotation a JOIN run r ON r.id = a.run_id
-                    GROUP BY r.dataset_id, a.run_id ORDER BY r.dataset_id, a.run_id""")
-        ).all()
+        rows = annotation_rows.annotations_per_run(conn)
     per_dataset: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for dataset_id, run_id, count in rows:
         per_dataset[dataset_id].append((run_id, count))

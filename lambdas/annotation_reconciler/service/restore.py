@@ -21,17 +21,16 @@ quarantine (as an operator's release is) until its metadata is seen in S3 again 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from annotation_reconciler.ledger import integrity
-
-#: Parents first: the portal's foreign keys point from children to parents.
-TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
+from annotation_reconciler.ledger import audit, integrity
+from annotation_reconciler.ledger.audit import Purged
+from annotation_reconciler.portal import restoring
+from annotation_reconciler.portal.restoring import TABLES
 
 
 class RestoreError(RuntimeError):
@@ -57,17 +56,6 @@ class RestoreScope:
         return ", ".join(parts) or "everything"
 
 
-@dataclass(frozen=True)
-class Purged:
-    """One audit row: ``quarantine_id`` is the audit row's id (the name is kept for the callers)."""
-
-    quarantine_id: int
-    annotation_id: int
-    dataset_id: int | None
-    purged_at: datetime.datetime | None
-    snapshot: dict[str, Any]
-
-
 @dataclass
 class RestoreResult:
     dry_run: bool
@@ -83,21 +71,6 @@ def rows_by_table(purged: Sequence[Purged]) -> dict[str, list[dict[str, Any]]]:
         for table in TABLES[1:]:
             tables[table].extend(item.snapshot.get(table) or [])
     return tables
-
-
-def purged_rows(conn: Connection, scope: RestoreScope) -> list[Purged]:
-    """The newest unrestored audit row of each annotation in scope."""
-    rows = conn.execute(
-        text("""SELECT DISTINCT ON (annotation_id) id, annotation_id, dataset_id, deleted_at, snapshot
-                FROM annotation_reconciler_audit.deleted_annotation
-                WHERE restored_at IS NULL
-                  AND (CAST(:aid AS integer) IS NULL OR annotation_id = :aid)
-                  AND (CAST(:did AS integer) IS NULL OR dataset_id = :did)
-                  AND (CAST(:since AS timestamptz) IS NULL OR deleted_at >= :since)
-                ORDER BY annotation_id, id DESC"""),
-        {"aid": scope.annotation_id, "did": scope.dataset_id, "since": scope.since},
-    ).all()
-    return [Purged(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def natural_key(annotation: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -133,57 +106,14 @@ def conflicts(conn: Connection, tables: dict[str, list[dict[str, Any]]]) -> list
     """Every row that exists now with an id to restore, and every annotation with a natural key to restore."""
     found: list[str] = []
     for table in TABLES:
-        ids = [int(r["id"]) for r in tables[table]]
-        if ids:
-            taken = conn.execute(
-                text(f"SELECT id FROM public.{table} WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id"),  # noqa: S608
-                {"ids": ids},
-            ).scalars()
-            found += [f"{table} id {i} exists" for i in taken]
-    annotations = tables["annotation"]
-    if annotations:
-        clashes = conn.execute(
-            text("""SELECT a.id, k.want FROM public.annotation a
-                    JOIN unnest(CAST(:runs AS integer[]), CAST(:deps AS integer[]), CAST(:ingest AS text[]),
-                                CAST(:want AS integer[])) AS k(run_id, deposition_id, ingest_id, want)
-                      ON a.run_id IS NOT DISTINCT FROM k.run_id AND a.deposition_id IS NOT DISTINCT FROM k.deposition_id
-                     AND a.annotation_ingest_id = k.ingest_id
-                    ORDER BY k.want"""),
-            {
-                "runs": [a.get("run_id") for a in annotations],
-                "deps": [a.get("deposition_id") for a in annotations],
-                "ingest": [a.get("annotation_ingest_id") for a in annotations],
-                "want": [int(a["id"]) for a in annotations],
-            },
-        ).all()
-        found += [
-            f"annotation {want}: annotation {have} has its natural key (run, deposition, annotation_ingest_id) now"
-            for have, want in clashes
-            if have != want
-        ]
+        taken = restoring.taken_ids(conn, table, [int(r["id"]) for r in tables[table]])
+        found += [f"{table} id {i} exists" for i in taken]
+    found += [
+        f"annotation {want}: annotation {have} has its natural key (run, deposition, annotation_ingest_id) now"
+        for have, want in restoring.natural_key_clashes(conn, tables["annotation"])
+        if have != want
+    ]
     return found
-
-
-def _insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> int:
-    if not rows:
-        return 0
-    conn.execute(
-        text(
-            f"INSERT INTO public.{table} SELECT * "  # noqa: S608 (a table name of TABLES)
-            f"FROM jsonb_populate_recordset(NULL::public.{table}, CAST(:rows AS jsonb))"
-        ),
-        {"rows": json.dumps(rows)},
-    )
-    seq = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"public.{table}"}).scalar()
-    if seq:  # explicit ids must not collide with later inserts: the sequence never moves back
-        conn.execute(
-            text(
-                f"SELECT setval(:seq, GREATEST(m, (SELECT last_value FROM {seq}))) "  # noqa: S608
-                f"FROM (SELECT max(id) AS m FROM public.{table}) x WHERE m IS NOT NULL"
-            ),
-            {"seq": seq},
-        )
-    return len(rows)
 
 
 def restore(
@@ -191,7 +121,7 @@ def restore(
 ) -> RestoreResult:
     """Restore the purged annotations of ``scope`` in the caller's transaction (dry run: only check)."""
     integrity.require_clean(conn, "restore")
-    purged = purged_rows(conn, scope)
+    purged = audit.purged_rows(conn, annotation_id=scope.annotation_id, dataset_id=scope.dataset_id, since=scope.since)
     if not purged:
         raise RestoreError(
             f"no purged annotation matches {scope.describe()}: see `annotation-reconciler status` for the ledger"
@@ -208,29 +138,6 @@ def restore(
     if dry_run:
         return result
     for table in TABLES:
-        _insert(conn, table, tables[table])
-    audit_ids = [p.quarantine_id for p in purged]
-    annotation_ids = [p.annotation_id for p in purged]
-    conn.execute(
-        text("""UPDATE annotation_reconciler_audit.deleted_annotation SET restored_at = :now, restored_by = :by
-                WHERE id = ANY(CAST(:ids AS bigint[]))"""),
-        {"ids": audit_ids, "now": now, "by": by},
-    )
-    ledger_ids = (
-        conn.execute(
-            text("""UPDATE annotation_reconciler.annotation_quarantine
-                SET status = 'restored', restored_at = :now, resolved_by = :by, exempt = true,
-                    resolution = resolution || '; restored by ' || :by || ' at ' || CAST(:now AS text)
-                WHERE status = 'purged' AND annotation_id = ANY(CAST(:ids AS integer[]))
-                RETURNING id"""),
-            {"ids": annotation_ids, "now": now, "by": by},
-        )
-        .scalars()
-        .all()
-    )
-    conn.execute(
-        text("""UPDATE annotation_reconciler.annotation_resurrection SET resolved_at = :now
-                WHERE quarantine_id = ANY(CAST(:ids AS bigint[])) AND resolved_at IS NULL"""),
-        {"ids": list(ledger_ids), "now": now},
-    )
+        restoring.insert_rows(conn, table, tables[table])
+    audit.mark_restored(conn, purged, by=by, now=now)
     return result

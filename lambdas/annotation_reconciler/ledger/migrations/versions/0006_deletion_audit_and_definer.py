@@ -30,7 +30,7 @@ depends_on = None
 
 #: The deleting function as of this revision (a later revision that changes it replaces it whole).
 #: Its SQLSTATE RC409 says "a judged path changed while deleting": the caller's batch rolls back.
-DELETE_FUNCTION = r"""
+_DELETE_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION annotation_reconciler_audit.delete_annotations(
     p_ids integer[], p_paths text[], p_source text, p_reason text, p_now timestamptz)
 RETURNS TABLE (r_annotation_id integer, r_dataset_id integer, r_run_id integer, r_path text,
@@ -73,26 +73,7 @@ BEGIN
     SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.aid, 'annotation_file', d.row)), '[]')
     INTO v_part FROM d;
     v_rows := v_rows OPERATOR(pg_catalog.||) v_part;
-    WITH d AS (
-        DELETE FROM public.annotation_shape c WHERE c.annotation_id = ANY (v_ids)
-        RETURNING c.annotation_id AS aid, pg_catalog.to_jsonb(c.*) AS row)
-    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.aid, 'annotation_shape', d.row)), '[]')
-    INTO v_part FROM d;
-    v_rows := v_rows OPERATOR(pg_catalog.||) v_part;
-    WITH d AS (
-        DELETE FROM public.annotation_author c WHERE c.annotation_id = ANY (v_ids)
-        RETURNING c.annotation_id AS aid, pg_catalog.to_jsonb(c.*) AS row)
-    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.aid, 'annotation_author', d.row)), '[]')
-    INTO v_part FROM d;
-    v_rows := v_rows OPERATOR(pg_catalog.||) v_part;
-    WITH d AS (
-        DELETE FROM public.annotation_method_link c WHERE c.annotation_id = ANY (v_ids)
-        RETURNING c.annotation_id AS aid, pg_catalog.to_jsonb(c.*) AS row)
-    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.aid, 'annotation_method_link', d.row)),
-                    '[]')
-    INTO v_part FROM d;
-    v_rows := v_rows OPERATOR(pg_catalog.||) v_part;
-    -- The annotations, again only where the stored path is still the judged one.
+{children}    -- The annotations, again only where the stored path is still the judged one.
     WITH d AS (
         DELETE FROM public.annotation a USING unnest(p_ids, p_paths) AS e(id, path)
         WHERE a.id = e.id AND a.s3_metadata_path = e.path AND a.id = ANY (v_ids)
@@ -145,6 +126,28 @@ BEGIN
 END
 $fn$
 """
+
+#: The children keyed by annotation_id, each deleted the same way (the files go first, through their shapes).
+_CHILD_TABLES = ("annotation_shape", "annotation_author", "annotation_method_link")
+
+
+#: One child table's DELETE (``@table``), with its RETURNING collected for the audit.
+_CHILD_DELETE = r"""    WITH d AS (
+        DELETE FROM public.@table c WHERE c.annotation_id = ANY (v_ids)
+        RETURNING c.annotation_id AS aid, pg_catalog.to_jsonb(c.*) AS row)
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.aid, '@table', d.row)),@wrap'[]')
+    INTO v_part FROM d;
+    v_rows := v_rows OPERATOR(pg_catalog.||) v_part;
+"""
+
+
+def _delete_children(table: str) -> str:
+    wrap = "\n                    " if table == "annotation_method_link" else " "  # as first written: same text
+    return _CHILD_DELETE.replace("@table", table).replace("@wrap", wrap)
+
+
+DELETE_FUNCTION = _DELETE_FUNCTION.replace("{children}", "".join(_delete_children(t) for t in _CHILD_TABLES))
+
 
 DROP_FUNCTION = (
     "DROP FUNCTION IF EXISTS annotation_reconciler_audit.delete_annotations(integer[], text[], text, text, timestamptz)"
