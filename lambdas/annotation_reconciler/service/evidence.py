@@ -49,14 +49,15 @@ def dataset_neighbours(
 ) -> Surroundings:
     """For each completely listed ``Annotations/`` prefix without metadata: does its dataset folder hold any other
     object (True / False), or the error that stopped S3 from saying; and the folders beside each folder of the
-    ``suspicious`` prefixes (default: every completely listed one) from the dataset folder down."""
-    folders = {p: guards.dataset_folder(p) for p in guards.empty_prefixes(listings)}
+    ``suspicious`` prefixes (default: every completely listed one) from the dataset folder down. The requests are
+    :class:`SurroundingsAsYouGo`'s, asked after the listing instead of during it."""
     if suspicious is None:
         suspicious = [p for p, listing in listings.items() if isinstance(listing, frozenset)]
-    return Surroundings(
-        dict(storage.holds_other_many(folders, concurrency=concurrency)),
-        folder_siblings(storage, suspicious, concurrency=concurrency),
+    around = SurroundingsAsYouGo(storage, (), suspicious=suspicious)
+    storage.run_all(
+        [c for p, answer in sorted(listings.items()) for c in around.follow(p, answer)], concurrency=concurrency
     )
+    return around.surroundings()
 
 
 class SurroundingsAsYouGo:
@@ -64,16 +65,20 @@ class SurroundingsAsYouGo:
     listed: :meth:`follow` is ``S3Storage.list_many``'s ``then``. As each prefix's answer arrives it names the
     requests that answer calls for (the dataset folder of an empty prefix; each parent folder, once, of a prefix
     that lacks one of ``keys``), and they take the listing window's free slots instead of a wave of their own after
-    it. The same requests and the same answers as ``dataset_neighbours(storage, listings,
-    suspicious=suspicious_prefixes(keys, listings))``::
+    it. A prefix is suspicious when it lacks one of ``keys`` (``suspicious_prefixes``), or, when ``suspicious`` is
+    given, when it is one of those. The same requests and the same answers as ``dataset_neighbours(storage,
+    listings, suspicious=suspicious_prefixes(keys, listings))``::
 
         around = SurroundingsAsYouGo(storage, row_keys)
         listings = storage.list_many(prefixes, concurrency=32, then=around.follow)
         around.surroundings()                                        # -> Surroundings
     """
 
-    def __init__(self, storage: S3Storage, keys: Iterable[str | None]) -> None:
+    def __init__(
+        self, storage: S3Storage, keys: Iterable[str | None], *, suspicious: Iterable[str] | None = None
+    ) -> None:
         self.storage = storage
+        self.suspicious = None if suspicious is None else set(suspicious)
         self.expected: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             if key is not None:
@@ -88,12 +93,17 @@ class SurroundingsAsYouGo:
         calls: list[Callable[[], object]] = []
         if guards.empty_prefixes(listing):
             calls.append(partial(self._holds_other, prefix))
-        if suspicious_prefixes(self.expected.get(prefix, ()), listing):
+        if self._is_suspicious(prefix, listing):
             for parent, _ in guards.folder_levels(prefix):
                 if parent not in self.asked:
                     self.asked.add(parent)
                     calls.append(partial(self._folders, parent))
         return calls
+
+    def _is_suspicious(self, prefix: str, listing: Mapping[str, frozenset[str] | BaseException]) -> bool:
+        if self.suspicious is not None:
+            return prefix in self.suspicious
+        return bool(suspicious_prefixes(self.expected.get(prefix, ()), listing))
 
     def _holds_other(self, prefix: str) -> None:
         try:

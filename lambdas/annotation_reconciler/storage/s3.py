@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -230,11 +230,11 @@ class S3Storage:
             sorted(set(keys)), self.get_json, concurrency=concurrency, remaining_seconds=None, margin_s=0.0
         )
 
-    def holds_other_many(self, folders: dict[str, str], *, concurrency: int) -> dict[str, bool | StorageError]:
-        """For each ``inner`` prefix -> its ``folder``: :meth:`holds_other_than`, or the :class:`StorageError`."""
-        return self._run_many(
-            sorted(folders),
-            lambda inner: self.holds_other_than(folders[inner], inner),
+    def run_all(self, calls: Sequence[Callable[[], object]], *, concurrency: int) -> None:
+        """Run these requests, ``concurrency`` at a time; each keeps its own answer (or error) where it put it."""
+        self._run_many(
+            [str(n) for n in range(len(calls))],
+            lambda n: calls[int(n)](),
             concurrency=concurrency,
             remaining_seconds=None,
             margin_s=0.0,
