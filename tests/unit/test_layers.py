@@ -167,3 +167,21 @@ def test_sql_is_written_in_the_adapters_only() -> None:
         and any(a.name == "text" for a in node.names)
     ]
     assert with_sql == []
+
+
+def test_the_readme_layout_names_every_folder_and_module_and_none_that_is_gone() -> None:
+    """README's "Layout" matches the tree: every folder of the package and every module of its top level, rules/
+    and service/ is named there, and every ``x.py`` it names exists (issue 31)."""
+    root = PACKAGE.parents[1]
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("## Layout\n") : readme.index("### Glossary")]
+    wanted = {f"`{p.name}/`" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    wanted |= {f"`{p.name}`" for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    wanted |= {p.name for folder in ("rules", "service") for p in (PACKAGE / folder).glob("*.py")} - {"__init__.py"}
+    assert sorted(w for w in wanted if w not in layout) == []
+    existing = {
+        p.name
+        for folder in (PACKAGE, root / "infra", root / "tools", root / "bench", root / "tests")
+        for p in folder.rglob("*.py")
+    }
+    assert sorted(set(re.findall(r"\b\w+\.py\b", layout)) - existing) == []
