@@ -31,6 +31,7 @@ from sqlalchemy import text
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import SyntheticAnnotation
 from annotation_reconciler.names import SERVICE, Env, Powertools
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -159,7 +160,9 @@ def run(ctx: BenchContext) -> list[Section]:
                 sql = SqlCounter.attach(engine)
                 settings = Settings.from_env({Env.DB_URL: db_url, Env.BUCKET: BUCKET, Env.DRY_RUN: "false"})
                 double = S3Double()
-                runtime = Runtime(settings, engine, Reconciler(engine, S3Storage(double, BUCKET), settings), None)
+                runtime = Runtime(
+                    settings, engine, Reconciler(Context(engine, S3Storage(double, BUCKET), settings)), None
+                )
                 handlers.common.runtime_factory = lambda runtime=runtime: runtime
                 events = [sqs_batch([eventbridge_deleted(k, first + i) for i, k in enumerate(part)], first)
                           for first, part in _chunks(keys, batch)]  # fmt: skip

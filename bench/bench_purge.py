@@ -33,6 +33,7 @@ from annotation_reconciler.names import Env
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.portal.deletion import count_orphans, delete_annotations
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -119,7 +120,7 @@ def _run_method(method: str, url: str, victims: list[int], double: S3Double) -> 
                 )
         elif method == "Reconciler.purge":
             reconciler = Reconciler(
-                engine, S3Storage(double, BUCKET), _settings(url), clock=lambda: DETECTED + 2 * GRACE
+                Context(engine, S3Storage(double, BUCKET), _settings(url), clock=lambda: DETECTED + 2 * GRACE)
             )
             result = reconciler.purge()
             if result.held or result.unknown or result.released:

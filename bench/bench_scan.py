@@ -43,6 +43,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.names import Env
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.plan import plan_shards
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, Settings
@@ -130,7 +131,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         double.reset_counts()
     else:
         counter.reset()
-    reconciler = Reconciler(engine, S3Storage(client, BUCKET), _settings(args["db_url"], concurrency))
+    reconciler = Reconciler(Context(engine, S3Storage(client, BUCKET), _settings(args["db_url"], concurrency)))
     with engine.connect() as conn:  # open the pool's connection before measuring, for every approach alike
         conn.execute(text("SELECT 1"))
     gc.collect()

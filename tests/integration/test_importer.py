@@ -27,6 +27,7 @@ from annotation_reconciler.local.synthetic_rows import write_deposition, write_r
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
 from annotation_reconciler.rules.paths import BucketLayout
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -810,7 +811,7 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     settings = Settings.from_env(
         {"RECONCILER_DB_URL": "postgresql+pg8000://u@h/db", "RECONCILER_BUCKET": BUCKET, "RECONCILER_DRY_RUN": "false"}
     )
-    reconciler = Reconciler(engine, S3Storage(s3, BUCKET), settings, clock=clock)
+    reconciler = Reconciler(Context(engine, S3Storage(s3, BUCKET), settings, clock=clock))
     assert reconciler.approve(10001, by="test") == len(stale)
     purged = reconciler.purge()
     assert set(purged.deleted) == stale and annotation_ids(engine) == before - stale
@@ -836,7 +837,7 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
             "RECONCILER_MAX_PURGE_FRACTION": "1",
         }
     )
-    reconciler = Reconciler(engine, S3Storage(s3, BUCKET), settings, clock=clock)
+    reconciler = Reconciler(Context(engine, S3Storage(s3, BUCKET), settings, clock=clock))
     change = ObjectChange(BUCKET, moved.metadata_key, ChangeKind.REMOVED, "test")
     assert reconciler.apply_changes([change]).quarantined == [ids[moved.metadata_key]]
 

@@ -29,6 +29,7 @@ from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
@@ -100,7 +101,7 @@ def reconciler_as(rds: RdsPortal, user: str, s3: Any, clock: Clock) -> Reconcile
         grace_period_hours=1,
         max_purge_fraction=0.5,
     )
-    return Reconciler(rds.engine(user), S3Storage(s3, BUCKET), settings, clock=clock)
+    return Reconciler(Context(rds.engine(user), S3Storage(s3, BUCKET), settings, clock=clock))
 
 
 def purge_one(rds: RdsPortal, s3: Any, ids: dict[str, int], key: str) -> int:

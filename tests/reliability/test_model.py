@@ -53,6 +53,7 @@ from annotation_reconciler.rules.listings import canonical
 from annotation_reconciler.rules.notifications import parse_event
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.evidence import wide_folder
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
@@ -184,7 +185,7 @@ class ReconcilerModel(RuleBasedStateMachine):
                 "RECONCILER_MAX_PURGE_FRACTION": "0.5",
             }
         )
-        return Reconciler(H.engine, S3Storage(H.s3, BUCKET), settings, clock=self.clock, purge_batch_size=4)
+        return Reconciler(Context(H.engine, S3Storage(H.s3, BUCKET), settings, clock=self.clock, purge_batch_size=4))
 
     def _notify(self, keys: list[str], name: str, prompt: bool) -> None:
         """The notifications S3 sends (millisecond event time, a sequencer ordering one key's events): delivered

@@ -35,6 +35,7 @@ from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
@@ -395,7 +396,7 @@ def role_reconciler(world: World) -> Reconciler:
         grace_period_hours=1,
         max_purge_fraction=0.5,
     )
-    return Reconciler(world.engine, S3Storage(world.s3, BUCKET), settings, clock=world.clock)
+    return Reconciler(Context(world.engine, S3Storage(world.s3, BUCKET), settings, clock=world.clock))
 
 
 def test_the_documented_least_privilege_role_is_enough(least_privilege: tuple[World, str, Engine]) -> None:

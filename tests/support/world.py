@@ -17,6 +17,7 @@ from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal.deletion import count_orphans as orphans_in
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
@@ -79,7 +80,7 @@ class World:
         batches of ``purge_batch_size`` rows instead of the service's default)."""
         batch = {} if purge_batch_size is None else {"purge_batch_size": purge_batch_size}
         return Reconciler(
-            self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock, **batch
+            Context(self.engine, S3Storage(s3 or self.s3, BUCKET), self.settings(**env), clock=self.clock, **batch)
         )
 
     def delete(self, *keys: str) -> None:

@@ -38,6 +38,7 @@ from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service.cleanup_report import CleanupReport
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -154,7 +155,7 @@ def cleanup_stale_annotations(
     engine = engine_from(db_uri, db_secret_arn, option="--db-uri")
     client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
-    reconciler = Reconciler(engine, S3Storage(client, s3_bucket), settings)
+    reconciler = Reconciler(Context(engine, S3Storage(client, s3_bucket), settings))
     report = CleanupReport(
         bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
     )

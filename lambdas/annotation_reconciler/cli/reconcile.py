@@ -23,6 +23,7 @@ from annotation_reconciler.ledger.status import reingest_command
 from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.plan import plan_shards
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.results import ScanResult
@@ -55,7 +56,7 @@ def reconciler_from(
         make_s3_client(endpoint_url=endpoint_url, max_pool_connections=settings.s3_concurrency, anonymous=anonymous),
         settings.bucket,
     )
-    return Reconciler(engine, storage, settings), engine
+    return Reconciler(Context(engine, storage, settings)), engine
 
 
 def common_options(fn: Any) -> Any:

@@ -5,13 +5,13 @@ Each operation is a module of functions taking the context first (``apply_change
 ``purge``, ``inventory``, ``cleanup``); :class:`~annotation_reconciler.service.reconciler.Reconciler` is the
 facade the handlers and CLIs call::
 
-    context = Context.build(engine, S3Storage(client, bucket), settings)
+    context = Context(engine, S3Storage(client, bucket), settings)
     result = scan.scan_shard(context, Scope(dataset_id=10001))
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -26,26 +26,16 @@ SAFETY_MARGIN_S = 30.0
 
 @dataclass(frozen=True)
 class Context:
-    """The parts of one reconciler: the database, the bucket, the settings, the bucket's layout and a clock."""
+    """The parts of one reconciler: the database, the bucket, the settings and a clock; the bucket's layout follows
+    from the settings."""
 
     engine: Engine
     storage: S3Storage
     settings: Settings
-    layout: BucketLayout
     clock: Clock = utcnow
     #: Due rows a purge claims and settles per transaction.
     purge_batch_size: int = 500
+    layout: BucketLayout = field(init=False)
 
-    @classmethod
-    def build(
-        cls,
-        engine: Engine,
-        storage: S3Storage,
-        settings: Settings,
-        *,
-        clock: Clock = utcnow,
-        purge_batch_size: int = 500,
-    ) -> Context:
-        """The context of ``settings``' bucket and prefix."""
-        layout = BucketLayout.from_prefix(settings.bucket, settings.s3_prefix)
-        return cls(engine, storage, settings, layout, clock, purge_batch_size)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", BucketLayout.from_prefix(self.settings.bucket, self.settings.s3_prefix))

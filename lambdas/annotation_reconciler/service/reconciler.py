@@ -3,7 +3,7 @@ operation, which returns a result object (``results.py``).
 
 Handlers and CLIs build a :class:`Reconciler` and call one method::
 
-    reconciler = Reconciler(engine, S3Storage(client, bucket), settings)
+    reconciler = Reconciler(Context(engine, S3Storage(client, bucket), settings))
     result = reconciler.apply_changes(parsed.changes)        # S3 events -> quarantine / release (apply_changes.py)
     result = reconciler.scan_shard(Scope(dataset_id=10001))  # LIST, decide, quarantine / release (scan.py)
     result = reconciler.purge()                              # grace over -> re-check S3 -> delete (purge.py)
@@ -22,7 +22,6 @@ from sqlalchemy import Engine
 
 from annotation_reconciler.ledger import exemptions
 from annotation_reconciler.rules.notifications import ObjectChange
-from annotation_reconciler.rules.ordering import Clock, utcnow
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import apply_changes, cleanup, inventory, operators, purge, scan, survey
@@ -38,16 +37,8 @@ __all__ = ["Reconciler"]
 class Reconciler:
     """The reconciler's operations over one portal database and one bucket."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        storage: S3Storage,
-        settings: Settings,
-        *,
-        clock: Clock = utcnow,
-        purge_batch_size: int = 500,
-    ) -> None:
-        self.context = Context.build(engine, storage, settings, clock=clock, purge_batch_size=purge_batch_size)
+    def __init__(self, context: Context) -> None:
+        self.context = context
 
     # the parts, read from the context
     @property

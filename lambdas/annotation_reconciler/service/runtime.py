@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from annotation_reconciler.aws import make_client
 from annotation_reconciler.db import cached_engine, cached_secret_engine
+from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage, make_s3_client
@@ -37,7 +38,7 @@ def build_runtime(env: Mapping[str, str] | None = None) -> Runtime:
         # credentials read with a max age, and read again when the server refuses them (a rotation)
         engine = cached_secret_engine(settings.db_secret_arn)
     storage = S3Storage(make_s3_client(max_pool_connections=settings.s3_concurrency), settings.bucket)
-    return Runtime(settings, engine, Reconciler(engine, storage, settings), make_client("sqs"))
+    return Runtime(settings, engine, Reconciler(Context(engine, storage, settings)), make_client("sqs"))
 
 
 @lru_cache(maxsize=1)
