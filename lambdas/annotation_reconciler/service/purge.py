@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -31,10 +32,13 @@ CLAIM_LEASE = datetime.timedelta(minutes=20)
 
 
 @dataclass(frozen=True)
-class BatchEvidence:
-    """What S3 said about one batch's keys, gathered before its transaction: the complete listings (and when they
-    started), the folders around the suspicious prefixes and the renames found."""
+class Batch:
+    """One batch of claimed rows (claimed at ``now``) and what S3 said about their keys, gathered before the
+    transaction that settles them: the complete listings (and when they started), the folders around the
+    suspicious prefixes and the renames found."""
 
+    claims: Sequence[purge_claims.Claim]
+    now: datetime.datetime
     listings: Mapping[str, frozenset[str] | BaseException]
     listed: ordering.Stamp
     around: Surroundings
@@ -64,21 +68,21 @@ def purge(
             break
         seen.extend(c.quarantine_id for c in claims)
         result.claimed += len(claims)
-        evidence = _gather(ctx, claims)
+        batch = _gather(ctx, claims, now)
         try:
-            _settle_or_end(ctx, claims, evidence, result, now)
+            _settle_or_end(ctx, batch, result)
         except Exception as exc:
             # One row the portal will not let go of (a foreign key from a table the reconciler does not
             # know, a trigger, a missing grant) must not stop the others: each row is settled alone.
             log.warning("purge batch failed (%s); settling its %s one by one", exc, count(len(claims), "row"))
-            _settle_each(ctx, claims, evidence, result, now)
+            _settle_each(ctx, batch, result)
         if progress is not None:
             progress(len(claims))
     _close_residue(ctx, result)
     return result
 
 
-def _gather(ctx: Context, claims: Sequence[purge_claims.Claim]) -> BatchEvidence:
+def _gather(ctx: Context, claims: Sequence[purge_claims.Claim], now: datetime.datetime) -> Batch:
     """LIST the claims' prefixes (holding no lock) and look around the suspicious ones and for renames."""
     keys = [c.metadata_key for c in claims if c.metadata_key]
     listed = ordering.Stamp(ctx.clock())  # the listing is evidence only for what happened before it
@@ -91,7 +95,7 @@ def _gather(ctx: Context, claims: Sequence[purge_claims.Claim]) -> BatchEvidence
     with ctx.engine.connect() as conn:  # a rename keeps the row: read its voxel spacing's untracked files
         suspects = [(c.annotation_id, c.metadata_key) for c in claims if c.metadata_key]
         moved = find_moves(conn, ctx.storage, ctx.layout, suspects, listings, concurrency=ctx.settings.s3_concurrency)
-    return BatchEvidence(listings, listed, Surroundings(siblings=siblings), moved)
+    return Batch(claims, now, listings, listed, Surroundings(siblings=siblings), moved)
 
 
 def _close_residue(ctx: Context, result: PurgeResult) -> None:
@@ -110,43 +114,31 @@ def _close_residue(ctx: Context, result: PurgeResult) -> None:
         log.info("pruned closed ledger history: %s", result.pruned)
 
 
-def _settle_or_end(
-    ctx: Context,
-    claims: Sequence[purge_claims.Claim],
-    evidence: BatchEvidence,
-    result: PurgeResult,
-    now: datetime.datetime,
-) -> None:
+def _settle_or_end(ctx: Context, batch: Batch, result: PurgeResult) -> None:
     """Settle the claims in one transaction; when a concurrent change rolls it back, end the claims (the next purge
     takes the rows again at once). Any other error is raised."""
     try:
         with ctx.engine.begin() as conn:
-            _settle(ctx, conn, claims, evidence, result, now)
+            _settle(ctx, conn, batch, result)
     except ConcurrentChangeError as exc:
         log.warning("purge batch rolled back: %s", exc)
         result.errors.append(str(exc))
-        _end_claims(ctx, claims)
+        _end_claims(ctx, batch.claims)
 
 
-def _settle_each(
-    ctx: Context,
-    claims: Sequence[purge_claims.Claim],
-    evidence: BatchEvidence,
-    result: PurgeResult,
-    now: datetime.datetime,
-) -> None:
+def _settle_each(ctx: Context, batch: Batch, result: PurgeResult) -> None:
     """Settle each claim in its own transaction, on the batch's evidence; a row that still fails is marked
     with its error (it waits, shown by ``status``, counted by PurgeRowsFailed) and the purge goes on. When
     not even the mark can be written (the database is gone), the error is raised."""
-    for claim in claims:
+    for claim in batch.claims:
         try:
-            _settle_or_end(ctx, [claim], evidence, result, now)
+            _settle_or_end(ctx, dataclasses.replace(batch, claims=[claim]), result)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.error("purge could not settle annotation %d: %s", claim.annotation_id, error)
             try:
                 with ctx.engine.begin() as conn:
-                    purge_claims.mark_failed(conn, claim.quarantine_id, error=error, now=now)
+                    purge_claims.mark_failed(conn, claim.quarantine_id, error=error, now=batch.now)
             except Exception:
                 _end_claims(ctx, [claim])  # best effort: else the lease runs out by itself
                 raise
@@ -158,15 +150,8 @@ def _end_claims(ctx: Context, claims: Sequence[purge_claims.Claim]) -> None:
         purge_claims.end_claims(conn, [c.quarantine_id for c in claims], settled=False)
 
 
-def _settle(
-    ctx: Context,
-    conn: Any,
-    claims: Sequence[purge_claims.Claim],
-    evidence: BatchEvidence,
-    result: PurgeResult,
-    now: datetime.datetime,
-) -> None:
-    locked = purge_claims.lock_claims(conn, claims)
+def _settle(ctx: Context, conn: Any, batch: Batch, result: PurgeResult) -> None:
+    locked = purge_claims.lock_claims(conn, batch.claims)
     # A row an event stamped not certainly before the listing started (a re-upload removed again, within the
     # second of an EventBridge time) is not judged on that listing: it stays quarantined, and the next purge
     # lists it afresh.
@@ -174,7 +159,7 @@ def _settle(
     later = {
         c.annotation_id
         for c in locked
-        if (state := rows.get(c.annotation_id)) and state.stamp and not ordering.newer(evidence.listed, state.stamp)
+        if (state := rows.get(c.annotation_id)) and state.stamp and not ordering.newer(batch.listed, state.stamp)
     }
     if later:
         log.info("purge leaves %s to the next purge: stamped after its listing", capped(sorted(later)))
@@ -199,16 +184,16 @@ def _settle(
     outcome = delete_stale(
         conn,
         candidates,
-        evidence.listings,
+        batch.listings,
         ctx.layout,
         policy,
         source=Source.EVENT,  # only for a row without a ledger row (none here): purged rows keep theirs
         reason="metadata absent after the grace period",
-        now=now,
-        neighbours=evidence.around,
-        moved=evidence.moved,
+        now=batch.now,
+        neighbours=batch.around,
+        moved=batch.moved,
     )
-    purge_claims.end_claims(conn, [c.quarantine_id for c in claims])
+    purge_claims.end_claims(conn, [c.quarantine_id for c in batch.claims])
     purge_claims.mark_unknown(
         conn, [(d.candidate.quarantine_id, d.reason) for d in outcome.unknown if d.candidate.quarantine_id]
     )
