@@ -625,7 +625,7 @@ def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkey
 def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> None:
     """The deletion flow's tally: rows deleted by earlier batches of one run still count for the guard."""
     from annotation_reconciler.ledger.models import Source
-    from annotation_reconciler.rules.lifecycle import Candidate
+    from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate
     from annotation_reconciler.rules.listings import prefixes_to_list
     from annotation_reconciler.service.deletions import Policy, delete_stale
 
@@ -650,7 +650,7 @@ def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> No
             path = conn.execute(
                 text("SELECT s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[a.metadata_key]}
             ).scalar_one()
-            candidate = Candidate(world.ids[a.metadata_key], path, dataset, None)
+            candidate = Candidate(AnnotationRef(world.ids[a.metadata_key], path, dataset))
             outcomes.append(
                 delete_stale(
                     conn,
