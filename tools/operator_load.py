@@ -29,7 +29,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,8 @@ def needs_operator(
     for dataset_id in sorted({a.dataset_id for a in gone}):
         rows = [a for a in portal.annotations if a.dataset_id == dataset_id]
         total = len(rows)
-        fresh = [module.Candidate(i, portal.stored_path(a.metadata_key, i), dataset_id, 1) for i, a in enumerate(rows)]
+        paths = [portal.stored_path(a.metadata_key, i) for i, a in enumerate(rows)]
+        fresh = [_candidate(module, i, p, dataset_id) for i, p in enumerate(paths)]
         prefixes = module.prefixes_to_list(a.metadata_key for a in rows)
         listings = {p: listing(bucket, p) for p in prefixes}
         if path == "scan":
@@ -134,14 +135,14 @@ def needs_operator(
         else:
             doomed = [c for c, a in zip(fresh, rows, strict=True) if a.metadata_key in deletion.removed]
         quarantined = [
-            module.Candidate(
+            _candidate(
+                module,
                 c.annotation_id,
-                c.stored_path,
+                paths[c.annotation_id],
                 dataset_id,
-                1,
                 quarantine_id=1000 + c.annotation_id,
-                quarantined_path=c.stored_path,
-                quarantined_key=layout.to_key(c.stored_path),
+                quarantined_path=paths[c.annotation_id],
+                quarantined_key=layout.to_key(paths[c.annotation_id]),
             )
             for c in doomed
         ]
@@ -150,6 +151,14 @@ def needs_operator(
         held += len(decided.of(module.Verdict.HELD))
         purged += len(decided.of(module.Verdict.STALE))
     return held > 0, held, purged
+
+
+def _candidate(module: Any, aid: int, stored_path: str, dataset_id: int, **ledger: Any) -> Any:
+    """A candidate row of run 1 for either rule set: today's holds the row as an ``AnnotationRef``, the old one
+    held its fields."""
+    if "ref" in {f.name for f in fields(module.Candidate)}:
+        return module.Candidate(module.AnnotationRef(aid, stored_path, dataset_id, 1), **ledger)
+    return module.Candidate(aid, stored_path, dataset_id, 1, **ledger)
 
 
 def measure() -> dict[str, Any]:

@@ -602,7 +602,10 @@ def test_the_report_adds_up_every_batch(world: World, monkeypatch: pytest.Monkey
     assert report["released"] == [world.ids[a[0].metadata_key]] and report["deleted"] == gone
     assert report["rows_deleted"] == {"annotation": 2, **{t: n for t, n in rows.items() if n}}
     left = [(u["annotation_id"], u["s3_metadata_path"], u["run_id"]) for u in report["unknown"]]
-    assert left == [(world.ids[c.metadata_key], "", None), (world.ids[d.metadata_key], unmappable, None)]
+    with world.engine.connect() as conn:  # the rows as the batch read them: their run, as the survey reports it
+        run = dict(conn.execute(text("SELECT id, run_id FROM annotation")).all())
+    cid, did = world.ids[c.metadata_key], world.ids[d.metadata_key]
+    assert left == [(cid, "", run[cid]), (did, unmappable, run[did])] and run[cid] is not None
     assert all("does not map to a key" in u["why"] for u in report["unknown"])
     assert world.annotation_ids() == set(world.ids.values()) - set(gone)
 
@@ -625,7 +628,7 @@ def test_the_guard_holds_the_whole_scope_not_batch_by_batch(world: World, monkey
 def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> None:
     """The deletion flow's tally: rows deleted by earlier batches of one run still count for the guard."""
     from annotation_reconciler.ledger.models import Source
-    from annotation_reconciler.rules.lifecycle import Candidate
+    from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate
     from annotation_reconciler.rules.listings import prefixes_to_list
     from annotation_reconciler.service.deletions import Policy, delete_stale
 
@@ -650,7 +653,7 @@ def test_a_run_deleting_batch_by_batch_is_guarded_as_a_whole(world: World) -> No
             path = conn.execute(
                 text("SELECT s3_metadata_path FROM annotation WHERE id = :id"), {"id": world.ids[a.metadata_key]}
             ).scalar_one()
-            candidate = Candidate(world.ids[a.metadata_key], path, dataset, None)
+            candidate = Candidate(AnnotationRef(world.ids[a.metadata_key], path, dataset))
             outcomes.append(
                 delete_stale(
                     conn,

@@ -17,6 +17,7 @@ from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.service.deletions import LOG_IDS, Policy, delete_stale, ids_of
 from annotation_reconciler.service.evidence import Surroundings, folder_siblings
 from annotation_reconciler.storage import S3Storage
+from support.candidates import candidate
 from support.world import BUCKET, World
 
 WHEN = datetime.datetime(2030, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)  # not "now": the flow must use the time given
@@ -61,7 +62,7 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
         p: frozenset(storage.list_keys(p))
         for p in {metadata_folder(doomed.metadata_key), metadata_folder(held.metadata_key)}
     }
-    unlisted = Candidate(
+    unlisted = candidate(
         999_999,
         "s3://cryoet-data-portal-public/1/TS/Reconstructions/VoxelSpacing1.000/Annotations/100/x-1.0.json",
         1,
@@ -70,20 +71,20 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
 
     def fresh(annotation: Any) -> Candidate:
         aid = world.ids[annotation.metadata_key]
-        return Candidate(aid, LAYOUT.s3_path(annotation.metadata_key), 10001, runs[aid])
+        return candidate(aid, LAYOUT.s3_path(annotation.metadata_key), 10001, runs[aid])
 
     aid_moved = world.ids[moved.metadata_key]
     candidates = [
         fresh(doomed),
         fresh(held),
-        Candidate(
+        candidate(
             aid_moved,
             LAYOUT.s3_path(moved.metadata_key),
             10001,
             runs[aid_moved],
-            qid,
-            "s3://b/old-1.0.json",
-            "old-1.0.json",
+            quarantine_id=qid,
+            quarantined_path="s3://b/old-1.0.json",
+            quarantined_key="old-1.0.json",
         ),
         unlisted,
     ]
@@ -105,7 +106,7 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
     ledger = rows(world)
     gone, kept, released = world.ids[doomed.metadata_key], world.ids[held.metadata_key], aid_moved
     assert outcome.deleted == [gone] and outcome.held == [kept] and outcome.released == [released]
-    assert [d.candidate.annotation_id for d in outcome.unknown] == [999_999]
+    assert [u.ref.id for u in outcome.unknown] == [999_999]
     assert (ledger[gone].status, ledger[gone].source, ledger[gone].resolved_at) == ("purged", "importer", WHEN)
     assert ledger[gone].metadata_key == doomed.metadata_key
     assert ledger[gone].metadata_key_folded == canonical(doomed.metadata_key)
@@ -125,7 +126,7 @@ def test_each_verdict_is_carried_out_and_recorded_with_the_time_given(
 
 def test_ids_of_names_the_first_ids_and_counts_the_rest() -> None:
     def decision(aid: int) -> Decision:
-        return Decision(Candidate(aid, "p"), Verdict.UNKNOWN, None, "r")
+        return Decision(candidate(aid, "p"), Verdict.UNKNOWN, None, "r")
 
     assert ids_of([decision(3), decision(1)]) == "3, 1"
     many = [decision(i) for i in range(LOG_IDS + 5)]

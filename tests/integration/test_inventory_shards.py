@@ -168,7 +168,7 @@ def test_s3_errors_leave_candidates_alone_and_retry_only_them(wired: Wired, monk
     shard = inventory.read_shard(inventory.shard_messages(plan)[0])
     with stub:
         result = world.reconciler(s3=failing).confirm_inventory_shard(shard)
-    assert result.unknown == [(world.ids[key], key)] and result.quarantined == []
+    assert [(u.ref.id, u.key) for u in result.unknown] == [(world.ids[key], key)] and result.quarantined == []
     # through the handler (issue 27): the slice never fails for it; only the unknown candidate is asked about
     # again, in a message of its own, MAX_RETRIES times; then it is counted and waits for the next report
     reconciler = wired.runtime.reconciler

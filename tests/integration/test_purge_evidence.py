@@ -33,7 +33,7 @@ def test_s3_error_at_purge_recheck_deletes_nothing(world: World) -> None:
         stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
         result = world.reconciler(s3=failing).purge()
         stub.assert_no_pending_responses()
-    assert result.deleted == [] and result.unknown == [world.ids[key]]
+    assert result.deleted == [] and [u.ref.id for u in result.unknown] == [world.ids[key]]
     assert world.ids[key] in world.annotation_ids() and world.ledger()[world.ids[key]] == "quarantined"
 
 
@@ -74,7 +74,7 @@ def test_purge_never_deletes_on_a_key_spelled_differently_in_s3(engine: Engine, 
     reconciler.apply_changes(removed(nfc))  # an event for the NFC key (as if it had existed): quarantined
     world.clock.advance(hours=2)
     result = reconciler.purge()
-    assert result.deleted == [] and result.unknown == [victim] and victim in world.annotation_ids()
+    assert result.deleted == [] and [u.ref.id for u in result.unknown] == [victim] and victim in world.annotation_ids()
 
 
 def test_a_wrong_prefix_setting_deletes_nothing_quarantined_under_the_right_one(
@@ -89,7 +89,7 @@ def test_a_wrong_prefix_setting_deletes_nothing_quarantined_under_the_right_one(
     world.clock.advance(hours=2)
     wrong = world.reconciler(RECONCILER_S3_PREFIX=f"s3://{BUCKET}/staging/")
     result = wrong.purge()
-    assert result.deleted == [] and result.unknown == [victim] and victim in world.annotation_ids()
+    assert result.deleted == [] and [u.ref.id for u in result.unknown] == [victim] and victim in world.annotation_ids()
     assert world.ledger()[victim] == "quarantined"
     assert world.reconciler().purge().deleted == [victim]  # the right setting purges it
 

@@ -9,6 +9,7 @@ from annotation_reconciler.rules.guards import GUARD_FLOOR, dataset_folder, empt
 from annotation_reconciler.rules.lifecycle import Candidate, Evidence, Verdict, decide
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.service.datafiles import judge_files
+from support.candidates import candidate
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
@@ -24,7 +25,7 @@ def path(k: str) -> str:
 
 
 def fresh(aid: int = 1, k: str = META, dataset: int = 1) -> Candidate:
-    return Candidate(aid, path(k), dataset, 7)
+    return candidate(aid, path(k), dataset, 7)
 
 
 def verdict_of(candidate: Candidate, evidence: Evidence, max_fraction: float | None = None) -> tuple[Verdict, str]:
@@ -59,7 +60,7 @@ def test_an_unchecked_dataset_folder_is_held_and_a_failed_check_is_unknown() -> 
 def test_the_dataset_folder_check_changes_nothing_for_a_prefix_with_other_metadata_or_a_quarantined_row() -> None:
     other = f"{VS}101/actin-1.0.json"
     assert verdict_of(fresh(), Evidence({VS: frozenset({other})}, neighbours={VS: False}))[0] is Verdict.STALE
-    row = Candidate(1, path(META), 1, 7, quarantine_id=5, quarantined_path=path(META), quarantined_key=META)
+    row = candidate(1, path(META), 1, 7, quarantine_id=5, quarantined_path=path(META), quarantined_key=META)
     assert verdict_of(row, Evidence({VS: frozenset()}, neighbours={VS: False}))[0] is Verdict.STALE
 
 

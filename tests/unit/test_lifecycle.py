@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Evidence, Unknown, Verdict, decide, resolve
 from annotation_reconciler.rules.listings import canonical, listing_prefixes, metadata_folder, prefixes_to_list
 from annotation_reconciler.rules.paths import BucketLayout
+from support.candidates import candidate
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout.from_prefix(B, f"s3://{B}/")
@@ -28,12 +29,12 @@ def path(k: str) -> str:
 
 
 def fresh(aid: int, k: str, dataset: int | None = 1, approved: bool = False) -> Candidate:
-    return Candidate(aid, path(k), dataset, 7, approved=approved)
+    return candidate(aid, path(k), dataset, 7, approved=approved)
 
 
 def quarantined(aid: int, k: str, now: str | None = None, qkey: str | None = "same", **kw: object) -> Candidate:
     """A candidate with an open ledger row quarantined under ``k``; its current path is ``now`` (default: the same)."""
-    return Candidate(
+    return candidate(
         aid,
         path(now if now is not None else k),
         1,
@@ -60,9 +61,9 @@ def test_present_missing_failed_unlisted_and_unmappable() -> None:
     assert verdict is Verdict.UNKNOWN and "SlowDown" in why
     verdict, why = one(fresh(4, key(1)), {VS2: listing})
     assert verdict is Verdict.UNKNOWN and "not under a completely listed prefix" in why
-    verdict, why = one(Candidate(5, f"s3://other-bucket/{key(1)}", 1), {VS: listing})
+    verdict, why = one(candidate(5, f"s3://other-bucket/{key(1)}", 1), {VS: listing})
     assert verdict is Verdict.UNKNOWN and "does not map" in why
-    verdict, why = one(Candidate(6, path(f"{VS}100/x_globalcaption.json"), 1), {VS: listing})
+    verdict, why = one(candidate(6, path(f"{VS}100/x_globalcaption.json"), 1), {VS: listing})
     assert verdict is Verdict.UNKNOWN and "not an annotation metadata key" in why
 
 
@@ -112,14 +113,15 @@ def test_the_current_row_not_the_ledger_copy_is_judged() -> None:
     moved = key(0).replace("/100/", "/105/")
     verdict, why = one(quarantined(1, key(0), now=moved), {VS: frozenset({DATA})})
     assert verdict is Verdict.RELEASE and "stored path changed" in why and moved in why
-    verdict, why = one(Candidate(1, None, 1, quarantine_id=5, quarantined_path=path(key(0))), {VS: frozenset()})
+    gone = candidate(1, path(key(0)), 1, quarantine_id=5, quarantined_path=path(key(0)), gone=True)
+    verdict, why = one(gone, {VS: frozenset()})
     assert (verdict, why) == (Verdict.RELEASE, "the annotation row no longer exists")
 
 
 def test_configuration_drift_is_unknown_and_names_both_keys() -> None:
     """Quarantined as 10001/… under one root; today's settings put the same stored path under another."""
     relative = key(0)
-    row = Candidate(1, relative, 1, quarantine_id=9, quarantined_path=relative, quarantined_key=relative)
+    row = candidate(1, relative, 1, quarantine_id=9, quarantined_path=relative, quarantined_key=relative)
     drifted = BucketLayout.from_prefix(B, f"s3://{B}/staging/")
     wrong = f"staging/{relative}"
     decisions = decide([row], Evidence({metadata_folder(wrong): frozenset()}), drifted, max_fraction=None)

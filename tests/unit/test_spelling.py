@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from annotation_reconciler.rules.guards import folder_levels
-from annotation_reconciler.rules.lifecycle import Candidate, Evidence, Verdict, decide
+from annotation_reconciler.rules.lifecycle import Evidence, Verdict, decide
 from annotation_reconciler.rules.listings import suspicious_prefixes
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.spelling import is_twin, spelling_form, twin_folder
+from support.candidates import candidate as make_candidate
 
 B = "cryoet-data-portal-public"
 LAYOUT = BucketLayout(B)
@@ -34,7 +35,7 @@ HEALTHY = {
 
 
 def verdict(siblings: dict[str, frozenset[str] | BaseException] | None, listing: frozenset[str] = frozenset({OTHER})):
-    candidate = Candidate(1, f"s3://{B}/{KEY}", 10001, 7)
+    candidate = make_candidate(1, f"s3://{B}/{KEY}", 10001, 7)
     [d] = decide([candidate], Evidence({PREFIX: listing}, siblings=siblings), LAYOUT, max_fraction=None).items
     return d.verdict, d.reason
 
@@ -132,7 +133,7 @@ def test_every_encoding_and_spelling_of_a_run_folder_is_its_twin(name: str) -> N
         siblings = {**levels, DS: levels[DS] | {f"{DS}{spelled}/"}}
         assert twin_folder(DS, f"{name}/", siblings[DS]) == f"{DS}{spelled}/"
         key = f"{prefix}100/obj-1.0.json"
-        candidate = Candidate(1, f"s3://{B}/{key}", 10001, 7)
+        candidate = make_candidate(1, f"s3://{B}/{key}", 10001, 7)
         evidence = Evidence({prefix: frozenset({f"{prefix}101/o-1.0.json"})}, siblings=siblings)
         [d] = decide([candidate], evidence, LAYOUT, max_fraction=None).items
         assert d.verdict is Verdict.UNKNOWN, (name, spelled)

@@ -48,7 +48,7 @@ def purge(r: PurgeResult) -> dict[str, Any]:
         "would_delete": r.would_delete,
         "released": r.released,
         "held": r.held,
-        "unknown": r.unknown,
+        "unknown": [u.ref.id for u in r.unknown],
         "held_datasets": {
             str(d): {"open": open_rows, "total": total, "approve": f"annotation-reconciler approve --dataset-id {d}"}
             for d, (open_rows, total) in r.held_datasets.items()

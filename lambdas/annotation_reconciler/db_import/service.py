@@ -296,7 +296,7 @@ class _Ingestion:
         report.deleted = sorted(annotation_outcome.deleted_ids)
         if annotations.deletion is not None:
             report.held = annotations.deletion.held
-            report.left_in_place = [(d.candidate.annotation_id, d.reason) for d in annotations.deletion.unknown]
+            report.left_in_place = [(u.ref.id, u.why) for u in annotations.deletion.unknown]
             report.left_in_place += [
                 (d.candidate.annotation_id, f"{d.reason}: a duplicate of a row the import updated")
                 for d in annotations.deletion.decisions.of(Verdict.RELEASE)

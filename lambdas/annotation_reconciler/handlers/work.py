@@ -89,7 +89,7 @@ def _confirm_inventory(rt: Runtime, body: dict[str, Any], context: Any) -> None:
             count(Metric.ANNOTATIONS_UNKNOWN, len(result.unknown))
             logger.error(
                 "S3 could not confirm some inventory candidates after their retries; they wait for the next report",
-                extra={"count": len(result.unknown), "ids": capped([i for i, _ in result.unknown])},
+                extra={"count": len(result.unknown), "ids": capped([u.ref.id for u in result.unknown])},
             )
 
 

@@ -38,10 +38,13 @@ class AnnotationRef:
 
 @dataclass(frozen=True, slots=True)
 class Unknown:
-    """An annotation whose metadata cannot be checked; it is never treated as missing."""
+    """An annotation whose metadata cannot be checked; it is never treated as stale. Every result reports its
+    unknown rows as these: the row as read, why, and the metadata key it was checked under (None: its stored
+    path maps to no metadata key, or it was not resolved)."""
 
     ref: AnnotationRef
     why: str
+    key: str | None = None
 
 
 def resolve(ref: AnnotationRef, layout: BucketLayout) -> str | Unknown:
@@ -70,18 +73,22 @@ class Verdict(StrEnum):
 class Candidate:
     """A row some path would like to delete, as read in the transaction that would delete it.
 
-    ``stored_path`` is the row's *current* ``s3_metadata_path`` (None: the row is gone). The
-    ``quarantined_*`` fields come from its open ledger row, when it has one.
+    ``ref`` is the row as read there: its *current* ``s3_metadata_path``, dataset and run. ``gone``: the row no
+    longer exists, and ``ref`` holds only what its ledger row last knew (id, dataset, the quarantined path);
+    such a candidate is released, never judged on that path. The ``quarantined_*`` fields come from its open
+    ledger row, when it has one.
     """
 
-    annotation_id: int
-    stored_path: str | None
-    dataset_id: int | None = None
-    run_id: int | None = None
+    ref: AnnotationRef
     quarantine_id: int | None = None
     quarantined_path: str | None = None
     quarantined_key: str | None = None
     approved: bool = False
+    gone: bool = False
+
+    @property
+    def annotation_id(self) -> int:
+        return self.ref.id
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,10 @@ class Decision:
     key: str | None
     reason: str
     moved_to: str | None = None  # MOVED: the key that carries the row's natural key now
+
+    def as_unknown(self) -> Unknown:
+        """The decision as the results report an unknown row (or a row left in place for its reason)."""
+        return Unknown(self.candidate.ref, self.reason, self.key)
 
 
 @dataclass
@@ -175,9 +186,9 @@ def decide(
         moved_to = evidence.moved.get(candidate.annotation_id) if verdict is Verdict.MOVED and evidence.moved else None
         decision = Decision(candidate, verdict, key, reason, moved_to if isinstance(moved_to, str) else None)
         if verdict is not Verdict.RELEASE:
-            going[candidate.dataset_id] += 1
+            going[candidate.ref.dataset_id] += 1
         if verdict is Verdict.STALE:
-            deletions[candidate.dataset_id].append(decision)
+            deletions[candidate.ref.dataset_id].append(decision)
         else:
             result.items.append(decision)
     for dataset_id, items in deletions.items():
@@ -201,17 +212,17 @@ def _own_listing(key: str, evidence: Evidence) -> frozenset[str]:
 
 
 def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tuple[Verdict, str | None, str]:
-    path = candidate.stored_path
-    quarantined = candidate.quarantine_id is not None
-    if path is None:
+    if candidate.gone:
         return Verdict.RELEASE, None, "the annotation row no longer exists"
+    path = candidate.ref.stored_path
+    quarantined = candidate.quarantine_id is not None
     if quarantined and path != candidate.quarantined_path:
         return (
             Verdict.RELEASE,
             None,
             f"stored path changed from {candidate.quarantined_path!r} to {path!r} since quarantine",
         )
-    resolved = resolve(AnnotationRef(candidate.annotation_id, path), layout)
+    resolved = resolve(candidate.ref, layout)
     if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
         # exempt: never stale; but a listing that shows its key again is the news that ends the exemption
         if not isinstance(resolved, Unknown) and resolved in _own_listing(resolved, evidence):

@@ -9,7 +9,7 @@ from collections import defaultdict
 from annotation_reconciler.errors import CleanupError
 from annotation_reconciler.ledger import Source, quarantines
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
+from annotation_reconciler.rules.lifecycle import Candidate, Decision, Verdict
 from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_prefixes
 from annotation_reconciler.rules.ordering import utcnow
 from annotation_reconciler.rules.plural import count
@@ -39,14 +39,9 @@ def survey_scope(ctx: Context, report: CleanupReport, max_fraction: float | None
     stale = []
     for d in found.decisions.items:
         if d.verdict in (Verdict.STALE, Verdict.HELD) and d.key is not None:
-            c = d.candidate
-            ref = AnnotationRef(c.annotation_id, c.stored_path or "", c.dataset_id, c.run_id)
-            stale.append(Stale(ref, d.key, d.verdict is Verdict.HELD, d.reason))
+            stale.append(Stale(d.candidate.ref, d.key, d.verdict is Verdict.HELD, d.reason))
         elif d.verdict in (Verdict.UNKNOWN, Verdict.MOVED):  # a move is no deletion: left in place, reported
-            c = d.candidate
-            report.unknown.append(
-                Unknown(AnnotationRef(c.annotation_id, c.stored_path or "", None, c.run_id), d.reason)
-            )
+            report.unknown.append(d.as_unknown())
     report.stale = sorted(stale, key=lambda s: (s.ref.run_id or 0, s.ref.id))
     report.unknown.sort(key=lambda u: u.ref.id)
 
@@ -84,15 +79,7 @@ def delete_stale_annotations(
         with ctx.engine.begin() as conn:
             report.held += hold(
                 conn,
-                [
-                    Decision(
-                        Candidate(s.ref.id, s.ref.stored_path, s.ref.dataset_id, s.ref.run_id),
-                        Verdict.HELD,
-                        s.key,
-                        s.reason,
-                    )
-                    for s in waiting
-                ],
+                [Decision(Candidate(s.ref), Verdict.HELD, s.key, s.reason) for s in waiting],
                 policy,
                 source=Source.CLI,
                 now=utcnow(),
@@ -103,10 +90,7 @@ def delete_stale_annotations(
         now = utcnow()
         with ctx.engine.begin() as conn:
             current = annotation_rows.annotations_by_ids(conn, [s.ref.id for s in batch])
-            candidates = [
-                Candidate(r.id, r.stored_path, r.dataset_id, r.run_id, approved=r.id in approved)
-                for r in (current[i] for i in sorted(current))
-            ]
+            candidates = [Candidate(r, approved=r.id in approved) for r in (current[i] for i in sorted(current))]
             outcome = delete_stale(
                 conn,
                 candidates,
@@ -132,8 +116,5 @@ def delete_stale_annotations(
         report.released += present
         report.deleted += outcome.deleted
         report.held += outcome.held
-        report.unknown += [
-            Unknown(AnnotationRef(d.candidate.annotation_id, d.candidate.stored_path or ""), d.reason)
-            for d in outcome.unknown
-        ]
+        report.unknown += outcome.unknown
     report.rows_deleted = dict(totals)

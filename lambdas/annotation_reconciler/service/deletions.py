@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from annotation_reconciler.ledger import Source, Status, exemptions, missing_files, quarantines
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.rules import lifecycle
-from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Verdict
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.service.evidence import Surroundings
@@ -59,8 +59,9 @@ class DeletionOutcome:
     rows_deleted: Counter[str] = field(default_factory=Counter)
 
     @property
-    def unknown(self) -> list[Decision]:
-        return self.decisions.of(Verdict.UNKNOWN)
+    def unknown(self) -> list[Unknown]:
+        """The rows S3 or the configuration could not judge: left in place (their decisions: ``decisions``)."""
+        return [d.as_unknown() for d in self.decisions.of(Verdict.UNKNOWN)]
 
     @property
     def moved(self) -> list[tuple[int, str]]:
@@ -85,7 +86,7 @@ def capped(ids: Sequence[int]) -> str:
 
 def fresh_candidates(refs: Sequence[AnnotationRef]) -> list[Candidate]:
     """Rows judged by a path that has no ledger row for them (the importer, the scan)."""
-    return [Candidate(r.id, r.stored_path, r.dataset_id, r.run_id) for r in refs]
+    return [Candidate(r) for r in refs]
 
 
 def gather_evidence(
@@ -106,7 +107,7 @@ def gather_evidence(
         return lifecycle.Evidence(
             listings, neighbours=around.neighbours, exempt=exempt, siblings=around.siblings, moved=moved
         )
-    datasets = sorted({c.dataset_id for c in candidates if c.dataset_id is not None})
+    datasets = sorted({c.ref.dataset_id for c in candidates if c.ref.dataset_id is not None})
     ids = [c.annotation_id for c in candidates]
     open_counts, totals = quarantines.guard_counts(conn, datasets, except_annotations=ids)
     for dataset, gone in policy.deleted.items():  # gone from both counts since: count them as this run's
@@ -176,7 +177,7 @@ def delete_stale(
     if policy.dry_run:
         outcome.would_delete = sorted(d.candidate.annotation_id for d in doomed)
         return outcome
-    paths = {d.candidate.annotation_id: d.candidate.stored_path for d in doomed if d.candidate.stored_path}
+    paths = {d.candidate.annotation_id: d.candidate.ref.stored_path for d in doomed if not d.candidate.gone}
     deleted = delete_annotations(
         conn,
         paths,
@@ -192,14 +193,15 @@ def delete_stale(
     gone = set(deleted.deleted)
     for d in doomed:
         if d.candidate.annotation_id in gone:
-            policy.deleted[d.candidate.dataset_id] = policy.deleted.get(d.candidate.dataset_id, 0) + 1
+            dataset = d.candidate.ref.dataset_id
+            policy.deleted[dataset] = policy.deleted.get(dataset, 0) + 1
     return outcome
 
 
 def _release(conn: Connection, items: list[Decision], outcome: DeletionOutcome, now: datetime.datetime) -> None:
     with_rows = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
     outcome.released = quarantines.release_rows(conn, [(q, r) for q, r in with_rows if q is not None], now=now)
-    changed = [d for d in items if d.key is None and d.candidate.stored_path is not None]
+    changed = [d for d in items if d.key is None and not d.candidate.gone]
     for decision in changed[:LOG_IDS]:
         log.warning("annotation %d released: %s", decision.candidate.annotation_id, decision.reason)
 
@@ -219,8 +221,8 @@ def _hold(
     fresh: dict[str, list[tuple[AnnotationRef, str | None]]] = defaultdict(list)
     for d in items:
         c = d.candidate
-        if c.quarantine_id is None and c.stored_path is not None:
-            fresh[d.reason].append((AnnotationRef(c.annotation_id, c.stored_path, c.dataset_id, c.run_id), d.key))
+        if c.quarantine_id is None and not c.gone:
+            fresh[d.reason].append((c.ref, d.key))
     if not policy.dry_run:
         for reason, refs in fresh.items():
             quarantines.quarantine(

@@ -75,7 +75,7 @@ class ShardResult:
     checked: int = 0
     quarantined: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
-    unknown: list[tuple[int, str]] = field(default_factory=list)  # S3 could not say: nothing done
+    unknown: list[lifecycle.Unknown] = field(default_factory=list)  # S3 could not say (each with its key): nothing done
     skipped: list[int] = field(default_factory=list)  # gone from the database or pointing elsewhere since the plan
     remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
 
@@ -170,12 +170,21 @@ def continuation(shard: InventoryShard, remaining: Sequence[tuple[int, str]]) ->
     return _message(shard.manifest, shard.report_time, remaining, shard.attempt)
 
 
-def retry(shard: InventoryShard, unknown: Sequence[tuple[int, str]]) -> dict[str, Any] | None:
-    """The message that asks S3 again about the candidates it could not confirm, or None when they have had
-    their retries (then they wait, counted as unknown, for the next report: nothing was decided for them)."""
+def retry(shard: InventoryShard, unknown: Sequence[lifecycle.Unknown]) -> dict[str, Any] | None:
+    """The message that asks S3 again about the candidates it could not confirm (each under the key it was
+    checked under), or None when they have had their retries (then they wait, counted as unknown, for the
+    next report: nothing was decided for them)."""
     if shard.attempt >= MAX_RETRIES or not unknown:
         return None
-    return _message(shard.manifest, shard.report_time, unknown, shard.attempt + 1)
+    return _message(
+        shard.manifest, shard.report_time, [(u.ref.id, _checked_key(u)) for u in unknown], shard.attempt + 1
+    )
+
+
+def _checked_key(unknown: lifecycle.Unknown) -> str:
+    if unknown.key is None:
+        raise ValueError(f"annotation {unknown.ref.id} has no metadata key to confirm again: {unknown.why}")
+    return unknown.key
 
 
 def read_shard(body: Mapping[str, Any]) -> InventoryShard:
@@ -252,7 +261,7 @@ def confirm_shard(
         elif presence.get(key) is True:
             present.append(annotation_id)
         else:
-            result.unknown.append((annotation_id, key))
+            result.unknown.append(lifecycle.Unknown(ref, "S3 could not say", key))
     now = ctx.clock()
     with ctx.engine.begin() as conn:
         rows = event_order.newest_rows(conn, [ref.id for ref, _ in missing])
@@ -287,11 +296,6 @@ class InventoryScanResult:
     untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
 
 
-def _refs(ctx: Context, candidates: Sequence[tuple[int, str]]) -> list[AnnotationRef]:
-    current = _current_refs(ctx, [annotation_id for annotation_id, _ in candidates])
-    return [current.get(i) or AnnotationRef(i, key) for i, key in candidates]
-
-
 def reconcile_inventory(ctx: Context, manifest_url: str, *, inventory_client: Any = None) -> InventoryScanResult:
     """Plan from the newest report and confirm every candidate in this process: the same two steps the
     schedule and the work queue take, without the queue (an operator's command has no Lambda time limit)."""
@@ -306,7 +310,7 @@ def reconcile_inventory(ctx: Context, manifest_url: str, *, inventory_client: An
         quarantined=done.quarantined,
         released=done.released,
         untracked=plan.untracked,
-        unknown=plan.unknown + [lifecycle.Unknown(current, "S3 could not say") for current in _refs(ctx, done.unknown)],
+        unknown=plan.unknown + done.unknown,
     )
 
 

@@ -14,7 +14,7 @@ from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger import Source, event_order, purge_claims, resurrections, retention
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import ordering
-from annotation_reconciler.rules.lifecycle import Candidate, Verdict
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Verdict
 from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_prefixes
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.plural import count
@@ -165,21 +165,18 @@ def _settle(ctx: Context, conn: Any, batch: Batch, result: PurgeResult) -> None:
         log.info("purge leaves %s to the next purge: stamped after its listing", capped(sorted(later)))
     locked = [c for c in locked if c.annotation_id not in later]
     current = annotation_rows.annotations_by_ids(conn, [c.annotation_id for c in locked])
-    candidates = []
-    for claim in locked:
-        row = current.get(claim.annotation_id)
-        candidates.append(
-            Candidate(
-                claim.annotation_id,
-                row.stored_path if row else None,
-                row.dataset_id if row else claim.dataset_id,
-                row.run_id if row else None,
-                quarantine_id=claim.quarantine_id,
-                quarantined_path=claim.s3_metadata_path,
-                quarantined_key=claim.metadata_key,
-                approved=claim.approved,
-            )
+    candidates = [
+        Candidate(
+            current.get(claim.annotation_id)
+            or AnnotationRef(claim.annotation_id, claim.s3_metadata_path, claim.dataset_id),  # as the ledger knew it
+            quarantine_id=claim.quarantine_id,
+            quarantined_path=claim.s3_metadata_path,
+            quarantined_key=claim.metadata_key,
+            approved=claim.approved,
+            gone=claim.annotation_id not in current,
         )
+        for claim in locked
+    ]
     policy = Policy(ctx.settings.max_purge_fraction, ctx.settings.dry_run, ctx.settings.grace_period)
     outcome = delete_stale(
         conn,
@@ -194,15 +191,16 @@ def _settle(ctx: Context, conn: Any, batch: Batch, result: PurgeResult) -> None:
         moved=batch.moved,
     )
     purge_claims.end_claims(conn, [c.quarantine_id for c in batch.claims])
+    unknown = outcome.decisions.of(Verdict.UNKNOWN)
     purge_claims.mark_unknown(
-        conn, [(d.candidate.quarantine_id, d.reason) for d in outcome.unknown if d.candidate.quarantine_id]
+        conn, [(d.candidate.quarantine_id, d.reason) for d in unknown if d.candidate.quarantine_id]
     )
     result.deleted += outcome.deleted
     result.would_delete += outcome.would_delete
     result.released += outcome.released
     result.held += outcome.held
     result.held_datasets.update(outcome.held_datasets)
-    result.unknown += [d.candidate.annotation_id for d in outcome.unknown]
+    result.unknown += outcome.unknown
     result.moved += outcome.moved
     result.rows_deleted.update(outcome.rows_deleted)
     if outcome.would_delete:

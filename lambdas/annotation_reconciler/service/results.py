@@ -104,7 +104,7 @@ class PurgeResult:
     would_delete: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
-    unknown: list[int] = field(default_factory=list)
+    unknown: list[lifecycle.Unknown] = field(default_factory=list)
     moved: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, the key carrying its natural key)
     held_datasets: dict[int | None, tuple[int, int]] = field(default_factory=dict)
     rows_deleted: Counter[str] = field(default_factory=Counter)

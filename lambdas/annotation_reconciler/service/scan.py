@@ -17,7 +17,7 @@ from annotation_reconciler.ledger import (
 )
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import lifecycle, ordering
-from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Verdict
+from annotation_reconciler.rules.lifecycle import Verdict
 from annotation_reconciler.rules.listings import listing_prefixes
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import datafiles, survey
@@ -66,7 +66,7 @@ def scan_shard(
         prefixes_listed=found.prefixes_listed,
         present=len(present),
         stale=len(stale),
-        unknown=[lifecycle.Unknown(_ref(d.candidate), d.reason) for d in unknown],
+        unknown=[d.as_unknown() for d in unknown],
         errors=[str(e) for e in found.errors],
         over_page_limit=found.over_page_limit,
         failed_prefixes={p: str(e) for p, e in found.listings.items() if isinstance(e, BaseException)},
@@ -89,7 +89,7 @@ def scan_shard(
         stale = [d for d in judged if d.verdict is Verdict.STALE]
         result.quarantined = quarantines.quarantine(
             conn,
-            [(_ref(d.candidate), d.key) for d in stale],
+            [(d.candidate.ref, d.key) for d in stale],
             source=Source.SCAN,
             reason="metadata not found by full reconciliation",
             now=now,
@@ -101,7 +101,7 @@ def scan_shard(
             these = [d for d in held if d.reason == reason]
             result.held += quarantines.quarantine(
                 conn,
-                [(_ref(d.candidate), d.key) for d in these],
+                [(d.candidate.ref, d.key) for d in these],
                 source=Source.SCAN,
                 status=Status.HELD,
                 now=now,
@@ -144,7 +144,3 @@ def scan_shard(
 
 def _was_open(row: ordering.RowState | None) -> bool:
     return row is not None and row.status in OPEN_STATUSES
-
-
-def _ref(candidate: Candidate) -> AnnotationRef:
-    return AnnotationRef(candidate.annotation_id, candidate.stored_path or "", candidate.dataset_id, candidate.run_id)
