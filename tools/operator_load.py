@@ -6,7 +6,8 @@
     .venv/bin/python tools/operator_load.py --markdown RELIABILITY.md   # make docs: its table, with the commit
 
 Both rule sets are the real ``lifecycle.decide``: today's is imported, the old one is read from git
-(``git show bd52465:lambdas/annotation_reconciler/rules/lifecycle.py``) and loaded beside it. No S3 and no
+(``git show bd52465:lambdas/annotation_reconciler/lifecycle.py``, its imports pointed at where those modules
+live now) and loaded beside it. No S3 and no
 database: the bucket is the synthetic portal's key set (``local/synthetic.py``), every listing is the
 complete answer S3 would give, and the dataset-folder check answers what a LIST of one key would.
 
@@ -38,6 +39,7 @@ from tools.docblock import DirtyTree, require_clean, short, write_block
 
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
 from annotation_reconciler.rules import guards, lifecycle
+from annotation_reconciler.rules import listings as listings_of
 from annotation_reconciler.rules.paths import BucketLayout
 
 BEFORE = "bd52465"
@@ -56,18 +58,25 @@ SHAPES = {
 
 def old_lifecycle() -> types.ModuleType:
     source = subprocess.run(
-        ["git", "show", f"{BEFORE}:lambdas/annotation_reconciler/rules/lifecycle.py"],
+        ["git", "show", f"{BEFORE}:lambdas/annotation_reconciler/lifecycle.py"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
+    # the modules it imports have moved into rules/ since (issue 31); their names and contents are the same
+    source = source.replace("from annotation_reconciler.paths import", "from annotation_reconciler.rules.paths import")
     spec = importlib.util.spec_from_loader("lifecycle_before", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["lifecycle_before"] = module  # dataclasses look their module up
     exec(compile(source, f"{BEFORE}:lifecycle.py", "exec"), module.__dict__)
     return module
+
+
+def _stale(module: types.ModuleType) -> Any:
+    """The verdict a deletion path deletes on: ``STALE`` today, ``DELETE`` in the old rules (renamed in issue 31)."""
+    return getattr(module.Verdict, "STALE", None) or module.Verdict.DELETE
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,7 @@ def needs_operator(
         total = len(rows)
         paths = [portal.stored_path(a.metadata_key, i) for i, a in enumerate(rows)]
         fresh = [_candidate(module, i, p, dataset_id) for i, p in enumerate(paths)]
-        prefixes = module.prefixes_to_list(a.metadata_key for a in rows)
+        prefixes = listings_of.prefixes_to_list(a.metadata_key for a in rows)
         listings = {p: listing(bucket, p) for p in prefixes}
         if path == "scan":
             evidence = (
@@ -131,7 +140,7 @@ def needs_operator(
             )
             decided = module.decide(fresh, evidence, layout, max_fraction=None)
             held += len(decided.of(module.Verdict.HELD))
-            doomed = [d.candidate for d in decided.of(module.Verdict.STALE)]
+            doomed = [d.candidate for d in decided.of(_stale(module))]
         else:
             doomed = [c for c, a in zip(fresh, rows, strict=True) if a.metadata_key in deletion.removed]
         quarantined = [
@@ -149,7 +158,7 @@ def needs_operator(
         evidence = module.Evidence(listings, {dataset_id: 0}, {dataset_id: total})
         decided = module.decide(quarantined, evidence, layout, max_fraction=FRACTION)
         held += len(decided.of(module.Verdict.HELD))
-        purged += len(decided.of(module.Verdict.STALE))
+        purged += len(decided.of(_stale(module)))
     return held > 0, held, purged
 
 
