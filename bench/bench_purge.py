@@ -87,10 +87,7 @@ def _quarantine(url: str, victims: set[int]) -> None:
         quarantines.quarantine(
             conn,
             [(r, r.stored_path.removeprefix(f"s3://{BUCKET}/")) for r in refs],
-            source=Source.EVENT,
-            reason="metadata object removed (S3 event)",
-            now=DETECTED,
-            grace=GRACE,
+            quarantines.Opening(Source.EVENT, "metadata object removed (S3 event)", DETECTED, GRACE),
         )
     engine.dispose()
 

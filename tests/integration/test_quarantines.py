@@ -28,7 +28,7 @@ def open_row(world: World, path: str, status: Status, source: Source, at: dateti
     ref = AnnotationRef(annotation_id, path, dataset_id=world.portal.dataset_ids[0])
     with world.engine.begin() as conn:
         return quarantines.quarantine(
-            conn, [(ref, path)], source=source, reason=f"{status} by {source}", now=at, grace=GRACE, status=status
+            conn, [(ref, path)], quarantines.Opening(source, f"{status} by {source}", at, GRACE, status)
         )
 
 

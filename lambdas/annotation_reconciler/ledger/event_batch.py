@@ -121,7 +121,7 @@ def write_changes(
         return BatchWritten()
     items = [(ref, key) for ref, key, _ in writes.removed]
     stamps = [stamp for _, _, stamp in writes.removed]
-    opening = quarantines.quarantine_params(items, Source.EVENT, writes.reason, now, grace, stamps=stamps)
+    opening = quarantines.Opening(Source.EVENT, writes.reason, now, grace).params(items, stamps)
     if not (writes.created or writes.created_keys or writes.missing):
         return BatchWritten(sorted(conn.execute(text(quarantines.QUARANTINE_SQL), opening).scalars()))
     params = {

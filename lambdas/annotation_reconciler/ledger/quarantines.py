@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
@@ -42,49 +43,50 @@ QUARANTINE_SQL = """INSERT INTO annotation_reconciler.annotation_quarantine
         RETURNING annotation_id"""
 
 
-def quarantine_params(
-    items: Sequence[tuple[AnnotationRef, str | None]],
-    source: Source,
-    reason: str,
-    now: datetime.datetime,
-    grace: datetime.timedelta,
-    status: Status = Status.QUARANTINED,
-    stamps: Sequence[Stamp | None] | None = None,
-) -> dict[str, object]:
-    """The parameters of :data:`QUARANTINE_SQL`; ``stamps`` (one per item): the stamp a newly opened row starts with
-    (what ``event_order.stamp_open_rows`` would give a row without one), else none."""
-    marks = list(stamps) if stamps is not None else [None] * len(items)
-    return {
-        "q_times": time_array(m.time if m else None for m in marks),
-        "q_seqs": text_array(m.sequencer if m else None for m in marks),
-        "q_untils": time_array(m.end if m else None for m in marks),
-        "q_ids": int_array(r.id for r, _ in items),
-        "q_datasets": int_array(r.dataset_id for r, _ in items),
-        "q_runs": int_array(r.run_id for r, _ in items),
-        "q_paths": text_array(r.stored_path for r, _ in items),
-        "q_keys": text_array(k for _, k in items),
-        "q_folded": text_array(canonical(k) if k is not None else None for _, k in items),
-        "q_source": source.value,
-        "q_reason": reason,
-        "q_status": status.value,
-        "now": now,
-        "q_purge_after": now + grace,
-    }
+@dataclass(frozen=True)
+class Opening:
+    """What the ledger rows one call opens say: who opened them and why, when, how long their grace period runs,
+    and their status (quarantined, or held for an operator)."""
+
+    source: Source
+    reason: str
+    now: datetime.datetime
+    grace: datetime.timedelta
+    status: Status = Status.QUARANTINED
+
+    def params(
+        self, items: Sequence[tuple[AnnotationRef, str | None]], stamps: Sequence[Stamp | None] | None = None
+    ) -> dict[str, object]:
+        """The parameters of :data:`QUARANTINE_SQL`; ``stamps`` (one per item): the stamp a newly opened row starts
+        with (what ``event_order.stamp_open_rows`` would give a row without one), else none."""
+        marks = list(stamps) if stamps is not None else [None] * len(items)
+        return {
+            "q_times": time_array(m.time if m else None for m in marks),
+            "q_seqs": text_array(m.sequencer if m else None for m in marks),
+            "q_untils": time_array(m.end if m else None for m in marks),
+            "q_ids": int_array(r.id for r, _ in items),
+            "q_datasets": int_array(r.dataset_id for r, _ in items),
+            "q_runs": int_array(r.run_id for r, _ in items),
+            "q_paths": text_array(r.stored_path for r, _ in items),
+            "q_keys": text_array(k for _, k in items),
+            "q_folded": text_array(canonical(k) if k is not None else None for _, k in items),
+            "q_source": self.source.value,
+            "q_reason": self.reason,
+            "q_status": self.status.value,
+            "now": self.now,
+            "q_purge_after": self.now + self.grace,
+        }
 
 
 def quarantine(
     conn: Connection,
     items: Sequence[tuple[AnnotationRef, str | None]],
+    opening: Opening,
     *,
-    source: Source,
-    reason: str,
-    now: datetime.datetime,
-    grace: datetime.timedelta,
-    status: Status = Status.QUARANTINED,
     stamps: Sequence[Stamp | None] | None = None,
 ) -> list[int]:
-    """Open a ledger row for each annotation that has none; returns the ids newly opened. ``stamps`` (one per
-    item): the stamp a newly opened row starts with.
+    """Open a ledger row for each annotation that has none, as ``opening`` says; returns the ids newly opened.
+    ``stamps`` (one per item): the stamp a newly opened row starts with.
 
     Idempotent: an annotation already quarantined or held under the same stored path keeps its row (and its
     clock). One whose open row names another stored path (the metadata moved, the row was rewritten) is
@@ -94,9 +96,7 @@ def quarantine(
     """
     if not items:
         return []
-    params = quarantine_params(items, source, reason, now, grace, status, stamps=stamps)
-    rows = conn.execute(text(QUARANTINE_SQL), params).scalars()
-    return sorted(rows)
+    return sorted(conn.execute(text(QUARANTINE_SQL), opening.params(items, stamps)).scalars())
 
 
 def release(conn: Connection, annotation_ids: Sequence[int], *, now: datetime.datetime, resolution: str) -> list[int]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from annotation_reconciler.ledger import Source, Status, exemptions, missing_files, quarantines
+from annotation_reconciler.ledger.quarantines import Opening
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.rules import lifecycle
 from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
@@ -225,8 +226,6 @@ def _hold(
             fresh[d.reason].append((c.ref, d.key))
     if not policy.dry_run:
         for reason, refs in fresh.items():
-            quarantines.quarantine(
-                conn, refs, source=source, reason=reason, now=now, grace=policy.grace, status=Status.HELD
-            )
+            quarantines.quarantine(conn, refs, Opening(source, reason, now, policy.grace, Status.HELD))
     outcome.held = sorted(d.candidate.annotation_id for d in items)
     log.error("held %s for an operator (%s): %s", count(len(items), "annotation"), ids_of(items), items[0].reason)

@@ -27,6 +27,7 @@ from typing import Any
 
 from annotation_reconciler.errors import InventoryError, InventoryTooLarge
 from annotation_reconciler.ledger import Source, event_order, quarantines, untracked
+from annotation_reconciler.ledger.quarantines import Opening
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import lifecycle, ordering
 from annotation_reconciler.rules.lifecycle import AnnotationRef
@@ -269,10 +270,12 @@ def confirm_shard(
         result.quarantined = quarantines.quarantine(
             conn,
             missing,
-            source=Source.SCAN,
-            now=now,
-            grace=ctx.settings.grace_period,
-            reason=f"missing from the S3 Inventory of {shard.report_time:%Y-%m-%d %H:%M} and confirmed absent",
+            Opening(
+                Source.SCAN,
+                f"missing from the S3 Inventory of {shard.report_time:%Y-%m-%d %H:%M} and confirmed absent",
+                now,
+                ctx.settings.grace_period,
+            ),
         )
         event_order.stamp_open_rows(conn, [(ref.id, started) for ref, _ in missing])
         result.released = event_order.release_older(

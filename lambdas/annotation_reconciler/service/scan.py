@@ -15,6 +15,7 @@ from annotation_reconciler.ledger import (
     resurrections,
     untracked,
 )
+from annotation_reconciler.ledger.quarantines import Opening
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import lifecycle, ordering
 from annotation_reconciler.rules.lifecycle import Verdict
@@ -90,10 +91,7 @@ def scan_shard(
         result.quarantined = quarantines.quarantine(
             conn,
             [(d.candidate.ref, d.key) for d in stale],
-            source=Source.SCAN,
-            reason="metadata not found by full reconciliation",
-            now=now,
-            grace=ctx.settings.grace_period,
+            Opening(Source.SCAN, "metadata not found by full reconciliation", now, ctx.settings.grace_period),
             stamps=[listed(d) for d in stale],
         )
         held = [d for d in judged if d.verdict is Verdict.HELD]
@@ -102,11 +100,7 @@ def scan_shard(
             result.held += quarantines.quarantine(
                 conn,
                 [(d.candidate.ref, d.key) for d in these],
-                source=Source.SCAN,
-                status=Status.HELD,
-                now=now,
-                reason=reason,
-                grace=ctx.settings.grace_period,
+                Opening(Source.SCAN, reason, now, ctx.settings.grace_period, Status.HELD),
                 stamps=[listed(d) for d in these],
             )
         result.held.sort()
