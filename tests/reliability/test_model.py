@@ -218,12 +218,16 @@ class ReconcilerModel(RuleBasedStateMachine):
 
     def _deleted(self, gone: set[int], by: str, raced: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         """Rows that just disappeared: each must have had its metadata (in any spelling) absent from S3 at this
-        moment, except those whose key ``raced`` back during the deletion (then checked for a resurrection)."""
+        moment, and no renamed copy of it in S3, except where that key ``raced`` back during the deletion, after the
+        listing (the own key is then checked for a resurrection; a renamed copy is then untracked metadata)."""
+        back = {canonical(r) for r in raced}
         for annotation_id in gone:
             key = self.key_of[annotation_id]
-            came_back = canonical(key) in {canonical(r) for r in raced}
-            assert came_back or not self._present(key), f"{by} deleted {annotation_id} with metadata in S3"
-            assert not self._moved_here(annotation_id), f"{by} deleted {annotation_id}, moved to a key in S3"
+            assert canonical(key) in back or not self._present(key), f"{by} deleted {annotation_id} with metadata in S3"
+            renamed_back = canonical(self.moved.get(annotation_id) or key) in back
+            assert renamed_back or not self._moved_here(annotation_id), (
+                f"{by} deleted {annotation_id}, moved to a key in S3"
+            )
         self.deleted |= gone
         H.stats[f"deleted by {by}"] += len(gone)
 

@@ -54,7 +54,13 @@ def test_no_module_of_the_package_infra_bench_or_tools_is_over_350_lines() -> No
     folders = [package, ROOT / "infra", BENCH, ROOT / "tools"]  # tools/ is absent from mutmut's copy
     modules = [p for folder in folders for p in folder.rglob("*.py")]
     assert len(modules) > 100
-    lines = {p.relative_to(p.parents[1]).as_posix(): len(p.read_text().splitlines()) for p in modules}
+    # a module mutmut rewrote (its mutants beside the original) is measured in the normal run, not in mutmut's copy
+    texts = {p: p.read_text() for p in modules}
+    lines = {
+        p.relative_to(p.parents[1]).as_posix(): len(text.splitlines())
+        for p, text in texts.items()
+        if "from mutmut.mutation.trampoline import" not in text
+    }
     assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
 
 

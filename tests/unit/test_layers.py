@@ -185,3 +185,18 @@ def test_the_readme_layout_names_every_folder_and_module_and_none_that_is_gone()
         for p in folder.rglob("*.py")
     }
     assert sorted(set(re.findall(r"\b\w+\.py\b", layout)) - existing) == []
+
+
+def test_the_service_results_have_one_home_and_one_suffix() -> None:
+    """Every operation of the service returns a ``…Result`` defined in service/results.py; no type is an
+    "Outcome" beside a "Result" (issue 31)."""
+    classes = [
+        (path.relative_to(PACKAGE).as_posix(), node.name)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    ]
+    assert [c for c in classes if c[1].endswith("Outcome")] == []
+    assert [c for c in classes if c[0].startswith("service/") and c[1].endswith("Result")] == [
+        c for c in classes if c[0] == "service/results.py" and c[1].endswith("Result")
+    ]

@@ -14,7 +14,7 @@ PACKAGE = Path(annotation_reconciler.__file__).resolve().parent
 PRINTING = [
     *sorted(PACKAGE.glob("cli/*.py")),
     PACKAGE / "service" / "cleanup.py",
-    PACKAGE / "service" / "cleanup_report.py",
+    PACKAGE / "service" / "results.py",
     PACKAGE / "ledger" / "status.py",
     PACKAGE / "ledger" / "waiting.py",
     PACKAGE / "rules" / "lifecycle.py",

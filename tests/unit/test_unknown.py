@@ -9,7 +9,7 @@ import pytest
 
 from annotation_reconciler.rules.lifecycle import AnnotationRef, Decision, Decisions, Unknown, Verdict
 from annotation_reconciler.service import inventory
-from annotation_reconciler.service.deletions import DeletionOutcome
+from annotation_reconciler.service.deletions import DeletionResult
 from support.candidates import candidate
 
 KEY = "10001/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/100/obj-1.0.json"
@@ -32,7 +32,7 @@ def test_a_deletion_outcome_reports_only_its_unknown_decisions_as_unknown() -> N
             Decision(candidate(4, "p4"), Verdict.UNKNOWN, "k4", "listing failed"),
         ]
     )
-    unknown = DeletionOutcome(decisions).unknown
+    unknown = DeletionResult(decisions).unknown
     assert [(u.ref.id, u.ref.stored_path, u.why, u.key) for u in unknown] == [
         (2, "p2", "unmappable", None),
         (4, "p4", "listing failed", "k4"),

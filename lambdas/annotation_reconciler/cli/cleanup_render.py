@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from annotation_reconciler.rules.plural import count
-from annotation_reconciler.service.cleanup_report import CleanupReport, Stale
+from annotation_reconciler.service.results import CleanupResult, Stale
 
 
 def count_of(n: int, kind: str = "") -> str:
@@ -17,7 +17,7 @@ def count_of(n: int, kind: str = "") -> str:
 IDS_SHOWN = 20
 
 
-def what_would_go(report: CleanupReport) -> list[str]:
+def what_would_go(report: CleanupResult) -> list[str]:
     """Per dataset, what a confirmed deletion would remove (held ones apart), for the confirmation prompt."""
     by_dataset: dict[int | None, list[Stale]] = defaultdict(list)
     for item in report.stale:
@@ -38,7 +38,7 @@ def what_would_go(report: CleanupReport) -> list[str]:
     return lines
 
 
-def render_text(report: CleanupReport) -> str:
+def render_text(report: CleanupResult) -> str:
     """The spec's report: the total, then per run each annotation id and its stored path."""
     lines = [f"Found {count_of(len(report.stale), 'stale ')}:" if report.stale else "Found 0 stale annotations."]
     by_run: dict[int | None, list[Stale]] = defaultdict(list)

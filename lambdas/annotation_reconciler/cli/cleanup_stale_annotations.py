@@ -37,9 +37,9 @@ from annotation_reconciler.errors import CleanupError
 from annotation_reconciler.names import Env
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.service.cleanup_report import CleanupReport
 from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
+from annotation_reconciler.service.results import CleanupResult
 from annotation_reconciler.settings import DEFAULT_S3_CONCURRENCY, MAX_S3_CONCURRENCY
 from annotation_reconciler.storage import S3Storage, make_s3_client
 from annotation_reconciler.storage.counting import RequestCounter
@@ -156,7 +156,7 @@ def cleanup_stale_annotations(
     client = make_s3_client(anonymous=anonymous, max_pool_connections=s3_concurrency)
     counter = RequestCounter.attach(client)
     reconciler = Reconciler(Context(engine, S3Storage(client, s3_bucket), settings))
-    report = CleanupReport(
+    report = CleanupResult(
         bucket=s3_bucket, s3_prefix=s3_prefix, scope=scope, dry_run=dry_run, dry_run_decided_by=dry.decided_by
     )
     try:
@@ -201,7 +201,7 @@ def cleanup_stale_annotations(
             )
 
 
-def _confirm_deletion(report: CleanupReport, yes: bool, approve_held: bool) -> bool:
+def _confirm_deletion(report: CleanupResult, yes: bool, approve_held: bool) -> bool:
     """Ask before deleting; returns whether the held annotations are approved too."""
     click.echo(
         "Warning: back up the database before deleting (e.g. pg_dump); deleted rows are also kept as JSON "

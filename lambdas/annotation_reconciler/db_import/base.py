@@ -181,7 +181,7 @@ class ItemImporter:
 
 
 @dataclass
-class ImportOutcome:
+class ImportResult:
     """What one integrated importer did in one scope."""
 
     table: str
@@ -282,10 +282,10 @@ class IntegratedDBImporter(ABC):
         is written and no row with that key is a cleanup candidate."""
         return candidates[0] if candidates else None
 
-    def import_items(self, conn: Connection, found: FindResult) -> ImportOutcome:
+    def import_items(self, conn: Connection, found: FindResult) -> ImportResult:
         """Upsert the found rows: one SELECT, at most one INSERT … RETURNING and one UPDATE executemany."""
         table = self.table
-        outcome = ImportOutcome(table.name)
+        outcome = ImportResult(table.name)
         wanted, outcome.problems = self.map_items(found)
         in_scope = self.load_existing(conn)
         matches = self.load_matches(conn, wanted, in_scope)
@@ -324,7 +324,7 @@ class IntegratedDBImporter(ABC):
         outcome.inserted, outcome.updated = len(inserts), len(updates)
         return outcome
 
-    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> None:
+    def cleanup_unused_items(self, conn: Connection, outcome: ImportResult) -> None:
         """Delete the unused rows in scope, set-based, into ``outcome``; nothing unless the scope was read
         completely."""
         if not self.clean_up_siblings or not outcome.cleanup_allowed or not outcome.unused:

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from annotation_reconciler.db_import.base import FoundItem, ImportOutcome, ImportProblem, StoredPaths
+from annotation_reconciler.db_import.base import FoundItem, ImportProblem, ImportResult, StoredPaths
 from annotation_reconciler.db_import.importers import (
     AnnotationImporter,
     DatasetImporter,
@@ -105,7 +105,7 @@ class IngestResult:
         """Voxel spacings whose stale annotations were left in place because S3 was not read completely."""
         return [report.prefix for report in self.voxel_spacings if not report.cleanup_done and not report.cleanup_off]
 
-    def record(self, outcome: ImportOutcome) -> None:
+    def record(self, outcome: ImportResult) -> None:
         self.inserted[outcome.table] += outcome.inserted
         self.updated[outcome.table] += outcome.updated
         self.removed.update(outcome.removed)
@@ -202,7 +202,7 @@ class _Ingestion:
         runs = RunImporter(self.storage, self.paths, dataset_id, run_name)
         found, runs_found = dataset.find(), runs.find()
 
-        def work(conn: Connection) -> tuple[ImportOutcome, ImportOutcome | None]:
+        def work(conn: Connection) -> tuple[ImportResult, ImportResult | None]:
             ensure_depositions(conn, _deposition_ids(found.items), dataset.scope)
             dataset_outcome = dataset.import_items(conn, found)
             if not dataset_outcome.imported:
@@ -271,7 +271,7 @@ class _Ingestion:
         report = VoxelSpacingReport(voxel_spacing_id, prefix, metadata_read=len(found.items), cleanup_off=off)
         self.result.voxel_spacings.append(report)
 
-        def work(conn: Connection) -> list[ImportOutcome]:
+        def work(conn: Connection) -> list[ImportResult]:
             ensure_depositions(conn, _deposition_ids(found.items), annotations.scope)
             outcome = annotations.import_items(conn, found)
             # What the importer has just read from S3 is not stale, whatever the ledger says.

@@ -36,7 +36,7 @@ class LocalContext:
 
 
 @dataclass
-class PollOutcome:
+class PollResult:
     received: int = 0
     deleted: int = 0
     failed: int = 0
@@ -84,10 +84,10 @@ class LocalLambdaRuntime:
             messages.extend(fresh)
         return messages
 
-    def poll_once(self) -> PollOutcome:
+    def poll_once(self) -> PollResult:
         """Receive one batch, invoke the handler, delete the messages it did not report as failed."""
         messages = self._receive()
-        outcome = PollOutcome(received=len(messages))
+        outcome = PollResult(received=len(messages))
         if not messages:
             return outcome
         event = {"Records": [self._record(m) for m in messages]}
@@ -103,7 +103,7 @@ class LocalLambdaRuntime:
         outcome.deleted, outcome.failed = len(done), len(failed)
         return outcome
 
-    def drain(self, *, max_polls: int = 1000) -> list[PollOutcome]:
+    def drain(self, *, max_polls: int = 1000) -> list[PollResult]:
         """Poll until a receive comes back empty (failed messages reappear after their visibility timeout)."""
         outcomes = []
         for _ in range(max_polls):

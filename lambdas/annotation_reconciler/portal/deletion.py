@@ -73,7 +73,7 @@ def count_orphans(conn: Connection) -> int:
 
 
 @dataclass
-class DeletionResult:
+class DeletedRows:
     """What one call deleted: annotation ids and row counts per table."""
 
     deleted: list[int] = field(default_factory=list)
@@ -88,7 +88,7 @@ def delete_annotations(
     reason: str,
     metadata_keys: Mapping[int, str | None] | None = None,
     now: datetime.datetime | None = None,
-) -> DeletionResult:
+) -> DeletedRows:
     """Delete the annotations (id -> the stored path they were judged on) and all their children in
     the caller's transaction; audit each one with a snapshot of exactly the rows deleted.
 
@@ -98,7 +98,7 @@ def delete_annotations(
     one gets a new ``purged`` row with ``source``. The snapshot is in the audit, written by the function.
     Ids that no longer exist are ignored (another run already deleted them).
     """
-    result = DeletionResult()
+    result = DeletedRows()
     if not expected_paths:
         return result
     now = now or datetime.datetime.now(datetime.UTC)
@@ -154,4 +154,4 @@ def message_of(exc: DBAPIError) -> str:
     return str(args[0].get("M")) if args and isinstance(args[0], dict) else str(exc.orig)
 
 
-__all__ = ["ConcurrentChangeError", "DeletionResult", "Status", "count_orphans", "delete_annotations"]
+__all__ = ["ConcurrentChangeError", "DeletedRows", "Status", "count_orphans", "delete_annotations"]

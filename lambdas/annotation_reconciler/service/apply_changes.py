@@ -30,7 +30,7 @@ from annotation_reconciler.service.results import ChangeResult
 
 
 @dataclass
-class MetadataOutcome:
+class MappedChanges:
     """What the mapping of a batch's metadata keys decided before anything is written."""
 
     unmatched_keys: list[str] = field(default_factory=list)
@@ -54,10 +54,10 @@ def map_changes(
     layout: BucketLayout,
     latest: Mapping[str, tuple[ChangeKind, ordering.Stamp]],
     files: ordering.KeyStates,
-) -> tuple[MetadataOutcome, event_batch.BatchWrites]:
+) -> tuple[MappedChanges, event_batch.BatchWrites]:
     """Each metadata key's last change decided against its annotations' newest ledger rows (one query maps them
     all, and sets the transaction's lock timeout), and the removed data files' stored forms: what to write."""
-    out = MetadataOutcome()
+    out = MappedChanges()
     forms = [f for k in latest for f in layout.stored_forms(k)]
     refs, rows = event_batch.map_metadata(conn, forms, lock_timeout=EVENTS_LOCK_TIMEOUT)
     by_key: dict[str, list[AnnotationRef]] = defaultdict(list)

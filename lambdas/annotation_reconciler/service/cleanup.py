@@ -14,9 +14,9 @@ from annotation_reconciler.rules.listings import prefixes_to_list, suspicious_pr
 from annotation_reconciler.rules.ordering import utcnow
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.service import survey
-from annotation_reconciler.service.cleanup_report import CleanupReport, Stale
 from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.deletions import Policy, delete_stale, hold
+from annotation_reconciler.service.results import CleanupResult, Stale
 
 log = logging.getLogger("annotation_reconciler.cleanup")
 
@@ -24,7 +24,7 @@ BATCH_SIZE = 500
 REASON = "metadata not found in S3 (cleanup-stale-annotations)"
 
 
-def survey_scope(ctx: Context, report: CleanupReport, max_fraction: float | None) -> None:
+def survey_scope(ctx: Context, report: CleanupResult, max_fraction: float | None) -> None:
     """Fill the report's stale and unknown annotations; raise CleanupError on any S3 error."""
     found = survey.survey(ctx, report.scope, max_fraction=max_fraction)
     if found.errors:
@@ -48,7 +48,7 @@ def survey_scope(ctx: Context, report: CleanupReport, max_fraction: float | None
 
 def delete_stale_annotations(
     ctx: Context,
-    report: CleanupReport,
+    report: CleanupResult,
     *,
     approved_by: str | None,
     max_fraction: float | None,

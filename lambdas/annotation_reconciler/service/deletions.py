@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,10 +25,11 @@ from annotation_reconciler.ledger import Source, Status, exemptions, missing_fil
 from annotation_reconciler.ledger.quarantines import Opening
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.rules import lifecycle
-from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Unknown, Verdict
+from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Decision, Verdict
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.service.evidence import Surroundings
+from annotation_reconciler.service.results import DeletionResult
 
 log = logging.getLogger(__name__)
 #: How many ids a log line names before it only counts the rest.
@@ -46,32 +47,6 @@ class Policy:
     #: rows this run has deleted already, per dataset: a run that deletes batch by batch (or voxel spacing by
     #: voxel spacing) is guarded as a whole, not each batch against what the earlier ones left
     deleted: dict[int | None, int] = field(default_factory=dict)
-
-
-@dataclass
-class DeletionOutcome:
-    """What the flow did with its candidates (in dry run, ``would_delete`` instead of ``deleted``)."""
-
-    decisions: lifecycle.Decisions = field(default_factory=lifecycle.Decisions)
-    deleted: list[int] = field(default_factory=list)
-    would_delete: list[int] = field(default_factory=list)
-    released: list[int] = field(default_factory=list)
-    held: list[int] = field(default_factory=list)
-    rows_deleted: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def unknown(self) -> list[Unknown]:
-        """The rows S3 or the configuration could not judge: left in place (their decisions: ``decisions``)."""
-        return [d.as_unknown() for d in self.decisions.of(Verdict.UNKNOWN)]
-
-    @property
-    def moved(self) -> list[tuple[int, str]]:
-        """(annotation id, the key that carries its natural key) of the rows found moved."""
-        return [(d.candidate.annotation_id, d.moved_to or "") for d in self.decisions.of(Verdict.MOVED)]
-
-    @property
-    def held_datasets(self) -> dict[int | None, tuple[int, int]]:
-        return self.decisions.held_datasets
 
 
 def ids_of(items: Sequence[Decision]) -> str:
@@ -130,7 +105,7 @@ def hold(
 ) -> list[int]:
     """Record rows already judged held (by a survey of the whole scope) as held, without judging them again
     batch by batch; returns their annotation ids."""
-    outcome = DeletionOutcome()
+    outcome = DeletionResult()
     _hold(conn, list(held), outcome, source, now, policy)
     return outcome.held
 
@@ -147,7 +122,7 @@ def delete_stale(
     now: datetime.datetime,
     neighbours: Surroundings | Mapping[str, bool | BaseException] | None = None,
     moved: Mapping[int, str | BaseException] | None = None,
-) -> DeletionOutcome:
+) -> DeletionResult:
     """Decide every candidate and carry out the decisions, in the caller's transaction.
 
     - delete: through the one deletion routine, only while the row's stored path is the judged one;
@@ -161,7 +136,7 @@ def delete_stale(
     """
     evidence = gather_evidence(conn, candidates, listings, policy, neighbours, moved)
     decisions = lifecycle.decide(candidates, evidence, layout, max_fraction=policy.max_fraction)
-    outcome = DeletionOutcome(decisions)
+    outcome = DeletionResult(decisions)
     _release(conn, decisions.of(Verdict.RELEASE), outcome, now)
     _hold(conn, decisions.of(Verdict.HELD), outcome, source, now, policy)
     for decision in decisions.of(Verdict.MOVED)[:LOG_IDS]:
@@ -199,7 +174,7 @@ def delete_stale(
     return outcome
 
 
-def _release(conn: Connection, items: list[Decision], outcome: DeletionOutcome, now: datetime.datetime) -> None:
+def _release(conn: Connection, items: list[Decision], outcome: DeletionResult, now: datetime.datetime) -> None:
     with_rows = [(d.candidate.quarantine_id, d.reason) for d in items if d.candidate.quarantine_id is not None]
     outcome.released = quarantines.release_rows(conn, [(q, r) for q, r in with_rows if q is not None], now=now)
     changed = [d for d in items if d.key is None and not d.candidate.gone]
@@ -210,7 +185,7 @@ def _release(conn: Connection, items: list[Decision], outcome: DeletionOutcome, 
 def _hold(
     conn: Connection,
     items: list[Decision],
-    outcome: DeletionOutcome,
+    outcome: DeletionResult,
     source: Source,
     now: datetime.datetime,
     policy: Policy,

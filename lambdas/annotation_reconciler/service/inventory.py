@@ -36,6 +36,7 @@ from annotation_reconciler.rules.paths import KeyKind, classify_key
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import survey
 from annotation_reconciler.service.context import SAFETY_MARGIN_S, Context
+from annotation_reconciler.service.results import InventoryResult, InventorySliceResult
 from annotation_reconciler.storage import inventory
 
 MESSAGE_TYPE = "inventory_shard"
@@ -67,18 +68,6 @@ class InventoryShard:
     report_time: datetime.datetime
     candidates: tuple[tuple[int, str], ...]
     attempt: int = 0  # 0: the plan's slice or its continuation; n: the n-th retry of candidates S3 could not confirm
-
-
-@dataclass
-class ShardResult:
-    """What confirming (part of) one slice did."""
-
-    checked: int = 0
-    quarantined: list[int] = field(default_factory=list)
-    released: list[int] = field(default_factory=list)
-    unknown: list[lifecycle.Unknown] = field(default_factory=list)  # S3 could not say (each with its key): nothing done
-    skipped: list[int] = field(default_factory=list)  # gone from the database or pointing elsewhere since the plan
-    remaining: list[tuple[int, str]] = field(default_factory=list)  # not reached within the time budget
 
 
 def plan_inventory(
@@ -233,10 +222,10 @@ def confirm_shard(
     shard: InventoryShard,
     *,
     remaining_seconds: Callable[[], float] | None = None,
-) -> ShardResult:
+) -> InventorySliceResult:
     """Confirm a slice's candidates against S3, one ``Annotations/`` folder at a time, until the
     time budget runs low; quarantine what is confirmed absent, release what is present."""
-    result = ShardResult()
+    result = InventorySliceResult()
     started = ordering.Stamp(ctx.clock())  # the listings below are evidence only for what came before
     presence: dict[str, bool | None] = {}
     done: list[tuple[int, str]] = []
@@ -284,27 +273,12 @@ def confirm_shard(
     return result
 
 
-@dataclass
-class InventoryScanResult:
-    """A whole reconciliation from one report, confirmed inline (``annotation-reconciler scan --inventory``)."""
-
-    manifest: str
-    report_time: datetime.datetime
-    annotations: int = 0
-    inventory_metadata_keys: int = 0
-    candidates: int = 0  # rows whose metadata the report lacks
-    quarantined: list[int] = field(default_factory=list)
-    released: list[int] = field(default_factory=list)
-    unknown: list[lifecycle.Unknown] = field(default_factory=list)  # unmappable, or S3 could not say
-    untracked: list[str] = field(default_factory=list)  # metadata keys in the report that no row points to
-
-
-def reconcile_inventory(ctx: Context, manifest_url: str, *, inventory_client: Any = None) -> InventoryScanResult:
+def reconcile_inventory(ctx: Context, manifest_url: str, *, inventory_client: Any = None) -> InventoryResult:
     """Plan from the newest report and confirm every candidate in this process: the same two steps the
     schedule and the work queue take, without the queue (an operator's command has no Lambda time limit)."""
     plan = plan_inventory(ctx, manifest_url, inventory_client=inventory_client)
     done = confirm_shard(ctx, InventoryShard(plan.manifest, plan.report_time, tuple(plan.candidates)))
-    return InventoryScanResult(
+    return InventoryResult(
         manifest=plan.manifest,
         report_time=plan.report_time,
         annotations=plan.annotations,

@@ -25,9 +25,16 @@ from annotation_reconciler.rules.notifications import ObjectChange
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import apply_changes, cleanup, inventory, operators, purge, scan, survey
-from annotation_reconciler.service.cleanup_report import CleanupReport
 from annotation_reconciler.service.context import Context
-from annotation_reconciler.service.results import ChangeResult, PurgeResult, ScanResult, SurveyResult
+from annotation_reconciler.service.results import (
+    ChangeResult,
+    CleanupResult,
+    InventoryResult,
+    InventorySliceResult,
+    PurgeResult,
+    ScanResult,
+    SurveyResult,
+)
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 
@@ -102,16 +109,16 @@ class Reconciler:
 
     def confirm_inventory_shard(
         self, shard: inventory.InventoryShard, *, remaining_seconds: Callable[[], float] | None = None
-    ) -> inventory.ShardResult:
+    ) -> InventorySliceResult:
         return inventory.confirm_shard(self.context, shard, remaining_seconds=remaining_seconds)
 
-    def reconcile_inventory(self, manifest_url: str, **options: Any) -> inventory.InventoryScanResult:
+    def reconcile_inventory(self, manifest_url: str, **options: Any) -> InventoryResult:
         return inventory.reconcile_inventory(self.context, manifest_url, **options)
 
-    def cleanup_survey(self, report: CleanupReport, max_fraction: float | None) -> None:
+    def cleanup_survey(self, report: CleanupResult, max_fraction: float | None) -> None:
         cleanup.survey_scope(self.context, report, max_fraction)
 
-    def cleanup_delete(self, report: CleanupReport, *, approved_by: str | None, max_fraction: float | None) -> None:
+    def cleanup_delete(self, report: CleanupResult, *, approved_by: str | None, max_fraction: float | None) -> None:
         cleanup.delete_stale_annotations(self.context, report, approved_by=approved_by, max_fraction=max_fraction)
 
     # the operator's decisions, on the reconciler's clock

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -31,6 +31,7 @@ from annotation_reconciler.ledger import audit, integrity
 from annotation_reconciler.ledger.audit import Purged
 from annotation_reconciler.portal import restoring
 from annotation_reconciler.portal.restoring import TABLES
+from annotation_reconciler.service.results import RestoreResult
 
 
 class RestoreError(RuntimeError):
@@ -54,13 +55,6 @@ class RestoreScope:
         if self.since is not None:
             parts.append(f"purged since {self.since.isoformat()}")
         return ", ".join(parts) or "everything"
-
-
-@dataclass
-class RestoreResult:
-    dry_run: bool
-    annotations: list[int] = field(default_factory=list)  # restored (or, in dry run, would be)
-    rows: dict[str, int] = field(default_factory=dict)  # per table
 
 
 def rows_by_table(purged: Sequence[Purged]) -> dict[str, list[dict[str, Any]]]:

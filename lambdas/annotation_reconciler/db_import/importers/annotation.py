@@ -29,8 +29,8 @@ from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import (
     FindResult,
     FoundItem,
-    ImportOutcome,
     ImportProblem,
+    ImportResult,
     IntegratedDBImporter,
     Key,
     Matches,
@@ -46,8 +46,9 @@ from annotation_reconciler.rules.listings import canonical, listing_prefixes
 from annotation_reconciler.rules.ordering import Clock, utcnow
 from annotation_reconciler.rules.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
 from annotation_reconciler.rules.spelling import spelling_form
-from annotation_reconciler.service.deletions import DeletionOutcome, Policy, delete_stale, fresh_candidates
+from annotation_reconciler.service.deletions import Policy, delete_stale, fresh_candidates
 from annotation_reconciler.service.evidence import dataset_neighbours
+from annotation_reconciler.service.results import DeletionResult
 from annotation_reconciler.storage import S3Storage
 
 ANNOTATION = table_of("annotation")
@@ -86,7 +87,7 @@ class AnnotationImporter(IntegratedDBImporter):
         self.storage, self.paths, self.workers, self.clock = storage, paths, workers, clock
         self.run_id, self.voxel_spacing_id, self.voxel_spacing_prefix = run_id, voxel_spacing_id, voxel_spacing_prefix
         self.policy = policy  # None: the sibling cleanup is switched off
-        self.deletion: DeletionOutcome | None = None
+        self.deletion: DeletionResult | None = None
         self.found: FindResult | None = None  # what find() read: the listings the cleanup needs as evidence
         self.facts = FileFacts(dataset_deposition_id)
         self._listings: dict[str, frozenset[str] | StorageError] = {}  # extra listings a re-pointing needed
@@ -259,7 +260,7 @@ class AnnotationImporter(IntegratedDBImporter):
                 self._listings[prefix] = exc
         return self._listings[prefix]
 
-    def cleanup_unused_items(self, conn: Connection, outcome: ImportOutcome) -> None:
+    def cleanup_unused_items(self, conn: Connection, outcome: ImportResult) -> None:
         """Hand the scope's unused rows to the one deletion flow, with the voxel spacing's listing as evidence.
 
         Only a complete listing is evidence, and only for keys under the listed prefix: rows whose

@@ -16,7 +16,7 @@ from annotation_reconciler.db_import import items
 from annotation_reconciler.db_import.base import (
     KEEP,
     FoundItem,
-    ImportOutcome,
+    ImportResult,
     IntegratedDBImporter,
     ItemsFinder,
     StoredPaths,
@@ -40,7 +40,7 @@ class _ChildImporter(IntegratedDBImporter):
     finder = ItemsFinder
     clean_up_siblings = True
 
-    def __init__(self, paths: StoredPaths, annotations: ImportOutcome, scope: str) -> None:
+    def __init__(self, paths: StoredPaths, annotations: ImportResult, scope: str) -> None:
         self.paths, self.annotations, self._scope = paths, annotations, scope
 
     @property
@@ -88,8 +88,8 @@ class AnnotationFileImporter(_ChildImporter):
     def __init__(
         self,
         paths: StoredPaths,
-        annotations: ImportOutcome,
-        shapes: ImportOutcome,
+        annotations: ImportResult,
+        shapes: ImportResult,
         scope: str,
         voxel_spacing_id: int,
         facts: FileFacts | None = None,
@@ -153,7 +153,7 @@ def alignment_path(paths: StoredPaths, named: Any) -> str | None:
     return paths.s3_path(key) if key else None
 
 
-def alignments_of(conn: Connection, paths: StoredPaths, annotations: ImportOutcome) -> dict[str, int]:
+def alignments_of(conn: Connection, paths: StoredPaths, annotations: ImportResult) -> dict[str, int]:
     """The alignment of the run each imported annotation's metadata names: stored path -> alignment id."""
     named = {alignment_path(paths, item.data.get("alignment_metadata_path")) for item, _ in annotations.imported}
     run_ids = {row["run_id"] for _, row in annotations.imported}
@@ -167,11 +167,11 @@ def alignments_of(conn: Connection, paths: StoredPaths, annotations: ImportOutco
 def import_annotation_children(
     conn: Connection,
     paths: StoredPaths,
-    annotations: ImportOutcome,
+    annotations: ImportResult,
     scope: str,
     voxel_spacing_id: int,
     facts: FileFacts | None = None,
-) -> list[ImportOutcome]:
+) -> list[ImportResult]:
     """Upsert shapes, files, authors and method links of the imported annotations; delete the unused ones."""
     if not annotations.imported:
         return []
