@@ -21,6 +21,7 @@ one every presence question asks; :func:`canonical` (case and Unicode form only)
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -184,14 +185,12 @@ class Listings(Mapping[str, Answer]):
         answer = self._answers.get(prefix)
         return answer if isinstance(answer, frozenset) else None
 
-    def sorted_keys(self, prefix: str) -> list[str]:
-        """The complete listing of ``prefix`` in sorted order (empty when it is not complete), for bisection."""
+    def _sorted_keys(self, prefix: str) -> list[str]:
         if prefix not in self._sorted:
             self._sorted[prefix] = sorted(self.complete(prefix) or ())
         return self._sorted[prefix]
 
-    def sorted_forms(self, prefix: str) -> list[str]:
-        """The spelling forms of the complete listing of ``prefix``, sorted and distinct, for bisection."""
+    def _sorted_forms(self, prefix: str) -> list[str]:
         if prefix not in self._folded:
             self._folded[prefix] = sorted(self._forms_of(prefix))
         return self._folded[prefix]
@@ -206,24 +205,24 @@ class Listings(Mapping[str, Answer]):
             self._forms[prefix] = forms
         return forms
 
-    def presence(self, key: str, besides: Collection[str] = ()) -> Presence:
+    def presence(self, key: str, besides: Collection[str] = (), *, inside: bool = False) -> Presence:
         """Is ``key`` listed, in any spelling, under every prefix that could hold it (:func:`listing_prefixes`)?
 
         NOT_LISTED when one of them was not listed completely (even if another holds the key); else LISTED when its
         own listing holds the key, TWIN when a listing holds a key that differs from it only in spelling (one of
-        ``besides`` aside), ABSENT otherwise."""
+        ``besides`` aside), ABSENT otherwise. ``inside``: a key listed below ``key + "/"`` counts as ``key`` (a data
+        file that is a zarr folder, whose chunks are the keys), found by bisection of a sorted index."""
         prefixes = listing_prefixes(key)
-        own = self.complete(metadata_folder(key))
-        listed_as: str | None = key if own is not None and key in own else None
-        if listed_as is None:
+        own = metadata_folder(key)
+        listed_as: str | None = None
+        if key in (self.complete(own) or ()) or (
+            inside and _first_at_or_below(self._sorted_keys(own), key) is not None  # a zarr folder: its keys
+        ):
+            listed_as = key
+        else:
             form = spelling_form(key)
-            twins = [
-                other
-                for prefix in prefixes
-                for other in self._forms_of(prefix).get(form, ())
-                if other != key and other not in besides
-            ]
-            listed_as = min(twins, default=None)
+            twins = [other for p in prefixes for other in self._spelled(p, form, inside) if other not in besides]
+            listed_as = min((other for other in twins if other != key), default=None)
         for prefix in prefixes:
             answer = self._answers.get(prefix)
             if not isinstance(answer, frozenset):
@@ -231,3 +230,22 @@ class Listings(Mapping[str, Answer]):
         if listed_as is None:
             return Presence(key, Seen.ABSENT)
         return Presence(key, Seen.LISTED if listed_as == key else Seen.TWIN, listed_as)
+
+    def _spelled(self, prefix: str, form: str, inside: bool) -> list[str]:
+        """The keys of the complete listing of ``prefix`` whose spelling form is ``form`` (``inside``: else those of
+        the first form below ``form + "/"``)."""
+        forms = self._forms_of(prefix)
+        if form in forms or not inside:
+            return forms.get(form, [])
+        below = _first_at_or_below(self._sorted_forms(prefix), form)
+        return forms[below] if below is not None else []
+
+
+def _first_at_or_below(ordered: list[str], key: str) -> str | None:
+    """``key``, else the first key below ``key + "/"``, in a sorted list; None when neither is there."""
+    i = bisect.bisect_left(ordered, key)
+    if i < len(ordered) and ordered[i] == key:
+        return key
+    inside = key + "/"
+    j = bisect.bisect_left(ordered, inside, i)
+    return ordered[j] if j < len(ordered) and ordered[j].startswith(inside) else None

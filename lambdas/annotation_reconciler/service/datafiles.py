@@ -11,7 +11,6 @@ Recorded like the events do (``missing_annotation_file``); a missing file never 
 
 from __future__ import annotations
 
-import bisect
 import datetime
 from collections.abc import Mapping, Sequence
 
@@ -19,19 +18,8 @@ from sqlalchemy import Connection
 
 from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.portal.annotation_rows import FileRow
-from annotation_reconciler.rules.listings import Listings, listing_prefixes, metadata_folder
+from annotation_reconciler.rules.listings import Listings, Seen, metadata_folder
 from annotation_reconciler.rules.paths import BucketLayout
-from annotation_reconciler.rules.spelling import spelling_form
-
-
-def _holds_in(ordered: list[str], key: str) -> bool:
-    """``key`` or a key below ``key + "/"`` in a sorted list."""
-    i = bisect.bisect_left(ordered, key)
-    if i < len(ordered) and ordered[i] == key:
-        return True
-    inside = key + "/"
-    j = bisect.bisect_left(ordered, inside, i)
-    return j < len(ordered) and ordered[j].startswith(inside)
 
 
 def judge_files(
@@ -41,18 +29,15 @@ def judge_files(
     spelled differently from a listed key, is in neither."""
     missing: list[tuple[FileRow, str]] = []
     present: list[int] = []
-    listed = Listings.of(listings)  # each prefix sorted (and its spelling forms) once, for every file judged
+    listed = Listings.of(listings)  # each prefix indexed once, for every file judged
     for row in files:
         key = layout.to_key(row.s3_path)
         if key is None or not metadata_folder(key).endswith("/Annotations/"):
             continue
-        prefixes = listing_prefixes(key)
-        if any(listed.complete(p) is None for p in prefixes):
-            continue
-        own = metadata_folder(key)
-        if key in (listed.complete(own) or ()) or _holds_in(listed.sorted_keys(own), key):
+        presence = listed.presence(key, inside=True)
+        if presence.seen is Seen.LISTED:
             present.append(row.file_id)
-        elif not any(_holds_in(listed.sorted_forms(p), spelling_form(key)) for p in prefixes):
+        elif presence.seen is Seen.ABSENT:
             missing.append((row, key))
     return missing, present
 
