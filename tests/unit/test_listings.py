@@ -18,6 +18,7 @@ NFD = unicodedata.normalize("NFD", NFC)
 def test_the_key_itself_in_its_own_listing_is_listed() -> None:
     listings = Listings({VS: frozenset({KEY, f"{VS}100/other-1.0.json"})})
     assert listings.presence(KEY) == Presence(KEY, Seen.LISTED, KEY)
+    assert listings.presence(KEY).reason == f"{KEY!r} is listed"
 
 
 def test_a_key_no_complete_listing_holds_in_any_spelling_is_absent() -> None:

@@ -216,7 +216,7 @@ class Listings(Mapping[str, Answer]):
         own = metadata_folder(key)
         listed_as: str | None = None
         if key in (self.complete(own) or ()) or (
-            inside and _first_at_or_below(self._sorted_keys(own), key) is not None  # a zarr folder: its keys
+            inside and _first_below(self._sorted_keys(own), key) is not None  # a zarr folder: its keys
         ):
             listed_as = key
         else:
@@ -237,15 +237,12 @@ class Listings(Mapping[str, Answer]):
         forms = self._forms_of(prefix)
         if form in forms or not inside:
             return forms.get(form, [])
-        below = _first_at_or_below(self._sorted_forms(prefix), form)
+        below = _first_below(self._sorted_forms(prefix), form)
         return forms[below] if below is not None else []
 
 
-def _first_at_or_below(ordered: list[str], key: str) -> str | None:
-    """``key``, else the first key below ``key + "/"``, in a sorted list; None when neither is there."""
-    i = bisect.bisect_left(ordered, key)
-    if i < len(ordered) and ordered[i] == key:
-        return key
-    inside = key + "/"
-    j = bisect.bisect_left(ordered, inside, i)
-    return ordered[j] if j < len(ordered) and ordered[j].startswith(inside) else None
+def _first_below(ordered: list[str], folder: str) -> str | None:
+    """The first entry of a sorted list below ``folder + "/"``; None when there is none."""
+    inside = folder + "/"
+    i = bisect.bisect_left(ordered, inside)
+    return ordered[i] if i < len(ordered) and ordered[i].startswith(inside) else None
