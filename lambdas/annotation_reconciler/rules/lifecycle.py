@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from annotation_reconciler.rules.guards import GUARD_FLOOR, dataset_folder, folder_levels, guard_allows
-from annotation_reconciler.rules.listings import (  # re-exported: the listings' helpers lived here
-    listing_prefixes,
-    metadata_folder,
-)
+from annotation_reconciler.rules.listings import Listings, Seen, metadata_folder
 from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key, is_metadata_key
 from annotation_reconciler.rules.plural import count
-from annotation_reconciler.rules.spelling import spelling_form, twin_folder
+from annotation_reconciler.rules.spelling import twin_folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +178,9 @@ def decide(
     result = Decisions()
     deletions: dict[int | None, list[Decision]] = defaultdict(list)
     going: Counter[int | None] = Counter()
+    listings = Listings.of(evidence.listings)  # indexed once for every candidate
     for candidate in candidates:
-        verdict, key, reason = _judge(candidate, evidence, layout)
+        verdict, key, reason = _judge(candidate, evidence, listings, layout)
         moved_to = evidence.moved.get(candidate.annotation_id) if verdict is Verdict.MOVED and evidence.moved else None
         decision = Decision(candidate, verdict, key, reason, moved_to if isinstance(moved_to, str) else None)
         if verdict is not Verdict.RELEASE:
@@ -205,13 +203,9 @@ def decide(
     return result
 
 
-def _own_listing(key: str, evidence: Evidence) -> frozenset[str]:
-    """The complete listing of the key's own ``Annotations/`` prefix, or nothing when it failed or was not made."""
-    listing = evidence.listings.get(metadata_folder(key))
-    return listing if isinstance(listing, frozenset) else frozenset()
-
-
-def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tuple[Verdict, str | None, str]:
+def _judge(
+    candidate: Candidate, evidence: Evidence, listings: Listings, layout: BucketLayout
+) -> tuple[Verdict, str | None, str]:
     if candidate.gone:
         return Verdict.RELEASE, None, "the annotation row no longer exists"
     path = candidate.ref.stored_path
@@ -225,7 +219,7 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
     resolved = resolve(candidate.ref, layout)
     if not quarantined and evidence.exempt.get(candidate.annotation_id) == path:
         # exempt: never stale; but a listing that shows its key again is the news that ends the exemption
-        if not isinstance(resolved, Unknown) and resolved in _own_listing(resolved, evidence):
+        if not isinstance(resolved, Unknown) and resolved in (listings.complete(metadata_folder(resolved)) or ()):
             return Verdict.RELEASE, resolved, "metadata present in S3 (an operator's release of it lapses)"
         return Verdict.RELEASE, None, "released by an operator: exempt until its metadata or stored path changes"
     if isinstance(resolved, Unknown):
@@ -238,24 +232,13 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
             f"configuration drift: quarantined as {candidate.quarantined_key!r}, today's settings "
             f"resolve {path!r} to {key!r}",
         )
-    own = metadata_folder(key)
-    listed: list[frozenset[str]] = []
-    for prefix in listing_prefixes(key):
-        listing = evidence.listings.get(prefix)
-        if listing is None:
-            return Verdict.UNKNOWN, key, f"{key!r} is not under a completely listed prefix ({prefix!r} was not listed)"
-        if isinstance(listing, BaseException):
-            return Verdict.UNKNOWN, key, f"listing {prefix!r} failed: {listing}"
-        listed.append(listing)
-    own_listing = evidence.listings[own]
-    assert isinstance(own_listing, frozenset)
-    if key in own_listing:
+    presence = listings.presence(key)
+    if presence.seen is Seen.LISTED:
         return Verdict.RELEASE, key, "metadata present in S3"
-    form = spelling_form(key)
-    for listing in listed:
-        for other in listing:
-            if spelling_form(other) == form:
-                return Verdict.UNKNOWN, key, f"{key!r} differs only in spelling from the listed key {other!r}"
+    if presence.seen is not Seen.ABSENT:  # not listed completely, or a twin spelled differently
+        return Verdict.UNKNOWN, key, presence.reason
+    own = metadata_folder(key)
+    own_listing = listings.complete(own) or frozenset()
     twin = twin_folder_reason(own, evidence.siblings)
     if twin is not None:
         return Verdict.UNKNOWN, key, twin
@@ -266,7 +249,7 @@ def _judge(candidate: Candidate, evidence: Evidence, layout: BucketLayout) -> tu
         return Verdict.MOVED, key, f"moved: {move!r} carries its natural key (its own {key!r} is gone)"
     if not quarantined and not candidate.approved and not any(is_metadata_key(k) for k in own_listing):
         return _judge_empty(key, own, evidence.neighbours.get(own))
-    return Verdict.STALE, key, f"absent from the complete listing of {own!r}"
+    return Verdict.STALE, key, presence.reason
 
 
 def twin_folder_reason(own: str, siblings: Mapping[str, frozenset[str] | BaseException] | None) -> str | None:

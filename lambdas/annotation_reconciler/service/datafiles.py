@@ -1,7 +1,8 @@
 """Scans find missing annotation data files (and their return) in the listings they already made.
 
 A data file (an ``annotation_file`` row: ``…/Annotations/NNN/…ndjson`` or a ``….zarr`` folder) is
-*missing* only when every listing that could show it is complete and none holds it in any spelling;
+*missing* only when every listing that could show it is complete and none holds it in any spelling
+(``spelling.spelling_form``: case, Unicode form and percent/plus-encoding, as for metadata keys);
 *present* when its own listing holds it (a zarr: any key inside it). Anything else says nothing.
 Recorded like the events do (``missing_annotation_file``); a missing file never deletes anything::
 
@@ -10,7 +11,6 @@ Recorded like the events do (``missing_annotation_file``); a missing file never 
 
 from __future__ import annotations
 
-import bisect
 import datetime
 from collections.abc import Mapping, Sequence
 
@@ -18,35 +18,8 @@ from sqlalchemy import Connection
 
 from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.portal.annotation_rows import FileRow
-from annotation_reconciler.rules.listings import canonical, listing_prefixes, metadata_folder
+from annotation_reconciler.rules.listings import Listings, Seen, metadata_folder
 from annotation_reconciler.rules.paths import BucketLayout
-
-
-class _Listing:
-    """One complete listing, indexed once for every file judged against it: the key itself, or a key inside it
-    (a zarr folder), found by bisection; the case- and Unicode-folded index is built only when asked for."""
-
-    def __init__(self, keys: frozenset[str]) -> None:
-        self.keys = keys
-        self.ordered = sorted(keys)
-        self._folded: list[str] | None = None
-
-    def holds(self, key: str, fold: bool) -> bool:
-        if fold:
-            if self._folded is None:
-                self._folded = sorted({canonical(k) for k in self.keys})
-            return _holds_in(self._folded, canonical(key))
-        return key in self.keys or _holds_in(self.ordered, key)
-
-
-def _holds_in(ordered: list[str], key: str) -> bool:
-    """``key`` or a key below ``key + "/"`` in a sorted list."""
-    i = bisect.bisect_left(ordered, key)
-    if i < len(ordered) and ordered[i] == key:
-        return True
-    inside = key + "/"
-    j = bisect.bisect_left(ordered, inside, i)
-    return j < len(ordered) and ordered[j].startswith(inside)
 
 
 def judge_files(
@@ -56,27 +29,15 @@ def judge_files(
     spelled differently from a listed key, is in neither."""
     missing: list[tuple[FileRow, str]] = []
     present: list[int] = []
-    indexed: dict[str, _Listing] = {}
-
-    def index(prefix: str) -> _Listing | None:
-        if prefix not in indexed:
-            listing = listings.get(prefix)
-            if not isinstance(listing, frozenset):
-                return None
-            indexed[prefix] = _Listing(listing)
-        return indexed[prefix]
-
+    listed = Listings.of(listings)  # each prefix indexed once, for every file judged
     for row in files:
         key = layout.to_key(row.s3_path)
         if key is None or not metadata_folder(key).endswith("/Annotations/"):
             continue
-        answers = [index(p) for p in listing_prefixes(key)]
-        own = index(metadata_folder(key))
-        if own is None or any(a is None for a in answers):
-            continue
-        if own.holds(key, fold=False):
+        presence = listed.presence(key, inside=True)
+        if presence.seen is Seen.LISTED:
             present.append(row.file_id)
-        elif not any(a.holds(key, fold=True) for a in answers if a is not None):
+        elif presence.seen is Seen.ABSENT:
             missing.append((row, key))
     return missing, present
 

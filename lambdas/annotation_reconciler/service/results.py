@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.rules import lifecycle
 from annotation_reconciler.rules.lifecycle import AnnotationRef, Candidate, Unknown, Verdict
-from annotation_reconciler.rules.listings import listing_prefixes
+from annotation_reconciler.rules.listings import Listings
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.rules.spelling import spelling_form
 from annotation_reconciler.service.evidence import Surroundings
 
 
@@ -55,16 +53,8 @@ class SurveyResult:
     @property
     def found_again(self) -> list[str]:
         """Keys of recently purged annotations that the listings hold, in any spelling."""
-        return [k for k in self.purged_keys if _listed_in_any_spelling(self.listings, k)]
-
-
-def _listed_in_any_spelling(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
-    form = spelling_form(key)  # case, Unicode form and percent/plus-encoding undone
-    for prefix in listing_prefixes(key):
-        listing = listings.get(prefix)
-        if isinstance(listing, frozenset) and any(spelling_form(k) == form for k in listing):
-            return True
-    return False
+        listings = Listings.of(self.listings)
+        return [k for k in self.purged_keys if listings.presence(k).listed_as is not None]
 
 
 @dataclass

@@ -16,10 +16,15 @@ from annotation_reconciler.names import Env
 from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules import lifecycle
 from annotation_reconciler.rules.lifecycle import AnnotationRef
-from annotation_reconciler.rules.listings import listing_prefixes, metadata_folder, prefixes_to_list, untracked_metadata
+from annotation_reconciler.rules.listings import (
+    Listings,
+    Seen,
+    metadata_folder,
+    prefixes_to_list,
+    untracked_metadata,
+)
 from annotation_reconciler.rules.plural import count
 from annotation_reconciler.rules.scope import Scope
-from annotation_reconciler.rules.spelling import spelling_form
 from annotation_reconciler.service.context import SAFETY_MARGIN_S, Context
 from annotation_reconciler.service.deletions import LOG_IDS, Policy, fresh_candidates, gather_evidence
 from annotation_reconciler.service.evidence import (
@@ -198,18 +203,10 @@ def check_presence(ctx: Context, keys: Iterable[str]) -> dict[str, bool | None]:
     delimiter per level, only for the absent keys).
     """
     wanted = set(keys)
-    listings, _ = list_prefixes(ctx, prefixes_to_list(wanted))
-    presence: dict[str, bool | None] = {}
-    for key in wanted:
-        answers = [listings.get(p) for p in listing_prefixes(key)]
-        if not all(isinstance(a, frozenset) for a in answers):
-            presence[key] = None
-        elif _listed(listings, key):
-            presence[key] = True
-        else:
-            form = spelling_form(key)
-            twins = any(spelling_form(k) == form for a in answers if isinstance(a, frozenset) for k in a)
-            presence[key] = None if twins else False
+    listed, _ = list_prefixes(ctx, prefixes_to_list(wanted))
+    listings = Listings(listed)
+    said = {Seen.LISTED: True, Seen.ABSENT: False}  # a twin or a prefix not listed: S3 could not say
+    presence: dict[str, bool | None] = {key: said.get(listings.presence(key).seen) for key in wanted}
     absent = [k for k, present in presence.items() if present is False]
     if absent:
         siblings = folder_siblings(
@@ -219,8 +216,3 @@ def check_presence(ctx: Context, keys: Iterable[str]) -> dict[str, bool | None]:
             if lifecycle.twin_folder_reason(metadata_folder(key), siblings) is not None:
                 presence[key] = None
     return presence
-
-
-def _listed(listings: Mapping[str, frozenset[str] | BaseException], key: str) -> bool:
-    listing = listings.get(metadata_folder(key))
-    return isinstance(listing, frozenset) and key in listing

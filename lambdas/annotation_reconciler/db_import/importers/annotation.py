@@ -42,10 +42,9 @@ from annotation_reconciler.db_import.finders import MetadataFileFinder, file_siz
 from annotation_reconciler.errors import MetadataError, StorageError
 from annotation_reconciler.ledger import Source
 from annotation_reconciler.portal import annotation_rows
-from annotation_reconciler.rules.listings import canonical, listing_prefixes
+from annotation_reconciler.rules.listings import Listings, Seen, canonical, listing_prefixes
 from annotation_reconciler.rules.ordering import Clock, utcnow
 from annotation_reconciler.rules.paths import KeyKind, annotations_prefix, classify_key, voxel_spacing_prefix
-from annotation_reconciler.rules.spelling import spelling_form
 from annotation_reconciler.service.deletions import Policy, delete_stale, fresh_candidates
 from annotation_reconciler.service.evidence import dataset_neighbours
 from annotation_reconciler.service.results import DeletionResult
@@ -237,16 +236,14 @@ class AnnotationImporter(IntegratedDBImporter):
         a spelling twin of it show neither, ``new_key`` aside); otherwise why it is not."""
         if old_key is None or classify_key(old_key) is not KeyKind.METADATA:
             return "its stored path is not an annotation metadata key of this bucket, so it cannot be shown gone"
-        for prefix in listing_prefixes(old_key):
-            listing = self._listing(prefix)
-            if isinstance(listing, StorageError):
-                return f"its folder could not be listed ({listing})"
-            if old_key in listing:
-                return "that key is still in S3"
-            form = spelling_form(old_key)  # case, Unicode form and percent/plus-encoding undone
-            twins = sorted(k for k in listing if k != new_key and spelling_form(k) == form)
-            if twins:
-                return f"{twins[0]} in S3 differs from it only in spelling"
+        listings = Listings({prefix: self._listing(prefix) for prefix in listing_prefixes(old_key)})
+        presence = listings.presence(old_key, besides={new_key})
+        if presence.seen is Seen.NOT_LISTED:
+            return f"its folder could not be listed ({presence.error})"
+        if presence.seen is Seen.LISTED:
+            return "that key is still in S3"
+        if presence.seen is Seen.TWIN:
+            return f"{presence.listed_as} in S3 differs from it only in spelling"
         return None
 
     def _listing(self, prefix: str) -> frozenset[str] | StorageError:
