@@ -17,6 +17,7 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer, use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec
+from support.fresh_databases import FreshDatabases
 from support.wired import Wired, wire
 from support.world import World, make_world
 
@@ -102,12 +103,17 @@ def db_factory(pg_server_url: str, worker_id: str) -> DatabaseFactory:
     return DatabaseFactory(pg_server_url, template=f"reconciler_template_{worker_id}")
 
 
+@pytest.fixture(scope="session")
+def fresh_databases(db_factory: DatabaseFactory) -> Iterator[FreshDatabases]:
+    databases = FreshDatabases(db_factory)
+    yield databases
+    databases.close()
+
+
 @pytest.fixture
-def db_url(db_factory: DatabaseFactory, worker_id: str) -> Iterator[str]:
-    """A fresh database (portal schema + our migrations) for each test."""
-    name = f"test_{worker_id}"
-    url = db_factory.fresh(name)
-    yield url
+def db_url(fresh_databases: FreshDatabases, worker_id: str) -> str:
+    """A fresh database (portal schema + our migrations) for each test, made while the test before it ran."""
+    return fresh_databases.take(f"test_{worker_id}")
 
 
 @pytest.fixture
