@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import Any
+from urllib.parse import quote_plus
 
+import boto3
 import pytest
 from sqlalchemy import Engine, text
 
@@ -64,14 +66,27 @@ def _listing(s3: Any, bucket: str) -> list[tuple[str, int, str, str, bytes]]:
 
 def test_the_tests_fast_seeding_fills_the_bucket_as_the_s3_api_does(s3: Any) -> None:
     """support/seed.py writes straight into in-process moto: what the S3 API then shows must be what write_bucket's
-    PutObjects give, object for object (the same keys, sizes, ETags, storage classes and bodies)."""
+    PutObjects give, object for object (the same keys, sizes, ETags, storage classes and bodies), and a seeded
+    object's deletion must notify as the API's would (moto reads the deleted object's ETag for the event)."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, odd_run_names=True))
     write_bucket(s3, portal)
     by_api = _listing(s3, SPEC.bucket)
     s3.create_bucket(Bucket="seeded", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    sqs = boto3.client("sqs", region_name="us-west-2")
+    queue = sqs.create_queue(QueueName="seeded-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket="seeded",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectRemoved:*"]}]},
+    )
     assert in_process_backend(s3, "seeded") is not None  # the fast path is the one taken
-    assert put_objects(s3, "seeded", documents(portal)) == len(by_api) > 0
-    assert _listing(s3, "seeded") == by_api
+    assert put_objects(s3, "seeded", documents(portal)) == len(by_api) > 1
+    key, _size, etag, _class, _body = by_api[0]
+    s3.delete_object(Bucket="seeded", Key=key)  # before anything reads the seeded objects
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
+    removed = [r["s3"]["object"] for b in bodies for r in b.get("Records", [])]
+    assert [(o["key"], o["eTag"]) for o in removed] == [(quote_plus(key), etag.strip('"'))]
+    assert _listing(s3, "seeded") == by_api[1:]
 
 
 @pytest.mark.parametrize("style", ["s3", "relative", "bucket", "mixed"])

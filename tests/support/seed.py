@@ -42,7 +42,8 @@ def put_objects(s3: Any, bucket: str, items: Iterable[tuple[str, bytes]]) -> int
         if backend is None:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
         else:
-            backend.put_object(bucket, key, body)
+            # the ETag now, as PutObject's response does: moto computes it lazily, from a buffer a delete closes
+            _ = backend.put_object(bucket, key, body).etag
         count += 1
     return count
 
