@@ -56,7 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: The longest tests (the model-based test takes about 4 of the suite's 8 minutes on one worker): collected
 #: last, they would start when the other worker is nearly done and the suite would wait on them alone.
-LONGEST_FIRST = ("tests/reliability/test_model.py", "tests/e2e/test_demo.py", "tests/infra/test_bundling.py")
+LONGEST_FIRST = (
+    "tests/reliability/test_model.py",
+    "tests/e2e/test_demo.py",
+    "tests/infra/test_bundling.py",
+    "tests/e2e/test_local_command.py",  # 16 s, its subprocess's fixed --duration 12 most of it
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
