@@ -18,6 +18,7 @@ from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.moto_server import LocalMotoServer, use_dummy_credentials
 from annotation_reconciler.local.postgres import LocalPostgres
 from annotation_reconciler.local.synthetic import PortalSpec
+from support.fresh_databases import FreshDatabases
 from support.wired import Wired, wire
 from support.world import World, make_world
 
@@ -61,7 +62,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: The longest tests (the model-based test takes about 4 of the suite's 8 minutes on one worker): collected
 #: last, they would start when the other worker is nearly done and the suite would wait on them alone.
-LONGEST_FIRST = ("tests/reliability/test_model.py", "tests/e2e/test_demo.py", "tests/infra/test_bundling.py")
+LONGEST_FIRST = (
+    "tests/reliability/test_model.py",
+    "tests/e2e/test_demo.py",
+    "tests/infra/test_bundling.py",
+    "tests/e2e/test_local_command.py",  # 16 s, its subprocess's fixed --duration 12 most of it
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,12 +114,17 @@ def db_factory(pg_server_url: str, worker_id: str) -> DatabaseFactory:
     return DatabaseFactory(pg_server_url, template=f"reconciler_template_{worker_id}")
 
 
+@pytest.fixture(scope="session")
+def fresh_databases(db_factory: DatabaseFactory) -> Iterator[FreshDatabases]:
+    databases = FreshDatabases(db_factory)
+    yield databases
+    databases.close()
+
+
 @pytest.fixture
-def db_url(db_factory: DatabaseFactory, worker_id: str) -> Iterator[str]:
-    """A fresh database (portal schema + our migrations) for each test."""
-    name = f"test_{worker_id}"
-    url = db_factory.fresh(name)
-    yield url
+def db_url(fresh_databases: FreshDatabases, worker_id: str) -> str:
+    """A fresh database (portal schema + our migrations) for each test, made while the test before it ran."""
+    return fresh_databases.take(f"test_{worker_id}")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service import operators
 from annotation_reconciler.service.evidence import wide_folder
 from support.faults import inject_at, record_backoff
+from support.seed import put_objects
 from support.world import BUCKET, World, make_world, removed
 
 
@@ -471,8 +472,8 @@ def test_a_run_folder_over_the_page_limit_is_listed_prefix_by_prefix_at_the_purg
     RECONCILER_SCAN_PAGE_LIMIT pages has its Annotations/ prefixes listed one by one, its levels with a delimiter."""
     gone = world.portal.annotations[0]
     run_folder = gone.metadata_key.split("/Reconstructions/")[0] + "/"
-    for i in range(1001):  # two pages of frames beside the annotations
-        world.s3.put_object(Bucket=BUCKET, Key=f"{run_folder}Frames/frame_{i:04d}.tiff", Body=b"")
+    frames = ((f"{run_folder}Frames/frame_{i:04d}.tiff", b"") for i in range(1001))
+    put_objects(world.s3, BUCKET, frames)  # two pages of frames beside the annotations
     world.delete(gone.metadata_key)
     client = boto3.client("s3", region_name="us-west-2")
     counted = DelimiterLists(client)

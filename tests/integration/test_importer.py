@@ -22,7 +22,7 @@ from annotation_reconciler.errors import StorageError
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticAnnotation, SyntheticPortal, build_portal
-from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
+from annotation_reconciler.local.synthetic_bucket import metadata_document
 from annotation_reconciler.local.synthetic_rows import write_deposition, write_rows
 from annotation_reconciler.portal.deletion import delete_annotations
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
@@ -31,6 +31,7 @@ from annotation_reconciler.service.context import Context
 from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
+from support.seed import seed_bucket
 from support.world import CHILD_TABLES, PORTAL_TABLES, SNAPSHOT, Clock, table_counts
 from support.world import count_orphans as orphans
 
@@ -152,7 +153,7 @@ pytestmark = pytest.mark.usefixtures("no_stray_endpoint")  # in-process moto: bo
 def test_import_into_empty_database_matches_write_rows(engine: Engine, second_engine: Engine, s3: Any) -> None:
     spec = PortalSpec(datasets=1, runs_per_dataset=3, voxel_spacings_per_run=2, odd_run_names=True)
     portal = build_portal(spec)
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     write_rows(second_engine, portal)
 
     result = run_ingest(engine, s3)
@@ -184,7 +185,7 @@ def test_a_dataset_whose_deposition_is_missing_is_refused_whole(engine: Engine, 
     """No placeholder deposition (its NOT NULL columns would need values no one has): the dataset is refused and
     the message names what to import first."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
 
     refused = run_ingest(engine, s3, deposition=False)
 
@@ -202,7 +203,7 @@ def test_a_dataset_whose_deposition_is_missing_is_refused_whole(engine: Engine, 
 
 def test_a_voxel_spacing_naming_a_missing_deposition_is_refused_and_not_cleaned(engine: Engine, s3: Any) -> None:
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     assert run_ingest(engine, s3).ok
     before = annotation_rows(engine)
     odd, stale, *_ = in_run(portal, "TS_000")
@@ -221,7 +222,7 @@ def test_a_voxel_spacing_naming_a_missing_deposition_is_refused_and_not_cleaned(
 
 def test_reingesting_twice_leaves_identical_rows(engine: Engine, s3: Any) -> None:
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     first = run_ingest(engine, s3)
     after_first = counts(engine)
     second = run_ingest(engine, s3)
@@ -235,7 +236,7 @@ def test_reingesting_twice_leaves_identical_rows(engine: Engine, s3: Any) -> Non
 def test_ingest_over_portal_rows_updates_in_place(engine: Engine, s3: Any) -> None:
     """Rows the portal wrote are found on their natural keys and updated, not duplicated."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, path_style="mixed"))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     before = counts(engine)
 
@@ -252,7 +253,7 @@ def test_ingest_over_portal_rows_updates_in_place(engine: Engine, s3: Any) -> No
 
 def test_one_ingestion_of_a_dataset_at_a_time(engine: Engine, s3: Any) -> None:
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     with engine.connect() as other:  # another ingestion holds the dataset
         other.execute(text("SELECT pg_advisory_lock(CAST(:n AS integer), 10001)"), {"n": LOCK_NAMESPACE})
         refused = run_ingest(engine, s3)
@@ -266,7 +267,7 @@ def test_one_ingestion_of_a_dataset_at_a_time(engine: Engine, s3: Any) -> None:
 def test_children_follow_their_metadata(engine: Engine, s3: Any) -> None:
     """Shapes, files, authors and links no longer in an annotation's metadata are deleted; the rest updated."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     run_ingest(engine, s3)
     changed = portal.annotations[0]
     doc = metadata_document(portal, changed)
@@ -300,7 +301,7 @@ def test_import_annotations_files_removes_stale(engine: Engine, s3: Any) -> None
     spec = PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=3)
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, annotations_per_voxel_spacing=4))
     in_bucket = build_portal(spec)
-    write_bucket(s3, in_bucket, create=False)
+    seed_bucket(s3, in_bucket)
     ids = write_rows(engine, in_db)
     stale = [a for a in stale_of(in_db, in_bucket) if a.run_name == "TS_000"]
     assert len(stale) == 1
@@ -331,7 +332,7 @@ def test_duplicates_whose_metadata_is_present_are_kept_and_reported(engine: Engi
     """Two rows of one natural key and one metadata key: the bound (else oldest) row is updated, the other
     is left in place and reported: its metadata is in S3, so no deletion path may take it."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     original = ids[portal.annotations[0].metadata_key]
     with engine.begin() as conn:  # a second copy of one annotation, as a re-ingestion without cleanup left it
@@ -366,7 +367,7 @@ def test_cleanup_is_scoped_to_the_voxel_spacing(engine: Engine, s3: Any) -> None
     shape = {"datasets": 1, "runs_per_dataset": 2, "voxel_spacings_per_run": 2}
     in_db = build_portal(PortalSpec(**shape, annotations_per_voxel_spacing=5))  # type: ignore[arg-type]
     in_bucket = build_portal(PortalSpec(**shape, annotations_per_voxel_spacing=3))  # type: ignore[arg-type]
-    write_bucket(s3, in_bucket, create=False)
+    seed_bucket(s3, in_bucket)
     ids = write_rows(engine, in_db)
     first, second = in_db.runs[0].voxel_spacings
     here = {a.number: ids[a.metadata_key] for a in in_run(in_db, "TS_000", first)}
@@ -482,7 +483,7 @@ FAILURES = ("throttled list", "list cut short", "get fails", "malformed json", "
 def test_s3_errors_delete_nothing(engine: Engine, s3: Any, failure: str) -> None:
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=4))
     in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
-    write_bucket(s3, in_bucket, create=False)
+    seed_bucket(s3, in_bucket)
     ids = write_rows(engine, in_db)
     with engine.begin() as conn:  # an author no metadata names, on every annotation
         extra = (
@@ -534,7 +535,7 @@ def test_cleanup_costs_constant_statements(
     """1 stale annotation or 20: the same SQL statements for the cleanup step and for the whole import."""
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=23))
     in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
-    write_bucket(s3, in_bucket, create=False)
+    seed_bucket(s3, in_bucket)
     stale = stale_of(in_db, in_bucket)
     assert len(stale) == 20
     one_stale = write_rows(engine, in_db)
@@ -594,7 +595,7 @@ def annotation_ids(engine: Engine) -> set[int]:
 def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: Any, stray: str) -> None:
     """A stray folder that parses to the same voxel spacing must not wipe it, whichever one lists first."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     s3.put_object(Bucket=BUCKET, Key=f"10001/TS_000/Reconstructions/{stray}/Tomograms/100/t.mrc", Body=b"")
     before = annotation_ids(engine)
@@ -617,7 +618,7 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
 def two_runs_of_two_voxel_spacings(engine: Engine, s3: Any) -> tuple[SyntheticPortal, dict[str, int]]:
     """A dataset of two runs with voxel spacings A and B each, in S3 and in the database."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     return portal, write_rows(engine, portal)
 
 
@@ -672,7 +673,7 @@ def add_file_elsewhere(conn: Any, shape: int, voxel_spacing_id: int) -> None:
 def test_files_of_another_voxel_spacing_survive_the_file_cleanup(engine: Engine, s3: Any) -> None:
     """An annotation whose files span two voxel spacings: importing one never deletes the other's files."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     first, second = portal.runs[0].voxel_spacings
     annotation = ids[in_run(portal, "TS_000", first)[0].metadata_key]
@@ -699,7 +700,7 @@ def test_the_shape_cleanup_keeps_shapes_that_still_have_files_and_shapes_outside
     """A shape that leaves an annotation's metadata loses this voxel spacing's files, but the shape stays while a
     file of another voxel spacing points at it; a file-less shape of an annotation the import did not read stays."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     first, second = portal.runs[0].voxel_spacings
     changed = in_run(portal, "TS_000", first)[0]
@@ -747,7 +748,7 @@ def test_a_child_entry_found_twice_is_reported_with_its_scope_and_metadata_key(e
     listed twice in one metadata document are imported once, each repeat reported with the voxel spacing's scope
     and the metadata key it came from."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     doubled = portal.annotations[0]
     doc = metadata_document(portal, doubled)
     for field in ("authors", "method_links", "files"):
@@ -772,7 +773,7 @@ def test_a_voxel_spacing_retracted_whole_in_a_healthy_dataset_is_cleaned_without
     rule holds for the importer too. Every metadata file of one voxel spacing is gone, its data files and the rest
     of the dataset are still in S3: an ordinary retraction, deleted at once, nothing held."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     retracted = in_run(portal, "TS_000")
     for annotation in retracted:
@@ -788,7 +789,7 @@ def test_importer_deletions_pass_the_mass_deletion_guard_and_approval(engine: En
     """Beyond the fraction, the importer holds instead of deleting; approve + purge (re-checking S3) finishes."""
     in_db = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=6))
     in_bucket = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, annotations_per_voxel_spacing=3))
-    write_bucket(s3, in_bucket, create=False)
+    seed_bucket(s3, in_bucket)
     ids = write_rows(engine, in_db)
     stale = {ids[a.metadata_key] for a in stale_of(in_db, in_bucket)}
     before = annotation_ids(engine)
@@ -821,7 +822,7 @@ def test_the_importer_releases_the_quarantine_of_what_it_read(engine: Engine, s3
     """Metadata moved to another folder: the Removed event quarantined the row, the importer found the new
     key and rewrote the row; its quarantine is released, and a purge later deletes nothing."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     moved = portal.annotations[0]
     new_key = moved.metadata_key.replace("/Annotations/100/", "/Annotations/150/")
@@ -906,7 +907,7 @@ def test_a_copy_of_a_metadata_file_re_points_no_row(engine: Engine, s3: Any, whe
     copy (which sorts first): once the copy is deleted, the row would look gone while its file is in S3. Neither
     file is imported; the report names both; after the copy goes the next import is clean."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     original = portal.annotations[1]
     stray = copy_key(original.metadata_key, where)
@@ -932,7 +933,7 @@ def test_a_copy_in_another_voxel_spacing_re_points_no_row(engine: Engine, s3: An
     metadata lies in that voxel spacing's folder is that voxel spacing's annotation: a copy of its file in
     another folder never takes it over."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     first, second = portal.runs[0].voxel_spacings
     original = in_run(portal, "TS_000", first)[0]
     document = metadata_document(portal, original) | {"annotation_ingest_id": "100-unique-1.0"}
@@ -960,7 +961,7 @@ def test_an_aliased_folder_holding_a_copy_re_points_no_row(engine: Engine, s3: A
     """``VoxelSpacing13.48/`` beside ``VoxelSpacing13.480/``, holding a copy of a metadata file: the stray folder
     lists first. Nothing is imported from either folder; the rows keep their paths; the report names both."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     write_rows(engine, portal)
     original = portal.annotations[0]
     folder = original.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]  # VoxelSpacing13.480
@@ -999,7 +1000,7 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     old key gone; while it is in S3 (or a key spelled apart from it only by case or percent-encoding), while its
     folder cannot be listed, or when the stored path is no metadata key, the row keeps its path and is reported."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     moved = portal.annotations[0]
     row = ids[moved.metadata_key]
@@ -1046,7 +1047,7 @@ def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_
     S3 holds it under ``VoxelSpacing13.480/`` (``TS_000/``) only: the same folder, so the row is the file's row;
     its stored key is proven gone (its folder lists empty), so it is re-pointed, keeping its id."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     legacy = portal.annotations[0]
     folder = legacy.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]
@@ -1084,7 +1085,7 @@ def test_a_file_moved_within_its_voxel_spacing_re_points_its_row_from_the_listin
     delete). The ingest re-points the row (same id) on the strength of the voxel spacing's listing it made anyway:
     it sends no more LISTs than a re-ingest of unchanged data."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     lists: list[str] = []
     s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: lists.append(request.url))

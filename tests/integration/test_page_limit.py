@@ -7,14 +7,14 @@ import pytest
 
 from annotation_reconciler.rules.scope import Scope
 from support.scenarios import reconciler
+from support.seed import put_objects
 from support.world import BUCKET, World
 
 
 def test_a_prefix_beyond_the_page_limit_is_unknown_and_reported(small: World, caplog: pytest.LogCaptureFixture) -> None:
     ann = small.portal.annotations[0]
     folder = ann.metadata_key.rsplit("/", 2)[0] + "/"
-    for i in range(1001):  # one more than a LIST page
-        small.s3.put_object(Bucket=BUCKET, Key=f"{folder}100/extra-{i:04d}.ndjson", Body=b"")
+    put_objects(small.s3, BUCKET, ((f"{folder}100/extra-{i:04d}.ndjson", b"") for i in range(1001)))  # a page + 1
     small.delete(ann.metadata_key)
     r = reconciler(small, RECONCILER_SCAN_PAGE_LIMIT="1")
     with caplog.at_level("WARNING", logger="annotation_reconciler.service.survey"):
@@ -34,8 +34,7 @@ def test_prefixes_beyond_the_page_limit_are_named_in_one_warning(
 ) -> None:
     folders = sorted({a.metadata_key.rsplit("/", 2)[0] + "/" for a in small.portal.annotations})[:2]
     for folder in folders:
-        for i in range(1001):
-            small.s3.put_object(Bucket=BUCKET, Key=f"{folder}100/extra-{i:04d}.ndjson", Body=b"")
+        put_objects(small.s3, BUCKET, ((f"{folder}100/extra-{i:04d}.ndjson", b"") for i in range(1001)))
     with caplog.at_level("WARNING", logger="annotation_reconciler.service.survey"):
         scan = reconciler(small, RECONCILER_SCAN_PAGE_LIMIT="1").scan_shard(Scope())
     assert scan.over_page_limit == folders

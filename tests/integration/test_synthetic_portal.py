@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import Any
+from urllib.parse import quote_plus
 
+import boto3
 import pytest
 from sqlalchemy import Engine, text
 
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
-from annotation_reconciler.local.synthetic_bucket import write_bucket
+from annotation_reconciler.local.synthetic_bucket import documents, write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.rules.paths import BucketLayout, KeyKind, classify_key
+from support.seed import in_process_backend, put_objects
 from support.world import PORTAL_TABLES, table_counts
 
 SPEC = PortalSpec(
@@ -50,6 +53,40 @@ def test_bucket_layout(s3: Any) -> None:
     for f in doc["files"]:
         if f["format"] != "zarr":
             assert f["path"] in keys
+
+
+def _listing(s3: Any, bucket: str) -> list[tuple[str, int, str, str, bytes]]:
+    """Every object as the S3 API shows it: key, size, ETag, storage class and body."""
+    return [
+        (o["Key"], o["Size"], o["ETag"], o["StorageClass"], s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
+
+
+def test_the_tests_fast_seeding_fills_the_bucket_as_the_s3_api_does(s3: Any) -> None:
+    """support/seed.py writes straight into in-process moto: what the S3 API then shows must be what write_bucket's
+    PutObjects give, object for object (the same keys, sizes, ETags, storage classes and bodies), and a seeded
+    object's deletion must notify as the API's would (moto reads the deleted object's ETag for the event)."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, odd_run_names=True))
+    write_bucket(s3, portal)
+    by_api = _listing(s3, SPEC.bucket)
+    s3.create_bucket(Bucket="seeded", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    sqs = boto3.client("sqs", region_name="us-west-2")
+    queue = sqs.create_queue(QueueName="seeded-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket="seeded",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectRemoved:*"]}]},
+    )
+    assert in_process_backend(s3, "seeded") is not None  # the fast path is the one taken
+    assert put_objects(s3, "seeded", documents(portal)) == len(by_api) > 1
+    key, _size, etag, _class, _body = by_api[0]
+    s3.delete_object(Bucket="seeded", Key=key)  # before anything reads the seeded objects
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
+    removed = [r["s3"]["object"] for b in bodies for r in b.get("Records", [])]
+    assert [(o["key"], o["eTag"]) for o in removed] == [(quote_plus(key), etag.strip('"'))]
+    assert _listing(s3, "seeded") == by_api[1:]
 
 
 @pytest.mark.parametrize("style", ["s3", "relative", "bucket", "mixed"])

@@ -26,7 +26,6 @@ from annotation_reconciler.ledger import AUDIT_SCHEMA, LEDGER_SCHEMA
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.postgres import embedded_bindir
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
-from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service.context import Context
@@ -34,6 +33,7 @@ from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.rds import ORDERS, SERVERS, RdsPortal
+from support.seed import seed_bucket
 from support.world import BUCKET, Clock, dump, removed
 
 PORTAL_TABLES = ("annotation", "annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
@@ -78,7 +78,7 @@ def set_up_portal(rds: RdsPortal, s3: Any) -> tuple[RdsPortal, dict[str, int]]:
     """The runbook's database steps done (grants, then migrate), a small portal in the tables and the bucket."""
     rds.set_up("grants-then-migrate")
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     return rds, write_rows(rds.engine(rds.owner), portal)
 
 
@@ -169,7 +169,7 @@ def test_the_runbook_works_with_an_owner_that_is_not_a_superuser(rds_any: RdsPor
     with rds.engine(rds.owner).connect() as conn:
         assert conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar() is False
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(rds.engine(rds.owner), portal)
     before = dump(rds.engine(rds.owner))
     victim = purge_one(rds, s3, ids, portal.metadata_keys[0])

@@ -45,7 +45,7 @@ from annotation_reconciler.db import make_engine
 from annotation_reconciler.db_import import ingest
 from annotation_reconciler.ledger import LEDGER_SCHEMA
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
-from annotation_reconciler.local.synthetic_bucket import metadata_document, write_bucket
+from annotation_reconciler.local.synthetic_bucket import metadata_document
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal.deletion import count_orphans
 from annotation_reconciler.portal.models import PORTAL_TABLES
@@ -59,6 +59,7 @@ from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
 from support.faults import TargetedFaults, inject_at
+from support.seed import seed_bucket
 from support.world import BUCKET, Clock, s3_notification, sqs_event
 
 #: The examples of ``make test`` (a CI size: every rule runs many times, the suite stays within minutes on 2 cores);
@@ -731,7 +732,7 @@ def fast_s3_client() -> Any:
 def harness(db_url: str, s3: Any) -> Iterator[Harness]:
     engine = make_engine(db_url, pre_ping=False)  # a round trip less per checkout: the test is all round trips
     s3 = fast_s3_client()
-    write_bucket(s3, PORTAL, create=False)
+    seed_bucket(s3, PORTAL)
     H.engine, H.s3, H.db_url, H.in_s3, H.extra, H.stats = engine, s3, db_url, set(KEYS), set(), Counter()
     H.seed_ids = write_rows(engine, PORTAL)
     H.faulty = fast_s3_client()

@@ -16,6 +16,7 @@ from annotation_reconciler.ledger import missing_files
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
+from support.seed import put_objects
 from support.wired import wire
 from support.world import BUCKET, World, created, removed, s3_notification, sqs_event
 
@@ -148,8 +149,7 @@ def test_every_waiting_state_is_a_gauge_each_period_and_status_explains_it(
     }
     # a prefix with more LIST pages than the limit is blind at once (no retries: it would be over it again)
     crowded = world.portal.annotations[-1].metadata_key.rsplit("/", 2)[0] + "/"
-    for i in range(1001):
-        world.s3.put_object(Bucket=BUCKET, Key=f"{crowded}100/extra-{i:04d}.ndjson", Body=b"")
+    put_objects(world.s3, BUCKET, ((f"{crowded}100/extra-{i:04d}.ndjson", b"") for i in range(1001)))
     handlers.handle_work(sqs_event({"type": "scan_shard", "dataset_id": held_dataset}), LocalContext())
     assert wired.metrics["PrefixesBlind"] == 1 and wired.peek() == []
     world.clock.advance(days=1, hours=1)  # past grace + one period: the undecided rows are overdue

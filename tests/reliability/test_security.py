@@ -31,7 +31,6 @@ from annotation_reconciler.local import synthetic
 from annotation_reconciler.local.databases import DatabaseFactory
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
-from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.rules.paths import BucketLayout
 from annotation_reconciler.rules.scope import Scope
@@ -43,6 +42,7 @@ from annotation_reconciler.storage import S3Storage
 from support.faults import INJECTED
 from support.logs import handler_logs
 from support.rds import ORDERS, RdsPortal
+from support.seed import seed_bucket
 from support.world import (
     BUCKET,
     Clock,
@@ -378,7 +378,7 @@ def least_privilege(
     try:
         rds.set_up(request.param)
         portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=3))
-        write_bucket(s3, portal, create=False)
+        seed_bucket(s3, portal)
         owner = rds.engine(rds.owner)
         ids = write_rows(owner, portal)
         restricted = rds.engine(rds.role)
@@ -537,7 +537,7 @@ def test_a_narrower_role_for_the_events_lambda(
     try:
         rds.set_up("grants-then-migrate")
         portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
-        write_bucket(s3, portal, create=False)
+        seed_bucket(s3, portal)
         owner = rds.engine(rds.owner)
         ids = write_rows(owner, portal)
         monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")

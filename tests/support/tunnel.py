@@ -27,6 +27,10 @@ class PortForward:
     def __exit__(
         self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        # close() alone does not wake an accept() blocked in another thread (the join then waited its 5 s out at
+        # every module's end); shutdown() does, on Linux
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self._open:
             sock.close()

@@ -13,7 +13,6 @@ from sqlalchemy import Engine, text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.local.synthetic import PortalSpec, SyntheticPortal, build_portal
-from annotation_reconciler.local.synthetic_bucket import write_bucket
 from annotation_reconciler.local.synthetic_rows import write_rows
 from annotation_reconciler.portal.deletion import count_orphans as orphans_in
 from annotation_reconciler.rules.notifications import ChangeKind, ObjectChange
@@ -22,6 +21,7 @@ from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.runtime import Runtime, build_runtime
 from annotation_reconciler.settings import Settings
 from annotation_reconciler.storage import S3Storage
+from support.seed import seed_bucket
 
 BUCKET = "cryoet-data-portal-public"
 CHILD_TABLES = ("annotation_shape", "annotation_file", "annotation_author", "annotation_method_link")
@@ -166,7 +166,7 @@ def use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Runtime:
 
 def make_world(engine: Engine, s3: Any, db_url: str, spec: PortalSpec | None = None) -> World:
     portal = build_portal(spec or PortalSpec(datasets=2, runs_per_dataset=3, annotations_per_voxel_spacing=4))
-    write_bucket(s3, portal, create=False)
+    seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     return World(engine, s3, portal, ids, Clock(), db_url)
 
