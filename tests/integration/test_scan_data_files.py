@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from annotation_reconciler.portal import annotation_rows
+from annotation_reconciler.rules.listings import metadata_folder
 from annotation_reconciler.rules.scope import Scope
 from support.world import World
 
@@ -75,3 +76,20 @@ def test_the_scan_reads_its_data_files_once_and_reports_what_is_missing(
     assert list(_reports(world)) == [_file_row(world, ndjson.key)]
     world.restore(ndjson.key)
     assert reconciler.scan_shard(Scope(dataset_id=dataset)).restored_files == 1
+
+
+def test_a_continuation_reads_only_the_data_files_of_the_rows_it_may_judge(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan resumed after a budget cut (``resume_after``) judges only the rows of the prefixes after it: it reads
+    their data files, not the whole shard's again."""
+    dataset = world.portal.dataset_ids[0]
+    ours = sorted((a for a in world.portal.annotations if a.dataset_id == dataset), key=lambda a: a.metadata_key)
+    cut = metadata_folder(ours[len(ours) // 2].metadata_key)  # the Annotations/ prefix the cut was after
+    after = {world.ids[a.metadata_key] for a in ours if metadata_folder(a.metadata_key) > cut}
+    assert 0 < len(after) < len(ours)
+    read = annotation_rows.files_of
+    asked: list[set[int]] = []
+    monkeypatch.setattr(annotation_rows, "files_of", lambda conn, ids: asked.append(set(ids)) or read(conn, ids))
+    world.reconciler().scan_shard(Scope(dataset_id=dataset), resume_after=cut)
+    assert asked == [after]

@@ -110,10 +110,21 @@ def survey(
     with ctx.engine.connect() as conn:
         refs = annotation_rows.annotations_in_scope(conn, scope)
         purged = resurrections.purged_keys_in_scope(conn, scope, since=now - ctx.settings.resurrection_window)
-    if on_rows is not None:  # the caller's own reads of these rows may go on while S3 answers
-        on_rows(refs)
-    result = SurveyResult(scope=scope, annotations=len(refs))
     keys = {ref.id: ctx.layout.to_key(ref.stored_path) for ref in refs}
+
+    def in_window(key: str | None, stopped: str | None = None) -> bool:
+        """Whether a row (its key) is judged by this run: its prefix after ``resume_after``, among ``only_prefixes``,
+        and up to the last prefix listed (``stopped``, once the listing is over)."""
+        if key is None:  # unmappable: judged once, in the first window
+            return resume_after is None and only_prefixes is None
+        own = metadata_folder(key)
+        if only_prefixes is not None and own not in set(only_prefixes):
+            return False
+        return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
+
+    if on_rows is not None:  # the caller's own reads of the rows it may judge go on while S3 answers
+        on_rows([r for r in refs if in_window(keys[r.id])])
+    result = SurveyResult(scope=scope, annotations=len(refs))
     wanted = prefixes_to_list([k for k in keys.values() if k] + purged)
     if resume_after is not None:
         wanted = [p for p in wanted if p > resume_after]
@@ -141,16 +152,8 @@ def survey(
         )
     result.neighbours = around.surroundings()
 
-    def in_window(key: str | None) -> bool:
-        if key is None:  # unmappable: judged once, in the first window
-            return resume_after is None and only_prefixes is None
-        own = metadata_folder(key)
-        if only_prefixes is not None and own not in set(only_prefixes):
-            return False
-        return (resume_after is None or own > resume_after) and (stopped is None or own <= stopped)
-
-    result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id])])
-    result.purged_keys = [k for k in purged if in_window(k)]
+    result.candidates = fresh_candidates([r for r in refs if in_window(keys[r.id], stopped)])
+    result.purged_keys = [k for k in purged if in_window(k, stopped)]
     with ctx.engine.connect() as conn:
         suspects = [(c.annotation_id, k) for c in result.candidates if (k := keys[c.annotation_id])]
         # the scope's rows whose stored path is a standard form of their key: tracked, no lookup needed
