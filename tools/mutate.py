@@ -81,6 +81,7 @@ def stage() -> None:
     (STAGE / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     (STAGE / "bench").symlink_to(ROOT / "bench", target_is_directory=True)  # tests/unit/test_bench_layout.py
     (STAGE / "infra").symlink_to(ROOT / "infra", target_is_directory=True)  # tests/unit/test_settings.py
+    (STAGE / "tools").symlink_to(ROOT / "tools", target_is_directory=True)  # the layout table names its modules
     (STAGE / "README.md").symlink_to(ROOT / "README.md")  # tests/unit/test_layers.py: the layout table
     shutil.copy2(ROOT / "pyproject.toml", STAGE / "pyproject.toml")
 
