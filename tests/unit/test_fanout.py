@@ -33,12 +33,12 @@ def test_a_continuation_keeps_a_retrys_prefixes_and_attempt_and_a_plain_shard_ha
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"type": "inventory_shard"}, "not a shard message"),
+        ({"type": "inventory_shard"}, r"^not a shard message \(type='inventory_shard'\); expected type 'scan_shard'$"),
         ({"dataset_id": "7"}, "integer dataset_id"),
         ({"dataset_id": True}, "integer dataset_id"),
         ({"run_ids": [1, "2"]}, "run_ids must be a list of integers"),
         ({"run_ids": 1}, "run_ids must be a list of integers"),
-        ({"resume_after": 3}, "resume_after must be a string"),
+        ({"resume_after": 3}, "^shard message resume_after must be a string$"),
         ({"attempt": -1}, "attempt must be a whole number"),
         ({"attempt": True}, "attempt must be a whole number"),
         ({"prefixes": []}, "non-empty list of prefixes"),

@@ -203,3 +203,30 @@ def test_both_shapes_in_one_second_keep_the_removal(created_after: float) -> Non
 def test_a_release_seen_within_a_removals_second_does_not_block_the_removal(tie: float) -> None:
     row = RowState("released", Stamp(T + datetime.timedelta(seconds=tie)))  # a listing saw the key then
     assert may_quarantine(row, ordering.stamp_of(_bridge(ChangeKind.REMOVED, T), LATER))
+
+
+def test_an_event_without_a_time_counts_as_received_now_and_keeps_its_sequencer() -> None:
+    now = datetime.datetime(2026, 12, 7, 12, tzinfo=datetime.UTC)
+    stamp = ordering.stamp_of(_change(ChangeKind.REMOVED, None, "0A1B"), now)
+    assert (stamp.time, stamp.sequencer, stamp.end) == (now, "0A1B", now)
+
+
+def test_an_event_of_an_unknown_source_spans_a_second_as_eventbridge_times_do() -> None:
+    at = datetime.datetime(2026, 12, 7, 12, tzinfo=datetime.UTC)
+    stamp = ordering.stamp_of(ObjectChange("b", "k", ChangeKind.REMOVED, "replay", at, None), at)
+    assert stamp.end == at + datetime.timedelta(seconds=1)
+
+
+def test_a_stamp_without_a_sequencer_sorts_before_one_with_at_the_same_time() -> None:
+    at = datetime.datetime(2026, 12, 7, 12, tzinfo=datetime.UTC)
+    assert Stamp(at, None).sort_key() < Stamp(at, "00A").sort_key() < Stamp(at, "00b").sort_key()
+
+
+def test_of_two_creations_in_unknown_order_the_one_whose_interval_ends_last_is_kept() -> None:
+    """EventBridge times are to the second and carry no sequencer: overlapping creations cannot be ordered."""
+    at = datetime.datetime(2026, 12, 7, 12, tzinfo=datetime.UTC)
+    first = ObjectChange("b", "k", ChangeKind.CREATED, "eventbridge", at + datetime.timedelta(milliseconds=500), None)
+    second = ObjectChange("b", "k", ChangeKind.CREATED, "eventbridge", at, None)
+    for changes in ([first, second], [second, first]):
+        kind, stamp = latest_per_key(changes, at)["k"]
+        assert kind is ChangeKind.CREATED and stamp.time == at + datetime.timedelta(milliseconds=500)
