@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from annotation_reconciler import handlers
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.ledger import blind_prefixes
 from annotation_reconciler.local.lambda_runtime import LocalContext
 from annotation_reconciler.local.synthetic import PortalSpec
 from annotation_reconciler.rules import prefix_retry
@@ -369,3 +370,15 @@ def test_a_rewritten_chunk_does_not_close_the_report_of_another_chunk(wired: Wir
     assert open_reports() == [(first, [second])]
     assert reconciler.apply_changes([change(second, ChangeKind.CREATED, T0)]).restored_files == 1
     assert open_reports() == []
+
+
+def test_a_blind_prefix_keeps_the_first_2000_characters_of_its_error(world: World) -> None:
+    """S3's error text can be long (an HTML page from a proxy): the ledger keeps its first 2,000 characters."""
+    error = "".join(f"{i % 10}" for i in range(2500))
+    with world.engine.begin() as conn:
+        blind_prefixes.record(conn, {"10001/TS_000/": error}, dataset_id=10001, now=world.clock())
+    with world.engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT last_error FROM annotation_reconciler.blind_prefix WHERE prefix = '10001/TS_000/'")
+        ).scalar_one()
+    assert kept == error[:2000]

@@ -101,3 +101,25 @@ def test_a_scan_closes_the_report_of_a_key_inside_a_zarr_it_lists_again(world: W
             ).scalar()
             == 0
         )
+
+
+def test_the_purge_closes_the_missing_file_reports_of_the_annotations_it_deletes_and_no_others(world: World) -> None:
+    """An annotation's open missing-file report has nothing left to report once the purge deletes the
+    annotation: it is closed with the purge's clock; another annotation's report stays open."""
+    gone, kept = world.portal.annotations[0], world.portal.annotations[1]
+    world.delete(gone.files[0].key, kept.files[0].key)
+    reconciler = world.reconciler()
+    assert reconciler.apply_changes(removed(gone.files[0].key, kept.files[0].key)).missing_files == 2
+    world.delete(gone.metadata_key)
+    reconciler.apply_changes(removed(gone.metadata_key))
+    world.clock.advance(hours=2)
+    assert reconciler.purge().deleted == [world.ids[gone.metadata_key]]
+    with world.engine.connect() as conn:
+        rows = conn.execute(
+            text("""SELECT annotation_id, resolved_at FROM annotation_reconciler.missing_annotation_file
+                    ORDER BY annotation_id""")
+        ).all()
+    assert [(r[0], r[1]) for r in rows] == [
+        (world.ids[gone.metadata_key], world.clock.now),
+        (world.ids[kept.metadata_key], None),
+    ]

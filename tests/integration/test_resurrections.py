@@ -8,10 +8,11 @@ import datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from annotation_reconciler.rules.scope import Scope
 from support.scenarios import quarantined_past_grace
-from support.world import EVENT_TIME, World, created
+from support.world import EVENT_TIME, World, created, removed
 
 
 def test_a_reupload_during_the_purge_is_recorded_and_listed_with_the_reingest_command(
@@ -71,3 +72,71 @@ def test_a_scan_finds_a_recently_purged_key_back_in_another_spelling(world: Worl
     world.restore(f"{folder}/{first}{name[1:]}")  # its Created event is lost
     scan = reconciler.scan_shard(Scope(dataset_id=world.portal.annotations[0].dataset_id))
     assert scan.resurrected == [(victim, key)]
+
+
+def _open_resurrections(world: World) -> list[tuple[int, str]]:
+    with world.engine.connect() as conn:
+        rows = conn.execute(
+            text("""SELECT annotation_id, metadata_key FROM annotation_reconciler.annotation_resurrection
+                    WHERE resolved_at IS NULL ORDER BY annotation_id""")
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_the_purge_closes_the_resurrection_of_an_annotation_back_in_the_portal_and_only_that_one(
+    world: World,
+) -> None:
+    """Two purged annotations have their metadata back (two open resurrections); the portal's own importer then
+    brings one of them back under a new id, with its stored path. The next purge closes that one's resurrection,
+    with the purge's clock, once, and leaves the other open."""
+    keys = world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    reconciler = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.5")
+    reconciler.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    back, still_gone = sorted(world.ids[k] for k in keys)
+    assert sorted(reconciler.purge().deleted) == [back, still_gone]
+    world.restore(*keys)
+    reconciler.apply_changes(created(*keys, at=world.clock.now))
+    key_of = {world.ids[k]: k for k in keys}
+    assert _open_resurrections(world) == [(back, key_of[back]), (still_gone, key_of[still_gone])]
+    assert reconciler.purge().resurrections_closed == 0  # neither is in the portal yet
+
+    with world.engine.begin() as conn:  # the portal's importer, not ours (``ingest`` closes it itself)
+        conn.execute(
+            text("""INSERT INTO annotation SELECT (jsonb_populate_record(NULL::annotation,
+                      jsonb_set(snapshot -> 'annotation', '{id}', to_jsonb(999999)))).*
+                    FROM annotation_reconciler_audit.deleted_annotation WHERE annotation_id = :a"""),
+            {"a": back},
+        )
+    world.clock.advance(minutes=5)
+    assert reconciler.purge().resurrections_closed == 1
+    assert _open_resurrections(world) == [(still_gone, key_of[still_gone])]
+    with world.engine.connect() as conn:
+        closed_at = conn.execute(
+            text("SELECT resolved_at FROM annotation_reconciler.annotation_resurrection WHERE annotation_id = :a"),
+            {"a": back},
+        ).scalar_one()
+    assert closed_at == world.clock.now
+    assert reconciler.purge().resurrections_closed == 0  # closed once
+
+
+def test_a_shard_of_some_runs_looks_for_the_purged_keys_of_its_own_runs_only(world: World) -> None:
+    """Two purged annotations of one dataset, in two runs, both have their metadata back (their Created events
+    lost): a shard of one run records that run's resurrection only; the other run's shard records the other."""
+    dataset = world.portal.dataset_ids[0]
+    with world.engine.connect() as conn:
+        run_id = dict(conn.execute(text("SELECT name, id FROM run WHERE dataset_id = :d"), {"d": dataset}).all())
+    ours = next(a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_000")
+    theirs = next(a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_001")
+    keys = [ours.metadata_key, theirs.metadata_key]
+    world.delete(*keys)
+    reconciler = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="0.5")
+    reconciler.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    assert sorted(reconciler.purge().deleted) == sorted(world.ids[k] for k in keys)
+    world.restore(*keys)
+    first = reconciler.scan_shard(Scope(dataset_id=dataset, run_ids=(run_id["TS_000"],)))
+    assert first.resurrected == [(world.ids[ours.metadata_key], ours.metadata_key)]
+    second = reconciler.scan_shard(Scope(dataset_id=dataset, run_ids=(run_id["TS_001"],)))
+    assert second.resurrected == [(world.ids[theirs.metadata_key], theirs.metadata_key)]
