@@ -44,6 +44,20 @@ def replace_block(text: str, name: str, body: str) -> str:
     return before + block + after
 
 
+def drop_block(text: str, name: str) -> str:
+    """``text`` without the block ``name``, its markers and the blank lines around it (one kept between what was
+    before and after it); unchanged when it has no such block."""
+    begin, end = markers(name)
+    if read_block(text, name) is None:
+        return text
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1].lstrip("\n")
+    before = before.rstrip("\n")
+    if not before:
+        return after
+    return before + ("\n\n" + after if after else "\n")
+
+
 def write_block(path: Path, name: str, body: str) -> None:
     text = path.read_text() if path.exists() else ""
     path.write_text(replace_block(text, name, body))

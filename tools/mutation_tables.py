@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.docblock import changed_since, read_block, short, write_block
+from tools.docblock import changed_since, drop_block, read_block, short, write_block
 from tools.mutation_results import PACKAGE, ROOT, counts_by_file, counts_by_item, measured_only, module_file
 
 #: The table's columns of counts; every other verdict is counted under "other".
@@ -137,6 +137,36 @@ def survivors_section(module: str, unkilled: list[tuple[str, str, str]], commit:
     return "\n".join(lines)
 
 
+def superseded(item: str, files: set[str]) -> bool:
+    """Is the function run ``item`` (``FILE:GLOB``) covered by a whole-file run of one of ``files``? Its file is one
+    of them, or was moved to one (an item written before the package's folders: ``evidence.py`` is
+    ``service/evidence.py``)."""
+    file = item.partition(":")[0]
+    return any(f == file or f.endswith("/" + file) for f in files)
+
+
+def drop_superseded_functions(markdown: Path, files: set[str]) -> list[str]:
+    """Remove the function runs that whole-file runs of ``files`` measured again (their rows in ``markdown`` and
+    their survivors' sections); returns the items removed."""
+    text = markdown.read_text() if markdown.exists() else ""
+    block = read_block(text, FUNCTIONS_BLOCK)
+    if block is None:
+        return []
+    rows = parse_rows(block)
+    gone = sorted(item for item in rows if superseded(item, files))
+    if not gone:
+        return []
+    kept = {item: row for item, row in rows.items() if item not in gone}
+    write_block(markdown, FUNCTIONS_BLOCK, render_function_table(kept, lambda c, f: changed_since(c, f, ROOT)))
+    survivors = markdown.parent / SURVIVORS_FILE
+    if survivors.exists():
+        survived = survivors.read_text()
+        for item in gone:
+            survived = drop_block(survived, f"survivors {item}")
+        survivors.write_text(survived)
+    return gone
+
+
 def write_documents(
     markdown: Path,
     found: dict[str, str],
@@ -158,6 +188,7 @@ def write_documents(
             (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s != "killed"
         )
         write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date))
+    drop_superseded_functions(markdown, set(new))
 
 
 def render_function_table(rows: dict[str, ScoreRow], changed: Callable[[str, str], bool | None]) -> str:

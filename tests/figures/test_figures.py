@@ -234,6 +234,47 @@ def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path:
     assert name in section and "+b" in section
 
 
+def test_a_whole_file_run_replaces_the_function_runs_of_its_file_and_of_its_old_path(tmp_path: Path) -> None:
+    """Function rows (and their survivors) measured before a whole-file run of their file, under its path or the
+    path it had before the package's folders, give way to the file's row; other files' function rows stay."""
+    reliability = tmp_path / "RELIABILITY.md"
+    reliability.write_text("# R\n\n<!-- mutation-scores:begin -->\n<!-- mutation-scores:end -->\n\nprose\n")
+    items = ["evidence.py:wide_*", "service/evidence.py:split_wide", "ledger/quarantines.py:hold"]
+    modules = ["service/evidence.py", "ledger/quarantines.py"]
+    patterns = dict(zip(items, mutation_results.name_patterns(items, [*modules, "evidence.py"]), strict=True))
+    found = {
+        "annotation_reconciler.service.evidence.x_wide_folder__mutmut_1": "survived",
+        "annotation_reconciler.service.evidence.x_split_wide__mutmut_1": "survived",
+        "annotation_reconciler.ledger.quarantines.x_hold__mutmut_1": "survived",
+    }
+    counts = {item: Counter({"survived": 1}) for item in items}
+    mutation_tables.write_function_documents(reliability, counts, found, patterns, {}, A, "2026-12-07")
+    survivors = tmp_path / mutation_tables.SURVIVORS_FILE
+    assert all(read_block(survivors.read_text(), f"survivors {item}") is not None for item in items)
+    whole = {"annotation_reconciler.service.evidence.x_split_wide__mutmut_1": "killed"}
+    mutation_tables.write_documents(reliability, whole, {}, modules, B, "2026-12-08")
+    text = reliability.read_text()
+    assert list(mutation_tables.parse_rows(read_block(text, mutation_tables.FUNCTIONS_BLOCK))) == [
+        "ledger/quarantines.py:hold"
+    ]
+    assert mutation_tables.parse_rows(read_block(text, mutation_tables.SCORES_BLOCK))["service/evidence.py"].killed == 1
+    assert "<!-- mutation-scores:end -->\n\nprose\n" in text
+    left = survivors.read_text()
+    assert read_block(left, "survivors ledger/quarantines.py:hold") is not None
+    assert read_block(left, "survivors evidence.py:wide_*") is None
+    assert read_block(left, "survivors service/evidence.py:split_wide") is None
+    assert read_block(left, "survivors service/evidence.py") is not None
+
+
+def test_a_dropped_block_takes_its_markers_and_leaves_the_text_around_it() -> None:
+    text = "head\n\n" + replace_block("", "a", "one") + "\n" + replace_block("", "b", "two") + "tail\n"
+    dropped = docblock.drop_block(text, "a")
+    assert read_block(dropped, "a") is None and read_block(dropped, "b") == "\ntwo\n"
+    assert dropped.startswith("head\n\n<!-- b:begin -->") and dropped.endswith("tail\n")
+    assert docblock.drop_block(dropped, "a") == dropped
+    assert docblock.drop_block(replace_block("", "only", "x"), "only") == ""
+
+
 # --- test counts -------------------------------------------------------------------------------------------------
 
 
