@@ -103,5 +103,10 @@ def changed_since(commit: str, path: str, root: Path = ROOT) -> bool | None:
     return None
 
 
+def is_ancestor(older: str, newer: str, root: Path = ROOT) -> bool:
+    """Is commit ``older`` an ancestor of ``newer``, or the same commit? (False when either is unknown here.)"""
+    return _git("merge-base", "--is-ancestor", older, newer, root=root).returncode == 0
+
+
 def short(commit: str) -> str:
     return commit[:10]

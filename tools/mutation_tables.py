@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.docblock import changed_since, drop_block, read_block, short, write_block
+from tools.docblock import changed_since, drop_block, is_ancestor, read_block, short, write_block
 from tools.mutation_results import PACKAGE, ROOT, counts_by_file, counts_by_item, measured_only, module_file
 
 #: The table's columns of counts; every other verdict is counted under "other".
@@ -137,23 +137,24 @@ def survivors_section(module: str, unkilled: list[tuple[str, str, str]], commit:
     return "\n".join(lines)
 
 
-def superseded(item: str, files: set[str]) -> bool:
-    """Is the function run ``item`` (``FILE:GLOB``) covered by a whole-file run of one of ``files``? Its file is one
-    of them, or was moved to one (an item written before the package's folders: ``evidence.py`` is
-    ``service/evidence.py``)."""
+def superseded(item: str, row: ScoreRow, files: dict[str, ScoreRow], later: Callable[[str, str], bool]) -> bool:
+    """Is the function run ``item`` (``FILE:GLOB``, measured as ``row``) measured again by a whole-file run? Its
+    file, or the file it was moved to (an item written before the package's folders: ``evidence.py`` is
+    ``service/evidence.py``), has a row measured at the same commit or a later one (``later(old, new)``)."""
     file = item.partition(":")[0]
-    return any(f == file or f.endswith("/" + file) for f in files)
+    return any((f == file or f.endswith("/" + file)) and later(row.commit, whole.commit) for f, whole in files.items())
 
 
-def drop_superseded_functions(markdown: Path, files: set[str]) -> list[str]:
-    """Remove the function runs that whole-file runs of ``files`` measured again (their rows in ``markdown`` and
-    their survivors' sections); returns the items removed."""
+def drop_superseded_functions(markdown: Path, later: Callable[[str, str], bool]) -> list[str]:
+    """Remove the function runs that the whole-file rows of ``markdown`` measured again (their rows and their
+    survivors' sections); returns the items removed."""
     text = markdown.read_text() if markdown.exists() else ""
     block = read_block(text, FUNCTIONS_BLOCK)
     if block is None:
         return []
+    files = parse_rows(read_block(text, SCORES_BLOCK))
     rows = parse_rows(block)
-    gone = sorted(item for item in rows if superseded(item, files))
+    gone = sorted(item for item, row in rows.items() if superseded(item, row, files, later))
     if not gone:
         return []
     kept = {item: row for item, row in rows.items() if item not in gone}
@@ -188,7 +189,9 @@ def write_documents(
             (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s != "killed"
         )
         write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date))
-    drop_superseded_functions(markdown, set(new))
+    dropped = drop_superseded_functions(markdown, lambda old, new: is_ancestor(old, new, ROOT))
+    if dropped:
+        print(f"mutate: the whole-file rows measured again {len(dropped)} function runs, removed: {' '.join(dropped)}")
 
 
 def render_function_table(rows: dict[str, ScoreRow], changed: Callable[[str, str], bool | None]) -> str:

@@ -234,13 +234,14 @@ def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path:
     assert name in section and "+b" in section
 
 
-def test_a_whole_file_run_replaces_the_function_runs_of_its_file_and_of_its_old_path(tmp_path: Path) -> None:
-    """Function rows (and their survivors) measured before a whole-file run of their file, under its path or the
-    path it had before the package's folders, give way to the file's row; other files' function rows stay."""
+def test_a_whole_file_run_replaces_the_older_function_runs_of_its_file_and_of_its_old_path(tmp_path: Path) -> None:
+    """Function rows (and their survivors) measured at a commit no later than a whole-file row of their file, under
+    its path or the path it had before the package's folders, give way to the file's row; a function row measured
+    after the file's, and other files' function rows, stay."""
     reliability = tmp_path / "RELIABILITY.md"
     reliability.write_text("# R\n\n<!-- mutation-scores:begin -->\n<!-- mutation-scores:end -->\n\nprose\n")
     items = ["evidence.py:wide_*", "service/evidence.py:split_wide", "ledger/quarantines.py:hold"]
-    modules = ["service/evidence.py", "ledger/quarantines.py"]
+    modules = ["service/evidence.py", "ledger/quarantines.py", "ledger/exemptions.py"]
     patterns = dict(zip(items, mutation_results.name_patterns(items, [*modules, "evidence.py"]), strict=True))
     found = {
         "annotation_reconciler.service.evidence.x_wide_folder__mutmut_1": "survived",
@@ -249,21 +250,48 @@ def test_a_whole_file_run_replaces_the_function_runs_of_its_file_and_of_its_old_
     }
     counts = {item: Counter({"survived": 1}) for item in items}
     mutation_tables.write_function_documents(reliability, counts, found, patterns, {}, A, "2026-12-07")
-    survivors = tmp_path / mutation_tables.SURVIVORS_FILE
-    assert all(read_block(survivors.read_text(), f"survivors {item}") is not None for item in items)
-    whole = {"annotation_reconciler.service.evidence.x_split_wide__mutmut_1": "killed"}
-    mutation_tables.write_documents(reliability, whole, {}, modules, B, "2026-12-08")
+    later = ["exemptions.py:clear"]  # a function run after the file's run below
+    found_later = {"annotation_reconciler.ledger.exemptions.x_clear__mutmut_1": "killed"}
+    mutation_tables.write_function_documents(
+        reliability,
+        {later[0]: Counter({"killed": 1})},
+        found_later,
+        dict(zip(later, mutation_results.name_patterns(later, [*modules, "exemptions.py"]), strict=True)),
+        {},
+        "c" * 40,
+        "2026-12-09",
+    )
+    whole = {
+        "annotation_reconciler.service.evidence.x_split_wide__mutmut_1": "killed",
+        "annotation_reconciler.ledger.exemptions.x_clear__mutmut_1": "killed",
+    }
+    mutation_tables.write_documents(reliability, whole, {}, modules, B, "2026-12-08")  # A, B unknown to git: kept
+    assert len(mutation_tables.parse_rows(read_block(reliability.read_text(), mutation_tables.FUNCTIONS_BLOCK))) == 4
+    order = {A[:10]: 0, B[:10]: 1, "c" * 10: 2}
+    dropped = mutation_tables.drop_superseded_functions(reliability, lambda old, new: order[old] <= order[new])
+    assert dropped == ["evidence.py:wide_*", "service/evidence.py:split_wide"]
     text = reliability.read_text()
     assert list(mutation_tables.parse_rows(read_block(text, mutation_tables.FUNCTIONS_BLOCK))) == [
-        "ledger/quarantines.py:hold"
+        "exemptions.py:clear",
+        "ledger/quarantines.py:hold",
     ]
     assert mutation_tables.parse_rows(read_block(text, mutation_tables.SCORES_BLOCK))["service/evidence.py"].killed == 1
     assert "<!-- mutation-scores:end -->\n\nprose\n" in text
-    left = survivors.read_text()
+    left = (tmp_path / mutation_tables.SURVIVORS_FILE).read_text()
     assert read_block(left, "survivors ledger/quarantines.py:hold") is not None
     assert read_block(left, "survivors evidence.py:wide_*") is None
     assert read_block(left, "survivors service/evidence.py:split_wide") is None
     assert read_block(left, "survivors service/evidence.py") is not None
+
+
+def test_which_commit_is_the_later_one(repo: Path) -> None:
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "README.md").write_text("2\n")
+    _git(repo, "commit", "-qam", "two")
+    second = _git(repo, "rev-parse", "HEAD")
+    assert docblock.is_ancestor(first, second, repo) and docblock.is_ancestor(first, first, repo)
+    assert not docblock.is_ancestor(second, first, repo)
+    assert not docblock.is_ancestor("0" * 40, second, repo)
 
 
 def test_a_dropped_block_takes_its_markers_and_leaves_the_text_around_it() -> None:
