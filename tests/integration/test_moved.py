@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.rules.scope import Scope
@@ -144,3 +145,28 @@ def test_a_candidate_move_costs_a_get_per_untracked_key_of_the_voxel_spacing_and
     world.delete(world.portal.metadata_keys[1])
     assert r.scan_shard(Scope(dataset_id=10001)).quarantined == [world.ids[world.portal.metadata_keys[1]]]
     assert counter.counts["GetObject"] == 2  # one GET per untracked key of its voxel spacing
+
+
+def test_a_duplicate_row_whose_copy_is_gone_is_no_move_onto_the_file_another_row_stores(world: World) -> None:
+    """Two rows carry one natural key: the original's, and a duplicate pointing at a copy of its metadata. The copy
+    is deleted: the duplicate is stale, not moved, since the file that carries its natural key is another row's
+    (a listed key some row stores is not untracked, whoever stores it), and reading it would cost a GET for
+    nothing."""
+    key = world.portal.metadata_keys[1]
+    original = world.ids[key]
+    copy = key.replace("membrane-1.0.json", "membrane-copy-1.0.json")
+    with world.engine.begin() as conn:
+        conn.execute(
+            text("""INSERT INTO annotation SELECT (jsonb_populate_record(NULL::annotation, to_jsonb(a)
+                      || jsonb_build_object('id', 999999, 's3_metadata_path', CAST(:path AS text)))).*
+                    FROM annotation a WHERE a.id = :a"""),
+            {"a": original, "path": f"s3://{BUCKET}/{copy}"},
+        )
+    r = world.reconciler(RECONCILER_MAX_PURGE_FRACTION="1")
+    r.apply_changes(removed(copy))  # the copy went (it was never in this bucket: gone all the same)
+    world.clock.advance(hours=2)
+    client = boto3.client("s3", region_name="us-west-2")
+    counter = RequestCounter.attach(client)
+    purge = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="1").purge()
+    assert purge.deleted == [999999] and purge.moved == [] and original in world.annotation_ids()
+    assert counter.counts.get("GetObject", 0) == 0

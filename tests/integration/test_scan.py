@@ -4,11 +4,15 @@ shard of some runs judges only their annotations. Real PostgreSQL, moto S3."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from botocore.stub import Stubber
 from sqlalchemy import text
 
+from annotation_reconciler.errors import StorageError
 from annotation_reconciler.rules.scope import Scope
-from support.world import World, removed
+from support.world import BUCKET, World, removed
 
 
 def test_scan_quarantines_missing_releases_found_and_quarantines_emptied_prefixes(world: World) -> None:
@@ -86,3 +90,27 @@ def test_a_shard_of_some_runs_reads_and_judges_only_their_annotations(world: Wor
     assert result.annotations == len(ours) and result.prefixes_listed == 1
     assert result.quarantined == [world.ids[ours[0].metadata_key]] and result.unknown == []
     assert world.ledger() == {world.ids[ours[0].metadata_key]: "quarantined"}
+
+
+def test_a_prefix_emptied_whole_is_unknown_when_s3_cannot_say_what_its_dataset_folder_holds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every metadata file of one run is gone: an ordinary retraction if the dataset folder still holds other
+    objects, a vanished dataset if not. When the LIST that would tell fails, the rows are unknown with that error,
+    neither quarantined nor held."""
+    dataset = world.portal.dataset_ids[0]
+    retracted = [a for a in world.portal.annotations if a.dataset_id == dataset and a.run_name == "TS_000"]
+    world.delete(*(a.metadata_key for a in retracted))
+    reconciler = world.reconciler()
+
+    def refuse(folder: str, *args: Any, **kwargs: Any) -> bool:
+        raise StorageError("ListObjectsV2", BUCKET, folder, RuntimeError("SlowDown"))
+
+    monkeypatch.setattr(reconciler.storage, "holds_other_than", refuse)
+    result = reconciler.scan_shard(Scope(dataset_id=dataset))
+    assert sorted(u.ref.id for u in result.unknown) == sorted(world.ids[a.metadata_key] for a in retracted)
+    assert all(
+        u.why.startswith(f"could not check whether the dataset folder '{dataset}/' holds other objects: S3")
+        for u in result.unknown
+    )
+    assert result.quarantined == [] and result.held == [] and world.ledger() == {}

@@ -249,3 +249,28 @@ def test_listing_prefixes_are_the_folders_of_every_unicode_spelling_ascii_or_not
     key = "/".join(parts) + "-1.0.json"
     forms = {key, *(unicodedata.normalize(form, key) for form in ("NFC", "NFD", "NFKC", "NFKD"))}
     assert listing_prefixes(key) == tuple(sorted({metadata_folder(k) for k in forms}))
+
+
+def test_the_guard_floor_is_the_one_decide_is_given() -> None:
+    """Two of a dataset of five fresh findings pass the shipped floor (2) at fraction 0.1; a floor of 1 holds them."""
+    listing = {VS: frozenset({key(9)})}
+    rows = [fresh(1, key(0)), fresh(2, key(1))]
+    evidence = Evidence(listing, {1: 0}, {1: 5})
+    assert len(decide(rows, evidence, LAYOUT, max_fraction=0.1).of(Verdict.STALE)) == 2
+    held = decide(rows, evidence, LAYOUT, max_fraction=0.1, floor=1)
+    assert len(held.of(Verdict.HELD)) == 2 and held.held_datasets == {1: (2, 5)}
+
+
+def test_only_a_moved_decision_names_where_it_moved() -> None:
+    """A candidate move found for a row that is not moved (its key is listed, or a twin makes it unknown) is not
+    the decision's ``moved_to``; a moved row's is the untracked key that carries its natural key."""
+    other = f"{VS}105/obj0-renamed-1.0.json"
+    listing = {VS: frozenset({key(0), other, key(9).upper()})}
+    rows = [fresh(1, key(0)), fresh(2, key(9)), fresh(3, key(3))]
+    evidence = Evidence(listing, {1: 0}, {1: 100}, moved={1: other, 2: other, 3: other})
+    decisions = decide(rows, evidence, LAYOUT, max_fraction=None)
+    assert [(d.candidate.annotation_id, d.verdict, d.moved_to) for d in decisions.items] == [
+        (1, Verdict.RELEASE, None),
+        (2, Verdict.UNKNOWN, None),
+        (3, Verdict.MOVED, other),
+    ]

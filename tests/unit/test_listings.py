@@ -6,7 +6,14 @@ import unicodedata
 
 import pytest
 
-from annotation_reconciler.rules.listings import Listings, Presence, Seen, listing_prefixes, metadata_folder
+from annotation_reconciler.rules.listings import (
+    Listings,
+    Presence,
+    Seen,
+    listing_prefixes,
+    metadata_folder,
+    suspicious_prefixes,
+)
 from annotation_reconciler.rules.spelling import spelling_form
 
 VS = "10001/TS_1/Reconstructions/VoxelSpacing10.000/Annotations/"
@@ -150,3 +157,17 @@ def test_data_files_ask_the_same_presence_a_file_spelled_apart_is_neither_missin
     missing, present = judge_files(rows, {VS: listing}, layout)
     assert present == [0, 1] and [(row.file_id, key) for row, key in missing] == [(3, gone)]
     assert judge_files(rows, {VS: RuntimeError("SlowDown")}, layout) == ([], [])
+
+
+def test_suspicious_prefixes_are_the_complete_listings_lacking_a_key_whatever_comes_before_it() -> None:
+    """A row with no key (unmappable) is skipped, not the end of the list; a failed listing is no proof of
+    anything, so it is not suspicious; a prefix lacking two keys is named once."""
+    vs2 = VS.replace("TS_1", "TS_2")
+    vs3 = VS.replace("TS_1", "TS_3")
+    listings: dict[str, frozenset[str] | BaseException] = {
+        VS: frozenset({KEY}),
+        vs2: frozenset(),
+        vs3: RuntimeError("SlowDown"),
+    }
+    keys = [None, KEY, f"{vs2}100/a-1.0.json", None, f"{vs2}101/b-1.0.json", f"{vs3}100/c-1.0.json"]
+    assert suspicious_prefixes(keys, listings) == [vs2]
