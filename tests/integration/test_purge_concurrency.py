@@ -116,3 +116,86 @@ def test_a_purge_that_cannot_even_mark_a_failed_row_raises_and_ends_its_claims(
             conn.execute(text("SELECT claimed_until FROM annotation_reconciler.annotation_quarantine")).scalars().all()
         )
     assert leases == [None] and victim in world.annotation_ids()
+
+
+def _refuse_to_delete(world: World, annotation_id: int) -> None:
+    """A portal trigger the reconciler does not know that refuses to delete one annotation."""
+    with world.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"""CREATE FUNCTION public.keep_annotation() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN IF OLD.id = {int(annotation_id)} THEN RAISE EXCEPTION 'annotation % is kept', OLD.id;
+                    END IF; RETURN OLD; END $$"""
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER keep BEFORE DELETE ON annotation FOR EACH ROW EXECUTE FUNCTION public.keep_annotation()"
+            )
+        )
+
+
+def _purge_state(world: World, annotation_id: int) -> tuple[Any, ...]:
+    with world.engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                text("""SELECT status, purge_error, purge_failures, claimed_until
+                        FROM annotation_reconciler.annotation_quarantine WHERE annotation_id = :a"""),
+                {"a": annotation_id},
+            ).one()
+        )
+
+
+def test_one_row_the_portal_will_not_let_go_fails_alone_and_keeps_its_error_until_it_is_settled(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 in the fast suite: the batch fails on one row, each row is then settled alone on the batch's
+    evidence: the others are purged, the one is marked with its error and waits. A later batch that rolls back
+    ends its lease but keeps that error; once the row is settled, the error goes."""
+    keys = [k for k in world.portal.metadata_keys if "/TS_000/" in k][:1] + [
+        k for k in world.portal.metadata_keys if "/TS_001/" in k
+    ][:2]
+    world.delete(*keys)
+    reconciler = world.reconciler(purge_batch_size=10, RECONCILER_MAX_PURGE_FRACTION="1")
+    reconciler.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    stuck = world.ids[keys[0]]
+    _refuse_to_delete(world, stuck)
+
+    result = reconciler.purge()
+    assert result.failed == [stuck] and sorted(result.deleted) == sorted(world.ids[k] for k in keys[1:])
+    status, error, failures, lease = _purge_state(world, stuck)
+    assert (status, failures, lease) == ("quarantined", 1, None)
+    assert error.startswith("ProgrammingError: ") and f"annotation {stuck} is kept" in error
+
+    world.clock.advance(hours=1)
+    monkeypatch.setattr(purge_claims, "lock_claims", _raises(ConcurrentChangeError("a row changed under the purge")))
+    assert reconciler.purge().errors == ["a row changed under the purge"]
+    assert _purge_state(world, stuck) == ("quarantined", error, 1, None)  # the lease ended, the error kept
+
+    monkeypatch.undo()
+    with world.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER keep ON annotation"))
+    assert reconciler.purge().deleted == [stuck]
+    assert _purge_state(world, stuck) == ("purged", None, 0, None)
+
+
+def _raises(error: Exception) -> Any:
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    return fails
+
+
+def test_the_purge_raises_its_own_error_when_not_even_the_lease_can_be_ended(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row cannot be settled, marked, nor its lease ended (the database is gone): the error raised is the
+    settling's, not the best-effort ending's; the lease then runs out by itself."""
+    reconciler, _key, victim = quarantined_past_grace(world)
+    monkeypatch.setattr(purge_claims, "lock_claims", _raises(RuntimeError("boom")))
+    monkeypatch.setattr(purge_claims, "mark_failed", _raises(RuntimeError("cannot mark")))
+    monkeypatch.setattr(purge_claims, "end_claims", _raises(RuntimeError("cannot end")))
+    with pytest.raises(RuntimeError, match="cannot mark"):
+        reconciler.purge()
+    assert victim in world.annotation_ids()
