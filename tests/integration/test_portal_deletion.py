@@ -10,15 +10,17 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import pg8000.dbapi
 import pytest
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 from annotation_reconciler.db import make_engine
 from annotation_reconciler.errors import ConcurrentChangeError
 from annotation_reconciler.ledger.models import Source
 from annotation_reconciler.local.synthetic import PortalSpec, build_portal
 from annotation_reconciler.local.synthetic_rows import write_rows
-from annotation_reconciler.portal.deletion import delete_annotations
+from annotation_reconciler.portal.deletion import delete_annotations, message_of, sqlstate
 from support.world import SNAPSHOT, table_counts
 from support.world import count_orphans as orphans
 
@@ -254,10 +256,11 @@ def test_a_path_rewritten_during_the_deletion_rolls_the_batch_back(engine: Engin
     rewrite = "UPDATE annotation SET s3_metadata_path = 'moved' WHERE id = :id"
     with (
         committed_meanwhile(engine, db_url, "annotation_file", rewrite, {"id": ids[1]}),
-        pytest.raises(ConcurrentChangeError, match=message),
+        pytest.raises(ConcurrentChangeError, match=message) as raised,
         engine.begin() as conn,
     ):
         delete_annotations(conn, judged, source=Source.CLI, reason="r")
+    assert str(raised.value) == message.replace("\\", "")  # the server's message alone, not pg8000's fields
     after = table_counts(engine)
     assert after == before and paths(engine, ids[1:2]) == {ids[1]: "moved"}
     with engine.connect() as conn:
@@ -299,3 +302,14 @@ def test_a_held_row_is_marked_purged_and_the_snapshot_has_every_child_table(engi
         "annotation_author": 2,
         "annotation_method_link": 1,
     }
+
+
+def test_the_servers_code_and_message_are_read_from_a_server_error_and_nothing_is_invented_otherwise() -> None:
+    """A server error carries its fields (SQLSTATE ``C``, message ``M``); a client-side error (the connection
+    lost) carries a plain text: it has no SQLSTATE, and its message is that text."""
+    server = DBAPIError("SELECT 1", {}, pg8000.dbapi.ProgrammingError({"C": "40001", "M": "changed", "S": "ERROR"}))
+    assert (sqlstate(server), message_of(server)) == ("40001", "changed")
+    lost = DBAPIError("SELECT 1", {}, pg8000.dbapi.InterfaceError("network error"))
+    assert (sqlstate(lost), message_of(lost)) == (None, "network error")
+    bare = DBAPIError("SELECT 1", {}, pg8000.dbapi.InterfaceError())
+    assert (sqlstate(bare), message_of(bare)) == (None, "")
