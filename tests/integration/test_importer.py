@@ -984,7 +984,7 @@ OLD_LAYOUT = "10001/TS_000/Annotations/"  # annotation metadata before voxel spa
 #: why the row keeps its stored path, for each state of its stored key ("{twin}": the listed twin)
 KEPT_BECAUSE = {
     "present": "that key is still in S3",
-    "unlisted": "its folder could not be listed (",
+    "unlisted": f"its folder could not be listed (S3 ListObjectsV2 failed for s3://{BUCKET}/{OLD_LAYOUT}: SlowDown",
     "case-twin": "{twin} in S3 differs from it only in spelling",
     "percent-twin": "{twin} in S3 differs from it only in spelling",
     "not-metadata": "its stored path is not an annotation metadata key of this bucket, so it cannot be shown gone",
@@ -1103,3 +1103,70 @@ def test_a_file_moved_within_its_voxel_spacing_re_points_its_row_from_the_listin
     assert result.ok and result.deleted == [], result.problems
     assert stored_paths(engine)[ids[moved.metadata_key]] == LAYOUT.s3_path(new_key)
     assert len(lists) == unchanged
+
+
+@pytest.mark.parametrize("stored", ["another voxel spacing", "another bucket"])
+def test_a_legacy_row_is_this_files_row_only_when_its_stored_key_lies_in_no_other_voxel_spacings_folder(
+    engine: Engine, s3: Any, stored: str
+) -> None:
+    """A legacy row (no voxel spacing) with the natural key of a file here: when its stored key lies in another
+    voxel spacing's folder it is that voxel spacing's row, not this file's: the file gets a row of its own and the
+    legacy row is left as it is. When its stored path maps to no key of the bucket, nothing says it is elsewhere:
+    it is the file's row, kept where it is since its stored key cannot be proven gone."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    legacy = portal.annotations[0]
+    folder = legacy.voxel_spacing_prefix.rstrip("/").rsplit("/", 1)[1]
+    if stored == "another voxel spacing":
+        path = LAYOUT.s3_path(legacy.metadata_key.replace(f"/{folder}/", "/VoxelSpacing20.000/"))
+    else:
+        path = "s3://another-bucket/" + legacy.metadata_key
+    row = ids[legacy.metadata_key]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
+                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
+            ),
+            {"id": row},
+        )
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
+            {"p": path, "id": row},
+        )
+    before = counts(engine)["annotation"]
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert stored_paths(engine)[row] == path
+    if stored == "another voxel spacing":
+        assert result.inserted["annotation"] == 1 and counts(engine)["annotation"] == before + 1
+    else:
+        assert result.inserted["annotation"] == 0 and counts(engine)["annotation"] == before
+
+
+def test_a_row_stored_under_a_spelling_twin_of_its_own_file_is_re_pointed_to_it(engine: Engine, s3: Any) -> None:
+    """The row stores ``…/100/Ribosome-1.0.json`` while S3 holds only ``…/100/ribosome-1.0.json``, the file it is
+    imported from: the one twin the listing shows is the found file itself, so the stored key is proven gone and
+    the row is re-pointed (same id, nothing inserted)."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    annotation = portal.annotations[0]
+    folder, name = annotation.metadata_key.rsplit("/", 1)
+    old_key = f"{folder}/{name[0].upper()}{name[1:]}"
+    assert old_key != annotation.metadata_key
+    row = ids[annotation.metadata_key]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p WHERE id = :id"),
+            {"p": LAYOUT.s3_path(old_key), "id": row},
+        )
+    before = counts(engine)["annotation"]
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.ok, result.problems
+    assert result.inserted["annotation"] == 0 and counts(engine)["annotation"] == before
+    assert stored_paths(engine)[row] == LAYOUT.s3_path(annotation.metadata_key)
