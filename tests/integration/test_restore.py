@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.service.restore import RestoreError, RestoreScope, restore
 from support.scenarios import ledger_rows, reconciler, removed_by_event
@@ -104,3 +105,24 @@ def test_restore_refuses_a_child_id_taken_since(world: World) -> None:
         )
     with pytest.raises(RestoreError, match=f"annotation_author id {author} exists"), world.engine.begin() as conn:
         restore(conn, RestoreScope(annotation_id=aid), by="erin", now=world.clock(), dry_run=False)
+
+
+def test_restore_is_a_dry_run_unless_told_otherwise(world: World) -> None:
+    aid = purged_one(world, 3)
+    purged = dump(world.engine)
+    with world.engine.begin() as conn:
+        result = restore(conn, RestoreScope(annotation_id=aid), by="dave", now=world.clock())
+    assert result.dry_run and result.annotations == [aid] and dump(world.engine) == purged
+
+
+def test_restore_refuses_while_the_ledger_holds_a_planted_object_and_says_so(world: World) -> None:
+    """The owner's session must never run what a role planted in the reconciler's schemas: restore refuses,
+    naming itself and the object, and restores nothing."""
+    aid = purged_one(world, 3)
+    with world.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE annotation_reconciler.planted (id int)"))
+    purged = dump(world.engine)
+    with pytest.raises(LedgerSchemaError) as refused, world.engine.begin() as conn:
+        restore(conn, RestoreScope(annotation_id=aid), by="dave", now=world.clock(), dry_run=False)
+    assert str(refused.value).startswith("refusing to restore: the reconciler's schemas")
+    assert "annotation_reconciler.planted" in str(refused.value) and dump(world.engine) == purged
