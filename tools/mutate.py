@@ -200,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run nothing: report (and with --markdown write) the last run's results kept in build/mutmut/",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the last run in build/mutmut/ (stopped, or to give some of its files the machine first): run "
+        "only its mutants not checked yet, of the --only files (default: the run's), then report the whole run",
+    )
     parser.add_argument("--commit", help="with --report-only: the commit the last run measured, if run.json lacks it")
     parser.add_argument(
         "--stage",
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--markdown writes whole files' scores (mutation-scores) or functions' (mutation-functions): give "
                 "files, or FILE:FUNCTION globs, not both"
             )
+        if args.resume and (args.report_only or args.markdown):
+            raise UsageError("--resume runs and reports; write the tables afterwards with --report-only --markdown")
         if (args.commit or args.stage) and not args.report_only:
             raise UsageError("--commit and --stage go with --report-only (a run measures HEAD, staged here)")
     except UsageError as err:
@@ -231,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_only(
             args.markdown, items, patterns, args.commit, modules, args.fail_under, write_diffs=not foreign
         )
+    if args.resume:
+        return resume(items, patterns, args.max_children, args.fail_under)
     commit = ""
     if args.markdown:
         try:
@@ -271,6 +281,41 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         write_scores(args.markdown, found, diffs, modules, items, patterns, commit, date)
     return status
+
+
+def resume(items: list[str], patterns: list[str], max_children: int, fail_under: float | None) -> int:
+    """Run the last run's mutants not checked yet (of ``items``' files, else all of the run's), on the same stage and
+    stats, then report the whole run. The checkout must still be at the run's commit."""
+    record_path = STAGE / RUN_RECORD
+    if not (STAGE / "mutants").is_dir() or not record_path.exists():
+        print(f"mutate: no run to resume in {STAGE}", file=sys.stderr)
+        return 2
+    record = json.loads(record_path.read_text())
+    try:
+        head = head_commit(ROOT)
+    except DirtyTree as err:
+        print(f"mutate: {err}", file=sys.stderr)
+        return 2
+    if head != record.get("commit") or dirty_paths(MEASURED_PATHS, ROOT):
+        measured = record.get("commit")
+        print(f"mutate: the run measured {measured!r}; this checkout is not that commit, clean", file=sys.stderr)
+        return 2
+    run_patterns = list(record.get("patterns", []))
+    pending = sorted(n for n, v in verdicts(patterns or run_patterns).items() if v == "not checked")
+    print(f"mutate: resuming {len(pending)} mutants not checked yet in {STAGE.relative_to(ROOT)}")
+    sys.path.insert(0, str(ROOT / "lambdas"))
+    from annotation_reconciler.local.postgres import LocalPostgres
+
+    tempfile.tempdir = str(STAGE)
+    started = time.monotonic()
+    if pending:
+        with LocalPostgres() as server:
+            env = {**os.environ, Env.TEST_DATABASE_URL: server.url, Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots")}
+            run = mutmut("run", "--max-children", str(max_children), *pending, env=env)
+        if run.returncode != 0:
+            print(f"mutate: mutmut run failed (exit {run.returncode})", file=sys.stderr)
+            return 1
+    return report(verdicts(run_patterns), time.monotonic() - started, fail_under)
 
 
 def report_only(

@@ -195,6 +195,20 @@ def test_mutate_refuses_to_write_files_and_functions_in_one_table(capsys: pytest
     assert "not both" in capsys.readouterr().err
 
 
+def test_resume_needs_a_run_and_the_checkout_at_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(mutate, "STAGE", tmp_path / "mutmut")
+    assert mutate.main(["--resume"]) == 2
+    assert "no run to resume" in capsys.readouterr().err
+    (tmp_path / "mutmut" / "mutants").mkdir(parents=True)
+    (tmp_path / "mutmut" / mutate.RUN_RECORD).write_text('{"commit": "' + "0" * 40 + '", "patterns": []}')
+    assert mutate.main(["--resume"]) == 2
+    assert "this checkout is not that commit" in capsys.readouterr().err
+    assert mutate.main(["--resume", "--markdown", "RELIABILITY.md"]) == 2
+    assert "--report-only --markdown" in capsys.readouterr().err
+
+
 def test_a_run_of_functions_writes_one_row_per_item_into_its_own_table(tmp_path: Path) -> None:
     reliability = tmp_path / "RELIABILITY.md"
     reliability.write_text("# R\n\n<!-- mutation-scores:begin -->\nfiles\n<!-- mutation-scores:end -->\n")
