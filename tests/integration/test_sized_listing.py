@@ -1,0 +1,23 @@
+"""db_import/finders.sized_listing: every object under a prefix with its size, over every page of the listing, and
+nothing for an empty prefix (the sizes the importer writes into ``annotation_file.file_size``). moto S3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annotation_reconciler.db_import.finders import sized_listing
+from annotation_reconciler.storage.s3 import S3Storage
+from support.world import BUCKET
+
+
+def test_a_listing_of_more_than_one_page_keeps_every_page(s3: Any) -> None:
+    prefix = "10001/TS_000/Reconstructions/VoxelSpacing13.480/Annotations/100/ribosome.zarr/"
+    chunks = [(f"{prefix}0/{i:05d}", i % 7 + 1) for i in range(1003)]  # one LIST page holds 1,000 keys
+    for key, size in chunks:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"x" * size)
+    s3.put_object(Bucket=BUCKET, Key="10001/elsewhere", Body=b"no")
+    assert sized_listing(S3Storage(s3, BUCKET), prefix) == chunks
+
+
+def test_an_empty_prefix_lists_nothing(s3: Any) -> None:
+    assert sized_listing(S3Storage(s3, BUCKET), "10001/nothing/here/") == []
