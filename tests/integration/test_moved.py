@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from annotation_reconciler.cli.main import cli
+from annotation_reconciler.portal import annotation_rows
 from annotation_reconciler.rules.scope import Scope
 from annotation_reconciler.storage.counting import RequestCounter
 from support.faults import inject_at
@@ -170,3 +171,18 @@ def test_a_duplicate_row_whose_copy_is_gone_is_no_move_onto_the_file_another_row
     purge = world.reconciler(s3=client, RECONCILER_MAX_PURGE_FRACTION="1").purge()
     assert purge.deleted == [999999] and purge.moved == [] and original in world.annotation_ids()
     assert counter.counts.get("GetObject", 0) == 0
+
+
+def test_a_row_without_a_deposition_or_an_ingest_id_has_no_natural_key_to_move_by(world: World) -> None:
+    """The importer upserts on (deposition, ingest id): a row lacking either cannot be matched to a file, so it has
+    no natural key to be moved by."""
+    whole, no_deposition, no_ingest_id = (world.ids[k] for k in world.portal.metadata_keys[:3])
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE annotation SET deposition_id = NULL WHERE id = :a"), {"a": no_deposition})
+        conn.execute(text("UPDATE annotation SET annotation_ingest_id = '' WHERE id = :a"), {"a": no_ingest_id})
+        keys = annotation_rows.natural_keys(conn, [whole, no_deposition, no_ingest_id])
+        (deposition, ingest_id) = conn.execute(
+            text("SELECT deposition_id, annotation_ingest_id FROM annotation WHERE id = :a"), {"a": whole}
+        ).one()
+    assert keys == {whole: (deposition, ingest_id), no_deposition: None, no_ingest_id: None}
+    assert deposition is not None and ingest_id

@@ -4,6 +4,8 @@ PostgreSQL, moto S3."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -126,3 +128,56 @@ def test_restore_refuses_while_the_ledger_holds_a_planted_object_and_says_so(wor
         restore(conn, RestoreScope(annotation_id=aid), by="dave", now=world.clock(), dry_run=False)
     assert str(refused.value).startswith("refusing to restore: the reconciler's schemas")
     assert "annotation_reconciler.planted" in str(refused.value) and dump(world.engine) == purged
+
+
+def test_a_restore_scope_restores_its_dataset_and_period_only(world: World) -> None:
+    """Annotations purged in two datasets, at two times: a dataset's scope restores that dataset's, a period's scope
+    those purged since its start, both together their intersection."""
+    first = world.portal.metadata_keys[0]
+    other = next(k for k in world.portal.metadata_keys if k.split("/")[0] != first.split("/")[0])
+    later = world.portal.metadata_keys[3]
+    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    world.delete(first, other)
+    r.apply_changes(removed(first, other))
+    world.clock.advance(hours=2)
+    assert sorted(r.purge().deleted) == sorted(world.ids[k] for k in (first, other))
+    since = world.clock() + datetime.timedelta(hours=1)
+    world.delete(later)
+    r.apply_changes(removed(later, at=world.clock()))
+    world.clock.advance(hours=3)
+    assert r.purge().deleted == [world.ids[later]]
+    dataset = int(first.split("/")[0])
+
+    def would_restore(scope: RestoreScope) -> list[int]:
+        with world.engine.begin() as conn:
+            result = restore(conn, scope, by="dave", now=world.clock(), dry_run=True)
+        assert result.dry_run is True
+        return result.annotations
+
+    assert would_restore(RestoreScope(dataset_id=dataset)) == sorted(world.ids[k] for k in (first, later))
+    assert would_restore(RestoreScope(since=since)) == [world.ids[later]]
+    assert would_restore(RestoreScope(dataset_id=dataset, since=since)) == [world.ids[later]]
+    with pytest.raises(RestoreError, match=f"no purged annotation matches dataset {other.split('/')[0]}, purged since"):
+        would_restore(RestoreScope(dataset_id=int(other.split("/")[0]), since=since))
+
+
+def test_a_refusal_names_the_first_ten_problems_and_counts_the_rest(world: World) -> None:
+    """Everything of two purged annotations is back under the same ids (restored, then its audit reopened): each
+    of their 18 rows is a problem; the refusal shows ten and counts eight more."""
+    keys = world.portal.metadata_keys[:2]
+    world.delete(*keys)
+    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
+    r.apply_changes(removed(*keys))
+    world.clock.advance(hours=2)
+    assert len(r.purge().deleted) == 2
+    with world.engine.begin() as conn:
+        done = restore(conn, RestoreScope(dataset_id=10001), by="dave", now=world.clock(), dry_run=False)
+        assert done.dry_run is False and sum(done.rows.values()) == 18
+        conn.execute(text("UPDATE annotation_reconciler_audit.deleted_annotation SET restored_at = NULL"))
+    with pytest.raises(RestoreError) as refused, world.engine.begin() as conn:
+        restore(conn, RestoreScope(dataset_id=10001), by="dave", now=world.clock(), dry_run=False)
+    message = str(refused.value)
+    assert message.startswith("refusing to restore dataset 10001: annotation id ")
+    shown, rest = message.split(". Nothing was restored", 1)
+    assert shown.count("; ") == 10 and shown.endswith("; and 8 more")
+    assert rest == "; remove or re-key those rows, or narrow the scope (--annotation-id)"
