@@ -82,7 +82,11 @@ def test_restore_refuses_when_the_id_or_the_natural_key_exists_now(world: World)
     before = dump(world.engine)
     with pytest.raises(RestoreError, match="has its natural key") as info, world.engine.begin() as conn:
         restore(conn, RestoreScope(annotation_id=aid), by="erin", now=world.clock(), dry_run=False)
-    assert "annotation 999999" in str(info.value) and "Nothing was restored" in str(info.value)
+    assert str(info.value) == (
+        f"refusing to restore annotation {aid}: annotation {aid}: annotation 999999 has its natural key (run, "
+        "deposition, annotation_ingest_id) now. Nothing was restored; remove or re-key those rows, or narrow the scope "
+        "(--annotation-id)"
+    )
     assert dump(world.engine) == before
     runner = CliRunner()
     out = runner.invoke(cli, ["restore", "--db-url", world.db_url])
@@ -179,5 +183,8 @@ def test_a_refusal_names_the_first_ten_problems_and_counts_the_rest(world: World
     message = str(refused.value)
     assert message.startswith("refusing to restore dataset 10001: annotation id ")
     shown, rest = message.split(". Nothing was restored", 1)
-    assert shown.count("; ") == 10 and shown.endswith("; and 8 more")
+    problems = shown.removeprefix("refusing to restore dataset 10001: ").split("; ")
+    first, second = sorted(world.ids[k] for k in keys)
+    assert problems[:2] == [f"annotation id {first} exists", f"annotation id {second} exists"]
+    assert len(problems) == 11 and problems[-1] == "and 8 more"
     assert rest == "; remove or re-key those rows, or narrow the scope (--annotation-id)"
