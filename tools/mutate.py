@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             args.markdown, items, patterns, args.commit, modules, args.fail_under, write_diffs=not foreign
         )
     if args.resume:
+        from tools.mutate_resume import resume
+
         return resume(items, patterns, args.max_children, args.fail_under)
     commit = ""
     if args.markdown:
@@ -281,41 +283,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         write_scores(args.markdown, found, diffs, modules, items, patterns, commit, date)
     return status
-
-
-def resume(items: list[str], patterns: list[str], max_children: int, fail_under: float | None) -> int:
-    """Run the last run's mutants not checked yet (of ``items``' files, else all of the run's), on the same stage and
-    stats, then report the whole run. The checkout must still be at the run's commit."""
-    record_path = STAGE / RUN_RECORD
-    if not (STAGE / "mutants").is_dir() or not record_path.exists():
-        print(f"mutate: no run to resume in {STAGE}", file=sys.stderr)
-        return 2
-    record = json.loads(record_path.read_text())
-    try:
-        head = head_commit(ROOT)
-    except DirtyTree as err:
-        print(f"mutate: {err}", file=sys.stderr)
-        return 2
-    if head != record.get("commit") or dirty_paths(MEASURED_PATHS, ROOT):
-        measured = record.get("commit")
-        print(f"mutate: the run measured {measured!r}; this checkout is not that commit, clean", file=sys.stderr)
-        return 2
-    run_patterns = list(record.get("patterns", []))
-    pending = sorted(n for n, v in verdicts(patterns or run_patterns).items() if v == "not checked")
-    print(f"mutate: resuming {len(pending)} mutants not checked yet in {STAGE.relative_to(ROOT)}")
-    sys.path.insert(0, str(ROOT / "lambdas"))
-    from annotation_reconciler.local.postgres import LocalPostgres
-
-    tempfile.tempdir = str(STAGE)
-    started = time.monotonic()
-    if pending:
-        with LocalPostgres() as server:
-            env = {**os.environ, Env.TEST_DATABASE_URL: server.url, Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots")}
-            run = mutmut("run", "--max-children", str(max_children), *pending, env=env)
-        if run.returncode != 0:
-            print(f"mutate: mutmut run failed (exit {run.returncode})", file=sys.stderr)
-            return 1
-    return report(verdicts(run_patterns), time.monotonic() - started, fail_under)
 
 
 def report_only(
