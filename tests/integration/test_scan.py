@@ -114,3 +114,10 @@ def test_a_prefix_emptied_whole_is_unknown_when_s3_cannot_say_what_its_dataset_f
         for u in result.unknown
     )
     assert result.quarantined == [] and result.held == [] and world.ledger() == {}
+
+
+def test_a_survey_names_the_scope_it_judged(world: World) -> None:
+    dataset = world.portal.dataset_ids[0]
+    found = world.reconciler().survey(Scope(dataset_id=dataset))
+    assert found.scope == Scope(dataset_id=dataset)
+    assert found.annotations == sum(1 for a in world.portal.annotations if a.dataset_id == dataset)
