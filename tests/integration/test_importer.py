@@ -729,18 +729,14 @@ def test_the_shape_cleanup_keeps_shapes_that_still_have_files_and_shapes_outside
     assert result.ok and result.removed["annotation_file"] == leaving_files > 0
     assert result.removed["annotation_shape"] == 0
     with engine.connect() as conn:
-        left = (
-            conn.execute(
-                text(
-                    "SELECT s.id, count(f.id) FROM annotation_shape s LEFT JOIN annotation_file f"
-                    " ON f.annotation_shape_id = s.id WHERE s.id IN (:a, :b) GROUP BY s.id"
-                ),
-                {"a": shape, "b": bare},
-            )
-            .tuples()
-            .all()
-        )
-    assert sorted(left) == sorted([(shape, 1), (bare, 0)])
+        left = conn.execute(
+            text(
+                "SELECT s.id, count(f.id) FROM annotation_shape s LEFT JOIN annotation_file f"
+                " ON f.annotation_shape_id = s.id WHERE s.id IN (:a, :b) GROUP BY s.id"
+            ),
+            {"a": shape, "b": bare},
+        ).all()
+    assert sorted((r[0], r[1]) for r in left) == sorted([(shape, 1), (bare, 0)])
 
 
 def test_a_child_entry_found_twice_is_reported_with_its_scope_and_metadata_key(engine: Engine, s3: Any) -> None:
@@ -1039,6 +1035,22 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
 
 
+def make_legacy(engine: Engine, row: int, stored_path: str) -> None:
+    """Make ``row`` a legacy row (no voxel spacing, no files) that stores ``stored_path``."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
+                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
+            ),
+            {"id": row},
+        )
+        conn.execute(
+            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
+            {"p": stored_path, "id": row},
+        )
+
+
 @pytest.mark.parametrize("spelling", ["digits", "case"])
 def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_not_duplicated(
     engine: Engine, s3: Any, spelling: str
@@ -1057,18 +1069,7 @@ def test_a_legacy_row_stored_under_another_spelling_of_its_folder_is_re_pointed_
         old_key = legacy.metadata_key.replace(f"/{legacy.run_name}/", f"/{legacy.run_name.lower()}/")
     assert old_key != legacy.metadata_key
     row = ids[legacy.metadata_key]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
-                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
-            ),
-            {"id": row},
-        )
-        conn.execute(
-            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
-            {"p": LAYOUT.s3_path(old_key), "id": row},
-        )
+    make_legacy(engine, row, LAYOUT.s3_path(old_key))
     before = counts(engine)["annotation"]
 
     result = run_ingest(engine, s3, max_purge_fraction=1.0)
@@ -1123,18 +1124,7 @@ def test_a_legacy_row_is_this_files_row_only_when_its_stored_key_lies_in_no_othe
     else:
         path = "s3://another-bucket/" + legacy.metadata_key
     row = ids[legacy.metadata_key]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "DELETE FROM annotation_file WHERE annotation_shape_id IN"
-                " (SELECT id FROM annotation_shape WHERE annotation_id = :id)"
-            ),
-            {"id": row},
-        )
-        conn.execute(
-            text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
-            {"p": path, "id": row},
-        )
+    make_legacy(engine, row, path)
     before = counts(engine)["annotation"]
 
     result = run_ingest(engine, s3, max_purge_fraction=1.0)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from annotation_reconciler.cli.main import cli
 from annotation_reconciler.errors import LedgerSchemaError
 from annotation_reconciler.rules.scope import Scope
+from annotation_reconciler.service.reconciler import Reconciler
 from annotation_reconciler.service.restore import RestoreError, RestoreScope, restore
 from support.scenarios import ledger_rows, reconciler, removed_by_event
 from support.world import World, dump, removed
@@ -26,14 +27,21 @@ def purged_one(world: World, index: int) -> int:
     return aid
 
 
-def test_restore_puts_every_portal_table_back_as_it_was(world: World) -> None:
-    before = dump(world.engine)
+def purged_two(world: World) -> tuple[list[str], Reconciler]:
+    """The metadata of the first two annotations of dataset 10001 deleted, quarantined and purged: their keys and
+    the reconciler that purged them."""
     keys = world.portal.metadata_keys[:2]
     world.delete(*keys)
     r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
     r.apply_changes(removed(*keys))
     world.clock.advance(hours=2)
     assert len(r.purge().deleted) == 2
+    return list(keys), r
+
+
+def test_restore_puts_every_portal_table_back_as_it_was(world: World) -> None:
+    before = dump(world.engine)
+    keys, r = purged_two(world)
     purged = dump(world.engine)
     assert purged != before
     with world.engine.begin() as conn:
@@ -168,12 +176,7 @@ def test_a_restore_scope_restores_its_dataset_and_period_only(world: World) -> N
 def test_a_refusal_names_the_first_ten_problems_and_counts_the_rest(world: World) -> None:
     """Everything of two purged annotations is back under the same ids (restored, then its audit reopened): each
     of their 18 rows is a problem; the refusal shows ten and counts eight more."""
-    keys = world.portal.metadata_keys[:2]
-    world.delete(*keys)
-    r = reconciler(world, RECONCILER_MAX_PURGE_FRACTION="0.5")
-    r.apply_changes(removed(*keys))
-    world.clock.advance(hours=2)
-    assert len(r.purge().deleted) == 2
+    keys, _ = purged_two(world)
     with world.engine.begin() as conn:
         done = restore(conn, RestoreScope(dataset_id=10001), by="dave", now=world.clock(), dry_run=False)
         assert done.dry_run is False and sum(done.rows.values()) == 18
