@@ -99,6 +99,19 @@ def mutmut(*args: str, env: dict[str, str] | None = None, capture: bool = False)
     )
 
 
+def run_mutants(max_children: int, names: list[str]) -> subprocess.CompletedProcess[str]:
+    """``mutmut run`` of these mutant names or globs in the stage, with one PostgreSQL server of its own (its files
+    under build/mutmut/, not the system temp dir, where others clean up) shared by every pytest session it runs."""
+    # imported only here: nothing of the package is loaded in this process before the command line is checked
+    sys.path.insert(0, str(ROOT / "lambdas"))
+    from annotation_reconciler.local.postgres import LocalPostgres
+
+    tempfile.tempdir = str(STAGE)
+    with LocalPostgres() as server:
+        env = {**os.environ, Env.TEST_DATABASE_URL: server.url, Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots")}
+        return mutmut("run", "--max-children", str(max_children), *names, env=env)
+
+
 def verdicts(patterns: list[str]) -> dict[str, str]:
     """mutant name -> verdict, for the mutants the patterns select (all if none)."""
     out = mutmut("results", "--all", "true", capture=True)
@@ -251,25 +264,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mutate: {err}", file=sys.stderr)
             return 2
 
-    # imported only here: nothing of the package is loaded in this process before the command line is checked
-    sys.path.insert(0, str(ROOT / "lambdas"))
-    from annotation_reconciler.local.postgres import LocalPostgres
-
     stage()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     record = run_record(items, patterns, date)
     (STAGE / RUN_RECORD).write_text(json.dumps(record))
-    # the server's files under build/mutmut/, not the system temp dir, where others clean up
-    tempfile.tempdir = str(STAGE)
     started = time.monotonic()
-    with LocalPostgres() as server:
-        env = {
-            **os.environ,
-            Env.TEST_DATABASE_URL: server.url,
-            Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots"),
-        }
-        print(f"mutate: mutmut run {' '.join(patterns) or '(all of only_mutate)'} in {STAGE.relative_to(ROOT)}")
-        run = mutmut("run", "--max-children", str(args.max_children), *patterns, env=env)
+    print(f"mutate: mutmut run {' '.join(patterns) or '(all of only_mutate)'} in {STAGE.relative_to(ROOT)}")
+    run = run_mutants(args.max_children, patterns)
     wall = time.monotonic() - started
     if run.returncode != 0:
         print(f"mutate: mutmut run failed (exit {run.returncode}) after {wall:.0f} s", file=sys.stderr)

@@ -9,9 +9,7 @@ named, else all of the run's), on the same stage and stats, at the run's commit;
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 
 from tools import mutate
@@ -38,19 +36,9 @@ def resume(items: list[str], patterns: list[str], max_children: int, fail_under:
     run_patterns = list(record.get("patterns", []))
     pending = sorted(n for n, v in mutate.verdicts(patterns or run_patterns).items() if v == "not checked")
     print(f"mutate: resuming {len(pending)} mutants not checked yet in {mutate.STAGE.relative_to(mutate.ROOT)}")
-    sys.path.insert(0, str(mutate.ROOT / "lambdas"))
-    from annotation_reconciler.local.postgres import LocalPostgres
-
-    tempfile.tempdir = str(mutate.STAGE)
     started = time.monotonic()
     if pending:
-        with LocalPostgres() as server:
-            env = {
-                **os.environ,
-                mutate.Env.TEST_DATABASE_URL: server.url,
-                mutate.Env.TEST_WORKER_SLOTS: str(mutate.STAGE / "worker-slots"),
-            }
-            run = mutate.mutmut("run", "--max-children", str(max_children), *pending, env=env)
+        run = mutate.run_mutants(max_children, pending)
         if run.returncode != 0:
             print(f"mutate: mutmut run failed (exit {run.returncode})", file=sys.stderr)
             return 1
