@@ -140,3 +140,22 @@ def test_a_shard_of_some_runs_looks_for_the_purged_keys_of_its_own_runs_only(wor
     assert first.resurrected == [(world.ids[ours.metadata_key], ours.metadata_key)]
     second = reconciler.scan_shard(Scope(dataset_id=dataset, run_ids=(run_id["TS_001"],)))
     assert second.resurrected == [(world.ids[theirs.metadata_key], theirs.metadata_key)]
+
+
+def test_a_scan_cut_by_its_budget_looks_for_a_purged_key_in_the_continuation_that_lists_its_prefix(
+    world: World,
+) -> None:
+    """The purged key's prefix is the dataset's last: the cut scan does not list it and finds nothing; the
+    continuation (``resume_after``) lists it and records the resurrection."""
+    key = world.portal.annotations[-1].metadata_key  # in the last prefix of dataset 10002
+    world.delete(key)
+    reconciler = world.reconciler()
+    reconciler.apply_changes(removed(key))
+    world.clock.advance(hours=2)
+    assert reconciler.purge().deleted == [world.ids[key]]
+    world.restore(key)  # its Created event is lost
+    budget = iter([100.0, 100.0, 1.0])
+    first = reconciler.scan_shard(Scope(dataset_id=10002), remaining_seconds=lambda: next(budget, 1.0))
+    assert not first.complete and first.resurrected == []
+    second = reconciler.scan_shard(Scope(dataset_id=10002), resume_after=first.resume_after)
+    assert second.complete and second.resurrected == [(world.ids[key], key)]
