@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from botocore.stub import Stubber
+
 from annotation_reconciler.db_import.finders import sized_listing
+from annotation_reconciler.errors import StorageError
 from annotation_reconciler.storage.s3 import S3Storage
 from support.world import BUCKET
 
@@ -21,3 +25,18 @@ def test_a_listing_of_more_than_one_page_keeps_every_page(s3: Any) -> None:
 
 def test_an_empty_prefix_lists_nothing(s3: Any) -> None:
     assert sized_listing(S3Storage(s3, BUCKET), "10001/nothing/here/") == []
+
+
+def test_a_failed_listing_is_a_storage_error_that_names_the_request_the_bucket_and_the_prefix(s3: Any) -> None:
+    prefix = "10001/TS_000/Reconstructions/VoxelSpacing13.480/Annotations/100/"
+    with Stubber(s3) as stub:
+        stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
+        with pytest.raises(StorageError) as failed:
+            sized_listing(S3Storage(s3, BUCKET), prefix)
+    assert (failed.value.operation, failed.value.bucket, failed.value.key, failed.value.code) == (
+        "ListObjectsV2",
+        BUCKET,
+        prefix,
+        "SlowDown",
+    )
+    assert str(failed.value).startswith(f"S3 ListObjectsV2 failed for s3://{BUCKET}/{prefix}: SlowDown")
