@@ -53,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.docblock import DirtyTree, dirty_paths, head_commit, require_clean
 from tools.mutation_results import (
+    KILLED,
     ROOT,
     UsageError,
     measured_only,
@@ -66,8 +67,18 @@ from tools.mutation_tables import write_scores
 from annotation_reconciler.names import Env
 
 STAGE = ROOT / "build" / "mutmut"
-# mutmut's names for the verdicts (mutmut results); "killed" alone counts as killed.
-ORDER = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped", "not checked")
+# mutmut's names for the verdicts (mutmut results); those of KILLED count as killed.
+ORDER = (
+    "killed",
+    "caught by type check",
+    "survived",
+    "timeout",
+    "no tests",
+    "suspicious",
+    "segfault",
+    "skipped",
+    "not checked",
+)
 #: The code a score is of: --markdown refuses while these differ from HEAD.
 MEASURED_PATHS = ("lambdas", "tests")
 RUN_RECORD = "run.json"
@@ -109,6 +120,8 @@ def run_mutants(max_children: int, names: list[str]) -> subprocess.CompletedProc
     tempfile.tempdir = str(STAGE)
     with LocalPostgres() as server:
         env = {**os.environ, Env.TEST_DATABASE_URL: server.url, Env.TEST_WORKER_SLOTS: str(STAGE / "worker-slots")}
+        # the type_check_command's `python` is this virtualenv's (it has mypy and the package's stubs)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return mutmut("run", "--max-children", str(max_children), *names, env=env)
 
 
@@ -146,19 +159,20 @@ def report(
     for module, c in sorted(by_module.items()):
         n = sum(c.values())
         cells = " | ".join(str(c[s]) for s in ORDER if counts[s])
-        print(f"| {module} | {n} | {cells} | {100 * c['killed'] / n:.1f} |")
+        print(f"| {module} | {n} | {cells} | {100 * sum(c[s] for s in KILLED) / n:.1f} |")
     cells = " | ".join(str(counts[s]) for s in ORDER if counts[s])
-    score = 100 * counts["killed"] / total
+    killed = sum(counts[s] for s in KILLED)
+    score = 100 * killed / total
     print(f"| **all** | {total} | {cells} | **{score:.1f}** |")
     others = sorted(set(counts) - set(ORDER))
     if others:
         print(f"other verdicts: {', '.join(f'{s} {counts[s]}' for s in others)}")
     print()
     wall = f" ; wall time {wall_s / 60:.1f} min" if wall_s else ""
-    print(f"score: {counts['killed']} killed / {total} mutants = {score:.1f} %{wall}")
+    print(f"score: {killed} killed / {total} mutants = {score:.1f} %{wall}")
 
     # a mutant not checked (a run stopped, or still going) has no verdict to show
-    unkilled = sorted(name for name, status in found.items() if status not in ("killed", "not checked"))
+    unkilled = sorted(name for name, status in found.items() if status not in {*KILLED, "not checked"})
     diffs = []
     for name in unkilled:
         shown = mutmut("show", name, capture=True)

@@ -22,6 +22,11 @@ class UsageError(Exception):
     """Bad arguments or configuration: the message says what to fix."""
 
 
+#: The verdicts that count as killed: a test failed, or mypy rejected the mutant (``make test`` runs ``make lint``,
+#: mypy strict, before any test; tools/mutmut_typecheck.py).
+KILLED = ("killed", "caught by type check")
+
+
 def mutmut_config() -> dict[str, object]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.docblock import changed_since, drop_block, is_ancestor, read_block, short, write_block
-from tools.mutation_results import PACKAGE, ROOT, counts_by_file, counts_by_item, measured_only, module_file
+from tools.mutation_results import KILLED, PACKAGE, ROOT, counts_by_file, counts_by_item, measured_only, module_file
 
 #: The table's columns of counts; every other verdict is counted under "other".
 COUNTED = ("killed", "survived", "timeout", "no tests")
@@ -46,7 +46,7 @@ class ScoreRow:
     @classmethod
     def of(cls, module: str, counts: Counter[str], commit: str, date: str) -> ScoreRow:
         mutants = sum(counts.values())
-        known = {s: counts[s] for s in COUNTED}
+        known = {s: counts[s] for s in COUNTED} | {"killed": sum(counts[s] for s in KILLED)}
         return cls(
             module,
             mutants,
@@ -127,9 +127,13 @@ def render_table(rows: dict[str, ScoreRow], modules: list[str], changed: Callabl
     return "\n".join(lines)
 
 
-def survivors_section(module: str, unkilled: list[tuple[str, str, str]], commit: str, date: str) -> str:
-    """One file's mutants not killed (name, verdict, diff), for MUTATION_SURVIVORS.md."""
-    lines = [f"### `{module}` at `{short(commit)}` ({date}): {len(unkilled)} not killed", ""]
+def survivors_section(
+    module: str, unkilled: list[tuple[str, str, str]], commit: str, date: str, by_mypy: int = 0
+) -> str:
+    """One file's mutants not killed (name, verdict, diff), for MUTATION_SURVIVORS.md; ``by_mypy``: how many of its
+    killed mutants mypy rejected (no test ran for them)."""
+    caught = f" ({by_mypy} of the killed rejected by mypy, no test run)" if by_mypy else ""
+    lines = [f"### `{module}` at `{short(commit)}` ({date}): {len(unkilled)} not killed{caught}", ""]
     for name, status, diff in unkilled:
         lines += [f"- **{status}** `{name}`", "", "  ```diff"]
         lines += [f"  {line}" if line else "" for line in diff.strip("\n").splitlines()]
@@ -186,9 +190,10 @@ def write_documents(
         survivors.write_text(SURVIVORS_HEADER)
     for module in sorted(new):
         unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s != "killed"
+            (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s not in KILLED
         )
-        write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date))
+        by_mypy = sum(1 for n, s in found.items() if module_file(n) == module and s == KILLED[1])
+        write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date, by_mypy))
     dropped = drop_superseded_functions(markdown, lambda old, new: is_ancestor(old, new, ROOT))
     if dropped:
         print(f"mutate: the whole-file rows measured again {len(dropped)} function runs, removed: {' '.join(dropped)}")
@@ -233,9 +238,10 @@ def write_function_documents(
         survivors.write_text(SURVIVORS_HEADER)
     for item in sorted(new):
         unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s != "killed"
+            (n, s, diffs.get(n, "")) for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s not in KILLED
         )
-        write_block(survivors, f"survivors {item}", survivors_section(item, unkilled, commit, date))
+        by_mypy = sum(1 for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s == KILLED[1])
+        write_block(survivors, f"survivors {item}", survivors_section(item, unkilled, commit, date, by_mypy))
 
 
 def write_scores(

@@ -104,6 +104,44 @@ def test_mutants_are_counted_under_their_file() -> None:
     assert (row.mutants, row.killed, row.survived, row.timeout, row.no_tests, row.other) == (3, 0, 0, 1, 1, 1)
 
 
+def test_a_mutant_mypy_rejects_counts_as_killed_and_its_files_section_says_how_many(tmp_path: Path) -> None:
+    """``make test`` runs mypy (strict) before any test, so a mutant it rejects cannot pass; mutmut's verdict for it
+    is "caught by type check"."""
+    found = {
+        "annotation_reconciler.paths.x_a__mutmut_1": "killed",
+        "annotation_reconciler.paths.x_a__mutmut_2": "caught by type check",
+        "annotation_reconciler.paths.x_a__mutmut_3": "caught by type check",
+        "annotation_reconciler.paths.x_a__mutmut_4": "survived",
+    }
+    row = mutation_tables.ScoreRow.of("paths.py", mutation_results.counts_by_file(found)["paths.py"], A, "2026-12-07")
+    assert (row.mutants, row.killed, row.survived, row.other, row.score) == (4, 3, 1, 0, 75.0)
+    reliability = tmp_path / "RELIABILITY.md"
+    reliability.write_text("<!-- mutation-scores:begin -->\n<!-- mutation-scores:end -->\n")
+    mutation_tables.write_documents(reliability, found, {}, ["paths.py"], A, "2026-12-07")
+    section = read_block((tmp_path / mutation_tables.SURVIVORS_FILE).read_text(), "survivors paths.py") or ""
+    assert "1 not killed (2 of the killed rejected by mypy, no test run)" in section
+    assert "x_a__mutmut_4" in section and "x_a__mutmut_2" not in section
+
+
+def test_mypy_checks_the_mutated_copy_with_our_settings_and_without_the_errors_of_its_layout() -> None:
+    import configparser
+    import tomllib
+
+    from tools.mutmut_typecheck import LAYOUT_ERRORS, mypy_ini
+
+    ours = tomllib.loads((mutation_results.ROOT / "pyproject.toml").read_text())
+    ini = configparser.ConfigParser()
+    ini.read_string(mypy_ini(ours))
+    settings = ours["tool"]["mypy"]
+    assert ini["mypy"]["mypy_path"] == "src" and "files" not in ini["mypy"]
+    assert ini["mypy"]["disable_error_code"] == ", ".join(LAYOUT_ERRORS) == "no-redef, unused-ignore"
+    assert ini["mypy"]["strict"] == "True" and ini["mypy"]["python_version"] == settings["python_version"]
+    for override in settings["overrides"]:
+        section = ini[f"mypy-{','.join(override['module'])}"]
+        assert {k: section[k] for k in section} == {k: str(v) for k, v in override.items() if k != "module"}
+    assert ours["tool"]["mutmut"]["type_check_command"][-1] == "mypy"  # mutmut reads mypy's JSON lines then
+
+
 def _row(module: str, killed: int, commit: str, date: str = "2026-12-01") -> mutation_tables.ScoreRow:
     return mutation_tables.ScoreRow(module, killed + 2, killed, 1, 1, 0, 0, commit[:10], date)
 
