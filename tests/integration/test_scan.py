@@ -62,6 +62,18 @@ def test_scan_stops_on_time_budget_and_resumes(world: World) -> None:
     assert second.quarantined == [world.ids[key]]
 
 
+def test_a_scan_out_of_time_before_its_first_listing_resumes_from_the_start(world: World) -> None:
+    """No listing started: the continuation point is before every prefix (the empty string), so the next run
+    lists them all and judges the missing key."""
+    key = world.portal.annotations[-1].metadata_key
+    world.delete(key)
+    reconciler = world.reconciler()
+    first = reconciler.scan_shard(Scope(dataset_id=10002), remaining_seconds=lambda: 1.0)
+    assert (first.complete, first.prefixes_listed, first.resume_after, first.quarantined) == (False, 0, "", [])
+    second = reconciler.scan_shard(Scope(dataset_id=10002), resume_after=first.resume_after)
+    assert second.complete and second.prefixes_listed == 3 and second.quarantined == [world.ids[key]]
+
+
 def test_unmappable_paths_are_never_quarantined(world: World) -> None:
     victim = world.ids[world.portal.metadata_keys[0]]
     with world.engine.begin() as conn:
