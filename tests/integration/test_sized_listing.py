@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from annotation_reconciler.db_import.finders import sized_listing
+from annotation_reconciler.db_import.finders import list_folders, sized_listing
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.storage.s3 import S3Storage
 from support.world import BUCKET
@@ -40,3 +40,13 @@ def test_a_failed_listing_is_a_storage_error_that_names_the_request_the_bucket_a
         "SlowDown",
     )
     assert str(failed.value).startswith(f"S3 ListObjectsV2 failed for s3://{BUCKET}/{prefix}: SlowDown")
+
+
+def test_the_folders_under_a_prefix_are_named_whole_over_every_page(s3: Any) -> None:
+    """list_folders: one LIST with a delimiter, its pages of 1,000 common prefixes all kept; a name is cut only of
+    its trailing slash (a folder named ``TS_X`` keeps its ``X``)."""
+    names = [f"TS_{i:04d}" for i in range(1001)] + ["TS_X"]
+    for name in names:
+        s3.put_object(Bucket=BUCKET, Key=f"10001/{name}/meta.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key="10001/dataset_metadata.json", Body=b"{}")  # an object, not a folder
+    assert list_folders(S3Storage(s3, BUCKET), "10001/") == names
