@@ -1,15 +1,18 @@
-"""db_import/finders.MetadataFileFinder: the metadata documents under a voxel spacing's ``Annotations/``, and the
-problems that keep the importer from cleaning the scope up, each naming the scope and the key it is about. moto S3."""
+"""db_import/finders: the metadata documents the importer finds (a dataset's, its runs', a voxel spacing's
+annotations), and the problems that keep it from cleaning a scope up, each naming the scope and the key or prefix it
+is about. moto S3."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
 from botocore.stub import Stubber
 
 from annotation_reconciler.db_import.base import FoundItem, ImportProblem
-from annotation_reconciler.db_import.finders import MetadataFileFinder
+from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileFinder, RunFinder, list_folders
+from annotation_reconciler.errors import StorageError
 from annotation_reconciler.storage.s3 import S3Storage
 from support.world import BUCKET
 
@@ -45,3 +48,29 @@ def test_an_unreadable_document_is_a_problem_of_the_given_scope_naming_its_key_a
         )
     ]
     assert found.listings == {PREFIX: frozenset({good, bad, f"{PREFIX}100/ribosome.ndjson"})}
+
+
+def test_a_datasets_metadata_is_found_with_its_key_and_its_absence_is_a_problem_naming_the_key(s3: Any) -> None:
+    storage, key = S3Storage(s3, BUCKET), "10001/dataset_metadata.json"
+    missing = DatasetFinder(storage, "", 10001).find()
+    assert [(p.scope, p.key) for p in missing.problems] == [("dataset 10001", key)] and missing.items == []
+    assert missing.problems[0].message.startswith(f"S3 GetObject failed for s3://{BUCKET}/{key}: NoSuchKey")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"dataset_identifier": 10001}))
+    found = DatasetFinder(storage, "", 10001).find()
+    assert found.items == [FoundItem({"dataset_identifier": 10001}, {"dataset_id": 10001, "prefix": "10001/"}, key)]
+
+
+def test_a_failed_listing_of_a_datasets_runs_is_a_problem_naming_the_dataset_folder(s3: Any) -> None:
+    with Stubber(s3) as stub:
+        stub.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
+        found = RunFinder(S3Storage(s3, BUCKET), "", 10001).find()
+    assert found.items == [] and [(p.scope, p.key) for p in found.problems] == [("dataset 10001", "10001/")]
+    assert found.problems[0].message.startswith(f"S3 ListObjectsV2 failed for s3://{BUCKET}/10001/: SlowDown")
+
+
+def test_a_failed_folder_listing_is_a_storage_error_naming_the_request(s3: Any) -> None:
+    with Stubber(s3) as stub:
+        stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(StorageError) as failed:
+            list_folders(S3Storage(s3, BUCKET), "10001/")
+    assert (failed.value.operation, failed.value.key, failed.value.code) == ("ListObjectsV2", "10001/", "AccessDenied")
