@@ -615,6 +615,28 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
     assert sum(dry.inserted.values()) == sum(dry.updated.values()) == 0  # no row re-pointed into the stray folder
 
 
+def test_an_aliased_run_folder_stops_the_cleanup_of_that_run_and_only_that_run(engine: Engine, s3: Any) -> None:
+    """A stray run folder equal to a run's but for letter case (``ts_000/`` beside ``TS_000/``): either could be the
+    stray one, so the run keeps its rows whose metadata is gone; the dataset's other run is cleaned up as usual."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    s3.put_object(Bucket=BUCKET, Key="10001/ts_000/Reconstructions/VoxelSpacing13.480/Tomograms/100/t.mrc", Body=b"")
+    kept, gone = in_run(portal, "TS_000")[0], in_run(portal, "TS_001")[0]
+    for stale in (kept, gone):
+        s3.delete_object(Bucket=BUCKET, Key=stale.metadata_key)
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+    told = (
+        "aliased folders: TS_000/ and ts_000/ both map to one run (names equal but for spelling); nothing is imported "
+        "from them and sibling cleanup of this run is skipped (remove or rename the stray folder, then ingest again)"
+    )
+    assert not result.ok and [p.message for p in result.problems] == [told]
+    assert result.deleted == [ids[gone.metadata_key]]
+    assert ids[kept.metadata_key] in annotation_ids(engine)
+    skipped = {r.prefix.split("/")[1]: r.cleanup_off for r in result.voxel_spacings}
+    assert skipped == {"TS_000": "aliased folders: nothing imported from this voxel spacing", "TS_001": None}
+
+
 def two_runs_of_two_voxel_spacings(engine: Engine, s3: Any) -> tuple[SyntheticPortal, dict[str, int]]:
     """A dataset of two runs with voxel spacings A and B each, in S3 and in the database."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))

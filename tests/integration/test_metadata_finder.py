@@ -11,7 +11,13 @@ import pytest
 from botocore.stub import Stubber
 
 from annotation_reconciler.db_import.base import FoundItem, ImportProblem
-from annotation_reconciler.db_import.finders import DatasetFinder, MetadataFileFinder, RunFinder, list_folders
+from annotation_reconciler.db_import.finders import (
+    DatasetFinder,
+    MetadataFileFinder,
+    RunFinder,
+    VoxelSpacingFinder,
+    list_folders,
+)
 from annotation_reconciler.errors import StorageError
 from annotation_reconciler.storage.s3 import S3Storage
 from support.world import BUCKET
@@ -74,3 +80,40 @@ def test_a_failed_folder_listing_is_a_storage_error_naming_the_request(s3: Any) 
         with pytest.raises(StorageError) as failed:
             list_folders(S3Storage(s3, BUCKET), "10001/")
     assert (failed.value.operation, failed.value.key, failed.value.code) == ("ListObjectsV2", "10001/", "AccessDenied")
+
+
+def test_a_datasets_runs_are_its_folders_with_run_metadata_and_an_unreadable_one_is_a_problem(s3: Any) -> None:
+    """``Images/`` has no run_metadata.json: not a run, no problem. ``TS_000``'s is not a JSON object: a problem
+    naming its key, and the runs after it are still found."""
+    s3.put_object(Bucket=BUCKET, Key="10001/Images/preview.png", Body=b"png")
+    s3.put_object(Bucket=BUCKET, Key="10001/TS_000/run_metadata.json", Body=b"[1]")
+    for name in ("TS_001", "TS_002"):
+        s3.put_object(Bucket=BUCKET, Key=f"10001/{name}/run_metadata.json", Body=json.dumps({"run_name": name}))
+    found = RunFinder(S3Storage(s3, BUCKET), "", 10001).find()
+    bad = "10001/TS_000/run_metadata.json"
+    message = f"S3 ParseJSON failed for s3://{BUCKET}/{bad}: ValueError: the document is not a JSON object"
+    assert found.problems == [ImportProblem("dataset 10001", message, bad)]
+    assert found.items == [
+        FoundItem(
+            {"run_name": name},
+            {"dataset_id": 10001, "name": name, "prefix": f"10001/{name}/", "aliased": False},
+            f"10001/{name}/run_metadata.json",
+        )
+        for name in ("TS_001", "TS_002")
+    ]
+
+
+def test_a_named_run_without_run_metadata_is_a_problem_naming_its_key(s3: Any) -> None:
+    found = RunFinder(S3Storage(s3, BUCKET), "", 10001, run_name="TS_009").find()
+    key = "10001/TS_009/run_metadata.json"
+    assert found.items == [] and [(p.scope, p.key) for p in found.problems] == [("dataset 10001", key)]
+    assert found.problems[0].message.startswith(f"S3 GetObject failed for s3://{BUCKET}/{key}: NoSuchKey")
+
+
+def test_a_failed_listing_of_a_runs_voxel_spacings_is_a_problem_naming_its_reconstructions_folder(s3: Any) -> None:
+    with Stubber(s3) as stub:
+        stub.add_client_error("list_objects_v2", service_error_code="InternalError", http_status_code=500)
+        found = VoxelSpacingFinder(S3Storage(s3, BUCKET), "10001/TS_000/", run_id=3).find()
+    folder = "10001/TS_000/Reconstructions/"
+    assert found.items == [] and [(p.scope, p.key) for p in found.problems] == [(f"run {folder}", folder)]
+    assert found.problems[0].message.startswith(f"S3 ListObjectsV2 failed for s3://{BUCKET}/{folder}: InternalError")
