@@ -117,3 +117,31 @@ def test_a_failed_listing_of_a_runs_voxel_spacings_is_a_problem_naming_its_recon
     folder = "10001/TS_000/Reconstructions/"
     assert found.items == [] and [(p.scope, p.key) for p in found.problems] == [(f"run {folder}", folder)]
     assert found.problems[0].message.startswith(f"S3 ListObjectsV2 failed for s3://{BUCKET}/{folder}: InternalError")
+
+
+def test_voxel_spacing_folders_that_read_as_one_spacing_at_the_portals_precision_are_aliased_for_the_whole_run(
+    s3: Any,
+) -> None:
+    """The portal rounds a voxel spacing to 3 decimals: ``VoxelSpacing13.4804`` is ``VoxelSpacing13.480``'s twin.
+    The twin's spacing is found once, marked ``twin``; every spacing of the run is marked ``aliased``."""
+    run = "10001/TS_000/"
+    for folder in ("VoxelSpacing13.480", "VoxelSpacing13.4804", "VoxelSpacing7.000", "NotASpacing"):
+        s3.put_object(Bucket=BUCKET, Key=f"{run}Reconstructions/{folder}/Tomograms/100/t.mrc", Body=b"")
+    storage, folder = S3Storage(s3, BUCKET), f"{run}Reconstructions/"
+    found = VoxelSpacingFinder(storage, run, run_id=3).find()
+
+    def item(spacing: float, name: str, twin: bool) -> FoundItem:
+        prefix = f"{folder}{name}/"
+        return FoundItem(
+            {"voxel_spacing": spacing}, {"run_id": 3, "prefix": prefix, "aliased": True, "twin": twin}, prefix
+        )
+
+    assert found.items == [item(7.0, "VoxelSpacing7.000", False), item(13.48, "VoxelSpacing13.480", True)]
+    assert [(p.scope, p.message.split(";")[0]) for p in found.problems] == [
+        (
+            f"run {folder}",
+            "aliased folders: VoxelSpacing13.480/ and VoxelSpacing13.4804/ both map to voxel spacing 13.48",
+        )
+    ]
+    one = VoxelSpacingFinder(storage, run, run_id=3, voxel_spacing=13.4801).find()  # asked at another precision
+    assert one.items == [item(13.48, "VoxelSpacing13.480", True)]
