@@ -335,16 +335,7 @@ def test_duplicates_whose_metadata_is_present_are_kept_and_reported(engine: Engi
     seed_bucket(s3, portal)
     ids = write_rows(engine, portal)
     original = ids[portal.annotations[0].metadata_key]
-    with engine.begin() as conn:  # a second copy of one annotation, as a re-ingestion without cleanup left it
-        copy = text("""
-            INSERT INTO annotation (run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
-                                    https_metadata_path, annotation_ingest_id, annotation_method, method_type,
-                                    object_id, object_name, deposition_date, release_date, last_modified_date)
-            SELECT run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
-                   https_metadata_path, annotation_ingest_id, annotation_method, method_type,
-                   object_id, object_name, deposition_date, release_date, last_modified_date
-            FROM annotation WHERE id = :id RETURNING id""")
-        duplicate = conn.execute(copy, {"id": original}).scalar_one()
+    duplicate = copy_row(engine, original)  # a second copy of one annotation
 
     with engine.begin() as conn:  # the copy is bound to the voxel spacing, the original is not: the copy is kept
         conn.execute(text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = :id"), {"id": original})
@@ -1054,6 +1045,7 @@ def test_a_row_is_re_pointed_only_when_its_stored_key_is_proven_gone(
     [problem] = [p for p in result.problems if f"annotation {row} stores" in p.message]
     assert old_key in problem.message and problem.key == moved.metadata_key
     assert f"same annotation; {KEPT_BECAUSE[old_key_state].format(twin=twin)}" in problem.message, problem.message
+    assert problem.message.endswith("nothing of it is written (remove the stray file, then ingest again)")
     assert failed == (["ListObjectsV2"] if old_key_state == "unlisted" else [])
 
 
@@ -1071,6 +1063,63 @@ def make_legacy(engine: Engine, row: int, stored_path: str) -> None:
             text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = NULL WHERE id = :id"),
             {"p": stored_path, "id": row},
         )
+
+
+def copy_row(engine: Engine, row: int) -> int:
+    """A second row of ``row``'s annotation (same natural key, no shapes), as a re-ingestion without cleanup left it."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                text("""
+                INSERT INTO annotation (run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
+                                        https_metadata_path, annotation_ingest_id, annotation_method, method_type,
+                                        object_id, object_name, deposition_date, release_date, last_modified_date)
+                SELECT run_id, deposition_id, tomogram_voxel_spacing_id, s3_metadata_path,
+                       https_metadata_path, annotation_ingest_id, annotation_method, method_type,
+                       object_id, object_name, deposition_date, release_date, last_modified_date
+                FROM annotation WHERE id = :id RETURNING id"""),
+                {"id": row},
+            ).scalar_one()
+        )
+
+
+def voxel_spacing_ids(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {prefix: i for prefix, i in conn.execute(text("SELECT s3_prefix, id FROM tomogram_voxel_spacing"))}
+
+
+@pytest.mark.parametrize("exact", ["the row storing the found key", "a legacy row before one bound elsewhere"])
+def test_of_two_rows_of_one_annotation_the_import_takes_the_one_its_rank_prefers(
+    engine: Engine, s3: Any, exact: str
+) -> None:
+    """Two rows of one annotation, neither bound to this voxel spacing as it should be. First choice: the row whose
+    stored key is the found one, over a row bound here whose key is gone. Else a legacy row (no voxel spacing) over
+    an older one bound to another voxel spacing by mistake. The row taken carries the found key; the other, its key
+    gone from this voxel spacing's folder, is purged."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    found = portal.annotations[0]
+    folder = found.voxel_spacing_prefix
+    here = next(i for prefix, i in voxel_spacing_ids(engine).items() if prefix.endswith(folder))
+    elsewhere = next(i for i in voxel_spacing_ids(engine).values() if i != here)
+    original, copy = ids[found.metadata_key], copy_row(engine, ids[found.metadata_key])
+    gone = [LAYOUT.s3_path(f"{folder}Annotations/{n}/gone-1.0.json") for n in (998, 999)]
+    with engine.begin() as conn:
+        move = text("UPDATE annotation SET s3_metadata_path = :p, tomogram_voxel_spacing_id = :v WHERE id = :id")
+        if exact == "the row storing the found key":  # the original (legacy now) stores it; the copy is bound here
+            conn.execute(move, {"p": LAYOUT.s3_path(found.metadata_key), "v": None, "id": original})
+            conn.execute(move, {"p": gone[0], "v": here, "id": copy})
+            taken, other, purged = original, copy, [copy]
+        else:  # the original is bound to the other voxel spacing, the copy is a legacy row: both keys gone
+            conn.execute(move, {"p": gone[0], "v": elsewhere, "id": original})
+            conn.execute(move, {"p": gone[1], "v": None, "id": copy})
+            taken, other, purged = copy, original, []
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert stored_paths(engine)[taken] == LAYOUT.s3_path(found.metadata_key) and result.deleted == purged
+    assert stored_paths(engine).get(other) == (None if purged else gone[0])
 
 
 @pytest.mark.parametrize("spelling", ["digits", "case"])
