@@ -635,6 +635,26 @@ def two_runs_of_two_voxel_spacings(engine: Engine, s3: Any) -> tuple[SyntheticPo
     return portal, write_rows(engine, portal)
 
 
+@pytest.mark.parametrize("files", [None, "not a list", {"path": "a dict"}])
+def test_metadata_whose_files_are_not_a_list_is_a_problem_and_nothing_of_it_is_written(
+    engine: Engine, s3: Any, files: Any
+) -> None:
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    seed_bucket(s3, portal)
+    write_rows(engine, portal)
+    broken = portal.annotations[0]
+    document = json.loads(s3.get_object(Bucket=BUCKET, Key=broken.metadata_key)["Body"].read())
+    s3.put_object(Bucket=BUCKET, Key=broken.metadata_key, Body=json.dumps(document | {"files": files}))
+    before = counts(engine)
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert [(p.message, p.key) for p in result.problems] == [
+        ("not imported: files is missing or not a list", broken.metadata_key)
+    ]
+    assert result.deleted == [] and counts(engine) == before
+
+
 def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(engine: Engine, s3: Any) -> None:
     """A legacy row whose metadata is under voxel spacing A but with a file in B, and a row of run R2 bound
     to R1's voxel spacing (a bad backfill): importing B / R1 lists only there, which proves nothing of them."""
