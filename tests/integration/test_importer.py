@@ -641,10 +641,15 @@ def test_metadata_whose_files_are_not_a_list_is_a_problem_and_nothing_of_it_is_w
 ) -> None:
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
     seed_bucket(s3, portal)
-    write_rows(engine, portal)
-    broken = portal.annotations[0]
+    ids = write_rows(engine, portal)
+    broken, *others = sorted(portal.annotations, key=lambda a: a.metadata_key)  # the first the import reads
     document = json.loads(s3.get_object(Bucket=BUCKET, Key=broken.metadata_key)["Body"].read())
     s3.put_object(Bucket=BUCKET, Key=broken.metadata_key, Body=json.dumps(document | {"files": files}))
+    with engine.begin() as conn:  # a row the import must still correct: the ones after the broken file are read
+        conn.execute(
+            text("UPDATE annotation SET annotation_method = 'stale' WHERE id = :id"),
+            {"id": ids[others[-1].metadata_key]},
+        )
     before = counts(engine)
 
     result = run_ingest(engine, s3, max_purge_fraction=1.0)
@@ -653,6 +658,11 @@ def test_metadata_whose_files_are_not_a_list_is_a_problem_and_nothing_of_it_is_w
         ("not imported: files is missing or not a list", broken.metadata_key)
     ]
     assert result.deleted == [] and counts(engine) == before
+    with engine.connect() as conn:
+        method = conn.execute(
+            text("SELECT annotation_method FROM annotation WHERE id = :id"), {"id": ids[others[-1].metadata_key]}
+        )
+        assert method.scalar_one() != "stale"
 
 
 def test_rows_whose_metadata_lies_outside_the_listed_prefix_are_left_in_place(engine: Engine, s3: Any) -> None:
@@ -947,7 +957,10 @@ def test_a_copy_of_a_metadata_file_re_points_no_row(engine: Engine, s3: Any, whe
 
     assert not result.ok and result.deleted == []
     [twice] = [p for p in result.problems if "found twice" in p.message]
-    assert stray in twice.message and original.metadata_key in twice.message
+    assert twice.key == stray and twice.message.endswith(
+        f" found twice, in {stray} and {original.metadata_key}: neither is imported and no row is re-pointed to "
+        "either (keep one of the files, then ingest again)"
+    )
     assert stored_paths(engine) == before  # no row re-pointed, none inserted for the copy
     assert result.inserted["annotation"] == 0
 
@@ -955,6 +968,28 @@ def test_a_copy_of_a_metadata_file_re_points_no_row(engine: Engine, s3: Any, whe
     again = run_ingest(engine, s3, max_purge_fraction=1.0)
     assert again.ok and again.deleted == [] and stored_paths(engine) == before
     assert stored_paths(engine)[ids[original.metadata_key]] == LAYOUT.s3_path(original.metadata_key)
+
+
+def test_a_row_whose_annotation_is_found_twice_elsewhere_is_kept_though_its_own_key_is_gone(
+    engine: Engine, s3: Any
+) -> None:
+    """The row's stored key is gone, and two other files hold its annotation: either may be the stray copy, so its
+    natural key is held back, and a row of a held key is no cleanup candidate."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    moved = portal.annotations[1]
+    copies = sorted(copy_key(moved.metadata_key, where) for where in ("beside", "in another folder"))
+    for copy in copies:
+        s3.copy_object(Bucket=BUCKET, Key=copy, CopySource={"Bucket": BUCKET, "Key": moved.metadata_key})
+    s3.delete_object(Bucket=BUCKET, Key=moved.metadata_key)
+    before = stored_paths(engine)
+
+    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert [p.key for p in result.problems if "found twice" in p.message] == [copies[0]]
+    assert result.deleted == [] and stored_paths(engine) == before and ids[moved.metadata_key] in before
+    assert [r.left_in_place for r in result.voxel_spacings] == [[]]  # no cleanup candidate at all
 
 
 def test_a_copy_in_another_voxel_spacing_re_points_no_row(engine: Engine, s3: Any) -> None:
