@@ -606,6 +606,48 @@ def test_an_aliased_voxel_spacing_folder_stops_the_cleanup(engine: Engine, s3: A
     assert sum(dry.inserted.values()) == sum(dry.updated.values()) == 0  # no row re-pointed into the stray folder
 
 
+def test_a_voxel_spacing_beside_an_aliased_one_is_not_cleaned_up_either(
+    engine: Engine, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``VoxelSpacing13.4800/`` beside ``VoxelSpacing13.480/``: nothing is imported from the twins, and the run's
+    other voxel spacing imports but keeps its rows whose metadata is gone (the run holds aliased folders)."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=1, voxel_spacings_per_run=2))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    twin, other = portal.runs[0].voxel_spacings
+    s3.put_object(Bucket=BUCKET, Key="10001/TS_000/Reconstructions/VoxelSpacing13.4800/Tomograms/100/t.mrc", Body=b"")
+    gone = in_run(portal, "TS_000", other)[0]
+    s3.delete_object(Bucket=BUCKET, Key=gone.metadata_key)
+
+    with caplog.at_level("INFO", logger="annotation_reconciler.db_import.service"):
+        result = run_ingest(engine, s3, max_purge_fraction=1.0)
+
+    assert result.deleted == [] and ids[gone.metadata_key] in annotation_ids(engine)
+    off = {r.prefix: r.cleanup_off for r in result.voxel_spacings}
+    twin_prefix = in_run(portal, "TS_000", twin)[0].voxel_spacing_prefix
+    assert off == {
+        twin_prefix: "aliased folders: nothing imported from this voxel spacing",
+        gone.voxel_spacing_prefix: "aliased folders in the run",
+    }
+    assert f"{twin_prefix}: aliased folders: nothing imported from this voxel spacing" in caplog.messages
+
+
+def test_the_legacy_rows_of_every_run_are_reported(engine: Engine, s3: Any) -> None:
+    """Importing one voxel spacing of each run leaves the rows unbound in the other one legacy: all are reported."""
+    portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2, voxel_spacings_per_run=2))
+    seed_bucket(s3, portal)
+    ids = write_rows(engine, portal)
+    first, second = portal.runs[0].voxel_spacings
+    legacy = [ids[in_run(portal, run, second)[0].metadata_key] for run in ("TS_000", "TS_001")]
+    with engine.begin() as conn:
+        unbind = text("UPDATE annotation SET tomogram_voxel_spacing_id = NULL WHERE id = ANY(:ids)")
+        conn.execute(unbind, {"ids": legacy})
+
+    result = run_ingest(engine, s3, voxel_spacing=first)
+
+    assert result.ok and sorted(row.id for row in result.legacy) == sorted(legacy)
+
+
 def test_an_aliased_run_folder_stops_the_cleanup_of_that_run_and_only_that_run(engine: Engine, s3: Any) -> None:
     """A stray run folder equal to a run's but for letter case (``ts_000/`` beside ``TS_000/``): either could be the
     stray one, so the run keeps its rows whose metadata is gone; the dataset's other run is cleaned up as usual."""
