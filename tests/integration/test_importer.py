@@ -630,6 +630,11 @@ def test_a_voxel_spacing_beside_an_aliased_one_is_not_cleaned_up_either(
         gone.voxel_spacing_prefix: "aliased folders in the run",
     }
     assert f"{twin_prefix}: aliased folders: nothing imported from this voxel spacing" in caplog.messages
+    assert any(
+        m.startswith("voxel spacing ")
+        and m.endswith(f" ({gone.voxel_spacing_prefix}): sibling cleanup not run (aliased folders in the run)")
+        for m in caplog.messages
+    ), caplog.messages
 
 
 def test_the_legacy_rows_of_every_run_are_reported(engine: Engine, s3: Any) -> None:
@@ -648,7 +653,9 @@ def test_the_legacy_rows_of_every_run_are_reported(engine: Engine, s3: Any) -> N
     assert result.ok and sorted(row.id for row in result.legacy) == sorted(legacy)
 
 
-def test_an_aliased_run_folder_stops_the_cleanup_of_that_run_and_only_that_run(engine: Engine, s3: Any) -> None:
+def test_an_aliased_run_folder_stops_the_cleanup_of_that_run_and_only_that_run(
+    engine: Engine, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A stray run folder equal to a run's but for letter case (``ts_000/`` beside ``TS_000/``): either could be the
     stray one, so the run keeps its rows whose metadata is gone; the dataset's other run is cleaned up as usual."""
     portal = build_portal(PortalSpec(datasets=1, runs_per_dataset=2))
@@ -658,7 +665,10 @@ def test_an_aliased_run_folder_stops_the_cleanup_of_that_run_and_only_that_run(e
     kept, gone = in_run(portal, "TS_000")[0], in_run(portal, "TS_001")[0]
     for stale in (kept, gone):
         s3.delete_object(Bucket=BUCKET, Key=stale.metadata_key)
-    result = run_ingest(engine, s3, max_purge_fraction=1.0)
+    with caplog.at_level("INFO", logger="annotation_reconciler.db_import.service"):
+        result = run_ingest(engine, s3, max_purge_fraction=1.0)
+    removed = f" ({gone.voxel_spacing_prefix}): removed stale annotations {ids[gone.metadata_key]}"
+    assert any(m.startswith("voxel spacing ") and m.endswith(removed) for m in caplog.messages), caplog.messages
     told = (
         "aliased folders: TS_000/ and ts_000/ both map to one run (names equal but for spelling); nothing is imported "
         "from them and sibling cleanup of this run is skipped (remove or rename the stray folder, then ingest again)"
