@@ -388,7 +388,9 @@ ELSEWHERE = "30001/RUN1/Reconstructions/VoxelSpacing12.300/Elsewhere/100-foo-1.0
 
 
 @pytest.mark.parametrize("where", ["under Annotations/", "elsewhere"])
-def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(engine: Engine, bucket: Any, where: str) -> None:
+def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(
+    engine: Engine, bucket: Any, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """An S3 error is never "0 bytes": the stored size stays, the scope reports it and removes nothing. Files
     under the voxel spacing's Annotations/ are sized by one listing of it (not the metadata listing, which skips
     zarr chunks and sends MaxKeys), a file elsewhere by a LIST of its own path."""
@@ -406,9 +408,12 @@ def test_a_file_size_s3_could_not_tell_keeps_the_stored_one(engine: Engine, buck
     else:
         failed = fail_listing(bucket, lambda params: params.get("Prefix") == FILES and "MaxKeys" not in params)
 
-    result = run_ingest(engine, bucket)
+    with caplog.at_level("INFO", logger="annotation_reconciler.db_import.service"):
+        result = run_ingest(engine, bucket)
 
     assert failed and not result.ok
+    skipped = [m for m in caplog.messages if m.endswith(": cleanup skipped, S3 was not read completely")]
+    assert len(skipped) == 1 and skipped[0].startswith("voxel spacing "), caplog.messages
     unknown = {p.key: p.message for p in result.problems if "file size unknown" in p.message}  # the files S3 hid
     assert unknown[key].startswith("file size unknown, the stored one kept: S3 ListObjectsV2")
     assert only_file(engine, "Point")["file_size"] == 123
