@@ -56,6 +56,7 @@ from tools.mutation_results import (
     KILLED,
     ROOT,
     UsageError,
+    killed,
     measured_only,
     modules_of,
     mutmut_config,
@@ -159,17 +160,16 @@ def report(
     for module, c in sorted(by_module.items()):
         n = sum(c.values())
         cells = " | ".join(str(c[s]) for s in ORDER if counts[s])
-        print(f"| {module} | {n} | {cells} | {100 * sum(c[s] for s in KILLED) / n:.1f} |")
+        print(f"| {module} | {n} | {cells} | {100 * killed(c) / n:.1f} |")
     cells = " | ".join(str(counts[s]) for s in ORDER if counts[s])
-    killed = sum(counts[s] for s in KILLED)
-    score = 100 * killed / total
+    score = 100 * killed(counts) / total
     print(f"| **all** | {total} | {cells} | **{score:.1f}** |")
     others = sorted(set(counts) - set(ORDER))
     if others:
         print(f"other verdicts: {', '.join(f'{s} {counts[s]}' for s in others)}")
     print()
     wall = f" ; wall time {wall_s / 60:.1f} min" if wall_s else ""
-    print(f"score: {killed} killed / {total} mutants = {score:.1f} %{wall}")
+    print(f"score: {killed(counts)} killed / {total} mutants = {score:.1f} %{wall}")
 
     # a mutant not checked (a run stopped, or still going) has no verdict to show
     unkilled = sorted(name for name, status in found.items() if status not in {*KILLED, "not checked"})

@@ -24,7 +24,13 @@ class UsageError(Exception):
 
 #: The verdicts that count as killed: a test failed, or mypy rejected the mutant (``make test`` runs ``make lint``,
 #: mypy strict, before any test; tools/mutmut_typecheck.py).
-KILLED = ("killed", "caught by type check")
+BY_MYPY = "caught by type check"
+KILLED = ("killed", BY_MYPY)
+
+
+def killed(counts: Counter[str]) -> int:
+    """How many of these verdicts count as killed."""
+    return sum(counts[s] for s in KILLED)
 
 
 def mutmut_config() -> dict[str, object]:

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.docblock import changed_since, drop_block, is_ancestor, read_block, short, write_block
-from tools.mutation_results import KILLED, PACKAGE, ROOT, counts_by_file, counts_by_item, measured_only, module_file
+from tools.mutation_results import (
+    BY_MYPY,
+    KILLED,
+    PACKAGE,
+    ROOT,
+    counts_by_file,
+    counts_by_item,
+    killed,
+    measured_only,
+    module_file,
+)
 
 #: The table's columns of counts; every other verdict is counted under "other".
 COUNTED = ("killed", "survived", "timeout", "no tests")
@@ -46,7 +56,7 @@ class ScoreRow:
     @classmethod
     def of(cls, module: str, counts: Counter[str], commit: str, date: str) -> ScoreRow:
         mutants = sum(counts.values())
-        known = {s: counts[s] for s in COUNTED} | {"killed": sum(counts[s] for s in KILLED)}
+        known = {s: counts[s] for s in COUNTED} | {"killed": killed(counts)}
         return cls(
             module,
             mutants,
@@ -127,11 +137,11 @@ def render_table(rows: dict[str, ScoreRow], modules: list[str], changed: Callabl
     return "\n".join(lines)
 
 
-def survivors_section(
-    module: str, unkilled: list[tuple[str, str, str]], commit: str, date: str, by_mypy: int = 0
-) -> str:
-    """One file's mutants not killed (name, verdict, diff), for MUTATION_SURVIVORS.md; ``by_mypy``: how many of its
-    killed mutants mypy rejected (no test ran for them)."""
+def survivors_section(module: str, verdicts: dict[str, str], diffs: dict[str, str], commit: str, date: str) -> str:
+    """One file's (or function run's) mutants not killed, each with its verdict and diff, for MUTATION_SURVIVORS.md,
+    and how many of its killed mutants mypy rejected (no test ran for them). ``verdicts``: its mutants only."""
+    unkilled = sorted((n, s, diffs.get(n, "")) for n, s in verdicts.items() if s not in KILLED)
+    by_mypy = sum(1 for s in verdicts.values() if s == BY_MYPY)
     caught = f" ({by_mypy} of the killed rejected by mypy, no test run)" if by_mypy else ""
     lines = [f"### `{module}` at `{short(commit)}` ({date}): {len(unkilled)} not killed{caught}", ""]
     for name, status, diff in unkilled:
@@ -189,11 +199,8 @@ def write_documents(
     if not survivors.exists():
         survivors.write_text(SURVIVORS_HEADER)
     for module in sorted(new):
-        unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if module_file(n) == module and s not in KILLED
-        )
-        by_mypy = sum(1 for n, s in found.items() if module_file(n) == module and s == KILLED[1])
-        write_block(survivors, f"survivors {module}", survivors_section(module, unkilled, commit, date, by_mypy))
+        mine = {n: s for n, s in found.items() if module_file(n) == module}
+        write_block(survivors, f"survivors {module}", survivors_section(module, mine, diffs, commit, date))
     dropped = drop_superseded_functions(markdown, lambda old, new: is_ancestor(old, new, ROOT))
     if dropped:
         print(f"mutate: the whole-file rows measured again {len(dropped)} function runs, removed: {' '.join(dropped)}")
@@ -237,11 +244,8 @@ def write_function_documents(
     if not survivors.exists():
         survivors.write_text(SURVIVORS_HEADER)
     for item in sorted(new):
-        unkilled = sorted(
-            (n, s, diffs.get(n, "")) for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s not in KILLED
-        )
-        by_mypy = sum(1 for n, s in found.items() if fnmatch.fnmatch(n, patterns[item]) and s == KILLED[1])
-        write_block(survivors, f"survivors {item}", survivors_section(item, unkilled, commit, date, by_mypy))
+        mine = {n: s for n, s in found.items() if fnmatch.fnmatch(n, patterns[item])}
+        write_block(survivors, f"survivors {item}", survivors_section(item, mine, diffs, commit, date))
 
 
 def write_scores(
